@@ -1,0 +1,155 @@
+"""The cost tracker: the one gate every model call passes through.
+
+Before a call it reserves the call's worst-case cost and refuses the call if that could take the run past
+its credit limit; after the call it books the actual cost in the ledger and announces it. Reservations
+make the check hold even when several actors' calls are in flight at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.events import EventBus, EventType
+from engine.llm.provider import LLMProvider, LLMRequest, LLMResponse
+from engine.state import CostRecord, PhaseName
+
+WARNING_RATIO = 0.8
+
+
+class CreditLimitExceeded(Exception):
+    """A call was not made because it could have taken the run past its credit limit."""
+
+    def __init__(self, *, spent: float, projected: float, limit: float, purpose: str) -> None:
+        self.spent, self.projected, self.limit = spent, projected, limit
+        super().__init__(
+            f"credit limit ${limit:.4f} reached: ${spent:.4f} spent, the next call ({purpose}) "
+            f"could cost up to ${projected:.4f}; resume with a higher limit to continue"
+        )
+
+
+@dataclass
+class CostTotals:
+    spent: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    calls: int = 0
+
+
+class CostTracker:
+    """Books every call of one run. `take_records()` hands new ledger lines to the orchestrator."""
+
+    def __init__(
+        self,
+        *,
+        provider: LLMProvider,
+        bus: EventBus,
+        run_id: str,
+        credit_limit: float | None,
+        already_spent: float = 0.0,
+    ) -> None:
+        self.provider = provider
+        self.bus = bus
+        self.run_id = run_id
+        self.credit_limit = credit_limit
+        self.totals = CostTotals(spent=already_spent)
+        self._reserved = 0.0
+        self._new_records: list[CostRecord] = []
+        # A resumed run that already passed the warning line must not warn again.
+        self._warned = credit_limit is not None and already_spent >= WARNING_RATIO * credit_limit
+
+    @property
+    def remaining(self) -> float | None:
+        if self.credit_limit is None:
+            return None
+        return max(0.0, self.credit_limit - self.totals.spent)
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        purpose = request.purpose
+        projected = self.provider.max_cost(request)
+        # Check and reserve with no await in between: concurrent calls see each other's reservations.
+        if self.credit_limit is not None and self.totals.spent + self._reserved + projected > self.credit_limit:
+            label = f"{purpose.task} for {purpose.actor or 'the world'}, turn {purpose.turn}"
+            error = CreditLimitExceeded(
+                spent=self.totals.spent + self._reserved, projected=projected, limit=self.credit_limit, purpose=label
+            )
+            await self.bus.emit(
+                EventType.CREDIT_LIMIT_EXCEEDED,
+                {
+                    "spent": self.totals.spent,
+                    "reserved": self._reserved,
+                    "projected": projected,
+                    "limit": self.credit_limit,
+                    "turn": purpose.turn,
+                    "phase": purpose.phase,
+                    "actor": purpose.actor,
+                    "reason": str(error),
+                },
+                run_id=self.run_id,
+                source="cost_tracker",
+            )
+            raise error
+        self._reserved += projected
+        try:
+            response = await self.provider.complete(request)
+        finally:
+            self._reserved -= projected
+        await self._book(request, response)
+        return response
+
+    async def _book(self, request: LLMRequest, response: LLMResponse) -> None:
+        purpose = request.purpose
+        record = CostRecord(
+            turn=purpose.turn,
+            phase=PhaseName(purpose.phase),
+            actor=purpose.actor,
+            model=response.model,
+            provider=response.provider,
+            input_tokens=response.input_tokens,
+            output_tokens=response.output_tokens,
+            cost=response.cost,
+            cached=response.cached,
+        )
+        self._new_records.append(record)
+        totals = self.totals
+        totals.spent += record.cost
+        totals.input_tokens += record.input_tokens
+        totals.output_tokens += record.output_tokens
+        totals.calls += 1
+        await self.bus.emit(
+            EventType.COST_INCURRED,
+            {
+                **_record_json(record),
+                "task": purpose.task,
+                "latency_ms": round(response.latency_ms, 3),
+                "total_cost": totals.spent,
+                "credit_limit": self.credit_limit,
+            },
+            run_id=self.run_id,
+            source="cost_tracker",
+        )
+        if self.credit_limit and not self._warned and totals.spent >= WARNING_RATIO * self.credit_limit:
+            self._warned = True
+            await self.bus.emit(
+                EventType.CREDIT_LIMIT_WARNING,
+                {"spent": totals.spent, "limit": self.credit_limit, "ratio": totals.spent / self.credit_limit},
+                run_id=self.run_id,
+                source="cost_tracker",
+            )
+
+    def take_records(self) -> tuple[CostRecord, ...]:
+        records, self._new_records = tuple(self._new_records), []
+        return records
+
+
+def _record_json(record: CostRecord) -> dict:
+    return {
+        "turn": record.turn,
+        "phase": record.phase.value,
+        "actor": record.actor,
+        "model": record.model,
+        "provider": record.provider,
+        "input_tokens": record.input_tokens,
+        "output_tokens": record.output_tokens,
+        "cost": record.cost,
+        "cached": record.cached,
+    }

@@ -1,0 +1,248 @@
+"""Event types, the frozen Event record and the EventBus that carries them.
+
+Events are the spine of Scenario Lab: every state change the engine makes is announced as an Event with a
+per-run sequence number, so that persistence, live pages and the terminal can follow a run without the
+engine knowing about any of them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any, Union
+
+logger = logging.getLogger(__name__)
+
+
+class EventType(StrEnum):
+    """Every kind of event the engine emits. The value is the wire name (`"turn_completed"`)."""
+
+    # Scenario lifecycle. data: {"status", "turn", "max_turns"} plus "reason" / "error" where relevant.
+    SCENARIO_STARTED = "scenario_started"
+    SCENARIO_RESUMED = "scenario_resumed"
+    SCENARIO_PAUSED = "scenario_paused"
+    SCENARIO_HALTED = "scenario_halted"
+    SCENARIO_CANCELLED = "scenario_cancelled"
+    SCENARIO_COMPLETED = "scenario_completed"
+    SCENARIO_FAILED = "scenario_failed"
+    # Turns. data: {"turn"} plus "error" on failure.
+    TURN_STARTED = "turn_started"
+    TURN_COMPLETED = "turn_completed"
+    TURN_FAILED = "turn_failed"
+    # Phases. data: {"turn", "phase"} plus "attempt", "error".
+    PHASE_STARTED = "phase_started"
+    PHASE_COMPLETED = "phase_completed"
+    PHASE_FAILED = "phase_failed"
+    # Actor decisions. data: {"turn", "actor"} plus the decision fields or "error".
+    ACTOR_DECISION_STARTED = "actor_decision_started"
+    ACTOR_DECISION_COMPLETED = "actor_decision_completed"
+    ACTOR_DECISION_FAILED = "actor_decision_failed"
+    # A message between actors. data: Communication.to_dict().
+    COMMUNICATION_SENT = "communication_sent"
+    # data: {"turn", "content", "exogenous_events"}.
+    WORLD_STATE_UPDATED = "world_state_updated"
+    # Costs. data: CostRecord.to_dict() plus running totals; warning/exceeded: {"spent", "limit", ...}.
+    COST_INCURRED = "cost_incurred"
+    CREDIT_LIMIT_WARNING = "credit_limit_warning"
+    CREDIT_LIMIT_EXCEEDED = "credit_limit_exceeded"
+    # data: MetricRecord.to_dict().
+    METRIC_RECORDED = "metric_recorded"
+    # Validation. started: {"turn", "checks"}; completed: {"turn", "results"}; failed: a failing result.
+    VALIDATION_STARTED = "validation_started"
+    VALIDATION_COMPLETED = "validation_completed"
+    VALIDATION_FAILED = "validation_failed"
+    # data: {"turn", "status", "location"}.
+    STATE_SAVED = "state_saved"
+    # A subscriber raised. data: {"event_type", "handler", "error"}.
+    HANDLER_FAILED = "handler_failed"
+
+
+WILDCARD = "*"
+
+JSONValue = Union[None, bool, int, float, str, tuple["JSONValue", ...], Mapping[str, "JSONValue"]]
+
+
+def freeze_json(value: Any, path: str = "data") -> JSONValue:
+    """Return a read-only copy of a JSON-compatible value, or raise TypeError naming the offending path.
+
+    Lists become tuples and dicts become mappingproxies, so an Event's payload cannot be changed after
+    it is emitted; `thaw_json` turns it back into plain JSON types.
+    """
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise TypeError(f"{path} is {value!r}; JSON has no NaN or infinity")
+        return value
+    if isinstance(value, Mapping):
+        frozen = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{path} has a non-string key {key!r}")
+            frozen[key] = freeze_json(item, f"{path}.{key}")
+        return MappingProxyType(frozen)
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze_json(item, f"{path}[{i}]") for i, item in enumerate(value))
+    raise TypeError(f"{path} is a {type(value).__name__}, which is not JSON-serialisable")
+
+
+def thaw_json(value: JSONValue) -> Any:
+    """Plain dict/list copy of a frozen JSON value (what `json.dumps` accepts)."""
+    if isinstance(value, Mapping):
+        return {key: thaw_json(item) for key, item in value.items()}
+    if isinstance(value, tuple):
+        return [thaw_json(item) for item in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing that happened in a run. `seq` is monotonic per `run_id`, starting at 1."""
+
+    type: EventType
+    data: Mapping[str, JSONValue]
+    run_id: str
+    seq: int
+    timestamp: float = field(default_factory=time.time)
+    source: str = "engine"
+    correlation_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type.value,
+            "data": thaw_json(self.data),
+            "run_id": self.run_id,
+            "seq": self.seq,
+            "timestamp": self.timestamp,
+            "source": self.source,
+            "correlation_id": self.correlation_id,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Event:
+        return cls(
+            type=EventType(raw["type"]),
+            data=freeze_json(raw.get("data") or {}),  # type: ignore[arg-type]
+            run_id=raw["run_id"],
+            seq=int(raw["seq"]),
+            timestamp=float(raw["timestamp"]),
+            source=raw.get("source", "engine"),
+            correlation_id=raw.get("correlation_id"),
+        )
+
+
+Handler = Callable[[Event], Union[None, Awaitable[None]]]
+
+
+class EventBus:
+    """Publish/subscribe for engine events.
+
+    Handlers run in registration order, sync or async, each awaited before the next so that a subscriber
+    sees events in emit order. A handler that raises is logged and reported as a HANDLER_FAILED event;
+    it never stops the run or the other handlers.
+    """
+
+    def __init__(self, *, keep_history: bool = False, history_limit: int | None = None) -> None:
+        self._subscriptions: list[tuple[str, Handler]] = []
+        self._last_seq: dict[str, int] = {}
+        self.keep_history = keep_history
+        self._history: list[Event] = []
+        self._history_limit = history_limit
+
+    def on(self, event_type: EventType | str, handler: Handler | None = None) -> Any:
+        """Subscribe to one type (or "*" for all). Usable as `@bus.on(type)` or `bus.on(type, fn)`."""
+        key = WILDCARD if event_type == WILDCARD else EventType(event_type).value
+
+        def register(fn: Handler) -> Handler:
+            self._subscriptions.append((key, fn))
+            return fn
+
+        return register(handler) if handler is not None else register
+
+    def off(self, event_type: EventType | str, handler: Handler) -> None:
+        key = WILDCARD if event_type == WILDCARD else EventType(event_type).value
+        self._subscriptions = [(k, h) for k, h in self._subscriptions if not (k == key and h == handler)]
+
+    def resume_sequence(self, run_id: str, last_seq: int) -> None:
+        """Continue numbering after `last_seq`, e.g. when a stored run is resumed in a new process."""
+        self._last_seq[run_id] = max(last_seq, self._last_seq.get(run_id, 0))
+
+    def last_seq(self, run_id: str) -> int:
+        return self._last_seq.get(run_id, 0)
+
+    async def emit(
+        self,
+        event_type: EventType | str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        run_id: str,
+        source: str = "engine",
+        correlation_id: str | None = None,
+    ) -> Event:
+        seq = self._last_seq.get(run_id, 0) + 1
+        event = Event(
+            type=EventType(event_type),
+            data=freeze_json(data or {}),  # type: ignore[arg-type]
+            run_id=run_id,
+            seq=seq,
+            source=source,
+            correlation_id=correlation_id,
+        )
+        self._last_seq[run_id] = seq
+        await self.publish(event)
+        return event
+
+    async def publish(self, event: Event) -> None:
+        """Deliver an already-numbered event (replays and relays use this; `emit` numbers new ones)."""
+        if self.keep_history:
+            self._history.append(event)
+            if self._history_limit is not None and len(self._history) > self._history_limit:
+                del self._history[: len(self._history) - self._history_limit]
+        for key, handler in list(self._subscriptions):
+            if key != WILDCARD and key != event.type.value:
+                continue
+            try:
+                result = handler(event)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:  # noqa: BLE001 - a subscriber must never stop the run
+                await self._report_handler_failure(event, handler, exc)
+
+    async def _report_handler_failure(self, event: Event, handler: Handler, exc: Exception) -> None:
+        name = getattr(handler, "__qualname__", repr(handler))
+        logger.exception("event handler %s failed on %s #%s", name, event.type.value, event.seq)
+        if event.type is EventType.HANDLER_FAILED:
+            return  # a failing failure-handler is only logged, or it would loop forever
+        await self.emit(
+            EventType.HANDLER_FAILED,
+            {"event_type": event.type.value, "event_seq": event.seq, "handler": name, "error": repr(exc)},
+            run_id=event.run_id,
+            source="event_bus",
+            correlation_id=event.correlation_id,
+        )
+
+    def get_history(self, event_type: EventType | str | None = None) -> list[Event]:
+        if event_type is None:
+            return list(self._history)
+        wanted = EventType(event_type)
+        return [event for event in self._history if event.type is wanted]
+
+    def clear_history(self) -> None:
+        self._history.clear()
+
+
+_default_bus: EventBus | None = None
+
+
+def default_bus() -> EventBus:
+    """The optional process-wide bus, for scripts that do not want to pass one around."""
+    global _default_bus
+    if _default_bus is None:
+        _default_bus = EventBus()
+    return _default_bus

@@ -1,0 +1,1 @@
+"""Language model providers, the request/response protocol, and structured-output parsing."""

@@ -1,0 +1,48 @@
+"""Turning a model's answer into validated data: strict JSON first, then json-repair, then a clear error."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+import json_repair
+from pydantic import BaseModel, ValidationError
+
+from engine.llm.provider import StructuredOutputError
+
+T = TypeVar("T", bound=BaseModel)
+
+
+def json_schema_for(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON schema sent as `response_format`; strict providers want no extra keys."""
+    schema = model.model_json_schema()
+    schema.setdefault("additionalProperties", False)
+    return schema
+
+
+def _strip_fences(text: str) -> str:
+    stripped = text.strip()
+    if stripped.startswith("```"):
+        stripped = stripped.split("\n", 1)[1] if "\n" in stripped else ""
+        stripped = stripped.rsplit("```", 1)[0]
+    return stripped.strip()
+
+
+def parse_structured(text: str, model: type[T]) -> T:
+    """Validate `text` as `model`, repairing near-JSON (trailing commas, fences, cut-off objects)."""
+    candidate = _strip_fences(text)
+    try:
+        raw: Any = json.loads(candidate)
+    except json.JSONDecodeError:
+        raw = json_repair.loads(candidate)
+    if not isinstance(raw, dict):
+        raise StructuredOutputError(
+            f"expected a JSON object for {model.__name__}, got {type(raw).__name__}", raw_text=text
+        )
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']) or '(root)'}: {error['msg']}" for error in exc.errors()
+        )
+        raise StructuredOutputError(f"{model.__name__} does not match the schema: {problems}", raw_text=text) from None

@@ -1,0 +1,93 @@
+"""The provider protocol: one request in, one response out, with tokens and cost.
+
+Every provider (offline, OpenAI-compatible, a test double) implements `LLMProvider`; nothing in the engine
+calls a provider directly except the cost tracker, so every call is priced, checked against the credit
+limit and recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallPurpose:
+    """Why a call is made: what the ledger books it under, and what an offline provider composes."""
+
+    task: str  # e.g. "decision", "outreach", "reply", "world_update", "metric", "validation"
+    phase: str
+    turn: int
+    actor: str | None = None
+    # Small structured hints for providers that compose instead of generate (the offline provider).
+    hints: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LLMRequest:
+    messages: tuple[Message, ...]
+    model: str
+    purpose: CallPurpose
+    json_schema: Mapping[str, Any] | None = None
+    schema_name: str | None = None
+    temperature: float = 0.7
+    seed: int | None = None
+    max_tokens: int = 1200
+
+    @property
+    def prompt_text(self) -> str:
+        return "\n\n".join(message.content for message in self.messages)
+
+
+@dataclass(frozen=True, slots=True)
+class LLMResponse:
+    text: str
+    input_tokens: int
+    output_tokens: int
+    cost: float
+    model: str
+    provider: str
+    latency_ms: float = 0.0
+    data: Any = None  # the parsed JSON, when the request asked for a schema
+    cached: bool = False
+
+
+@runtime_checkable
+class LLMProvider(Protocol):
+    name: str
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        """Answer the request. Raise `LLMError` subclasses for failures the caller may handle."""
+        ...
+
+    def max_cost(self, request: LLMRequest) -> float:
+        """The most this call can cost (input as sent, output at max_tokens): the credit-limit check."""
+        ...
+
+
+class LLMError(Exception):
+    """A provider could not answer. `retryable` tells the error policy whether another try may help."""
+
+    retryable: bool = False
+
+
+class StructuredOutputError(LLMError):
+    """The model answered, but not with data matching the requested schema."""
+
+    def __init__(self, message: str, *, raw_text: str = "") -> None:
+        super().__init__(message)
+        self.raw_text = raw_text
+
+
+def estimate_tokens(text: str) -> int:
+    """A cheap token estimate (about four characters per token for English prose)."""
+    return max(1, (len(text) + 3) // 4)

@@ -1,0 +1,1 @@
+"""Phase services: each takes a state and returns the next one."""

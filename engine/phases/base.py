@@ -1,0 +1,107 @@
+"""What every phase shares: the Phase protocol, the context it runs in, and how it stops a turn."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel
+
+from engine.costs import CostTracker, CreditLimitExceeded
+from engine.events import Event, EventBus, EventType
+from engine.llm.parsing import json_schema_for, parse_structured
+from engine.llm.provider import CallPurpose, LLMRequest, LLMResponse, Message
+from engine.scenario.schema import Scenario
+from engine.state import PhaseName, ScenarioState
+
+T = TypeVar("T", bound=BaseModel)
+R = TypeVar("R")
+
+
+class PhaseInterrupted(Exception):
+    """A phase stopped part-way but some of its work is good: keep `partial_state`, then handle `cause`."""
+
+    def __init__(self, partial_state: ScenarioState, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.partial_state = partial_state
+        self.cause = cause
+
+
+class HaltRequested(Exception):
+    """A phase asks to stop the run (a fatal validation finding, a critical metric): status HALTED."""
+
+
+@dataclass
+class PhaseContext:
+    """Everything a phase may use. Phases never call a provider directly: `llm` books every call."""
+
+    scenario: Scenario
+    llm: CostTracker
+    bus: EventBus
+    run_id: str
+    seed: int
+    max_concurrency: int = 8
+
+    async def emit(self, event_type: EventType, data: Mapping[str, Any], *, turn: int | None = None) -> Event:
+        correlation = f"turn-{turn}" if turn is not None else None
+        return await self.bus.emit(event_type, data, run_id=self.run_id, source="engine", correlation_id=correlation)
+
+    def request(
+        self,
+        *,
+        purpose: CallPurpose,
+        model: str,
+        system: str,
+        user: str,
+        output: type[BaseModel] | None = None,
+        max_tokens: int = 1200,
+        temperature: float = 0.7,
+    ) -> LLMRequest:
+        return LLMRequest(
+            messages=(Message("system", system), Message("user", user)),
+            model=model,
+            purpose=purpose,
+            json_schema=json_schema_for(output) if output else None,
+            schema_name=output.__name__ if output else None,
+            temperature=temperature,
+            seed=self.seed,
+            max_tokens=max_tokens,
+        )
+
+    async def complete_text(self, request: LLMRequest) -> LLMResponse:
+        return await self.llm.complete(request)
+
+    async def complete_structured(self, request: LLMRequest, output: type[T]) -> tuple[T, LLMResponse]:
+        response = await self.llm.complete(request)
+        if isinstance(response.data, dict):
+            return output.model_validate(response.data), response
+        return parse_structured(response.text, output), response
+
+    async def gather_limited(self, jobs: Iterable[Callable[[], Awaitable[R]]]) -> list[R | BaseException]:
+        """Run jobs concurrently, at most `max_concurrency` at once; exceptions are returned, not raised."""
+        limit = asyncio.Semaphore(max(1, self.max_concurrency))
+
+        async def limited(job: Callable[[], Awaitable[R]]) -> R:
+            async with limit:
+                return await job()
+
+        return await asyncio.gather(*(limited(job) for job in jobs), return_exceptions=True)
+
+
+class Phase(Protocol):
+    name: PhaseName
+
+    async def run(self, state: ScenarioState, ctx: PhaseContext) -> ScenarioState:
+        """Play this phase of turn `state.current_turn` and return the new state."""
+        ...
+
+
+def first_failure(results: Iterable[object]) -> BaseException | None:
+    """The failure that decides how a phase ends: a credit-limit refusal outranks any other error."""
+    failures = [r for r in results if isinstance(r, BaseException)]
+    for failure in failures:
+        if isinstance(failure, CreditLimitExceeded):
+            return failure
+    return failures[0] if failures else None

@@ -1,0 +1,192 @@
+"""Communication phase: actors make public statements and open bilateral or coalition talks; those
+addressed answer. Two rounds, each with every actor at once: outreach, then replies.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from engine.events import EventType
+from engine.llm.provider import CallPurpose
+from engine.phases.base import PhaseContext, PhaseInterrupted, first_failure
+from engine.phases.prompts import actor_system_prompt, describe_message, other_actors, situation
+from engine.scenario.schema import ActorConfig, CommunicationSettings
+from engine.state import Communication, CommunicationKind, PhaseName, ScenarioState
+
+
+class Conversation(BaseModel):
+    kind: Literal["bilateral", "coalition"]
+    with_: list[str] = Field(alias="with", description="Short names of the actors addressed.")
+    message: str = Field(min_length=1)
+
+    model_config = {"populate_by_name": True}
+
+
+class OutreachOutput(BaseModel):
+    public_statement: str = Field("", description="Said to everyone; empty for none.")
+    conversations: list[Conversation] = Field(default_factory=list)
+
+
+class ReplyOutput(BaseModel):
+    response: str = Field(min_length=1)
+
+
+def outreach_instructions(settings: CommunicationSettings) -> str:
+    allowed = [kind for kind in ("bilateral", "coalition") if getattr(settings, kind)]
+    parts = ["Before deciding, you may talk to the others."]
+    if settings.public:
+        parts.append("`public_statement`: what you say publicly this turn (empty string for nothing).")
+    if allowed and settings.max_per_turn:
+        parts.append(
+            f"`conversations`: up to {settings.max_per_turn} private conversations, each with `kind` "
+            f"({' or '.join(allowed)}), `with` (short names: one for bilateral, two or more for a coalition) "
+            "and `message` (your opening message)."
+        )
+    parts.append("Answer with a JSON object with keys `public_statement` and `conversations`.")
+    return " ".join(parts)
+
+
+class CommunicationPhase:
+    name = PhaseName.COMMUNICATION
+
+    async def run(self, state: ScenarioState, ctx: PhaseContext) -> ScenarioState:
+        settings = ctx.scenario.config.features.communications
+        if not settings.enabled:
+            return state
+        turn = state.current_turn
+        already = {m.sender for m in state.communications_in(turn) if m.in_reply_to is None}
+        pending = [a for a in ctx.scenario.actors if a.short_name not in already]
+        outreach = await ctx.gather_limited([lambda a=a: self._outreach(state, a, settings, ctx) for a in pending])
+        for result in outreach:
+            if isinstance(result, list):
+                for message in result:
+                    state = await self._send(state, message, ctx)
+        failure = first_failure(outreach)
+        if failure is not None:
+            raise PhaseInterrupted(state, failure)
+
+        openings = [m for m in state.communications_in(turn) if m.in_reply_to is None and m.recipients]
+        answered = {(m.in_reply_to, m.sender) for m in state.communications_in(turn) if m.in_reply_to}
+        to_answer = [(m, r) for m in openings for r in m.recipients if (m.id, r) not in answered]
+        replies = await ctx.gather_limited([lambda m=m, r=r: self._reply(state, m, r, ctx) for m, r in to_answer])
+        for result in replies:
+            if isinstance(result, Communication):
+                state = await self._send(state, result, ctx)
+        failure = first_failure(replies)
+        if failure is not None:
+            raise PhaseInterrupted(state, failure)
+        return state
+
+    async def _send(self, state: ScenarioState, message: Communication, ctx: PhaseContext) -> ScenarioState:
+        await ctx.emit(
+            EventType.COMMUNICATION_SENT,
+            {
+                "id": message.id,
+                "turn": message.turn,
+                "kind": message.kind.value,
+                "sender": message.sender,
+                "recipients": list(message.recipients),
+                "content": message.content,
+                "in_reply_to": message.in_reply_to,
+            },
+            turn=message.turn,
+        )
+        return state.with_communication(message)
+
+    async def _outreach(
+        self, state: ScenarioState, actor: ActorConfig, settings: CommunicationSettings, ctx: PhaseContext
+    ) -> list[Communication]:
+        turn = state.current_turn
+        request = ctx.request(
+            purpose=CallPurpose(task="outreach", phase=self.name.value, turn=turn, actor=actor.short_name),
+            model=state.actor(actor.short_name).model,
+            system=actor_system_prompt(ctx.scenario, actor),
+            user="\n\n".join(
+                [
+                    situation(state, ctx.scenario),
+                    other_actors(ctx.scenario, actor.short_name),
+                    outreach_instructions(settings),
+                ]
+            ),
+            output=OutreachOutput,
+            max_tokens=800,
+        )
+        output, _ = await ctx.complete_structured(request, OutreachOutput)
+        return self._messages(output, actor.short_name, turn, settings, {a.short_name for a in ctx.scenario.actors})
+
+    @staticmethod
+    def _messages(
+        output: OutreachOutput, sender: str, turn: int, settings: CommunicationSettings, known: set[str]
+    ) -> list[Communication]:
+        """Keep what the scenario allows: known addressees, enabled kinds, at most max_per_turn talks."""
+        messages: list[Communication] = []
+        if settings.public and output.public_statement.strip():
+            messages.append(
+                Communication(
+                    id=f"t{turn}-{sender}-public",
+                    turn=turn,
+                    kind=CommunicationKind.PUBLIC,
+                    sender=sender,
+                    recipients=(),
+                    content=output.public_statement.strip(),
+                )
+            )
+        opened = 0
+        for talk in output.conversations:
+            if opened >= settings.max_per_turn or not getattr(settings, talk.kind):
+                continue
+            recipients = tuple(dict.fromkeys(r for r in talk.with_ if r in known and r != sender))
+            if (talk.kind == "bilateral" and len(recipients) != 1) or (talk.kind == "coalition" and len(recipients) < 2):
+                continue
+            opened += 1
+            messages.append(
+                Communication(
+                    id=f"t{turn}-{sender}-{opened}",
+                    turn=turn,
+                    kind=CommunicationKind(talk.kind),
+                    sender=sender,
+                    recipients=recipients,
+                    content=talk.message.strip(),
+                )
+            )
+        return messages
+
+    async def _reply(
+        self, state: ScenarioState, opening: Communication, responder: str, ctx: PhaseContext
+    ) -> Communication:
+        turn = state.current_turn
+        actor = ctx.scenario.actor(responder)
+        names = {a.short_name: a.name for a in state.actors}
+        request = ctx.request(
+            purpose=CallPurpose(
+                task="reply",
+                phase=self.name.value,
+                turn=turn,
+                actor=responder,
+                hints={"to": opening.sender, "kind": opening.kind.value},
+            ),
+            model=state.actor(responder).model,
+            system=actor_system_prompt(ctx.scenario, actor),
+            user="\n\n".join(
+                [
+                    situation(state, ctx.scenario),
+                    "## A message addressed to you\n\n" + describe_message(opening, names),
+                    "Reply to it. Answer with a JSON object with key `response` (your reply, in your own voice).",
+                ]
+            ),
+            output=ReplyOutput,
+            max_tokens=600,
+        )
+        output, _ = await ctx.complete_structured(request, ReplyOutput)
+        others = tuple(p for p in opening.participants if p != responder)
+        return Communication(
+            id=f"{opening.id}-re-{responder}",
+            turn=turn,
+            kind=opening.kind,
+            sender=responder,
+            recipients=others,
+            content=output.response.strip(),
+            in_reply_to=opening.id,
+        )

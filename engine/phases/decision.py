@@ -1,0 +1,84 @@
+"""Decision phase: every actor decides at once (under the concurrency cap) and returns validated data."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from engine.events import EventType
+from engine.llm.provider import CallPurpose
+from engine.phases.base import PhaseContext, PhaseInterrupted, first_failure
+from engine.phases.prompts import actor_system_prompt, situation
+from engine.scenario.schema import ActorConfig
+from engine.state import Decision, PhaseName, ScenarioState
+
+
+class DecisionOutput(BaseModel):
+    """What a model (or a human in the seat) must return for a decision."""
+
+    long_term_goals: list[str] = Field(min_length=1, max_length=8, description="Goals for the whole scenario.")
+    short_term_priorities: list[str] = Field(min_length=1, max_length=8, description="Priorities for this turn.")
+    reasoning: str = Field(min_length=1, description="Why this action, given the situation and messages.")
+    action: str = Field(min_length=1, description="What the actor does this turn, concretely.")
+
+
+DECISION_INSTRUCTIONS = (
+    "Decide what you do this turn. Answer with a JSON object with keys `long_term_goals` (list of text), "
+    "`short_term_priorities` (list of text), `reasoning` (text) and `action` (text: concrete, public "
+    "steps you take this turn, in your own voice)."
+)
+
+
+class DecisionPhase:
+    name = PhaseName.DECISION
+
+    async def run(self, state: ScenarioState, ctx: PhaseContext) -> ScenarioState:
+        turn = state.current_turn
+        done = state.decisions_in(turn)
+        pending = [actor for actor in ctx.scenario.actors if actor.short_name not in done]  # a resume skips done ones
+        results = await ctx.gather_limited(
+            [lambda actor=actor: self._decide(state, actor, ctx) for actor in pending]
+        )
+        for result in results:
+            if isinstance(result, Decision):
+                state = state.with_decision(result)
+        failure = first_failure(results)
+        if failure is not None:
+            raise PhaseInterrupted(state, failure)
+        return state
+
+    async def _decide(self, state: ScenarioState, actor: ActorConfig, ctx: PhaseContext) -> Decision:
+        turn = state.current_turn
+        model = state.actor(actor.short_name).model
+        await ctx.emit(EventType.ACTOR_DECISION_STARTED, {"turn": turn, "actor": actor.short_name}, turn=turn)
+        request = ctx.request(
+            purpose=CallPurpose(task="decision", phase=self.name.value, turn=turn, actor=actor.short_name),
+            model=model,
+            system=actor_system_prompt(ctx.scenario, actor),
+            user=f"{situation(state, ctx.scenario, actor.short_name)}\n\n{DECISION_INSTRUCTIONS}",
+            output=DecisionOutput,
+        )
+        try:
+            output, response = await ctx.complete_structured(request, DecisionOutput)
+        except Exception as exc:
+            await ctx.emit(
+                EventType.ACTOR_DECISION_FAILED,
+                {"turn": turn, "actor": actor.short_name, "error": str(exc) or type(exc).__name__},
+                turn=turn,
+            )
+            raise
+        decision = Decision(
+            turn=turn,
+            actor=actor.short_name,
+            long_term_goals=tuple(output.long_term_goals),
+            short_term_priorities=tuple(output.short_term_priorities),
+            reasoning=output.reasoning,
+            action=output.action,
+            model=response.model,
+            provider=response.provider,
+        )
+        await ctx.emit(
+            EventType.ACTOR_DECISION_COMPLETED,
+            {"turn": turn, "actor": actor.short_name, **output.model_dump(), "provider": response.provider},
+            turn=turn,
+        )
+        return decision

@@ -1,0 +1,138 @@
+"""Metrics phase: measures each turn by pattern, keyword or a model's judgement, per world or per actor."""
+
+from __future__ import annotations
+
+import re
+
+from engine.events import EventType
+from engine.llm.provider import CallPurpose
+from engine.phases.base import HaltRequested, PhaseContext, PhaseInterrupted, first_failure
+from engine.scenario.schema import MetricDefinition
+from engine.state import MetricRecord, PhaseName, ScenarioState
+
+MetricValue = float | bool | None
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def extract_by_pattern(metric: MetricDefinition, text: str) -> MetricValue:
+    """Boolean metrics: does the pattern occur. Otherwise the first group of the first match as a number,
+    or, for a pattern without a group, how many times it matches."""
+    pattern = re.compile(metric.extraction.pattern or "", re.IGNORECASE)
+    if metric.type == "boolean":
+        return bool(pattern.search(text))
+    if pattern.groups == 0:
+        return float(len(pattern.findall(text)))
+    match = pattern.search(text)
+    if match is None:
+        return None
+    try:
+        return float(match.group(1).replace(",", ""))
+    except (TypeError, ValueError):
+        return None
+
+
+def extract_by_keywords(metric: MetricDefinition, text: str) -> MetricValue:
+    lowered = text.lower()
+    count = sum(
+        len(re.findall(rf"(?<!\w){re.escape(keyword.lower())}(?!\w)", lowered)) for keyword in metric.extraction.keywords
+    )
+    scoring = metric.extraction.scoring
+    if scoring == "presence":
+        return count > 0
+    if scoring == "density":
+        words = max(1, len(text.split()))
+        return round(count * 1000 / words, 3)
+    return float(count)
+
+
+def number_from_answer(text: str, value_range: tuple[float, float] | None) -> float | None:
+    match = _NUMBER.search(text)
+    if match is None:
+        return None
+    value = float(match.group())
+    if value_range is not None:
+        value = min(max(value, value_range[0]), value_range[1])
+    return value
+
+
+def threshold_level(metric: MetricDefinition, value: MetricValue) -> str | None:
+    limits = metric.thresholds
+    if limits is None or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    above = limits.direction == "above"
+    for level, limit in (("critical", limits.critical), ("warning", limits.warning)):
+        if limit is not None and (value >= limit if above else value <= limit):
+            return level
+    return None
+
+
+class MetricsPhase:
+    name = PhaseName.METRICS
+
+    async def run(self, state: ScenarioState, ctx: PhaseContext) -> ScenarioState:
+        if not ctx.scenario.config.features.metrics_extraction.enabled:
+            return state
+        turn = state.current_turn
+        done = {(m.name, m.actor) for m in state.metrics_in(turn)}
+        jobs = [
+            (metric, actor)
+            for metric in ctx.scenario.metric_definitions
+            if metric.extraction.type != "manual"
+            for actor in self._subjects(metric, state)
+            if (metric.name, actor) not in done
+        ]
+        results = await ctx.gather_limited([lambda m=m, a=a: self._measure(state, m, a, ctx) for m, a in jobs])
+        halt: str | None = None
+        for (metric, actor), result in zip(jobs, results):
+            if isinstance(result, BaseException):
+                continue
+            record = MetricRecord(turn=turn, name=metric.name, value=result, actor=actor, source=metric.extraction.type)
+            level = threshold_level(metric, result)
+            await ctx.emit(
+                EventType.METRIC_RECORDED,
+                {"turn": turn, "name": metric.name, "value": result, "actor": actor, "source": record.source, "threshold": level},
+                turn=turn,
+            )
+            state = state.with_metric(record)
+            if level == "critical" and metric.thresholds and metric.thresholds.halt_on_critical:
+                halt = f"metric {metric.name} reached its critical threshold ({result})"
+        failure = first_failure(results)
+        if failure is not None:
+            raise PhaseInterrupted(state, failure)
+        if halt:
+            raise PhaseInterrupted(state, HaltRequested(halt))
+        return state
+
+    @staticmethod
+    def _subjects(metric: MetricDefinition, state: ScenarioState) -> list[str | None]:
+        """None measures the world; actor-specific metrics measure each actor (or the one named)."""
+        if not metric.actor_specific:
+            return [None]
+        if metric.actor:
+            return [a.short_name for a in state.actors if metric.actor in (a.short_name, a.name)]
+        return [a.short_name for a in state.actors]
+
+    async def _measure(self, state: ScenarioState, metric: MetricDefinition, actor: str | None, ctx: PhaseContext) -> MetricValue:
+        turn = state.current_turn
+        if actor is None:
+            text = state.world.content
+        else:
+            decision = state.decisions_in(turn).get(actor)
+            text = f"{decision.reasoning}\n\n{decision.action}" if decision else ""
+        kind = metric.extraction.type
+        if kind == "pattern":
+            return extract_by_pattern(metric, text)
+        if kind == "keyword":
+            return extract_by_keywords(metric, text)
+        validation = ctx.scenario.validation
+        model = metric.extraction.model or (validation.validation_model if validation else ctx.scenario.config.world_state_model)
+        request = ctx.request(
+            purpose=CallPurpose(task="metric", phase=self.name.value, turn=turn, actor=actor, hints={"metric": metric.name, "range": list(metric.range or (0, 10))}),
+            model=model,
+            system="You measure one quantity in a policy simulation. Answer with only a number.",
+            user=f"{metric.extraction.prompt}\n\n## Text to assess\n\n{text}",
+            max_tokens=20,
+            temperature=0.0,
+        )
+        response = await ctx.complete_text(request)
+        return number_from_answer(response.text, metric.range)

@@ -1,0 +1,91 @@
+"""Persistence: where a run's state goes after every turn and when it stops.
+
+The engine only knows the `StatePersistence` protocol. It ships `FilesystemPersistence` (state JSON plus
+Markdown views in a folder); the Django side implements the same protocol with the ORM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from engine.events import EventBus, EventType
+from engine.state import ScenarioState
+from engine.views.markdown import (
+    communications_markdown,
+    decision_markdown,
+    run_summary_markdown,
+    world_state_markdown,
+)
+
+
+@runtime_checkable
+class StatePersistence(Protocol):
+    async def save(self, state: ScenarioState) -> str:
+        """Store the state; return where it went (a path, a row id) for the STATE_SAVED event."""
+        ...
+
+    async def load(self, run_id: str) -> ScenarioState | None:
+        ...
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so a crash never leaves a half-written file behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class FilesystemPersistence:
+    """`<root>/<run_id>/state.json` plus Markdown views of every turn and a run summary."""
+
+    def __init__(self, root: str | Path, *, per_run_folder: bool = True) -> None:
+        self.root = Path(root)
+        self.per_run_folder = per_run_folder
+
+    def folder(self, run_id: str) -> Path:
+        return self.root / run_id if self.per_run_folder else self.root
+
+    async def save(self, state: ScenarioState) -> str:
+        return await asyncio.to_thread(self._save, state)
+
+    def _save(self, state: ScenarioState) -> str:
+        folder = self.folder(state.run_id)
+        for world in state.world_states:
+            write_atomically(folder / f"world-state-{world.turn:03d}.md", world_state_markdown(state, world.turn))
+        for decision in state.decisions:
+            write_atomically(folder / f"{decision.actor}-{decision.turn:03d}.md", decision_markdown(state, decision))
+        for turn in sorted({m.turn for m in state.communications}):
+            write_atomically(folder / f"communications-{turn:03d}.md", communications_markdown(state, turn))
+        write_atomically(folder / "summary.md", run_summary_markdown(state))
+        # The state goes last: a reader that finds it finds the views of the same moment beside it.
+        state_path = folder / "state.json"
+        write_atomically(state_path, json.dumps(state.to_dict(), indent=2, ensure_ascii=False))
+        return str(state_path)
+
+    async def load(self, run_id: str) -> ScenarioState | None:
+        path = self.folder(run_id) / "state.json"
+        if not path.exists():
+            return None
+        raw = await asyncio.to_thread(path.read_text, encoding="utf-8")
+        return ScenarioState.from_dict(json.loads(raw))
+
+
+async def save_state(persistence: StatePersistence, state: ScenarioState, bus: EventBus) -> None:
+    location = await persistence.save(state)
+    await bus.emit(
+        EventType.STATE_SAVED,
+        {"turn": state.turn, "status": state.status.value, "location": location},
+        run_id=state.run_id,
+        source="persistence",
+    )

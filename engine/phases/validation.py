@@ -1,0 +1,181 @@
+"""Validation phase: QA checks from validation-rules.yaml, asked of a cheap model after each turn.
+
+A check whose prompt speaks of an actor runs once per actor; the others run once per turn. Findings are
+recorded and announced; only a severity the rules map to "halt" stops the run.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from engine.events import EventType
+from engine.llm.parsing import parse_structured
+from engine.llm.provider import CallPurpose, StructuredOutputError
+from engine.phases.base import HaltRequested, PhaseContext, PhaseInterrupted, first_failure
+from engine.phases.prompts import bullet_list, describe_message
+from engine.phases.world_update import actions_text
+from engine.scenario.schema import ActorConfig, Scenario, ValidationCheck
+from engine.state import PhaseName, ScenarioState, ValidationResult
+
+ACTOR_PLACEHOLDERS = ("actor_profile", "actor_name", "actor_reasoning", "actor_action", "private_communications")
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+# V1 templates ask for a line such as "CONSISTENT: Yes"; accept that when a model ignores the JSON request.
+_V1_VERDICT = re.compile(r"^\s*(?:CONSISTENT|COHERENT|VALID ACCESS|VALID|PASSED)\s*:\s*\[?\s*(yes|no)", re.I | re.M)
+_V1_SEVERITY = re.compile(r"^\s*SEVERITY\s*:\s*\[?\s*(low|medium|high|critical)", re.I | re.M)
+_V1_ISSUE = re.compile(r"^\s*-\s+(.+)$", re.M)
+
+
+class ValidationOutput(BaseModel):
+    passed: bool
+    severity: Literal["low", "medium", "high", "critical"] = "low"
+    issues: list[str] = Field(default_factory=list)
+    explanation: str = ""
+
+
+VERDICT_INSTRUCTIONS = (
+    "Answer with a JSON object with keys `passed` (true or false), `severity` (low, medium, high or critical: "
+    "how serious the problems are), `issues` (a list of problems, empty if none) and `explanation`."
+)
+
+
+def is_per_actor(name: str, check: ValidationCheck) -> bool:
+    if check.prompt_template:
+        return any(f"{{{key}}}" in check.prompt_template for key in ACTOR_PLACEHOLDERS)
+    return "actor" in name or "information" in name
+
+
+def fill_template(template: str, values: dict[str, str]) -> str:
+    """Replace only the placeholders we know; other braces (JSON examples in a template) stay as written."""
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+
+
+def parse_verdict(text: str) -> ValidationOutput:
+    try:
+        return parse_structured(text, ValidationOutput)
+    except StructuredOutputError:
+        verdict = _V1_VERDICT.search(text)
+        if verdict is None:
+            raise
+        severity = _V1_SEVERITY.search(text)
+        issues = [i.strip() for i in _V1_ISSUE.findall(text) if i.strip().lower() not in ("none", "[none]")]
+        return ValidationOutput(
+            passed=verdict.group(1).lower() == "yes",
+            severity=severity.group(1).lower() if severity else "low",  # type: ignore[arg-type]
+            issues=issues,
+            explanation=text.strip()[-500:],
+        )
+
+
+class ValidationPhase:
+    name = PhaseName.VALIDATION
+
+    async def run(self, state: ScenarioState, ctx: PhaseContext) -> ScenarioState:
+        rules = ctx.scenario.validation
+        if rules is None or not rules.run_after_each_turn or not ctx.scenario.config.features.quality_assurance.enabled:
+            return state
+        turn = state.current_turn
+        done = {(v.check, v.actor) for v in state.validations_in(turn)}
+        jobs: list[tuple[str, ValidationCheck, ActorConfig | None]] = []
+        for name, check in rules.enabled_checks.items():
+            subjects: list[ActorConfig | None] = list(ctx.scenario.actors) if is_per_actor(name, check) else [None]
+            jobs.extend((name, check, actor) for actor in subjects if (name, actor.short_name if actor else None) not in done)
+        if not jobs:
+            return state
+        await ctx.emit(EventType.VALIDATION_STARTED, {"turn": turn, "checks": sorted({name for name, _, _ in jobs})}, turn=turn)
+        results = await ctx.gather_limited([lambda j=j: self._check(state, *j, ctx) for j in jobs])
+        halt_reasons: list[str] = []
+        for result in results:
+            if not isinstance(result, ValidationResult):
+                continue
+            state = state.with_validation(result)
+            if not result.passed:
+                action = rules.action_for(result.severity)
+                await ctx.emit(EventType.VALIDATION_FAILED, {**_result_json(result), "action": action}, turn=turn)
+                if action == "halt":
+                    who = f" for {result.actor}" if result.actor else ""
+                    halt_reasons.append(f"validation check {result.check}{who} failed with {result.severity} severity")
+        recorded = [_result_json(r) for r in results if isinstance(r, ValidationResult)]
+        await ctx.emit(
+            EventType.VALIDATION_COMPLETED,
+            {"turn": turn, "passed": sum(r["passed"] for r in recorded), "failed": sum(not r["passed"] for r in recorded), "results": recorded},
+            turn=turn,
+        )
+        failure = first_failure(results)
+        if failure is not None:
+            raise PhaseInterrupted(state, failure)
+        if halt_reasons:
+            raise PhaseInterrupted(state, HaltRequested("; ".join(halt_reasons)))
+        return state
+
+    async def _check(self, state: ScenarioState, name: str, check: ValidationCheck, actor: ActorConfig | None, ctx: PhaseContext) -> ValidationResult:
+        turn = state.current_turn
+        values = self._placeholders(state, ctx.scenario, actor)
+        if check.prompt_template:
+            prompt = fill_template(check.prompt_template, values)
+        else:
+            subject = f"## Actor\n{values['actor_profile']}\n\n## Decision\n{values['actor_reasoning']}\n\n{values['actor_action']}" if actor else (
+                f"## Previous world state\n{values['previous_world_state']}\n\n## Actions\n{values['actor_actions']}\n\n## New world state\n{values['new_world_state']}"
+            )
+            prompt = f"Validate this turn of a policy simulation.\n\n## What to check\n{check.description.strip()}\n\n{subject}"
+        request = ctx.request(
+            purpose=CallPurpose(task="validation", phase=self.name.value, turn=turn, actor=actor.short_name if actor else None, hints={"check": name}),
+            model=ctx.scenario.validation.validation_model if ctx.scenario.validation else ctx.scenario.config.world_state_model,
+            system="You are a careful quality-assurance reviewer of a policy simulation.",
+            user=f"{prompt}\n\n{VERDICT_INSTRUCTIONS}",
+            output=ValidationOutput,
+            max_tokens=600,
+            temperature=0.0,
+        )
+        response = await ctx.complete_text(request)
+        verdict = ValidationOutput.model_validate(response.data) if isinstance(response.data, dict) else parse_verdict(response.text)
+        return ValidationResult(
+            turn=turn,
+            check=name,
+            passed=verdict.passed,
+            severity=check.severity if verdict.passed else verdict.severity,
+            actor=actor.short_name if actor else None,
+            issues=tuple(verdict.issues),
+            explanation=verdict.explanation,
+        )
+
+    @staticmethod
+    def _placeholders(state: ScenarioState, scenario: Scenario, actor: ActorConfig | None) -> dict[str, str]:
+        turn = state.current_turn
+        previous = state.world_states[-2].content if len(state.world_states) > 1 else ""
+        values = {
+            "world_state": previous,
+            "public_world_state": previous,
+            "previous_world_state": previous,
+            "new_world_state": state.world.content,
+            "actor_actions": actions_text(state, turn),
+        }
+        if actor is None:
+            return values
+        names = {a.short_name: a.name for a in state.actors}
+        decision = state.decisions_in(turn).get(actor.short_name)
+        private = [describe_message(m, names) for m in state.communications_in(turn) if m.recipients and m.visible_to(actor.short_name)]
+        restricted = [f"{a.name}: {item}" for a in scenario.actors if a.short_name != actor.short_name for item in a.private_information]
+        values.update(
+            actor_name=actor.name,
+            actor_profile=f"{actor.name}\nGoals:\n{bullet_list(actor.goals)}\nConstraints:\n{bullet_list(actor.constraints)}\nExpertise: {actor.expertise_text}\nStyle: {actor.decision_making_style.strip()}",
+            actor_reasoning=decision.reasoning if decision else "",
+            actor_action=decision.action if decision else "",
+            private_communications="\n\n".join(private) or "(none)",
+            restricted_information="\n".join(restricted) or "(none)",
+        )
+        return values
+
+
+def _result_json(result: ValidationResult) -> dict:
+    return {
+        "turn": result.turn,
+        "check": result.check,
+        "passed": result.passed,
+        "severity": result.severity,
+        "actor": result.actor,
+        "issues": list(result.issues),
+        "explanation": result.explanation,
+    }

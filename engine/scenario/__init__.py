@@ -1,0 +1,28 @@
+"""Scenario folders: the pydantic schema, and the loader that reads and validates a folder with located errors."""
+
+from engine.scenario.errors import LocatedError, ScenarioLoadError
+from engine.scenario.loader import load_scenario_folder
+from engine.scenario.schema import (
+    ActorConfig,
+    BackgroundDocument,
+    ExogenousEventsConfig,
+    MetricDefinition,
+    MetricsConfig,
+    Scenario,
+    ScenarioConfig,
+    ValidationRules,
+)
+
+__all__ = [
+    "ActorConfig",
+    "BackgroundDocument",
+    "ExogenousEventsConfig",
+    "LocatedError",
+    "MetricDefinition",
+    "MetricsConfig",
+    "Scenario",
+    "ScenarioConfig",
+    "ScenarioLoadError",
+    "ValidationRules",
+    "load_scenario_folder",
+]

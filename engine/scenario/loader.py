@@ -1,0 +1,441 @@
+"""Reads a scenario folder into a validated Scenario, reporting every problem with its file and line."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from engine.scenario.errors import (
+    DataPath,
+    FriendlyError,
+    LocatedError,
+    ScenarioLoadError,
+    closest,
+    field_types,
+    friendly,
+    list_noun,
+    merge_alternatives,
+    model_paths,
+    with_expected,
+    yaml_problem,
+)
+from engine.scenario.schema import (
+    ActorConfig,
+    BackgroundDocument,
+    ExogenousEventsConfig,
+    MetricsConfig,
+    Scenario,
+    ScenarioConfig,
+    ValidationRules,
+)
+
+MAX_FILE_BYTES = 1024 * 1024  # scenario files are hand-written; anything bigger is a mistake or an attack
+MAX_NODES = 100_000  # counted with aliases expanded, so "billion laughs" documents are refused before building
+MAX_DEPTH = 100
+YAML_SUFFIXES = (".yaml", ".yml")
+ACTOR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass
+class _Document:
+    """A parsed YAML file: the composed nodes (for line numbers) and the plain data (for pydantic)."""
+
+    rel: str
+    root: yaml.MappingNode
+    data: dict[Any, Any]
+    loader: yaml.SafeLoader  # kept to turn key nodes back into the values pydantic saw (yes -> True)
+
+    def key(self, node: yaml.Node) -> Any:
+        return self.loader.construct_object(node, deep=True)
+
+
+@dataclass(frozen=True)
+class _Spot:
+    key_path: str
+    line: int | None
+    data_path: DataPath  # keys and indexes that exist in the data, without the missing last element
+
+
+def _format_path(parts: list[Any]) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) and not isinstance(part, bool) else f"{'.' if text else ''}{part}"
+    return text
+
+
+def _locate(doc: _Document, loc: DataPath, *, missing: bool = False) -> _Spot:
+    """Follow a pydantic loc through the YAML nodes; elements not in the file (union tags) are skipped."""
+    node: yaml.Node = doc.root
+    line: int | None = node.start_mark.line + 1
+    shown: list[Any] = []
+    data_path: list[Any] = []
+    for position, element in enumerate(loc):
+        if isinstance(node, yaml.MappingNode):
+            found = None
+            for key_node, value_node in node.value:  # the last duplicate wins, as in yaml.safe_load
+                key = doc.key(key_node)
+                if key == element or str(key) == str(element):
+                    found = (key_node, value_node, key)
+            if found:
+                key_node, node, key = found
+                shown.append(key_node.value if isinstance(key_node, yaml.ScalarNode) else key)
+                data_path.append(key)
+                line = key_node.start_mark.line + 1
+                continue
+        elif isinstance(node, yaml.SequenceNode) and type(element) is int and 0 <= element < len(node.value):
+            node = node.value[element]
+            shown.append(element)
+            data_path.append(element)
+            line = node.start_mark.line + 1
+            continue
+        if missing and position == len(loc) - 1:
+            shown.append(element)  # a missing key is reported at its parent mapping's line
+    return _Spot(_format_path(shown), line, tuple(data_path))
+
+
+def _data_at(data: Any, path: DataPath) -> Any:
+    for element in path:
+        data = data[element]
+    return data
+
+
+# ---- the reader: files, YAML, validation, all errors collected --------------------------------------------
+@dataclass
+class _Reader:
+    root: Path
+    errors: list[LocatedError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    _cache: dict[Path, tuple[_Document | None, list[LocatedError]]] = field(default_factory=dict)
+
+    def find(self, stem: str) -> Path | None:
+        """`stem.yaml`, else `stem.yml`."""
+        paths = [self.root / f"{stem}{suffix}" for suffix in YAML_SUFFIXES]
+        present = [path for path in paths if path.is_file()]
+        if len(present) == 2:
+            self.warnings.append(f"{self.rel(present[1])}: ignored because {self.rel(present[0])} also exists")
+        return present[0] if present else None
+
+    def rel(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def read_text(self, path: Path, problems: list[LocatedError]) -> str | None:
+        """The file's text, or None after noting why it cannot be used (outside, too big, not UTF-8)."""
+        rel = self.rel(path)
+        if not path.resolve().is_relative_to(self.root):
+            problems.append(LocatedError(rel, "", None, "this file links to somewhere outside the scenario folder",
+                                         "copy the file into the folder instead of linking to it"))
+            return None
+        try:
+            with path.open("rb") as handle:
+                raw = handle.read(MAX_FILE_BYTES + 1)  # never more, whatever stat() said
+        except OSError as exc:
+            problems.append(LocatedError(rel, "", None, f"could not read the file: {exc.strerror or exc}"))
+            return None
+        if len(raw) > MAX_FILE_BYTES:
+            size = max(len(raw), path.stat().st_size)
+            problems.append(LocatedError(rel, "", None, f"the file is {size:,} bytes; files may be at most 1 MiB",
+                                         "shorten it or split it into several files"))
+            return None
+        try:
+            return raw.decode("utf-8-sig")  # tolerate the byte-order mark some Windows editors write
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            problems.append(LocatedError(rel, "", line, f"the file is not valid UTF-8 text (byte 0x{raw[exc.start]:02x})",
+                                         "re-save the file as UTF-8 in your editor"))
+            return None
+
+    def parse(self, path: Path, model: type[BaseModel]) -> tuple[_Document | None, list[LocatedError]]:
+        """Read and parse once; the problems are returned, not recorded, so actor look-ups can peek quietly."""
+        if path not in self._cache:
+            problems: list[LocatedError] = []
+            text = self.read_text(path, problems)
+            document = self._parse_yaml(self.rel(path), text, model, problems) if text is not None else None
+            self._cache[path] = (document, problems)
+        return self._cache[path]
+
+    def _parse_yaml(
+        self, rel: str, text: str, model: type[BaseModel], problems: list[LocatedError]
+    ) -> _Document | None:
+        loader = yaml.SafeLoader(text)
+        try:
+            root = loader.get_single_node()
+            if root is None:
+                required = [name for name, info in model.model_fields.items() if info.is_required()]
+                needs = f", at least {', '.join(required)}" if required else ""
+                problems.append(LocatedError(rel, "", None, f"the file is empty; expected key: value lines{needs}"))
+                return None
+            if not isinstance(root, yaml.MappingNode):
+                kind = "a list" if isinstance(root, yaml.SequenceNode) else "a single value"
+                problems.append(LocatedError(rel, "", root.start_mark.line + 1,
+                                             f"expected key: value lines at the top level, got {kind}"))
+                return None
+            too_big = self._check_size(rel, root)
+            if too_big:
+                problems.append(LocatedError(rel, "", None, too_big))
+                return None
+            data = loader.construct_document(root)
+            return _Document(rel, root, data, loader)
+        except yaml.YAMLError as exc:
+            problems.append(yaml_problem(rel, text, exc))
+        except RecursionError:
+            problems.append(LocatedError(rel, "", None, "the file is nested too deeply to read"))
+        finally:
+            loader.dispose()
+        return None
+
+    def _check_size(self, rel: str, root: yaml.Node) -> str | None:
+        """Count nodes with aliases expanded (bounded), and warn about keys written twice."""
+        count, stack, checked = 0, [(root, 1)], set()
+        while stack:
+            node, depth = stack.pop()
+            count += 1
+            if count > MAX_NODES:
+                return (f"the file expands to more than {MAX_NODES:,} values (YAML aliases like *name repeat "
+                        "what they point to); refusing to load it")
+            if depth > MAX_DEPTH:
+                return f"the file is nested more than {MAX_DEPTH} levels deep; refusing to load it"
+            if isinstance(node, yaml.MappingNode):
+                if id(node) not in checked:
+                    checked.add(id(node))
+                    self._warn_duplicate_keys(rel, node)
+                stack.extend((child, depth + 1) for pair in node.value for child in pair)
+            elif isinstance(node, yaml.SequenceNode):
+                stack.extend((child, depth + 1) for child in node.value)
+        return None
+
+    def _warn_duplicate_keys(self, rel: str, node: yaml.MappingNode) -> None:
+        seen: set[tuple[str, str]] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value != "<<":
+                key = (key_node.tag, key_node.value)
+                if key in seen:
+                    self.warnings.append(f"{rel}:{key_node.start_mark.line + 1}: key '{key_node.value}' appears "
+                                         "more than once; the last one is used")
+                seen.add(key)
+
+    def load(self, path: Path, model: type[M]) -> M | None:
+        document, problems = self.parse(path, model)
+        self.errors.extend(problems)
+        return self.validate(document, model) if document else None
+
+    def validate(self, doc: _Document, model: type[M]) -> M | None:
+        models = model_paths(model, doc.data)
+        self._warn_near_misses(doc, models)
+        try:
+            return model.model_validate(doc.data)
+        except ValidationError as exc:
+            self.errors.extend(sorted(self._explain(doc, model, exc, models), key=lambda error: error.line or 0))
+        except RecursionError:
+            self.errors.append(LocatedError(doc.rel, "", None, "the file is nested too deeply to check"))
+        return None
+
+    def _explain(
+        self, doc: _Document, model: type[BaseModel], exc: ValidationError, models: dict[DataPath, type[BaseModel]]
+    ) -> Iterator[LocatedError]:
+        groups: dict[tuple[str, int | None], list[FriendlyError]] = {}
+        for error in exc.errors(include_url=False):
+            loc = tuple(error["loc"])
+            if model is MetricsConfig and loc[:1] == ("metrics",) and loc[1:2] in (("list",), ("legacy",)):
+                loc = loc[:1] + loc[2:]  # the discriminated union's tag, never a key in the file
+            missing = error["type"] == "missing"
+            spot = _locate(doc, loc, missing=missing)
+            explained = friendly(error, missing_list_item=missing and bool(loc) and type(loc[-1]) is int)
+            if error["type"] == "list_type" and spot.data_path:
+                path = spot.data_path
+                noun = list_noun(models.get(path[:-1]), path[-1])
+                if model is MetricsConfig and path == ("metrics",):
+                    noun = "a list of metric definitions (or V1's mapping of metric name: settings)"
+                explained = with_expected(explained, noun) if noun else explained
+            if missing and loc and isinstance(loc[-1], str):
+                explained = self._rename_hint(doc, spot, loc[-1], models) or explained
+            groups.setdefault((spot.key_path, spot.line), []).append(explained)
+        for (key_path, line), explained_here in groups.items():
+            typed = [item for item in explained_here if item.expected]
+            merged = ([merge_alternatives(typed)] if typed else []) + [item for item in explained_here if not item.expected]
+            for item in dict.fromkeys(merged):  # union alternatives can repeat the same complaint
+                yield LocatedError(doc.rel, key_path, line, item.message, item.suggestion)
+
+    @staticmethod
+    def _rename_hint(doc: _Document, spot: _Spot, name: str, models: dict[DataPath, type[BaseModel]]) -> FriendlyError | None:
+        """A required key is missing: is there an unknown key next to it that looks like a typo of it?"""
+        model = models.get(spot.data_path)
+        mapping = _data_at(doc.data, spot.data_path)
+        if model is None or not isinstance(mapping, dict):
+            return None
+        known = field_types(model)
+        unknown = [key for key in mapping if isinstance(key, str) and key not in known]
+        match = closest(name, unknown, cutoff=0.6)
+        if match is None:
+            return None
+        return FriendlyError("this key is required", f"did you mean '{name}'? rename '{match}' to '{name}'")
+
+    def _warn_near_misses(self, doc: _Document, models: dict[DataPath, type[BaseModel]]) -> None:
+        """Unknown keys are kept, but one that looks like a typo of a known key deserves a warning."""
+        for path, model in models.items():
+            mapping = _data_at(doc.data, path)
+            known = field_types(model)
+            # Present fields stay candidates: 'descripton' next to 'description' is still a typo worth flagging.
+            names = list(model.model_fields)
+            for key in mapping:
+                if isinstance(key, str) and key not in known:
+                    match = closest(key, names)
+                    if match:
+                        spot = _locate(doc, (*path, key))
+                        self.warnings.append(f"{doc.rel}:{spot.line}: unknown key '{spot.key_path}' kept; "
+                                             f"did you mean '{match}'?")
+
+
+# ---- actors -----------------------------------------------------------------------------------------------
+def _actor_files(reader: _Reader) -> dict[str, Path]:
+    folder = reader.root / "actors"
+    files: dict[str, Path] = {}
+    if folder.is_dir():
+        # Sorted, so for the same stem ".yaml" is seen before ".yml" and wins.
+        for path in sorted(folder.iterdir()):
+            if path.suffix in YAML_SUFFIXES and path.is_file():
+                files.setdefault(path.stem, path)
+    return files
+
+
+def _resolve_listed(reader: _Reader, doc: _Document, listed: list[Any], files: dict[str, Path]) -> list[Path]:
+    """The files named by scenario.yaml's `actors:` list, in order; V1 sometimes named them by short_name."""
+    by_short_name: dict[str, Path] | None = None
+    chosen: list[Path] = []
+    for index, item in enumerate(listed):
+        if not isinstance(item, str):
+            continue  # the schema reports it
+        spot = _locate(doc, ("actors", index))
+        name = re.sub(r"\.ya?ml$", "", item.strip())
+        suggestion = closest(name, files, cutoff=0.5)
+        hint = f"did you mean '{suggestion}'?" if suggestion else None
+        if not ACTOR_NAME.match(name) or ".." in name:
+            reader.errors.append(LocatedError(doc.rel, spot.key_path, spot.line,
+                                              f"'{item}' is not an actor file name; expected the name of a file in "
+                                              "actors/ without folders, '/' or '..'", hint))
+            continue
+        path = files.get(name)
+        if path is None:
+            if by_short_name is None:
+                by_short_name = {}
+                for candidate in files.values():
+                    peeked, _ = reader.parse(candidate, ActorConfig)
+                    short = peeked.data.get("short_name") if peeked else None
+                    if isinstance(short, str):
+                        by_short_name.setdefault(short, candidate)
+            path = by_short_name.get(name)
+        if path is None:
+            available = ", ".join(files) or "none"
+            reader.errors.append(LocatedError(doc.rel, spot.key_path, spot.line,
+                                              f"no actor file actors/{name}.yaml (actor files found: {available})", hint))
+        elif path in chosen:
+            reader.errors.append(LocatedError(doc.rel, spot.key_path, spot.line,
+                                              f"actor '{name}' is listed more than once", "remove the repeated entry"))
+        else:
+            chosen.append(path)
+    return chosen
+
+
+def _load_actors(reader: _Reader, doc: _Document | None) -> list[ActorConfig]:
+    files = _actor_files(reader)
+    listed = doc.data.get("actors") if doc else None
+    if listed is not None and not isinstance(listed, list):
+        return []  # the schema says `actors` must be a list; guessing which files were meant would mislead
+    paths = _resolve_listed(reader, doc, listed, files) if doc and listed else [files[stem] for stem in sorted(files)]
+    if not paths and not listed:
+        reader.errors.append(LocatedError("actors", "", None, "the scenario has no actors",
+                                          "add one YAML file per actor in actors/, e.g. actors/mayor.yaml"))
+    actors: list[ActorConfig] = []
+    owners: dict[str, str] = {}
+    for path in paths:
+        actor = reader.load(path, ActorConfig)
+        if actor is None:
+            continue
+        rel = reader.rel(path)
+        if actor.short_name in owners:
+            document, _ = reader.parse(path, ActorConfig)
+            spot = _locate(document, ("short_name",)) if document else _Spot("short_name", None, ())
+            reader.errors.append(LocatedError(rel, spot.key_path, spot.line,
+                                              f"short_name '{actor.short_name}' is already used by "
+                                              f"{owners[actor.short_name]}; each actor needs its own",
+                                              "give one of the two actors a different short_name"))
+            continue
+        owners[actor.short_name] = rel
+        actors.append(actor)
+    return actors
+
+
+# ---- the folder -------------------------------------------------------------------------------------------
+def _folder_problem(folder: Path) -> LocatedError | None:
+    if folder.is_dir():
+        return None
+    if folder.exists():
+        return LocatedError("", "", None, f"{folder} is a file, not a scenario folder",
+                            f"pass the folder that holds scenario.yaml, e.g. {folder.parent}")
+    siblings = [p.name for p in folder.parent.iterdir() if p.is_dir()] if folder.parent.is_dir() else []
+    match = closest(folder.name, siblings, cutoff=0.6)
+    return LocatedError("", "", None, f"the folder {folder} does not exist",
+                        f"did you mean '{match}'?" if match else None)
+
+
+def load_scenario_folder(path: str | Path) -> Scenario:
+    """Load and validate every file of a scenario folder; raise ScenarioLoadError listing all problems."""
+    folder = Path(path).expanduser().resolve()
+    problem = _folder_problem(folder)
+    if problem:
+        raise ScenarioLoadError(str(folder), [problem])
+    reader = _Reader(folder)
+
+    config_path = reader.find("scenario")
+    doc: _Document | None = None
+    config: ScenarioConfig | None = None
+    if config_path is None:
+        others = [p.name for p in folder.iterdir() if p.suffix in YAML_SUFFIXES]
+        match = closest("scenario.yaml", others, cutoff=0.6)
+        reader.errors.append(LocatedError("scenario.yaml", "", None,
+                                          "the folder has no scenario.yaml; every scenario needs one "
+                                          "(with name, initial_world_state and turns)",
+                                          f"did you mean '{match}'? rename it to scenario.yaml" if match else None))
+    else:
+        doc, problems = reader.parse(config_path, ScenarioConfig)
+        reader.errors.extend(problems)
+        config = reader.validate(doc, ScenarioConfig) if doc else None
+
+    actors = _load_actors(reader, doc)
+    optional: dict[str, Any] = {}
+    for stem, model in (("metrics", MetricsConfig), ("validation-rules", ValidationRules),
+                        ("exogenous-events", ExogenousEventsConfig)):
+        found = reader.find(stem)
+        optional[stem] = reader.load(found, model) if found else None
+
+    background: list[BackgroundDocument] = []
+    background_folder = folder / "background"
+    if background_folder.is_dir():
+        for document_path in sorted(background_folder.glob("*.md")):
+            problems = []
+            text = reader.read_text(document_path, problems) if document_path.is_file() else None
+            reader.errors.extend(problems)
+            if text is not None:
+                background.append(BackgroundDocument(name=document_path.stem, text=text))
+
+    if reader.errors or config is None:
+        # Group by file (in the order files were read) and sort by line, so the report reads top to bottom.
+        files = list(dict.fromkeys(error.file for error in reader.errors))
+        ordered = sorted(reader.errors, key=lambda error: (files.index(error.file), error.line or 0))
+        raise ScenarioLoadError(str(folder), ordered)
+    return Scenario(
+        config=config,
+        actors=actors,
+        metrics=optional["metrics"],
+        validation=optional["validation-rules"],
+        exogenous_events=optional["exogenous-events"],
+        background=background,
+        source=str(folder),
+        warnings=reader.warnings,
+    )

@@ -1,0 +1,333 @@
+"""Frozen records of a run: the world, the actors' decisions, messages, costs, metrics and QA findings.
+
+`ScenarioState` is never changed in place: every `with_*` method returns a new state, so a phase is a
+function from state to state, a paused or failed run keeps its last good state, and two runs can be
+compared field by field. Totals (by actor, phase, turn) are computed from the records, never stored twice.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields, replace
+from enum import StrEnum
+from typing import Any
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSED = "paused"
+    HALTED = "halted"
+    CANCELLED = "cancelled"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def is_resumable(self) -> bool:
+        return self in (RunStatus.PENDING, RunStatus.PAUSED, RunStatus.HALTED, RunStatus.FAILED)
+
+
+class PhaseName(StrEnum):
+    COMMUNICATION = "communication"
+    DECISION = "decision"
+    WORLD_UPDATE = "world_update"
+    METRICS = "metrics"
+    VALIDATION = "validation"
+
+
+class CommunicationKind(StrEnum):
+    BILATERAL = "bilateral"
+    COALITION = "coalition"
+    PUBLIC = "public"
+
+
+@dataclass(frozen=True, slots=True)
+class ExogenousOccurrence:
+    """An outside event that shaped a turn's world update."""
+
+    name: str
+    kind: str  # scheduled, random, trend, conditional
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorldState:
+    turn: int
+    content: str
+    exogenous_events: tuple[ExogenousOccurrence, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ActorState:
+    short_name: str
+    name: str
+    model: str
+    control: str = "ai"  # "ai" or "human"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    turn: int
+    actor: str
+    long_term_goals: tuple[str, ...]
+    short_term_priorities: tuple[str, ...]
+    reasoning: str
+    action: str
+    model: str = ""
+    provider: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Communication:
+    """One message. A bilateral or coalition negotiation is the messages sharing turn, kind and channel."""
+
+    id: str
+    turn: int
+    kind: CommunicationKind
+    sender: str
+    recipients: tuple[str, ...]
+    content: str
+    in_reply_to: str | None = None
+
+    @property
+    def participants(self) -> tuple[str, ...]:
+        return tuple(sorted({self.sender, *self.recipients}))
+
+    def visible_to(self, actor: str) -> bool:
+        return self.kind is CommunicationKind.PUBLIC or actor in self.participants
+
+
+@dataclass(frozen=True, slots=True)
+class CostRecord:
+    """One model call in the ledger. `actor` is None for calls made for the whole world (world update)."""
+
+    turn: int
+    phase: PhaseName
+    actor: str | None
+    model: str
+    provider: str
+    input_tokens: int
+    output_tokens: int
+    cost: float
+    cached: bool = False
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class MetricRecord:
+    turn: int
+    name: str
+    value: float | str | bool | None
+    actor: str | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationResult:
+    turn: int
+    check: str
+    passed: bool
+    severity: str
+    actor: str | None = None
+    issues: tuple[str, ...] = ()
+    explanation: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioState:
+    """A run at one moment. `turn` is the last completed turn (0 before the first)."""
+
+    run_id: str
+    scenario_name: str
+    actors: tuple[ActorState, ...]
+    world_states: tuple[WorldState, ...]
+    turn_duration: str = ""
+    seed: int = 0
+    status: RunStatus = RunStatus.PENDING
+    turn: int = 0
+    completed_phases: tuple[PhaseName, ...] = ()  # phases done within turn + 1, so a resume skips them
+    decisions: tuple[Decision, ...] = ()
+    communications: tuple[Communication, ...] = ()
+    costs: tuple[CostRecord, ...] = ()
+    metrics: tuple[MetricRecord, ...] = ()
+    validations: tuple[ValidationResult, ...] = ()
+    halt_reason: str | None = None
+    error: str | None = None
+
+    # ---- reading -------------------------------------------------------------------------------------
+    @property
+    def world(self) -> WorldState:
+        return self.world_states[-1]
+
+    @property
+    def current_turn(self) -> int:
+        """The turn being played (or about to be)."""
+        return self.turn + 1
+
+    def actor(self, short_name: str) -> ActorState:
+        for actor in self.actors:
+            if actor.short_name == short_name:
+                return actor
+        raise KeyError(f"no actor with short name {short_name!r}")
+
+    def decisions_in(self, turn: int) -> dict[str, Decision]:
+        return {d.actor: d for d in self.decisions if d.turn == turn}
+
+    def communications_in(self, turn: int) -> tuple[Communication, ...]:
+        return tuple(c for c in self.communications if c.turn == turn)
+
+    def metrics_in(self, turn: int) -> tuple[MetricRecord, ...]:
+        return tuple(m for m in self.metrics if m.turn == turn)
+
+    def validations_in(self, turn: int) -> tuple[ValidationResult, ...]:
+        return tuple(v for v in self.validations if v.turn == turn)
+
+    def latest_decision(self, actor: str) -> Decision | None:
+        found = [d for d in self.decisions if d.actor == actor]
+        return found[-1] if found else None
+
+    @property
+    def total_cost(self) -> float:
+        return sum(record.cost for record in self.costs)
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(record.tokens for record in self.costs)
+
+    def cost_by_actor(self) -> dict[str, float]:
+        return _sum_by(self.costs, lambda r: r.actor or "world")
+
+    def cost_by_phase(self) -> dict[str, float]:
+        return _sum_by(self.costs, lambda r: r.phase.value)
+
+    def cost_by_turn(self) -> dict[int, float]:
+        return _sum_by(self.costs, lambda r: r.turn)
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        return tuple(sorted({record.provider for record in self.costs}))
+
+    # ---- transformations -----------------------------------------------------------------------------
+    def with_status(self, status: RunStatus, *, reason: str | None = None, error: str | None = None) -> ScenarioState:
+        return replace(self, status=status, halt_reason=reason, error=error)
+
+    def with_started(self) -> ScenarioState:
+        return self.with_status(RunStatus.RUNNING)
+
+    def with_world_state(self, world: WorldState) -> ScenarioState:
+        kept = tuple(w for w in self.world_states if w.turn != world.turn)
+        return replace(self, world_states=tuple(sorted((*kept, world), key=lambda w: w.turn)))
+
+    def with_decision(self, decision: Decision) -> ScenarioState:
+        kept = tuple(d for d in self.decisions if (d.turn, d.actor) != (decision.turn, decision.actor))
+        return replace(self, decisions=(*kept, decision))
+
+    def with_communication(self, communication: Communication) -> ScenarioState:
+        return replace(self, communications=(*self.communications, communication))
+
+    def with_cost(self, record: CostRecord) -> ScenarioState:
+        return self.with_costs((record,))
+
+    def with_costs(self, records: Iterable[CostRecord]) -> ScenarioState:
+        return replace(self, costs=(*self.costs, *records))
+
+    def with_metric(self, record: MetricRecord) -> ScenarioState:
+        return replace(self, metrics=(*self.metrics, record))
+
+    def with_validation(self, result: ValidationResult) -> ScenarioState:
+        return replace(self, validations=(*self.validations, result))
+
+    def with_actor(self, actor: ActorState) -> ScenarioState:
+        self.actor(actor.short_name)  # raises for an unknown actor
+        return replace(self, actors=tuple(actor if a.short_name == actor.short_name else a for a in self.actors))
+
+    def with_phase_completed(self, phase: PhaseName) -> ScenarioState:
+        if phase in self.completed_phases:
+            return self
+        return replace(self, completed_phases=(*self.completed_phases, phase))
+
+    def with_turn(self, turn: int) -> ScenarioState:
+        """Mark `turn` as completed; the next turn starts with no phase done."""
+        return replace(self, turn=turn, completed_phases=())
+
+    # ---- serialisation -------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return _to_json(self)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> ScenarioState:
+        return _from_json(cls, raw)
+
+
+def _sum_by(records: Iterable[CostRecord], key: Any) -> dict:
+    totals: dict = defaultdict(float)
+    for record in records:
+        totals[key(record)] += record.cost
+    return dict(totals)
+
+
+# Which nested record type each tuple field holds, for from_dict.
+_NESTED: dict[tuple[type, str], type] = {
+    (ScenarioState, "actors"): ActorState,
+    (ScenarioState, "world_states"): WorldState,
+    (ScenarioState, "decisions"): Decision,
+    (ScenarioState, "communications"): Communication,
+    (ScenarioState, "costs"): CostRecord,
+    (ScenarioState, "metrics"): MetricRecord,
+    (ScenarioState, "validations"): ValidationResult,
+    (WorldState, "exogenous_events"): ExogenousOccurrence,
+}
+_ENUMS: dict[tuple[type, str], type] = {
+    (ScenarioState, "status"): RunStatus,
+    (ScenarioState, "completed_phases"): PhaseName,
+    (Communication, "kind"): CommunicationKind,
+    (CostRecord, "phase"): PhaseName,
+}
+
+
+def _to_json(record: Any) -> Any:
+    if isinstance(record, StrEnum):
+        return record.value
+    if isinstance(record, tuple):
+        return [_to_json(item) for item in record]
+    if hasattr(record, "__dataclass_fields__"):
+        return {f.name: _to_json(getattr(record, f.name)) for f in fields(record)}
+    return record
+
+
+def _from_json(cls: type, raw: Mapping[str, Any]) -> Any:
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name not in raw:
+            continue  # the dataclass default applies
+        value = raw[f.name]
+        nested = _NESTED.get((cls, f.name))
+        enum = _ENUMS.get((cls, f.name))
+        if nested is not None:
+            value = tuple(_from_json(nested, item) for item in value)
+        elif enum is not None:
+            value = tuple(enum(v) for v in value) if isinstance(value, list) else enum(value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[f.name] = value
+    return cls(**values)
+
+
+__all__ = [
+    "ActorState",
+    "Communication",
+    "CommunicationKind",
+    "CostRecord",
+    "Decision",
+    "ExogenousOccurrence",
+    "MetricRecord",
+    "PhaseName",
+    "RunStatus",
+    "ScenarioState",
+    "ValidationResult",
+    "WorldState",
+]

@@ -1,0 +1,1 @@
+"""Test doubles that ship with the engine, for tests, benchmarks and demos."""

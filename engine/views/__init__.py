@@ -1,0 +1,1 @@
+"""Markdown views of a run."""
