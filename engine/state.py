@@ -150,6 +150,9 @@ class ScenarioState:
     status: RunStatus = RunStatus.PENDING
     turn: int = 0
     completed_phases: tuple[PhaseName, ...] = ()  # phases done within turn + 1, so a resume skips them
+    # Steps within a phase that leave no record of their own (an actor who chose to say nothing), so a
+    # resume does not pay for them twice. Cleared with each new turn.
+    completed_steps: tuple[str, ...] = ()
     decisions: tuple[Decision, ...] = ()
     communications: tuple[Communication, ...] = ()
     costs: tuple[CostRecord, ...] = ()
@@ -250,9 +253,14 @@ class ScenarioState:
             return self
         return replace(self, completed_phases=(*self.completed_phases, phase))
 
+    def with_step_completed(self, step: str) -> ScenarioState:
+        if step in self.completed_steps:
+            return self
+        return replace(self, completed_steps=(*self.completed_steps, step))
+
     def with_turn(self, turn: int) -> ScenarioState:
-        """Mark `turn` as completed; the next turn starts with no phase done."""
-        return replace(self, turn=turn, completed_phases=())
+        """Mark `turn` as completed; the next turn starts with no phase or step done."""
+        return replace(self, turn=turn, completed_phases=(), completed_steps=())
 
     # ---- serialisation -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

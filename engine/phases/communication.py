@@ -48,6 +48,10 @@ def outreach_instructions(settings: CommunicationSettings) -> str:
     return " ".join(parts)
 
 
+def outreach_step(actor: str) -> str:
+    return f"outreach:{actor}"
+
+
 class CommunicationPhase:
     name = PhaseName.COMMUNICATION
 
@@ -56,13 +60,16 @@ class CommunicationPhase:
         if not settings.enabled:
             return state
         turn = state.current_turn
-        already = {m.sender for m in state.communications_in(turn) if m.in_reply_to is None}
-        pending = [a for a in ctx.scenario.actors if a.short_name not in already]
+        opened = {m.sender for m in state.communications_in(turn) if m.in_reply_to is None}
+        pending = [
+            a for a in ctx.scenario.actors if a.short_name not in opened and outreach_step(a.short_name) not in state.completed_steps
+        ]
         outreach = await ctx.gather_limited([lambda a=a: self._outreach(state, a, settings, ctx) for a in pending])
-        for result in outreach:
+        for actor, result in zip(pending, outreach):
             if isinstance(result, list):
                 for message in result:
                     state = await self._send(state, message, ctx)
+                state = state.with_step_completed(outreach_step(actor.short_name))
         failure = first_failure(outreach)
         if failure is not None:
             raise PhaseInterrupted(state, failure)

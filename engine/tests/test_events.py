@@ -1,0 +1,112 @@
+import json
+import logging
+
+import pytest
+
+from engine.events import Event, EventBus, EventType, default_bus, thaw_json
+
+
+async def test_handlers_for_a_type_and_wildcard_run_in_registration_order():
+    bus = EventBus()
+    seen: list[str] = []
+    bus.on(EventType.TURN_STARTED, lambda e: seen.append("first"))
+    bus.on("*", lambda e: seen.append(f"wild:{e.type.value}"))
+
+    @bus.on("turn_started")
+    async def third(event: Event) -> None:
+        seen.append("third")
+
+    await bus.emit(EventType.TURN_STARTED, {"turn": 1}, run_id="r")
+    await bus.emit(EventType.TURN_COMPLETED, {"turn": 1}, run_id="r")
+    assert seen == ["first", "wild:turn_started", "third", "wild:turn_completed"]
+
+
+async def test_off_removes_only_that_subscription():
+    bus = EventBus()
+    seen = []
+    handler = seen.append
+    bus.on(EventType.TURN_STARTED, handler)
+    bus.on("*", handler)
+    bus.off(EventType.TURN_STARTED, handler)
+    await bus.emit(EventType.TURN_STARTED, {}, run_id="r")
+    assert len(seen) == 1  # the wildcard subscription remains
+
+
+async def test_seq_is_monotonic_per_run_and_resumable():
+    bus = EventBus()
+    a1 = await bus.emit(EventType.TURN_STARTED, {}, run_id="a")
+    b1 = await bus.emit(EventType.TURN_STARTED, {}, run_id="b")
+    a2 = await bus.emit(EventType.TURN_COMPLETED, {}, run_id="a")
+    assert (a1.seq, b1.seq, a2.seq) == (1, 1, 2)
+    bus.resume_sequence("c", 41)
+    assert (await bus.emit(EventType.TURN_STARTED, {}, run_id="c")).seq == 42
+
+
+async def test_history_is_kept_only_when_asked_and_filters_by_type():
+    quiet, loud = EventBus(), EventBus(keep_history=True)
+    for bus in (quiet, loud):
+        await bus.emit(EventType.TURN_STARTED, {"turn": 1}, run_id="r")
+        await bus.emit(EventType.TURN_COMPLETED, {"turn": 1}, run_id="r")
+    assert quiet.get_history() == []
+    assert [e.type for e in loud.get_history()] == [EventType.TURN_STARTED, EventType.TURN_COMPLETED]
+    assert [e.seq for e in loud.get_history("turn_completed")] == [2]
+
+
+async def test_a_failing_handler_is_isolated_and_reported(caplog):
+    bus = EventBus(keep_history=True)
+    after = []
+
+    def broken(event: Event) -> None:
+        raise RuntimeError("boom")
+
+    bus.on(EventType.TURN_STARTED, broken)
+    bus.on(EventType.TURN_STARTED, after.append)
+    with caplog.at_level(logging.ERROR):
+        await bus.emit(EventType.TURN_STARTED, {"turn": 1}, run_id="r")
+    assert len(after) == 1, "the next handler still ran"
+    failures = bus.get_history(EventType.HANDLER_FAILED)
+    assert len(failures) == 1
+    assert failures[0].data["event_type"] == "turn_started"
+    assert "boom" in failures[0].data["error"]
+    assert "broken" in caplog.text
+
+
+async def test_a_failing_failure_handler_does_not_loop():
+    bus = EventBus(keep_history=True)
+
+    def always_broken(event: Event) -> None:
+        raise ValueError("again")
+
+    bus.on("*", always_broken)
+    await bus.emit(EventType.TURN_STARTED, {}, run_id="r")
+    assert [e.type for e in bus.get_history()] == [EventType.TURN_STARTED, EventType.HANDLER_FAILED]
+
+
+async def test_event_data_must_be_json_and_is_frozen():
+    bus = EventBus()
+    with pytest.raises(TypeError, match=r"data\.when is a object, which is not JSON"):
+        await bus.emit(EventType.TURN_STARTED, {"when": object()}, run_id="r")
+    with pytest.raises(TypeError, match="NaN"):
+        await bus.emit(EventType.TURN_STARTED, {"x": float("nan")}, run_id="r")
+    event = await bus.emit(EventType.TURN_STARTED, {"nested": {"items": [1, 2]}}, run_id="r")
+    with pytest.raises(TypeError):
+        event.data["nested"]["new"] = 1  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        event.seq = 5  # type: ignore[misc]
+    assert json.loads(json.dumps(event.to_dict()))["data"] == {"nested": {"items": [1, 2]}}
+
+
+async def test_event_round_trips_through_dict():
+    event = await EventBus().emit(EventType.COST_INCURRED, {"cost": 0.5, "actor": None}, run_id="r", correlation_id="turn-1")
+    again = Event.from_dict(json.loads(json.dumps(event.to_dict())))
+    assert again == event
+    assert thaw_json(again.data) == {"cost": 0.5, "actor": None}
+
+
+async def test_unknown_event_type_is_refused():
+    with pytest.raises(ValueError):
+        EventBus().on("no_such_event", print)
+
+
+def test_default_bus_is_one_object():
+    assert default_bus() is default_bus()

@@ -1,0 +1,240 @@
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from engine import ErrorPolicy, EventBus, EventType, FilesystemPersistence, Runner, RunStatus, Scenario
+from engine.llm.offline import OfflineProvider
+from engine.orchestrator import ScenarioOrchestrator, standard_phases
+from engine.phases.base import PhaseContext
+from engine.sdk import initial_state
+from engine.state import PhaseName, ScenarioState
+from engine.testing.providers import FailingProvider, FixedCostProvider, SleepingProvider
+
+LIBRARY = Path(__file__).resolve().parents[2] / "scenarios" / "library"
+NO_WAIT = ErrorPolicy(max_attempts=2, retry_delay=0)
+
+
+@pytest.fixture(scope="module")
+def summit() -> Scenario:
+    return Scenario.load(LIBRARY / "ai-summit")
+
+
+def comparable(state: ScenarioState) -> dict:
+    return json.loads(json.dumps(state.to_dict()))
+
+
+async def test_runs_to_max_turns(summit):
+    bus = EventBus(keep_history=True)
+    state = await Runner(bus=bus).run_async(summit, max_turns=2, run_id="r")
+    assert state.status is RunStatus.COMPLETED
+    assert state.turn == 2
+    assert [w.turn for w in state.world_states] == [0, 1, 2]
+    assert set(state.decisions_in(2)) == {a.short_name for a in summit.actors}
+    assert [e.data["turn"] for e in bus.get_history(EventType.TURN_COMPLETED)] == [1, 2]
+    assert [e.type for e in bus.get_history()][0] is EventType.SCENARIO_STARTED
+    assert bus.get_history()[-1].type is EventType.SCENARIO_COMPLETED
+    seqs = [e.seq for e in bus.get_history()]
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+async def test_every_record_of_an_offline_run_says_offline(summit):
+    state = await Runner().run_async(summit, max_turns=1)
+    assert state.providers == ("offline",)
+    assert {d.provider for d in state.decisions} == {"offline"}
+    assert all(c.cost == 0 for c in state.costs)
+
+
+async def test_credit_limit_halts_before_the_call_that_could_pass_it(summit):
+    bus = EventBus(keep_history=True)
+    provider = FixedCostProvider(summit, cost_per_call=0.01)
+    state = await Runner(provider=provider, bus=bus).run_async(summit, max_turns=3, credit_limit=0.255, run_id="r")
+    assert state.status is RunStatus.HALTED
+    assert "credit limit" in state.halt_reason
+    assert state.total_cost <= 0.255
+    assert state.total_cost == pytest.approx(0.25)  # 25 calls fit; the 26th was refused
+    assert provider.calls == len(state.costs) == 25
+    assert len(bus.get_history(EventType.CREDIT_LIMIT_WARNING)) == 1
+    assert bus.get_history(EventType.CREDIT_LIMIT_WARNING)[0].data["spent"] >= 0.8 * 0.255
+    assert len(bus.get_history(EventType.CREDIT_LIMIT_EXCEEDED)) >= 1
+    assert bus.get_history()[-1].type is EventType.SCENARIO_HALTED
+
+
+async def test_a_halted_run_resumes_with_a_higher_limit_to_the_same_end(summit):
+    cheap = Runner(provider=FixedCostProvider(summit, cost_per_call=0.01))
+    halted = await cheap.run_async(summit, max_turns=2, credit_limit=0.3, run_id="r")
+    assert halted.status is RunStatus.HALTED
+    bus = EventBus(keep_history=True)
+    resumed = await Runner(provider=FixedCostProvider(summit, cost_per_call=0.01), bus=bus).run_async(
+        summit, max_turns=2, credit_limit=10, state=halted
+    )
+    straight = await Runner(provider=FixedCostProvider(summit, cost_per_call=0.01)).run_async(summit, max_turns=2, credit_limit=10, run_id="r")
+    assert resumed.status is RunStatus.COMPLETED
+    assert bus.get_history()[0].type is EventType.SCENARIO_RESUMED
+    assert comparable(resumed) == comparable(straight), "no call repeated, none lost"
+
+
+async def test_the_limit_holds_with_concurrent_calls(summit):
+    """Five actors decide at once: reservations stop the batch from overshooting together."""
+    provider = SleepingProvider(summit, latency=0.01)
+    priced = FixedCostProvider(summit, cost_per_call=0.1)
+
+    class SlowPriced:
+        name = "slow-priced"
+
+        def max_cost(self, request):
+            return 0.1
+
+        async def complete(self, request):
+            await provider.complete(request)
+            return await priced.complete(request)
+
+    state = await Runner(provider=SlowPriced()).run_async(summit, max_turns=3, credit_limit=0.75)
+    assert state.status is RunStatus.HALTED
+    assert state.total_cost <= 0.75 + 1e-9
+
+
+async def test_pause_then_resume_reaches_the_same_final_state(summit):
+    straight = await Runner().run_async(summit, max_turns=3, run_id="same")
+    runner = Runner()
+
+    @runner.on(EventType.PHASE_COMPLETED)
+    def pause_mid_turn_two(event):
+        if event.data == {"turn": 2, "phase": "decision"}:
+            runner.pause()
+
+    paused = await runner.run_async(summit, max_turns=3, run_id="same")
+    assert paused.status is RunStatus.PAUSED
+    assert paused.turn == 1 and PhaseName.DECISION in paused.completed_phases
+    resumed = await Runner().run_async(summit, max_turns=3, state=paused)
+    assert resumed.status is RunStatus.COMPLETED
+    assert comparable(resumed) == comparable(straight)
+
+
+def first_call_of(task: str):
+    """A failure predicate that fails only the first call made for `task`."""
+    failed = []
+
+    def fails(request, n):
+        if request.purpose.task == task and not failed:
+            failed.append(n)
+            return True
+        return False
+
+    return fails
+
+
+async def test_a_phase_that_fails_once_is_retried(summit):
+    bus = EventBus(keep_history=True)
+    provider = FailingProvider(summit, fails=first_call_of("world_update"))
+    state = await Runner(provider=provider, bus=bus, error_policy=NO_WAIT).run_async(summit, max_turns=1)
+    failures = bus.get_history(EventType.PHASE_FAILED)
+    assert state.status is RunStatus.COMPLETED
+    assert [(e.data["phase"], e.data["attempt"]) for e in failures] == [("world_update", 1)]
+
+
+async def test_a_phase_that_keeps_failing_fails_the_run_and_keeps_the_last_good_state(summit):
+    bus = EventBus(keep_history=True)
+    provider = FailingProvider(summit, fails=lambda request, n: request.purpose.task == "world_update" and request.purpose.turn == 2)
+    state = await Runner(provider=provider, bus=bus, error_policy=NO_WAIT).run_async(summit, max_turns=3)
+    assert state.status is RunStatus.FAILED
+    assert "world_update" in state.error and "simulated outage" in state.error
+    assert state.turn == 1, "turn 1 is kept"
+    assert PhaseName.DECISION in state.completed_phases, "turn 2's decisions are kept for the resume"
+    assert len(bus.get_history(EventType.PHASE_FAILED)) == 2
+    assert len(bus.get_history(EventType.TURN_FAILED)) == 1
+    assert bus.get_history()[-1].type is EventType.SCENARIO_FAILED
+    recovered = await Runner(error_policy=NO_WAIT).run_async(summit, max_turns=3, state=state)
+    assert recovered.status is RunStatus.COMPLETED and recovered.turn == 3
+
+
+async def test_garbage_answers_fail_the_decision_with_an_event(summit):
+    bus = EventBus(keep_history=True)
+    provider = FailingProvider(summit, fails=lambda request, n: request.purpose.task == "decision", garbage="I refuse to answer in JSON.")
+    state = await Runner(provider=provider, bus=bus, error_policy=NO_WAIT).run_async(summit, max_turns=1)
+    assert state.status is RunStatus.FAILED
+    failed = bus.get_history(EventType.ACTOR_DECISION_FAILED)
+    assert {e.data["actor"] for e in failed} == {a.short_name for a in summit.actors}
+    assert "JSON object" in failed[0].data["error"] or "schema" in failed[0].data["error"]
+
+
+async def test_cancel_stops_a_phase_in_flight(summit):
+    runner = Runner(provider=SleepingProvider(summit, latency=30))
+    run = asyncio.create_task(runner.run_async(summit, max_turns=2))
+    await asyncio.sleep(0.2)  # the first outreach calls are now sleeping
+    runner.cancel()
+    state = await asyncio.wait_for(run, timeout=5)
+    assert state.status is RunStatus.CANCELLED
+    assert state.communications == () and state.costs == ()
+    with pytest.raises(ValueError, match="cancelled"):
+        await Runner().run_async(summit, state=state)
+
+
+async def test_a_custom_phase_is_registered_and_run_in_order(summit):
+    order = []
+
+    class Recorder:
+        def __init__(self, name):
+            self.name = name
+
+        async def run(self, state: ScenarioState, ctx: PhaseContext) -> ScenarioState:
+            order.append((state.current_turn, self.name.value))
+            return state
+
+    orchestrator = ScenarioOrchestrator(scenario=summit, provider=OfflineProvider(summit), max_turns=2)
+    orchestrator.register_phase(Recorder(PhaseName.DECISION))
+    orchestrator.register_phase(Recorder(PhaseName.METRICS))
+    state = await orchestrator.execute(initial_state(summit))
+    assert state.status is RunStatus.COMPLETED
+    assert order == [(1, "decision"), (1, "metrics"), (2, "decision"), (2, "metrics")]
+
+
+async def test_persistence_saves_every_turn_and_the_end(summit, tmp_path):
+    bus = EventBus(keep_history=True)
+    persistence = FilesystemPersistence(tmp_path)
+    state = await Runner(bus=bus, persistence=persistence).run_async(summit, max_turns=2, run_id="saved")
+    saves = bus.get_history(EventType.STATE_SAVED)
+    assert [(e.data["turn"], e.data["status"]) for e in saves] == [(1, "running"), (2, "running"), (2, "completed")]
+    assert await persistence.load("saved") == state
+    folder = tmp_path / "saved"
+    assert (folder / "world-state-002.md").read_text().startswith("# World State - Turn 2")
+    assert (folder / "norvale-001.md").exists() and (folder / "summary.md").exists()
+    assert "offline provider" in (folder / "summary.md").read_text()
+
+
+async def test_every_event_type_is_emitted_by_the_engine(summit, tmp_path):
+    seen: set[EventType] = set()
+
+    def runner_with(**options) -> Runner:
+        runner = Runner(error_policy=NO_WAIT, **options)
+        runner.bus.on("*", lambda e: seen.add(e.type))
+        return runner
+
+    persisted = runner_with(persistence=FilesystemPersistence(tmp_path))
+    persisted.bus.on(EventType.TURN_STARTED, lambda e: 1 / 0)  # a broken subscriber
+    pausing = persisted
+
+    @pausing.on(EventType.TURN_COMPLETED)
+    def pause(event):
+        pausing.pause()
+
+    paused = await pausing.run_async(summit, max_turns=3)
+    await runner_with().run_async(summit, max_turns=3, state=paused)
+    await runner_with(provider=FixedCostProvider(summit, cost_per_call=0.01)).run_async(summit, max_turns=2, credit_limit=0.1)
+    failing = FailingProvider(summit, fails=lambda r, n: r.purpose.task == "decision", garbage="nope")
+    await runner_with(provider=failing).run_async(summit, max_turns=1)
+    canceller = runner_with()
+    canceller.bus.on(EventType.PHASE_STARTED, lambda e: canceller.cancel())
+    await canceller.run_async(summit, max_turns=1)
+    assert set(EventType) - seen == set()
+
+
+def test_standard_phases_run_in_the_documented_order():
+    assert [p.name for p in standard_phases()] == [
+        PhaseName.COMMUNICATION,
+        PhaseName.DECISION,
+        PhaseName.WORLD_UPDATE,
+        PhaseName.METRICS,
+        PhaseName.VALIDATION,
+    ]
