@@ -55,7 +55,7 @@ class ScenarioOrchestrator:
         credit_limit: float | None = None,
         persistence: StatePersistence | None = None,
         error_policy: ErrorPolicy | None = None,
-        max_concurrency: int = 8,
+        max_concurrency: int = 16,
         phases: list[Phase] | None = None,
     ) -> None:
         self.scenario = scenario

@@ -47,7 +47,7 @@ class Runner:
         bus: EventBus | None = None,
         persistence: StatePersistence | None = None,
         error_policy: ErrorPolicy | None = None,
-        max_concurrency: int = 8,
+        max_concurrency: int = 16,
     ) -> None:
         self.provider = provider
         self.bus = bus or EventBus()

@@ -42,7 +42,7 @@ class PhaseContext:
     bus: EventBus
     run_id: str
     seed: int
-    max_concurrency: int = 8
+    max_concurrency: int = 16
 
     async def emit(self, event_type: EventType, data: Mapping[str, Any], *, turn: int | None = None) -> Event:
         correlation = f"turn-{turn}" if turn is not None else None
