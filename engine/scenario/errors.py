@@ -6,8 +6,8 @@ import datetime
 import difflib
 import re
 import types
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
@@ -49,6 +49,56 @@ class ScenarioLoadError(Exception):
         count = len(self.errors)
         header = f"Scenario folder {self.folder} has {count} problem{'s' if count != 1 else ''}:"
         return "\n".join([header, *(f"  {error}" for error in self.errors)])
+
+
+# ---- where a pydantic error points in the YAML file ---------------------------------------------------------
+@dataclass(frozen=True)
+class Spot:
+    """Where a value sits in a file: its dotted key path and line."""
+
+    key_path: str
+    line: int | None
+    data_path: DataPath  # keys and indexes that exist in the data, without the missing last element
+
+
+def format_path(parts: list[Any]) -> str:
+    """["metrics", 2, "extraction"] -> "metrics[2].extraction"."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) and not isinstance(part, bool) else f"{'.' if text else ''}{part}"
+    return text
+
+
+def locate(root: yaml.Node, key_of: Callable[[yaml.Node], Any], loc: DataPath, *, missing: bool = False) -> Spot:
+    """Follow a pydantic loc through the YAML nodes; elements not in the file (union tags) are skipped.
+
+    `key_of` turns a key node into the value pydantic saw (YAML reads `yes:` as True)."""
+    node: yaml.Node = root
+    line: int | None = node.start_mark.line + 1
+    shown: list[Any] = []
+    data_path: list[Any] = []
+    for position, element in enumerate(loc):
+        if isinstance(node, yaml.MappingNode):
+            found = None
+            for key_node, value_node in node.value:  # the last duplicate wins, as in yaml.safe_load
+                key = key_of(key_node)
+                if key == element or str(key) == str(element):
+                    found = (key_node, value_node, key)
+            if found:
+                key_node, node, key = found
+                shown.append(key_node.value if isinstance(key_node, yaml.ScalarNode) else key)
+                data_path.append(key)
+                line = key_node.start_mark.line + 1
+                continue
+        elif isinstance(node, yaml.SequenceNode) and type(element) is int and 0 <= element < len(node.value):
+            node = node.value[element]
+            shown.append(element)
+            data_path.append(element)
+            line = node.start_mark.line + 1
+            continue
+        if missing and position == len(loc) - 1:
+            shown.append(element)  # a missing key is reported at its parent mapping's line
+    return Spot(format_path(shown), line, tuple(data_path))
 
 
 # ---- pydantic error -> plain words -----------------------------------------------------------------------
@@ -107,10 +157,12 @@ def closest(word: str, candidates: Iterable[str], cutoff: float = 0.75) -> str |
 
 @dataclass(frozen=True)
 class FriendlyError:
+    """A pydantic error reworded, before it is given a file and line."""
+
     message: str
     suggestion: str | None = None
     expected: str | None = None  # set for type errors so union alternatives can be merged into one message
-    got: Any = None
+    got: Any = field(default=None, compare=False)  # may be an unhashable list; messages are compared as text
 
 
 def friendly(error: Mapping[str, Any], *, missing_list_item: bool = False) -> FriendlyError:
@@ -199,8 +251,8 @@ def _unwrap(annotation: Any, value: Any) -> Any:
         for arm in get_args(annotation):
             inner = _unwrap(arm, value)
             is_model = isinstance(inner, type) and issubclass(inner, BaseModel)
-            arm_shape = "mapping" if is_model or get_origin(inner) is dict else "list" if get_origin(inner) is list else ""
-            if arm_shape == _shape(value):
+            holds = "mapping" if is_model or get_origin(inner) is dict else "list" if get_origin(inner) is list else ""
+            if holds == _shape(value):
                 return inner
         return None
     return annotation
@@ -250,13 +302,12 @@ def with_expected(explained: FriendlyError, noun: str) -> FriendlyError:
 
 def yaml_problem(rel: str, text: str, exc: yaml.YAMLError) -> LocatedError:
     """A YAML syntax error at its line, with a hint for the usual causes."""
+    if isinstance(exc, yaml.reader.ReaderError):  # a control character or similar, before any parsing
+        line = text[: exc.position].count("\n") + 1
+        return LocatedError(rel, "", line, f"the file contains a character YAML does not allow (#x{exc.character:04x})",
+                            "remove it, or re-save the file as plain UTF-8 text")
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    if mark is not None:
-        line: int | None = mark.line + 1
-    elif isinstance(getattr(exc, "position", None), int):  # ReaderError: a character YAML does not allow
-        line = text[: exc.position].count("\n") + 1  # type: ignore[attr-defined]
-    else:
-        line = None
+    line = mark.line + 1 if mark is not None else None
     problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or str(exc).splitlines()[0]
     context = getattr(exc, "context", None)
     message = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")

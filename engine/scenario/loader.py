@@ -16,10 +16,12 @@ from engine.scenario.errors import (
     FriendlyError,
     LocatedError,
     ScenarioLoadError,
+    Spot,
     closest,
     field_types,
     friendly,
     list_noun,
+    locate,
     merge_alternatives,
     model_paths,
     with_expected,
@@ -51,53 +53,14 @@ class _Document:
     root: yaml.MappingNode
     data: dict[Any, Any]
     loader: yaml.SafeLoader  # kept to turn key nodes back into the values pydantic saw (yes -> True)
+    warnings: list[str]  # recorded only if the file is used, not when an actor look-up merely peeks at it
 
     def key(self, node: yaml.Node) -> Any:
         return self.loader.construct_object(node, deep=True)
 
 
-@dataclass(frozen=True)
-class _Spot:
-    key_path: str
-    line: int | None
-    data_path: DataPath  # keys and indexes that exist in the data, without the missing last element
-
-
-def _format_path(parts: list[Any]) -> str:
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) and not isinstance(part, bool) else f"{'.' if text else ''}{part}"
-    return text
-
-
-def _locate(doc: _Document, loc: DataPath, *, missing: bool = False) -> _Spot:
-    """Follow a pydantic loc through the YAML nodes; elements not in the file (union tags) are skipped."""
-    node: yaml.Node = doc.root
-    line: int | None = node.start_mark.line + 1
-    shown: list[Any] = []
-    data_path: list[Any] = []
-    for position, element in enumerate(loc):
-        if isinstance(node, yaml.MappingNode):
-            found = None
-            for key_node, value_node in node.value:  # the last duplicate wins, as in yaml.safe_load
-                key = doc.key(key_node)
-                if key == element or str(key) == str(element):
-                    found = (key_node, value_node, key)
-            if found:
-                key_node, node, key = found
-                shown.append(key_node.value if isinstance(key_node, yaml.ScalarNode) else key)
-                data_path.append(key)
-                line = key_node.start_mark.line + 1
-                continue
-        elif isinstance(node, yaml.SequenceNode) and type(element) is int and 0 <= element < len(node.value):
-            node = node.value[element]
-            shown.append(element)
-            data_path.append(element)
-            line = node.start_mark.line + 1
-            continue
-        if missing and position == len(loc) - 1:
-            shown.append(element)  # a missing key is reported at its parent mapping's line
-    return _Spot(_format_path(shown), line, tuple(data_path))
+def _locate(doc: _Document, loc: DataPath, *, missing: bool = False) -> Spot:
+    return locate(doc.root, doc.key, loc, missing=missing)
 
 
 def _data_at(data: Any, path: DataPath) -> Any:
@@ -106,9 +69,43 @@ def _data_at(data: Any, path: DataPath) -> Any:
     return data
 
 
+def _check_size(rel: str, root: yaml.Node, warnings: list[str]) -> str | None:
+    """Count nodes with aliases expanded (bounded), and warn about keys written twice."""
+    count, stack, checked = 0, [(root, 1)], set()
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            return (f"the file expands to more than {MAX_NODES:,} values (YAML aliases like *name repeat "
+                    "what they point to); refusing to load it")
+        if depth > MAX_DEPTH:
+            return f"the file is nested more than {MAX_DEPTH} levels deep; refusing to load it"
+        if isinstance(node, yaml.MappingNode):
+            if id(node) not in checked:
+                checked.add(id(node))
+                _warn_duplicate_keys(rel, node, warnings)
+            stack.extend((child, depth + 1) for pair in node.value for child in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((child, depth + 1) for child in node.value)
+    return None
+
+
+def _warn_duplicate_keys(rel: str, node: yaml.MappingNode, warnings: list[str]) -> None:
+    seen: set[tuple[str, str]] = set()
+    for key_node, _ in node.value:
+        if isinstance(key_node, yaml.ScalarNode) and key_node.value != "<<":
+            key = (key_node.tag, key_node.value)
+            if key in seen:
+                warnings.append(f"{rel}:{key_node.start_mark.line + 1}: key '{key_node.value}' appears "
+                                "more than once; the last one is used")
+            seen.add(key)
+
+
 # ---- the reader: files, YAML, validation, all errors collected --------------------------------------------
 @dataclass
 class _Reader:
+    """Reads files under `root` (never outside it) and collects every error and warning on the way."""
+
     root: Path
     errors: list[LocatedError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -128,26 +125,27 @@ class _Reader:
     def read_text(self, path: Path, problems: list[LocatedError]) -> str | None:
         """The file's text, or None after noting why it cannot be used (outside, too big, not UTF-8)."""
         rel = self.rel(path)
-        if not path.resolve().is_relative_to(self.root):
-            problems.append(LocatedError(rel, "", None, "this file links to somewhere outside the scenario folder",
-                                         "copy the file into the folder instead of linking to it"))
-            return None
         try:
+            if not path.resolve().is_relative_to(self.root):
+                problems.append(LocatedError(rel, "", None, "this file links to somewhere outside the scenario folder",
+                                             "copy the file into the folder instead of linking to it"))
+                return None
             with path.open("rb") as handle:
                 raw = handle.read(MAX_FILE_BYTES + 1)  # never more, whatever stat() said
-        except OSError as exc:
-            problems.append(LocatedError(rel, "", None, f"could not read the file: {exc.strerror or exc}"))
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+            reason = getattr(exc, "strerror", None) or exc
+            problems.append(LocatedError(rel, "", None, f"could not read the file: {reason}"))
             return None
         if len(raw) > MAX_FILE_BYTES:
-            size = max(len(raw), path.stat().st_size)
-            problems.append(LocatedError(rel, "", None, f"the file is {size:,} bytes; files may be at most 1 MiB",
+            problems.append(LocatedError(rel, "", None, "the file is larger than 1 MiB, the limit for scenario files",
                                          "shorten it or split it into several files"))
             return None
         try:
             return raw.decode("utf-8-sig")  # tolerate the byte-order mark some Windows editors write
         except UnicodeDecodeError as exc:
             line = raw[: exc.start].count(b"\n") + 1
-            problems.append(LocatedError(rel, "", line, f"the file is not valid UTF-8 text (byte 0x{raw[exc.start]:02x})",
+            message = f"the file is not valid UTF-8 text (byte 0x{raw[exc.start]:02x})"
+            problems.append(LocatedError(rel, "", line, message,
                                          "re-save the file as UTF-8 in your editor"))
             return None
 
@@ -163,8 +161,9 @@ class _Reader:
     def _parse_yaml(
         self, rel: str, text: str, model: type[BaseModel], problems: list[LocatedError]
     ) -> _Document | None:
-        loader = yaml.SafeLoader(text)
+        loader: yaml.SafeLoader | None = None
         try:
+            loader = yaml.SafeLoader(text)  # already raises on characters YAML forbids
             root = loader.get_single_node()
             if root is None:
                 required = [name for name, info in model.model_fields.items() if info.is_required()]
@@ -176,49 +175,21 @@ class _Reader:
                 problems.append(LocatedError(rel, "", root.start_mark.line + 1,
                                              f"expected key: value lines at the top level, got {kind}"))
                 return None
-            too_big = self._check_size(rel, root)
+            warnings: list[str] = []
+            too_big = _check_size(rel, root, warnings)
             if too_big:
                 problems.append(LocatedError(rel, "", None, too_big))
                 return None
             data = loader.construct_document(root)
-            return _Document(rel, root, data, loader)
+            return _Document(rel, root, data, loader, warnings)
         except yaml.YAMLError as exc:
             problems.append(yaml_problem(rel, text, exc))
         except RecursionError:
             problems.append(LocatedError(rel, "", None, "the file is nested too deeply to read"))
         finally:
-            loader.dispose()
+            if loader is not None:
+                loader.dispose()
         return None
-
-    def _check_size(self, rel: str, root: yaml.Node) -> str | None:
-        """Count nodes with aliases expanded (bounded), and warn about keys written twice."""
-        count, stack, checked = 0, [(root, 1)], set()
-        while stack:
-            node, depth = stack.pop()
-            count += 1
-            if count > MAX_NODES:
-                return (f"the file expands to more than {MAX_NODES:,} values (YAML aliases like *name repeat "
-                        "what they point to); refusing to load it")
-            if depth > MAX_DEPTH:
-                return f"the file is nested more than {MAX_DEPTH} levels deep; refusing to load it"
-            if isinstance(node, yaml.MappingNode):
-                if id(node) not in checked:
-                    checked.add(id(node))
-                    self._warn_duplicate_keys(rel, node)
-                stack.extend((child, depth + 1) for pair in node.value for child in pair)
-            elif isinstance(node, yaml.SequenceNode):
-                stack.extend((child, depth + 1) for child in node.value)
-        return None
-
-    def _warn_duplicate_keys(self, rel: str, node: yaml.MappingNode) -> None:
-        seen: set[tuple[str, str]] = set()
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.value != "<<":
-                key = (key_node.tag, key_node.value)
-                if key in seen:
-                    self.warnings.append(f"{rel}:{key_node.start_mark.line + 1}: key '{key_node.value}' appears "
-                                         "more than once; the last one is used")
-                seen.add(key)
 
     def load(self, path: Path, model: type[M]) -> M | None:
         document, problems = self.parse(path, model)
@@ -226,12 +197,13 @@ class _Reader:
         return self.validate(document, model) if document else None
 
     def validate(self, doc: _Document, model: type[M]) -> M | None:
+        self.warnings.extend(doc.warnings)
         models = model_paths(model, doc.data)
         self._warn_near_misses(doc, models)
         try:
             return model.model_validate(doc.data)
         except ValidationError as exc:
-            self.errors.extend(sorted(self._explain(doc, model, exc, models), key=lambda error: error.line or 0))
+            self.errors.extend(self._explain(doc, model, exc, models))
         except RecursionError:
             self.errors.append(LocatedError(doc.rel, "", None, "the file is nested too deeply to check"))
         return None
@@ -258,12 +230,15 @@ class _Reader:
             groups.setdefault((spot.key_path, spot.line), []).append(explained)
         for (key_path, line), explained_here in groups.items():
             typed = [item for item in explained_here if item.expected]
-            merged = ([merge_alternatives(typed)] if typed else []) + [item for item in explained_here if not item.expected]
+            untyped = [item for item in explained_here if not item.expected]
+            merged = ([merge_alternatives(typed)] if typed else []) + untyped
             for item in dict.fromkeys(merged):  # union alternatives can repeat the same complaint
                 yield LocatedError(doc.rel, key_path, line, item.message, item.suggestion)
 
     @staticmethod
-    def _rename_hint(doc: _Document, spot: _Spot, name: str, models: dict[DataPath, type[BaseModel]]) -> FriendlyError | None:
+    def _rename_hint(
+        doc: _Document, spot: Spot, name: str, models: dict[DataPath, type[BaseModel]]
+    ) -> FriendlyError | None:
         """A required key is missing: is there an unknown key next to it that looks like a typo of it?"""
         model = models.get(spot.data_path)
         mapping = _data_at(doc.data, spot.data_path)
@@ -292,15 +267,23 @@ class _Reader:
                                              f"did you mean '{match}'?")
 
 
+def _listing(folder: Path) -> list[Path]:
+    """A folder's entries, sorted; an unreadable or absent folder simply has none."""
+    try:
+        return sorted(folder.iterdir()) if folder.is_dir() else []
+    except OSError:
+        return []
+
+
 # ---- actors -----------------------------------------------------------------------------------------------
 def _actor_files(reader: _Reader) -> dict[str, Path]:
     folder = reader.root / "actors"
     files: dict[str, Path] = {}
-    if folder.is_dir():
-        # Sorted, so for the same stem ".yaml" is seen before ".yml" and wins.
-        for path in sorted(folder.iterdir()):
-            if path.suffix in YAML_SUFFIXES and path.is_file():
-                files.setdefault(path.stem, path)
+    for path in _listing(folder):  # sorted, so for the same stem ".yaml" is seen before ".yml" and wins
+        if path.suffix in YAML_SUFFIXES and path.is_file():
+            if path.stem in files:
+                reader.warnings.append(f"{reader.rel(path)}: ignored because {reader.rel(files[path.stem])} also exists")
+            files.setdefault(path.stem, path)
     return files
 
 
@@ -333,7 +316,7 @@ def _resolve_listed(reader: _Reader, doc: _Document, listed: list[Any], files: d
         if path is None:
             available = ", ".join(files) or "none"
             reader.errors.append(LocatedError(doc.rel, spot.key_path, spot.line,
-                                              f"no actor file actors/{name}.yaml (actor files found: {available})", hint))
+                                              f"no actor file actors/{name}.yaml (actor files: {available})", hint))
         elif path in chosen:
             reader.errors.append(LocatedError(doc.rel, spot.key_path, spot.line,
                                               f"actor '{name}' is listed more than once", "remove the repeated entry"))
@@ -360,7 +343,7 @@ def _load_actors(reader: _Reader, doc: _Document | None) -> list[ActorConfig]:
         rel = reader.rel(path)
         if actor.short_name in owners:
             document, _ = reader.parse(path, ActorConfig)
-            spot = _locate(document, ("short_name",)) if document else _Spot("short_name", None, ())
+            spot = _locate(document, ("short_name",)) if document else Spot("short_name", None, ())
             reader.errors.append(LocatedError(rel, spot.key_path, spot.line,
                                               f"short_name '{actor.short_name}' is already used by "
                                               f"{owners[actor.short_name]}; each actor needs its own",
@@ -378,7 +361,7 @@ def _folder_problem(folder: Path) -> LocatedError | None:
     if folder.exists():
         return LocatedError("", "", None, f"{folder} is a file, not a scenario folder",
                             f"pass the folder that holds scenario.yaml, e.g. {folder.parent}")
-    siblings = [p.name for p in folder.parent.iterdir() if p.is_dir()] if folder.parent.is_dir() else []
+    siblings = [entry.name for entry in _listing(folder.parent) if entry.is_dir()]
     match = closest(folder.name, siblings, cutoff=0.6)
     return LocatedError("", "", None, f"the folder {folder} does not exist",
                         f"did you mean '{match}'?" if match else None)
@@ -386,7 +369,10 @@ def _folder_problem(folder: Path) -> LocatedError | None:
 
 def load_scenario_folder(path: str | Path) -> Scenario:
     """Load and validate every file of a scenario folder; raise ScenarioLoadError listing all problems."""
-    folder = Path(path).expanduser().resolve()
+    try:
+        folder = Path(path).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # e.g. a NUL byte in the path, or a symlink loop
+        raise ScenarioLoadError(str(path), [LocatedError("", "", None, f"cannot use this path: {exc}")]) from None
     problem = _folder_problem(folder)
     if problem:
         raise ScenarioLoadError(str(folder), [problem])
@@ -396,7 +382,7 @@ def load_scenario_folder(path: str | Path) -> Scenario:
     doc: _Document | None = None
     config: ScenarioConfig | None = None
     if config_path is None:
-        others = [p.name for p in folder.iterdir() if p.suffix in YAML_SUFFIXES]
+        others = [entry.name for entry in _listing(folder) if entry.suffix in YAML_SUFFIXES]
         match = closest("scenario.yaml", others, cutoff=0.6)
         reader.errors.append(LocatedError("scenario.yaml", "", None,
                                           "the folder has no scenario.yaml; every scenario needs one "
@@ -415,11 +401,10 @@ def load_scenario_folder(path: str | Path) -> Scenario:
         optional[stem] = reader.load(found, model) if found else None
 
     background: list[BackgroundDocument] = []
-    background_folder = folder / "background"
-    if background_folder.is_dir():
-        for document_path in sorted(background_folder.glob("*.md")):
+    for document_path in _listing(folder / "background"):
+        if document_path.suffix == ".md" and document_path.is_file():
             problems = []
-            text = reader.read_text(document_path, problems) if document_path.is_file() else None
+            text = reader.read_text(document_path, problems)
             reader.errors.extend(problems)
             if text is not None:
                 background.append(BackgroundDocument(name=document_path.stem, text=text))

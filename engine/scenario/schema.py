@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     ConfigDict,
     Discriminator,
     Field,
     Tag,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -36,6 +38,11 @@ def _as_list_of_text(value: Any) -> Any:
     if isinstance(value, str):
         lines = [line.strip() for line in value.splitlines() if line.strip()]
         return [line[1:].strip() if line.startswith(("-", "*")) else line for line in lines]
+    if isinstance(value, list):
+        # "- Budget: $10M" is a mapping to YAML but a line of text to the person who wrote it.
+        return [
+            "; ".join(f"{k}: {v}" for k, v in item.items()) if isinstance(item, dict) else item for item in value
+        ]
     return value
 
 
@@ -154,15 +161,20 @@ class MetricExtraction(OpenModel):
     prompt: str | None = None
     model: str | None = None
 
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
     @model_validator(mode="after")
     def _has_what_its_type_needs(self) -> MetricExtraction:
-        if self.type == "pattern":
-            if not self.pattern:
-                raise ValueError("a pattern extraction needs `pattern:` (a regular expression)")
-            try:
-                re.compile(self.pattern)
-            except re.error as exc:
-                raise ValueError(f"`pattern` is not a valid regular expression: {exc}") from None
+        if self.type == "pattern" and not self.pattern:
+            raise ValueError("a pattern extraction needs `pattern:` (a regular expression)")
         if self.type == "keyword" and not self.keywords:
             raise ValueError("a keyword extraction needs `keywords:` (a list of words or phrases)")
         if self.type == "llm" and not self.prompt:
@@ -202,6 +214,16 @@ class LegacyMetricDefinition(OpenModel):
     actor_specific: bool = False
     actor: str | None = None
 
+    @model_validator(mode="after")
+    def _convertible(self) -> LegacyMetricDefinition:
+        # Check now what `to_definition` needs, so a bad V1 metric fails at load rather than mid-run.
+        kind = "pattern" if self.extraction_method == "regex" else self.extraction_method
+        try:
+            MetricExtraction(type=kind, pattern=self.pattern, keywords=self.keywords, prompt=self.prompt)
+        except ValidationError as exc:
+            raise ValueError(str(exc.errors()[0]["msg"]).removeprefix("Value error, ")) from None
+        return self
+
     def to_definition(self, name: str) -> MetricDefinition:
         kind = "pattern" if self.extraction_method == "regex" else self.extraction_method
         extraction = MetricExtraction(type=kind, pattern=self.pattern, keywords=self.keywords, prompt=self.prompt)
@@ -228,6 +250,11 @@ class MetricsConfig(OpenModel):
         ],
         Discriminator(_metrics_form),
     ] = Field(default_factory=list)
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return [] if value is None else value  # `metrics:` with nothing under it
 
     @property
     def definitions(self) -> list[MetricDefinition]:
@@ -280,7 +307,13 @@ class ValidationRules(OpenModel):
 
 
 # ---- exogenous-events.yaml -------------------------------------------------------------------------------
-TurnRange = tuple[int, int]
+def _ordered_range(value: tuple[int, int]) -> tuple[int, int]:
+    if value[0] > value[1]:
+        raise ValueError(f"a turn range is [first, last]; {list(value)} ends before it starts")
+    return value
+
+
+TurnRange = Annotated[tuple[int, int], AfterValidator(_ordered_range)]
 
 
 class Schedule(OpenModel):
