@@ -50,15 +50,16 @@ def estimate_run_cost(scenario: Scenario, provider: LLMProvider, *, turns: int |
         requests.append(_request(actor.llm_model, "decision", "decision", system, world_chars + 2000, 1200))
         if settings.enabled:
             requests.append(_request(actor.llm_model, "communication", "outreach", system, world_chars + 600, 800))
-            # Each actor may be addressed by every other actor's conversations: a worst case of replies.
-            replies = min(settings.max_per_turn * (len(scenario.actors) - 1), len(scenario.actors) - 1)
+            # Worst case: every other actor opens all its conversations as coalitions that include this one.
+            replies = settings.max_per_turn * (len(scenario.actors) - 1)
             requests += [_request(actor.llm_model, "communication", "reply", system, world_chars + 800, 600)] * replies
     requests.append(_request(config.world_state_model, "world_update", "world_update", "", world_chars * 2 + 4000, 2000))
     if config.features.metrics_extraction.enabled:
         for metric in scenario.metric_definitions:
             if metric.extraction.type == "llm":
                 model = metric.extraction.model or (scenario.validation.validation_model if scenario.validation else config.world_state_model)
-                requests.append(_request(model, "metrics", "metric", "", len(config.initial_world_state) + 600, 20))
+                subjects = (1 if metric.actor else len(scenario.actors)) if metric.actor_specific else 1
+                requests += [_request(model, "metrics", "metric", "", len(config.initial_world_state) + 600, 20)] * subjects
     rules = scenario.validation
     if rules and rules.run_after_each_turn and config.features.quality_assurance.enabled:
         for name, check in rules.enabled_checks.items():

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import json_repair
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, StringConstraints, ValidationError
 
 from engine.llm.provider import StructuredOutputError
 
 T = TypeVar("T", bound=BaseModel)
+
+# Text a model must actually write: white space alone is no answer.
+NonBlankText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
 def json_schema_for(model: type[BaseModel]) -> dict[str, Any]:
@@ -35,14 +38,17 @@ def parse_structured(text: str, model: type[T]) -> T:
         raw: Any = json.loads(candidate)
     except json.JSONDecodeError:
         raw = json_repair.loads(candidate)
+    return validate_structured(raw, model, raw_text=text)
+
+
+def validate_structured(raw: Any, model: type[T], *, raw_text: str = "") -> T:
+    """Validate already-decoded data; a mismatch is a StructuredOutputError naming the fields."""
     if not isinstance(raw, dict):
-        raise StructuredOutputError(
-            f"expected a JSON object for {model.__name__}, got {type(raw).__name__}", raw_text=text
-        )
+        raise StructuredOutputError(f"expected a JSON object for {model.__name__}, got {type(raw).__name__}", raw_text=raw_text)
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in error['loc']) or '(root)'}: {error['msg']}" for error in exc.errors()
         )
-        raise StructuredOutputError(f"{model.__name__} does not match the schema: {problems}", raw_text=text) from None
+        raise StructuredOutputError(f"{model.__name__} does not match the schema: {problems}", raw_text=raw_text) from None

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from engine.costs import CostTracker, CreditLimitExceeded
 from engine.events import Event, EventBus, EventType
-from engine.llm.parsing import json_schema_for, parse_structured
+from engine.llm.parsing import json_schema_for, parse_structured, validate_structured
 from engine.llm.provider import CallPurpose, LLMRequest, LLMResponse, Message
 from engine.scenario.schema import Scenario
 from engine.state import PhaseName, ScenarioState
@@ -75,8 +75,8 @@ class PhaseContext:
 
     async def complete_structured(self, request: LLMRequest, output: type[T]) -> tuple[T, LLMResponse]:
         response = await self.llm.complete(request)
-        if isinstance(response.data, dict):
-            return output.model_validate(response.data), response
+        if response.data is not None:
+            return validate_structured(response.data, output, raw_text=response.text), response
         return parse_structured(response.text, output), response
 
     async def gather_limited(self, jobs: Iterable[Callable[[], Awaitable[R]]]) -> list[R | BaseException]:

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from engine.events import EventType
+from engine.llm.parsing import NonBlankText
 from engine.llm.provider import CallPurpose
 from engine.phases.base import PhaseContext, PhaseInterrupted, first_failure
 from engine.phases.prompts import actor_system_prompt, describe_message, other_actors, situation
@@ -19,7 +20,7 @@ from engine.state import Communication, CommunicationKind, PhaseName, ScenarioSt
 class Conversation(BaseModel):
     kind: Literal["bilateral", "coalition"]
     with_: list[str] = Field(alias="with", description="Short names of the actors addressed.")
-    message: str = Field(min_length=1)
+    message: NonBlankText
 
     model_config = {"populate_by_name": True}
 
@@ -30,7 +31,7 @@ class OutreachOutput(BaseModel):
 
 
 class ReplyOutput(BaseModel):
-    response: str = Field(min_length=1)
+    response: NonBlankText
 
 
 def outreach_instructions(settings: CommunicationSettings) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from engine.events import EventType
+from engine.llm.parsing import NonBlankText
 from engine.llm.provider import CallPurpose
 from engine.phases.base import PhaseContext, PhaseInterrupted, first_failure
 from engine.phases.prompts import actor_system_prompt, situation
@@ -15,10 +16,10 @@ from engine.state import Decision, PhaseName, ScenarioState
 class DecisionOutput(BaseModel):
     """What a model (or a human in the seat) must return for a decision."""
 
-    long_term_goals: list[str] = Field(min_length=1, max_length=8, description="Goals for the whole scenario.")
-    short_term_priorities: list[str] = Field(min_length=1, max_length=8, description="Priorities for this turn.")
-    reasoning: str = Field(min_length=1, description="Why this action, given the situation and messages.")
-    action: str = Field(min_length=1, description="What the actor does this turn, concretely.")
+    long_term_goals: list[NonBlankText] = Field(min_length=1, max_length=8, description="Goals for the whole scenario.")
+    short_term_priorities: list[NonBlankText] = Field(min_length=1, max_length=8, description="Priorities for this turn.")
+    reasoning: NonBlankText = Field(description="Why this action, given the situation and messages.")
+    action: NonBlankText = Field(description="What the actor does this turn, concretely.")
 
 
 DECISION_INSTRUCTIONS = (

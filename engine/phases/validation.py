@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from engine.events import EventType
-from engine.llm.parsing import parse_structured
+from engine.llm.parsing import parse_structured, validate_structured
 from engine.llm.provider import CallPurpose, StructuredOutputError
 from engine.phases.base import HaltRequested, PhaseContext, PhaseInterrupted, first_failure
 from engine.phases.prompts import bullet_list, describe_message
@@ -20,7 +20,14 @@ from engine.phases.world_update import actions_text
 from engine.scenario.schema import ActorConfig, Scenario, ValidationCheck
 from engine.state import PhaseName, ScenarioState, ValidationResult
 
-ACTOR_PLACEHOLDERS = ("actor_profile", "actor_name", "actor_reasoning", "actor_action", "private_communications")
+ACTOR_PLACEHOLDERS = (
+    "actor_profile",
+    "actor_name",
+    "actor_reasoning",
+    "actor_action",
+    "private_communications",
+    "restricted_information",
+)
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 # V1 templates ask for a line such as "CONSISTENT: Yes"; accept that when a model ignores the JSON request.
 _V1_VERDICT = re.compile(r"^\s*(?:CONSISTENT|COHERENT|VALID ACCESS|VALID|PASSED)\s*:\s*\[?\s*(yes|no)", re.I | re.M)
@@ -130,7 +137,7 @@ class ValidationPhase:
             temperature=0.0,
         )
         response = await ctx.complete_text(request)
-        verdict = ValidationOutput.model_validate(response.data) if isinstance(response.data, dict) else parse_verdict(response.text)
+        verdict = validate_structured(response.data, ValidationOutput) if response.data is not None else parse_verdict(response.text)
         return ValidationResult(
             turn=turn,
             check=name,
