@@ -28,6 +28,7 @@ demo: $(STAMP)
 	$(PY) manage.py run_scenario ai-summit
 
 test: $(DEV_STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 bench: $(STAMP)
