@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from engine.events import EventBus, EventType
 from engine.llm.provider import LLMProvider, LLMRequest, LLMResponse
-from engine.state import CostRecord, PhaseName
+from engine.state import CostRecord, PhaseName, as_dict
 
 WARNING_RATIO = 0.8
 
@@ -65,9 +65,11 @@ class CostTracker:
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         purpose = request.purpose
+        PhaseName(purpose.phase)  # an unknown phase must fail before the call is paid, not after
         projected = self.provider.max_cost(request)
         # Check and reserve with no await in between: concurrent calls see each other's reservations.
-        if self.credit_limit is not None and self.totals.spent + self._reserved + projected > self.credit_limit:
+        # The tolerance keeps 0.1 + 0.1 + 0.1 within a limit of 0.3.
+        if self.credit_limit is not None and self.totals.spent + self._reserved + projected > self.credit_limit * (1 + 1e-9):
             label = f"{purpose.task} for {purpose.actor or 'the world'}, turn {purpose.turn}"
             error = CreditLimitExceeded(
                 spent=self.totals.spent + self._reserved, projected=projected, limit=self.credit_limit, purpose=label
@@ -118,7 +120,7 @@ class CostTracker:
         await self.bus.emit(
             EventType.COST_INCURRED,
             {
-                **_record_json(record),
+                **as_dict(record),
                 "task": purpose.task,
                 "latency_ms": round(response.latency_ms, 3),
                 "total_cost": totals.spent,
@@ -140,16 +142,3 @@ class CostTracker:
         records, self._new_records = tuple(self._new_records), []
         return records
 
-
-def _record_json(record: CostRecord) -> dict:
-    return {
-        "turn": record.turn,
-        "phase": record.phase.value,
-        "actor": record.actor,
-        "model": record.model,
-        "provider": record.provider,
-        "input_tokens": record.input_tokens,
-        "output_tokens": record.output_tokens,
-        "cost": record.cost,
-        "cached": record.cached,
-    }

@@ -39,7 +39,7 @@ def _request(model: str, phase: str, task: str, system: str, prompt_chars: int, 
 
 
 def estimate_run_cost(scenario: Scenario, provider: LLMProvider, *, turns: int | None = None) -> CostEstimate:
-    turns = turns or scenario.config.turns
+    turns = scenario.config.turns if turns is None else turns
     config = scenario.config
     # The prompt grows with the context window: the current world plus up to `window` earlier turns.
     world_chars = len(config.initial_world_state) * (1 + config.context_window_size)
@@ -57,7 +57,7 @@ def estimate_run_cost(scenario: Scenario, provider: LLMProvider, *, turns: int |
     if config.features.metrics_extraction.enabled:
         for metric in scenario.metric_definitions:
             if metric.extraction.type == "llm":
-                model = metric.extraction.model or (scenario.validation.validation_model if scenario.validation else config.world_state_model)
+                model = metric.extraction.model or scenario.judge_model
                 subjects = (1 if metric.actor else len(scenario.actors)) if metric.actor_specific else 1
                 requests += [_request(model, "metrics", "metric", "", len(config.initial_world_state) + 600, 20)] * subjects
     rules = scenario.validation

@@ -7,10 +7,12 @@ engine knowing about any of them.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -143,9 +145,11 @@ Handler = Callable[[Event], Union[None, Awaitable[None]]]
 class EventBus:
     """Publish/subscribe for engine events.
 
-    Handlers run in registration order, sync or async, each awaited before the next so that a subscriber
-    sees events in emit order. A handler that raises is logged and reported as a HANDLER_FAILED event;
-    it never stops the run or the other handlers.
+    Handlers run in registration order, sync or async, each awaited before the next. Every subscriber
+    sees a run's events in seq order: deliveries take turns (first come, first served) even when several
+    tasks emit at once, and an event emitted from inside a handler is delivered right after the event
+    being handled (its `emit` returns before that). A handler that raises is logged and reported as a
+    HANDLER_FAILED event; it never stops the run or the other handlers.
     """
 
     def __init__(self, *, keep_history: bool = False, history_limit: int | None = None) -> None:
@@ -154,6 +158,10 @@ class EventBus:
         self.keep_history = keep_history
         self._history: list[Event] = []
         self._history_limit = history_limit
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+        self._delivering: asyncio.Task | None = None
+        self._nested: deque[Event] = deque()
 
     def on(self, event_type: EventType | str, handler: Handler | None = None) -> Any:
         """Subscribe to one type (or "*" for all). Usable as `@bus.on(type)` or `bus.on(type, fn)`."""
@@ -198,8 +206,29 @@ class EventBus:
         await self.publish(event)
         return event
 
+    def _delivery_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:  # a bus may outlive one asyncio.run()
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        return self._lock
+
     async def publish(self, event: Event) -> None:
         """Deliver an already-numbered event (replays and relays use this; `emit` numbers new ones)."""
+        task = asyncio.current_task()
+        if task is not None and task is self._delivering:
+            self._nested.append(event)  # emitted by a handler: delivered after the event being handled
+            return
+        # No await between numbering (in emit) and queueing here, and the lock is FIFO: seq order holds.
+        async with self._delivery_lock():
+            self._delivering = task
+            try:
+                await self._deliver(event)
+                while self._nested:
+                    await self._deliver(self._nested.popleft())
+            finally:
+                self._delivering = None
+
+    async def _deliver(self, event: Event) -> None:
         if self.keep_history:
             self._history.append(event)
             if self._history_limit is not None and len(self._history) > self._history_limit:
@@ -232,9 +261,6 @@ class EventBus:
             return list(self._history)
         wanted = EventType(event_type)
         return [event for event in self._history if event.type is wanted]
-
-    def clear_history(self) -> None:
-        self._history.clear()
 
 
 _default_bus: EventBus | None = None

@@ -1,21 +1,24 @@
 """The turn loop: phases in order, the credit limit, pause / resume / cancel, and the error policy.
 
 `execute(state)` plays turns until `max_turns`, a pause, a halt, a cancel or a failure, and returns the
-state it stopped at. Calling `execute` again on a paused, halted or failed state resumes it from the first
-phase not yet done, so an interrupted run reaches the same end as an uninterrupted one.
+state it stopped at. Calling `execute` again on a paused, halted, failed or interrupted state resumes it
+from the first phase not yet done. Whatever ends a run — even the caller's task being cancelled or Ctrl-C
+— the calls already paid are booked in the state's ledger before it is saved.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 from engine.costs import CostTracker, CreditLimitExceeded
 from engine.events import EventBus, EventType
 from engine.llm.provider import LLMProvider
-from engine.phases.base import HaltRequested, Phase, PhaseContext, PhaseInterrupted
+from engine.phases.base import HaltRequested, Phase, PhaseContext
 from engine.phases.communication import CommunicationPhase
 from engine.phases.decision import DecisionPhase
 from engine.phases.metrics import MetricsPhase
@@ -35,13 +38,26 @@ class ErrorPolicy:
     max_attempts: int = 2
     retry_delay: float = 0.5  # seconds, multiplied by the attempt number
 
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("ErrorPolicy.max_attempts must be at least 1")
+
 
 class _Stop(Exception):
-    """Internal: the loop ends at `state` with this status (and reason or error)."""
+    """Internal: the loop ends at the orchestrator's current state with this status."""
 
-    def __init__(self, state: ScenarioState, status: RunStatus, *, reason: str | None = None, error: str | None = None) -> None:
+    def __init__(self, status: RunStatus, *, reason: str | None = None, error: str | None = None) -> None:
         super().__init__(reason or error or status.value)
-        self.state, self.status, self.reason, self.error = state, status, reason, error
+        self.status, self.reason, self.error = status, reason, error
+
+
+_END_EVENTS = {
+    RunStatus.COMPLETED: EventType.SCENARIO_COMPLETED,
+    RunStatus.PAUSED: EventType.SCENARIO_PAUSED,
+    RunStatus.HALTED: EventType.SCENARIO_HALTED,
+    RunStatus.CANCELLED: EventType.SCENARIO_CANCELLED,
+    RunStatus.FAILED: EventType.SCENARIO_FAILED,
+}
 
 
 class ScenarioOrchestrator:
@@ -58,45 +74,73 @@ class ScenarioOrchestrator:
         max_concurrency: int = 16,
         phases: list[Phase] | None = None,
     ) -> None:
+        limit = credit_limit if credit_limit is not None else scenario.config.credit_limit
+        if limit is not None and not (math.isfinite(limit) and limit > 0):
+            raise ValueError(f"the credit limit must be a positive number of USD, not {limit!r}")
         self.scenario = scenario
         self.provider = provider
         self.bus = bus or EventBus()
         self.max_turns = max_turns if max_turns is not None else scenario.config.turns
-        self.credit_limit = credit_limit if credit_limit is not None else scenario.config.credit_limit
+        self.credit_limit = limit
         self.persistence = persistence
         self.error_policy = error_policy or ErrorPolicy()
         self.max_concurrency = max_concurrency
         self.phases: list[Phase] = list(phases or [])
         self._pause_requested = False
         self._cancel_requested = False
-        self._running_phase: asyncio.Task[ScenarioState] | None = None
+        self._running_phase: asyncio.Future[ScenarioState] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._current: ScenarioState | None = None
 
     def register_phase(self, phase: Phase) -> None:
         self.phases.append(phase)
 
+    # ---- requests from outside (any thread) ---------------------------------------------------------
     def request_pause(self) -> None:
         """Stop at the next phase boundary with status PAUSED."""
         self._pause_requested = True
 
     def request_cancel(self) -> None:
-        """Stop now: the phase in flight is abandoned and the run ends CANCELLED."""
+        """Stop as soon as possible: the phase in flight is abandoned and the run ends CANCELLED."""
         self._cancel_requested = True
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # not executing: the request applies when execute() starts
+        if threading.get_ident() == getattr(loop, "_thread_id", None):
+            self._interrupt()
+        else:
+            loop.call_soon_threadsafe(self._interrupt)  # Task.cancel is not thread-safe
+
+    def _interrupt(self) -> None:
         if self._running_phase is not None and not self._running_phase.done():
             self._running_phase.cancel()
+        if self._wake is not None:
+            self._wake.set()
 
     # ---- the loop ----------------------------------------------------------------------------------
     async def execute(self, state: ScenarioState) -> ScenarioState:
-        if state.status in (RunStatus.CANCELLED,):
+        if self._loop is not None:
+            raise ValueError("this orchestrator is already executing a run")
+        if state.status is RunStatus.CANCELLED:
             raise ValueError(f"run {state.run_id} was cancelled and cannot be resumed")
-        if state.status is RunStatus.RUNNING:
-            raise ValueError(f"run {state.run_id} is already running")
-        self._pause_requested = self._cancel_requested = False
+        self._check_state_matches_scenario(state)
+        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        try:
+            return await self._execute(state)
+        finally:
+            self._loop = self._wake = self._running_phase = self._current = None
+            self._pause_requested = self._cancel_requested = False
+
+    def _check_state_matches_scenario(self, state: ScenarioState) -> None:
+        in_state = [a.short_name for a in state.actors]
+        in_scenario = [a.short_name for a in self.scenario.actors]
+        if sorted(in_state) != sorted(in_scenario):
+            raise ValueError(f"the run's actors {in_state} are not the scenario's {in_scenario}: resume it with the scenario it started with")
+
+    async def _execute(self, state: ScenarioState) -> ScenarioState:
         tracker = CostTracker(
-            provider=self.provider,
-            bus=self.bus,
-            run_id=state.run_id,
-            credit_limit=self.credit_limit,
-            already_spent=state.total_cost,
+            provider=self.provider, bus=self.bus, run_id=state.run_id, credit_limit=self.credit_limit, already_spent=state.total_cost
         )
         ctx = PhaseContext(
             scenario=self.scenario,
@@ -104,86 +148,128 @@ class ScenarioOrchestrator:
             bus=self.bus,
             run_id=state.run_id,
             seed=state.seed,
+            max_turns=self.max_turns,
             max_concurrency=self.max_concurrency,
         )
+        # A RUNNING state is one whose process died mid-run: it resumes like any other stop.
         resumed = state.status is not RunStatus.PENDING
-        state = state.with_started()
-        await self._announce(EventType.SCENARIO_RESUMED if resumed else EventType.SCENARIO_STARTED, state, provider=self.provider.name, credit_limit=self.credit_limit)
+        self._current = state.with_started()
         try:
-            while state.turn < self.max_turns:
-                state = await self._play_turn(state, ctx, tracker)
+            await self._announce(
+                EventType.SCENARIO_RESUMED if resumed else EventType.SCENARIO_STARTED,
+                self._current,
+                provider=self.provider.name,
+                credit_limit=self.credit_limit,
+            )
+            while self._current.turn < self.max_turns:
+                await self._play_turn(ctx, tracker)
+            final = self._booked(tracker).with_status(RunStatus.COMPLETED)
         except _Stop as stop:
-            state = stop.state.with_costs(tracker.take_records()).with_status(stop.status, reason=stop.reason, error=stop.error)
-            await self._finish(state)
-            return state
-        state = state.with_status(RunStatus.COMPLETED)
-        await self._finish(state)
-        return state
+            final = self._booked(tracker).with_status(stop.status, reason=stop.reason, error=stop.error)
+        except Exception as exc:  # noqa: BLE001 - e.g. a save that fails: the run fails, the caller gets a state
+            logger.exception("run %s failed outside any phase", state.run_id)
+            final = self._booked(tracker).with_status(RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        except BaseException as exc:  # the caller's task cancelled, Ctrl-C: keep a resumable state, then go on
+            interrupted = self._booked(tracker).with_status(RunStatus.PAUSED, reason=f"interrupted ({type(exc).__name__})")
+            await asyncio.shield(self._finish(interrupted))
+            raise
+        await self._finish(final)
+        return final
 
-    async def _play_turn(self, state: ScenarioState, ctx: PhaseContext, tracker: CostTracker) -> ScenarioState:
-        turn = state.current_turn
-        if not state.completed_phases:
-            await self._emit(EventType.TURN_STARTED, state, {"turn": turn})
+    def _booked(self, tracker: CostTracker) -> ScenarioState:
+        """The current state with every call paid so far in its ledger."""
+        assert self._current is not None
+        self._current = self._current.with_costs(tracker.take_records())
+        return self._current
+
+    async def _play_turn(self, ctx: PhaseContext, tracker: CostTracker) -> None:
+        assert self._current is not None
+        turn = self._current.current_turn
+        self._check_requests()
+        if not self._current.completed_phases:
+            await self._emit(EventType.TURN_STARTED, {"turn": turn})
         for phase in self.phases:
-            if phase.name in state.completed_phases:
+            if phase.name in self._current.completed_phases:
                 continue
-            self._check_requests(state)
-            state = await self._run_phase(phase, state, ctx, tracker)
-        state = state.with_turn(turn)
-        await self._emit(EventType.TURN_COMPLETED, state, {"turn": turn, "total_cost": state.total_cost})
+            self._check_requests()
+            await self._run_phase(phase, ctx, tracker)
+        self._current = self._current.with_turn(turn)
+        await self._emit(EventType.TURN_COMPLETED, {"turn": turn, "total_cost": self._current.total_cost})
         if self.persistence is not None:
-            await save_state(self.persistence, state, self.bus)
-        return state
+            await save_state(self.persistence, self._current, self.bus)
 
-    def _check_requests(self, state: ScenarioState) -> None:
+    def _check_requests(self) -> None:
         if self._cancel_requested:
-            raise _Stop(state, RunStatus.CANCELLED, reason="cancelled on request")
+            raise _Stop(RunStatus.CANCELLED, reason="cancelled on request")
         if self._pause_requested:
-            raise _Stop(state, RunStatus.PAUSED, reason="paused on request")
+            raise _Stop(RunStatus.PAUSED, reason="paused on request")
 
-    async def _run_phase(self, phase: Phase, state: ScenarioState, ctx: PhaseContext, tracker: CostTracker) -> ScenarioState:
-        turn = state.current_turn
+    async def _run_phase(self, phase: Phase, ctx: PhaseContext, tracker: CostTracker) -> None:
+        assert self._current is not None
+        turn = self._current.current_turn
         name = phase.name.value
         for attempt in range(1, self.error_policy.max_attempts + 1):
-            await self._emit(EventType.PHASE_STARTED, state, {"turn": turn, "phase": name, "attempt": attempt})
-            self._running_phase = asyncio.ensure_future(phase.run(state, ctx))
+            await self._emit(EventType.PHASE_STARTED, {"turn": turn, "phase": name, "attempt": attempt})
+            if self._cancel_requested:  # asked for by a PHASE_STARTED subscriber
+                raise _Stop(RunStatus.CANCELLED, reason="cancelled on request")
+            ctx.progress = None
+            self._running_phase = asyncio.ensure_future(phase.run(self._current, ctx))
             try:
                 new_state = await self._running_phase
-            except asyncio.CancelledError:
-                if not self._cancel_requested:
-                    raise  # cancelled from outside (the caller's task): not ours to absorb
-                raise _Stop(state, RunStatus.CANCELLED, reason="cancelled on request") from None
-            except Exception as exc:  # noqa: BLE001 - every failure is judged by the error policy below
-                partial, cause = (exc.partial_state, exc.cause) if isinstance(exc, PhaseInterrupted) else (state, exc)
-                state = partial.with_costs(tracker.take_records())
-                if isinstance(cause, CreditLimitExceeded):
-                    await self._emit(EventType.PHASE_FAILED, state, {"turn": turn, "phase": name, "attempt": attempt, "error": str(cause)})
-                    raise _Stop(state, RunStatus.HALTED, reason=str(cause)) from None
-                if isinstance(cause, HaltRequested):
-                    # The phase's work is done; the halt comes after it so a resume starts with the next phase.
-                    state = state.with_phase_completed(phase.name)
-                    await self._emit(EventType.PHASE_COMPLETED, state, {"turn": turn, "phase": name})
-                    raise _Stop(state, RunStatus.HALTED, reason=str(cause)) from None
-                error = f"{type(cause).__name__}: {cause}"
-                logger.warning("phase %s of turn %s failed (attempt %s): %s", name, turn, attempt, error)
-                await self._emit(EventType.PHASE_FAILED, state, {"turn": turn, "phase": name, "attempt": attempt, "error": error})
-                if attempt >= self.error_policy.max_attempts or self._cancel_requested:
-                    await self._emit(EventType.TURN_FAILED, state, {"turn": turn, "phase": name, "error": error})
-                    self._check_requests(state)
-                    raise _Stop(state, RunStatus.FAILED, error=f"turn {turn}, phase {name}: {error}") from None
-                await asyncio.sleep(self.error_policy.retry_delay * attempt)
+            except BaseException as exc:
+                self._current = ctx.progress or self._current  # keep the work the phase finished
+                self._booked(tracker)
+                if isinstance(exc, asyncio.CancelledError):
+                    outer = asyncio.current_task()
+                    if self._cancel_requested and (outer is None or outer.cancelling() == 0):
+                        raise _Stop(RunStatus.CANCELLED, reason="cancelled on request") from None
+                    raise  # the caller's own cancellation: not ours to absorb
+                if not isinstance(exc, Exception):
+                    raise
+                await self._judge_failure(phase, attempt, exc)
+                await self._wait_before_retry(attempt)
+                self._check_requests()
                 continue
             finally:
                 self._running_phase = None
-            state = new_state.with_costs(tracker.take_records()).with_phase_completed(phase.name)
-            await self._emit(EventType.PHASE_COMPLETED, state, {"turn": turn, "phase": name})
-            return state
-        raise AssertionError("unreachable: the loop either returns or raises")
+            self._current = new_state
+            self._current = self._booked(tracker).with_phase_completed(phase.name)
+            await self._emit(EventType.PHASE_COMPLETED, {"turn": turn, "phase": name})
+            return
 
-    # ---- events ------------------------------------------------------------------------------------
-    async def _emit(self, event_type: EventType, state: ScenarioState, data: dict[str, Any]) -> None:
-        correlation = f"turn-{data['turn']}" if "turn" in data else None
-        await self.bus.emit(event_type, data, run_id=state.run_id, source="orchestrator", correlation_id=correlation)
+    async def _judge_failure(self, phase: Phase, attempt: int, cause: BaseException) -> None:
+        """Raise _Stop if the failure ends the run; return if the phase should be tried again."""
+        assert self._current is not None
+        turn, name = self._current.current_turn, phase.name.value
+        if isinstance(cause, CreditLimitExceeded):
+            await self._emit(EventType.PHASE_FAILED, {"turn": turn, "phase": name, "attempt": attempt, "error": str(cause)})
+            raise _Stop(RunStatus.HALTED, reason=str(cause))
+        if isinstance(cause, HaltRequested):
+            # The phase's work is done; the halt comes after it so a resume starts with the next phase.
+            self._current = self._current.with_phase_completed(phase.name)
+            await self._emit(EventType.PHASE_COMPLETED, {"turn": turn, "phase": name})
+            raise _Stop(RunStatus.HALTED, reason=str(cause))
+        error = f"{type(cause).__name__}: {cause}"
+        logger.warning("phase %s of turn %s failed (attempt %s): %s", name, turn, attempt, error)
+        await self._emit(EventType.PHASE_FAILED, {"turn": turn, "phase": name, "attempt": attempt, "error": error})
+        if attempt >= self.error_policy.max_attempts:
+            await self._emit(EventType.TURN_FAILED, {"turn": turn, "phase": name, "error": error})
+            raise _Stop(RunStatus.FAILED, error=f"turn {turn}, phase {name}: {error}")
+
+    async def _wait_before_retry(self, attempt: int) -> None:
+        """Sleep before a retry, but wake at once for a cancel."""
+        assert self._wake is not None
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=self.error_policy.retry_delay * attempt)
+        except TimeoutError:
+            pass
+
+    # ---- events and the end ------------------------------------------------------------------------
+    async def _emit(self, event_type: EventType, data: dict[str, Any]) -> None:
+        assert self._current is not None
+        await self.bus.emit(
+            event_type, data, run_id=self._current.run_id, source="orchestrator", correlation_id=f"turn-{data['turn']}"
+        )
 
     async def _announce(self, event_type: EventType, state: ScenarioState, **extra: Any) -> None:
         data = {"status": state.status.value, "turn": state.turn, "max_turns": self.max_turns, **extra}
@@ -195,18 +281,13 @@ class ScenarioOrchestrator:
 
     async def _finish(self, state: ScenarioState) -> None:
         if self.persistence is not None:
-            await save_state(self.persistence, state, self.bus)
-        event = {
-            RunStatus.COMPLETED: EventType.SCENARIO_COMPLETED,
-            RunStatus.PAUSED: EventType.SCENARIO_PAUSED,
-            RunStatus.HALTED: EventType.SCENARIO_HALTED,
-            RunStatus.CANCELLED: EventType.SCENARIO_CANCELLED,
-            RunStatus.FAILED: EventType.SCENARIO_FAILED,
-        }[state.status]
-        await self._announce(event, state, total_cost=state.total_cost)
+            try:
+                await save_state(self.persistence, state, self.bus)
+            except Exception:  # noqa: BLE001 - the run has ended either way; say so rather than lose the end
+                logger.exception("could not save the final state of run %s", state.run_id)
+        await self._announce(_END_EVENTS[state.status], state, total_cost=state.total_cost)
 
 
 def standard_phases() -> list[Phase]:
     """The phases of a turn, in order."""
     return [CommunicationPhase(), DecisionPhase(), WorldUpdatePhase(), MetricsPhase(), ValidationPhase()]
-

@@ -253,6 +253,13 @@ class ScenarioState:
             return self
         return replace(self, completed_phases=(*self.completed_phases, phase))
 
+    def with_turn_sorted(self, field_name: str, turn: int, key: Any) -> ScenarioState:
+        """Put a turn's records of one kind in a canonical order, so a turn played in pieces (a retry,
+        a resume) ends with exactly the records of a turn played at once."""
+        records = getattr(self, field_name)
+        ordered = sorted((r for r in records if r.turn == turn), key=key)
+        return replace(self, **{field_name: (*(r for r in records if r.turn != turn), *ordered)})
+
     def with_step_completed(self, step: str) -> ScenarioState:
         if step in self.completed_steps:
             return self
@@ -297,6 +304,11 @@ _ENUMS: dict[tuple[type, str], type] = {
 }
 
 
+def as_dict(record: Any) -> Any:
+    """Any state record (or tuple of them) as plain JSON values: the one serialisation events reuse."""
+    return _to_json(record)
+
+
 def _to_json(record: Any) -> Any:
     if isinstance(record, StrEnum):
         return record.value
@@ -338,4 +350,5 @@ __all__ = [
     "ScenarioState",
     "ValidationResult",
     "WorldState",
+    "as_dict",
 ]

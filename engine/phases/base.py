@@ -20,15 +20,6 @@ T = TypeVar("T", bound=BaseModel)
 R = TypeVar("R")
 
 
-class PhaseInterrupted(Exception):
-    """A phase stopped part-way but some of its work is good: keep `partial_state`, then handle `cause`."""
-
-    def __init__(self, partial_state: ScenarioState, cause: BaseException) -> None:
-        super().__init__(str(cause))
-        self.partial_state = partial_state
-        self.cause = cause
-
-
 class HaltRequested(Exception):
     """A phase asks to stop the run (a fatal validation finding, a critical metric): status HALTED."""
 
@@ -42,7 +33,15 @@ class PhaseContext:
     bus: EventBus
     run_id: str
     seed: int
+    max_turns: int | None = None  # the run's last turn, when it differs from the scenario's
     max_concurrency: int = 16
+    # The phase's latest consistent state. However a phase ends (an error, a cancel, the caller's
+    # Ctrl-C), the orchestrator keeps this, so work already paid for is never done twice.
+    progress: ScenarioState | None = None
+
+    def checkpoint(self, state: ScenarioState) -> ScenarioState:
+        self.progress = state
+        return state
 
     async def emit(self, event_type: EventType, data: Mapping[str, Any], *, turn: int | None = None) -> Event:
         correlation = f"turn-{turn}" if turn is not None else None

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from engine.events import EventType
 from engine.llm.parsing import NonBlankText
 from engine.llm.provider import CallPurpose
-from engine.phases.base import PhaseContext, PhaseInterrupted, first_failure
+from engine.phases.base import PhaseContext, first_failure
 from engine.phases.prompts import actor_system_prompt, describe_message, other_actors, situation
 from engine.scenario.schema import ActorConfig, CommunicationSettings
 from engine.state import Communication, CommunicationKind, PhaseName, ScenarioState
@@ -61,33 +61,59 @@ class CommunicationPhase:
         if not settings.enabled:
             return state
         turn = state.current_turn
-        opened = {m.sender for m in state.communications_in(turn) if m.in_reply_to is None}
-        pending = [
-            a for a in ctx.scenario.actors if a.short_name not in opened and outreach_step(a.short_name) not in state.completed_steps
-        ]
-        outreach = await ctx.gather_limited([lambda a=a: self._outreach(state, a, settings, ctx) for a in pending])
-        for actor, result in zip(pending, outreach):
-            if isinstance(result, list):
-                for message in result:
-                    state = await self._send(state, message, ctx)
-                state = state.with_step_completed(outreach_step(actor.short_name))
-        failure = first_failure(outreach)
+        pending = [a for a in ctx.scenario.actors if outreach_step(a.short_name) not in state.completed_steps]
+        seen = state
+
+        async def reach_out(actor: ActorConfig) -> None:
+            nonlocal state
+            messages = await self._outreach(seen, actor, settings, ctx)
+            for message in messages:
+                await self._announce(message, ctx)
+            # An actor's messages and the mark that it has spoken land together: a resume never re-asks it.
+            for message in messages:
+                state = state.with_communication(message)
+            state = ctx.checkpoint(state.with_step_completed(outreach_step(actor.short_name)))
+
+        failure = first_failure(await ctx.gather_limited([lambda a=a: reach_out(a) for a in pending]))
         if failure is not None:
-            raise PhaseInterrupted(state, failure)
+            raise failure
+        state = self._canonical(state, ctx)
 
         openings = [m for m in state.communications_in(turn) if m.in_reply_to is None and m.recipients]
         answered = {(m.in_reply_to, m.sender) for m in state.communications_in(turn) if m.in_reply_to}
         to_answer = [(m, r) for m in openings for r in m.recipients if (m.id, r) not in answered]
-        replies = await ctx.gather_limited([lambda m=m, r=r: self._reply(state, m, r, ctx) for m, r in to_answer])
-        for result in replies:
-            if isinstance(result, Communication):
-                state = await self._send(state, result, ctx)
-        failure = first_failure(replies)
-        if failure is not None:
-            raise PhaseInterrupted(state, failure)
-        return state
+        seen = state
 
-    async def _send(self, state: ScenarioState, message: Communication, ctx: PhaseContext) -> ScenarioState:
+        async def answer(opening: Communication, responder: str) -> None:
+            nonlocal state
+            reply = await self._reply(seen, opening, responder, ctx)
+            await self._announce(reply, ctx)
+            state = ctx.checkpoint(state.with_communication(reply))
+
+        failure = first_failure(await ctx.gather_limited([lambda m=m, r=r: answer(m, r) for m, r in to_answer]))
+        if failure is not None:
+            raise failure
+        return self._canonical(state, ctx)
+
+    @staticmethod
+    def _canonical(state: ScenarioState, ctx: PhaseContext) -> ScenarioState:
+        """Messages in the order an uninterrupted turn sends them: every opening (by the opener's actor order,
+        then in sequence: ids are `t{turn}-{sender}-{public|n}`), then every reply in the same order."""
+        order = {a.short_name: i for i, a in enumerate(ctx.scenario.actors)}
+        turn = state.current_turn
+        by_id = {m.id: m for m in state.communications_in(turn)}
+
+        def key(message: Communication) -> tuple:
+            opening = by_id.get(message.in_reply_to or "", message)
+            suffix = opening.id.rsplit("-", 1)[-1]
+            position = 0 if suffix == "public" else int(suffix) if suffix.isdigit() else 99
+            reply = opening.recipients.index(message.sender) if message.sender in opening.recipients else -1
+            return message.in_reply_to is not None, order.get(opening.sender, 99), position, reply
+
+        return state.with_turn_sorted("communications", turn, key)
+
+    @staticmethod
+    async def _announce(message: Communication, ctx: PhaseContext) -> None:
         await ctx.emit(
             EventType.COMMUNICATION_SENT,
             {
@@ -101,7 +127,6 @@ class CommunicationPhase:
             },
             turn=message.turn,
         )
-        return state.with_communication(message)
 
     async def _outreach(
         self, state: ScenarioState, actor: ActorConfig, settings: CommunicationSettings, ctx: PhaseContext
@@ -113,7 +138,7 @@ class CommunicationPhase:
             system=actor_system_prompt(ctx.scenario, actor),
             user="\n\n".join(
                 [
-                    situation(state, ctx.scenario),
+                    situation(state, ctx.scenario, max_turns=ctx.max_turns),
                     other_actors(ctx.scenario, actor.short_name),
                     outreach_instructions(settings),
                 ]
@@ -179,7 +204,7 @@ class CommunicationPhase:
             system=actor_system_prompt(ctx.scenario, actor),
             user="\n\n".join(
                 [
-                    situation(state, ctx.scenario),
+                    situation(state, ctx.scenario, max_turns=ctx.max_turns),
                     "## A message addressed to you\n\n" + describe_message(opening, names),
                     "Reply to it. Answer with a JSON object with key `response` (your reply, in your own voice).",
                 ]

@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 from engine.events import EventType
 from engine.llm.parsing import NonBlankText
 from engine.llm.provider import CallPurpose
-from engine.phases.base import PhaseContext, PhaseInterrupted, first_failure
+from engine.phases.base import PhaseContext, first_failure
 from engine.phases.prompts import actor_system_prompt, situation
 from engine.scenario.schema import ActorConfig
 from engine.state import Decision, PhaseName, ScenarioState
@@ -36,16 +36,18 @@ class DecisionPhase:
         turn = state.current_turn
         done = state.decisions_in(turn)
         pending = [actor for actor in ctx.scenario.actors if actor.short_name not in done]  # a resume skips done ones
-        results = await ctx.gather_limited(
-            [lambda actor=actor: self._decide(state, actor, ctx) for actor in pending]
-        )
-        for result in results:
-            if isinstance(result, Decision):
-                state = state.with_decision(result)
-        failure = first_failure(results)
+        seen = state  # every actor decides on the same situation, whatever finishes first
+
+        async def decide(actor: ActorConfig) -> None:
+            nonlocal state
+            decision = await self._decide(seen, actor, ctx)
+            state = ctx.checkpoint(state.with_decision(decision))
+
+        failure = first_failure(await ctx.gather_limited([lambda a=actor: decide(a) for actor in pending]))
         if failure is not None:
-            raise PhaseInterrupted(state, failure)
-        return state
+            raise failure
+        order = {a.short_name: i for i, a in enumerate(ctx.scenario.actors)}
+        return state.with_turn_sorted("decisions", turn, lambda d: order[d.actor])
 
     async def _decide(self, state: ScenarioState, actor: ActorConfig, ctx: PhaseContext) -> Decision:
         turn = state.current_turn
@@ -55,7 +57,7 @@ class DecisionPhase:
             purpose=CallPurpose(task="decision", phase=self.name.value, turn=turn, actor=actor.short_name),
             model=model,
             system=actor_system_prompt(ctx.scenario, actor),
-            user=f"{situation(state, ctx.scenario, actor.short_name)}\n\n{DECISION_INSTRUCTIONS}",
+            user=f"{situation(state, ctx.scenario, actor.short_name, max_turns=ctx.max_turns)}\n\n{DECISION_INSTRUCTIONS}",
             output=DecisionOutput,
         )
         try:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from engine.events import EventType
 from engine.llm.provider import CallPurpose
-from engine.phases.base import HaltRequested, PhaseContext, PhaseInterrupted, first_failure
+from engine.phases.base import HaltRequested, PhaseContext, first_failure
 from engine.scenario.schema import MetricDefinition
-from engine.state import MetricRecord, PhaseName, ScenarioState
+from engine.state import MetricRecord, PhaseName, ScenarioState, as_dict
 
 MetricValue = float | bool | None
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
@@ -26,9 +27,10 @@ def extract_by_pattern(metric: MetricDefinition, text: str) -> MetricValue:
     if match is None:
         return None
     try:
-        return float(match.group(1).replace(",", ""))
+        value = float(match.group(1).replace(",", ""))
     except (TypeError, ValueError):
         return None
+    return value if math.isfinite(value) else None  # a pattern that captures "nan" or "inf" measures nothing
 
 
 def extract_by_keywords(metric: MetricDefinition, text: str) -> MetricValue:
@@ -81,26 +83,32 @@ class MetricsPhase:
             for actor in self._subjects(metric, state)
             if (metric.name, actor) not in done
         ]
-        results = await ctx.gather_limited([lambda m=m, a=a: self._measure(state, m, a, ctx) for m, a in jobs])
-        halt: str | None = None
-        for (metric, actor), result in zip(jobs, results):
-            if isinstance(result, BaseException):
-                continue
-            record = MetricRecord(turn=turn, name=metric.name, value=result, actor=actor, source=metric.extraction.type)
-            level = threshold_level(metric, result)
-            await ctx.emit(
-                EventType.METRIC_RECORDED,
-                {"turn": turn, "name": metric.name, "value": result, "actor": actor, "source": record.source, "threshold": level},
-                turn=turn,
-            )
-            state = state.with_metric(record)
-            if level == "critical" and metric.thresholds and metric.thresholds.halt_on_critical:
-                halt = f"metric {metric.name} reached its critical threshold ({result})"
-        failure = first_failure(results)
+        seen = state
+
+        async def measure(metric: MetricDefinition, actor: str | None) -> None:
+            nonlocal state
+            value = await self._measure(seen, metric, actor, ctx)
+            record = MetricRecord(turn=turn, name=metric.name, value=value, actor=actor, source=metric.extraction.type)
+            await ctx.emit(EventType.METRIC_RECORDED, {**as_dict(record), "threshold": threshold_level(metric, value)}, turn=turn)
+            state = ctx.checkpoint(state.with_metric(record))
+
+        failure = first_failure(await ctx.gather_limited([lambda m=m, a=a: measure(m, a) for m, a in jobs]))
         if failure is not None:
-            raise PhaseInterrupted(state, failure)
-        if halt:
-            raise PhaseInterrupted(state, HaltRequested(halt))
+            raise failure
+        definitions = ctx.scenario.metric_definitions
+        index = {m.name: i for i, m in enumerate(definitions)}
+        actors = {a.short_name: i for i, a in enumerate(ctx.scenario.actors)}
+        state = ctx.checkpoint(state.with_turn_sorted("metrics", turn, lambda m: (index.get(m.name, 99), actors.get(m.actor, -1))))
+        # Judged on every record of the turn, so a halt found before a retry or resume is not forgotten.
+        halts = [
+            f"metric {record.name} reached its critical threshold ({record.value})"
+            for record in state.metrics_in(turn)
+            for metric in definitions
+            if metric.name == record.name and metric.thresholds and metric.thresholds.halt_on_critical
+            and threshold_level(metric, record.value) == "critical"
+        ]
+        if halts:
+            raise HaltRequested("; ".join(halts))
         return state
 
     @staticmethod
@@ -124,8 +132,7 @@ class MetricsPhase:
             return extract_by_pattern(metric, text)
         if kind == "keyword":
             return extract_by_keywords(metric, text)
-        validation = ctx.scenario.validation
-        model = metric.extraction.model or (validation.validation_model if validation else ctx.scenario.config.world_state_model)
+        model = metric.extraction.model or ctx.scenario.judge_model
         request = ctx.request(
             purpose=CallPurpose(task="metric", phase=self.name.value, turn=turn, actor=actor, hints={"metric": metric.name, "range": list(metric.range or (0, 10))}),
             model=model,

@@ -74,11 +74,11 @@ def visible_messages(state: ScenarioState, actor: str, turn: int) -> str:
     return "## Messages this turn\n\n" + "\n\n".join(describe_message(m, names) for m in seen)
 
 
-def situation(state: ScenarioState, scenario: Scenario, actor: str | None = None) -> str:
+def situation(state: ScenarioState, scenario: Scenario, actor: str | None = None, *, max_turns: int | None = None) -> str:
     """The shared part of every actor prompt: where we are, what the world looks like, what came before."""
     window = scenario.config.context_window_size
     sections = [
-        f"# Turn {state.current_turn} of {scenario.config.turns} ({scenario.config.turn_duration} per turn)",
+        f"# Turn {state.current_turn} of {max_turns or scenario.config.turns} ({scenario.config.turn_duration} per turn)",
         recent_history(state, window),
         f"## Current world state\n\n{state.world.content.strip()}",
     ]

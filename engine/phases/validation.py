@@ -14,11 +14,11 @@ from pydantic import BaseModel, Field
 from engine.events import EventType
 from engine.llm.parsing import parse_structured, validate_structured
 from engine.llm.provider import CallPurpose, StructuredOutputError
-from engine.phases.base import HaltRequested, PhaseContext, PhaseInterrupted, first_failure
+from engine.phases.base import HaltRequested, PhaseContext, first_failure
 from engine.phases.prompts import bullet_list, describe_message
 from engine.phases.world_update import actions_text
 from engine.scenario.schema import ActorConfig, Scenario, ValidationCheck
-from engine.state import PhaseName, ScenarioState, ValidationResult
+from engine.state import PhaseName, ScenarioState, ValidationResult, as_dict
 
 ACTOR_PLACEHOLDERS = (
     "actor_profile",
@@ -92,29 +92,41 @@ class ValidationPhase:
         if not jobs:
             return state
         await ctx.emit(EventType.VALIDATION_STARTED, {"turn": turn, "checks": sorted({name for name, _, _ in jobs})}, turn=turn)
-        results = await ctx.gather_limited([lambda j=j: self._check(state, *j, ctx) for j in jobs])
-        halt_reasons: list[str] = []
-        for result in results:
-            if not isinstance(result, ValidationResult):
-                continue
-            state = state.with_validation(result)
+        seen = state
+        recorded: list[ValidationResult] = []
+
+        async def check(name: str, check: ValidationCheck, actor: ActorConfig | None) -> None:
+            nonlocal state
+            result = await self._check(seen, name, check, actor, ctx)
             if not result.passed:
-                action = rules.action_for(result.severity)
-                await ctx.emit(EventType.VALIDATION_FAILED, {**_result_json(result), "action": action}, turn=turn)
-                if action == "halt":
-                    who = f" for {result.actor}" if result.actor else ""
-                    halt_reasons.append(f"validation check {result.check}{who} failed with {result.severity} severity")
-        recorded = [_result_json(r) for r in results if isinstance(r, ValidationResult)]
+                await ctx.emit(EventType.VALIDATION_FAILED, {**as_dict(result), "action": rules.action_for(result.severity)}, turn=turn)
+            recorded.append(result)
+            state = ctx.checkpoint(state.with_validation(result))
+
+        failure = first_failure(await ctx.gather_limited([lambda j=j: check(*j) for j in jobs]))
         await ctx.emit(
             EventType.VALIDATION_COMPLETED,
-            {"turn": turn, "passed": sum(r["passed"] for r in recorded), "failed": sum(not r["passed"] for r in recorded), "results": recorded},
+            {
+                "turn": turn,
+                "passed": sum(r.passed for r in recorded),
+                "failed": sum(not r.passed for r in recorded),
+                "results": [as_dict(r) for r in recorded],
+            },
             turn=turn,
         )
-        failure = first_failure(results)
         if failure is not None:
-            raise PhaseInterrupted(state, failure)
+            raise failure
+        checks = {name: i for i, name in enumerate(rules.checks)}
+        actors = {a.short_name: i for i, a in enumerate(ctx.scenario.actors)}
+        state = ctx.checkpoint(state.with_turn_sorted("validations", turn, lambda v: (checks.get(v.check, 99), actors.get(v.actor, -1))))
+        # Judged on every result of the turn, so a halt found before a retry or resume is not forgotten.
+        halt_reasons = [
+            f"validation check {r.check}{f' for {r.actor}' if r.actor else ''} failed with {r.severity} severity"
+            for r in state.validations_in(turn)
+            if not r.passed and rules.action_for(r.severity) == "halt"
+        ]
         if halt_reasons:
-            raise PhaseInterrupted(state, HaltRequested("; ".join(halt_reasons)))
+            raise HaltRequested("; ".join(halt_reasons))
         return state
 
     async def _check(self, state: ScenarioState, name: str, check: ValidationCheck, actor: ActorConfig | None, ctx: PhaseContext) -> ValidationResult:
@@ -129,7 +141,7 @@ class ValidationPhase:
             prompt = f"Validate this turn of a policy simulation.\n\n## What to check\n{check.description.strip()}\n\n{subject}"
         request = ctx.request(
             purpose=CallPurpose(task="validation", phase=self.name.value, turn=turn, actor=actor.short_name if actor else None, hints={"check": name}),
-            model=ctx.scenario.validation.validation_model if ctx.scenario.validation else ctx.scenario.config.world_state_model,
+            model=ctx.scenario.judge_model,
             system="You are a careful quality-assurance reviewer of a policy simulation.",
             user=f"{prompt}\n\n{VERDICT_INSTRUCTIONS}",
             output=ValidationOutput,
@@ -175,14 +187,3 @@ class ValidationPhase:
         )
         return values
 
-
-def _result_json(result: ValidationResult) -> dict:
-    return {
-        "turn": result.turn,
-        "check": result.check,
-        "passed": result.passed,
-        "severity": result.severity,
-        "actor": result.actor,
-        "issues": list(result.issues),
-        "explanation": result.explanation,
-    }

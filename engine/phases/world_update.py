@@ -5,7 +5,7 @@ outside events. Its answer is Markdown, not JSON: long prose inside JSON is wher
 from __future__ import annotations
 
 from engine.events import EventType
-from engine.llm.provider import CallPurpose, StructuredOutputError
+from engine.llm.provider import CallPurpose, LLMError
 from engine.phases.base import PhaseContext
 from engine.phases.exogenous import events_for_turn
 from engine.phases.prompts import recent_history, world_system_prompt
@@ -65,7 +65,7 @@ class WorldUpdatePhase:
         response = await ctx.complete_text(request)
         content = response.text.strip()
         if not content:
-            raise StructuredOutputError("the world model returned an empty world state")
+            raise LLMError("the world model returned an empty world state")
         world = WorldState(turn=turn, content=content, exogenous_events=events)
         await ctx.emit(
             EventType.WORLD_STATE_UPDATED,

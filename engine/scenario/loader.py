@@ -180,7 +180,12 @@ class _Reader:
             if too_big:
                 problems.append(LocatedError(rel, "", None, too_big))
                 return None
-            data = loader.construct_document(root)
+            try:
+                data = loader.construct_document(root)
+            except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+                # PyYAML's value builders raise these for e.g. `2025-13-45` or `!!int abc`.
+                problems.append(_unbuildable_value(rel, loader, root, exc))
+                return None
             return _Document(rel, root, data, loader, warnings)
         except yaml.YAMLError as exc:
             problems.append(yaml_problem(rel, text, exc))
@@ -265,6 +270,23 @@ class _Reader:
                         spot = _locate(doc, (*path, key))
                         self.warnings.append(f"{doc.rel}:{spot.line}: unknown key '{spot.key_path}' kept; "
                                              f"did you mean '{match}'?")
+
+
+def _unbuildable_value(rel: str, loader: yaml.SafeLoader, root: yaml.Node, exc: Exception) -> LocatedError:
+    """Find the scalar PyYAML could not turn into a value, to name its line."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                loader.construct_object(node, deep=True)
+            except Exception:  # noqa: BLE001 - any failure here is the culprit we are looking for
+                return LocatedError(rel, "", node.start_mark.line + 1, f"{node.value!r} is not a valid {node.tag.rsplit(':', 1)[-1]}: {exc}", "quote it to keep it as text")
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(item for pair in reversed(node.value) for item in reversed(pair))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(reversed(node.value))
+    return LocatedError(rel, "", None, f"a value could not be read: {exc}")
 
 
 def _listing(folder: Path) -> list[Path]:

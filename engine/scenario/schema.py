@@ -92,7 +92,7 @@ class ScenarioConfig(OpenModel):
     world_state_model: str = "openai/gpt-4o-mini"
     actors: list[str] = Field(default_factory=list, description="Actor file names (without .yaml) in order.")
     context_window_size: int = Field(3, ge=0)
-    credit_limit: float | None = Field(None, gt=0, description="Default credit limit in USD.")
+    credit_limit: float | None = Field(None, gt=0, allow_inf_nan=False, description="Default credit limit in USD.")
     seed: int = 0
     features: Features = Field(default_factory=Features)
 
@@ -104,6 +104,8 @@ class ScenarioConfig(OpenModel):
 
 # ---- actors/*.yaml ---------------------------------------------------------------------------------------
 SHORT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Short names name files (`<short_name>-NNN.md`) and cost lines: these would collide with the run's own.
+RESERVED_SHORT_NAMES = {"world", "world-state", "communications", "validation", "summary", "state"}
 
 
 class ActorConfig(OpenModel):
@@ -129,6 +131,8 @@ class ActorConfig(OpenModel):
     def _short_name_is_a_file_name(cls, value: str) -> str:
         if not SHORT_NAME.match(value):
             raise ValueError("use letters, digits, '-', '_' or '.', starting with a letter or digit")
+        if value.lower() in RESERVED_SHORT_NAMES:
+            raise ValueError(f"{value!r} is reserved for the run's own files; choose another short name")
         return value
 
     @property
@@ -422,6 +426,11 @@ class Scenario(BaseModel):
             if actor.short_name == short_name:
                 return actor
         raise KeyError(f"no actor with short name {short_name!r}")
+
+    @property
+    def judge_model(self) -> str:
+        """The model for QA checks and model-judged metrics: the validation model, else the world model."""
+        return self.validation.validation_model if self.validation else self.config.world_state_model
 
     @property
     def metric_definitions(self) -> list[MetricDefinition]:

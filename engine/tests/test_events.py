@@ -110,3 +110,41 @@ async def test_unknown_event_type_is_refused():
 
 def test_default_bus_is_one_object():
     assert default_bus() is default_bus()
+
+
+async def test_a_failure_report_reaches_later_subscribers_after_the_event_itself():
+    bus = EventBus()
+    seen = []
+
+    def broken(event: Event) -> None:
+        if event.type is EventType.TURN_STARTED:
+            raise RuntimeError("boom")
+
+    bus.on("*", broken)
+    bus.on("*", lambda e: seen.append(e.seq))
+    await bus.emit(EventType.TURN_STARTED, {}, run_id="r")
+    assert seen == [1, 2]
+
+
+async def test_concurrent_emitters_with_async_handlers_deliver_in_seq_order():
+    import asyncio
+
+    bus = EventBus()
+    seen = []
+
+    async def slow(event: Event) -> None:
+        await asyncio.sleep(0.001 * (event.data["i"] % 3))
+        seen.append(event.seq)
+
+    bus.on("*", slow)
+    await asyncio.gather(*(bus.emit(EventType.COST_INCURRED, {"i": i}, run_id="r") for i in range(30)))
+    assert seen == list(range(1, 31))
+
+
+def test_a_bus_serves_several_event_loops():
+    import asyncio
+
+    bus = EventBus(keep_history=True)
+    for _ in range(2):
+        asyncio.run(bus.emit(EventType.TURN_STARTED, {}, run_id="r"))
+    assert [e.seq for e in bus.get_history()] == [1, 2]

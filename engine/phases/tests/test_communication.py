@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from engine.events import EventType
-from engine.phases.base import PhaseInterrupted
 from engine.phases.communication import CommunicationPhase
 from engine.phases.decision import DecisionPhase
+from engine.llm.provider import StructuredOutputError
 from engine.phases.tests.conftest import RUN_ID, SEED, ScriptedProvider, build_scenario, make_context
 from engine.sdk import initial_state
 from engine.state import Communication, CommunicationKind
@@ -171,7 +171,8 @@ async def test_a_resumed_phase_does_not_repeat_outreach_or_replies():
     start = initial_state(build_scenario(), run_id=RUN_ID, seed=SEED)
     opening = Communication("t1-upland-1", 1, CommunicationKind.BILATERAL, "upland", ("city",), "Deal?")
     answered = Communication("t1-upland-1-re-city", 1, CommunicationKind.BILATERAL, "city", ("upland",), "Maybe.", "t1-upland-1")
-    start = start.with_communication(opening).with_communication(answered)
+    # What an interrupted turn leaves: upland has spoken (its message and its step) and city answered it.
+    start = start.with_communication(opening).with_step_completed("outreach:upland").with_communication(answered)
     provider = scripted(
         upland=outreach("Should not be sent again", ("bilateral", ["growers"], "Nor this")),
         growers=outreach("", ("bilateral", ["city"], "Water for fruit?")),
@@ -220,7 +221,9 @@ async def test_offline_outreach_respects_the_settings(make_ctx):
 async def test_a_malformed_outreach_interrupts_the_phase_keeping_the_others(bad):
     provider = scripted(city=outreach("City speaks."))
     provider.answers[("outreach", "upland")] = bad
-    with pytest.raises(PhaseInterrupted) as caught:
-        await play(provider)
-    kept = caught.value.partial_state.communications
+    scenario = build_scenario()
+    ctx = make_context(scenario, provider)
+    with pytest.raises(StructuredOutputError):
+        await CommunicationPhase().run(initial_state(scenario, run_id=RUN_ID, seed=SEED), ctx)
+    kept = ctx.progress.communications
     assert [m.sender for m in kept] == ["city"]

@@ -8,7 +8,7 @@ import pytest
 
 from engine.events import EventType
 from engine.llm.provider import StructuredOutputError
-from engine.phases.base import HaltRequested, PhaseInterrupted
+from engine.phases.base import HaltRequested
 from engine.phases.tests.conftest import RUN_ID, SEED, ScriptedProvider, build_scenario, make_context
 from engine.phases.validation import ValidationPhase, fill_template, is_per_actor, parse_verdict
 from engine.scenario.schema import ValidationCheck
@@ -180,11 +180,12 @@ async def test_a_v1_style_answer_is_understood_in_the_phase():
 async def test_a_failure_mapped_to_halt_stops_the_run_after_recording():
     rules = {**RULES, "severity_thresholds": {"high": "halt"}}
     provider = ScriptedProvider({("validation", None): FAIL_HIGH, "validation": PASS})
-    with pytest.raises(PhaseInterrupted) as caught:
-        await validate(rules, provider)
-    assert isinstance(caught.value.cause, HaltRequested)
-    assert "world_coherence" in str(caught.value.cause) and "high" in str(caught.value.cause)
-    assert len(caught.value.partial_state.validations_in(1)) == 4
+    scenario = build_scenario(validation=rules)
+    ctx = make_context(scenario, provider)
+    with pytest.raises(HaltRequested) as caught:
+        await ValidationPhase().run(played(scenario), ctx)
+    assert "world_coherence" in str(caught.value) and "high" in str(caught.value)
+    assert len(ctx.progress.validations_in(1)) == 4
 
 
 async def test_a_failure_not_mapped_to_halt_only_warns():
@@ -199,10 +200,8 @@ async def test_critical_halts_when_reporting_says_so():
     rules = {**RULES, "reporting": {"halt_on_critical": True}}
     critical = {**FAIL_HIGH, "severity": "critical"}
     provider = ScriptedProvider({("validation", "growers"): critical, "validation": PASS})
-    with pytest.raises(PhaseInterrupted) as caught:
+    with pytest.raises(HaltRequested, match="for growers"):
         await validate(rules, provider)
-    assert isinstance(caught.value.cause, HaltRequested)
-    assert "for growers" in str(caught.value.cause)
 
 
 async def test_started_failed_and_completed_events():
@@ -210,7 +209,7 @@ async def test_started_failed_and_completed_events():
     provider = ScriptedProvider({("validation", None): FAIL_HIGH, "validation": PASS})
     scenario = build_scenario(validation=rules)
     ctx = make_context(scenario, provider)
-    with pytest.raises(PhaseInterrupted):
+    with pytest.raises(HaltRequested):
         await ValidationPhase().run(played(scenario), ctx)
     [started] = ctx.bus.get_history(EventType.VALIDATION_STARTED)
     assert list(started.data["checks"]) == ["actor_consistency", "world_coherence"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.events import EventType
-from engine.llm.provider import StructuredOutputError
+from engine.llm.provider import LLMError
 from engine.phases.tests.conftest import RUN_ID, SEED, ScriptedProvider, build_scenario, make_context
 from engine.phases.world_update import WorldUpdatePhase, actions_text, public_statements_text
 from engine.sdk import initial_state
@@ -86,11 +86,11 @@ async def test_world_state_updated_event():
 
 
 @pytest.mark.parametrize("empty", ["", "   \n\n  "])
-async def test_an_empty_answer_is_a_structured_output_error(empty):
+async def test_an_empty_answer_is_an_llm_error(empty):
     scenario = build_scenario()
     start = decided(initial_state(scenario, run_id=RUN_ID, seed=SEED))
     ctx = make_context(scenario, ScriptedProvider({"world_update": empty}))
-    with pytest.raises(StructuredOutputError):
+    with pytest.raises(LLMError, match="empty world state"):
         await WorldUpdatePhase().run(start, ctx)
     assert ctx.bus.get_history(EventType.WORLD_STATE_UPDATED) == []
 

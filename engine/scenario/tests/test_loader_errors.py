@@ -259,3 +259,12 @@ def test_errors_format_and_pickle() -> None:
     raised = ScenarioLoadError("/tmp/x", [error])
     copy = pickle.loads(pickle.dumps(raised))
     assert copy.errors == (error,) and str(copy) == str(raised)
+
+
+@pytest.mark.parametrize("value", ["2025-13-45", "!!int abc", "!!float abc", "!!timestamp foo"])
+def test_values_yaml_cannot_build_are_located_errors(tmp_path: Path, value: str) -> None:
+    scenario_text = SCENARIO + f"notes: {value}\n"
+    error = only_error(make_folder(tmp_path, valid_files(**{"scenario.yaml": scenario_text})))
+    assert error.file == "scenario.yaml"
+    assert error.line == scenario_text.count("\n")
+    assert "not a valid" in error.message and error.suggestion == "quote it to keep it as text"
