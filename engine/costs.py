@@ -7,8 +7,6 @@ make the check hold even when several actors' calls are in flight at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from engine.events import EventBus, EventType
 from engine.llm.provider import LLMProvider, LLMRequest, LLMResponse
 from engine.state import CostRecord, PhaseName, as_dict
@@ -22,17 +20,10 @@ class CreditLimitExceeded(Exception):
     def __init__(self, *, spent: float, projected: float, limit: float, purpose: str) -> None:
         self.spent, self.projected, self.limit = spent, projected, limit
         super().__init__(
-            f"credit limit ${limit:.4f} reached: ${spent:.4f} spent, the next call ({purpose}) "
+            f"credit limit ${limit:.4f} reached: ${spent:.4f} spent or in flight, the next call ({purpose}) "
             f"could cost up to ${projected:.4f}; resume with a higher limit to continue"
         )
 
-
-@dataclass
-class CostTotals:
-    spent: float = 0.0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    calls: int = 0
 
 
 class CostTracker:
@@ -51,17 +42,11 @@ class CostTracker:
         self.bus = bus
         self.run_id = run_id
         self.credit_limit = credit_limit
-        self.totals = CostTotals(spent=already_spent)
+        self.spent = already_spent
         self._reserved = 0.0
         self._new_records: list[CostRecord] = []
         # A resumed run that already passed the warning line must not warn again.
         self._warned = credit_limit is not None and already_spent >= WARNING_RATIO * credit_limit
-
-    @property
-    def remaining(self) -> float | None:
-        if self.credit_limit is None:
-            return None
-        return max(0.0, self.credit_limit - self.totals.spent)
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         purpose = request.purpose
@@ -69,15 +54,15 @@ class CostTracker:
         projected = self.provider.max_cost(request)
         # Check and reserve with no await in between: concurrent calls see each other's reservations.
         # The tolerance keeps 0.1 + 0.1 + 0.1 within a limit of 0.3.
-        if self.credit_limit is not None and self.totals.spent + self._reserved + projected > self.credit_limit * (1 + 1e-9):
+        if self.credit_limit is not None and self.spent + self._reserved + projected > self.credit_limit * (1 + 1e-9):
             label = f"{purpose.task} for {purpose.actor or 'the world'}, turn {purpose.turn}"
             error = CreditLimitExceeded(
-                spent=self.totals.spent + self._reserved, projected=projected, limit=self.credit_limit, purpose=label
+                spent=self.spent + self._reserved, projected=projected, limit=self.credit_limit, purpose=label
             )
             await self.bus.emit(
                 EventType.CREDIT_LIMIT_EXCEEDED,
                 {
-                    "spent": self.totals.spent,
+                    "spent": self.spent,
                     "reserved": self._reserved,
                     "projected": projected,
                     "limit": self.credit_limit,
@@ -112,28 +97,24 @@ class CostTracker:
             cached=response.cached,
         )
         self._new_records.append(record)
-        totals = self.totals
-        totals.spent += record.cost
-        totals.input_tokens += record.input_tokens
-        totals.output_tokens += record.output_tokens
-        totals.calls += 1
+        self.spent += record.cost
         await self.bus.emit(
             EventType.COST_INCURRED,
             {
                 **as_dict(record),
                 "task": purpose.task,
                 "latency_ms": round(response.latency_ms, 3),
-                "total_cost": totals.spent,
+                "total_cost": self.spent,
                 "credit_limit": self.credit_limit,
             },
             run_id=self.run_id,
             source="cost_tracker",
         )
-        if self.credit_limit and not self._warned and totals.spent >= WARNING_RATIO * self.credit_limit:
+        if self.credit_limit and not self._warned and self.spent >= WARNING_RATIO * self.credit_limit:
             self._warned = True
             await self.bus.emit(
                 EventType.CREDIT_LIMIT_WARNING,
-                {"spent": totals.spent, "limit": self.credit_limit, "ratio": totals.spent / self.credit_limit},
+                {"spent": self.spent, "limit": self.credit_limit, "ratio": self.spent / self.credit_limit},
                 run_id=self.run_id,
                 source="cost_tracker",
             )

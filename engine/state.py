@@ -23,10 +23,6 @@ class RunStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
 
-    @property
-    def is_resumable(self) -> bool:
-        return self in (RunStatus.PENDING, RunStatus.PAUSED, RunStatus.HALTED, RunStatus.FAILED)
-
 
 class PhaseName(StrEnum):
     COMMUNICATION = "communication"
@@ -189,10 +185,6 @@ class ScenarioState:
     def validations_in(self, turn: int) -> tuple[ValidationResult, ...]:
         return tuple(v for v in self.validations if v.turn == turn)
 
-    def latest_decision(self, actor: str) -> Decision | None:
-        found = [d for d in self.decisions if d.actor == actor]
-        return found[-1] if found else None
-
     @property
     def total_cost(self) -> float:
         return sum(record.cost for record in self.costs)
@@ -231,9 +223,6 @@ class ScenarioState:
 
     def with_communication(self, communication: Communication) -> ScenarioState:
         return replace(self, communications=(*self.communications, communication))
-
-    def with_cost(self, record: CostRecord) -> ScenarioState:
-        return self.with_costs((record,))
 
     def with_costs(self, records: Iterable[CostRecord]) -> ScenarioState:
         return replace(self, costs=(*self.costs, *records))

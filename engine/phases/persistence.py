@@ -61,12 +61,19 @@ class FilesystemPersistence:
 
     def _save(self, state: ScenarioState) -> str:
         folder = self.folder(state.run_id)
+
+        def write_view(name: str, turn: int, render) -> None:
+            # Views of earlier turns never change: write them once, so a save costs one turn, not the run.
+            path = folder / name
+            if turn >= state.turn or not path.exists():
+                write_atomically(path, render())
+
         for world in state.world_states:
-            write_atomically(folder / f"world-state-{world.turn:03d}.md", world_state_markdown(state, world.turn))
+            write_view(f"world-state-{world.turn:03d}.md", world.turn, lambda w=world: world_state_markdown(state, w.turn))
         for decision in state.decisions:
-            write_atomically(folder / f"{decision.actor}-{decision.turn:03d}.md", decision_markdown(state, decision))
+            write_view(f"{decision.actor}-{decision.turn:03d}.md", decision.turn, lambda d=decision: decision_markdown(state, d))
         for turn in sorted({m.turn for m in state.communications}):
-            write_atomically(folder / f"communications-{turn:03d}.md", communications_markdown(state, turn))
+            write_view(f"communications-{turn:03d}.md", turn, lambda t=turn: communications_markdown(state, t))
         write_atomically(folder / "summary.md", run_summary_markdown(state))
         # The state goes last: a reader that finds it finds the views of the same moment beside it.
         state_path = folder / "state.json"
