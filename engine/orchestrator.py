@@ -17,7 +17,7 @@ from typing import Any
 
 from engine.costs import CostTracker, CreditLimitExceeded
 from engine.events import EventBus, EventType
-from engine.llm.provider import LLMProvider
+from engine.llm.provider import LLMError, LLMProvider
 from engine.phases.base import HaltRequested, Phase, PhaseContext
 from engine.phases.communication import CommunicationPhase
 from engine.phases.decision import DecisionPhase
@@ -254,6 +254,10 @@ class ScenarioOrchestrator:
         await self._emit(EventType.PHASE_FAILED, {"turn": turn, "phase": name, "attempt": attempt, "error": error})
         if attempt >= self.error_policy.max_attempts:
             await self._emit(EventType.TURN_FAILED, {"turn": turn, "phase": name, "error": error})
+            if isinstance(cause, LLMError):
+                # The model or its server let us down (outage, garbage after every re-ask): nothing is
+                # wrong with the run, so it waits, resumable, with the reason.
+                raise _Stop(RunStatus.PAUSED, reason=f"turn {turn}, phase {name}: {cause}")
             raise _Stop(RunStatus.FAILED, error=f"turn {turn}, phase {name}: {error}")
 
     async def _wait_before_retry(self, attempt: int) -> None:

@@ -32,13 +32,21 @@ def _strip_fences(text: str) -> str:
 
 
 def parse_structured(text: str, model: type[T]) -> T:
-    """Validate `text` as `model`, repairing near-JSON (trailing commas, fences, cut-off objects)."""
+    """Validate `text` as `model`, repairing near-JSON (trailing commas, fences, cut-off objects). A model
+    class may offer `from_markdown(text)` as a last resort for weak models that answer in sections."""
     candidate = _strip_fences(text)
     try:
         raw: Any = json.loads(candidate)
     except json.JSONDecodeError:
         raw = json_repair.loads(candidate)
-    return validate_structured(raw, model, raw_text=text)
+    try:
+        return validate_structured(raw, model, raw_text=text)
+    except StructuredOutputError:
+        fallback = getattr(model, "from_markdown", None)
+        parsed = fallback(text) if fallback else None
+        if parsed is None:
+            raise
+        return parsed
 
 
 def validate_structured(raw: Any, model: type[T], *, raw_text: str = "") -> T:

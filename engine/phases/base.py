@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -12,10 +14,12 @@ from pydantic import BaseModel
 from engine.costs import CostTracker, CreditLimitExceeded
 from engine.events import Event, EventBus, EventType
 from engine.llm.parsing import json_schema_for, parse_structured, validate_structured
-from engine.llm.provider import CallPurpose, LLMRequest, LLMResponse, Message
+from engine.llm.provider import CallPurpose, LLMRequest, LLMResponse, Message, StructuredOutputError
 from engine.scenario.schema import Scenario
 from engine.state import PhaseName, ScenarioState
 
+logger = logging.getLogger(__name__)
+MAX_REASKS = 2  # after the first answer, how often a model is shown its mistake and asked again
 T = TypeVar("T", bound=BaseModel)
 R = TypeVar("R")
 
@@ -73,10 +77,28 @@ class PhaseContext:
         return await self.llm.complete(request)
 
     async def complete_structured(self, request: LLMRequest, output: type[T]) -> tuple[T, LLMResponse]:
-        response = await self.llm.complete(request)
-        if response.data is not None:
-            return validate_structured(response.data, output, raw_text=response.text), response
-        return parse_structured(response.text, output), response
+        """Ask, parse (repairing near-JSON), and re-ask with the error up to MAX_REASKS times. Every
+        attempt goes through the cost tracker, so every attempt is in the ledger."""
+        for attempt in range(MAX_REASKS + 1):
+            response = await self.llm.complete(request)
+            try:
+                if response.data is not None:
+                    return validate_structured(response.data, output, raw_text=response.text), response
+                return parse_structured(response.text, output), response
+            except StructuredOutputError as exc:
+                if attempt == MAX_REASKS:
+                    raise
+                p = request.purpose
+                logger.info("re-asking %s for %s (turn %s): %s", p.task, p.actor or "the world", p.turn, exc)
+                request = dataclasses.replace(
+                    request,
+                    messages=(
+                        *request.messages,
+                        Message("assistant", response.text[:6000]),
+                        Message("user", f"That answer could not be used: {exc}. Answer again with only a JSON object that matches the schema."),
+                    ),
+                )
+        raise AssertionError("unreachable")
 
     async def gather_limited(self, jobs: Iterable[Callable[[], Awaitable[R]]]) -> list[R | BaseException]:
         """Run jobs concurrently, at most `max_concurrency` at once; exceptions are returned, not raised."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+import re
+
+from pydantic import BaseModel, Field, ValidationError
 
 from engine.events import EventType
 from engine.llm.parsing import NonBlankText
@@ -20,6 +22,30 @@ class DecisionOutput(BaseModel):
     short_term_priorities: list[NonBlankText] = Field(min_length=1, max_length=8, description="Priorities for this turn.")
     reasoning: NonBlankText = Field(description="Why this action, given the situation and messages.")
     action: NonBlankText = Field(description="What the actor does this turn, concretely.")
+
+    @classmethod
+    def from_markdown(cls, text: str) -> DecisionOutput | None:
+        """V1's answer format: **LONG-TERM GOALS:** / **SHORT-TERM PRIORITIES:** / **REASONING:** / **ACTION:**
+        sections. Weak local models often manage this when they cannot manage JSON."""
+        sections: dict[str, str] = {}
+        for match in _V1_SECTION.finditer(text):
+            sections[match.group(1).upper()] = match.group(2).strip()
+        items = lambda body: [line.lstrip("-*• ").strip() for line in body.splitlines() if line.strip()]  # noqa: E731
+        try:
+            return cls(
+                long_term_goals=items(sections.get("LONG-TERM GOALS", "")),
+                short_term_priorities=items(sections.get("SHORT-TERM PRIORITIES", "")),
+                reasoning=sections.get("REASONING", ""),
+                action=sections.get("ACTION", ""),
+            )
+        except ValidationError:
+            return None
+
+
+_V1_SECTION = re.compile(
+    r"^\W*(LONG-TERM GOALS|SHORT-TERM PRIORITIES|REASONING|ACTION)\W*:?\W*$\n?(.*?)(?=^\W*(?:LONG-TERM GOALS|SHORT-TERM PRIORITIES|REASONING|ACTION)\W*:?\W*$|\Z)",
+    re.I | re.M | re.S,
+)
 
 
 DECISION_INSTRUCTIONS = (

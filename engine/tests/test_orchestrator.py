@@ -134,26 +134,44 @@ async def test_a_phase_that_fails_once_is_retried(summit):
     assert [(e.data["phase"], e.data["attempt"]) for e in failures] == [("world_update", 1)]
 
 
-async def test_a_phase_that_keeps_failing_fails_the_run_and_keeps_the_last_good_state(summit):
+async def test_a_provider_that_keeps_failing_pauses_the_run_with_the_reason(summit):
     bus = EventBus(keep_history=True)
     provider = FailingProvider(summit, fails=lambda request, n: request.purpose.task == "world_update" and request.purpose.turn == 2)
     state = await Runner(provider=provider, bus=bus, error_policy=NO_WAIT).run_async(summit, max_turns=3)
-    assert state.status is RunStatus.FAILED
-    assert "world_update" in state.error and "simulated outage" in state.error
+    assert state.status is RunStatus.PAUSED
+    assert "world_update" in state.halt_reason and "simulated outage" in state.halt_reason
     assert state.turn == 1, "turn 1 is kept"
     assert PhaseName.DECISION in state.completed_phases, "turn 2's decisions are kept for the resume"
     assert len(bus.get_history(EventType.PHASE_FAILED)) == 2
     assert len(bus.get_history(EventType.TURN_FAILED)) == 1
-    assert bus.get_history()[-1].type is EventType.SCENARIO_FAILED
+    assert bus.get_history()[-1].type is EventType.SCENARIO_PAUSED
     recovered = await Runner(error_policy=NO_WAIT).run_async(summit, max_turns=3, state=state)
     assert recovered.status is RunStatus.COMPLETED and recovered.turn == 3
+
+
+async def test_a_phase_with_a_bug_fails_the_run_and_keeps_the_last_good_state(summit):
+    class Broken:
+        name = PhaseName.METRICS
+
+        async def run(self, state, ctx):
+            if state.current_turn == 2:
+                raise KeyError("no such metric")
+            return state
+
+    bus = EventBus(keep_history=True)
+    orchestrator = ScenarioOrchestrator(scenario=summit, provider=OfflineProvider(summit), bus=bus, max_turns=3, error_policy=NO_WAIT)
+    orchestrator.register_phase(Broken())
+    state = await orchestrator.execute(initial_state(summit))
+    assert state.status is RunStatus.FAILED and "KeyError" in state.error and state.turn == 1
+    assert bus.get_history()[-1].type is EventType.SCENARIO_FAILED
 
 
 async def test_garbage_answers_fail_the_decision_with_an_event(summit):
     bus = EventBus(keep_history=True)
     provider = FailingProvider(summit, fails=lambda request, n: request.purpose.task == "decision", garbage="I refuse to answer in JSON.")
     state = await Runner(provider=provider, bus=bus, error_policy=NO_WAIT).run_async(summit, max_turns=1)
-    assert state.status is RunStatus.FAILED
+    assert state.status is RunStatus.PAUSED and "decision" in state.halt_reason
+    assert provider.calls >= 2 * 3 * len(summit.actors), "each attempt asked each actor three times (two re-asks)"
     failed = bus.get_history(EventType.ACTOR_DECISION_FAILED)
     assert {e.data["actor"] for e in failed} == {a.short_name for a in summit.actors}
     assert "JSON object" in failed[0].data["error"] or "schema" in failed[0].data["error"]
@@ -227,6 +245,18 @@ async def test_every_event_type_is_emitted_by_the_engine(summit, tmp_path):
     canceller = runner_with()
     canceller.bus.on(EventType.PHASE_STARTED, lambda e: canceller.cancel())
     await canceller.run_async(summit, max_turns=1)
+
+    class Broken:
+        name = PhaseName.METRICS
+
+        async def run(self, state, ctx):
+            raise RuntimeError("a bug")
+
+    bus = EventBus()
+    bus.on("*", lambda e: seen.add(e.type))
+    buggy = ScenarioOrchestrator(scenario=summit, provider=OfflineProvider(summit), bus=bus, max_turns=1, error_policy=NO_WAIT)
+    buggy.register_phase(Broken())
+    await buggy.execute(initial_state(summit))
     assert set(EventType) - seen == set()
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from engine import ErrorPolicy, EventBus, EventType, FilesystemPersistence, Runner, RunStatus, Scenario
 from engine.scenario.schema import MetricDefinition, MetricExtraction, MetricsConfig, MetricThresholds
-from engine.state import ScenarioState
+from engine.state import PhaseName, ScenarioState
 from engine.testing.providers import FailingProvider, FixedCostProvider, SleepingProvider
 
 LIBRARY = Path(__file__).resolve().parents[2] / "scenarios" / "library"
@@ -26,6 +26,15 @@ def summit() -> Scenario:
 
 def as_json(state: ScenarioState) -> dict:
     return json.loads(json.dumps(state.to_dict()))
+
+
+def _with_phase(make, phase):
+    def orchestrator_for(*args, **kwargs):
+        orchestrator = make(*args, **kwargs)
+        orchestrator.phases = [phase]
+        return orchestrator
+
+    return orchestrator_for
 
 
 def fail_first(task: str, *, turn: int | None = None):
@@ -125,7 +134,14 @@ async def test_a_cancel_from_another_thread_is_honoured(summit):
 
 
 async def test_a_pause_during_the_last_failing_attempt_keeps_the_failure(summit):
-    runner = Runner(error_policy=NO_WAIT, provider=FailingProvider(summit, fails=lambda r, n: r.purpose.task == "world_update"))
+    class Broken:
+        name = PhaseName.METRICS
+
+        async def run(self, state, ctx):
+            raise RuntimeError("a bug")
+
+    runner = Runner(error_policy=NO_WAIT)
+    runner.orchestrator_for = _with_phase(runner.orchestrator_for, Broken())
 
     @runner.on(EventType.PHASE_FAILED)
     def pause(event):
@@ -133,7 +149,7 @@ async def test_a_pause_during_the_last_failing_attempt_keeps_the_failure(summit)
             runner.pause()
 
     state = await runner.run_async(summit, max_turns=1)
-    assert state.status is RunStatus.FAILED and "world_update" in state.error
+    assert state.status is RunStatus.FAILED and "a bug" in state.error
 
 
 async def test_a_pause_at_a_turn_boundary_does_not_start_the_turn_twice(summit):
