@@ -1,0 +1,139 @@
+"""The OpenAI-compatible client against a real HTTP server on 127.0.0.1 (the shipped fake), never the internet."""
+
+import time
+from pathlib import Path
+
+import pytest
+
+from engine import ErrorPolicy, Runner, RunStatus, Scenario
+from engine.llm.openai_compatible import (
+    Endpoint,
+    OpenAICompatibleProvider,
+    ProviderRequestError,
+    ProviderUnavailable,
+    RetryPolicy,
+    check_endpoint,
+)
+from engine.llm.parsing import json_schema_for, parse_structured
+from engine.llm.pricing import PriceBook
+from engine.llm.provider import CallPurpose, LLMRequest, Message
+from engine.llm.routing import ModelRouter
+from engine.phases.decision import DecisionOutput
+from engine.testing.fake_llm import FakeLLMServer
+
+SUMMIT = Path(__file__).resolve().parents[3] / "scenarios" / "library" / "ai-summit"
+FAST = RetryPolicy(max_retries=4, base_delay=0.01, max_delay=0.05)
+
+
+def decision_request(model: str = "openai/gpt-4o-mini") -> LLMRequest:
+    return LLMRequest(
+        messages=(Message("system", "You are a delegate."), Message("user", "Decide what to do this turn.")),
+        model=model,
+        purpose=CallPurpose(task="decision", phase="decision", turn=1, actor="a"),
+        json_schema=json_schema_for(DecisionOutput),
+        schema_name="DecisionOutput",
+        max_tokens=500,
+    )
+
+
+def provider_for(server: FakeLLMServer, **endpoint) -> OpenAICompatibleProvider:
+    return OpenAICompatibleProvider(Endpoint("local", server.base_url, **endpoint), retry=FAST)
+
+
+async def test_a_structured_call_returns_schema_valid_json_with_usage_and_a_price():
+    async with FakeLLMServer() as server:
+        response = await provider_for(server).complete(decision_request())
+        stats = server.stats
+    decision = parse_structured(response.text, DecisionOutput)
+    assert decision.action
+    assert (response.input_tokens, response.output_tokens) == (stats["prompt_tokens"], stats["completion_tokens"])
+    expected = PriceBook().price("openai/gpt-4o-mini").cost(response.input_tokens, response.output_tokens)
+    assert response.cost == pytest.approx(expected) and response.cost > 0
+    assert response.provider == "local" and response.model == "openai/gpt-4o-mini"
+
+
+async def test_the_cost_the_server_reports_is_the_cost_booked():
+    async with FakeLLMServer(report_cost=True, prompt_price=1e-5, completion_price=3e-5) as server:
+        response = await provider_for(server).complete(decision_request())
+    assert response.cost == pytest.approx(response.input_tokens * 1e-5 + response.output_tokens * 3e-5)
+
+
+async def test_the_key_is_sent_and_a_wrong_key_is_not_retried():
+    async with FakeLLMServer(api_key="sekrit") as server:
+        ok = await provider_for(server, api_key="sekrit").complete(decision_request())
+        assert ok.text
+        wrong = provider_for(server, api_key="nope")
+        with pytest.raises(ProviderRequestError, match="HTTP 401") as refused:
+            await wrong.complete(decision_request())
+    assert wrong.retries == 0
+    assert "nope" not in str(refused.value) and "sekrit" not in str(refused.value)
+    assert "nope" not in repr(wrong.endpoint)
+
+
+@pytest.mark.parametrize("fault", ["server_error", "bad_gateway", "unavailable", "rate_limit"])
+async def test_retryable_faults_are_retried_and_counted(fault):
+    async with FakeLLMServer(faults=[fault, fault], retry_after=0) as server:
+        provider = provider_for(server)
+        response = await provider.complete(decision_request())
+    assert response.text and provider.retries == 2
+
+
+async def test_a_429_with_retry_after_waits_at_least_that_long():
+    async with FakeLLMServer(faults=["rate_limit"], retry_after=1) as server:
+        provider = provider_for(server)
+        started = time.perf_counter()
+        await provider.complete(decision_request())
+    assert time.perf_counter() - started >= 1.0
+    assert provider.retries == 1
+
+
+async def test_a_hang_past_the_read_timeout_is_retried():
+    async with FakeLLMServer(faults=["hang"], hang_seconds=3) as server:
+        provider = provider_for(server, read_timeout=0.3)
+        response = await provider.complete(decision_request())
+    assert response.text and provider.retries == 1
+
+
+async def test_giving_up_after_the_last_retry_says_why():
+    async with FakeLLMServer(faults=["server_error"] * 10) as server:
+        provider = OpenAICompatibleProvider(Endpoint("local", server.base_url), retry=RetryPolicy(max_retries=2, base_delay=0.01))
+        with pytest.raises(ProviderUnavailable, match="3 tries: last HTTP 500"):
+            await provider.complete(decision_request())
+
+
+async def test_concurrency_is_limited_per_endpoint():
+    import asyncio
+
+    async with FakeLLMServer(latency=0.05) as server:
+        provider = provider_for(server, max_concurrency=3)
+        await asyncio.gather(*(provider.complete(decision_request()) for _ in range(12)))
+        stats = server.stats
+    assert stats["max_concurrent_requests"] <= 3
+    assert stats["connections"] <= 3
+
+
+def test_a_key_is_never_sent_in_clear_text_to_another_machine():
+    with pytest.raises(ValueError, match="refusing to send an API key over plain HTTP"):
+        check_endpoint(Endpoint("x", "http://api.example.com/v1", "k"))
+    check_endpoint(Endpoint("x", "http://127.0.0.1:8080/v1", "k"))
+    check_endpoint(Endpoint("x", "http://localhost:8080/v1", "k"))
+    check_endpoint(Endpoint("x", "http://[::1]:8080/v1", "k"))
+    check_endpoint(Endpoint("x", "http://192.168.1.5:11434/v1"))  # no key: nothing to leak
+    check_endpoint(Endpoint("x", "https://openrouter.ai/api/v1", "k"))
+
+
+async def test_a_run_through_faults_books_exactly_what_the_server_billed():
+    scenario = Scenario.load(SUMMIT)
+    kinds = ["rate_limit", "server_error", "unavailable", "bad_gateway", "truncated_json", "invalid_schema", "empty_choices"]
+    async with FakeLLMServer(fault_rate=0.2, fault_kinds=kinds, retry_after=0, seed=3) as server:
+        router = ModelRouter({"local": provider_for(server)}, forced="local")
+        runner = Runner(provider=router, error_policy=ErrorPolicy(max_attempts=3, retry_delay=0))
+        state = await runner.run_async(scenario, max_turns=2, run_id="faulty")
+        stats = server.stats
+    assert state.status in (RunStatus.COMPLETED, RunStatus.PAUSED), state.error
+    if state.status is RunStatus.PAUSED:
+        assert state.halt_reason
+    assert sum(stats["faults"].values()) > 10, "the run really met faults"
+    assert sum(c.input_tokens for c in state.costs) == stats["prompt_tokens"]
+    assert sum(c.output_tokens for c in state.costs) == stats["completion_tokens"]
+    assert len(state.costs) == stats["completions"], "every billed answer, good or bad, is a ledger line"

@@ -1,0 +1,148 @@
+"""Pricing: genai-prices for known models, free local models, a high fallback for unknown ones, user tables."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+
+import pytest
+
+from engine.llm.pricing import FALLBACK_PRICE, ModelPrice, PriceBook, genai_price
+
+
+@pytest.fixture
+def book() -> PriceBook:
+    return PriceBook()
+
+
+def test_cost_is_per_million_tokens():
+    price = ModelPrice(2.0, 8.0, "price table")
+    assert price.cost(1_000_000, 0) == pytest.approx(2.0)
+    assert price.cost(0, 1_000_000) == pytest.approx(8.0)
+    assert price.cost(1500, 500) == pytest.approx((1500 * 2.0 + 500 * 8.0) / 1e6)
+    assert price.cost(0, 0) == 0
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "openai/gpt-4o-mini",
+        "openai/gpt-4o",
+        "anthropic/claude-3.5-sonnet",
+        "anthropic/claude-3-5-sonnet-20241022",
+        "google/gemini-2.0-flash-001",
+        "meta-llama/llama-3.3-70b-instruct",  # only OpenRouter lists it
+    ],
+)
+def test_known_models_have_real_prices(book, model):
+    price = book.lookup(model)
+    assert price is not None and price.source == "genai-prices"
+    assert price.input_per_mtok > 0 and price.output_per_mtok > 0
+    assert book.is_known(model)
+
+
+def test_prices_are_plausible(book):
+    mini, full = book.price("openai/gpt-4o-mini"), book.price("openai/gpt-4o")
+    assert mini.cost(1000, 1000) < full.cost(1000, 1000)
+    assert mini.input_per_mtok == pytest.approx(0.15) and mini.output_per_mtok == pytest.approx(0.6)
+    # The two spellings of Claude 3.5 Sonnet are the same model at the same price.
+    assert book.price("anthropic/claude-3.5-sonnet") == book.price("anthropic/claude-3-5-sonnet-20241022")
+
+
+def test_openrouter_variants_are_priced_as_the_base_model(book):
+    assert book.price("openai/gpt-4o:nitro") == book.price("openai/gpt-4o")
+
+
+@pytest.mark.parametrize("model", ["ollama/llama3.1:8b", "local/whatever", "offline", "offline/test", "x/y:free"])
+def test_local_offline_and_free_models_cost_nothing(book, model):
+    price = book.price(model)
+    assert price == ModelPrice(0.0, 0.0, "free")
+    assert book.is_known(model)
+    assert price.cost(10_000, 10_000) == 0
+
+
+def test_unknown_models_get_the_conservative_fallback(book):
+    assert book.lookup("acme/never-heard-of-it") is None
+    assert not book.is_known("acme/never-heard-of-it")
+    price = book.price("acme/never-heard-of-it")
+    assert price == FALLBACK_PRICE and price.source == "assumed"
+    assert price.cost(1000, 1000) > 0
+    # Dearer than any common model, so a credit limit is never under-reserved for it.
+    assert price.cost(1000, 1000) >= book.price("openai/gpt-4o").cost(1000, 1000)
+
+
+def test_a_custom_fallback_is_used(book):
+    mine = ModelPrice(1.0, 2.0, "assumed")
+    assert PriceBook(fallback=mine).price("acme/never-heard-of-it") == mine
+
+
+def test_the_user_table_overrides_and_extends_genai_prices():
+    book = PriceBook(
+        {
+            "openai/gpt-4o-mini": {"input_per_mtok": 1.0, "output_per_mtok": 2.0},
+            "Acme/Never-Heard-Of-It": {"input_per_mtok": 0.5, "output_per_mtok": 0.25},
+            "local/gpu-box": ModelPrice(0.01, 0.02, "price table"),
+        }
+    )
+    assert book.price("openai/gpt-4o-mini") == ModelPrice(1.0, 2.0, "price table")
+    assert book.price("acme/never-heard-of-it") == ModelPrice(0.5, 0.25, "price table")
+    assert book.is_known("acme/never-heard-of-it")
+    assert book.price("local/gpu-box").input_per_mtok == 0.01  # the table beats the free rule too
+    assert book.price("openai/gpt-4o").source == "genai-prices"  # models not in the table are untouched
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [{"input_per_mtok": 1.0}, {"input_per_mtok": "lots", "output_per_mtok": 1.0}, {"input_per_mtok": -1, "output_per_mtok": 1}],
+)
+def test_bad_table_entries_are_refused(entry):
+    with pytest.raises(ValueError, match="acme/x"):
+        PriceBook({"acme/x": entry})
+
+
+def test_from_environment_without_a_table(book):
+    assert PriceBook.from_environment({}).price("openai/gpt-4o") == book.price("openai/gpt-4o")
+
+
+def test_from_environment_reads_a_json_table(tmp_path):
+    path = tmp_path / "prices.json"
+    path.write_text(json.dumps({"acme/model": {"input_per_mtok": 3, "output_per_mtok": 4}}))
+    book = PriceBook.from_environment({"SCENARIOLAB_PRICE_TABLE": str(path)})
+    assert book.price("acme/model") == ModelPrice(3.0, 4.0, "price table")
+
+
+def test_from_environment_reads_a_yaml_table(tmp_path):
+    path = tmp_path / "prices.yaml"
+    path.write_text(
+        "openai/gpt-4o:\n  input_per_mtok: 9\n  output_per_mtok: 10\n"
+        "acme/model:\n  input_per_mtok: 0.1\n  output_per_mtok: 0.2\n"
+    )
+    book = PriceBook.from_environment({"SCENARIOLAB_PRICE_TABLE": str(path)})
+    assert book.price("openai/gpt-4o") == ModelPrice(9.0, 10.0, "price table")
+    assert book.price("acme/model") == ModelPrice(0.1, 0.2, "price table")
+
+
+def test_from_environment_reports_a_bad_table(tmp_path):
+    with pytest.raises(ValueError, match="cannot read"):
+        PriceBook.from_environment({"SCENARIOLAB_PRICE_TABLE": str(tmp_path / "missing.json")})
+    (tmp_path / "list.yaml").write_text("- not a mapping\n")
+    with pytest.raises(ValueError, match="mapping"):
+        PriceBook.from_environment({"SCENARIOLAB_PRICE_TABLE": str(tmp_path / "list.yaml")})
+
+
+def test_pricing_never_touches_the_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("pricing tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    genai_price.cache_clear()  # make the lookups below really reach genai-prices
+    book = PriceBook()
+    assert book.price("openai/gpt-4o-mini").source == "genai-prices"
+    assert book.price("anthropic/claude-3.5-sonnet").source == "genai-prices"
+    assert book.lookup("acme/never-heard-of-it") is None
+    # genai-prices' auto-updater is a background thread; it must never have been started.
+    assert not any(thread.name.startswith("genai_prices") for thread in threading.enumerate())
