@@ -1,28 +1,16 @@
 import asyncio
-import json
-from pathlib import Path
 
 import pytest
 
-from engine import ErrorPolicy, EventBus, EventType, FilesystemPersistence, Runner, RunStatus, Scenario
+from engine import EventBus, EventType, FilesystemPersistence, Runner, RunStatus
 from engine.llm.offline import OfflineProvider
 from engine.orchestrator import ScenarioOrchestrator, standard_phases
 from engine.phases.base import PhaseContext
 from engine.sdk import initial_state
 from engine.state import PhaseName, ScenarioState
+from engine.tests.conftest import NO_WAIT, as_json
 from engine.testing.providers import FailingProvider, FixedCostProvider, SleepingProvider
 
-LIBRARY = Path(__file__).resolve().parents[2] / "scenarios" / "library"
-NO_WAIT = ErrorPolicy(max_attempts=2, retry_delay=0)
-
-
-@pytest.fixture(scope="module")
-def summit() -> Scenario:
-    return Scenario.load(LIBRARY / "ai-summit")
-
-
-def comparable(state: ScenarioState) -> dict:
-    return json.loads(json.dumps(state.to_dict()))
 
 
 async def test_runs_to_max_turns(summit):
@@ -72,7 +60,7 @@ async def test_a_halted_run_resumes_with_a_higher_limit_to_the_same_end(summit):
     straight = await Runner(provider=FixedCostProvider(summit, cost_per_call=0.01)).run_async(summit, max_turns=2, credit_limit=10, run_id="r")
     assert resumed.status is RunStatus.COMPLETED
     assert bus.get_history()[0].type is EventType.SCENARIO_RESUMED
-    assert comparable(resumed) == comparable(straight), "no call repeated, none lost"
+    assert as_json(resumed) == as_json(straight), "no call repeated, none lost"
 
 
 async def test_the_limit_holds_with_concurrent_calls(summit):
@@ -109,7 +97,7 @@ async def test_pause_then_resume_reaches_the_same_final_state(summit):
     assert paused.turn == 1 and PhaseName.DECISION in paused.completed_phases
     resumed = await Runner().run_async(summit, max_turns=3, state=paused)
     assert resumed.status is RunStatus.COMPLETED
-    assert comparable(resumed) == comparable(straight)
+    assert as_json(resumed) == as_json(straight)
 
 
 def first_call_of(task: str):

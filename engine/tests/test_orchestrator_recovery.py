@@ -3,29 +3,17 @@ must survive retries, and resumes that must equal uninterrupted runs."""
 
 import asyncio
 import dataclasses
-import json
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from engine import ErrorPolicy, EventBus, EventType, FilesystemPersistence, Runner, RunStatus, Scenario
+from engine import ErrorPolicy, EventBus, EventType, FilesystemPersistence, Runner, RunStatus
 from engine.scenario.schema import MetricDefinition, MetricExtraction, MetricsConfig, MetricThresholds
 from engine.state import PhaseName, ScenarioState
+from engine.tests.conftest import NO_WAIT, as_json
 from engine.testing.providers import FailingProvider, FixedCostProvider, SleepingProvider
 
-LIBRARY = Path(__file__).resolve().parents[2] / "scenarios" / "library"
-NO_WAIT = ErrorPolicy(max_attempts=2, retry_delay=0)
-
-
-@pytest.fixture(scope="module")
-def summit() -> Scenario:
-    return Scenario.load(LIBRARY / "ai-summit")
-
-
-def as_json(state: ScenarioState) -> dict:
-    return json.loads(json.dumps(state.to_dict()))
 
 
 def _with_phase(make, phase):

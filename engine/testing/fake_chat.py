@@ -1,0 +1,96 @@
+"""What the fake LLM server understands and says: chat-completions requests in, deterministic answers out.
+
+Kept apart from the HTTP serving in `fake_llm` so each reads on its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from engine.testing.json_schema_instance import sentence
+
+class HTTPError(Exception):
+    """An answer other than 200; `close` when the connection's framing can no longer be trusted."""
+
+    def __init__(self, status: int, message: str, *, close: bool = False, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.close, self.headers = status, message, close, headers or {}
+
+
+def message_text(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}, ...]
+        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return content if isinstance(content, str) else ""
+
+
+@dataclass
+class ChatRequest:
+    model: str
+    messages: list[dict[str, Any]]
+    schema: dict[str, Any] | None
+    json_mode: bool
+    stream: bool
+    seed: Any
+
+    def prompt_tokens(self) -> int:
+        return sum(len(message_text(message)) for message in self.messages) // 4 + 4 * len(self.messages)
+
+    def digest(self) -> str:
+        key = json.dumps([self.model, self.messages, self.seed], sort_keys=True, default=str)
+        return hashlib.sha256(key.encode()).hexdigest()
+
+
+def parse_chat(payload: Any) -> ChatRequest:
+    """Validate an OpenAI chat-completions body (plus Ollama's `format`); HTTPError 400 when it is not one."""
+    if not isinstance(payload, dict):
+        raise HTTPError(400, "the body must be a JSON object")
+    model, messages = payload.get("model"), payload.get("messages")
+    if not isinstance(model, str) or not model:
+        raise HTTPError(400, "'model' must be a non-empty string")
+    if not isinstance(messages, list) or not messages:
+        raise HTTPError(400, "'messages' must be a non-empty list")
+    for message in messages:
+        if not (isinstance(message, dict) and isinstance(message.get("role"), str)
+                and isinstance(message.get("content"), (str, list, type(None)))):
+            raise HTTPError(400, "each message must be an object with a string 'role' and a 'content'")
+    schema, json_mode = None, False
+    response_format, ollama_format = payload.get("response_format"), payload.get("format")
+    if response_format is not None:
+        kind = response_format.get("type") if isinstance(response_format, dict) else None
+        if kind == "json_schema":
+            spec = response_format.get("json_schema")
+            schema = spec.get("schema") if isinstance(spec, dict) else None
+            if not isinstance(schema, dict):
+                raise HTTPError(400, "'response_format.json_schema.schema' must be an object")
+        elif kind != "text":
+            json_mode = kind == "json_object"
+            if not json_mode:
+                raise HTTPError(400, "'response_format.type' must be text, json_object or json_schema")
+    elif isinstance(ollama_format, dict):
+        schema = ollama_format
+    elif ollama_format not in (None, "", "json"):
+        raise HTTPError(400, "'format' must be a JSON schema object or \"json\"")
+    json_mode = json_mode or ollama_format == "json"
+    return ChatRequest(model, messages, schema, json_mode, payload.get("stream") is True, payload.get("seed"))
+
+
+def truncate_answer(text: str) -> str:
+    cut = text[: max(1, len(text) // 2)]
+    try:
+        json.loads(cut)  # half of "12345" still parses; an unclosed string makes sure it does not
+        return '"' + cut
+    except ValueError:
+        return cut
+
+
+def markdown_answer(rng: random.Random) -> str:
+    goals = "\n".join(f"- {sentence(rng, 'long-term goal')}" for _ in range(2))
+    priorities = "\n".join(f"- {sentence(rng, 'priority')}" for _ in range(3))
+    return (f"**LONG-TERM GOALS:**\n{goals}\n\n**SHORT-TERM PRIORITIES:**\n{priorities}\n\n"
+            f"**REASONING:**\n{sentence(rng, 'assessment')} {sentence(rng, 'risk')}\n\n"
+            f"**ACTION:**\n{sentence(rng, 'proposal')}")
