@@ -33,6 +33,7 @@ test: $(DEV_STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/engine_overhead.py
+	$(PY) bench/llm_concurrency.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

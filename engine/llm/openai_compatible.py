@@ -45,7 +45,7 @@ class Endpoint:
     base_url: str
     api_key: str | None = field(default=None, repr=False)
     ollama_format: bool = False  # Ollama's native `format` for structured output
-    max_concurrency: int = 8
+    max_concurrency: int = 16  # matches the engine's cap: six actors' replies fit in one round
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
     strip_prefix: str = ""  # "openai/gpt-4o" is "gpt-4o" to OpenAI itself
