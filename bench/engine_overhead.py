@@ -14,6 +14,7 @@ import platform
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,23 +81,35 @@ async def bus_events_per_second(count: int = 100_000) -> float:
     return count / elapsed
 
 
-def critical_path_ratio(scenario: Scenario, turns: int, latency: float) -> tuple[float, float, float]:
-    """Turn wall time ÷ the LLM critical path: each round of dependent calls costs its slowest call."""
-    provider = SleepingProvider(scenario, latency=latency)
-    turn_walls: dict[int, float] = {}
+def time_turns(bus: EventBus) -> dict[int, float]:
+    """Subscribe to `bus` and return the dict it fills with each turn's wall time in seconds."""
     starts: dict[int, float] = {}
-    bus = EventBus()
+    walls: dict[int, float] = {}
     bus.on(EventType.TURN_STARTED, lambda e: starts.__setitem__(e.data["turn"], time.perf_counter()))
-    bus.on(EventType.TURN_COMPLETED, lambda e: turn_walls.__setitem__(e.data["turn"], time.perf_counter() - starts[e.data["turn"]]))
+    bus.on(EventType.TURN_COMPLETED, lambda e: walls.__setitem__(e.data["turn"], time.perf_counter() - starts[e.data["turn"]]))
+    return walls
+
+
+def mean_critical_path(calls: Iterable[tuple[int, str, float]]) -> float:
+    """The mean per turn of the chain of dependent rounds (outreach → replies → decisions → world update →
+    metrics → validation), each round costing its slowest call. Calls are (turn, task, seconds)."""
+    slowest: dict[tuple[int, str], float] = defaultdict(float)
+    for turn, task, seconds in calls:
+        slowest[(turn, task)] = max(slowest[(turn, task)], seconds)
+    per_turn: dict[int, float] = defaultdict(float)
+    for (turn, _task), seconds in slowest.items():
+        per_turn[turn] += seconds
+    return sum(per_turn.values()) / len(per_turn)
+
+
+def critical_path_ratio(scenario: Scenario, turns: int, latency: float) -> tuple[float, float, float]:
+    """Turn wall time ÷ the LLM critical path, with a provider that sleeps `latency` per call."""
+    provider = SleepingProvider(scenario, latency=latency)
+    bus = EventBus()
+    walls = time_turns(bus)
     Runner(provider=provider, bus=bus).run(scenario, max_turns=turns)
-    rounds: dict[tuple[int, str], float] = defaultdict(float)
-    for call in provider.calls:  # outreach → reply → decision → world update → metric → validation
-        rounds[(call.turn, call.task)] = max(rounds[(call.turn, call.task)], call.ended - call.started)
-    critical = defaultdict(float)
-    for (turn, _task), slowest in rounds.items():
-        critical[turn] += slowest
-    wall = sum(turn_walls.values()) / len(turn_walls)
-    path = sum(critical.values()) / len(critical)
+    wall = sum(walls.values()) / len(walls)
+    path = mean_critical_path((c.turn, c.task, c.ended - c.started) for c in provider.calls)
     return wall, path, wall / path
 
 

@@ -12,15 +12,13 @@ import argparse
 import asyncio
 import json
 import sys
-import time
-from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.engine_overhead import SUMMIT, with_actors  # noqa: E402
-from engine import EventBus, EventType, Runner, Scenario  # noqa: E402
+from bench.engine_overhead import SUMMIT, mean_critical_path, time_turns, with_actors  # noqa: E402
+from engine import EventBus, Runner, Scenario  # noqa: E402
 from engine.llm.openai_compatible import Endpoint, OpenAICompatibleProvider  # noqa: E402
 from engine.llm.provider import LLMRequest, LLMResponse  # noqa: E402
 from engine.testing.fake_llm import FakeLLMServer  # noqa: E402
@@ -48,23 +46,13 @@ async def measure(scenario: Scenario, *, turns: int, latency: float, concurrency
     async with FakeLLMServer(latency=latency) as server:
         provider = Timed(OpenAICompatibleProvider(Endpoint("local", server.base_url, max_concurrency=concurrency)))
         bus = EventBus()
-        starts: dict[int, float] = {}
-        walls: dict[int, float] = {}
-        bus.on(EventType.TURN_STARTED, lambda e: starts.__setitem__(e.data["turn"], time.perf_counter()))
-        bus.on(EventType.TURN_COMPLETED, lambda e: walls.__setitem__(e.data["turn"], time.perf_counter() - starts[e.data["turn"]]))
+        walls = time_turns(bus)
         state = await Runner(provider=provider, bus=bus).run_async(scenario, max_turns=turns)
         await provider.inner.aclose()
         stats = server.stats
-    # Each round of dependent calls (outreach → replies → decisions → world → metrics → validation) costs
-    # its slowest call as the server answered it; everything else in a turn is the product's overhead.
-    slowest: dict[tuple[int, str], float] = defaultdict(float)
-    for turn, task, seconds in provider.calls:
-        slowest[(turn, task)] = max(slowest[(turn, task)], seconds)
-    critical: dict[int, float] = defaultdict(float)
-    for (turn, _task), seconds in slowest.items():
-        critical[turn] += seconds
+    # Calls are timed as the server answered them; everything else in a turn is the product's overhead.
     wall = sum(walls.values()) / len(walls)
-    path = sum(critical.values()) / len(critical)
+    path = mean_critical_path(provider.calls)
     return {
         "status": state.status.value,
         "calls": len(provider.calls),
