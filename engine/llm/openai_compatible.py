@@ -36,8 +36,6 @@ class ProviderRequestError(LLMError):
 class ProviderUnavailable(LLMError):
     """The server could not answer after every retry (rate limits, outages, timeouts)."""
 
-    retryable = True
-
 
 @dataclass(frozen=True)
 class Endpoint:

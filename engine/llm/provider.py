@@ -75,9 +75,7 @@ class LLMProvider(Protocol):
 
 
 class LLMError(Exception):
-    """A provider could not answer. `retryable` tells the error policy whether another try may help."""
-
-    retryable: bool = False
+    """The model or its server let the run down: the error policy retries the phase, then pauses the run."""
 
 
 class StructuredOutputError(LLMError):

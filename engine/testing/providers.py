@@ -70,7 +70,7 @@ class SleepingProvider:
 
 
 class ProviderOutage(LLMError):
-    retryable = True
+    """A simulated server outage."""
 
 
 class FailingProvider:
