@@ -15,7 +15,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 import httpx
@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 RETRY_WITH_BACKOFF = {408, 500, 502, 504}
 RETRY_AFTER_HEADER = {429, 503}
+StructuredOutput = Literal["json_schema", "json_object", "ollama"]
+STRUCTURED_OUTPUTS: tuple[StructuredOutput, ...] = ("json_schema", "json_object", "ollama")
 
 
 class ProviderRequestError(LLMError):
@@ -42,7 +44,9 @@ class Endpoint:
     name: str  # what cost records say: "openrouter", "openai", "ollama", "local"
     base_url: str
     api_key: str | None = field(default=None, repr=False)
-    ollama_format: bool = False  # Ollama's native `format` for structured output
+    # How a JSON schema is sent: OpenAI's `response_format` json_schema; `json_object` with a `schema` key
+    # (llama-cpp-python's server); or Ollama's native `format`.
+    structured_output: StructuredOutput = "json_schema"
     max_concurrency: int = 16  # matches the engine's cap: six actors' replies fit in one round
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
@@ -112,6 +116,8 @@ class OpenAICompatibleProvider:
         self.retry = retry or RetryPolicy()
         self.retries = 0  # how many times a call was sent again, for tests and benchmarks
         self._transport = transport
+        # Downgraded to json_object, once, when the server turns json_schema down (llama-cpp-python does).
+        self.structured_output: StructuredOutput = endpoint.structured_output
         self._rng = random.Random()
         # An httpx client and a semaphore belong to one event loop; Runner.run makes a new loop per run.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -150,12 +156,15 @@ class OpenAICompatibleProvider:
         if request.seed is not None:
             body["seed"] = request.seed
         if request.json_schema is not None:
-            if self.endpoint.ollama_format:
-                body["format"] = dict(request.json_schema)
+            schema = dict(request.json_schema)
+            if self.structured_output == "ollama":
+                body["format"] = schema
+            elif self.structured_output == "json_object":
+                body["response_format"] = {"type": "json_object", "schema": schema}
             else:
                 body["response_format"] = {
                     "type": "json_schema",
-                    "json_schema": {"name": request.schema_name or "answer", "schema": dict(request.json_schema), "strict": False},
+                    "json_schema": {"name": request.schema_name or "answer", "schema": schema, "strict": False},
                 }
         if self.endpoint.name == "openrouter":
             body["usage"] = {"include": True}  # OpenRouter then reports the call's cost in usage.cost
@@ -163,22 +172,27 @@ class OpenAICompatibleProvider:
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         client, limit = self._session()
-        body = self.body(request)
         async with limit:
             started = time.perf_counter()
-            payload = await self._post_with_retries(client, body, request)
+            payload = await self._post_with_retries(client, request)
             latency_ms = (time.perf_counter() - started) * 1000
         return self._response(payload, request, latency_ms)
 
-    async def _post_with_retries(self, client: httpx.AsyncClient, body: dict[str, Any], request: LLMRequest) -> dict[str, Any]:
+    async def _post_with_retries(self, client: httpx.AsyncClient, request: LLMRequest) -> dict[str, Any]:
         where = f"{self.name} ({request.model}, {request.purpose.task})"
-        for attempt in range(self.retry.max_retries + 1):
+        attempt = 0
+        while True:
             last = attempt == self.retry.max_retries
+            body = self.body(request)
             try:
                 reply = await client.post("/chat/completions", json=body)
             except httpx.TransportError as exc:  # connect errors, timeouts, dropped connections
                 problem, wait = f"{type(exc).__name__}", self.retry.backoff(attempt, self._rng)
             else:
+                if reply.status_code != 200 and self._refuses_json_schema(body, reply):
+                    logger.warning("%s turns json_schema down; sending schemas as json_object from now on", self.name)
+                    self.structured_output = "json_object"
+                    continue  # not a retry: the same call in a form this server takes
                 if reply.status_code == 200:
                     try:
                         return reply.json()
@@ -195,9 +209,13 @@ class OpenAICompatibleProvider:
             if last:
                 raise ProviderUnavailable(f"{where} did not answer after {attempt + 1} tries: last {problem}")
             self.retries += 1
+            attempt += 1
             logger.info("%s: %s, retrying in %.2fs", where, problem, wait)
             await asyncio.sleep(wait)
-        raise AssertionError("unreachable")
+
+    def _refuses_json_schema(self, body: dict[str, Any], reply: httpx.Response) -> bool:
+        sent = body.get("response_format") or {}
+        return sent.get("type") == "json_schema" and reply.status_code in (400, 422, 500) and "response_format" in _error_text(reply)
 
     def _response(self, payload: dict[str, Any], request: LLMRequest, latency_ms: float) -> LLMResponse:
         choices = payload.get("choices") or []

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from engine.llm.offline import OfflineProvider
-from engine.llm.openai_compatible import Endpoint, OpenAICompatibleProvider
+from engine.llm.openai_compatible import STRUCTURED_OUTPUTS, Endpoint, OpenAICompatibleProvider
 from engine.llm.pricing import PriceBook
 from engine.llm.provider import LLMProvider, LLMRequest, LLMResponse
 from engine.scenario.schema import Scenario
@@ -37,9 +37,12 @@ def endpoints_from_environment(env: Mapping[str, str]) -> dict[str, Endpoint]:
         found["openai"] = Endpoint("openai", env.get("OPENAI_BASE_URL", OPENAI_URL), env["OPENAI_API_KEY"], max_concurrency=concurrency, read_timeout=timeout, strip_prefix="openai/")
     if env.get("OLLAMA_BASE_URL"):
         base = env["OLLAMA_BASE_URL"].rstrip("/")
-        found["ollama"] = Endpoint("ollama", base if base.endswith("/v1") else f"{base}/v1", None, ollama_format=True, max_concurrency=concurrency, read_timeout=timeout, strip_prefix="ollama/")
+        found["ollama"] = Endpoint("ollama", base if base.endswith("/v1") else f"{base}/v1", None, structured_output="ollama", max_concurrency=concurrency, read_timeout=timeout, strip_prefix="ollama/")
     if env.get("SCENARIOLAB_LLM_BASE_URL"):
-        found["local"] = Endpoint("local", env["SCENARIOLAB_LLM_BASE_URL"], env.get("SCENARIOLAB_LLM_API_KEY") or None, max_concurrency=concurrency, read_timeout=timeout, strip_prefix="local/")
+        structured = env.get("SCENARIOLAB_LLM_STRUCTURED_OUTPUT", "json_schema")
+        if structured not in STRUCTURED_OUTPUTS:
+            raise RoutingError(f"SCENARIOLAB_LLM_STRUCTURED_OUTPUT={structured!r}: choose one of {', '.join(STRUCTURED_OUTPUTS)}")
+        found["local"] = Endpoint("local", env["SCENARIOLAB_LLM_BASE_URL"], env.get("SCENARIOLAB_LLM_API_KEY") or None, structured_output=structured, max_concurrency=concurrency, read_timeout=timeout, strip_prefix="local/")
     return found
 
 

@@ -45,8 +45,15 @@ class ChatRequest:
         return hashlib.sha256(key.encode()).hexdigest()
 
 
-def parse_chat(payload: Any) -> ChatRequest:
-    """Validate an OpenAI chat-completions body (plus Ollama's `format`); HTTPError 400 when it is not one."""
+RESPONSE_FORMATS = ("text", "json_object", "json_schema")
+
+
+def parse_chat(payload: Any, *, response_formats: tuple[str, ...] = RESPONSE_FORMATS) -> ChatRequest:
+    """Validate an OpenAI chat-completions body (plus Ollama's `format`); HTTPError 400 when it is not one.
+
+    `response_formats` narrows what the server accepts, to play servers such as llama-cpp-python's that
+    take a schema only inside `json_object` (`{"type": "json_object", "schema": {...}}`).
+    """
     if not isinstance(payload, dict):
         raise HTTPError(400, "the body must be a JSON object")
     model, messages = payload.get("model"), payload.get("messages")
@@ -62,15 +69,17 @@ def parse_chat(payload: Any) -> ChatRequest:
     response_format, ollama_format = payload.get("response_format"), payload.get("format")
     if response_format is not None:
         kind = response_format.get("type") if isinstance(response_format, dict) else None
-        if kind == "json_schema":
+        if kind not in response_formats:
+            raise HTTPError(400, f"'response_format.type' must be one of {', '.join(response_formats)}")
+        if kind == "json_object" and isinstance(response_format.get("schema"), dict):
+            schema = response_format["schema"]
+        elif kind == "json_schema":
             spec = response_format.get("json_schema")
             schema = spec.get("schema") if isinstance(spec, dict) else None
             if not isinstance(schema, dict):
                 raise HTTPError(400, "'response_format.json_schema.schema' must be an object")
-        elif kind != "text":
+        else:
             json_mode = kind == "json_object"
-            if not json_mode:
-                raise HTTPError(400, "'response_format.type' must be text, json_object or json_schema")
     elif isinstance(ollama_format, dict):
         schema = ollama_format
     elif ollama_format not in (None, "", "json"):

@@ -13,7 +13,8 @@ Content: a schema-valid JSON instance when the request carries a JSON schema (`r
 json_schema, or Ollama's top-level `format`), a JSON object in JSON mode, else V1-style Markdown
 sections, or a bare number when the last user message asks for "only a number".
 Faults (FAULT_KINDS) come from a script, a seeded random rate, the `X-Fake-Fault` header or POST /faults.
-Only 200 answers bill tokens; truncated and schema-violating 200s bill too, as a provider's would.
+Only 200 answers bill tokens; truncated and schema-violating 200s bill too, as a provider's would. A hang
+whose client hangs up is abandoned unbilled (`abandoned` in /stats), as llama.cpp and vLLM abort it.
 The HTTP is plain asyncio streams: HTTP/1.1 with keep-alive and Content-Length request bodies.
 """
 
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-from engine.testing.fake_chat import ChatRequest, HTTPError, markdown_answer, message_text, parse_chat, truncate_answer
+from engine.testing.fake_chat import RESPONSE_FORMATS, ChatRequest, HTTPError, markdown_answer, message_text, parse_chat, truncate_answer
 from engine.testing.json_schema_instance import build_instance, sentence, violate_schema
 
 FAULT_KINDS = ("rate_limit", "server_error", "unavailable", "hang", "truncated_json", "invalid_schema",
@@ -82,6 +83,7 @@ class FakeLLMServer:
         fault_kinds: Sequence[str] = DEFAULT_RANDOM_FAULTS, seed: int = 0, retry_after: float = 1,
         hang_seconds: float = 30.0, models: Sequence[str] = ("fake-model",), api_key: str | None = None,
         report_cost: bool = False, prompt_price: float = 1e-6, completion_price: float = 2e-6,
+        response_formats: Sequence[str] = RESPONSE_FORMATS,
     ) -> None:
         if not 0 <= fault_rate <= 1:
             raise ValueError("fault_rate must be within 0..1")
@@ -92,6 +94,7 @@ class FakeLLMServer:
         self.retry_after, self.hang_seconds, self.models = retry_after, hang_seconds, list(models)
         self._api_key, self.report_cost = api_key, report_cost  # the key is never printed, echoed or logged
         self.prompt_price, self.completion_price = prompt_price, completion_price
+        self.response_formats = tuple(response_formats)
         # In thread mode stats and the script are read and changed from other threads, hence the lock.
         self._lock = threading.Lock()
         self._script: deque[str | None] = deque(_check_faults(faults or []))
@@ -164,7 +167,8 @@ class FakeLLMServer:
     @staticmethod
     def _fresh_stats() -> dict[str, Any]:
         return {"requests": 0, "completions": 0, "prompt_tokens": 0, "completion_tokens": 0,
-                "faults": {_fault_key(kind): 0 for kind in FAULT_KINDS}, "connections": 0, "max_concurrent_requests": 0}
+                "faults": {_fault_key(kind): 0 for kind in FAULT_KINDS}, "connections": 0, "max_concurrent_requests": 0,
+                "abandoned": 0}
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -208,7 +212,7 @@ class FakeLLMServer:
                     request = await self._read_request(reader)
                     if request is None:
                         return
-                    keep_alive = await self._dispatch(request, writer)
+                    keep_alive = await self._dispatch(request, reader, writer)
                 except HTTPError as exc:  # framing is broken: answer, then hang up
                     await self._send_error(writer, exc, keep_alive=False)
                     return
@@ -255,7 +259,7 @@ class FakeLLMServer:
         body = await reader.readexactly(int(length))
         return Request(parts[0].upper(), parts[1].split("?", 1)[0], parts[2], headers, body)
 
-    async def _dispatch(self, request: Request, writer: asyncio.StreamWriter) -> bool:
+    async def _dispatch(self, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Answer one request; True when the connection stays open for the next."""
         routes = {"/v1/chat/completions": ("POST",), "/v1/models": ("GET",), "/stats": ("GET",),
                   "/stats/reset": ("POST",), "/faults": ("GET", "POST")}
@@ -270,7 +274,7 @@ class FakeLLMServer:
                 if not hmac.compare_digest(given, f"Bearer {self._api_key}".encode()):
                     raise HTTPError(401, "missing or invalid API key")  # what was given is never echoed
             if request.path == "/v1/chat/completions":
-                await self._chat(request, writer, keep_alive)
+                await self._chat(request, reader, writer, keep_alive)
             elif request.path == "/v1/models":
                 data = [{"id": model, "object": "model", "created": 0, "owned_by": "fake-llm"} for model in self.models]
                 await self._send_json(writer, 200, {"object": "list", "data": data}, keep_alive=keep_alive)
@@ -324,13 +328,14 @@ class FakeLLMServer:
         except (ValueError, UnicodeDecodeError):
             raise HTTPError(400, "the body is not valid JSON") from None
 
-    async def _chat(self, request: Request, writer: asyncio.StreamWriter, keep_alive: bool) -> None:
+    async def _chat(self, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    keep_alive: bool) -> None:
         with self._lock:
             self._stats["requests"] += 1
             self._in_flight += 1
             self._stats["max_concurrent_requests"] = max(self._stats["max_concurrent_requests"], self._in_flight)
         try:
-            chat = parse_chat(self._json_body(request))
+            chat = parse_chat(self._json_body(request), response_formats=self.response_formats)
             fault = self._choose_fault(request)
             if fault is not None:
                 with self._lock:
@@ -339,7 +344,12 @@ class FakeLLMServer:
                 retry = {"Retry-After": f"{self.retry_after:g}"} if fault in ("rate_limit", "unavailable") else None
                 raise HTTPError(FAULT_STATUS[fault], f"injected fault: {fault}", headers=retry)
             if fault == "hang":  # then answer normally, long after a sane client has given up
-                await asyncio.sleep(self.hang_seconds)
+                if await self._client_leaves(reader, self.hang_seconds):
+                    # Like llama.cpp or vLLM, a stalled request whose client hung up is aborted before it
+                    # generates anything: nothing is billed, so the client's ledger can match /stats exactly.
+                    with self._lock:
+                        self._stats["abandoned"] += 1
+                    raise ConnectionResetError("the client gave up on a hanging answer")
             if self.latency:
                 await asyncio.sleep(self.latency)
             content = self._content(chat, fault)
@@ -364,6 +374,16 @@ class FakeLLMServer:
         finally:
             with self._lock:
                 self._in_flight -= 1
+
+    @staticmethod
+    async def _client_leaves(reader: asyncio.StreamReader, seconds: float) -> bool:
+        """Wait up to `seconds`; True as soon as the client closes its end (the reader sees EOF)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if reader.at_eof():
+                return True
+            await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        return reader.at_eof()
 
     def _content(self, chat: ChatRequest, fault: str | None) -> str | None:
         if fault == "empty_choices":

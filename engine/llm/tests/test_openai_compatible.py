@@ -124,9 +124,9 @@ def test_a_key_is_never_sent_in_clear_text_to_another_machine():
 
 async def test_a_run_through_faults_books_exactly_what_the_server_billed():
     scenario = Scenario.load(SUMMIT)
-    kinds = ["rate_limit", "server_error", "unavailable", "bad_gateway", "truncated_json", "invalid_schema", "empty_choices"]
-    async with FakeLLMServer(fault_rate=0.2, fault_kinds=kinds, retry_after=0, seed=3) as server:
-        router = ModelRouter({"local": provider_for(server)}, forced="local")
+    kinds = ["rate_limit", "server_error", "unavailable", "bad_gateway", "truncated_json", "invalid_schema", "empty_choices", "hang"]
+    async with FakeLLMServer(fault_rate=0.2, fault_kinds=kinds, retry_after=0, seed=7, hang_seconds=5) as server:
+        router = ModelRouter({"local": provider_for(server, read_timeout=0.3)}, forced="local")
         runner = Runner(provider=router, error_policy=ErrorPolicy(max_attempts=3, retry_delay=0))
         state = await runner.run_async(scenario, max_turns=2, run_id="faulty")
         stats = server.stats
@@ -134,6 +134,27 @@ async def test_a_run_through_faults_books_exactly_what_the_server_billed():
     if state.status is RunStatus.PAUSED:
         assert state.halt_reason
     assert sum(stats["faults"].values()) > 10, "the run really met faults"
+    assert stats["faults"]["hang"] > 0 and stats["abandoned"] == stats["faults"]["hang"], "timed-out calls billed nothing"
     assert sum(c.input_tokens for c in state.costs) == stats["prompt_tokens"]
     assert sum(c.output_tokens for c in state.costs) == stats["completion_tokens"]
     assert len(state.costs) == stats["completions"], "every billed answer, good or bad, is a ledger line"
+
+
+async def test_a_server_that_refuses_json_schema_gets_the_schema_as_json_object():
+    """llama-cpp-python's server takes `{"type": "json_object", "schema": ...}` and turns json_schema down."""
+    async with FakeLLMServer(response_formats=("text", "json_object")) as server:
+        provider = provider_for(server)
+        first = await provider.complete(decision_request())
+        second = await provider.complete(decision_request())
+        stats = server.stats
+    assert provider.structured_output == "json_object" and provider.retries == 0
+    assert stats["requests"] == 3 and stats["completions"] == 2, "one refusal, then every call in the accepted form"
+    for response in (first, second):
+        parse_structured(response.text, DecisionOutput)  # schema-valid: the server saw the schema
+
+
+async def test_json_object_can_be_chosen_up_front():
+    async with FakeLLMServer(response_formats=("text", "json_object")) as server:
+        provider = provider_for(server, structured_output="json_object")
+        parse_structured((await provider.complete(decision_request())).text, DecisionOutput)
+        assert server.stats["requests"] == 1

@@ -49,7 +49,7 @@ def test_openai_directly_strips_its_prefix_and_refuses_other_vendors(summit):
 def test_ollama_and_local_prefixes_need_their_servers(summit):
     env = {"OLLAMA_BASE_URL": "http://127.0.0.1:11434", "SCENARIOLAB_LLM_BASE_URL": "http://127.0.0.1:8080/v1"}
     endpoints = endpoints_from_environment(env)
-    assert endpoints["ollama"].base_url == "http://127.0.0.1:11434/v1" and endpoints["ollama"].ollama_format
+    assert endpoints["ollama"].base_url == "http://127.0.0.1:11434/v1" and endpoints["ollama"].structured_output == "ollama"
     choice = provider_from_environment(with_model(summit, "ollama/llama3.1:8b"), env=env)
     assert served_by(choice, "ollama/llama3.1:8b") == "ollama"
     assert choice.provider.provider_for("ollama/llama3.1:8b").endpoint.upstream_model("ollama/llama3.1:8b") == "llama3.1:8b"

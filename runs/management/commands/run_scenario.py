@@ -68,6 +68,8 @@ class Command(BaseCommand):
         self.stdout.write(self.style.MIGRATE_HEADING(f"{scenario.name} — {len(scenario.actors)} actors, {turns} turns"))
         self.stdout.write(f"Provider: {choice.description}")
         self.stdout.write(estimate.describe())
+        if estimate.max_cost > 0:
+            self.stdout.write(estimate.table())
 
         output_root = options["output"] or Path(settings.RUNS_OUTPUT_DIR) / path.name
         bus = EventBus()
