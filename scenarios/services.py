@@ -1,0 +1,453 @@
+"""Writes of stored scenarios: to and from the engine's Scenario, folder/zip/library import, zip export, copies."""
+
+from __future__ import annotations
+
+import io
+import stat
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils.text import slugify
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_core import to_jsonable_python
+
+from engine.scenario.errors import (
+    FriendlyError,
+    LocatedError,
+    ScenarioLoadError,
+    format_path,
+    friendly,
+    merge_alternatives,
+)
+from engine.scenario.export import actor_file_stems, scenario_folder_files
+from engine.scenario.schema import BackgroundDocument as EngineDocument
+from engine.scenario.schema import Scenario as EngineScenario
+from engine.scenario.schema import (
+    SHORT_NAME,
+    ActorConfig,
+    CommunicationSettings,
+    ExogenousEventsConfig,
+    Features,
+    MetricsConfig,
+    ScenarioConfig,
+    ValidationRules,
+)
+from scenarios.models import Actor, BackgroundDocument, Scenario
+
+MAX_ZIP_UNPACKED_BYTES = 10 * 1024 * 1024  # a scenario folder is a few hundred KiB of text
+MAX_ZIP_ENTRIES = 1000
+# What a scenario.yaml column holds; everything else there goes to `extra`.
+SCENARIO_COLUMNS = ("name", "description", "system_prompt", "initial_world_state", "turns", "turn_duration",
+                    "world_state_model", "context_window_size", "credit_limit", "seed")
+ACTOR_COLUMNS = ("name", "short_name", "llm_model", "system_prompt", "description", "goals", "constraints",
+                 "information_access", "expertise", "decision_making_style", "control")
+# The JSON columns and the engine model each one must satisfy.
+JSON_FIELD_MODELS: dict[str, type[BaseModel]] = {
+    "communication": CommunicationSettings,
+    "features": Features,
+    "metrics": MetricsConfig,
+    "validation_rules": ValidationRules,
+    "exogenous_events": ExogenousEventsConfig,
+}
+
+
+class StoredScenarioError(ScenarioLoadError):
+    """A stored scenario does not validate; each problem names the file it exports to, the key and the fault.
+
+    A ScenarioLoadError, so whoever handles a bad folder handles a bad row the same way."""
+
+    def __str__(self) -> str:
+        count = len(self.errors)
+        header = f"Stored scenario {self.folder!r} has {count} problem{'s' if count != 1 else ''}:"
+        return "\n".join([header, *(f"  {error}" for error in self.errors)])
+
+
+class ScenarioImportError(ValueError):
+    """An upload that is not a usable scenario archive (not a zip, too big, names escaping the folder...)."""
+
+
+class ScenarioSlugTaken(ValueError):
+    """An import would replace an existing scenario and the caller did not ask for that."""
+
+
+# ---- pydantic errors as located problems ----------------------------------------------------------------------
+def _key_path(data: Any, loc: tuple[Any, ...], *, missing: bool) -> str:
+    """Follow a pydantic loc through the data; elements that are not in it (union tags) are skipped."""
+    shown: list[Any] = []
+    for position, element in enumerate(loc):
+        if isinstance(data, dict) and element in data:
+            data = data[element]
+            shown.append(element)
+        elif isinstance(data, list) and type(element) is int and 0 <= element < len(data):
+            data = data[element]
+            shown.append(element)
+        elif missing and position == len(loc) - 1:
+            shown.append(element)
+    return format_path(shown)
+
+
+def model_problems(model: type[BaseModel], value: Any, *, file: str = "") -> tuple[Any, list[LocatedError]]:
+    """Validate `value` with an engine model: (the model or None, its problems in the loader's words)."""
+    try:
+        return model.model_validate(value), []
+    except PydanticValidationError as exc:
+        groups: dict[str, list[FriendlyError]] = {}
+        for error in exc.errors(include_url=False):
+            loc = tuple(error["loc"])
+            if model is MetricsConfig and loc[:1] == ("metrics",) and loc[1:2] in (("list",), ("legacy",)):
+                loc = loc[:1] + loc[2:]  # the discriminated union's tag, never a key in the data
+            missing = error["type"] == "missing"
+            path = _key_path(value, loc, missing=missing)
+            groups.setdefault(path, []).append(friendly(error, missing_list_item=missing and bool(loc)
+                                                        and type(loc[-1]) is int))
+        problems = []
+        for path, explained in groups.items():
+            typed = [item for item in explained if item.expected]
+            merged = ([merge_alternatives(typed)] if typed else []) + [item for item in explained if not item.expected]
+            problems.extend(LocatedError(file, path, None, item.message, item.suggestion)
+                            for item in dict.fromkeys(merged))
+        return None, problems
+
+
+def json_field_problems(*, field: str, value: Any) -> list[str]:
+    """Problems of one JSON column's value (admin forms), each naming the key inside the JSON."""
+    if field == "extra":
+        return _extra_problems(value, ScenarioConfig)
+    if field == "actor_extra":
+        return _extra_problems(value, ActorConfig)
+    if value is None and field in ("metrics", "validation_rules", "exogenous_events"):
+        return []
+    _, problems = model_problems(JSON_FIELD_MODELS[field], value)
+    messages = [str(problem) for problem in problems]
+    if field == "features" and isinstance(value, dict) and "communications" in value:
+        messages.append("communications: set these in the communication settings field, not here")
+    return messages
+
+
+def _extra_problems(value: Any, model: type[BaseModel]) -> list[str]:
+    if not isinstance(value, dict):
+        return ["expected a mapping of keys ({\"key\": value})"]
+    known = [key for key in value if key in model.model_fields]
+    return [f"{key}: a known key; set it in its own field" for key in known]
+
+
+# ---- rows <-> engine ------------------------------------------------------------------------------------------
+def _file_stem(actor: Actor) -> str:
+    return actor.file_stem or actor.short_name
+
+
+def scenario_to_engine(*, scenario: Scenario) -> EngineScenario:
+    """The stored scenario as the engine's validated Scenario; raises StoredScenarioError listing every problem.
+
+    scenario.yaml lists the actors' file stems, in position order, so order and file names survive export."""
+    actors = list(scenario.actors.all())
+    documents = list(scenario.background_documents.all())
+    stems = [_file_stem(actor) for actor in actors]
+    problems: list[LocatedError] = []
+
+    features = dict(scenario.features or {}) if isinstance(scenario.features, dict) else scenario.features
+    if isinstance(features, dict) and scenario.communication:
+        features["communications"] = scenario.communication
+    data: dict[str, Any] = {**(scenario.extra or {})} if isinstance(scenario.extra, dict) else {}
+    data.update({column: getattr(scenario, column) for column in SCENARIO_COLUMNS})
+    if data["credit_limit"] is None:
+        del data["credit_limit"]  # unset, as in a file without the key
+    data["actors"] = stems
+    if features:
+        data["features"] = features
+    if scenario.extra and not isinstance(scenario.extra, dict):
+        problems.append(LocatedError("scenario.yaml", "", None, "extra: expected a mapping of keys"))
+    config, found = model_problems(ScenarioConfig, data, file="scenario.yaml")
+    problems.extend(found)
+
+    if not actors:
+        problems.append(LocatedError("actors", "", None, "the scenario has no actors", "add at least one actor"))
+    actor_configs = []
+    for stem, actor in zip(stems, actors, strict=True):
+        file = f"actors/{stem}.yaml"
+        if not SHORT_NAME.match(stem):
+            problems.append(LocatedError(file, "", None, f"{stem!r} cannot be an actor file name",
+                                         "use letters, digits, '-', '_' or '.'"))
+        if stems.count(stem) > 1:
+            problems.append(LocatedError(file, "", None, "two actors would be written to this file",
+                                         "give each actor its own file stem"))
+        actor_data = {**actor.extra} if isinstance(actor.extra, dict) else {}
+        actor_data.update({column: getattr(actor, column) for column in ACTOR_COLUMNS})
+        for optional in ("information_access", "expertise"):
+            if actor_data[optional] is None:
+                del actor_data[optional]
+        actor_config, found = model_problems(ActorConfig, actor_data, file=file)
+        problems.extend(found)
+        actor_configs.append(actor_config)
+
+    parts: dict[str, Any] = {}
+    for column, model, file in (("metrics", MetricsConfig, "metrics.yaml"),
+                                ("validation_rules", ValidationRules, "validation-rules.yaml"),
+                                ("exogenous_events", ExogenousEventsConfig, "exogenous-events.yaml")):
+        value = getattr(scenario, column)
+        parts[column], found = model_problems(model, value, file=file) if value is not None else (None, [])
+        problems.extend(found)
+
+    if problems:
+        raise StoredScenarioError(scenario.slug, problems)
+    return EngineScenario(
+        config=config,
+        actors=actor_configs,
+        metrics=parts["metrics"],
+        validation=parts["validation_rules"],
+        exogenous_events=parts["exogenous_events"],
+        background=[EngineDocument(name=doc.name, text=doc.text) for doc in documents],
+    )
+
+
+def _json(value: Any) -> Any:
+    return to_jsonable_python(value)
+
+
+def _part(model: BaseModel | None) -> Any:
+    # Only what was set, so the stored JSON (and a later export) reads like the file it came from.
+    return model.model_dump(mode="json", exclude_unset=True) if model is not None else None
+
+
+def _clean(instance: Any, where: str, *, exclude: Iterable[str] = ()) -> None:
+    try:
+        instance.full_clean(exclude=list(exclude))
+    except ValidationError as exc:
+        details = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items())
+        raise ScenarioImportError(f"{where}: {details}") from None
+
+
+@transaction.atomic
+def scenario_from_engine(*, config: EngineScenario, slug: str | None = None) -> Scenario:
+    """Create or update (by slug) the stored scenario; its actors and background documents are replaced."""
+    slug = slug or slugify(config.name)[:100] or "scenario"
+    cfg = config.config
+    row = Scenario.objects.select_for_update().filter(slug=slug).first() or Scenario(slug=slug)
+    for column in SCENARIO_COLUMNS:
+        setattr(row, column, getattr(cfg, column))
+    features = cfg.features.model_dump(mode="json", exclude_unset=True)
+    features.pop("communications", None)
+    row.communication = cfg.features.communications.model_dump(mode="json")
+    row.features = features
+    row.extra = _json(cfg.model_extra or {})
+    row.metrics = _part(config.metrics)
+    row.validation_rules = _part(config.validation)
+    row.exogenous_events = _part(config.exogenous_events)
+    _clean(row, f"scenario {slug!r}", exclude=["slug"] if row.pk else ())
+    row.save()
+
+    row.actors.all().delete()
+    row.background_documents.all().delete()
+    actors = []
+    for position, (stem, actor) in enumerate(zip(actor_file_stems(config), config.actors, strict=True)):
+        fields = {column: _json(getattr(actor, column)) for column in ACTOR_COLUMNS}
+        item = Actor(scenario=row, position=position, file_stem=stem, extra=_json(actor.model_extra or {}), **fields)
+        _clean(item, f"actor {actor.short_name!r}", exclude=["scenario"])
+        actors.append(item)
+    Actor.objects.bulk_create(actors)
+    documents = []
+    for position, document in enumerate(config.background):
+        item = BackgroundDocument(scenario=row, position=position, name=document.name, text=document.text)
+        _clean(item, f"background document {document.name!r}", exclude=["scenario"])
+        documents.append(item)
+    BackgroundDocument.objects.bulk_create(documents)
+    return row
+
+
+def scenario_validate(*, scenario: Scenario) -> list[str]:
+    """Every problem of the stored scenario (file as exported, key, what is wrong); empty when it is valid."""
+    try:
+        scenario_to_engine(scenario=scenario)
+    except StoredScenarioError as exc:
+        return [str(error) for error in exc.errors]
+    return []
+
+
+# ---- import -----------------------------------------------------------------------------------------------
+def _store(config: EngineScenario, slug: str, *, update: bool) -> Scenario:
+    with transaction.atomic():
+        if not update and Scenario.objects.filter(slug=slug).exists():
+            raise ScenarioSlugTaken(f"a scenario with slug {slug!r} already exists; "
+                                    "ask to update it or choose another slug")
+        return scenario_from_engine(config=config, slug=slug)
+
+
+def scenario_import_folder(*, path: str | Path, slug: str | None = None, update: bool = False) -> Scenario:
+    """Load a scenario folder and store it (slug: the folder's name unless given).
+
+    A folder that does not load raises ScenarioLoadError and stores nothing; an existing slug raises
+    ScenarioSlugTaken unless `update`."""
+    config = EngineScenario.load(path)
+    slug = slug or slugify(Path(path).resolve().name)[:100] or slugify(config.name)[:100] or "scenario"
+    return _store(config, slug, update=update)
+
+
+def _refuse_entry(info: zipfile.ZipInfo) -> str | None:
+    """Why an archive member must not be extracted, if it must not."""
+    name = info.filename
+    parts = PurePosixPath(name).parts
+    if "\\" in name:
+        return f"{name!r} uses '\\' in its path; zip paths use '/'"
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        return f"{name!r} is an absolute path"
+    if ".." in parts:
+        return f"{name!r} points outside the archive's folder ('..')"
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return f"{name!r} is a symbolic link"
+    if info.flag_bits & 0x1:
+        return f"{name!r} is encrypted"
+    return None
+
+
+def _skipped(name: str) -> bool:
+    """Files zip tools add on their own (macOS resource forks, Finder metadata)."""
+    parts = PurePosixPath(name).parts
+    return parts[0] == "__MACOSX" or parts[-1] in (".DS_Store", "Thumbs.db")
+
+
+def _extract(archive: zipfile.ZipFile, target: Path) -> list[str]:
+    """Extract the members into `target`, checking every name and counting the bytes really unpacked."""
+    members = [info for info in archive.infolist() if not _skipped(info.filename)]
+    if len(members) > MAX_ZIP_ENTRIES:
+        raise ScenarioImportError(f"the archive holds {len(members)} entries; a scenario has at most {MAX_ZIP_ENTRIES}")
+    for info in members:
+        reason = _refuse_entry(info)
+        if reason:
+            raise ScenarioImportError(f"refusing the archive: {reason}")
+    limit = f"{MAX_ZIP_UNPACKED_BYTES // (1024 * 1024)} MB"
+    if sum(info.file_size for info in members) > MAX_ZIP_UNPACKED_BYTES:
+        raise ScenarioImportError(f"the archive unpacks to more than {limit}, the limit for a scenario")
+    written, names = 0, []
+    for info in members:
+        if info.is_dir():
+            continue
+        path = target / info.filename
+        if not path.resolve().is_relative_to(target.resolve()):  # belt and braces after the name checks
+            raise ScenarioImportError(f"refusing the archive: {info.filename!r} points outside its folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with archive.open(info) as source, path.open("wb") as sink:
+            # Sizes in the archive's header can lie; count what is actually unpacked.
+            while chunk := source.read(64 * 1024):
+                written += len(chunk)
+                if written > MAX_ZIP_UNPACKED_BYTES:
+                    raise ScenarioImportError(f"the archive unpacks to more than {limit}, the limit for a scenario")
+                sink.write(chunk)
+        names.append(info.filename)
+    return names
+
+
+def _scenario_root(target: Path, names: list[str]) -> Path:
+    """scenario.yaml at the top of the archive, or inside its one top-level folder."""
+    top = {PurePosixPath(name).parts[0] for name in names}
+    if top & {"scenario.yaml", "scenario.yml"}:
+        return target
+    folders = {PurePosixPath(name).parts[0] for name in names if len(PurePosixPath(name).parts) > 1}
+    if len(folders) == 1 and top == folders:
+        return target / folders.pop()
+    if not names:
+        raise ScenarioImportError("the archive is empty")
+    raise ScenarioImportError("expected scenario.yaml at the top of the archive or inside one top-level folder, "
+                              f"found: {', '.join(sorted(top)[:10])}")
+
+
+def scenario_import_zip(*, upload: IO[bytes] | bytes, slug: str | None = None, update: bool = False) -> Scenario:
+    """Store the scenario folder in a zip (at its top or in one top-level folder).
+
+    Slug: given, else the top-level folder's name, else the archive's file name, else the scenario's name.
+    Raises ScenarioImportError for archives it will not open, ScenarioLoadError (naming the archive) for a
+    folder that does not load, ScenarioSlugTaken for an existing slug unless `update`; nothing is stored then."""
+    label = getattr(upload, "name", None) or "the uploaded archive"
+    stream = io.BytesIO(upload) if isinstance(upload, bytes) else upload
+    size = getattr(upload, "size", None) if not isinstance(upload, bytes) else len(upload)
+    if size is not None and size > MAX_ZIP_UNPACKED_BYTES:
+        raise ScenarioImportError(f"{label} is larger than {MAX_ZIP_UNPACKED_BYTES // (1024 * 1024)} MB")
+    with tempfile.TemporaryDirectory(prefix="scenario-import-") as temporary:
+        target = Path(temporary)
+        try:
+            with zipfile.ZipFile(stream) as archive:
+                names = _extract(archive, target)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+            raise ScenarioImportError(f"{label} is not a readable zip archive ({exc})") from None
+        root = _scenario_root(target, names)
+        try:
+            config = EngineScenario.load(root)
+        except ScenarioLoadError as exc:
+            inside = f"{label}/{root.name}" if root != target else label
+            raise ScenarioLoadError(inside, exc.errors) from None  # the archive's name, not a temporary path
+    if not slug:
+        stem = root.name if root != target else Path(str(label)).stem
+        slug = slugify(stem)[:100] or slugify(config.name)[:100] or "scenario"
+    return _store(config, slug, update=update)
+
+
+def _library_folders() -> list[Path]:
+    library = Path(settings.SCENARIO_LIBRARY_DIR)
+    return sorted(path for path in library.iterdir()
+                  if path.is_dir() and not path.name.startswith((".", "_"))) if library.is_dir() else []
+
+
+def scenario_import_library(*, update: bool = False) -> list[Scenario]:
+    """Store every bundled scenario (slug: its folder's name) and return those created or updated.
+
+    Idempotent: existing slugs are left alone unless `update`. Every folder is loaded before anything is
+    stored, so a broken one raises ScenarioLoadError with nothing stored."""
+    loaded = [(folder.name, EngineScenario.load(folder)) for folder in _library_folders()]
+    stored = []
+    with transaction.atomic():
+        for slug, config in loaded:
+            if update or not Scenario.objects.filter(slug=slug).exists():
+                stored.append(scenario_from_engine(config=config, slug=slug))
+    return stored
+
+
+# ---- export and copies ---------------------------------------------------------------------------------------
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed times: the same scenario always exports to the same bytes
+
+
+def scenario_export_zip(*, scenario: Scenario) -> bytes:
+    """The scenario's folder as a zip with one top-level folder named after its slug.
+
+    Raises StoredScenarioError if the stored scenario does not validate (an export must load again)."""
+    files = scenario_folder_files(scenario_to_engine(scenario=scenario))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for relative, text in files.items():
+            info = zipfile.ZipInfo(f"{scenario.slug}/{relative}", date_time=_ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = (stat.S_IFREG | 0o644) << 16
+            archive.writestr(info, text.encode("utf-8"))
+    return buffer.getvalue()
+
+
+def _free_slug(base: str) -> str:
+    stem = f"{base[:95]}-copy"
+    candidate, number = stem, 2
+    while Scenario.objects.filter(slug=candidate).exists():
+        candidate, number = f"{stem}-{number}", number + 1
+    return candidate
+
+
+@transaction.atomic
+def scenario_duplicate(*, scenario: Scenario) -> Scenario:
+    """A copy under a new slug ("<slug>-copy", "<slug>-copy-2", ...), row for row, valid or not."""
+    actors = list(scenario.actors.all())
+    documents = list(scenario.background_documents.all())
+    copy = Scenario.objects.get(pk=scenario.pk)
+    copy.pk = None
+    copy.slug = _free_slug(scenario.slug)
+    copy.name = f"{scenario.name} (copy)"[:200]
+    copy.save(force_insert=True)
+    for item in [*actors, *documents]:
+        item.pk = None
+        item.scenario = copy
+    Actor.objects.bulk_create(actors)
+    BackgroundDocument.objects.bulk_create(documents)
+    return copy
