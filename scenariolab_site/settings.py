@@ -1,11 +1,17 @@
 """Settings for Scenario Lab, read from the environment.
 
-The embedded default (SQLite, no servers) needs no configuration; the scale-out profile is switched on by
-DATABASE_URL and REDIS_URL (the site issue fills that in).
+Two profiles from one code base, chosen by what the environment names:
+- embedded (default, nothing to set): SQLite in WAL mode, a SQLite-backed Huey queue and a SQLite-backed
+  channel layer, each in its own file under SCENARIOLAB_DATA_DIR, so several processes (the web server,
+  workers, `manage.py run_scenario`) share them without any server;
+- scale-out: DATABASE_URL=postgres://… switches the database to PostgreSQL, REDIS_URL=redis://… switches
+  Huey and the channel layer to Redis, so workers can run on several machines.
 """
 
 import os
 from pathlib import Path
+
+import dj_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -21,14 +27,25 @@ SECRET_KEY = os.environ.get("SCENARIOLAB_SECRET_KEY", "scenariolab-insecure-loca
 if not DEBUG and SECRET_KEY.startswith("scenariolab-insecure"):
     raise RuntimeError("Set SCENARIOLAB_SECRET_KEY when SCENARIOLAB_DEBUG is off.")
 ALLOWED_HOSTS = [h for h in os.environ.get("SCENARIOLAB_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
+# Where people reach the site: the terminal prints run page links with it.
+SITE_URL = os.environ.get("SCENARIOLAB_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+DATA_DIR = Path(os.environ.get("SCENARIOLAB_DATA_DIR", BASE_DIR / "var"))
+DATA_DIR.mkdir(parents=True, exist_ok=True)  # SQLite cannot create its own folder
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+REDIS_URL = os.environ.get("REDIS_URL", "")
+PROFILE = "scale-out" if DATABASE_URL or REDIS_URL else "embedded"
 
 INSTALLED_APPS = [
+    "daphne",  # first: its runserver serves websockets too
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "channels",
+    "huey.contrib.djhuey",
     "scenarios",
     "runs",
 ]
@@ -63,14 +80,71 @@ TEMPLATES = [
 WSGI_APPLICATION = "scenariolab_site.wsgi.application"
 ASGI_APPLICATION = "scenariolab_site.asgi.application"
 
-DATA_DIR = Path(os.environ.get("SCENARIOLAB_DATA_DIR", BASE_DIR / "var"))
-DATA_DIR.mkdir(parents=True, exist_ok=True)  # SQLite cannot create its own folder
-DATABASES = {
-    "default": {
+
+# ---- database ----------------------------------------------------------------------------------------------
+def sqlite(path: Path) -> dict:
+    """SQLite shared by several processes: WAL lets readers and one writer work at once; IMMEDIATE
+    transactions take the write lock up front, so two writers queue on the busy timeout instead of
+    failing with "database is locked" when a read transaction tries to become a write."""
+    return {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": DATA_DIR / "scenariolab.sqlite3",
+        "NAME": path,
+        "OPTIONS": {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+        "TEST": {"NAME": os.environ.get("SCENARIOLAB_TEST_DATABASE_PATH") or None},
     }
-}
+
+
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+else:
+    DATABASES = {"default": sqlite(Path(os.environ.get("SCENARIOLAB_DATABASE_PATH", DATA_DIR / "scenariolab.sqlite3")))}
+
+# ---- workers (Huey) ----------------------------------------------------------------------------------------
+# `immediate` is set explicitly: djhuey would otherwise run tasks in the web process whenever DEBUG is on.
+HUEY_IMMEDIATE = env_bool("SCENARIOLAB_HUEY_IMMEDIATE", False)
+HUEY_NAME = os.environ.get("SCENARIOLAB_HUEY_NAME", "scenariolab")
+if REDIS_URL:
+    HUEY = {
+        "huey_class": "huey.RedisHuey",
+        "name": HUEY_NAME,
+        "url": REDIS_URL,
+        "immediate": HUEY_IMMEDIATE,
+        "consumer": {"workers": int(os.environ.get("SCENARIOLAB_WORKER_THREADS", "2")), "worker_type": "thread"},
+    }
+else:
+    HUEY = {
+        "huey_class": "huey.SqliteHuey",
+        "name": HUEY_NAME,
+        "filename": str(Path(os.environ.get("SCENARIOLAB_QUEUE_PATH", DATA_DIR / "queue.sqlite3"))),
+        "immediate": HUEY_IMMEDIATE,
+        "consumer": {"workers": int(os.environ.get("SCENARIOLAB_WORKER_THREADS", "2")), "worker_type": "thread"},
+    }
+
+# ---- channel layer (live pages) ----------------------------------------------------------------------------
+# Channels' in-memory layer does not cross processes, and a worker publishes what a web process relays.
+if REDIS_URL:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+else:
+    INSTALLED_APPS.append("channels_lite")
+    DATABASES["channels"] = sqlite(Path(os.environ.get("SCENARIOLAB_CHANNELS_PATH", DATA_DIR / "channels.sqlite3")))
+    DATABASE_ROUTERS = ["scenariolab_site.db_routers.ChannelLayerRouter"]
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_lite.layers.core.SQLiteChannelLayer", "CONFIG": {"database": "channels"}}
+    }
+
+# ---- runs --------------------------------------------------------------------------------------------------
+# Markdown views of every run, for experts to read: <RUNS_OUTPUT_DIR>/<scenario>/run-NNN/.
+RUNS_OUTPUT_DIR = Path(os.environ.get("SCENARIOLAB_OUTPUT_DIR", BASE_DIR / "output"))
+SCENARIO_LIBRARY_DIR = BASE_DIR / "scenarios" / "library"
+# A worker writes its heartbeat this often; a running run silent for STALE seconds is shown as crashed.
+RUN_HEARTBEAT_SECONDS = float(os.environ.get("SCENARIOLAB_HEARTBEAT_SECONDS", "5"))
+RUN_STALE_SECONDS = float(os.environ.get("SCENARIOLAB_STALE_SECONDS", "30"))
+# Response cache: "run" (answers reused within a run, so a resume never pays twice), "shared", or "off".
+LLM_CACHE_SCOPE = os.environ.get("SCENARIOLAB_CACHE", "run")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LANGUAGE_CODE = "en-us"
@@ -81,10 +155,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "static"
-
-# Where run folders (state JSON and Markdown views) are written.
-RUNS_OUTPUT_DIR = Path(os.environ.get("SCENARIOLAB_OUTPUT_DIR", BASE_DIR / "output"))
-SCENARIO_LIBRARY_DIR = BASE_DIR / "scenarios" / "library"
+LOGIN_URL = "admin:login"
 
 LOGGING = {
     "version": 1,

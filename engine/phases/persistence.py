@@ -15,12 +15,7 @@ from typing import Protocol, runtime_checkable
 
 from engine.events import EventBus, EventType
 from engine.state import ScenarioState
-from engine.views.markdown import (
-    communications_markdown,
-    decision_markdown,
-    run_summary_markdown,
-    world_state_markdown,
-)
+from engine.views.markdown import run_views
 
 
 @runtime_checkable
@@ -61,20 +56,11 @@ class FilesystemPersistence:
 
     def _save(self, state: ScenarioState) -> str:
         folder = self.folder(state.run_id)
-
-        def write_view(name: str, turn: int, render) -> None:
+        for view in run_views(state):
             # Views of earlier turns never change: write them once, so a save costs one turn, not the run.
-            path = folder / name
-            if turn >= state.turn or not path.exists():
-                write_atomically(path, render())
-
-        for world in state.world_states:
-            write_view(f"world-state-{world.turn:03d}.md", world.turn, lambda w=world: world_state_markdown(state, w.turn))
-        for decision in state.decisions:
-            write_view(f"{decision.actor}-{decision.turn:03d}.md", decision.turn, lambda d=decision: decision_markdown(state, d))
-        for turn in sorted({m.turn for m in state.communications}):
-            write_view(f"communications-{turn:03d}.md", turn, lambda t=turn: communications_markdown(state, t))
-        write_atomically(folder / "summary.md", run_summary_markdown(state))
+            path = folder / view.name
+            if view.turn is None or view.turn >= state.turn or not path.exists():
+                write_atomically(path, view.render())
         # The state goes last: a reader that finds it finds the views of the same moment beside it.
         state_path = folder / "state.json"
         write_atomically(state_path, json.dumps(state.to_dict(), indent=2, ensure_ascii=False))

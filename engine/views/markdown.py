@@ -7,7 +7,10 @@ output recognise them and the legacy writer can reuse these functions.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from engine.state import Communication, CommunicationKind, Decision, ScenarioState
 
@@ -168,3 +171,24 @@ def run_summary_markdown(state: ScenarioState, *, generated_at: datetime | None 
             out.append(f"- Turn {result.turn}, {result.check}{who}, {result.severity}: {'; '.join(result.issues) or result.explanation}")
         out.append("")
     return "\n".join(out)
+
+
+@dataclass(frozen=True)
+class View:
+    """One Markdown file of a run: its name, the turn it shows (None: the whole run) and how to render it."""
+
+    name: str
+    turn: int | None
+    render: Callable[[], str]
+
+
+def run_views(state: ScenarioState) -> list[View]:
+    """Every Markdown file of a run, in reading order: what run folders and zip downloads hold."""
+    views = [View(f"world-state-{w.turn:03d}.md", w.turn, partial(world_state_markdown, state, w.turn)) for w in state.world_states]
+    views += [View(f"{d.actor}-{d.turn:03d}.md", d.turn, partial(decision_markdown, state, d)) for d in state.decisions]
+    views += [
+        View(f"communications-{turn:03d}.md", turn, partial(communications_markdown, state, turn))
+        for turn in sorted({m.turn for m in state.communications})
+    ]
+    views.append(View("summary.md", None, partial(run_summary_markdown, state)))
+    return views

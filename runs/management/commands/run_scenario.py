@@ -1,101 +1,205 @@
-"""`manage.py run_scenario ai-summit`: run a bundled scenario (or a folder) in the terminal."""
+"""`manage.py run_scenario ai-summit`: run a scenario end to end in the terminal (or on a worker).
+
+Exit codes: 0 completed (or queued with --background), 1 failed, 2 bad input, 3 halted (credit limit or a
+halting finding), 4 paused by provider trouble (resumable), 130 interrupted with Ctrl-C (paused, resumable).
+"""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import uuid
+import json
+import signal
+import sys
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.urls import reverse
+from django.utils.text import slugify
 
-from engine import EventBus, EventType, FilesystemPersistence, Runner, Scenario
-from engine.estimate import estimate_run_cost
-from engine.events import Event
-from engine.llm.cache import CachingProvider, SqliteResponseCache
-from engine.llm.routing import PROVIDER_CHOICES, RoutingError, provider_from_environment, with_model
+from engine import Event, EventType, Scenario
+from engine.llm.routing import PROVIDER_CHOICES
 from engine.scenario.errors import ScenarioLoadError
+from runs import selectors, services
+from runs.models import Run, RunStatus
+
+EXIT_CODES = {RunStatus.COMPLETED: 0, RunStatus.FAILED: 1, RunStatus.HALTED: 3, RunStatus.PAUSED: 4, RunStatus.CANCELLED: 1}
+INTERRUPTED = 130
 
 
-def resolve_scenario_path(name: str) -> Path:
-    """A bundled scenario's slug, or a path to a scenario folder."""
-    bundled = Path(settings.SCENARIO_LIBRARY_DIR) / name
-    if bundled.is_dir():
-        return bundled
+def bad_input(message: str) -> CommandError:
+    return CommandError(message, returncode=2)
+
+
+def resolve_scenario(name: str) -> tuple[object | None, Scenario, str]:
+    """(stored scenario or None, its engine config, slug) for a stored or bundled scenario's slug or a folder."""
+    from scenarios.selectors import scenario_get
+    from scenarios.services import scenario_import_library, scenario_to_engine
+
+    scenario_import_library()  # bundled scenarios are there on a fresh database; idempotent
+    stored = scenario_get(slug=name)
+    if stored is not None:
+        return stored, scenario_to_engine(scenario=stored), stored.slug
     path = Path(name)
     if path.is_dir():
-        return path
-    available = sorted(p.name for p in Path(settings.SCENARIO_LIBRARY_DIR).iterdir() if p.is_dir())
-    raise CommandError(f"No scenario {name!r}: give a bundled one ({', '.join(available)}) or a scenario folder.")
+        return None, Scenario.load(path), slugify(path.resolve().name) or "scenario"
+    from scenarios.selectors import scenario_list
+
+    known = ", ".join(s.slug for s in scenario_list()) or "none"
+    raise bad_input(f"No scenario {name!r}: give a stored one ({known}) or the path of a scenario folder.")
 
 
 class Command(BaseCommand):
-    help = "Run a scenario end to end and write its state and Markdown views to the output folder."
+    help = "Run a scenario end to end: live progress here, records in the database, Markdown files for review."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("scenario", help="a bundled scenario (e.g. ai-summit) or a path to a scenario folder")
-        parser.add_argument("--turns", type=int, help="turns to play (default: the scenario's)")
-        parser.add_argument("--credit-limit", type=float, help="stop before spending more than this many USD")
-        parser.add_argument("--seed", type=int, help="seed for outside events and the offline provider")
-        parser.add_argument("--output", type=Path, help="folder for run folders (default: output/)")
+        parser.add_argument("scenario", nargs="?", help="a stored scenario's slug (e.g. ai-summit) or a scenario folder")
+        turns = parser.add_mutually_exclusive_group()
+        turns.add_argument("--turns", type=int, help="turns to play (default: the scenario's; with --resume: that many more)")
+        turns.add_argument("--end-turn", type=int, help="stop after this turn")
+        parser.add_argument("--credit-limit", type=float, help="never spend more than this many USD (default: the scenario's)")
         parser.add_argument("--model", help="play every seat, the world and the judge with this model (e.g. local/gemma)")
         parser.add_argument("--provider", choices=PROVIDER_CHOICES, help="send every call to this server (default: by model)")
+        parser.add_argument("--seed", type=int, help="seed for outside events and the offline provider")
+        parser.add_argument("--resume", type=int, metavar="RUN_ID", help="continue a paused, halted, failed or crashed run")
         parser.add_argument("--no-cache", action="store_true", help="do not answer from, or store in, the response cache")
+        parser.add_argument("--background", action="store_true", help="queue the run for a worker (make serve) instead of running it here")
+        parser.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout (progress goes to stderr)")
 
     def handle(self, *args, **options) -> None:
-        path = resolve_scenario_path(options["scenario"])
+        self.json = options["json"]
+        self.out = self.stderr if self.json else self.stdout
+        if options["resume"] is not None:
+            run = self.resume(options)
+        else:
+            run = self.create(options)
+        if options["background"]:
+            services.run_enqueue(run=run)
+            self.say(f"Run {run.pk} queued for a worker (start one with `make serve`). Follow it at {self.page(run)}")
+            self.finish(run, 0)
+            return
+        self.credit_limit = run.credit_limit
+        controls = services.RunControls()
+        previous = signal.signal(signal.SIGINT, lambda *_: controls.interrupt())
         try:
-            scenario = Scenario.load(path)
+            executed = services.run_execute(run_id=run.pk, progress=self.progress, controls=controls)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        if executed is None:
+            raise CommandError(f"run {run.pk} was claimed by another process; follow it at {self.page(run)}")
+        if controls.interrupted:
+            self.say(self.style.WARNING(f"Interrupted: run {run.pk} is paused after turn {executed.turn}, every paid call kept."))
+            self.say(f"Resume it with: python manage.py run_scenario --resume {run.pk}")
+            self.finish(executed, INTERRUPTED)
+        self.summary(executed)
+        self.finish(executed, EXIT_CODES.get(executed.status, 1))
+
+    # ---- starting ------------------------------------------------------------------------------------------
+    def create(self, options) -> Run:
+        if not options["scenario"]:
+            raise bad_input("Name a scenario (e.g. ai-summit) or a scenario folder, or --resume RUN_ID.")
+        try:
+            stored, config, slug = resolve_scenario(options["scenario"])
         except ScenarioLoadError as exc:
-            raise CommandError(str(exc)) from None
-        for warning in scenario.warnings:
+            raise bad_input(str(exc)) from None
+        for warning in config.warnings:
             self.stderr.write(self.style.WARNING(warning))
-        if options["model"]:
-            scenario = with_model(scenario, options["model"])
         try:
-            choice = provider_from_environment(scenario, provider=options["provider"])
-        except (RoutingError, ValueError) as exc:
-            raise CommandError(str(exc)) from None
-        run_id = uuid.uuid4().hex
-        provider = choice.provider
-        cache_scope = os.environ.get("SCENARIOLAB_CACHE", "run")  # run | shared | off
-        if not choice.offline and not options["no_cache"] and cache_scope != "off":
-            cache = SqliteResponseCache(Path(settings.DATA_DIR) / "llm-cache.sqlite3")
-            provider = CachingProvider(provider, cache, scope=run_id if cache_scope == "run" else None)
-        turns = options["turns"] or scenario.config.turns
-        estimate = estimate_run_cost(scenario, provider, turns=turns)
-        self.stdout.write(self.style.MIGRATE_HEADING(f"{scenario.name} — {len(scenario.actors)} actors, {turns} turns"))
-        self.stdout.write(f"Provider: {choice.description}")
-        self.stdout.write(estimate.describe())
-        if estimate.max_cost > 0:
-            self.stdout.write(estimate.table())
-
-        output_root = options["output"] or Path(settings.RUNS_OUTPUT_DIR) / path.name
-        bus = EventBus()
-        bus.on("*", self._progress)
-        runner = Runner(provider=provider, bus=bus, persistence=FilesystemPersistence(output_root))
-        try:
-            state = asyncio.run(
-                runner.run_async(scenario, max_turns=turns, credit_limit=options["credit_limit"], seed=options["seed"], run_id=run_id)
+            plan = services.run_plan(
+                config=config,
+                turns=options["turns"] or options["end_turn"],
+                credit_limit=options["credit_limit"],
+                seed=options["seed"],
+                model=options["model"] or "",
+                provider=options["provider"] or "",
+                use_cache=not options["no_cache"],
             )
-        except ValueError as exc:  # a nonsense credit limit, say
-            raise CommandError(str(exc)) from None
-        folder = output_root / state.run_id
-        style = self.style.SUCCESS if state.status.value == "completed" else self.style.ERROR
-        self.stdout.write(style(f"Run {state.status.value} after {state.turn} turns."))
-        if state.halt_reason or state.error:
-            self.stdout.write(state.halt_reason or state.error or "")
-        self.stdout.write(f"Cost: ${state.total_cost:.4f} over {len(state.costs)} calls ({state.total_tokens:,} tokens).")
-        self.stdout.write(f"Output: {folder} (summary.md, world-state-NNN.md, one file per actor and turn)")
+        except services.RunInputError as exc:
+            raise bad_input(str(exc)) from None
+        self.say(self.style.MIGRATE_HEADING(f"{plan.config.name} — {len(plan.config.actors)} actors, {plan.max_turns} turns"))
+        self.say(f"Provider: {plan.choice.description}")
+        self.say(plan.estimate.describe())
+        if plan.estimate.max_cost > 0:
+            self.say(plan.estimate.table())
+        limit = f"${plan.credit_limit:.2f}" if plan.credit_limit is not None else "none"
+        self.say(f"Credit limit: {limit}")
+        return services.run_create(plan=plan, slug=slug, scenario=stored)
 
-    def _progress(self, event: Event) -> None:
+    def resume(self, options) -> Run:
+        run = selectors.run_get(run_id=options["resume"])
+        if run is None:
+            raise bad_input(f"No run {options['resume']}.")
+        max_turns = options["end_turn"] or (run.turn + options["turns"] if options["turns"] else None)
+        try:
+            run = services.run_resume(run=run, credit_limit=options["credit_limit"], max_turns=max_turns, enqueue=False)
+        except (services.RunConflict, services.RunInputError) as exc:
+            raise bad_input(str(exc)) from None
+        self.say(self.style.MIGRATE_HEADING(f"Resuming {run} after turn {run.turn} of {run.max_turns}, ${run.total_cost:.4f} spent"))
+        self.say(f"Provider: {run.provider}")
+        return run
+
+    # ---- output ----------------------------------------------------------------------------------------------
+    def say(self, text: str) -> None:
+        self.out.write(text)
+
+    def page(self, run: Run) -> str:
+        return settings.SITE_URL + reverse("admin:runs_run_change", args=[run.pk])
+
+    def progress(self, event: Event) -> None:
         data = event.data
         if event.type is EventType.TURN_STARTED:
-            self.stdout.write(f"Turn {data['turn']}…")
+            self.say(f"Turn {data['turn']}…")
         elif event.type is EventType.ACTOR_DECISION_COMPLETED:
-            self.stdout.write(f"  {data['actor']}: {str(data['action'])[:110]}")
+            self.say(f"  {data['actor']}: {str(data.get('action', ''))[:110]}")
+        elif event.type is EventType.ACTOR_DECISION_FAILED:
+            self.say(self.style.WARNING(f"  {data['actor']}: no decision ({data.get('error', '')})"))
         elif event.type is EventType.CREDIT_LIMIT_WARNING:
-            self.stdout.write(self.style.WARNING(f"  80% of the credit limit spent (${data['spent']:.4f} of ${data['limit']:.2f})"))
+            self.say(self.style.WARNING(f"  80% of the credit limit spent (${data['spent']:.4f} of ${data['limit']:.2f})"))
         elif event.type is EventType.TURN_COMPLETED:
-            self.stdout.write(f"  turn {data['turn']} done, ${data['total_cost']:.4f} so far")
+            limit = f" of ${self.credit_limit:.2f}" if self.credit_limit else ""
+            self.say(f"  turn {data['turn']} done, ${data['total_cost']:.4f} spent{limit}")
+        elif event.type is EventType.PHASE_FAILED:
+            self.say(self.style.WARNING(f"  {data['phase']} failed (attempt {data.get('attempt')}): {data.get('error')}"))
+
+    def summary(self, run: Run) -> None:
+        status = selectors.run_display_status(run)
+        style = self.style.SUCCESS if status == RunStatus.COMPLETED else self.style.ERROR
+        self.say(style(f"Run {run.pk} {status} after {run.turn} of {run.max_turns} turns."))
+        if run.halt_reason or run.error:
+            self.say(run.halt_reason or run.error)
+        self.say(f"Cost: ${run.total_cost:.4f} over {run.calls} calls ({run.total_tokens:,} tokens){' — offline, no model called' if run.offline else ''}.")
+        breakdown = selectors.run_cost_breakdown(run=run)
+        for label in ("by_actor", "by_phase"):
+            parts = ", ".join(f"{k} ${v['cost']:.4f}" for k, v in breakdown[label].items())
+            self.say(f"  {label.replace('_', ' ')}: {parts or 'nothing'}")
+        self.say(f"Markdown files: {run.output_dir}/ (summary.md, world-state-NNN.md, one file per actor and turn)")
+        self.say(f"Run page: {self.page(run)}")
+        if run.status in (RunStatus.PAUSED, RunStatus.HALTED, RunStatus.FAILED):
+            hint = " --credit-limit USD" if run.status == RunStatus.HALTED else ""
+            self.say(f"Resume it with: python manage.py run_scenario --resume {run.pk}{hint}")
+
+    def finish(self, run: Run, code: int) -> None:
+        if self.json:
+            self.stdout.write(json.dumps(self.as_json(run), indent=2))
+        if code:
+            sys.stdout.flush()
+            raise SystemExit(code)
+
+    def as_json(self, run: Run) -> dict:
+        return {
+            "run": run.pk,
+            "scenario": run.scenario_slug,
+            "status": selectors.run_display_status(run),
+            "turn": run.turn,
+            "max_turns": run.max_turns,
+            "provider": run.provider,
+            "offline": run.offline,
+            "credit_limit": run.credit_limit,
+            "total_cost": run.total_cost,
+            "total_tokens": run.total_tokens,
+            "calls": run.calls,
+            "halt_reason": run.halt_reason or None,
+            "error": run.error or None,
+            "costs": selectors.run_cost_breakdown(run=run),
+            "output_dir": run.output_dir,
+            "page": self.page(run),
+        }

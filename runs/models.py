@@ -1,0 +1,188 @@
+"""A run and its records: turns, decisions, messages, the cost ledger, metrics, QA findings and events.
+
+Records are written by the ORM persistence (`runs.persistence`) from the engine's state and events; nothing
+here holds business logic. A run's `ScenarioState` can be rebuilt from these rows alone (`position` keeps
+each record's place in the state), so a run resumes in any process on any machine.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued"  # waiting for a worker (new, or asked to resume)
+    RUNNING = "running"
+    PAUSED = "paused"
+    HALTED = "halted"
+    CANCELLED = "cancelled"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class Run(models.Model):
+    scenario = models.ForeignKey("scenarios.Scenario", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    scenario_name = models.CharField(max_length=200)
+    scenario_slug = models.SlugField(max_length=100)
+    number = models.PositiveIntegerField(help_text="run-NNN within its scenario: the Markdown folder's name")
+    # The scenario as it was when the run was created (model overrides applied): edits to the scenario
+    # afterwards never change a run, and a resume plays the same scenario.
+    snapshot = models.JSONField()
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    max_turns = models.PositiveIntegerField()
+    credit_limit = models.FloatField(null=True, blank=True, help_text="USD; empty means no limit")
+    seed = models.BigIntegerField(default=0)
+    model_override = models.CharField(max_length=200, blank=True)
+    provider_override = models.CharField(max_length=32, blank=True)
+    use_cache = models.BooleanField(default=True)
+    provider = models.TextField(blank=True, help_text="where answers come from, as shown to people")
+    offline = models.BooleanField(default=False, help_text="played by the built-in offline provider")
+    actors = models.JSONField(default=list, help_text="the seats: short name, name, model, control")
+    output_dir = models.CharField(max_length=500, blank=True)
+
+    # The engine's progress, written at every save; costs are summed as each call is booked.
+    turn = models.PositiveIntegerField(default=0, help_text="last completed turn")
+    completed_phases = models.JSONField(default=list)
+    completed_steps = models.JSONField(default=list)
+    total_cost = models.FloatField(default=0)
+    total_tokens = models.BigIntegerField(default=0)
+    calls = models.PositiveIntegerField(default=0)
+    halt_reason = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+
+    worker = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    pause_requested = models.BooleanField(default=False)
+    cancel_requested = models.BooleanField(default=False)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["scenario_slug", "number"], name="run_number_per_scenario")]
+
+    def __str__(self) -> str:
+        return f"{self.scenario_name} run-{self.number:03d}"
+
+    @property
+    def engine_run_id(self) -> str:
+        return str(self.pk)
+
+
+class RunRecord(models.Model):
+    """What every record of a run has: its run, its turn, and its place in the state's list."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE)
+    turn = models.PositiveIntegerField()
+    position = models.PositiveIntegerField()
+
+    class Meta:
+        abstract = True
+        ordering = ["position"]
+
+
+class Turn(RunRecord):
+    """The world as it stood after a turn (turn 0: the initial world)."""
+
+    world_state = models.TextField()
+    exogenous_events = models.JSONField(default=list)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta(RunRecord.Meta):
+        default_related_name = "turns"
+        constraints = [models.UniqueConstraint(fields=["run", "turn"], name="one_world_per_turn")]
+
+
+class Decision(RunRecord):
+    actor = models.CharField(max_length=64)
+    long_term_goals = models.JSONField(default=list)
+    short_term_priorities = models.JSONField(default=list)
+    reasoning = models.TextField(blank=True)
+    action = models.TextField(blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=64, blank=True)
+
+    class Meta(RunRecord.Meta):
+        default_related_name = "decisions"
+        constraints = [models.UniqueConstraint(fields=["run", "turn", "actor"], name="one_decision_per_actor_turn")]
+
+
+class Communication(RunRecord):
+    message_id = models.CharField(max_length=64)
+    kind = models.CharField(max_length=16)
+    sender = models.CharField(max_length=64)
+    recipients = models.JSONField(default=list)
+    content = models.TextField()
+    in_reply_to = models.CharField(max_length=64, blank=True)
+
+    class Meta(RunRecord.Meta):
+        default_related_name = "communications"
+
+
+class CostRecord(models.Model):
+    """One model call in the ledger, written the moment the call returns (from its cost event)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="cost_records")
+    seq = models.PositiveIntegerField(help_text="the cost event's seq: a record is written once")
+    turn = models.PositiveIntegerField()
+    phase = models.CharField(max_length=32)
+    actor = models.CharField(max_length=64, blank=True, help_text="empty for calls made for the world")
+    task = models.CharField(max_length=32, blank=True)
+    model = models.CharField(max_length=200)
+    provider = models.CharField(max_length=64)
+    input_tokens = models.PositiveIntegerField()
+    output_tokens = models.PositiveIntegerField()
+    cost = models.FloatField()
+    cached = models.BooleanField(default=False)
+    latency_ms = models.FloatField(default=0)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["seq"]
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="one_cost_record_per_event")]
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class MetricRecord(RunRecord):
+    name = models.CharField(max_length=200)
+    value = models.JSONField(null=True)
+    actor = models.CharField(max_length=64, blank=True)
+    source = models.CharField(max_length=200, blank=True)
+
+    class Meta(RunRecord.Meta):
+        default_related_name = "metric_records"
+
+
+class ValidationResult(RunRecord):
+    check_name = models.CharField(max_length=200)
+    passed = models.BooleanField()
+    severity = models.CharField(max_length=16)
+    actor = models.CharField(max_length=64, blank=True)
+    issues = models.JSONField(default=list)
+    explanation = models.TextField(blank=True)
+
+    class Meta(RunRecord.Meta):
+        default_related_name = "validation_results"
+
+
+class RunEvent(models.Model):
+    """Every engine event of a run, in seq order: what live pages replay after the state they loaded."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    type = models.CharField(max_length=40)
+    data = models.JSONField(default=dict)
+    source = models.CharField(max_length=40, blank=True)
+    timestamp = models.DateTimeField()
+
+    class Meta:
+        ordering = ["seq"]
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="one_event_per_seq")]

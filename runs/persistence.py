@@ -1,0 +1,189 @@
+"""The engine's persistence protocol over the ORM, and the recorder that stores every event as it happens.
+
+`RunEventRecorder` subscribes to a run's bus: each event becomes a `RunEvent` row, and each cost event also a
+`CostRecord` row in the same transaction, so a paid call is in the ledger the moment it returns, whatever
+happens to the process next. `OrmPersistence.save` writes a turn's records and the run's progress in one
+transaction; `load` rebuilds the engine state from the rows, with the whole ledger (calls whose work was
+lost in a crash included, so the credit limit counts them).
+
+Engine code is async; the ORM is sync. Every database call goes through `sync_to_async(thread_sensitive=
+True)`, which runs it in the thread that called `async_to_sync` (the worker's or the command's), one at a
+time, so a run's writes are serialised and tests see them inside their transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from asgiref.sync import sync_to_async
+from django.db import transaction
+from django.db.models import F
+
+from engine import Event, EventType, FilesystemPersistence, ScenarioState
+from engine.state import RunStatus as EngineStatus
+from runs import models
+
+_RECORD_MODELS = (models.Turn, models.Decision, models.Communication, models.MetricRecord, models.ValidationResult)
+
+
+# ---- rows from state records ---------------------------------------------------------------------------------
+def _rows(run: models.Run, state: ScenarioState, after_turn: int) -> list[models.Model]:
+    """Rows for every record of `state` belonging to a turn after `after_turn`."""
+    rows: list[models.Model] = []
+    for i, w in enumerate(state.world_states):
+        if w.turn > after_turn:
+            events = [{"name": e.name, "kind": e.kind, "text": e.text} for e in w.exogenous_events]
+            rows.append(models.Turn(run=run, turn=w.turn, position=i, world_state=w.content, exogenous_events=events))
+    for i, d in enumerate(state.decisions):
+        if d.turn > after_turn:
+            rows.append(models.Decision(
+                run=run, turn=d.turn, position=i, actor=d.actor, long_term_goals=list(d.long_term_goals),
+                short_term_priorities=list(d.short_term_priorities), reasoning=d.reasoning, action=d.action,
+                model=d.model, provider=d.provider,
+            ))
+    for i, c in enumerate(state.communications):
+        if c.turn > after_turn:
+            rows.append(models.Communication(
+                run=run, turn=c.turn, position=i, message_id=c.id, kind=c.kind.value, sender=c.sender,
+                recipients=list(c.recipients), content=c.content, in_reply_to=c.in_reply_to or "",
+            ))
+    for i, m in enumerate(state.metrics):
+        if m.turn > after_turn:
+            rows.append(models.MetricRecord(run=run, turn=m.turn, position=i, name=m.name, value=m.value,
+                                            actor=m.actor or "", source=m.source))
+    for i, v in enumerate(state.validations):
+        if v.turn > after_turn:
+            rows.append(models.ValidationResult(
+                run=run, turn=v.turn, position=i, check_name=v.check, passed=v.passed, severity=v.severity,
+                actor=v.actor or "", issues=list(v.issues), explanation=v.explanation,
+            ))
+    return rows
+
+
+def save_run_state(run_id: int, state: ScenarioState) -> None:
+    """Store `state`: records of turns after the last stored complete turn are (re)written, with the run's
+    progress, in one transaction. Completed turns never change, so a save costs one turn, not the run."""
+    with transaction.atomic():
+        run = models.Run.objects.select_for_update().get(pk=run_id)
+        stored = run.turn if run.turns.exists() else -1  # -1: not even the initial world is stored yet
+        for model in _RECORD_MODELS:
+            model.objects.filter(run=run, turn__gt=stored).delete()  # a partial turn is replaced whole
+        rows = _rows(run, state, stored)
+        for model in _RECORD_MODELS:
+            model.objects.bulk_create([row for row in rows if type(row) is model])
+        run.turn = state.turn
+        run.completed_phases = [p.value for p in state.completed_phases]
+        run.completed_steps = list(state.completed_steps)
+        if state.status is not EngineStatus.RUNNING:
+            run.status = state.status.value
+            run.halt_reason = state.halt_reason or ""
+            run.error = state.error or ""
+            run.finished_at = datetime.now(UTC)
+        run.save(update_fields=["turn", "completed_phases", "completed_steps", "status", "halt_reason", "error", "finished_at"])
+
+
+def load_run_state(run: models.Run) -> ScenarioState:
+    """The engine state of a run, from its rows: what a resume continues from."""
+    from engine.state import (
+        ActorState, Communication, CommunicationKind, CostRecord, Decision, ExogenousOccurrence, MetricRecord,
+        PhaseName, ValidationResult, WorldState,
+    )
+
+    # The engine only tells a new run (PENDING) from one to continue (anything else).
+    if not run.events.exists():
+        status = EngineStatus.PENDING
+    elif run.status in {s.value for s in EngineStatus}:
+        status = EngineStatus(run.status)
+    else:
+        status = EngineStatus.RUNNING  # queued again to resume
+    return ScenarioState(
+        run_id=run.engine_run_id,
+        scenario_name=run.scenario_name,
+        actors=tuple(ActorState(**a) for a in run.actors),
+        world_states=tuple(
+            WorldState(t.turn, t.world_state, tuple(ExogenousOccurrence(**e) for e in t.exogenous_events))
+            for t in run.turns.all()
+        ),
+        turn_duration=run.snapshot["config"].get("turn_duration", ""),
+        seed=run.seed,
+        status=status,
+        turn=run.turn,
+        completed_phases=tuple(PhaseName(p) for p in run.completed_phases),
+        completed_steps=tuple(run.completed_steps),
+        decisions=tuple(
+            Decision(d.turn, d.actor, tuple(d.long_term_goals), tuple(d.short_term_priorities), d.reasoning,
+                     d.action, d.model, d.provider)
+            for d in run.decisions.all()
+        ),
+        communications=tuple(
+            Communication(c.message_id, c.turn, CommunicationKind(c.kind), c.sender, tuple(c.recipients), c.content,
+                          c.in_reply_to or None)
+            for c in run.communications.all()
+        ),
+        costs=tuple(
+            CostRecord(c.turn, PhaseName(c.phase), c.actor or None, c.model, c.provider, c.input_tokens,
+                       c.output_tokens, c.cost, c.cached)
+            for c in run.cost_records.all()
+        ),
+        metrics=tuple(MetricRecord(m.turn, m.name, m.value, m.actor or None, m.source) for m in run.metric_records.all()),
+        validations=tuple(
+            ValidationResult(v.turn, v.check_name, v.passed, v.severity, v.actor or None, tuple(v.issues), v.explanation)
+            for v in run.validation_results.all()
+        ),
+        halt_reason=run.halt_reason or None,
+        error=run.error or None,
+    )
+
+
+# ---- events --------------------------------------------------------------------------------------------------
+def record_event(run_id: int, event: Event) -> None:
+    """Store one event; a cost event also books its call in the ledger and the run's totals."""
+    data = event.to_dict()["data"]
+    with transaction.atomic():
+        models.RunEvent.objects.create(
+            run_id=run_id, seq=event.seq, type=event.type.value, data=data, source=event.source,
+            timestamp=datetime.fromtimestamp(event.timestamp, UTC),
+        )
+        if event.type is EventType.COST_INCURRED:
+            models.CostRecord.objects.create(
+                run_id=run_id, seq=event.seq, turn=data["turn"], phase=data["phase"], actor=data["actor"] or "",
+                task=data.get("task", ""), model=data["model"], provider=data["provider"],
+                input_tokens=data["input_tokens"], output_tokens=data["output_tokens"], cost=data["cost"],
+                cached=data["cached"], latency_ms=data.get("latency_ms", 0),
+            )
+            models.Run.objects.filter(pk=run_id).update(
+                total_cost=F("total_cost") + data["cost"],
+                total_tokens=F("total_tokens") + data["input_tokens"] + data["output_tokens"],
+                calls=F("calls") + 1,
+            )
+
+
+class RunEventRecorder:
+    """A bus subscriber (`bus.on("*", recorder)`) that stores each event of one run before the next."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        self._record = sync_to_async(record_event, thread_sensitive=True)
+
+    async def __call__(self, event: Event) -> None:
+        await self._record(self.run_id, event)
+
+
+class OrmPersistence:
+    """`StatePersistence` for a Django run: rows in the database, Markdown views in the run's folder."""
+
+    def __init__(self, run: models.Run) -> None:
+        self.run_id = run.pk
+        self.files = FilesystemPersistence(Path(run.output_dir), per_run_folder=False) if run.output_dir else None
+        self._save = sync_to_async(save_run_state, thread_sensitive=True)
+
+    async def save(self, state: ScenarioState) -> str:
+        await self._save(self.run_id, state)
+        if self.files is not None:
+            await self.files.save(state)  # after the commit: the files never show what the database lacks
+        return f"run {self.run_id}, turn {state.turn}"
+
+    async def load(self, run_id: str) -> ScenarioState | None:
+        run = await models.Run.objects.filter(pk=int(run_id)).afirst()
+        return None if run is None else await sync_to_async(load_run_state, thread_sensitive=True)(run)

@@ -1,0 +1,331 @@
+"""Runs: plan, create, execute (in this process or on a worker), pause, resume, cancel, export.
+
+A run is created QUEUED; whoever executes it first claims it with one conditional UPDATE (QUEUED →
+RUNNING), so two workers handed the same run never both play it. The executing process writes a heartbeat;
+a RUNNING run whose heartbeat is stale has crashed and may be resumed. Pause and cancel requests from other
+processes travel through the run's row and are read with the heartbeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import math
+import os
+import socket
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from asgiref.sync import async_to_sync, sync_to_async
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from engine import Event, EventBus, ScenarioOrchestrator, ScenarioState, standard_phases
+from engine.estimate import CostEstimate, estimate_run_cost
+from engine.llm.cache import CachingProvider, SqliteResponseCache
+from engine.llm.provider import LLMProvider
+from engine.llm.routing import PROVIDER_CHOICES, ProviderChoice, RoutingError, provider_from_environment, with_model
+from engine.scenario.schema import Scenario as ScenarioConfig
+from engine.views.markdown import run_views
+from runs import selectors
+from runs.models import Run, RunEvent, RunStatus, Turn
+from runs.persistence import OrmPersistence, RunEventRecorder, load_run_state
+
+
+class RunInputError(ValueError):
+    """A run parameter is wrong; the message names it and says what would be right."""
+
+
+class RunConflict(Exception):
+    """The run is not in a state that allows this (resume a cancelled run, cancel a completed one)."""
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run will be, decided before it exists: shown to people (estimate, provider) before they start."""
+
+    config: ScenarioConfig
+    choice: ProviderChoice
+    estimate: CostEstimate
+    max_turns: int
+    credit_limit: float | None
+    seed: int
+    model: str
+    provider: str
+    use_cache: bool
+
+
+def run_plan(
+    *,
+    config: ScenarioConfig,
+    turns: int | None = None,
+    credit_limit: float | None = None,
+    seed: int | None = None,
+    model: str = "",
+    provider: str = "",
+    use_cache: bool = True,
+) -> RunPlan:
+    if turns is not None and not 1 <= turns <= 1000:
+        raise RunInputError(f"turns must be between 1 and 1000, not {turns}")
+    if credit_limit is not None and not (math.isfinite(credit_limit) and credit_limit > 0):
+        raise RunInputError(f"the credit limit must be a positive number of USD, not {credit_limit}")
+    if provider and provider not in PROVIDER_CHOICES:
+        raise RunInputError(f"unknown provider {provider!r}: choose one of {', '.join(PROVIDER_CHOICES)}")
+    if model:
+        config = with_model(config, model)
+    try:
+        choice = provider_from_environment(config, provider=provider or None)
+    except (RoutingError, ValueError) as exc:
+        raise RunInputError(str(exc)) from None
+    max_turns = turns or config.config.turns
+    return RunPlan(
+        config=config,
+        choice=choice,
+        estimate=estimate_run_cost(config, choice.provider, turns=max_turns),
+        max_turns=max_turns,
+        credit_limit=credit_limit if credit_limit is not None else config.config.credit_limit,
+        seed=config.config.seed if seed is None else seed,
+        model=model,
+        provider=provider,
+        use_cache=use_cache,
+    )
+
+
+def _next_number(slug: str) -> int:
+    """One more than any run of this scenario in the database or on disk, so no folder is reused."""
+    highest = Run.objects.filter(scenario_slug=slug).aggregate(n=Max("number"))["n"] or 0
+    folder = Path(settings.RUNS_OUTPUT_DIR) / slug
+    if folder.is_dir():
+        on_disk = [int(p.name[4:]) for p in folder.glob("run-*") if p.name[4:].isdigit()]
+        highest = max([highest, *on_disk])
+    return highest + 1
+
+
+def run_create(*, plan: RunPlan, slug: str, scenario=None, owner=None) -> Run:
+    """The run row, QUEUED, with the scenario frozen into it and the initial world stored as turn 0."""
+    config = plan.config
+    for _ in range(5):  # two processes may pick the same number at once; the unique constraint decides
+        number = _next_number(slug)
+        try:
+            with transaction.atomic():
+                run = Run.objects.create(
+                    scenario=scenario,
+                    scenario_name=config.name,
+                    scenario_slug=slug,
+                    number=number,
+                    snapshot=config.model_dump(mode="json", exclude={"source", "warnings"}),
+                    owner=owner,
+                    max_turns=plan.max_turns,
+                    credit_limit=plan.credit_limit,
+                    seed=plan.seed,
+                    model_override=plan.model,
+                    provider_override=plan.provider,
+                    use_cache=plan.use_cache,
+                    provider=plan.choice.description,
+                    offline=plan.choice.offline,
+                    actors=[
+                        {"short_name": a.short_name, "name": a.name, "model": a.llm_model, "control": a.control}
+                        for a in config.actors
+                    ],
+                    output_dir=str(Path(settings.RUNS_OUTPUT_DIR) / slug / f"run-{number:03d}"),
+                )
+                Turn.objects.create(run=run, turn=0, position=0, world_state=config.config.initial_world_state.strip())
+                return run
+        except IntegrityError:
+            continue
+    raise RunConflict(f"could not number a new run of {slug}: too many runs starting at once, try again")
+
+
+def run_enqueue(*, run: Run) -> None:
+    from runs.tasks import execute_run  # tasks import this module
+
+    execute_run(run.pk)
+
+
+def run_start(*, scenario, owner=None, **params) -> Run:
+    """Create a run of a stored scenario and hand it to a worker."""
+    from scenarios.services import scenario_to_engine
+
+    plan = run_plan(config=scenario_to_engine(scenario=scenario), **params)
+    run = run_create(plan=plan, slug=scenario.slug, scenario=scenario, owner=owner)
+    transaction.on_commit(lambda: run_enqueue(run=run))
+    return run
+
+
+# ---- execution ---------------------------------------------------------------------------------------------
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def provider_for_run(run: Run, config: ScenarioConfig) -> LLMProvider:
+    """The run's provider in this process's environment (a worker may hold keys the web server lacks)."""
+    provider = provider_from_environment(config, provider=run.provider_override or None).provider
+    scope = settings.LLM_CACHE_SCOPE
+    if not run.offline and run.use_cache and scope != "off":
+        cache = SqliteResponseCache(Path(settings.DATA_DIR) / "llm-cache.sqlite3")
+        # Scope "run": a resume asks again what a crash lost, and the answers already received are free.
+        provider = CachingProvider(provider, cache, scope=run.engine_run_id if scope == "run" else None)
+    return provider
+
+
+class RunControls:
+    """Lets another thread (a signal handler) interrupt an executing run: it stops PAUSED, saved."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None
+        self.interrupted = False
+
+    def attach(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task) -> None:
+        self._loop, self._task = loop, task
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+        if self._loop is not None and self._task is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._task.cancel)
+
+
+def run_execute(
+    *,
+    run_id: int,
+    progress: Callable[[Event], object] | None = None,
+    controls: RunControls | None = None,
+) -> Run | None:
+    """Claim a QUEUED run and play it here to its end. None when another process claimed it first."""
+    now = timezone.now()
+    claimed = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+        status=RunStatus.RUNNING, worker=worker_name(), heartbeat_at=now, started_at=Coalesce("started_at", now),
+        pause_requested=False, cancel_requested=False, finished_at=None, halt_reason="", error="",
+    )
+    if not claimed:
+        return None
+    run = Run.objects.get(pk=run_id)
+    try:
+        config = ScenarioConfig.model_validate(run.snapshot)
+        provider = provider_for_run(run, config)
+    except (RoutingError, ValueError) as exc:
+        _finish(run, RunStatus.FAILED, error=f"could not start: {exc}")
+        return run
+    try:
+        final = async_to_sync(_execute)(run, config, provider, progress, controls)
+    except asyncio.CancelledError:
+        final = None  # interrupted: the orchestrator saved the run PAUSED before letting go
+    if final is not None:
+        # The orchestrator's own last save normally did this; make sure a failed save cannot leave it RUNNING.
+        Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+            status=final.status.value, halt_reason=final.halt_reason or "", error=final.error or "", finished_at=timezone.now()
+        )
+    run.refresh_from_db()
+    return run
+
+
+async def _execute(run: Run, config: ScenarioConfig, provider: LLMProvider, progress, controls) -> ScenarioState:
+    bus = EventBus()
+    last_seq = (await RunEvent.objects.filter(run=run).aaggregate(n=Max("seq")))["n"] or 0
+    bus.resume_sequence(run.engine_run_id, last_seq)
+    bus.on("*", RunEventRecorder(run.pk))  # stored first: whoever watches sees only what is stored
+    if progress is not None:
+        bus.on("*", progress)
+    persistence = OrmPersistence(run)
+    state = await sync_to_async(load_run_state, thread_sensitive=True)(run)
+    orchestrator = ScenarioOrchestrator(
+        scenario=config, provider=provider, bus=bus, max_turns=run.max_turns, credit_limit=run.credit_limit,
+        persistence=persistence, phases=standard_phases(),
+    )
+    if controls is not None:
+        controls.attach(asyncio.get_running_loop(), asyncio.current_task())
+    heartbeat = asyncio.create_task(_heartbeat(run.pk, orchestrator))
+    try:
+        return await orchestrator.execute(state)
+    except ValueError as exc:  # a state the orchestrator refuses (actors changed, cancelled): nothing ran
+        await sync_to_async(_finish, thread_sensitive=True)(run, RunStatus.FAILED, error=str(exc))
+        return state.with_status(state.status.FAILED, error=str(exc))
+    finally:
+        heartbeat.cancel()
+
+
+def _beat(run_id: int) -> tuple[bool, bool]:
+    Run.objects.filter(pk=run_id).update(heartbeat_at=timezone.now())
+    return Run.objects.values_list("pause_requested", "cancel_requested").get(pk=run_id)
+
+
+async def _heartbeat(run_id: int, orchestrator: ScenarioOrchestrator) -> None:
+    beat = sync_to_async(_beat, thread_sensitive=True)
+    while True:
+        await asyncio.sleep(settings.RUN_HEARTBEAT_SECONDS)
+        pause, cancel = await beat(run_id)
+        if cancel:
+            orchestrator.request_cancel()
+        elif pause:
+            orchestrator.request_pause()
+
+
+def _finish(run: Run, status: str, *, error: str = "", reason: str = "") -> None:
+    Run.objects.filter(pk=run.pk).update(status=status, error=error, halt_reason=reason, finished_at=timezone.now())
+    run.refresh_from_db()
+
+
+# ---- control -----------------------------------------------------------------------------------------------
+def run_resume(*, run: Run, credit_limit: float | None = None, max_turns: int | None = None, enqueue: bool = True) -> Run:
+    """Queue a paused, halted, failed, completed (to more turns) or crashed run to continue from its last
+    stored state, its ledger intact. `enqueue=False` leaves it for the caller to execute in-process."""
+    if not selectors.run_is_resumable(run):
+        status = selectors.run_display_status(run)
+        raise RunConflict(f"run {run.pk} is {status}: only a paused, halted, failed, completed or crashed run can be resumed")
+    if credit_limit is not None and not (math.isfinite(credit_limit) and credit_limit > 0):
+        raise RunInputError(f"the credit limit must be a positive number of USD, not {credit_limit}")
+    new_turns = max_turns if max_turns is not None else run.max_turns
+    if new_turns <= run.turn and run.status == RunStatus.COMPLETED:
+        raise RunConflict(f"run {run.pk} has played all {run.max_turns} turns: resume it with more turns")
+    previous = run.status
+    updated = Run.objects.filter(pk=run.pk, status=previous).update(
+        status=RunStatus.QUEUED,
+        credit_limit=credit_limit if credit_limit is not None else run.credit_limit,
+        max_turns=new_turns,
+    )
+    if not updated:
+        raise RunConflict(f"run {run.pk} changed while it was being resumed; look at it again")
+    run.refresh_from_db()
+    if enqueue:
+        transaction.on_commit(lambda: run_enqueue(run=run))
+    return run
+
+
+def run_pause(*, run: Run) -> Run:
+    if run.status != RunStatus.RUNNING or selectors.run_is_crashed(run):
+        raise RunConflict(f"run {run.pk} is {selectors.run_display_status(run)}: only a running run can be paused")
+    Run.objects.filter(pk=run.pk).update(pause_requested=True)
+    run.refresh_from_db()
+    return run
+
+
+def run_cancel(*, run: Run) -> Run:
+    """A running run is asked to stop (its worker sees it at the next heartbeat); any other stops now."""
+    if run.status in (RunStatus.CANCELLED, RunStatus.COMPLETED):
+        raise RunConflict(f"run {run.pk} is already {run.status}")
+    if run.status == RunStatus.RUNNING and not selectors.run_is_crashed(run):
+        Run.objects.filter(pk=run.pk).update(cancel_requested=True)
+    else:
+        Run.objects.filter(pk=run.pk).update(status=RunStatus.CANCELLED, finished_at=timezone.now(), halt_reason="cancelled on request")
+    run.refresh_from_db()
+    return run
+
+
+# ---- files ---------------------------------------------------------------------------------------------------
+def run_markdown_zip(*, run: Run) -> bytes:
+    """The run's Markdown views and state JSON as a zip, rendered from the database (any machine can serve it)."""
+    import json
+
+    state = load_run_state(run)
+    folder = f"{run.scenario_slug}-run-{run.number:03d}"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for view in run_views(state):
+            archive.writestr(f"{folder}/{view.name}", view.render())
+        archive.writestr(f"{folder}/state.json", json.dumps(state.to_dict(), indent=2, ensure_ascii=False))
+    return buffer.getvalue()

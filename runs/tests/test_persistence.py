@@ -1,0 +1,61 @@
+"""The ORM persistence: what a run leaves in the database, and the state rebuilt from it."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine import EventType, Runner
+from engine.state import RunStatus as EngineStatus
+from runs import services
+from runs.models import Communication, CostRecord, Decision, RunEvent, RunStatus, Turn
+from runs.persistence import load_run_state
+from runs.tests.factories import make_run, summit_config
+
+pytestmark = [pytest.mark.django_db, pytest.mark.both_profiles]
+
+
+def test_a_run_leaves_its_turns_decisions_messages_ledger_and_events():
+    run = make_run(turns=2)
+    done = services.run_execute(run_id=run.pk)
+
+    assert done.status == RunStatus.COMPLETED and done.turn == 2 and done.offline
+    assert list(Turn.objects.filter(run=run).values_list("turn", flat=True)) == [0, 1, 2]
+    actors = {a["short_name"] for a in run.actors}
+    for turn in (1, 2):
+        assert set(Decision.objects.filter(run=run, turn=turn).values_list("actor", flat=True)) == actors
+    assert Communication.objects.filter(run=run).exists()
+    events = list(RunEvent.objects.filter(run=run))
+    assert [e.seq for e in events] == list(range(1, len(events) + 1)), "seq is gap-free"
+    cost_events = [e for e in events if e.type == EventType.COST_INCURRED]
+    assert CostRecord.objects.filter(run=run).count() == len(cost_events) == done.calls > 0
+    assert events[-1].type == EventType.SCENARIO_COMPLETED
+    files = {p.name for p in Path(done.output_dir).iterdir()}
+    assert {"world-state-000.md", "world-state-002.md", "summary.md", "state.json"} <= files
+    assert {f"{a}-002.md" for a in actors} <= files
+
+
+def test_the_state_rebuilt_from_rows_is_the_engine_state():
+    run = make_run(turns=2)
+    services.run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    stored = json.loads((Path(run.output_dir) / "state.json").read_text())
+
+    rebuilt = load_run_state(run).to_dict()
+
+    assert rebuilt == stored
+
+
+def test_same_run_in_the_engine_alone_gives_the_same_records():
+    """The Django path adds storage, not behaviour: the SDK plays the same run to the same state."""
+    run = make_run(turns=2, seed=7)
+    services.run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    alone = Runner().run(summit_config(), max_turns=2, seed=7, run_id=run.engine_run_id)
+
+    stored = load_run_state(run)
+    assert stored.status is EngineStatus.COMPLETED
+    assert stored.decisions == alone.decisions
+    assert stored.communications == alone.communications
+    assert stored.world_states == alone.world_states
+    assert stored.metrics == alone.metrics

@@ -1,0 +1,22 @@
+"""Settings for the test suite: the normal settings, with every file in a fresh temporary folder.
+
+The profile still follows the environment (DATABASE_URL, REDIS_URL), so the same tests run on SQLite and
+on PostgreSQL + Redis. The SQLite test database is a file, not memory, because worker tests start real
+`run_huey` processes that must see it; they inherit these variables and so the same folders.
+"""
+
+import os
+import tempfile
+import uuid
+
+os.environ.setdefault("SCENARIOLAB_DATA_DIR", tempfile.mkdtemp(prefix="scenariolab-test-"))
+os.environ.setdefault("SCENARIOLAB_OUTPUT_DIR", os.path.join(os.environ["SCENARIOLAB_DATA_DIR"], "output"))
+os.environ.setdefault("SCENARIOLAB_HUEY_NAME", f"scenariolab-test-{uuid.uuid4().hex[:8]}")  # a Redis queue of our own
+os.environ.setdefault("SCENARIOLAB_TEST_DATABASE_PATH", os.path.join(os.environ["SCENARIOLAB_DATA_DIR"], "test.sqlite3"))
+# Tests never call a real model, whatever the developer's shell holds.
+for _key in ("OPENROUTER_API_KEY", "OPENAI_API_KEY", "OLLAMA_BASE_URL", "SCENARIOLAB_LLM_BASE_URL", "SCENARIOLAB_LLM_API_KEY"):
+    os.environ.pop(_key, None)
+
+from scenariolab_site.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users
