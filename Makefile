@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test install install-dev bench clean
+.PHONY: demo test test-scale-out install install-dev migrate serve bench local-model local-demo clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,17 +23,53 @@ $(DEV_STAMP): pyproject.toml | $(PY)
 install: $(STAMP)
 install-dev: $(DEV_STAMP)
 
-demo: $(STAMP)
+# The embedded profile keeps the channel layer's messages in a database of their own.
+migrate: $(STAMP)
 	$(PY) manage.py migrate --no-input
+	@if [ -z "$$REDIS_URL" ]; then $(PY) manage.py migrate --no-input --database channels -v 0; fi
+
+demo: migrate
 	$(PY) manage.py run_scenario ai-summit
+
+# The web server (daphne, with websockets) and a Huey worker together; Ctrl-C stops both.
+serve: migrate
+	@echo "Scenario Lab: http://127.0.0.1:8000/admin/ (make a user: $(PY) manage.py createsuperuser). Ctrl-C stops it."
+	@trap 'kill 0' INT TERM; \
+	$(PY) manage.py run_huey & \
+	$(PY) manage.py runserver 127.0.0.1:8000 --noreload & \
+	wait
+
+# The whole suite on the embedded profile, then the persistence and worker tests again on PostgreSQL and
+# Redis (both run on these machines at 127.0.0.1; override the URLs to use others).
+SCALE_OUT_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
+SCALE_OUT_REDIS_URL ?= redis://127.0.0.1:6379/0
 
 test: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory test-scale-out
+
+test-scale-out: $(DEV_STAMP)
+	DATABASE_URL=$(SCALE_OUT_DATABASE_URL) REDIS_URL=$(SCALE_OUT_REDIS_URL) $(PY) -m pytest -m both_profiles -q
 
 bench: $(STAMP)
 	$(PY) bench/engine_overhead.py
 	$(PY) bench/llm_concurrency.py
+
+# The bundled local model (opt-in): llama.cpp is compiled here (about 5 minutes on 2 cores). A portable AVX2
+# build: llama.cpp's native build picks AMX/AVX-512 kernels that crash on some virtual machines.
+LOCAL_STAMP := $(VENV)/.installed-local
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+
+$(LOCAL_STAMP): pyproject.toml | $(DEV_STAMP)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 $(PY) -m pip install --quiet -e '.[dev,local]'
+	$(PY) -m engine.llm.local_model check
+	touch $@
+
+local-model: $(LOCAL_STAMP)
+
+local-demo: $(LOCAL_STAMP) migrate
+	$(PY) -m engine.llm.local_model exec -- $(PY) manage.py run_scenario ai-summit --turns 1 --model local/gemma3-270m
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

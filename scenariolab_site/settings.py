@@ -82,7 +82,7 @@ ASGI_APPLICATION = "scenariolab_site.asgi.application"
 
 
 # ---- database ----------------------------------------------------------------------------------------------
-def sqlite(path: Path) -> dict:
+def sqlite(path: Path, *, test_path: str | None = None) -> dict:
     """SQLite shared by several processes: WAL lets readers and one writer work at once; IMMEDIATE
     transactions take the write lock up front, so two writers queue on the busy timeout instead of
     failing with "database is locked" when a read transaction tries to become a write."""
@@ -94,14 +94,19 @@ def sqlite(path: Path) -> dict:
             "transaction_mode": "IMMEDIATE",
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         },
-        "TEST": {"NAME": os.environ.get("SCENARIOLAB_TEST_DATABASE_PATH") or None},
+        "TEST": {"NAME": test_path},  # None: in memory
     }
 
 
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
 else:
-    DATABASES = {"default": sqlite(Path(os.environ.get("SCENARIOLAB_DATABASE_PATH", DATA_DIR / "scenariolab.sqlite3")))}
+    DATABASES = {
+        "default": sqlite(
+            Path(os.environ.get("SCENARIOLAB_DATABASE_PATH", DATA_DIR / "scenariolab.sqlite3")),
+            test_path=os.environ.get("SCENARIOLAB_TEST_DATABASE_PATH"),  # a file, for tests with worker processes
+        )
+    }
 
 # ---- workers (Huey) ----------------------------------------------------------------------------------------
 # `immediate` is set explicitly: djhuey would otherwise run tasks in the web process whenever DEBUG is on.

@@ -13,9 +13,12 @@ os.environ.setdefault("SCENARIOLAB_DATA_DIR", tempfile.mkdtemp(prefix="scenariol
 os.environ.setdefault("SCENARIOLAB_OUTPUT_DIR", os.path.join(os.environ["SCENARIOLAB_DATA_DIR"], "output"))
 os.environ.setdefault("SCENARIOLAB_HUEY_NAME", f"scenariolab-test-{uuid.uuid4().hex[:8]}")  # a Redis queue of our own
 os.environ.setdefault("SCENARIOLAB_TEST_DATABASE_PATH", os.path.join(os.environ["SCENARIOLAB_DATA_DIR"], "test.sqlite3"))
-# Tests never call a real model, whatever the developer's shell holds.
-for _key in ("OPENROUTER_API_KEY", "OPENAI_API_KEY", "OLLAMA_BASE_URL", "SCENARIOLAB_LLM_BASE_URL", "SCENARIOLAB_LLM_API_KEY"):
-    os.environ.pop(_key, None)
+# Tests never call a real model, whatever the developer's shell holds. Worker processes that a test starts
+# inherit the flag, so what the test gives them (the fake server's URL) stays.
+if not os.environ.get("SCENARIOLAB_TEST_PROCESS"):
+    os.environ["SCENARIOLAB_TEST_PROCESS"] = "1"
+    for _key in ("OPENROUTER_API_KEY", "OPENAI_API_KEY", "OLLAMA_BASE_URL", "SCENARIOLAB_LLM_BASE_URL", "SCENARIOLAB_LLM_API_KEY"):
+        os.environ.pop(_key, None)
 
 from scenariolab_site.settings import *  # noqa: E402,F403
 

@@ -1,0 +1,100 @@
+"""Runs executed by real `run_huey` worker processes: on the queue, claimed once, resumed after kill -9."""
+
+import signal
+
+import pytest
+
+from engine import EventType
+from engine.testing.fake_llm import FakeLLMServer
+from runs import services
+from runs.models import CostRecord, Decision, Run, RunEvent, RunStatus, Turn
+from runs.tests.factories import make_run
+from runs.tests.workers import start_worker, stop, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.both_profiles]
+FINAL = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.HALTED, RunStatus.PAUSED, RunStatus.CANCELLED)
+
+
+def final_status(run: Run) -> str | None:
+    status = Run.objects.values_list("status", flat=True).get(pk=run.pk)
+    return status if status in FINAL else None
+
+
+def test_a_worker_process_plays_a_queued_run():
+    worker = start_worker()
+    try:
+        run = make_run(turns=2)
+        services.run_enqueue(run=run)
+        status = wait_for(lambda: final_status(run), what="the worker to finish the run")
+    finally:
+        errors = stop(worker)
+    assert status == RunStatus.COMPLETED, errors
+    run.refresh_from_db()
+    assert run.turn == 2 and run.worker.endswith(f":{worker.pid}")
+    assert Decision.objects.filter(run=run).count() == 2 * len(run.actors)
+
+
+def test_two_workers_given_the_same_run_play_it_once():
+    workers = [start_worker(), start_worker()]
+    try:
+        run = make_run(turns=1)
+        services.run_enqueue(run=run)
+        services.run_enqueue(run=run)
+        wait_for(lambda: final_status(run), what="the run to finish")
+        from huey.contrib.djhuey import HUEY
+
+        wait_for(lambda: HUEY.pending_count() == 0, what="both workers to take a task")
+    finally:
+        for worker in workers:
+            stop(worker)
+    assert RunEvent.objects.filter(run=run, type=EventType.SCENARIO_STARTED).count() == 1
+    assert Decision.objects.filter(run=run).count() == len(run.actors)
+
+
+def test_a_worker_killed_mid_call_is_resumed_with_nothing_lost_or_doubled(settings):
+    """kill -9 while the worker waits on model calls; the resumed run completes, every turn once, and the
+    ledger holds exactly the tokens the server billed (hung calls the dead client left were never billed)."""
+    settings.RUN_STALE_SECONDS = 1
+    server = FakeLLMServer(hang_seconds=60).start_in_thread()
+    # Calls 1-14 answer, the next six hang: the kill comes while the worker waits on them.
+    server.set_faults([None] * 14 + ["hang"] * 6)
+    llm = {"SCENARIOLAB_LLM_BASE_URL": server.base_url, "SCENARIOLAB_LLM_TIMEOUT": "60"}
+    try:
+        import os
+
+        os.environ.update(llm)  # the run's plan is made here, with the same server
+        run = make_run(turns=2)
+        assert not run.offline
+        worker = start_worker(**llm)
+        services.run_enqueue(run=run)
+
+        def hanging_and_recorded() -> bool:
+            stats = server.stats
+            hung = stats["faults"].get("hang", 0)
+            return hung > 0 and CostRecord.objects.filter(run=run).count() == stats["completions"]
+
+        wait_for(hanging_and_recorded, what="a hanging call with every answered call recorded")
+        billed_before = server.stats["completions"]
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+        stop(worker)
+        assert CostRecord.objects.filter(run=run).count() == billed_before, "every billed call is in the ledger"
+
+        wait_for(lambda: services.selectors.run_is_crashed(Run.objects.get(pk=run.pk)), what="the run to show as crashed")
+        services.run_resume(run=Run.objects.get(pk=run.pk))
+        worker = start_worker(**llm)
+        status = wait_for(lambda: final_status(run), what="the resumed run to finish")
+        errors = stop(worker)
+        billed = server.stats
+    finally:
+        for key in llm:
+            os.environ.pop(key, None)
+        server.stop()
+
+    assert status == RunStatus.COMPLETED, errors
+    assert list(Turn.objects.filter(run=run).values_list("turn", flat=True)) == [0, 1, 2], "no turn twice"
+    assert Decision.objects.filter(run=run).count() == 2 * len(run.actors), "no decision twice"
+    paid = CostRecord.objects.filter(run=run, cached=False)
+    assert sum(r.input_tokens for r in paid) == billed["prompt_tokens"]
+    assert sum(r.output_tokens for r in paid) == billed["completion_tokens"]
+    assert billed["abandoned"] >= 1

@@ -1,0 +1,58 @@
+"""Real `manage.py run_huey` worker processes for tests, pointed at the test database and queue."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+MANAGE = Path(settings.BASE_DIR) / "manage.py"
+
+
+def worker_environment(**extra: str) -> dict[str, str]:
+    """This process's environment (the test settings' folders and queue name), with the test database."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "scenariolab_site.settings_test", "SCENARIOLAB_HEARTBEAT_SECONDS": "0.5"}
+    name = connection.settings_dict["NAME"]
+    if connection.vendor == "sqlite":
+        env["SCENARIOLAB_DATABASE_PATH"] = str(name)
+    else:
+        url = os.environ["DATABASE_URL"]
+        env["DATABASE_URL"] = url[: url.rindex("/") + 1] + name
+    env.update(extra)
+    return env
+
+
+def start_worker(**extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(MANAGE), "run_huey", "--workers", "1", "--worker-type", "thread", "--delay", "0.1"],
+        env=worker_environment(**extra),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def stop(worker: subprocess.Popen) -> str:
+    """Stop a worker (if still alive) and return what it wrote to stderr."""
+    if worker.poll() is None:
+        worker.terminate()
+        try:
+            worker.wait(10)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+    return worker.stderr.read().decode(errors="replace") if worker.stderr else ""
+
+
+def wait_for(condition: Callable[[], object], *, timeout: float = 60, what: str = "the condition") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
