@@ -11,9 +11,13 @@ from django.db import models
 from engine.scenario.schema import SHORT_NAME, ActorConfig, ScenarioConfig
 
 # Actor files and background documents become file names on export.
-file_name_validator = RegexValidator(SHORT_NAME, "Use letters, digits, '-', '_' or '.', starting with a letter or digit.")
+file_name_validator = RegexValidator(
+    SHORT_NAME, "Use letters, digits, '-', '_' or '.', starting with a letter or digit."
+)
 # Background documents come from any *.md file name (spaces included); only what cannot be a file name is refused.
-document_name_validator = RegexValidator(r"^(?!\.)[^/\\\x00-\x1f]+$", "Use a file name without '/', '\\' or a leading '.'.")
+document_name_validator = RegexValidator(
+    r"^(?!\.)[^/\\\x00-\x1f]+$", "Use a file name without '/', '\\' or a leading '.'."
+)
 
 
 def validate_positive(value: float) -> None:
@@ -42,7 +46,8 @@ class Scenario(models.Model):
         default=_config_default("context_window_size"), help_text="Past turns each actor is shown."
     )
     communication = models.JSONField(
-        default=dict, blank=True, help_text="features.communications: enabled, max_per_turn, bilateral, coalition, public."
+        default=dict, blank=True,
+        help_text="features.communications: enabled, max_per_turn, bilateral, coalition, public.",
     )
     features = models.JSONField(
         default=dict, blank=True,
@@ -92,7 +97,8 @@ class Actor(models.Model):
     goals = models.JSONField(default=list, blank=True, help_text="A list of text.")
     constraints = models.JSONField(default=list, blank=True, help_text="A list of text.")
     information_access = models.JSONField(
-        null=True, blank=True, help_text="{\"public\": [...], \"private\": [...]}; \"private\" is the private information."
+        null=True, blank=True,
+        help_text="{\"public\": [...], \"private\": [...]}; \"private\" is the private information.",
     )
     expertise = models.JSONField(null=True, blank=True, help_text="Text, a mapping or a list.")
     decision_making_style = models.TextField(blank=True)
@@ -112,7 +118,9 @@ class Actor(models.Model):
 class BackgroundDocument(models.Model):
     scenario = models.ForeignKey(Scenario, on_delete=models.CASCADE, related_name="background_documents")
     position = models.PositiveIntegerField(default=0)
-    name = models.CharField(max_length=200, validators=[document_name_validator], help_text="Exported as background/<name>.md.")
+    name = models.CharField(
+        max_length=200, validators=[document_name_validator], help_text="Exported as background/<name>.md."
+    )
     text = models.TextField(blank=True)
 
     class Meta:

@@ -7,9 +7,9 @@ from django.db.models import Count, QuerySet
 from scenarios.models import Scenario
 
 
-def scenario_get(*, slug: str) -> Scenario:
-    """The scenario with this slug; raises Scenario.DoesNotExist."""
-    return Scenario.objects.prefetch_related("actors", "background_documents").get(slug=slug)
+def scenario_get(*, slug: str) -> Scenario | None:
+    """The scenario with this slug, or None."""
+    return Scenario.objects.prefetch_related("actors", "background_documents").filter(slug=slug).first()
 
 
 def scenario_list() -> QuerySet[Scenario]:

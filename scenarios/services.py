@@ -13,7 +13,7 @@ from typing import IO, Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
@@ -399,12 +399,22 @@ def scenario_import_library(*, update: bool = False) -> list[Scenario]:
 
     Idempotent: existing slugs are left alone unless `update`. Every folder is loaded before anything is
     stored, so a broken one raises ScenarioLoadError with nothing stored."""
-    loaded = [(folder.name, EngineScenario.load(folder)) for folder in _library_folders()]
+    folders = _library_folders()
+    if not update:  # run_scenario calls this on every run: only read the folders not stored yet
+        names = [folder.name for folder in folders]
+        present = set(Scenario.objects.filter(slug__in=names).values_list("slug", flat=True))
+        folders = [folder for folder in folders if folder.name not in present]
+    loaded = [(folder.name, EngineScenario.load(folder)) for folder in folders]
     stored = []
     with transaction.atomic():
         for slug, config in loaded:
             if update or not Scenario.objects.filter(slug=slug).exists():
-                stored.append(scenario_from_engine(config=config, slug=slug))
+                try:
+                    stored.append(scenario_from_engine(config=config, slug=slug))
+                except IntegrityError:
+                    if update:
+                        raise
+                    # Another process stored it since the check (two first runs at once): theirs is as good.
     return stored
 
 

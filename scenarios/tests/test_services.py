@@ -52,7 +52,8 @@ def test_bundled_scenario_survives_the_database() -> None:
     assert stored_dump("summit") == dump(original)
 
 
-@pytest.mark.skipif(not V1_SAMPLES.is_dir(), reason=f"V1 sample folders not found at {V1_SAMPLES} (../shared beside the clone)")
+@pytest.mark.skipif(not V1_SAMPLES.is_dir(),
+                    reason=f"V1 sample folders not found at {V1_SAMPLES} (../shared beside the clone)")
 @pytest.mark.parametrize("name", sorted(p.name for p in V1_SAMPLES.iterdir()) if V1_SAMPLES.is_dir() else [])
 def test_v1_samples_survive_the_database(name: str) -> None:
     original = EngineScenario.load(V1_SAMPLES / name)
@@ -241,5 +242,4 @@ def test_selectors() -> None:
     make_scenario(name="A", slug="a", actors=3)
     assert [(s.slug, s.actor_count) for s in scenario_list()] == [("a", 3), ("b", 2)]
     assert scenario_get(slug="b").name == "B"
-    with pytest.raises(Scenario.DoesNotExist):
-        scenario_get(slug="missing")
+    assert scenario_get(slug="missing") is None

@@ -37,7 +37,8 @@ def _v1_folders() -> list[Path]:
     return sorted(p for p in V1_SAMPLES.iterdir() if p.is_dir()) if V1_SAMPLES.is_dir() else []
 
 
-@pytest.mark.skipif(not V1_SAMPLES.is_dir(), reason=f"V1 sample folders not found at {V1_SAMPLES} (../shared beside the clone)")
+@pytest.mark.skipif(not V1_SAMPLES.is_dir(),
+                    reason=f"V1 sample folders not found at {V1_SAMPLES} (../shared beside the clone)")
 @pytest.mark.parametrize("folder", _v1_folders(), ids=lambda p: p.name)
 def test_v1_samples_round_trip(folder: Path, tmp_path: Path) -> None:
     original = Scenario.load(folder)
@@ -63,7 +64,8 @@ def test_unknown_keys_dict_metrics_and_every_optional_file_survive(tmp_path: Pat
     assert again.config.model_extra["review_date"] == datetime.date(2025, 3, 1)  # a date stays a date
     assert again.actor("fishers").model_extra == {"home_port": "North Quay"}
     assert again.metrics.model_extra == {"owner": "research team"}
-    assert (tmp_path / "out" / "background" / "notes.md").read_bytes() == b"Line one\r\nLine two with trailing spaces   \r\n"
+    written = (tmp_path / "out" / "background" / "notes.md").read_bytes()
+    assert written == b"Line one\r\nLine two with trailing spaces   \r\n"
 
 
 def test_list_metrics_are_written_as_a_list(tmp_path: Path) -> None:
