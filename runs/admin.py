@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
 
 from runs import selectors, services
+from runs.forms import RunStartForm
 from runs.models import CostRecord, Decision, Run, Turn
 
 
@@ -49,8 +52,29 @@ class RunAdmin(admin.ModelAdmin):
     actions = ["resume_runs", "cancel_runs", "download_markdown"]
     exclude = ("snapshot",)
 
-    def has_add_permission(self, request) -> bool:
-        return False  # runs start from a scenario (its Run action) or the terminal, with an estimate first
+    def add_view(self, request, form_url="", extra_context=None):
+        """Not a model form: a start form that shows the cost estimate, then starts the run on a worker."""
+        if not self.has_add_permission(request):
+            return HttpResponse(status=403)
+        # Arriving from a scenario's Run action: show its estimate with the scenario's defaults at once.
+        data = request.POST or ({"scenario": request.GET["scenario"], "use_cache": "on"} if "scenario" in request.GET else None)
+        form = RunStartForm(data, initial={"use_cache": True})
+        plan = error = None
+        if form.is_valid():
+            scenario = form.cleaned_data["scenario"]
+            try:
+                if "start" in request.POST:
+                    run = services.run_start(scenario=scenario, owner=request.user, **form.run_parameters())
+                    self.message_user(request, f"{run} is queued for a worker.", messages.SUCCESS)
+                    return HttpResponseRedirect(reverse("admin:runs_run_change", args=[run.pk]))
+                plan = services.run_plan_for(scenario=scenario, **form.run_parameters())
+            except (services.RunInputError, services.RunConflict) as exc:
+                error = str(exc)
+        context = {
+            **self.admin_site.each_context(request), "title": "Start a run", "form": form, "plan": plan,
+            "error": error, "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/runs/run/start.html", context)
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False  # a run's records are what happened: read-only

@@ -147,11 +147,21 @@ def run_enqueue(*, run: Run) -> None:
     execute_run(run.pk)
 
 
-def run_start(*, scenario, owner=None, **params) -> Run:
-    """Create a run of a stored scenario and hand it to a worker."""
+def run_plan_for(*, scenario, **params) -> RunPlan:
+    """The plan of a run of a stored scenario; a scenario that no longer validates cannot be run."""
+    from engine.scenario.errors import ScenarioLoadError
     from scenarios.services import scenario_to_engine
 
-    plan = run_plan(config=scenario_to_engine(scenario=scenario), **params)
+    try:
+        config = scenario_to_engine(scenario=scenario)
+    except ScenarioLoadError as exc:
+        raise RunConflict(f"scenario {scenario.slug} does not validate, so it cannot run: {exc}") from None
+    return run_plan(config=config, **params)
+
+
+def run_start(*, scenario, owner=None, **params) -> Run:
+    """Create a run of a stored scenario and hand it to a worker."""
+    plan = run_plan_for(scenario=scenario, **params)
     run = run_create(plan=plan, slug=scenario.slug, scenario=scenario, owner=owner)
     transaction.on_commit(lambda: run_enqueue(run=run))
     return run
