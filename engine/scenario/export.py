@@ -18,9 +18,16 @@ class _BlockDumper(yaml.SafeDumper):
     """Safe YAML that writes multi-line text as `|` blocks, so prompts and world states stay readable."""
 
 
+# With allow_unicode PyYAML writes these unescaped except in double quotes, and reading turns them into
+# plain line breaks or spaces: only double quotes keep them.
+_UNICODE_BREAKS = ("\x85", "\u2028", "\u2029", "\ufeff")
+
+
 def _represent_text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     # PyYAML falls back to a quoted scalar by itself when a block cannot hold the text exactly.
     style = "|" if "\n" in value else None
+    if any(char in value for char in _UNICODE_BREAKS):
+        style = '"'
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 

@@ -100,6 +100,14 @@ def test_listed_count_must_match_the_actors(tmp_path: Path) -> None:
         scenario_folder_files(broken)
 
 
+@pytest.mark.parametrize("text", ["\x85", "a\u2028b\u2029", "x\n\x85y\n", "\ufeffz", "\r", "  lead\ntrail  \n\n"])
+def test_unicode_line_breaks_survive(text: str, tmp_path: Path) -> None:
+    original = Scenario.load(make_folder(tmp_path / "in", valid_files()))
+    changed = original.model_copy(update={"config": original.config.model_copy(update={"system_prompt": text})})
+    changed.config.model_fields_set.add("system_prompt")
+    assert_round_trip(changed, tmp_path / "out")
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(prompt=st.text(), description=st.text(alphabet=st.characters(codec="utf-8"), max_size=80))
 def test_any_text_survives(prompt: str, description: str, tmp_path_factory: pytest.TempPathFactory) -> None:
