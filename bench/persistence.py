@@ -1,0 +1,146 @@
+"""Persistence benchmark: the time to store one turn of a 6-actor run, on SQLite and on PostgreSQL.
+
+    .venv/bin/python bench/persistence.py [--turns 5] [--actors 6] [--database-url postgres://…]
+
+A turn's storage is what the Django side adds to the engine: every event of the turn recorded as it happens
+(a cost event also writes its ledger line) plus the turn's records written at its end. The engine plays the
+run once in memory; the benchmark then replays its events and end-of-turn states into each database through
+the same functions the workers use. Prints one line per figure and writes bench/results-persistence.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/scenariolab_bench"
+
+
+def measure(turns: int, actors: int) -> dict:
+    """In a process whose environment already chose the database: migrate, play, replay, time."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scenariolab_site.settings")
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    from bench.engine_overhead import SUMMIT, with_actors
+    from engine import EventBus, Runner, Scenario
+    from runs.persistence import record_event, save_run_state
+    from runs.services import run_create, run_plan
+
+    call_command("migrate", verbosity=0)
+    config = with_actors(Scenario.load(SUMMIT), actors)
+
+    class Keep:  # a StatePersistence that keeps each saved state in memory
+        def __init__(self) -> None:
+            self.states = []
+
+        async def save(self, state):
+            self.states.append(state)
+            return "memory"
+
+        async def load(self, run_id):
+            return None
+
+    bus, kept = EventBus(keep_history=True), Keep()
+    final = asyncio.run(Runner(bus=bus, persistence=kept).run_async(config, max_turns=turns, run_id="bench"))
+    assert final.turn == turns, final.error
+    events = bus.get_history()
+
+    run = run_create(plan=run_plan(config=config, turns=turns), slug=f"bench-{os.getpid()}")
+    per_turn, event_ms, cursor = [], [], 0
+    for state in kept.states[:turns]:
+        started = time.perf_counter()
+        while cursor < len(events):  # this turn's events, up to its state_saved
+            event = events[cursor]
+            cursor += 1
+            t0 = time.perf_counter()
+            record_event(run.pk, event)
+            event_ms.append((time.perf_counter() - t0) * 1000)
+            if event.type.value == "turn_completed":
+                break
+        save_run_state(run.pk, state)
+        per_turn.append((time.perf_counter() - started) * 1000)
+    return {
+        "database": connection.vendor,
+        "turn_ms": statistics.median(per_turn),
+        "event_ms": statistics.median(event_ms),
+        "events_per_turn": len(event_ms) / turns,
+        "ledger_lines_per_turn": sum(1 for e in events if e.type.value == "cost_incurred") / turns,
+    }
+
+
+def run_profile(name: str, env: dict[str, str], args) -> dict:
+    done = subprocess.run(
+        [sys.executable, __file__, "--measure", "--turns", str(args.turns), "--actors", str(args.actors)],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=600,
+    )
+    if done.returncode != 0:
+        return {"database": name, "error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def postgres_database(url: str, *, drop: bool = False) -> str | None:
+    """Create (or drop) the benchmark's own database; None if PostgreSQL cannot be reached."""
+    import psycopg
+
+    base, name = url.rsplit("/", 1)
+    try:
+        with psycopg.connect(f"{base}/postgres", autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            if not drop:
+                conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        return str(exc).strip().splitlines()[0]
+    return None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--turns", type=int, default=5)
+    parser.add_argument("--actors", type=int, default=6)
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_POSTGRES))
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.turns, args.actors)))
+        return 0
+
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        sqlite_env = {"SCENARIOLAB_DATA_DIR": folder, "SCENARIOLAB_OUTPUT_DIR": folder, "DATABASE_URL": "", "REDIS_URL": ""}
+        results.append(run_profile("sqlite", sqlite_env, args))
+    problem = postgres_database(args.database_url)
+    if problem:
+        results.append({"database": "postgresql", "error": f"cannot reach PostgreSQL: {problem}"})
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            results.append(run_profile("postgresql", {"DATABASE_URL": args.database_url, "SCENARIOLAB_DATA_DIR": folder,
+                                                      "SCENARIOLAB_OUTPUT_DIR": folder}, args))
+        postgres_database(args.database_url, drop=True)
+
+    print(f"Persistence of one turn, {args.actors} actors, median of {args.turns} turns (offline provider):")
+    for r in results:
+        if "error" in r:
+            print(f"  {r['database']:<12} {r['error']}")
+            continue
+        print(f"  {r['database']:<12} {r['turn_ms']:8.1f} ms per turn  ({r['events_per_turn']:.0f} events, "
+              f"{r['ledger_lines_per_turn']:.0f} ledger lines; {r['event_ms']:.2f} ms per event)")
+    (ROOT / "bench" / "results-persistence.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
