@@ -55,6 +55,7 @@ test-scale-out: $(DEV_STAMP)
 bench: $(STAMP)
 	$(PY) bench/engine_overhead.py
 	$(PY) bench/llm_concurrency.py
+	$(PY) bench/persistence.py
 
 # The bundled local model (opt-in): llama.cpp is compiled here (about 5 minutes on 2 cores). A portable AVX2
 # build: llama.cpp's native build picks AMX/AVX-512 kernels that crash on some virtual machines.
