@@ -31,6 +31,7 @@ from engine.llm.cache import CachingProvider, SqliteResponseCache
 from engine.llm.provider import LLMProvider
 from engine.llm.routing import PROVIDER_CHOICES, ProviderChoice, RoutingError, provider_from_environment, with_model
 from engine.scenario.schema import Scenario as ScenarioConfig
+from engine.state import RunStatus as EngineStatus
 from engine.views.markdown import run_views
 from runs import selectors
 from runs.models import Run, RunEvent, RunStatus, Turn
@@ -172,9 +173,21 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+class WorkerMisconfigured(Exception):
+    """This process cannot serve the run the way it was planned (a key or base URL is missing here)."""
+
+
 def provider_for_run(run: Run, config: ScenarioConfig) -> LLMProvider:
-    """The run's provider in this process's environment (a worker may hold keys the web server lacks)."""
-    provider = provider_from_environment(config, provider=run.provider_override or None).provider
+    """The run's provider in this process's environment. A run planned offline stays offline whatever keys
+    this process holds, and a run planned against real models never falls back to the offline provider."""
+    choice = provider_from_environment(config, provider="offline" if run.offline else (run.provider_override or None))
+    if choice.offline and not run.offline:
+        raise WorkerMisconfigured(
+            f"run {run.pk} was planned against {run.provider}, but this process has no API key or base URL "
+            "(set OPENROUTER_API_KEY, OPENAI_API_KEY, OLLAMA_BASE_URL or SCENARIOLAB_LLM_BASE_URL for the worker, "
+            "then resume the run)"
+        )
+    provider = choice.provider
     scope = settings.LLM_CACHE_SCOPE
     if not run.offline and run.use_cache and scope != "off":
         cache = SqliteResponseCache(Path(settings.DATA_DIR) / "llm-cache.sqlite3")
@@ -218,13 +231,17 @@ def run_execute(
     try:
         config = ScenarioConfig.model_validate(run.snapshot)
         provider = provider_for_run(run, config)
-    except (RoutingError, ValueError) as exc:
+    except (RoutingError, ValueError, WorkerMisconfigured) as exc:
         _finish(run, RunStatus.FAILED, error=f"could not start: {exc}")
         return run
     try:
         final = async_to_sync(_execute)(run, config, provider, progress, controls)
     except asyncio.CancelledError:
         final = None  # interrupted: the orchestrator saved the run PAUSED before letting go
+        # (unless the interruption came before the orchestrator started: then nothing ran, and it pauses here)
+        Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+            status=RunStatus.PAUSED, halt_reason="interrupted before the first phase", finished_at=timezone.now()
+        )
     if final is not None:
         # The orchestrator's own last save normally did this; make sure a failed save cannot leave it RUNNING.
         Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
@@ -254,7 +271,7 @@ async def _execute(run: Run, config: ScenarioConfig, provider: LLMProvider, prog
         return await orchestrator.execute(state)
     except ValueError as exc:  # a state the orchestrator refuses (actors changed, cancelled): nothing ran
         await sync_to_async(_finish, thread_sensitive=True)(run, RunStatus.FAILED, error=str(exc))
-        return state.with_status(state.status.FAILED, error=str(exc))
+        return state.with_status(EngineStatus.FAILED, error=str(exc))
     finally:
         heartbeat.cancel()
 

@@ -116,3 +116,23 @@ def test_the_markdown_zip_holds_every_view_of_the_run():
     assert {"world-state-000.md", "world-state-002.md", "summary.md", "state.json"} <= names
     assert {f"{a['short_name']}-001.md" for a in run.actors} <= names
     assert "offline provider" in archive.read(f"ai-summit-run-{run.number:03d}/summary.md").decode()
+
+
+def test_a_run_planned_offline_stays_offline_in_a_process_that_has_a_server(monkeypatch):
+    run = make_run(turns=1)
+    assert run.offline
+    monkeypatch.setenv("SCENARIOLAB_LLM_BASE_URL", "http://127.0.0.1:9/v1")  # nothing listens there
+    done = services.run_execute(run_id=run.pk)
+    assert done.status == RunStatus.COMPLETED
+    assert set(CostRecord.objects.filter(run=run).values_list("provider", flat=True)) == {"offline"}
+
+
+def test_a_worker_without_the_planned_server_fails_the_run_with_the_reason(monkeypatch):
+    monkeypatch.setenv("SCENARIOLAB_LLM_BASE_URL", "http://127.0.0.1:9/v1")
+    run = make_run(turns=1)
+    monkeypatch.delenv("SCENARIOLAB_LLM_BASE_URL")
+    done = services.run_execute(run_id=run.pk)
+    assert done.status == RunStatus.FAILED
+    assert "no API key or base URL" in done.error and "resume" in done.error
+    assert not CostRecord.objects.filter(run=run).exists()
+    assert services.run_resume(run=done, enqueue=False).status == RunStatus.QUEUED
