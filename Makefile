@@ -34,10 +34,9 @@ demo: migrate
 # The web server (daphne, with websockets) and a Huey worker together; Ctrl-C stops both.
 serve: migrate
 	@echo "Scenario Lab: http://127.0.0.1:8000/admin/ (make a user: $(PY) manage.py createsuperuser). Ctrl-C stops it."
-	@trap 'kill 0' INT TERM; \
-	$(PY) manage.py run_huey & \
-	$(PY) manage.py runserver 127.0.0.1:8000 --noreload & \
-	wait
+	@$(PY) manage.py run_huey & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
+	$(PY) manage.py runserver 127.0.0.1:8000 --noreload
 
 # The whole suite on the embedded profile, then the persistence and worker tests again on PostgreSQL and
 # Redis (both run on these machines at 127.0.0.1; override the URLs to use others).

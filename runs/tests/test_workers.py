@@ -1,5 +1,6 @@
 """Runs executed by real `run_huey` worker processes: on the queue, claimed once, resumed after kill -9."""
 
+import os
 import signal
 
 import pytest
@@ -59,9 +60,8 @@ def test_a_worker_killed_mid_call_is_resumed_with_nothing_lost_or_doubled(settin
     # Calls 1-14 answer, the next six hang: the kill comes while the worker waits on them.
     server.set_faults([None] * 14 + ["hang"] * 6)
     llm = {"SCENARIOLAB_LLM_BASE_URL": server.base_url, "SCENARIOLAB_LLM_TIMEOUT": "60"}
+    worker = None
     try:
-        import os
-
         os.environ.update(llm)  # the run's plan is made here, with the same server
         run = make_run(turns=2)
         assert not run.offline
@@ -87,6 +87,8 @@ def test_a_worker_killed_mid_call_is_resumed_with_nothing_lost_or_doubled(settin
         errors = stop(worker)
         billed = server.stats
     finally:
+        if worker is not None:
+            stop(worker)  # a failed wait must not leave a worker behind
         for key in llm:
             os.environ.pop(key, None)
         server.stop()
