@@ -148,8 +148,9 @@ class EventBus:
     Handlers run in registration order, sync or async, each awaited before the next. Every subscriber
     sees a run's events in seq order: deliveries take turns (first come, first served) even when several
     tasks emit at once, and an event emitted from inside a handler is delivered right after the event
-    being handled (its `emit` returns before that). A handler that raises is logged and reported as a
-    HANDLER_FAILED event; it never stops the run or the other handlers.
+    being handled (its `emit` returns before that). An event once numbered is delivered even if its emitter
+    is cancelled while waiting. A handler that raises is logged and reported as a HANDLER_FAILED event; it
+    never stops the run or the other handlers.
     """
 
     def __init__(self, *, keep_history: bool = False, history_limit: int | None = None) -> None:
@@ -203,7 +204,12 @@ class EventBus:
             correlation_id=correlation_id,
         )
         self._last_seq[run_id] = seq
-        await self.publish(event)
+        if asyncio.current_task() is self._delivering:
+            await self.publish(event)  # emitted by a handler: queued behind the event being handled
+        else:
+            # Shielded: an emitter cancelled while waiting its turn (a cancelled phase, Ctrl-C) still has its
+            # event delivered, so every numbered event reaches every subscriber and seq has no gaps.
+            await asyncio.shield(self.publish(event))
         return event
 
     def _delivery_lock(self) -> asyncio.Lock:

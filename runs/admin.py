@@ -99,7 +99,11 @@ class RunAdmin(admin.ModelAdmin):
     def provider_shown(self, run: Run) -> str:
         return "offline (no model called)" if run.offline else run.provider
 
-    @admin.action(description="Resume the selected runs on a worker", permissions=["view"])
+    def has_control_permission(self, request) -> bool:
+        """Resuming spends money and cancelling stops someone's work: it takes the change permission."""
+        return request.user.has_perm("runs.change_run")
+
+    @admin.action(description="Resume the selected runs on a worker", permissions=["control"])
     def resume_runs(self, request, queryset) -> None:
         for run in queryset:
             try:
@@ -108,7 +112,7 @@ class RunAdmin(admin.ModelAdmin):
             except (services.RunConflict, services.RunInputError) as exc:
                 self.message_user(request, f"{run}: {exc}", messages.ERROR)
 
-    @admin.action(description="Cancel the selected runs", permissions=["view"])
+    @admin.action(description="Cancel the selected runs", permissions=["control"])
     def cancel_runs(self, request, queryset) -> None:
         for run in queryset:
             try:

@@ -54,6 +54,9 @@ class Run(models.Model):
     error = models.TextField(blank=True)
 
     worker = models.CharField(max_length=200, blank=True)
+    # Changes with every claim: an executor that lost its claim (it looked crashed and the run was resumed
+    # elsewhere) finds its heartbeat and saves refused, and stops.
+    claim = models.CharField(max_length=32, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     pause_requested = models.BooleanField(default=False)
     cancel_requested = models.BooleanField(default=False)
@@ -128,7 +131,8 @@ class CostRecord(models.Model):
     """One model call in the ledger, written the moment the call returns (from its cost event)."""
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="cost_records")
-    seq = models.PositiveIntegerField(help_text="the cost event's seq: a record is written once")
+    position = models.PositiveIntegerField(help_text="its place in the run's ledger: a call is booked once")
+    seq = models.PositiveIntegerField(null=True, blank=True, help_text="the cost event that announced it")
     turn = models.PositiveIntegerField()
     phase = models.CharField(max_length=32)
     actor = models.CharField(max_length=64, blank=True, help_text="empty for calls made for the world")
@@ -143,8 +147,8 @@ class CostRecord(models.Model):
     recorded_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["seq"]
-        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="one_cost_record_per_event")]
+        ordering = ["position"]
+        constraints = [models.UniqueConstraint(fields=["run", "position"], name="one_cost_record_per_ledger_line")]
 
     @property
     def tokens(self) -> int:

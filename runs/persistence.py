@@ -18,9 +18,10 @@ from pathlib import Path
 
 from asgiref.sync import sync_to_async
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import Count, F, Sum
 
 from engine import Event, EventType, FilesystemPersistence, ScenarioState
+from engine.state import CostRecord
 from engine.state import RunStatus as EngineStatus
 from runs import models
 
@@ -61,17 +62,58 @@ def _rows(run: models.Run, state: ScenarioState, after_turn: int) -> list[models
     return rows
 
 
-def save_run_state(run_id: int, state: ScenarioState) -> None:
+class ClaimLost(Exception):
+    """This process no longer owns the run (it was resumed elsewhere); it must not write the run's state."""
+
+
+def _ledger_row(run_id: int, position: int, record: CostRecord) -> models.CostRecord:
+    return models.CostRecord(
+        run_id=run_id, position=position, turn=record.turn, phase=record.phase.value, actor=record.actor or "",
+        model=record.model, provider=record.provider, input_tokens=record.input_tokens,
+        output_tokens=record.output_tokens, cost=record.cost, cached=record.cached,
+    )
+
+
+def compact_ledger(run_id: int) -> int:
+    """Number the run's ledger lines 0..n-1 (a recorder write that failed just before a crash leaves a
+    hole), so positions match the state's list; return n, where the next executor's lines begin."""
+    ids = list(models.CostRecord.objects.filter(run_id=run_id).order_by("position").values_list("id", "position"))
+    if any(position != i for i, (_, position) in enumerate(ids)):
+        with transaction.atomic():
+            offset = len(ids) + max(p for _, p in ids) + 1  # two passes keep (run, position) unique throughout
+            for i, (pk, _) in enumerate(ids):
+                models.CostRecord.objects.filter(pk=pk).update(position=offset + i)
+            for i, (pk, _) in enumerate(ids):
+                models.CostRecord.objects.filter(pk=pk).update(position=i)
+    return len(ids)
+
+
+def save_run_state(run_id: int, state: ScenarioState, *, claim: str | None = None) -> None:
     """Store `state`: records of turns after the last stored complete turn are (re)written, with the run's
-    progress, in one transaction. Completed turns never change, so a save costs one turn, not the run."""
+    progress, in one transaction. Completed turns never change, so a save costs one turn, not the run.
+
+    The ledger is reconciled too: a call booked in the state whose cost event never reached the recorder
+    (its write failed) gets its row here, at its position. With `claim`, the save is refused (ClaimLost)
+    unless this process still owns the run."""
     with transaction.atomic():
         run = models.Run.objects.select_for_update().get(pk=run_id)
-        stored = run.turn if run.turns.exists() else -1  # -1: not even the initial world is stored yet
+        if claim is not None and run.claim != claim:
+            raise ClaimLost(f"run {run_id} was claimed by another process ({run.worker}); this one stops")
+        stored = run.turn
         for model in _RECORD_MODELS:
             model.objects.filter(run=run, turn__gt=stored).delete()  # a partial turn is replaced whole
         rows = _rows(run, state, stored)
         for model in _RECORD_MODELS:
             model.objects.bulk_create([row for row in rows if type(row) is model])
+        booked = set(models.CostRecord.objects.filter(run=run).values_list("position", flat=True))
+        missing = [_ledger_row(run.pk, i, record) for i, record in enumerate(state.costs) if i not in booked]
+        models.CostRecord.objects.bulk_create(missing)
+        totals = models.CostRecord.objects.filter(run=run).aggregate(
+            cost=Sum("cost"), input=Sum("input_tokens"), output=Sum("output_tokens"), calls=Count("id")
+        )
+        run.total_cost = totals["cost"] or 0.0
+        run.total_tokens = (totals["input"] or 0) + (totals["output"] or 0)
+        run.calls = totals["calls"]
         run.turn = state.turn
         run.completed_phases = [p.value for p in state.completed_phases]
         run.completed_steps = list(state.completed_steps)
@@ -80,13 +122,16 @@ def save_run_state(run_id: int, state: ScenarioState) -> None:
             run.halt_reason = state.halt_reason or ""
             run.error = state.error or ""
             run.finished_at = datetime.now(UTC)
-        run.save(update_fields=["turn", "completed_phases", "completed_steps", "status", "halt_reason", "error", "finished_at"])
+        run.save(update_fields=[
+            "total_cost", "total_tokens", "calls", "turn", "completed_phases", "completed_steps", "status",
+            "halt_reason", "error", "finished_at",
+        ])
 
 
 def load_run_state(run: models.Run) -> ScenarioState:
     """The engine state of a run, from its rows: what a resume continues from."""
     from engine.state import (
-        ActorState, Communication, CommunicationKind, CostRecord, Decision, ExogenousOccurrence, MetricRecord,
+        ActorState, Communication, CommunicationKind, Decision, ExogenousOccurrence, MetricRecord,
         PhaseName, ValidationResult, WorldState,
     )
 
@@ -137,24 +182,26 @@ def load_run_state(run: models.Run) -> ScenarioState:
 
 
 # ---- events --------------------------------------------------------------------------------------------------
-def record_event(run_id: int, event: Event) -> None:
-    """Store one event; a cost event also books its call in the ledger and the run's totals."""
+def record_event(run_id: int, event: Event, *, ledger_position: int | None = None) -> None:
+    """Store one event; a cost event also books its call at `ledger_position` and adds to the run's totals."""
     data = event.to_dict()["data"]
     with transaction.atomic():
         if connection.vendor == "postgresql" and event.type is not EventType.COST_INCURRED:
             # Waiting for the WAL flush costs ~5 ms a commit here. A worker that dies still loses nothing
             # (the server has the row); only a crash of PostgreSQL itself could drop the last few progress
-            # events, never a ledger line, and a resume re-emits what the stored state lacks.
+            # events, never a ledger line.
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL synchronous_commit TO OFF")
         models.RunEvent.objects.create(
             run_id=run_id, seq=event.seq, type=event.type.value, data=data, source=event.source,
             timestamp=datetime.fromtimestamp(event.timestamp, UTC),
         )
-        if event.type is EventType.COST_INCURRED:
+        if event.type is EventType.COST_INCURRED and ledger_position is not None:
+            if models.CostRecord.objects.filter(run_id=run_id, position=ledger_position).update(seq=event.seq):
+                return  # a save already booked it (its event was late); the totals include it
             models.CostRecord.objects.create(
-                run_id=run_id, seq=event.seq, turn=data["turn"], phase=data["phase"], actor=data["actor"] or "",
-                task=data.get("task", ""), model=data["model"], provider=data["provider"],
+                run_id=run_id, position=ledger_position, seq=event.seq, turn=data["turn"], phase=data["phase"],
+                actor=data["actor"] or "", task=data.get("task", ""), model=data["model"], provider=data["provider"],
                 input_tokens=data["input_tokens"], output_tokens=data["output_tokens"], cost=data["cost"],
                 cached=data["cached"], latency_ms=data.get("latency_ms", 0),
             )
@@ -166,26 +213,34 @@ def record_event(run_id: int, event: Event) -> None:
 
 
 class RunEventRecorder:
-    """A bus subscriber (`bus.on("*", recorder)`) that stores each event of one run before the next."""
+    """A bus subscriber (`bus.on("*", recorder)`) that stores each event of one run before the next.
 
-    def __init__(self, run_id: int) -> None:
+    Cost events arrive in the order the tracker booked the calls (it numbers the event as it books), so
+    the n-th cost event is ledger line `ledger_size + n`: the same position the state gives the call."""
+
+    def __init__(self, run_id: int, *, ledger_size: int) -> None:
         self.run_id = run_id
+        self.next_position = ledger_size
         self._record = sync_to_async(record_event, thread_sensitive=True)
 
     async def __call__(self, event: Event) -> None:
-        await self._record(self.run_id, event)
+        position = None
+        if event.type is EventType.COST_INCURRED:
+            position, self.next_position = self.next_position, self.next_position + 1
+        await self._record(self.run_id, event, ledger_position=position)
 
 
 class OrmPersistence:
     """`StatePersistence` for a Django run: rows in the database, Markdown views in the run's folder."""
 
-    def __init__(self, run: models.Run) -> None:
+    def __init__(self, run: models.Run, *, claim: str | None = None) -> None:
         self.run_id = run.pk
+        self.claim = claim
         self.files = FilesystemPersistence(Path(run.output_dir), per_run_folder=False) if run.output_dir else None
         self._save = sync_to_async(save_run_state, thread_sensitive=True)
 
     async def save(self, state: ScenarioState) -> str:
-        await self._save(self.run_id, state)
+        await self._save(self.run_id, state, claim=self.claim)
         if self.files is not None:
             await self.files.save(state)  # after the commit: the files never show what the database lacks
         return f"run {self.run_id}, turn {state.turn}"

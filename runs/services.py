@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import math
 import os
 import socket
+import uuid
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max
-from django.db.models.functions import Coalesce
-from django.utils import timezone
+from django.db.models import Max, Q
+from django.db.models.functions import Coalesce, Now
 
 from engine import Event, EventBus, ScenarioOrchestrator, ScenarioState, standard_phases
 from engine.estimate import CostEstimate, estimate_run_cost
@@ -35,7 +37,9 @@ from engine.state import RunStatus as EngineStatus
 from engine.views.markdown import run_views
 from runs import selectors
 from runs.models import Run, RunEvent, RunStatus, Turn
-from runs.persistence import OrmPersistence, RunEventRecorder, load_run_state
+from runs.persistence import OrmPersistence, RunEventRecorder, compact_ledger, load_run_state
+
+logger = logging.getLogger(__name__)
 
 
 class RunInputError(ValueError):
@@ -206,8 +210,13 @@ class RunControls:
 
     def attach(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task) -> None:
         self._loop, self._task = loop, task
+        if self.interrupted:  # asked before the run was under way: stop as soon as it is
+            loop.call_soon(task.cancel)
 
     def interrupt(self) -> None:
+        # Once only: a second cancel would cut short the orchestrator's shielded save of the paused run.
+        if self.interrupted:
+            return
         self.interrupted = True
         if self._loop is not None and self._task is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._task.cancel)
@@ -220,10 +229,12 @@ def run_execute(
     controls: RunControls | None = None,
 ) -> Run | None:
     """Claim a QUEUED run and play it here to its end. None when another process claimed it first."""
-    now = timezone.now()
+    claim = uuid.uuid4().hex
+    # Database time (Now()) for heartbeats everywhere, so clocks of different machines never disagree.
     claimed = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
-        status=RunStatus.RUNNING, worker=worker_name(), heartbeat_at=now, started_at=Coalesce("started_at", now),
-        pause_requested=False, cancel_requested=False, finished_at=None, halt_reason="", error="",
+        status=RunStatus.RUNNING, worker=worker_name(), claim=claim, heartbeat_at=Now(),
+        started_at=Coalesce("started_at", Now()), pause_requested=False, cancel_requested=False, finished_at=None,
+        halt_reason="", error="",
     )
     if not claimed:
         return None
@@ -235,38 +246,39 @@ def run_execute(
         _finish(run, RunStatus.FAILED, error=f"could not start: {exc}")
         return run
     try:
-        final = async_to_sync(_execute)(run, config, provider, progress, controls)
+        final = async_to_sync(_execute)(run, claim, config, provider, progress, controls)
     except asyncio.CancelledError:
         final = None  # interrupted: the orchestrator saved the run PAUSED before letting go
         # (unless the interruption came before the orchestrator started: then nothing ran, and it pauses here)
-        Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
-            status=RunStatus.PAUSED, halt_reason="interrupted before the first phase", finished_at=timezone.now()
+        Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, claim=claim).update(
+            status=RunStatus.PAUSED, halt_reason="interrupted before the first phase", finished_at=Now()
         )
     if final is not None:
         # The orchestrator's own last save normally did this; make sure a failed save cannot leave it RUNNING.
-        Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
-            status=final.status.value, halt_reason=final.halt_reason or "", error=final.error or "", finished_at=timezone.now()
+        Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, claim=claim).update(
+            status=final.status.value, halt_reason=final.halt_reason or "", error=final.error or "", finished_at=Now()
         )
     run.refresh_from_db()
     return run
 
 
-async def _execute(run: Run, config: ScenarioConfig, provider: LLMProvider, progress, controls) -> ScenarioState:
+async def _execute(run: Run, claim: str, config: ScenarioConfig, provider: LLMProvider, progress, controls) -> ScenarioState:
+    ledger_size = await sync_to_async(compact_ledger, thread_sensitive=True)(run.pk)
+    state = await sync_to_async(load_run_state, thread_sensitive=True)(run)
     bus = EventBus()
     last_seq = (await RunEvent.objects.filter(run=run).aaggregate(n=Max("seq")))["n"] or 0
     bus.resume_sequence(run.engine_run_id, last_seq)
-    bus.on("*", RunEventRecorder(run.pk))  # stored first: whoever watches sees only what is stored
+    bus.on("*", RunEventRecorder(run.pk, ledger_size=ledger_size))  # first: watchers see only what is stored
     if progress is not None:
         bus.on("*", progress)
-    persistence = OrmPersistence(run)
-    state = await sync_to_async(load_run_state, thread_sensitive=True)(run)
     orchestrator = ScenarioOrchestrator(
         scenario=config, provider=provider, bus=bus, max_turns=run.max_turns, credit_limit=run.credit_limit,
-        persistence=persistence, phases=standard_phases(),
+        persistence=OrmPersistence(run, claim=claim), phases=standard_phases(),
     )
+    task = asyncio.current_task()
     if controls is not None:
-        controls.attach(asyncio.get_running_loop(), asyncio.current_task())
-    heartbeat = asyncio.create_task(_heartbeat(run.pk, orchestrator))
+        controls.attach(asyncio.get_running_loop(), task)
+    heartbeat = asyncio.create_task(_heartbeat(run.pk, claim, orchestrator, task))
     try:
         return await orchestrator.execute(state)
     except ValueError as exc:  # a state the orchestrator refuses (actors changed, cancelled): nothing ran
@@ -276,16 +288,28 @@ async def _execute(run: Run, config: ScenarioConfig, provider: LLMProvider, prog
         heartbeat.cancel()
 
 
-def _beat(run_id: int) -> tuple[bool, bool]:
-    Run.objects.filter(pk=run_id).update(heartbeat_at=timezone.now())
+def _beat(run_id: int, claim: str) -> tuple[bool, bool] | None:
+    """Write the heartbeat; return the pause and cancel requests, or None if the claim is lost."""
+    if not Run.objects.filter(pk=run_id, claim=claim, status=RunStatus.RUNNING).update(heartbeat_at=Now()):
+        return None
     return Run.objects.values_list("pause_requested", "cancel_requested").get(pk=run_id)
 
 
-async def _heartbeat(run_id: int, orchestrator: ScenarioOrchestrator) -> None:
+async def _heartbeat(run_id: int, claim: str, orchestrator: ScenarioOrchestrator, task: asyncio.Task) -> None:
     beat = sync_to_async(_beat, thread_sensitive=True)
     while True:
         await asyncio.sleep(settings.RUN_HEARTBEAT_SECONDS)
-        pause, cancel = await beat(run_id)
+        try:
+            requests = await beat(run_id, claim)
+        except Exception:  # noqa: BLE001 - a busy database must not silence the heartbeat for good
+            logger.exception("run %s: could not write the heartbeat; trying again", run_id)
+            continue
+        if requests is None:
+            # Resumed elsewhere or cancelled while this process looked dead: stop now, writing nothing more.
+            logger.warning("run %s: claim lost to another process; stopping", run_id)
+            task.cancel()
+            return
+        pause, cancel = requests
         if cancel:
             orchestrator.request_cancel()
         elif pause:
@@ -293,30 +317,43 @@ async def _heartbeat(run_id: int, orchestrator: ScenarioOrchestrator) -> None:
 
 
 def _finish(run: Run, status: str, *, error: str = "", reason: str = "") -> None:
-    Run.objects.filter(pk=run.pk).update(status=status, error=error, halt_reason=reason, finished_at=timezone.now())
+    Run.objects.filter(pk=run.pk).update(status=status, error=error, halt_reason=reason, finished_at=Now())
     run.refresh_from_db()
 
 
 # ---- control -----------------------------------------------------------------------------------------------
+def _stale_before():
+    """Heartbeats older than this (database time) belong to dead executors."""
+    return Now() - timedelta(seconds=settings.RUN_STALE_SECONDS)
+
+
 def run_resume(*, run: Run, credit_limit: float | None = None, max_turns: int | None = None, enqueue: bool = True) -> Run:
     """Queue a paused, halted, failed, completed (to more turns) or crashed run to continue from its last
-    stored state, its ledger intact. `enqueue=False` leaves it for the caller to execute in-process."""
-    if not selectors.run_is_resumable(run):
-        status = selectors.run_display_status(run)
-        raise RunConflict(f"run {run.pk} is {status}: only a paused, halted, failed, completed or crashed run can be resumed")
+    stored state, its ledger intact. `enqueue=False` leaves it for the caller to execute in-process. A run
+    still queued is handed to the queue again (a lost task; a second task finds it claimed and does nothing)."""
     if credit_limit is not None and not (math.isfinite(credit_limit) and credit_limit > 0):
         raise RunInputError(f"the credit limit must be a positive number of USD, not {credit_limit}")
     new_turns = max_turns if max_turns is not None else run.max_turns
-    if new_turns <= run.turn and run.status == RunStatus.COMPLETED:
+    if max_turns is not None and max_turns <= run.turn:
+        raise RunInputError(f"run {run.pk} has played {run.turn} turns: the end turn must be after that, not {max_turns}")
+    if run.status == RunStatus.COMPLETED and new_turns <= run.turn:
         raise RunConflict(f"run {run.pk} has played all {run.max_turns} turns: resume it with more turns")
-    previous = run.status
-    updated = Run.objects.filter(pk=run.pk, status=previous).update(
-        status=RunStatus.QUEUED,
-        credit_limit=credit_limit if credit_limit is not None else run.credit_limit,
-        max_turns=new_turns,
-    )
+    changes = {"status": RunStatus.QUEUED, "max_turns": new_turns}
+    if credit_limit is not None:
+        changes["credit_limit"] = credit_limit
+    if run.status == RunStatus.QUEUED:
+        updated = Run.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(**changes)
+    else:
+        # The conditions are checked by the UPDATE itself, on database time: a run whose worker beats
+        # again at this moment is no longer crashed, and is not taken from it.
+        resumable = Q(status__in=[s.value for s in selectors.RESUMABLE]) | Q(
+            status=RunStatus.RUNNING, heartbeat_at__lt=_stale_before()
+        ) | Q(status=RunStatus.RUNNING, heartbeat_at__isnull=True)
+        updated = Run.objects.filter(resumable, pk=run.pk).update(claim="", **changes)
     if not updated:
-        raise RunConflict(f"run {run.pk} changed while it was being resumed; look at it again")
+        run.refresh_from_db()
+        status = selectors.run_display_status(run)
+        raise RunConflict(f"run {run.pk} is {status}: only a paused, halted, failed, completed or crashed run can be resumed")
     run.refresh_from_db()
     if enqueue:
         transaction.on_commit(lambda: run_enqueue(run=run))
@@ -324,21 +361,27 @@ def run_resume(*, run: Run, credit_limit: float | None = None, max_turns: int | 
 
 
 def run_pause(*, run: Run) -> Run:
-    if run.status != RunStatus.RUNNING or selectors.run_is_crashed(run):
+    """Ask the executing process to stop at the next phase boundary (it reads the request with its heartbeat)."""
+    live = Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, heartbeat_at__gte=_stale_before())
+    if not live.update(pause_requested=True):
+        run.refresh_from_db()
         raise RunConflict(f"run {run.pk} is {selectors.run_display_status(run)}: only a running run can be paused")
-    Run.objects.filter(pk=run.pk).update(pause_requested=True)
     run.refresh_from_db()
     return run
 
 
 def run_cancel(*, run: Run) -> Run:
-    """A running run is asked to stop (its worker sees it at the next heartbeat); any other stops now."""
-    if run.status in (RunStatus.CANCELLED, RunStatus.COMPLETED):
+    """A run that is not executing stops now; an executing one is asked to (its worker sees it at the next
+    heartbeat). The status conditions are in the UPDATEs, so a worker claiming the run meanwhile is asked."""
+    idle = Q(status__in=[RunStatus.QUEUED, RunStatus.PAUSED, RunStatus.HALTED, RunStatus.FAILED]) | Q(
+        status=RunStatus.RUNNING, heartbeat_at__lt=_stale_before()
+    )
+    stopped = Run.objects.filter(idle, pk=run.pk).update(
+        status=RunStatus.CANCELLED, claim="", finished_at=Now(), halt_reason="cancelled on request"
+    )
+    if not stopped and not Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(cancel_requested=True):
+        run.refresh_from_db()
         raise RunConflict(f"run {run.pk} is already {run.status}")
-    if run.status == RunStatus.RUNNING and not selectors.run_is_crashed(run):
-        Run.objects.filter(pk=run.pk).update(cancel_requested=True)
-    else:
-        Run.objects.filter(pk=run.pk).update(status=RunStatus.CANCELLED, finished_at=timezone.now(), halt_reason="cancelled on request")
     run.refresh_from_db()
     return run
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit, urlunsplit
 
 import httpx
 
@@ -55,6 +55,17 @@ class Endpoint:
     def upstream_model(self, model: str) -> str:
         return model.removeprefix(self.strip_prefix) if self.strip_prefix else model
 
+    @property
+    def display_url(self) -> str:
+        """The base URL as shown to people and stored with runs: without user:password@ or a ?query,
+        where a key may hide."""
+        url = urlsplit(self.base_url)
+        host = url.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        if url.port:
+            netloc += f":{url.port}"
+        return urlunsplit((url.scheme, netloc, url.path, "", ""))
+
 
 def is_loopback(host: str) -> bool:
     if host in ("localhost", ""):
@@ -69,7 +80,7 @@ def check_endpoint(endpoint: Endpoint) -> None:
     """Refuse to send a key in clear text to another machine; only loopback may use plain HTTP."""
     url = urlparse(endpoint.base_url)
     if url.scheme not in ("http", "https") or not url.hostname:
-        raise ValueError(f"{endpoint.name}: base URL {endpoint.base_url!r} is not an http(s) URL")
+        raise ValueError(f"{endpoint.name}: base URL {endpoint.display_url!r} is not an http(s) URL")
     if endpoint.api_key and url.scheme != "https" and not is_loopback(url.hostname):
         raise ValueError(
             f"{endpoint.name}: refusing to send an API key over plain HTTP to {url.hostname}; use https:// "

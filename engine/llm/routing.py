@@ -125,7 +125,7 @@ def provider_from_environment(
     providers = {name: OpenAICompatibleProvider(endpoint, prices=book) for name, endpoint in endpoints.items()}
     router = ModelRouter(providers, forced=provider)
     router.check(scenario)
-    where = ", ".join(f"{name} at {endpoints[name].base_url}" for name in sorted(providers) if provider in (None, name))
+    where = ", ".join(f"{name} at {endpoints[name].display_url}" for name in sorted(providers) if provider in (None, name))
     unpriced = [m for m in scenario_models(scenario) if not book.is_known(m)]
     note = f"; no price known for {', '.join(unpriced)}: assumed at a high rate, add them to SCENARIOLAB_PRICE_TABLE" if unpriced else ""
     return ProviderChoice(router, f"{where}{note}", False)

@@ -1,3 +1,4 @@
+import asyncio
 import json
 import logging
 
@@ -148,3 +149,28 @@ def test_a_bus_serves_several_event_loops():
     for _ in range(2):
         asyncio.run(bus.emit(EventType.TURN_STARTED, {}, run_id="r"))
     assert [e.seq for e in bus.get_history()] == [1, 2]
+
+
+async def test_an_event_is_delivered_even_when_its_emitter_is_cancelled_while_waiting():
+    bus = EventBus()
+    seen: list[int] = []
+    release = asyncio.Event()
+
+    async def slow(event):
+        if event.seq == 1:
+            await release.wait()  # holds delivery, so the next emitters queue
+        seen.append(event.seq)
+
+    bus.on("*", slow)
+    first = asyncio.create_task(bus.emit(EventType.TURN_STARTED, {"turn": 1}, run_id="r"))
+    await asyncio.sleep(0)
+    waiting = [asyncio.create_task(bus.emit(EventType.COST_INCURRED, {"n": n}, run_id="r")) for n in range(3)]
+    await asyncio.sleep(0)
+    for task in waiting:
+        task.cancel()  # as a cancelled phase cancels its actors' calls
+    release.set()
+    await first
+    await asyncio.gather(*waiting, return_exceptions=True)
+    await asyncio.sleep(0.01)
+
+    assert seen == [1, 2, 3, 4], "numbered events are never lost, and keep their order"

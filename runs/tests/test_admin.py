@@ -73,3 +73,17 @@ def test_actions_cancel_resume_and_download(client, staff):
 def test_people_who_are_not_staff_are_sent_to_sign_in(client):
     client.force_login(User.objects.create_user("reader", password="pw"))
     assert client.get(reverse("admin:runs_run_changelist")).status_code == 302
+
+
+def test_staff_who_may_only_view_runs_cannot_resume_or_cancel_them(client):
+    from django.contrib.auth.models import Permission
+
+    viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_run"))
+    client.force_login(viewer)
+    run = make_run(turns=1)
+    listing = client.get(reverse("admin:runs_run_changelist")).content.decode()
+    assert "download_markdown" in listing and "cancel_runs" not in listing and "resume_runs" not in listing
+    client.post(reverse("admin:runs_run_changelist"), {"action": "cancel_runs", "_selected_action": [run.pk]})
+    run.refresh_from_db()
+    assert run.status == RunStatus.QUEUED

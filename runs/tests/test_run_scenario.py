@@ -52,6 +52,7 @@ def test_json_summary_on_stdout_and_progress_on_stderr():
         (["no-such-scenario"], "No scenario 'no-such-scenario'"),
         (["ai-summit", "--credit-limit", "-1"], "credit limit must be a positive number"),
         (["--resume", "999"], "No run 999"),
+        (["ai-summit", "--turns", "0"], "turns must be between 1 and 1000"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_exit_2(args, expected):

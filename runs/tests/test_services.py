@@ -1,8 +1,11 @@
 """Run services: claiming, pause and resume, cancel, crashes, the credit limit, the zip of Markdown files."""
 
+import asyncio
 import io
+import json
 import zipfile
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -11,7 +14,7 @@ from engine import EventType
 from engine.testing.fake_llm import FakeLLMServer
 from runs import selectors, services
 from runs.models import CostRecord, Decision, Run, RunEvent, RunStatus
-from runs.persistence import load_run_state
+from runs.persistence import compact_ledger, load_run_state
 from runs.tests.factories import make_run
 
 pytestmark = pytest.mark.django_db
@@ -136,3 +139,62 @@ def test_a_worker_without_the_planned_server_fails_the_run_with_the_reason(monke
     assert "no API key or base URL" in done.error and "resume" in done.error
     assert not CostRecord.objects.filter(run=run).exists()
     assert services.run_resume(run=done, enqueue=False).status == RunStatus.QUEUED
+
+
+def test_a_phase_cancelled_with_cost_events_in_line_loses_no_ledger_line_and_no_event():
+    """Ctrl-C lands while several actors' calls have returned and their cost events wait to be stored."""
+    run = make_run(turns=1)
+    controls = services.RunControls()
+
+    def interrupt_at_first_decision_cost(event):
+        if event.type is EventType.COST_INCURRED and event.data["phase"] == "decision":
+            controls.interrupt()
+
+    paused = services.run_execute(run_id=run.pk, progress=interrupt_at_first_decision_cost, controls=controls)
+    saved = json.loads((Path(paused.output_dir) / "state.json").read_text())
+
+    assert paused.status == RunStatus.PAUSED
+    ledger = list(CostRecord.objects.filter(run=run))
+    assert len(ledger) == len(saved["costs"]) == paused.calls
+    assert [r.position for r in ledger] == list(range(len(ledger)))
+    seqs = list(RunEvent.objects.filter(run=run).values_list("seq", flat=True))
+    assert seqs == list(range(1, len(seqs) + 1)), "no numbered event is lost"
+    assert RunEvent.objects.filter(run=run, type=EventType.COST_INCURRED).count() == len(ledger)
+
+
+def test_an_executor_that_lost_its_claim_stops_and_writes_nothing_more(settings):
+    """It looked crashed and the run was handed to another process: the old executor must not go on."""
+    settings.RUN_HEARTBEAT_SECONDS = 0.02
+    run = make_run(turns=3)
+    taken = []
+
+    async def taken_over_after_turn_one(event):
+        if event.type is EventType.TURN_COMPLETED and event.data["turn"] == 1 and not taken:
+            taken.append(await Run.objects.filter(pk=run.pk).aupdate(claim="another-process"))
+            await asyncio.sleep(0.2)  # the next heartbeat notices
+
+    services.run_execute(run_id=run.pk, progress=taken_over_after_turn_one)
+    run.refresh_from_db()
+    assert taken and run.claim == "another-process"
+    assert run.turn <= 1 and run.status == RunStatus.RUNNING, "the old executor saved nothing after losing the claim"
+
+
+def test_the_ledger_is_renumbered_when_a_line_went_missing_before_a_crash():
+    run = services.run_execute(run_id=make_run(turns=1).pk)
+    CostRecord.objects.filter(run=run, position=3).delete()  # a recorder write that failed, then a crash
+    assert compact_ledger(run.pk) == run.calls - 1
+    assert list(CostRecord.objects.filter(run=run).values_list("position", flat=True)) == list(range(run.calls - 1))
+
+
+def test_an_end_turn_already_played_is_refused():
+    run = services.run_execute(run_id=make_run(turns=2).pk)
+    Run.objects.filter(pk=run.pk).update(status=RunStatus.PAUSED)
+    run.refresh_from_db()
+    with pytest.raises(services.RunInputError, match="end turn must be after"):
+        services.run_resume(run=run, max_turns=2)
+
+
+def test_a_queued_run_whose_task_was_lost_can_be_queued_again():
+    run = make_run(turns=1)
+    assert services.run_resume(run=run, enqueue=False).status == RunStatus.QUEUED
+    assert services.run_execute(run_id=run.pk).status == RunStatus.COMPLETED

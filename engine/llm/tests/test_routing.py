@@ -91,3 +91,10 @@ def test_unknown_prices_are_flagged_at_start(summit):
     odd = with_model(summit, "acme/never-heard-of-it")
     choice = provider_from_environment(odd, env={"OPENROUTER_API_KEY": "k"})
     assert "no price known for acme/never-heard-of-it" in choice.description
+
+
+def test_what_people_see_of_a_server_never_carries_a_key_hidden_in_its_url(summit):
+    env = {"SCENARIOLAB_LLM_BASE_URL": "http://user:sekrit@127.0.0.1:8080/v1?api-key=sekrit2"}
+    choice = provider_from_environment(summit, env=env)
+    assert "127.0.0.1:8080/v1" in choice.description
+    assert "sekrit" not in choice.description and "user" not in choice.description

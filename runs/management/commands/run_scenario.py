@@ -79,7 +79,14 @@ class Command(BaseCommand):
             return
         self.credit_limit = run.credit_limit
         controls = services.RunControls()
-        previous = signal.signal(signal.SIGINT, lambda *_: controls.interrupt())
+
+        def on_ctrl_c(*_) -> None:
+            # The first Ctrl-C pauses cleanly (the run is saved); a second one quits at once, as usual.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            self.say(self.style.WARNING("Pausing after saving the run (Ctrl-C again to quit at once)…"))
+            controls.interrupt()
+
+        previous = signal.signal(signal.SIGINT, on_ctrl_c)
         try:
             executed = services.run_execute(run_id=run.pk, progress=self.progress, controls=controls)
         finally:
@@ -106,7 +113,7 @@ class Command(BaseCommand):
         try:
             plan = services.run_plan(
                 config=config,
-                turns=options["turns"] or options["end_turn"],
+                turns=options["turns"] if options["turns"] is not None else options["end_turn"],
                 credit_limit=options["credit_limit"],
                 seed=options["seed"],
                 model=options["model"] or "",
@@ -128,7 +135,9 @@ class Command(BaseCommand):
         run = selectors.run_get(run_id=options["resume"])
         if run is None:
             raise bad_input(f"No run {options['resume']}.")
-        max_turns = options["end_turn"] or (run.turn + options["turns"] if options["turns"] else None)
+        if options["turns"] is not None and options["turns"] < 1:
+            raise bad_input(f"--turns must be at least 1, not {options['turns']}")
+        max_turns = options["end_turn"] if options["turns"] is None else run.turn + options["turns"]
         try:
             run = services.run_resume(run=run, credit_limit=options["credit_limit"], max_turns=max_turns, enqueue=False)
         except (services.RunConflict, services.RunInputError) as exc:
