@@ -36,6 +36,7 @@ from engine.scenario.schema import Scenario as ScenarioConfig
 from engine.state import RunStatus as EngineStatus
 from engine.views.markdown import run_views
 from runs import selectors
+from runs.live import LivePublisher
 from runs.models import Run, RunEvent, RunStatus, Turn
 from runs.persistence import OrmPersistence, RunEventRecorder, compact_ledger, load_run_state
 
@@ -269,6 +270,8 @@ async def _execute(run: Run, claim: str, config: ScenarioConfig, provider: LLMPr
     last_seq = (await RunEvent.objects.filter(run=run).aaggregate(n=Max("seq")))["n"] or 0
     bus.resume_sequence(run.engine_run_id, last_seq)
     bus.on("*", RunEventRecorder(run.pk, ledger_size=ledger_size))  # first: watchers see only what is stored
+    publisher = LivePublisher(run.pk)
+    bus.on("*", publisher)  # then pages, through the channel layer
     if progress is not None:
         bus.on("*", progress)
     orchestrator = ScenarioOrchestrator(
@@ -286,6 +289,7 @@ async def _execute(run: Run, claim: str, config: ScenarioConfig, provider: LLMPr
         return state.with_status(EngineStatus.FAILED, error=str(exc))
     finally:
         heartbeat.cancel()
+        await publisher.close()
 
 
 def _beat(run_id: int, claim: str) -> tuple[bool, bool] | None:

@@ -1,0 +1,87 @@
+"""The run socket: one group per run; stored events after the page's seq first, then live ones, never twice.
+
+The consumer sends each event once, in seq order, whatever the channel layer does: it joins the run's
+group before reading the store, so nothing falls between the two; a relayed event it already sent is
+dropped; a relayed event that skips seqs (the layer dropped some) makes it read the missing ones from
+`RunEvent` first. A page reconnecting asks for everything after the last seq it applied.
+"""
+
+from __future__ import annotations
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from runs import selectors
+from runs.live import event_fragments, run_group
+from runs.models import Run, RunEvent
+
+CATCH_UP_BATCH = 200
+
+
+@database_sync_to_async
+def _visible_run(run_id: int, user) -> Run | None:
+    run = Run.objects.filter(pk=run_id).first()
+    return run if run is not None and selectors.run_visible_to(run, user) else None
+
+
+@database_sync_to_async
+def _stored_after(run_id: int, seq: int) -> list[dict]:
+    rows = RunEvent.objects.filter(run_id=run_id, seq__gt=seq).order_by("seq")[:CATCH_UP_BATCH]
+    return [{"seq": e.seq, "type": e.type, "data": e.data} for e in rows]
+
+
+class RunConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        self.run_id = int(self.scope["url_route"]["kwargs"]["pk"])
+        run = await _visible_run(self.run_id, self.scope.get("user"))
+        if run is None:
+            await self.close(code=4403)  # the same answer for "no such run" and "not yours"
+            return
+        self.names = {a["short_name"]: a["name"] for a in run.actors}
+        self.max_turns = run.max_turns
+        self.last_seq = _after(self.scope.get("query_string", b""))
+        await self.channel_layer.group_add(run_group(self.run_id), self.channel_name)
+        await self.accept()
+        await self.catch_up()
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "last_seq"):
+            await self.channel_layer.group_discard(run_group(self.run_id), self.channel_name)
+
+    async def receive_json(self, content, **kwargs) -> None:
+        # The page may ask again for everything after a seq (after it noticed a gap of its own).
+        if isinstance(content, dict) and isinstance(content.get("after"), int) and content["after"] >= 0:
+            self.last_seq = min(self.last_seq, content["after"])
+            await self.catch_up()
+
+    async def catch_up(self) -> None:
+        while events := await _stored_after(self.run_id, self.last_seq):
+            for event in events:
+                await self.send_event(event)
+            if len(events) < CATCH_UP_BATCH:
+                return
+
+    async def run_event(self, message: dict) -> None:
+        """A relayed event (group_send type "run.event")."""
+        event = message["event"]
+        if event["seq"] <= self.last_seq:
+            return
+        if event["seq"] > self.last_seq + 1:
+            await self.catch_up()  # fills the gap from the store, this event included once it is stored
+            if event["seq"] <= self.last_seq:
+                return
+        await self.send_event(event)
+
+    async def send_event(self, event: dict) -> None:
+        await self.send_json(event_fragments(event, names=self.names, max_turns=self.max_turns))
+        self.last_seq = event["seq"]
+
+
+def _after(query_string: bytes) -> int:
+    from urllib.parse import parse_qs
+
+    values = parse_qs(query_string.decode("latin-1")).get("after", ["0"])
+    try:
+        return max(0, int(values[0]))
+    except ValueError:
+        return 0

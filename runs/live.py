@@ -1,0 +1,186 @@
+"""Live run pages: the worker's publisher, the HTML fragments each event becomes, and the page's first state.
+
+A page shows a snapshot taken at a seq S (the rows as the last save left them, and the ledger lines of
+events up to S), then applies every event after S: first the stored ones (catch-up from `RunEvent`), then
+live ones relayed by the channel layer. Fragments carry stable element ids, so an event applied to a page
+that already shows its effect replaces rather than repeats it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from typing import Any
+
+from channels.layers import get_channel_layer
+from django.db.models import Max, Q
+from django.template.loader import render_to_string
+
+from engine import Event, EventType
+from runs import selectors
+from runs.models import Communication, CostRecord, Decision, MetricRecord, Run, RunEvent, Turn, ValidationResult
+
+logger = logging.getLogger(__name__)
+
+LIFECYCLE = {
+    EventType.SCENARIO_STARTED, EventType.SCENARIO_RESUMED, EventType.SCENARIO_PAUSED, EventType.SCENARIO_HALTED,
+    EventType.SCENARIO_CANCELLED, EventType.SCENARIO_COMPLETED, EventType.SCENARIO_FAILED,
+}
+
+
+def run_group(run_id: int) -> str:
+    return f"run-{run_id}"
+
+
+class LivePublisher:
+    """A bus subscriber, after the recorder: hands each stored event to the channel layer.
+
+    Sending happens in a task of its own, in order, so a slow channel layer never slows the run; a send
+    that fails costs nothing but latency, because pages catch up from `RunEvent`."""
+
+    def __init__(self, run_id: int, layer=None) -> None:
+        self.group = run_group(run_id)
+        self.layer = layer if layer is not None else get_channel_layer()
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._task: asyncio.Task | None = None
+
+    async def __call__(self, event: Event) -> None:
+        if self.layer is None:
+            return
+        if self._task is None:
+            self._task = asyncio.create_task(self._send_in_order())
+        self._queue.put_nowait(event)
+
+    async def _send_in_order(self) -> None:
+        while (event := await self._queue.get()) is not None:
+            try:
+                await self.layer.group_send(self.group, {"type": "run.event", "event": event.to_dict()})
+            except Exception:  # noqa: BLE001 - the page catches up from the store
+                logger.warning("could not relay event %s of %s", event.seq, self.group, exc_info=True)
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Send what is queued (for at most `timeout` seconds), then stop."""
+        if self._task is None:
+            return
+        self._queue.put_nowait(None)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        except TimeoutError:
+            self._task.cancel()
+
+
+# ---- the page's first state ----------------------------------------------------------------------------------
+def snapshot_seq(run: Run) -> int:
+    """The seq the stored rows correspond to: the last state_saved event (0 before the first save)."""
+    return RunEvent.objects.filter(run=run, type=EventType.STATE_SAVED).aggregate(n=Max("seq"))["n"] or 0
+
+
+def cost_breakdown_at(run: Run, seq: int) -> dict[str, Any]:
+    """Totals of the ledger lines announced up to `seq` (and lines booked at a save, which have no event)."""
+    lines = CostRecord.objects.filter(run=run).filter(Q(seq__lte=seq) | Q(seq__isnull=True))
+    by_actor: dict[str, float] = defaultdict(float)
+    by_phase: dict[str, float] = defaultdict(float)
+    total, tokens, calls = 0.0, 0, 0
+    for actor, phase, cost, inp, out in lines.values_list("actor", "phase", "cost", "input_tokens", "output_tokens"):
+        by_actor[actor or "world"] += cost
+        by_phase[phase] += cost
+        total += cost
+        tokens += inp + out
+        calls += 1
+    return {"total": total, "tokens": tokens, "calls": calls, "by_actor": dict(sorted(by_actor.items())),
+            "by_phase": dict(sorted(by_phase.items()))}
+
+
+def run_page_context(*, run: Run) -> dict[str, Any]:
+    """Everything the run page shows on first load, consistent with `after_seq`."""
+    seq = snapshot_seq(run)
+    names = {a["short_name"]: a["name"] for a in run.actors}
+    turns: dict[int, dict[str, Any]] = {}
+
+    def turn(n: int) -> dict[str, Any]:
+        return turns.setdefault(n, {"number": n, "world": None, "messages": [], "decisions": []})
+
+    for t in Turn.objects.filter(run=run).exclude(turn=0):
+        turn(t.turn)["world"] = t
+    for m in Communication.objects.filter(run=run):
+        turn(m.turn)["messages"].append(m)
+    for d in Decision.objects.filter(run=run):
+        turn(d.turn)["decisions"].append(d)
+    metrics = list(MetricRecord.objects.filter(run=run).values("turn", "name", "actor", "value"))
+    return {
+        "run": run,
+        "status": selectors.run_display_status(run),
+        "resumable": selectors.run_is_resumable(run),
+        "after_seq": seq,
+        "initial_world": Turn.objects.filter(run=run, turn=0).first(),
+        "turns": [turns[n] for n in sorted(turns)],
+        "names": names,
+        "models": sorted({a["model"] for a in run.actors} | {run.snapshot["config"].get("world_state_model", "")} - {""}),
+        "costs": cost_breakdown_at(run, seq),
+        "metrics": [{**m, "value": m["value"] if isinstance(m["value"], (int, float)) else None} for m in metrics],
+        "findings": list(ValidationResult.objects.filter(run=run, passed=False)),
+        "checks_passed": ValidationResult.objects.filter(run=run, passed=True).count(),
+    }
+
+
+# ---- what an event does to a page -----------------------------------------------------------------------------
+def _fragment(target: str, template: str, context: dict[str, Any], mode: str = "upsert") -> dict[str, str]:
+    """`upsert`: the fragment's root element replaces the page's element of the same id, or is appended
+    to `target`; `ensure`: appended only if no element has its id."""
+    return {"target": target, "mode": mode, "html": render_to_string(template, context)}
+
+
+def event_fragments(event: dict[str, Any], *, names: dict[str, str], max_turns: int) -> dict[str, Any]:
+    """The message a page receives for one stored event: its seq and type, the HTML fragments it adds or
+    replaces (rendered here, from the same partials as the page), and the numbers scripts update."""
+    kind, data = event["type"], event["data"]
+    turn = data.get("turn")
+    out: dict[str, Any] = {"seq": event["seq"], "type": kind, "fragments": [], "data": {}}
+    if kind == EventType.TURN_STARTED:
+        out["fragments"].append(_turn_section(turn))
+        out["data"] = {"playing": turn, "max_turns": max_turns}
+    elif kind == EventType.COMMUNICATION_SENT:
+        message = {"message_id": data["id"], "turn": turn, "kind": data["kind"], "sender": data["sender"],
+                   "recipients": data["recipients"], "content": data["content"], "in_reply_to": data["in_reply_to"]}
+        out["fragments"] += _turn_then(turn, _fragment(f"#turn-{turn}-messages", "runs/partials/message.html",
+                                                       {"message": message, "names": names}))
+    elif kind == EventType.ACTOR_DECISION_COMPLETED:
+        decision = {"turn": turn, "actor": data["actor"], "action": data.get("action", ""),
+                    "reasoning": data.get("reasoning", ""), "short_term_priorities": data.get("short_term_priorities", []),
+                    "model": data.get("model", "")}
+        out["fragments"] += _turn_then(turn, _fragment(f"#turn-{turn}-decisions", "runs/partials/decision.html",
+                                                       {"decision": decision, "names": names}))
+    elif kind == EventType.WORLD_STATE_UPDATED:
+        out["fragments"] += _turn_then(turn, _fragment(f"#turn-{turn}-world", "runs/partials/world.html",
+                                                       {"world": {"turn": turn, "world_state": data["content"]}}))
+    elif kind == EventType.VALIDATION_FAILED:
+        finding = {**data, "check_name": data.get("check", "")}
+        out["fragments"].append(_fragment("#findings", "runs/partials/finding.html", {"finding": finding, "names": names}))
+    elif kind == EventType.TURN_COMPLETED:
+        out["data"] = {"completed": turn, "max_turns": max_turns}
+    elif kind == EventType.COST_INCURRED:
+        out["data"] = {"actor": data["actor"] or "world", "phase": data["phase"], "cost": data["cost"],
+                       "tokens": data["input_tokens"] + data["output_tokens"]}
+    elif kind == EventType.METRIC_RECORDED:
+        out["data"] = {"turn": turn, "name": data["name"], "actor": data.get("actor"), "value": data["value"]}
+    elif kind in LIFECYCLE:
+        out["data"] = {"status": STATUS_AFTER[kind], "reason": data.get("reason") or data.get("error") or ""}
+    return out
+
+
+STATUS_AFTER = {
+    EventType.SCENARIO_STARTED: "running", EventType.SCENARIO_RESUMED: "running", EventType.SCENARIO_PAUSED: "paused",
+    EventType.SCENARIO_HALTED: "halted", EventType.SCENARIO_CANCELLED: "cancelled",
+    EventType.SCENARIO_COMPLETED: "completed", EventType.SCENARIO_FAILED: "failed",
+}
+
+
+def _turn_section(turn: int) -> dict[str, str]:
+    # "ensure": inserted only where missing, since the section holds what later events add to it.
+    return _fragment("#feed", "runs/partials/turn.html", {"turn": {"number": turn}}, "ensure")
+
+
+def _turn_then(turn: int, fragment: dict[str, str]) -> list[dict[str, str]]:
+    """A turn section first (a page that missed turn_started, or never saw it, still gets one)."""
+    return [_turn_section(turn), fragment]

@@ -1,0 +1,123 @@
+"""The run socket with Channels' WebsocketCommunicator: who may listen, and gap-free, duplicate-free delivery."""
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser, User
+
+from runs import services
+from runs.live import run_group
+from runs.models import RunEvent
+from runs.routing import websocket_urlpatterns
+from runs.tests.factories import make_run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
+@pytest.fixture(autouse=True)
+def in_memory_layer(settings):
+    settings.CHANNEL_LAYERS = IN_MEMORY
+
+
+@pytest.fixture
+def played():
+    """An owner and a finished one-turn run of theirs, its events stored."""
+    owner = User.objects.create_user("owner", password="pw")
+    run = make_run(turns=1, owner=owner)
+    services.run_execute(run_id=run.pk)
+    return owner, run
+
+
+async def connect(run, user, after=None):
+    path = f"/ws/runs/{run.pk}/" + (f"?after={after}" if after is not None else "")
+    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), path)
+    communicator.scope["user"] = user
+    connected, code = await communicator.connect()
+    return communicator, connected, code
+
+
+async def receive_all(communicator, timeout=0.5):
+    got = []
+    while not await communicator.receive_nothing(timeout=timeout):
+        got.append(await communicator.receive_json_from())
+    return got
+
+
+@pytest.mark.parametrize("who", ["anonymous", "other"])
+async def test_anonymous_and_foreign_users_are_refused(played, who):
+    owner, run = played
+    user = AnonymousUser() if who == "anonymous" else await sync_to_async(User.objects.create_user)("other", password="pw")
+    communicator, connected, code = await connect(run, user)
+    assert not connected and code == 4403
+
+
+@pytest.mark.parametrize("who", ["owner", "staff"])
+async def test_owner_and_staff_get_every_stored_event_in_order(played, who):
+    owner, run = played
+    user = owner if who == "owner" else await sync_to_async(User.objects.create_user)("staff", password="pw", is_staff=True)
+    communicator, connected, _ = await connect(run, user)
+    assert connected
+    got = await receive_all(communicator)
+    stored = await sync_to_async(lambda: list(RunEvent.objects.filter(run=run).values_list("seq", flat=True)))()
+    assert [m["seq"] for m in got] == stored
+    await communicator.disconnect()
+
+
+async def test_catch_up_after_a_seq_returns_exactly_the_missing_events(played):
+    owner, run = played
+    stored = await sync_to_async(lambda: list(RunEvent.objects.filter(run=run).values_list("seq", "type")))()
+    after = len(stored) // 2
+    communicator, connected, _ = await connect(run, owner, after=after)
+    got = await receive_all(communicator)
+    assert [(m["seq"], m["type"]) for m in got] == [s for s in stored if s[0] > after]
+    decision = next(m for m in got if m["type"] == "actor_decision_completed")
+    assert any(f["target"].endswith("-decisions") and "decision-1-" in f["html"] for f in decision["fragments"])
+    await communicator.disconnect()
+
+
+async def test_live_events_are_not_repeated_and_a_dropped_one_is_filled_from_the_store(played):
+    owner, run = played
+    last = await sync_to_async(lambda: RunEvent.objects.filter(run=run).count())()
+    communicator, _, _ = await connect(run, owner, after=last)
+    assert await communicator.receive_nothing(timeout=0.2)
+    layer = get_channel_layer()
+
+    def live(seq):
+        return {"type": "run.event", "event": {"seq": seq, "type": "turn_completed", "data": {"turn": 1}}}
+
+    async def store(seq):
+        await sync_to_async(RunEvent.objects.create)(run=run, seq=seq, type="turn_completed", data={"turn": 1},
+                                                     timestamp="2026-01-01T00:00:00Z")
+
+    await store(last + 1)
+    await layer.group_send(run_group(run.pk), live(last + 1))
+    await layer.group_send(run_group(run.pk), live(last + 1))  # relayed twice
+    await store(last + 2)  # stored, but the layer drops it
+    await store(last + 3)
+    await layer.group_send(run_group(run.pk), live(last + 3))
+
+    got = await receive_all(communicator)
+    assert [m["seq"] for m in got] == [last + 1, last + 2, last + 3]
+    await communicator.disconnect()
+
+
+async def test_a_page_may_ask_again_after_its_last_applied_seq(played):
+    owner, run = played
+    communicator, _, _ = await connect(run, owner)
+    first = await receive_all(communicator)
+    await communicator.send_json_to({"after": first[-1]["seq"] - 3})
+    again = await receive_all(communicator)
+    assert [m["seq"] for m in again] == [m["seq"] for m in first[-3:]]
+    await communicator.disconnect()
+
+
+async def test_a_socket_from_another_site_is_refused(played):
+    from scenariolab_site.asgi import application
+
+    owner, run = played
+    communicator = WebsocketCommunicator(application, f"/ws/runs/{run.pk}/", headers=[(b"origin", b"https://evil.example")])
+    connected, _ = await communicator.connect()
+    assert not connected
