@@ -83,7 +83,7 @@ class FakeLLMServer:
         fault_kinds: Sequence[str] = DEFAULT_RANDOM_FAULTS, seed: int = 0, retry_after: float = 1,
         hang_seconds: float = 30.0, models: Sequence[str] = ("fake-model",), api_key: str | None = None,
         report_cost: bool = False, prompt_price: float = 1e-6, completion_price: float = 2e-6,
-        response_formats: Sequence[str] = RESPONSE_FORMATS,
+        response_formats: Sequence[str] = RESPONSE_FORMATS, text_suffix: str = "",
     ) -> None:
         if not 0 <= fault_rate <= 1:
             raise ValueError("fault_rate must be within 0..1")
@@ -95,6 +95,9 @@ class FakeLLMServer:
         self._api_key, self.report_cost = api_key, report_cost  # the key is never printed, echoed or logged
         self.prompt_price, self.completion_price = prompt_price, completion_price
         self.response_formats = tuple(response_formats)
+        # Appended to every free-text value of every answer: how a test makes the "model" say something
+        # particular (hostile HTML, a marker), without touching enum-like values the schema constrains.
+        self.text_suffix = text_suffix
         # In thread mode stats and the script are read and changed from other threads, hence the lock.
         self._lock = threading.Lock()
         self._script: deque[str | None] = deque(_check_faults(faults or []))
@@ -391,7 +394,7 @@ class FakeLLMServer:
         # Seeded by the request and the server seed (a str seed is hashed stably across runs, unlike hash()).
         rng = random.Random(f"{chat.digest()}:{self.seed}")
         if chat.schema is not None:
-            instance = build_instance(chat.schema, rng)
+            instance = _with_suffix(build_instance(chat.schema, rng), self.text_suffix)
             text = json.dumps(violate_schema(chat.schema, instance) if fault == "invalid_schema" else instance)
         elif chat.json_mode:
             answer = {"answer": sentence(rng, "answer"), "confidence": round(rng.uniform(0.5, 0.95), 2)}
@@ -401,7 +404,7 @@ class FakeLLMServer:
         else:
             users = [m for m in chat.messages if m.get("role") == "user"]
             number = users and "only a number" in message_text(users[-1]).lower()
-            text = f"{rng.randint(10, 90) / 10:g}" if number else markdown_answer(rng)
+            text = f"{rng.randint(10, 90) / 10:g}" if number else markdown_answer(rng) + self.text_suffix
         return truncate_answer(text) if fault == "truncated_json" else text
 
     async def _stream(self, writer: asyncio.StreamWriter, chat: ChatRequest, content: str | None,
@@ -426,6 +429,18 @@ class FakeLLMServer:
         await writer.drain()
 
 
+def _with_suffix(value: Any, suffix: str) -> Any:
+    if not suffix:
+        return value
+    if isinstance(value, str):
+        return value + suffix if " " in value else value  # prose, not an identifier or an enum value
+    if isinstance(value, list):
+        return [_with_suffix(item, suffix) for item in value]
+    if isinstance(value, dict):
+        return {key: _with_suffix(item, suffix) for key, item in value.items()}
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve a fake OpenAI-compatible LLM on 127.0.0.1.")
     parser.add_argument("--host", default="127.0.0.1")
@@ -436,10 +451,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--report-cost", action="store_true", help="report usage.cost, as OpenRouter does")
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
+    parser.add_argument("--text-suffix", default="", help="appended to every free-text value of every answer")
     args = parser.parse_args(argv)
     server = FakeLLMServer(host=args.host, port=args.port, latency=args.latency, fault_rate=args.fault_rate,
                            fault_kinds=[kind for kind in args.fault_kinds.split(",") if kind], seed=args.seed,
-                           report_cost=args.report_cost, api_key=args.api_key)
+                           report_cost=args.report_cost, api_key=args.api_key, text_suffix=args.text_suffix)
 
     async def serve() -> None:
         async with server:

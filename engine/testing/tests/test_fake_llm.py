@@ -343,3 +343,18 @@ def test_cli_prints_the_base_url_and_serves():
 
 def test_every_fault_kind_is_documented_in_stats():
     assert len(FakeLLMServer().stats["faults"]) == len(FAULT_KINDS)
+
+
+def test_a_text_suffix_reaches_every_prose_value_and_no_enum():
+    server = FakeLLMServer(text_suffix=" <b>MARK</b>").start_in_thread()
+    try:
+        schema = {"type": "object", "properties": {"kind": {"type": "string", "enum": ["bilateral", "public"]},
+                                                   "text": {"type": "string"}}, "required": ["kind", "text"]}
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": schema}}}
+        answer = httpx.post(f"{server.base_url}/chat/completions", json=body).json()
+    finally:
+        server.stop()
+    data = json.loads(answer["choices"][0]["message"]["content"])
+    assert data["kind"] in ("bilateral", "public")
+    assert data["text"].endswith(" <b>MARK</b>")
