@@ -7,7 +7,7 @@ from django.http import HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from runs import selectors, services
+from runs import live, selectors, services
 from runs.forms import RunStartForm
 from runs.models import CostRecord, Decision, Run, Turn
 
@@ -78,6 +78,16 @@ class RunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False  # a run's records are what happened: read-only
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # The live panel: the same socket and script as the run page, from the same snapshot seq.
+        run = Run.objects.filter(pk=object_id).first()
+        if run is not None:
+            seq = live.snapshot_seq(run)
+            extra_context = {**(extra_context or {}), "live": {
+                "after_seq": seq, "costs": live.cost_breakdown_at(run, seq), "status": selectors.run_display_status(run),
+            }}
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in Run._meta.fields if f.name != "snapshot"]

@@ -27,7 +27,7 @@ def _visible_run(run_id: int, user) -> Run | None:
 @database_sync_to_async
 def _stored_after(run_id: int, seq: int) -> list[dict]:
     rows = RunEvent.objects.filter(run_id=run_id, seq__gt=seq).order_by("seq")[:CATCH_UP_BATCH]
-    return [{"seq": e.seq, "type": e.type, "data": e.data} for e in rows]
+    return [{"seq": e.seq, "type": e.type, "data": e.data, "timestamp": e.timestamp.timestamp()} for e in rows]
 
 
 class RunConsumer(AsyncJsonWebsocketConsumer):
@@ -61,16 +61,16 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
             if len(events) < CATCH_UP_BATCH:
                 return
 
-    async def run_event(self, message: dict) -> None:
-        """A relayed event (group_send type "run.event")."""
-        event = message["event"]
-        if event["seq"] <= self.last_seq:
-            return
-        if event["seq"] > self.last_seq + 1:
-            await self.catch_up()  # fills the gap from the store, this event included once it is stored
+    async def run_events(self, message: dict) -> None:
+        """Relayed events (group_send type "run.events"), in seq order."""
+        for event in message["events"]:
             if event["seq"] <= self.last_seq:
-                return
-        await self.send_event(event)
+                continue
+            if event["seq"] > self.last_seq + 1:
+                await self.catch_up()  # fills the gap from the store, this event included once it is stored
+                if event["seq"] <= self.last_seq:
+                    continue
+            await self.send_event(event)
 
     async def send_event(self, event: dict) -> None:
         await self.send_json(event_fragments(event, names=self.names, max_turns=self.max_turns))

@@ -29,6 +29,9 @@ LIFECYCLE = {
 }
 
 
+BATCH = 100  # events in one relayed message at most
+
+
 def run_group(run_id: int) -> str:
     return f"run-{run_id}"
 
@@ -53,11 +56,22 @@ class LivePublisher:
         self._queue.put_nowait(event)
 
     async def _send_in_order(self) -> None:
-        while (event := await self._queue.get()) is not None:
+        """One message per batch: what queued up while the last send was in flight goes out together, so a
+        burst of events (a phase's calls returning at once) costs the layer one write, not dozens."""
+        done = False
+        while not done:
+            batch = [await self._queue.get()]
+            while not self._queue.empty() and len(batch) < BATCH:
+                batch.append(self._queue.get_nowait())
+            if batch[-1] is None:
+                done = True
+                batch.pop()
+            if not batch:
+                continue
             try:
-                await self.layer.group_send(self.group, {"type": "run.event", "event": event.to_dict()})
+                await self.layer.group_send(self.group, {"type": "run.events", "events": [e.to_dict() for e in batch]})
             except Exception:  # noqa: BLE001 - the page catches up from the store
-                logger.warning("could not relay event %s of %s", event.seq, self.group, exc_info=True)
+                logger.warning("could not relay events %s-%s of %s", batch[0].seq, batch[-1].seq, self.group, exc_info=True)
 
     async def close(self, timeout: float = 5.0) -> None:
         """Send what is queued (for at most `timeout` seconds), then stop."""
@@ -108,6 +122,7 @@ def run_page_context(*, run: Run) -> dict[str, Any]:
     for d in Decision.objects.filter(run=run):
         turn(d.turn)["decisions"].append(d)
     metrics = list(MetricRecord.objects.filter(run=run).values("turn", "name", "actor", "value"))
+    costs = cost_breakdown_at(run, seq)
     return {
         "run": run,
         "status": selectors.run_display_status(run),
@@ -117,7 +132,8 @@ def run_page_context(*, run: Run) -> dict[str, Any]:
         "turns": [turns[n] for n in sorted(turns)],
         "names": names,
         "models": sorted({a["model"] for a in run.actors} | {run.snapshot["config"].get("world_state_model", "")} - {""}),
-        "costs": cost_breakdown_at(run, seq),
+        "costs": costs,
+        "cost_tables": [("actor", "actor", costs["by_actor"]), ("phase", "phase", costs["by_phase"])],
         "metrics": [{**m, "value": m["value"] if isinstance(m["value"], (int, float)) else None} for m in metrics],
         "findings": list(ValidationResult.objects.filter(run=run, passed=False)),
         "checks_passed": ValidationResult.objects.filter(run=run, passed=True).count(),
@@ -136,7 +152,7 @@ def event_fragments(event: dict[str, Any], *, names: dict[str, str], max_turns: 
     replaces (rendered here, from the same partials as the page), and the numbers scripts update."""
     kind, data = event["type"], event["data"]
     turn = data.get("turn")
-    out: dict[str, Any] = {"seq": event["seq"], "type": kind, "fragments": [], "data": {}}
+    out: dict[str, Any] = {"seq": event["seq"], "type": kind, "timestamp": event.get("timestamp"), "fragments": [], "data": {}}
     if kind == EventType.TURN_STARTED:
         out["fragments"].append(_turn_section(turn))
         out["data"] = {"playing": turn, "max_turns": max_turns}

@@ -131,14 +131,22 @@ else:
 
 # ---- channel layer (live pages) ----------------------------------------------------------------------------
 # Channels' in-memory layer does not cross processes, and a worker publishes what a web process relays.
+# A page that falls behind a burst of events (about 90 a turn) must not overflow: the default of 100 pending
+# messages per socket is raised. What a layer drops anyway, pages fetch from RunEvent.
+CHANNEL_CAPACITY = 1000
 if REDIS_URL:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                                  "CONFIG": {"hosts": [REDIS_URL], "capacity": CHANNEL_CAPACITY}}}
 else:
     INSTALLED_APPS.append("channels_lite")
-    DATABASES["channels"] = sqlite(Path(os.environ.get("SCENARIOLAB_CHANNELS_PATH", DATA_DIR / "channels.sqlite3")))
+    DATABASES["channels"] = sqlite(
+        Path(os.environ.get("SCENARIOLAB_CHANNELS_PATH", DATA_DIR / "channels.sqlite3")),
+        test_path=os.environ.get("SCENARIOLAB_TEST_CHANNELS_PATH"),
+    )
     DATABASE_ROUTERS = ["scenariolab_site.db_routers.ChannelLayerRouter"]
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_lite.layers.core.SQLiteChannelLayer", "CONFIG": {"database": "channels"}}
+        "default": {"BACKEND": "channels_lite.layers.core.SQLiteChannelLayer",
+                    "CONFIG": {"database": "channels", "capacity": CHANNEL_CAPACITY}}
     }
 
 # ---- runs --------------------------------------------------------------------------------------------------

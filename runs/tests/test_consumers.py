@@ -85,8 +85,8 @@ async def test_live_events_are_not_repeated_and_a_dropped_one_is_filled_from_the
     assert await communicator.receive_nothing(timeout=0.2)
     layer = get_channel_layer()
 
-    def live(seq):
-        return {"type": "run.event", "event": {"seq": seq, "type": "turn_completed", "data": {"turn": 1}}}
+    def live(*seqs):
+        return {"type": "run.events", "events": [{"seq": seq, "type": "turn_completed", "data": {"turn": 1}} for seq in seqs]}
 
     async def store(seq):
         await sync_to_async(RunEvent.objects.create)(run=run, seq=seq, type="turn_completed", data={"turn": 1},

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 
 MANAGE = Path(settings.BASE_DIR) / "manage.py"
 
@@ -21,6 +21,8 @@ def worker_environment(**extra: str) -> dict[str, str]:
     name = connection.settings_dict["NAME"]
     if connection.vendor == "sqlite":
         env["SCENARIOLAB_DATABASE_PATH"] = str(name)
+    if "channels" in connections:  # the embedded profile's channel layer: the test's copy, when it has one
+        env["SCENARIOLAB_CHANNELS_PATH"] = str(connections["channels"].settings_dict["NAME"])
     else:
         url = os.environ["DATABASE_URL"]
         env["DATABASE_URL"] = url[: url.rindex("/") + 1] + name

@@ -1,0 +1,175 @@
+"""Live-update latency: from an event emitted in a worker process to the run page's DOM showing it.
+
+    .venv/bin/python bench/live_latency.py [--events 200] [--database-url postgres://…] [--redis-url redis://…]
+
+For each profile (embedded: SQLite files and the SQLite channel layer; scale-out: PostgreSQL, Redis-backed
+Huey and channels-redis) it starts the web server (daphne) and a Huey worker as separate processes, opens a
+queued run's page in Chromium, starts the run, and records for every event the page applies the time from
+the worker's emit (the event's timestamp) to the page's `run:event` notification, on the same clock.
+The run is played against the loopback fake LLM server (50 ms a call), so events arrive at a realistic pace.
+Prints p50/p95 per profile and writes bench/results-live.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+CHROMIUM = os.environ.get("SCENARIOLAB_CHROMIUM", "/usr/bin/chromium")
+TARGET_P95_MS = 250
+COLLECT = """
+window.__latencies = [];
+document.addEventListener("run:event", function (e) {
+  if (e.detail.timestamp) window.__latencies.push(Date.now() - e.detail.timestamp * 1000);
+});
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float = 60) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def measure(events: int) -> dict:
+    """In a process whose environment chose the profile: serve, work, watch, time."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scenariolab_site.settings")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs a loop in this thread
+    django.setup()
+    from django.conf import settings
+    from django.contrib.auth.models import User
+    from django.core.management import call_command
+    from playwright.sync_api import sync_playwright
+
+    from engine import Scenario
+    from engine.testing.fake_llm import FakeLLMServer
+    from runs.models import RunEvent
+    from runs.services import run_create, run_enqueue, run_plan
+
+    call_command("migrate", verbosity=0)
+    if "channels" in settings.DATABASES:
+        call_command("migrate", database="channels", verbosity=0)
+    user = User.objects.create_user("bench", password="bench-password-1")
+    llm = FakeLLMServer(latency=0.05).start_in_thread()
+    os.environ["SCENARIOLAB_LLM_BASE_URL"] = llm.base_url
+    config = Scenario.load(ROOT / "scenarios" / "library" / "ai-summit")
+    turns = max(1, -(-events // 60))  # 60 to 100 events a turn
+    run = run_create(plan=run_plan(config=config, turns=turns, use_cache=False), slug="ai-summit", owner=user)
+
+    port = free_port()
+    env = {**os.environ}
+    processes = [
+        subprocess.Popen([sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"], cwd=ROOT, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen([sys.executable, "manage.py", "run_huey"], cwd=ROOT, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+    ]
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{base}/accounts/login/")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM)
+            page = browser.new_page()
+            page.add_init_script(COLLECT)
+            page.goto(f"{base}/accounts/login/")
+            page.fill("input[name=username]", "bench")
+            page.fill("input[name=password]", "bench-password-1")
+            page.click("form button[type=submit]")
+            page.wait_for_load_state()
+            page.goto(f"{base}/runs/{run.pk}/")
+            page.wait_for_function("document.getElementById('live-indicator').textContent === 'live'")
+            run_enqueue(run=run)  # the page is listening before the first event
+            page.wait_for_selector("#run-status.status-completed", timeout=300_000)
+            latencies = page.evaluate("window.__latencies")
+            browser.close()
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(10)
+        llm.stop()
+    stored = RunEvent.objects.filter(run=run).count()
+    ordered = sorted(latencies[:events])
+    return {
+        "profile": settings.PROFILE,
+        "events": len(ordered),
+        "stored_events": stored,
+        "p50_ms": statistics.median(ordered),
+        "p95_ms": ordered[max(0, round(0.95 * len(ordered)) - 1)],
+        "max_ms": ordered[-1],
+    }
+
+
+def run_profile(env: dict[str, str], events: int) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--measure", "--events", str(events)], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        return {"profile": env.get("REDIS_URL") and "scale-out" or "embedded",
+                "error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=200)
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/scenariolab_live_bench"))
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.events)))
+        return 0
+    from bench.persistence import postgres_database
+
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        embedded = {"SCENARIOLAB_DATA_DIR": folder, "SCENARIOLAB_OUTPUT_DIR": folder, "DATABASE_URL": "", "REDIS_URL": ""}
+        results.append(run_profile(embedded, args.events))
+    problem = postgres_database(args.database_url)
+    if problem:
+        results.append({"profile": "scale-out", "error": f"cannot reach PostgreSQL: {problem}"})
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            scale_out = {"SCENARIOLAB_DATA_DIR": folder, "SCENARIOLAB_OUTPUT_DIR": folder, "DATABASE_URL": args.database_url,
+                         "REDIS_URL": args.redis_url, "SCENARIOLAB_HUEY_NAME": f"bench-{uuid.uuid4().hex[:8]}"}
+            results.append(run_profile(scale_out, args.events))
+        postgres_database(args.database_url, drop=True)
+
+    print(f"Live update latency, worker emit → page DOM, {args.events} events (target p95 < {TARGET_P95_MS} ms embedded):")
+    for r in results:
+        if "error" in r:
+            print(f"  {r['profile']:<10} {r['error']}")
+            continue
+        print(f"  {r['profile']:<10} p50 {r['p50_ms']:6.0f} ms   p95 {r['p95_ms']:6.0f} ms   max {r['max_ms']:6.0f} ms"
+              f"   ({r['events']} events measured)")
+    (ROOT / "bench" / "results-live.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,139 @@
+"""The run page in a real browser (Debian's Chromium driven by Playwright), against a live daphne server and a
+real Huey worker process, with a loopback model server whose answers carry hostile HTML.
+
+Screenshots go to test-artifacts/ (SCENARIOLAB_ARTIFACTS_DIR), kept after the run.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+from channels.testing import ChannelsLiveServerTestCase
+from django.conf import settings
+from django.contrib.auth.models import User
+
+from engine.testing.fake_llm import FakeLLMServer
+from runs.models import Communication, Decision, Run
+from runs.tests.workers import start_worker, stop
+from scenarios.services import scenario_import_library
+
+# Playwright's sync API runs an event loop in this thread; Django would otherwise refuse the test's own queries.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev extra: `make test` installs it")
+
+CHROMIUM = os.environ.get("SCENARIOLAB_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("SCENARIOLAB_ARTIFACTS_DIR", Path(settings.BASE_DIR) / "test-artifacts"))
+# What the "model" appends to every answer: it must reach the page as text, never run.
+HOSTILE = ' <script>window.__pwned = 1</script><img src="x" onerror="window.__pwned = 2">'
+TURNS = 4
+WAIT_MS = 60_000
+
+
+class RunPageInABrowser(ChannelsLiveServerTestCase):
+    databases = {"default", "channels"}
+    serve_static = True
+
+    @classmethod
+    def setUpClass(cls):
+        if not Path(CHROMIUM).exists():
+            raise RuntimeError(f"{CHROMIUM} is missing: `make test` installs Debian's chromium (apt-get install chromium)")
+        cls.llm = FakeLLMServer(latency=0.25, text_suffix=HOSTILE).start_in_thread()
+        cls.llm_env = {"SCENARIOLAB_LLM_BASE_URL": cls.llm.base_url, "SCENARIOLAB_LLM_TIMEOUT": "30"}
+        os.environ.update(cls.llm_env)  # before the server process starts: it plans runs against the same server
+        super().setUpClass()
+        cls.worker = start_worker(**cls.llm_env)
+        cls.playwright = sync_api.sync_playwright().start()
+        cls.browser = cls.playwright.chromium.launch(executable_path=CHROMIUM)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.browser.close()
+        cls.playwright.stop()
+        stop(cls.worker)
+        super().tearDownClass()
+        cls.llm.stop()
+        for key in cls.llm_env:
+            os.environ.pop(key, None)
+
+    def setUp(self):
+        User.objects.create_user("researcher", password="a long test password")
+        scenario_import_library()
+        self.page = self.browser.new_page(viewport={"width": 1280, "height": 900})
+        self.page.set_default_timeout(WAIT_MS)
+
+    def tearDown(self):
+        self.page.close()
+
+    def sign_in(self):
+        self.page.goto(f"{self.live_server_url}/accounts/login/")
+        self.page.fill("input[name=username]", "researcher")
+        self.page.fill("input[name=password]", "a long test password")
+        self.page.click("form button[type=submit]")
+        self.page.wait_for_url(lambda url: "/accounts/login/" not in url)
+
+    def start_run(self) -> Run:
+        self.page.goto(f"{self.live_server_url}/scenarios/ai-summit/")
+        assert "Estimated cost" in self.page.content(), "the estimate is shown before starting"
+        self.page.fill("input[name=turns]", str(TURNS))
+        self.page.click("button[name=start]")
+        self.page.wait_for_url(lambda url: "/runs/" in url)
+        return Run.objects.get()
+
+    def status(self) -> str:
+        return self.page.locator("#run-status").text_content().strip()
+
+    def wait_for_status(self, status: str) -> None:
+        try:
+            self.page.wait_for_selector(f"#run-status.status-{status}")
+        except sync_api.TimeoutError:
+            self.page.screenshot(path=ARTIFACTS / f"timeout-waiting-for-{status}.png", full_page=True)
+            run = Run.objects.get()
+            raise AssertionError(f"the page shows {self.status()!r}, the run is {run.status} at turn {run.turn} "
+                                 f"({run.halt_reason or run.error or 'no reason'}), waiting for {status!r}") from None
+
+    def test_follow_pause_resume_and_finish_a_run_live(self):
+        self.sign_in()
+        run = self.start_run()
+        assert self.page.locator("#turn-1-decisions .decision").count() == 0, "nothing decided when the page loaded"
+
+        # Turn 1's decisions arrive over the socket: no reload.
+        self.page.wait_for_selector("#turn-1-decisions .decision")
+        self.page.screenshot(path=ARTIFACTS / "run-page-turn-1.png", full_page=True)
+
+        self.page.click("form[action$='/pause/'] button")
+        self.wait_for_status("paused")
+        paused_at = Run.objects.get(pk=run.pk).turn
+        assert paused_at < TURNS
+
+        self.page.click("form[action$='/resume/'] button")
+        self.page.wait_for_selector("#run-status.status-running, #run-status.status-queued")
+        self.wait_for_status("completed")
+        self.page.screenshot(path=ARTIFACTS / "run-page-completed.png", full_page=True)
+
+        self.assert_page_shows_the_whole_run(run)
+        assert self.page.locator("#progress-label").text_content().strip() == f"Turn {TURNS} of {TURNS} done"
+
+    def test_a_reload_mid_run_loses_nothing_and_model_html_stays_inert(self):
+        self.sign_in()
+        run = self.start_run()
+        self.page.wait_for_selector("#turn-2-decisions .decision")
+        self.page.reload()  # mid-run: stored state first, then every event after it
+        self.wait_for_status("completed")
+        self.assert_page_shows_the_whole_run(run)
+
+        assert self.page.evaluate("window.__pwned") is None, "no script from a model answer ran"
+        assert self.page.locator("#feed script, #feed img").count() == 0
+        assert "<script>window.__pwned = 1</script>" in self.page.locator("#feed").inner_text(), "shown as text"
+        self.page.screenshot(path=ARTIFACTS / "run-page-after-reload.png", full_page=True)
+
+    def assert_page_shows_the_whole_run(self, run: Run) -> None:
+        """Every decision and message of the run, each exactly once, and the final world."""
+        decisions = self.page.locator("#feed .decision")
+        ids = [decisions.nth(i).get_attribute("id") for i in range(decisions.count())]
+        expected = {f"decision-{d.turn}-{d.actor}" for d in Decision.objects.filter(run=run)}
+        assert len(expected) == TURNS * len(run.actors)
+        assert sorted(ids) == sorted(expected), "each decision once, none missing"
+        messages = self.page.locator("#feed .communication")
+        assert messages.count() == Communication.objects.filter(run=run).count()
+        assert self.page.locator(f"#world-{TURNS}").count() == 1
