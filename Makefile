@@ -43,7 +43,14 @@ serve: migrate
 SCALE_OUT_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 SCALE_OUT_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-test: $(DEV_STAMP)
+# The browser tests drive Debian's chromium through Playwright (which cannot download browsers here).
+CHROMIUM ?= /usr/bin/chromium
+$(CHROMIUM):
+	@echo "Installing Debian's chromium for the browser tests (apt-get)"
+	@if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo -n"; fi; \
+	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null
+
+test: $(DEV_STAMP) $(CHROMIUM)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 	$(MAKE) --no-print-directory test-scale-out
@@ -51,10 +58,11 @@ test: $(DEV_STAMP)
 test-scale-out: $(DEV_STAMP)
 	DATABASE_URL=$(SCALE_OUT_DATABASE_URL) REDIS_URL=$(SCALE_OUT_REDIS_URL) $(PY) -m pytest -m both_profiles -q
 
-bench: $(STAMP)
+bench: $(DEV_STAMP) $(CHROMIUM)
 	$(PY) bench/engine_overhead.py
 	$(PY) bench/llm_concurrency.py
 	$(PY) bench/persistence.py
+	$(PY) bench/live_latency.py
 
 # The bundled local model (opt-in): llama.cpp is compiled here (about 5 minutes on 2 cores). A portable AVX2
 # build: llama.cpp's native build picks AMX/AVX-512 kernels that crash on some virtual machines.
@@ -72,4 +80,4 @@ local-demo: $(LOCAL_STAMP) migrate
 	$(PY) -m engine.llm.local_model exec -- $(PY) manage.py run_scenario ai-summit --turns 1 --model local/gemma3-270m
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info test-artifacts
