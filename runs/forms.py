@@ -24,3 +24,9 @@ class RunStartForm(forms.Form):
             "turns": data["turns"], "credit_limit": data["credit_limit"], "seed": data["seed"],
             "model": data["model"], "provider": data["provider"], "use_cache": data["use_cache"],
         }
+
+
+class ScenarioRunStartForm(RunStartForm):
+    """The start form on a scenario's page, where the scenario is the page's own."""
+
+    scenario = None

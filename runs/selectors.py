@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Sum
+from django.db.models import Count, QuerySet, Sum
 from django.utils import timezone
 
 from runs.models import CostRecord, Run, RunStatus
@@ -53,3 +53,15 @@ def run_cost_breakdown(*, run: Run) -> dict[str, dict]:
         }
 
     return {"by_actor": grouped("actor"), "by_phase": grouped("phase"), "by_turn": grouped("turn")}
+
+
+def runs_for(user) -> QuerySet[Run]:
+    """The runs a person may see: staff see every run, everyone else their own, anonymous visitors none."""
+    if not user.is_authenticated:
+        return Run.objects.none()
+    runs = Run.objects.select_related("owner", "scenario")
+    return runs if user.is_staff else runs.filter(owner=user)
+
+
+def run_visible_to(run: Run, user) -> bool:
+    return user.is_authenticated and (user.is_staff or run.owner_id == user.pk)

@@ -1,8 +1,15 @@
 """URL routes of the site."""
 
 from django.contrib import admin
-from django.urls import path
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from django.views.generic import RedirectView
 
 urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="scenarios:list"), name="home"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(next_page="login"), name="logout"),
+    path("scenarios/", include("scenarios.urls")),
+    path("runs/", include("runs.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,17 @@
+"""URLs of the run pages, their controls and downloads."""
+
+from django.urls import path
+
+from runs import views
+
+app_name = "runs"
+
+urlpatterns = [
+    path("", views.run_list, name="list"),
+    path("<int:pk>/", views.run_detail, name="detail"),
+    path("<int:pk>/pause/", views.run_pause, name="pause"),
+    path("<int:pk>/resume/", views.run_resume, name="resume"),
+    path("<int:pk>/cancel/", views.run_cancel, name="cancel"),
+    path("<int:pk>/markdown.zip", views.run_markdown_zip, name="markdown_zip"),
+    path("<int:pk>/state.json", views.run_state_json, name="state_json"),
+]

@@ -1,0 +1,124 @@
+"""Run pages and endpoints: the run list, the run page (its context from `runs.live`), controls, downloads."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from runs import selectors, services
+from runs.live import run_page_context
+from runs.models import Run, RunStatus
+from runs.persistence import load_run_state
+
+RUNS_PER_PAGE = 50
+
+
+def _visible_run(request: HttpRequest, pk: int) -> Run:
+    """The run, if this person may see it. Someone else's run is a 404, not a 403: its existence is private."""
+    run = selectors.run_get(run_id=pk)
+    if run is None or not selectors.run_visible_to(run, request.user):
+        raise Http404("no such run")
+    return run
+
+
+def _detail_url(run: Run) -> str:
+    return reverse("runs:detail", args=[run.pk])
+
+
+def _list_row(run: Run) -> dict:
+    percent = round(100 * run.turn / run.max_turns) if run.max_turns else 0
+    return {
+        "run": run, "status": selectors.run_display_status(run), "progress": selectors.run_progress(run),
+        "percent": min(100, percent),
+    }
+
+
+@login_required
+def run_list(request: HttpRequest) -> HttpResponse:
+    page = Paginator(selectors.runs_for(request.user), RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    context = {"page": page, "rows": [_list_row(run) for run in page.object_list], "show_owner": request.user.is_staff}
+    return render(request, "runs/run_list.html", context)
+
+
+@login_required
+def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    run = _visible_run(request, pk)
+    return render(request, "runs/run_detail.html", run_page_context(run=run))
+
+
+def _optional_number(request: HttpRequest, name: str, kind: type) -> float | int | None:
+    value = request.POST.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        raise services.RunInputError(f"{name.replace('_', ' ')} must be a number, not {value!r}") from None
+
+
+@login_required
+@require_POST
+def run_pause(request: HttpRequest, pk: int) -> HttpResponse:
+    run = _visible_run(request, pk)
+    try:
+        services.run_pause(run=run)
+        messages.success(request, f"{run}: pausing at the next phase boundary.")
+    except services.RunConflict as exc:
+        messages.error(request, str(exc))
+    return redirect(_detail_url(run))
+
+
+@login_required
+@require_POST
+def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
+    """Optional `credit_limit` (USD) and `end_turn` (play up to and including this turn)."""
+    run = _visible_run(request, pk)
+    try:
+        credit_limit = _optional_number(request, "credit_limit", float)
+        end_turn = _optional_number(request, "end_turn", int)
+        services.run_resume(run=run, credit_limit=credit_limit, max_turns=end_turn)
+        messages.success(request, f"{run}: queued to resume.")
+    except (services.RunConflict, services.RunInputError) as exc:
+        messages.error(request, str(exc))
+    return redirect(_detail_url(run))
+
+
+@login_required
+@require_POST
+def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    run = _visible_run(request, pk)
+    try:
+        run = services.run_cancel(run=run)
+        # An idle run stops at once; an executing one stops when its worker next reads the request.
+        messages.success(request, f"{run}: cancelled." if run.status == RunStatus.CANCELLED else f"{run}: cancel requested.")
+    except services.RunConflict as exc:
+        messages.error(request, str(exc))
+    return redirect(_detail_url(run))
+
+
+def _download_name(run: Run, suffix: str) -> str:
+    return f"{run.scenario_slug}-run-{run.number:03d}{suffix}"
+
+
+@login_required
+def run_markdown_zip(request: HttpRequest, pk: int) -> HttpResponse:
+    run = _visible_run(request, pk)
+    response = HttpResponse(services.run_markdown_zip(run=run), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{_download_name(run, ".zip")}"'
+    return response
+
+
+@login_required
+def run_state_json(request: HttpRequest, pk: int) -> HttpResponse:
+    run = _visible_run(request, pk)
+    body = json.dumps(load_run_state(run).to_dict(), indent=2, ensure_ascii=False)
+    response = HttpResponse(body, content_type="application/json; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{_download_name(run, "-state.json")}"'
+    return response

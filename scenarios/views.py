@@ -1,0 +1,81 @@
+"""Scenario pages: the list, and one scenario with its actors and a start form that shows the estimate first."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+
+from runs import services as run_services
+from runs.forms import ScenarioRunStartForm
+from scenarios import selectors
+from scenarios.models import Actor, Scenario
+
+
+@login_required
+def scenario_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "scenarios/scenario_list.html", {"scenarios": selectors.scenario_list()})
+
+
+def _text_list(value) -> list[str]:
+    # Goals and constraints are stored as a list, but the admin accepts V1's single block of text too.
+    if not value:
+        return []
+    return [str(item) for item in value] if isinstance(value, list) else [str(value)]
+
+
+def _actor_rows(scenario: Scenario) -> list[dict]:
+    return [
+        {
+            "name": actor.name, "short_name": actor.short_name, "model": actor.llm_model,
+            "control": actor.get_control_display(), "is_human": actor.control == Actor.Control.HUMAN,
+            "description": actor.description, "goals": _text_list(actor.goals),
+            "constraints": _text_list(actor.constraints),
+        }
+        for actor in scenario.actors.all()
+    ]
+
+
+def _start_form(data, scenario: Scenario) -> ScenarioRunStartForm:
+    form = ScenarioRunStartForm(data, initial={"use_cache": True})
+    # Empty fields mean the scenario's defaults: the placeholders say what those are.
+    form.fields["turns"].widget.attrs["placeholder"] = scenario.turns
+    form.fields["seed"].widget.attrs["placeholder"] = scenario.seed
+    if scenario.credit_limit:
+        form.fields["credit_limit"].widget.attrs["placeholder"] = scenario.credit_limit
+    return form
+
+
+@login_required
+def scenario_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    """GET shows the estimate for the scenario's defaults; POST "estimate" re-estimates, POST "start" starts."""
+    scenario = selectors.scenario_get(slug=slug)
+    if scenario is None:
+        raise Http404("no such scenario")
+    plan = error = None
+    if request.method == "POST":
+        form = _start_form(request.POST, scenario)
+        parameters = form.run_parameters() if form.is_valid() else None
+    else:
+        form = _start_form(None, scenario)
+        parameters = {"use_cache": True}
+    if parameters is not None:
+        try:
+            if request.method == "POST" and "start" in request.POST:
+                run = run_services.run_start(scenario=scenario, owner=request.user, **parameters)
+                messages.success(request, f"{run} is queued for a worker.")
+                return redirect(reverse("runs:detail", args=[run.pk]))
+            plan = run_services.run_plan_for(scenario=scenario, **parameters)
+        except (run_services.RunInputError, run_services.RunConflict) as exc:
+            error = str(exc)
+    context = {
+        "scenario": scenario,
+        "actors": _actor_rows(scenario),
+        "documents": scenario.background_documents.all(),
+        "form": form,
+        "plan": plan,
+        "error": error,
+    }
+    return render(request, "scenarios/scenario_detail.html", context)
