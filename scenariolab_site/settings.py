@@ -100,6 +100,9 @@ def sqlite(path: Path, *, test_path: str | None = None) -> dict:
 
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+    # Django's default, written out: the live-server tests' daphne process derives the name from this,
+    # and would otherwise prefix "test_" to a name that has it already.
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}"}
 else:
     DATABASES = {
         "default": sqlite(
