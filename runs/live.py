@@ -47,6 +47,7 @@ class LivePublisher:
         self.layer = layer if layer is not None else get_channel_layer()
         self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
         self._task: asyncio.Task | None = None
+        self.failures = 0
 
     async def __call__(self, event: Event) -> None:
         if self.layer is None:
@@ -71,7 +72,10 @@ class LivePublisher:
             try:
                 await self.layer.group_send(self.group, {"type": "run.events", "events": [e.to_dict() for e in batch]})
             except Exception:  # noqa: BLE001 - the page catches up from the store
-                logger.warning("could not relay events %s-%s of %s", batch[0].seq, batch[-1].seq, self.group, exc_info=True)
+                # Said once per run, with the cause: a layer that is down fails every send the same way.
+                if not self.failures:
+                    logger.warning("could not relay events of %s; pages will fetch them from the store", self.group, exc_info=True)
+                self.failures += 1
 
     async def close(self, timeout: float = 5.0) -> None:
         """Send what is queued (for at most `timeout` seconds), then stop."""

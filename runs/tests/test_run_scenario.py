@@ -4,6 +4,7 @@ import json
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -90,15 +91,18 @@ def test_ctrl_c_pauses_cleanly_and_says_how_to_resume():
     server = FakeLLMServer(latency=0.3).start_in_thread()
     try:
         env = worker_environment(SCENARIOLAB_LLM_BASE_URL=server.base_url)
+        errors = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe nobody reads while we read stdout
         process = subprocess.Popen(
             [sys.executable, str(MANAGE), "run_scenario", "ai-summit", "--turns", "3"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env, stdout=subprocess.PIPE, stderr=errors, text=True,
         )
         for line in process.stdout:
             if line.startswith("Turn 2"):
                 process.send_signal(signal.SIGINT)
                 break
-        out, err = process.communicate(timeout=60)
+        out, _ = process.communicate(timeout=60)
+        errors.seek(0)
+        err = errors.read()
     finally:
         server.stop()
     run = Run.objects.get()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,23 +32,29 @@ def worker_environment(**extra: str) -> dict[str, str]:
 
 
 def start_worker(**extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
+    # Its log goes to a file: a pipe nobody reads until the end would fill up and stop the worker.
+    log = tempfile.TemporaryFile()
+    worker = subprocess.Popen(
         [sys.executable, str(MANAGE), "run_huey", "--workers", "1", "--worker-type", "thread", "--delay", "0.1"],
         env=worker_environment(**extra),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
+    worker.log = log  # type: ignore[attr-defined]
+    return worker
 
 
 def stop(worker: subprocess.Popen) -> str:
-    """Stop a worker (if still alive) and return what it wrote to stderr."""
+    """Stop a worker (if still alive) and return what it logged."""
     if worker.poll() is None:
         worker.terminate()
         try:
             worker.wait(10)
         except subprocess.TimeoutExpired:
             worker.kill()
-    return worker.stderr.read().decode(errors="replace") if worker.stderr else ""
+            worker.wait()
+    worker.log.seek(0)
+    return worker.log.read().decode(errors="replace")
 
 
 def wait_for(condition: Callable[[], object], *, timeout: float = 60, what: str = "the condition") -> object:
