@@ -16,13 +16,6 @@ from runs.tests.factories import make_run
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def sign_in_page(settings):
-    # The lines the site's settings are to carry (settings.py holds LOGIN_URL = "admin:login" until then).
-    settings.LOGIN_URL = "login"
-    settings.LOGIN_REDIRECT_URL = "/"
-
-
 @pytest.fixture
 def owner():
     return User.objects.create_user("olga", password="pw")

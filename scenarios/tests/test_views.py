@@ -11,13 +11,6 @@ from scenarios.tests.factories import make_actor, make_scenario
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def sign_in_page(settings):
-    # The lines the site's settings are to carry (settings.py holds LOGIN_URL = "admin:login" until then).
-    settings.LOGIN_URL = "login"
-    settings.LOGIN_REDIRECT_URL = "/"
-
-
 @pytest.fixture
 def person(client):
     user = User.objects.create_user("olga", password="pw")
