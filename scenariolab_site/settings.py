@@ -46,6 +46,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "huey.contrib.djhuey",
+    "ninja",  # serves /api/docs from its own static files (no CDN)
+    "accounts",
     "scenarios",
     "runs",
 ]
@@ -172,6 +174,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "static"
+# The JSON API: with this on, anyone may read (GET) without signing in; changes still need a token or a session.
+PUBLIC_READ = env_bool("SCENARIOLAB_PUBLIC_READ", False)
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 

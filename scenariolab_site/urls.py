@@ -5,11 +5,14 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from scenariolab_site.api import api
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="scenarios:list"), name="home"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(next_page="login"), name="logout"),
     path("scenarios/", include("scenarios.urls")),
     path("runs/", include("runs.urls")),
+    path("api/", api.urls),
     path("admin/", admin.site.urls),
 ]

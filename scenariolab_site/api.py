@@ -1,0 +1,131 @@
+"""The JSON API: one NinjaAPI at /api/, a router per app, one error shape, token or session auth.
+
+Every error is `{"code", "message", "fields"}` (`fields`: `[{"loc": [...], "message": ...}]`, possibly empty),
+whatever raised it: request validation (422), bad input the services refuse (400), missing credentials (401),
+someone else's object (404, as pages answer, so ids do not leak), a missing permission (403) and state
+conflicts (409). Routers raise `ApiError` or let the services' exceptions through; the handlers here map them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from django.http import Http404, HttpRequest
+from ninja import NinjaAPI, Schema
+from ninja.errors import AuthenticationError, AuthorizationError, HttpError
+from ninja.errors import ValidationError as NinjaValidationError
+from ninja.security import SessionAuth
+
+from accounts.auth import ApiTokenAuth
+from engine.scenario.errors import ScenarioLoadError
+
+
+class FieldError(Schema):
+    loc: list[str | int]
+    message: str
+
+
+class ErrorOut(Schema):
+    code: str
+    message: str
+    fields: list[FieldError] = []
+
+
+ERRORS: dict[int | str, type[Schema]] = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, fields: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.fields = status, code, message, fields or []
+
+
+class PublicRead:
+    """With SCENARIOLAB_PUBLIC_READ on, anyone may read (GET); changing anything still needs a token or a
+    signed-in session. Off by default."""
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if getattr(settings, "PUBLIC_READ", False) and request.method in ("GET", "HEAD"):
+            return AnonymousUser()
+        return None
+
+
+# Session auth checks CSRF on unsafe methods, as the pages' forms do; a bearer token needs no CSRF token.
+api = NinjaAPI(
+    title="Scenario Lab API",
+    version="1",
+    urls_namespace="api",
+    auth=[ApiTokenAuth(), SessionAuth(csrf=True), PublicRead()],
+    description="Everything a page can do: scenarios, runs, their records and live events, comparisons.",
+)
+
+
+def caller(request: HttpRequest):
+    """The user a request acts for: a token's owner, the session's user, or anonymous (public reads)."""
+    auth = getattr(request, "auth", None)
+    return auth if auth is not None and hasattr(auth, "is_authenticated") else request.user
+
+
+def _error(request: HttpRequest, status: int, code: str, message: str, fields: list[dict[str, Any]] | None = None):
+    return api.create_response(request, {"code": code, "message": message, "fields": fields or []}, status=status)
+
+
+@api.exception_handler(ApiError)
+def _api_error(request, exc: ApiError):
+    return _error(request, exc.status, exc.code, exc.message, exc.fields)
+
+
+@api.exception_handler(NinjaValidationError)
+def _validation(request, exc: NinjaValidationError):
+    fields = [{"loc": [str(p) if not isinstance(p, int) else p for p in e.get("loc", [])], "message": e.get("msg", "")} for e in exc.errors]
+    return _error(request, 422, "invalid_request", "the request does not match the schema", fields)
+
+
+@api.exception_handler(AuthenticationError)
+def _unauthenticated(request, exc):
+    return _error(request, 401, "unauthenticated", "sign in, or send 'Authorization: Bearer <token>' (tokens: /accounts/tokens/)")
+
+
+@api.exception_handler(AuthorizationError)
+def _forbidden(request, exc):
+    return _error(request, 403, "forbidden", str(exc) or "not allowed")
+
+
+@api.exception_handler(Http404)
+def _not_found(request, exc):
+    return _error(request, 404, "not_found", str(exc) or "not found")
+
+
+@api.exception_handler(HttpError)
+def _http_error(request, exc: HttpError):
+    codes = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 409: "conflict"}
+    return _error(request, exc.status_code, codes.get(exc.status_code, "error"), str(exc))
+
+
+@api.exception_handler(ScenarioLoadError)
+def _scenario_invalid(request, exc: ScenarioLoadError):
+    fields = [
+        {"loc": [part for part in (e.file, e.key_path) if part] + ([e.line] if e.line else []),
+         "message": e.message + (f" ({e.suggestion})" if e.suggestion else "")}
+        for e in exc.errors
+    ]
+    return _error(request, 422, "invalid_scenario", str(exc).splitlines()[0], fields)
+
+
+def _register_service_errors() -> None:
+    from runs.services import RunConflict, RunInputError
+
+    @api.exception_handler(RunConflict)
+    def _conflict(request, exc):
+        return _error(request, 409, "conflict", str(exc))
+
+    @api.exception_handler(RunInputError)
+    def _bad_input(request, exc):
+        return _error(request, 400, "bad_request", str(exc))
+
+
+_register_service_errors()
+api.add_router("/scenarios/", "scenarios.api.router")
+api.add_router("/runs/", "runs.api.router")
