@@ -1,5 +1,366 @@
-"""The runs router of the JSON API."""
+"""The runs router of the JSON API: start, list, read every record, follow events, steer, compare, export."""
 
-from ninja import Router
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Max
+from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import reverse
+from ninja import Query, Router, Schema
+from ninja.responses import Status
+from pydantic import Field
+
+from runs import selectors, services
+from runs.models import Communication, CostRecord, Decision, MetricRecord, Run, RunEvent, Turn, ValidationResult
+from scenariolab_site.api import ERRORS, ApiError, caller
 
 router = Router(tags=["runs"])
+MAX_LIMIT = 200
+
+
+# ---- schemas ---------------------------------------------------------------------------------------------
+class RunStartIn(Schema):
+    scenario: str = Field(description="the scenario's slug")
+    turns: int | None = Field(None, ge=1, le=1000)
+    credit_limit: float | None = Field(None, gt=0, description="USD; default: the scenario's")
+    model: str = Field("", max_length=200, description="play every seat, the world and the judge with this model")
+    provider: str = Field("", max_length=32, description="send every call to this server: offline, openrouter, openai, ollama, local")
+    seed: int | None = None
+    use_cache: bool = True
+
+
+class RunOut(Schema):
+    id: int
+    scenario: str
+    scenario_name: str
+    number: int
+    status: str = Field(description="queued, running, paused, halted, cancelled, completed, failed, or crashed")
+    turn: int = Field(description="last completed turn")
+    max_turns: int
+    credit_limit: float | None
+    total_cost: float
+    total_tokens: int
+    calls: int
+    provider: str
+    offline: bool
+    models: list[str]
+    seed: int
+    halt_reason: str
+    error: str
+    owner: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    page: str
+    last_seq: int
+
+
+class RunPage(Schema):
+    count: int
+    items: list[RunOut]
+
+
+class TurnOut(Schema):
+    turn: int
+    world_state: str
+    exogenous_events: list[dict[str, Any]]
+
+
+class DecisionOut(Schema):
+    turn: int
+    actor: str
+    long_term_goals: list[str]
+    short_term_priorities: list[str]
+    reasoning: str
+    action: str
+    model: str
+    provider: str
+
+
+class CommunicationOut(Schema):
+    turn: int
+    id: str
+    kind: str
+    sender: str
+    recipients: list[str]
+    content: str
+    in_reply_to: str | None
+
+
+class CostRecordOut(Schema):
+    position: int
+    seq: int | None
+    turn: int
+    phase: str
+    actor: str | None
+    task: str
+    model: str
+    provider: str
+    input_tokens: int
+    output_tokens: int
+    cost: float
+    cached: bool
+
+
+class CostLine(Schema):
+    cost: float
+    tokens: int
+    calls: int
+
+
+class CostsOut(Schema):
+    total_cost: float
+    total_tokens: int
+    calls: int
+    credit_limit: float | None
+    by_actor: dict[str, CostLine]
+    by_phase: dict[str, CostLine]
+    by_turn: dict[str, CostLine]
+    records: list[CostRecordOut]
+
+
+class MetricOut(Schema):
+    turn: int
+    name: str
+    actor: str | None
+    value: float | str | bool | None
+    source: str
+
+
+class ValidationOut(Schema):
+    turn: int
+    check: str
+    passed: bool
+    severity: str
+    actor: str | None
+    issues: list[str]
+    explanation: str
+
+
+class EventOut(Schema):
+    seq: int
+    type: str
+    data: dict[str, Any]
+    source: str
+    timestamp: datetime
+
+
+class EventPage(Schema):
+    events: list[EventOut]
+    next_after: int = Field(description="pass as `after` to get the next page")
+    has_more: bool
+    status: str
+
+
+class ResumeIn(Schema):
+    credit_limit: float | None = Field(None, gt=0)
+    end_turn: int | None = Field(None, ge=1, le=1000)
+
+
+class ComparedRun(Schema):
+    id: int
+    scenario: str
+    status: str
+    turn: int
+    total_cost: float
+    cost_by_actor: dict[str, float]
+    metrics: dict[str, list[float | str | bool | None]] = Field(description="each metric's value per turn (index 0: turn 1)")
+    final_world: str
+
+
+class Comparison(Schema):
+    runs: list[ComparedRun]
+
+
+# ---- helpers ---------------------------------------------------------------------------------------------
+def _may_read(run: Run, user) -> bool:
+    return settings.PUBLIC_READ or selectors.run_visible_to(run, user)
+
+
+def _run(request: HttpRequest, run_id: int, *, write: bool = False) -> Run:
+    """The run if the caller may see it (and change it, with `write`); 404 otherwise, as pages answer."""
+    run = Run.objects.select_related("owner", "scenario").filter(pk=run_id).first()
+    user = caller(request)
+    if run is None or not _may_read(run, user):
+        raise Http404(f"no run {run_id}")
+    if write and not selectors.run_visible_to(run, user):
+        raise ApiError(403, "forbidden", f"run {run_id} is not yours: only its owner or staff may change it")
+    return run
+
+
+def _out(request: HttpRequest, run: Run, last_seq: int | None = None) -> dict[str, Any]:
+    if last_seq is None:
+        last_seq = RunEvent.objects.filter(run=run).aggregate(n=Max("seq"))["n"] or 0
+    return {
+        "id": run.pk, "scenario": run.scenario_slug, "scenario_name": run.scenario_name, "number": run.number,
+        "status": selectors.run_display_status(run), "turn": run.turn, "max_turns": run.max_turns,
+        "credit_limit": run.credit_limit, "total_cost": run.total_cost, "total_tokens": run.total_tokens,
+        "calls": run.calls, "provider": run.provider, "offline": run.offline,
+        "models": sorted({a["model"] for a in run.actors}), "seed": run.seed, "halt_reason": run.halt_reason,
+        "error": run.error, "owner": run.owner.get_username() if run.owner else None, "created_at": run.created_at,
+        "started_at": run.started_at, "finished_at": run.finished_at,
+        "page": request.build_absolute_uri(reverse("runs:detail", args=[run.pk])), "last_seq": last_seq,
+    }
+
+
+def _turn_filter(queryset, turn: int | None):
+    return queryset if turn is None else queryset.filter(turn=turn)
+
+
+# ---- routes ----------------------------------------------------------------------------------------------
+@router.post("/", response={201: RunOut, **{k: v for k, v in ERRORS.items() if k in (400, 401, 403, 404, 409, 422)}},
+             summary="Start a run of a scenario on a worker")
+def start_run(request, payload: RunStartIn):
+    from scenarios.selectors import scenario_get
+
+    user = caller(request)
+    if not user.is_authenticated:
+        raise ApiError(403, "forbidden", "starting a run needs a token or a signed-in session")
+    scenario = scenario_get(slug=payload.scenario)
+    if scenario is None:
+        raise Http404(f"no scenario {payload.scenario!r}")
+    params = payload.dict(exclude={"scenario"})
+    run = services.run_start(scenario=scenario, owner=user, **params)
+    return Status(201, _out(request, run, 0))
+
+
+@router.get("/", response={200: RunPage, **{k: ERRORS[k] for k in (401, 422)}}, summary="List runs")
+def list_runs(request, scenario: str | None = None, status: str | None = None, owner: str | None = None,
+              limit: int = Query(50, ge=1, le=MAX_LIMIT), offset: int = Query(0, ge=0)):
+    user = caller(request)
+    runs = Run.objects.select_related("owner", "scenario") if settings.PUBLIC_READ else selectors.runs_for(user)
+    if scenario:
+        runs = runs.filter(scenario_slug=scenario)
+    if status:
+        runs = runs.filter(status=status)
+    if owner:
+        runs = runs.filter(owner__username=owner)
+    runs = runs.order_by("-created_at", "-id")
+    page = list(runs[offset: offset + limit])
+    seqs = dict(RunEvent.objects.filter(run__in=page).values("run").annotate(n=Max("seq")).values_list("run", "n"))
+    return {"count": runs.count(), "items": [_out(request, run, seqs.get(run.pk, 0)) for run in page]}
+
+
+@router.get("/compare", response={200: Comparison, **{k: ERRORS[k] for k in (401, 404, 422)}},
+            summary="Several runs side by side: metrics per turn, costs, final worlds")
+def compare_runs(request, ids: list[int] = Query(..., min_length=1, max_length=20)):
+    compared = []
+    for run_id in ids:
+        run = _run(request, run_id)
+        metrics: dict[str, list] = {}
+        for record in MetricRecord.objects.filter(run=run).order_by("turn", "position"):
+            name = f"{record.name} ({record.actor})" if record.actor else record.name
+            series = metrics.setdefault(name, [None] * run.max_turns)
+            if 1 <= record.turn <= len(series):
+                series[record.turn - 1] = record.value
+        last = Turn.objects.filter(run=run).order_by("-turn").first()
+        by_actor = selectors.run_cost_breakdown(run=run)["by_actor"]
+        compared.append({
+            "id": run.pk, "scenario": run.scenario_slug, "status": selectors.run_display_status(run), "turn": run.turn,
+            "total_cost": run.total_cost, "cost_by_actor": {k: v["cost"] for k, v in by_actor.items()},
+            "metrics": metrics, "final_world": last.world_state if last else "",
+        })
+    return {"runs": compared}
+
+
+@router.get("/{int:run_id}", response={200: RunOut, **{k: ERRORS[k] for k in (401, 404)}},
+            summary="A run: status, progress, totals, provider, halt reason")
+def get_run(request, run_id: int):
+    return _out(request, _run(request, run_id))
+
+
+@router.get("/{int:run_id}/turns", response={200: list[TurnOut], **{k: ERRORS[k] for k in (401, 404)}},
+            summary="The world after each turn (turn 0: the start)")
+def run_turns(request, run_id: int):
+    return list(Turn.objects.filter(run=_run(request, run_id)).order_by("turn"))
+
+
+@router.get("/{int:run_id}/decisions", response={200: list[DecisionOut], **{k: ERRORS[k] for k in (401, 404, 422)}},
+            summary="Each actor's decision per turn")
+def run_decisions(request, run_id: int, turn: int | None = Query(None, ge=0)):
+    return list(_turn_filter(Decision.objects.filter(run=_run(request, run_id)), turn))
+
+
+@router.get("/{int:run_id}/communications", response={200: list[CommunicationOut], **{k: ERRORS[k] for k in (401, 404, 422)}},
+            summary="Messages between actors")
+def run_communications(request, run_id: int, turn: int | None = Query(None, ge=0)):
+    rows = _turn_filter(Communication.objects.filter(run=_run(request, run_id)), turn)
+    return [{"turn": m.turn, "id": m.message_id, "kind": m.kind, "sender": m.sender, "recipients": m.recipients,
+             "content": m.content, "in_reply_to": m.in_reply_to or None} for m in rows]
+
+
+@router.get("/{int:run_id}/costs", response={200: CostsOut, **{k: ERRORS[k] for k in (401, 404)}},
+            summary="The ledger (one line per model call) and its breakdowns by actor, phase and turn")
+def run_costs(request, run_id: int):
+    run = _run(request, run_id)
+    breakdown = selectors.run_cost_breakdown(run=run)
+    records = [{**{f: getattr(r, f) for f in ("position", "seq", "turn", "phase", "task", "model", "provider",
+                                                "input_tokens", "output_tokens", "cost", "cached")},
+                "actor": r.actor or None} for r in CostRecord.objects.filter(run=run)]
+    return {"total_cost": run.total_cost, "total_tokens": run.total_tokens, "calls": run.calls,
+            "credit_limit": run.credit_limit, "by_actor": breakdown["by_actor"], "by_phase": breakdown["by_phase"],
+            "by_turn": {str(k): v for k, v in breakdown["by_turn"].items()}, "records": records}
+
+
+@router.get("/{int:run_id}/metrics", response={200: list[MetricOut], **{k: ERRORS[k] for k in (401, 404)}},
+            summary="Metric values per turn")
+def run_metrics(request, run_id: int):
+    return [{"turn": m.turn, "name": m.name, "actor": m.actor or None, "value": m.value, "source": m.source}
+            for m in MetricRecord.objects.filter(run=_run(request, run_id)).order_by("turn", "position")]
+
+
+@router.get("/{int:run_id}/validations", response={200: list[ValidationOut], **{k: ERRORS[k] for k in (401, 404)}},
+            summary="Validation findings per turn")
+def run_validations(request, run_id: int):
+    return [{"turn": v.turn, "check": v.check_name, "passed": v.passed, "severity": v.severity, "actor": v.actor or None,
+             "issues": v.issues, "explanation": v.explanation}
+            for v in ValidationResult.objects.filter(run=_run(request, run_id)).order_by("turn", "position")]
+
+
+@router.get("/{int:run_id}/events", response={200: EventPage, **{k: ERRORS[k] for k in (401, 404, 422)}},
+            summary="The run's events after a seq, in order (poll with next_after to follow a run)")
+def run_events(request, run_id: int, after: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)):
+    run = _run(request, run_id)
+    rows = list(RunEvent.objects.filter(run=run, seq__gt=after).order_by("seq")[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"events": rows, "next_after": rows[-1].seq if rows else after, "has_more": more,
+            "status": selectors.run_display_status(run)}
+
+
+def _steer(request, run_id: int, action) -> dict:
+    run = _run(request, run_id, write=True)
+    return _out(request, action(run))
+
+
+@router.post("/{int:run_id}/pause", response={200: RunOut, **{k: ERRORS[k] for k in (401, 403, 404, 409)}},
+             summary="Pause at the next phase boundary")
+def pause_run(request, run_id: int):
+    return _steer(request, run_id, lambda run: services.run_pause(run=run))
+
+
+@router.post("/{int:run_id}/resume", response={200: RunOut, **{k: ERRORS[k] for k in (400, 401, 403, 404, 409, 422)}},
+             summary="Resume a paused, halted, failed, crashed or completed run (optionally with a new credit limit)")
+def resume_run(request, run_id: int, payload: ResumeIn | None = None):
+    payload = payload or ResumeIn()
+    return _steer(request, run_id, lambda run: services.run_resume(run=run, credit_limit=payload.credit_limit,
+                                                                   max_turns=payload.end_turn))
+
+
+@router.post("/{int:run_id}/cancel", response={200: RunOut, **{k: ERRORS[k] for k in (401, 403, 404, 409)}},
+             summary="Cancel a run (a running one stops at its next heartbeat)")
+def cancel_run(request, run_id: int):
+    return _steer(request, run_id, lambda run: services.run_cancel(run=run))
+
+
+@router.get("/{int:run_id}/export", response={200: None, **{k: ERRORS[k] for k in (401, 404)}},
+            summary="The run's Markdown files and state JSON as a zip")
+def export_run(request, run_id: int):
+    run = _run(request, run_id)
+    response = HttpResponse(services.run_markdown_zip(run=run), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{run.scenario_slug}-run-{run.number:03d}.zip"'
+    return response
+

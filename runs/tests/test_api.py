@@ -1,0 +1,172 @@
+"""The runs API through ninja's TestClient: every endpoint, the permission matrix, every error code."""
+
+import io
+import zipfile
+
+import pytest
+from django.contrib.auth.models import User
+from ninja.testing import TestClient
+
+from runs import services
+from runs.models import Run, RunEvent, RunStatus
+from runs.tests.factories import make_run
+from scenarios.services import scenario_import_library
+from scenariolab_site.api import api
+
+pytestmark = pytest.mark.django_db
+client = TestClient(api)
+
+
+@pytest.fixture
+def people():
+    return {
+        "owner": User.objects.create_user("owner", password="pw"),
+        "other": User.objects.create_user("other", password="pw"),
+        "staff": User.objects.create_user("staff", password="pw", is_staff=True),
+    }
+
+
+@pytest.fixture
+def played(people):
+    """A completed two-turn run of the owner's."""
+    return services.run_execute(run_id=make_run(turns=2, owner=people["owner"]).pk)
+
+
+def as_(people, who):
+    return {} if who == "anonymous" else {"user": people[who]}
+
+
+def assert_error(response, status, code):
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert body["code"] == code and body["message"] and isinstance(body["fields"], list)
+    return body
+
+
+READS = ["", "/turns", "/decisions", "/communications", "/costs", "/metrics", "/validations", "/events", "/export"]
+
+
+@pytest.mark.parametrize("path", READS)
+@pytest.mark.parametrize(("who", "status"), [("anonymous", 401), ("other", 404), ("owner", 200), ("staff", 200)])
+def test_who_may_read_a_run(people, played, path, who, status):
+    response = client.get(f"/runs/{played.pk}{path}", **as_(people, who))
+    assert response.status_code == status
+    if status != 200:
+        assert_error(response, status, {401: "unauthenticated", 404: "not_found"}[status])
+
+
+@pytest.mark.parametrize("action", ["pause", "resume", "cancel"])
+@pytest.mark.parametrize(("who", "status"), [("anonymous", 401), ("other", 404)])
+def test_strangers_cannot_steer_a_run(people, played, action, who, status):
+    response = client.post(f"/runs/{played.pk}/{action}", json={}, **as_(people, who))
+    assert_error(response, status, {401: "unauthenticated", 404: "not_found"}[status])
+    assert Run.objects.get(pk=played.pk).status == RunStatus.COMPLETED
+
+
+def test_start_a_run_and_read_it_back(people):
+    scenario_import_library()
+    response = client.post("/runs/", json={"scenario": "ai-summit", "turns": 2, "seed": 4}, user=people["owner"])
+    assert response.status_code == 201, response.content
+    body = response.json()
+    run = Run.objects.get(pk=body["id"])
+    assert body["status"] == "queued" and run.owner == people["owner"] and run.max_turns == 2 and run.seed == 4
+    assert body["offline"] is True and body["page"].endswith(f"/runs/{run.pk}/")
+
+    services.run_execute(run_id=run.pk)
+    got = client.get(f"/runs/{run.pk}", user=people["owner"]).json()
+    assert got["status"] == "completed" and got["turn"] == 2 and got["calls"] > 0
+    assert got["last_seq"] == RunEvent.objects.filter(run=run).count()
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "code"),
+    [
+        ({"scenario": "no-such"}, 404, "not_found"),
+        ({"scenario": "ai-summit", "turns": 0}, 422, "invalid_request"),
+        ({"scenario": "ai-summit", "credit_limit": -1}, 422, "invalid_request"),
+        ({"scenario": "ai-summit", "provider": "ollama"}, 400, "bad_request"),
+        ({}, 422, "invalid_request"),
+    ],
+)
+def test_start_refuses_bad_input_with_the_error_shape(people, payload, status, code):
+    scenario_import_library()
+    body = assert_error(client.post("/runs/", json=payload, user=people["owner"]), status, code)
+    if status == 422:
+        assert body["fields"] and body["fields"][0]["loc"]
+    assert not Run.objects.exists()
+
+
+def test_a_scenario_that_no_longer_validates_cannot_start(people):
+    summit = next(s for s in scenario_import_library() if s.slug == "ai-summit")
+    summit.actors.update(llm_model="")  # an edit that breaks the scenario
+    type(summit).objects.filter(pk=summit.pk).update(turns=0)
+    assert_error(client.post("/runs/", json={"scenario": "ai-summit"}, user=people["owner"]), 409, "conflict")
+
+
+def test_records_costs_and_events(people, played):
+    owner = {"user": people["owner"]}
+    assert [t["turn"] for t in client.get(f"/runs/{played.pk}/turns", **owner).json()] == [0, 1, 2]
+    decisions = client.get(f"/runs/{played.pk}/decisions?turn=2", **owner).json()
+    assert {d["actor"] for d in decisions} == {a["short_name"] for a in played.actors}
+    assert client.get(f"/runs/{played.pk}/communications", **owner).json()
+    costs = client.get(f"/runs/{played.pk}/costs", **owner).json()
+    assert len(costs["records"]) == costs["calls"] == played.calls
+    assert set(costs["by_phase"]) >= {"decision", "world_update"} and set(costs["by_turn"]) == {"1", "2"}
+    assert client.get(f"/runs/{played.pk}/metrics", **owner).json()
+    assert client.get(f"/runs/{played.pk}/validations", **owner).json()
+
+    seen, after = [], 0
+    while True:
+        page = client.get(f"/runs/{played.pk}/events?after={after}&limit=25", **owner).json()
+        seen += [e["seq"] for e in page["events"]]
+        after = page["next_after"]
+        if not page["has_more"]:
+            break
+    assert seen == list(range(1, RunEvent.objects.filter(run=played).count() + 1))
+
+    archive = zipfile.ZipFile(io.BytesIO(client.get(f"/runs/{played.pk}/export", **owner).content))
+    assert any(name.endswith("summary.md") for name in archive.namelist())
+
+
+def test_list_filters_and_pages(people, played):
+    other_run = make_run(turns=1, owner=people["other"])
+    mine = client.get("/runs/", user=people["owner"]).json()
+    assert [r["id"] for r in mine["items"]] == [played.pk] and mine["count"] == 1
+    everything = client.get("/runs/?limit=1", user=people["staff"]).json()
+    assert everything["count"] == 2 and len(everything["items"]) == 1
+    assert [r["id"] for r in client.get("/runs/?status=queued", user=people["staff"]).json()["items"]] == [other_run.pk]
+    assert [r["id"] for r in client.get("/runs/?owner=owner", user=people["staff"]).json()["items"]] == [played.pk]
+    assert client.get("/runs/?scenario=nothing", user=people["staff"]).json()["count"] == 0
+    assert_error(client.get("/runs/?limit=0", user=people["staff"]), 422, "invalid_request")
+    assert_error(client.get("/runs/"), 401, "unauthenticated")
+
+
+def test_steering_conflicts_are_409_and_a_resume_takes_a_new_credit_limit(people, played):
+    owner = {"user": people["owner"]}
+    assert_error(client.post(f"/runs/{played.pk}/resume", json={}, **owner), 409, "conflict")
+    assert_error(client.post(f"/runs/{played.pk}/pause", **owner), 409, "conflict")
+    assert_error(client.post(f"/runs/{played.pk}/cancel", **owner), 409, "conflict")
+    assert_error(client.post(f"/runs/{played.pk}/resume", json={"end_turn": 1}, **owner), 400, "bad_request")
+    resumed = client.post(f"/runs/{played.pk}/resume", json={"end_turn": 3, "credit_limit": 4.5}, **owner)
+    assert resumed.status_code == 200 and resumed.json()["status"] == "queued" and resumed.json()["credit_limit"] == 4.5
+    cancelled = client.post(f"/runs/{played.pk}/cancel", user=people["staff"])
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+
+
+def test_public_read_mode_lets_anyone_read_but_not_steer(settings, people, played):
+    settings.PUBLIC_READ = True
+    assert client.get(f"/runs/{played.pk}").status_code == 200
+    assert client.get(f"/runs/{played.pk}", user=people["other"]).status_code == 200
+    assert_error(client.post(f"/runs/{played.pk}/cancel", user=people["other"]), 403, "forbidden")
+    assert_error(client.post(f"/runs/{played.pk}/cancel"), 401, "unauthenticated")
+
+
+def test_compare_runs_side_by_side(people, played):
+    second = services.run_execute(run_id=make_run(turns=2, owner=people["owner"], seed=9).pk)
+    body = client.get(f"/runs/compare?ids={played.pk}&ids={second.pk}", user=people["owner"]).json()
+    assert [r["id"] for r in body["runs"]] == [played.pk, second.pk]
+    for compared in body["runs"]:
+        assert compared["final_world"] and compared["metrics"]
+        assert all(len(series) == 2 for series in compared["metrics"].values())
+    assert_error(client.get(f"/runs/compare?ids={played.pk}&ids=99999", user=people["owner"]), 404, "not_found")
+    assert_error(client.get(f"/runs/compare?ids={played.pk}", user=people["other"]), 404, "not_found")
