@@ -11,6 +11,7 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="scenarios:list"), name="home"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(next_page="login"), name="logout"),
+    path("accounts/tokens/", include("accounts.urls")),
     path("scenarios/", include("scenarios.urls")),
     path("runs/", include("runs.urls")),
     path("api/", api.urls),
