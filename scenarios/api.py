@@ -182,8 +182,17 @@ def _detail(scenario: Scenario) -> dict[str, Any]:
             "updated_at": scenario.updated_at, "actors": actors, "engine": engine, "problems": problems}
 
 
+def _is_slug(slug: Any) -> bool:
+    try:
+        validate_slug(slug)
+    except DjangoValidationError:
+        return False
+    return isinstance(slug, str) and len(slug) <= 100
+
+
 def _found(slug: str) -> Scenario:
-    scenario = scenario_get(slug=slug)
+    # Something that cannot be a slug (a NUL byte: PostgreSQL refuses the query) is not looked up.
+    scenario = scenario_get(slug=slug) if _is_slug(slug) else None
     if scenario is None:
         raise ApiError(404, "not_found", f"no scenario with slug {slug!r}")
     return scenario
@@ -223,7 +232,7 @@ def _engine_scenario(data: dict[str, Any]) -> EngineScenario:
 
     Checks across actors too (the folder loader's checks between files), since storing would fail on them."""
     unknown = [key for key in data if key not in ENGINE_KEYS]
-    fields = []
+    fields = [{"loc": loc, "message": "text cannot hold a NUL character (\\u0000)"} for loc in _nul_locs(data, [])]
     for key in unknown:
         near = closest(str(key), ENGINE_KEYS)
         fields.append({"loc": [key], "message": "unknown key" + (f" (did you mean '{near}'?)" if near else
@@ -269,14 +278,22 @@ def _store(scenario: EngineScenario, slug: str) -> Scenario:
 
 
 def _check_slug(slug: Any) -> str:
-    try:
-        if not isinstance(slug, str) or len(slug) > 100:
-            raise DjangoValidationError("")
-        validate_slug(slug)
-    except DjangoValidationError:
-        raise _invalid("the slug is not valid", [{"loc": ["slug"], "message": "expected up to 100 letters, digits, "
-                                                   "'-' or '_'"}]) from None
+    if not _is_slug(slug):
+        raise ApiError(422, "invalid_request", "the slug is not valid",
+                       [{"loc": ["slug"], "message": "expected up to 100 letters, digits, '-' or '_'"}])
     return slug
+
+
+def _nul_locs(value: Any, loc: list[Any]) -> list[list[Any]]:
+    """Where the body holds a NUL character, which PostgreSQL cannot store in text or JSON."""
+    if isinstance(value, str):
+        return [loc] if "\x00" in value else []
+    if isinstance(value, dict):
+        return [found for key, item in value.items()
+                for found in ([loc + [key]] if "\x00" in key else _nul_locs(item, loc + [key]))]
+    if isinstance(value, list):
+        return [found for index, item in enumerate(value) for found in _nul_locs(item, loc + [index])]
+    return []
 
 
 # ---- routes ---------------------------------------------------------------------------------------------------
@@ -304,6 +321,8 @@ def import_scenario(request: HttpRequest, upload: File[UploadedFile],
     if upload.size is not None and upload.size > MAX_UPLOAD_BYTES:  # refused before a byte of it is read
         raise ApiError(400, "bad_request", f"the upload is {upload.size} bytes; the limit is "
                                            f"{MAX_UPLOAD_BYTES // (1024 * 1024)} MB", [{"loc": ["upload"], "message": "too large"}])
+    if slug:
+        _check_slug(slug)
     started = timezone.now()
     try:
         row = scenario_import_zip(upload=upload, slug=slug or None, update=update)

@@ -242,8 +242,17 @@ def test_create_refuses_an_actor_list_that_does_not_match_the_actors(people):
 def test_create_refuses_a_bad_slug(people, slug):
     scenario = make_scenario()
     body = assert_error(client.post("/scenarios/", json=body_of(scenario.slug, slug=slug), user=people["editor"]),
-                        422, "invalid_scenario")
+                        422, "invalid_request")
     assert body["fields"][0]["loc"] == ["slug"]
+
+
+def test_create_refuses_nul_characters_which_postgresql_cannot_store(people):
+    scenario = make_scenario()
+    sent = body_of(scenario.slug, slug="nul")
+    sent["config"] = {**sent["config"], "description": "a\x00b", "odd\x00key": 1}
+    body = assert_error(client.post("/scenarios/", json=sent, user=people["editor"]), 422, "invalid_scenario")
+    assert sorted(f["loc"] for f in body["fields"]) == [["config", "description"], ["config", "odd\x00key"]]
+    assert_error(client.get("/scenarios/a%00b", user=people["reader"]), 404, "not_found")
 
 
 def test_create_refuses_a_body_that_is_not_an_object(people):
@@ -306,6 +315,12 @@ def test_import_takes_the_folder_name_and_updates_only_when_asked(people):
     updated = client.post("/scenarios/import", **upload(changed), data={"update": "true"}, user=people["editor"])
     assert updated.status_code == 200, updated.content
     assert updated.json()["turns"] == 9
+
+
+def test_import_refuses_a_bad_slug(people):
+    body = assert_error(client.post("/scenarios/import", **upload(make_zip(scenario_files())), data={"slug": "a b"},
+                                    user=people["editor"]), 422, "invalid_request")
+    assert body["fields"][0]["loc"] == ["slug"]
 
 
 @pytest.mark.parametrize("content", [b"not a zip at all", make_zip({"notes.txt": "hello"}, prefix="")])
