@@ -266,25 +266,25 @@ def compare_runs(request, ids: list[int] = Query(..., min_length=1, max_length=2
     return {"runs": compared}
 
 
-@router.get("/{int:run_id}", response={200: RunOut, **{k: ERRORS[k] for k in (401, 404)}},
+@router.get("/{run_id}", response={200: RunOut, **{k: ERRORS[k] for k in (401, 404)}},
             summary="A run: status, progress, totals, provider, halt reason")
 def get_run(request, run_id: int):
     return _out(request, _run(request, run_id))
 
 
-@router.get("/{int:run_id}/turns", response={200: list[TurnOut], **{k: ERRORS[k] for k in (401, 404)}},
+@router.get("/{run_id}/turns", response={200: list[TurnOut], **{k: ERRORS[k] for k in (401, 404)}},
             summary="The world after each turn (turn 0: the start)")
 def run_turns(request, run_id: int):
     return list(Turn.objects.filter(run=_run(request, run_id)).order_by("turn"))
 
 
-@router.get("/{int:run_id}/decisions", response={200: list[DecisionOut], **{k: ERRORS[k] for k in (401, 404, 422)}},
+@router.get("/{run_id}/decisions", response={200: list[DecisionOut], **{k: ERRORS[k] for k in (401, 404, 422)}},
             summary="Each actor's decision per turn")
 def run_decisions(request, run_id: int, turn: int | None = Query(None, ge=0)):
     return list(_turn_filter(Decision.objects.filter(run=_run(request, run_id)), turn))
 
 
-@router.get("/{int:run_id}/communications", response={200: list[CommunicationOut], **{k: ERRORS[k] for k in (401, 404, 422)}},
+@router.get("/{run_id}/communications", response={200: list[CommunicationOut], **{k: ERRORS[k] for k in (401, 404, 422)}},
             summary="Messages between actors")
 def run_communications(request, run_id: int, turn: int | None = Query(None, ge=0)):
     rows = _turn_filter(Communication.objects.filter(run=_run(request, run_id)), turn)
@@ -292,7 +292,7 @@ def run_communications(request, run_id: int, turn: int | None = Query(None, ge=0
              "content": m.content, "in_reply_to": m.in_reply_to or None} for m in rows]
 
 
-@router.get("/{int:run_id}/costs", response={200: CostsOut, **{k: ERRORS[k] for k in (401, 404)}},
+@router.get("/{run_id}/costs", response={200: CostsOut, **{k: ERRORS[k] for k in (401, 404)}},
             summary="The ledger (one line per model call) and its breakdowns by actor, phase and turn")
 def run_costs(request, run_id: int):
     run = _run(request, run_id)
@@ -305,14 +305,14 @@ def run_costs(request, run_id: int):
             "by_turn": {str(k): v for k, v in breakdown["by_turn"].items()}, "records": records}
 
 
-@router.get("/{int:run_id}/metrics", response={200: list[MetricOut], **{k: ERRORS[k] for k in (401, 404)}},
+@router.get("/{run_id}/metrics", response={200: list[MetricOut], **{k: ERRORS[k] for k in (401, 404)}},
             summary="Metric values per turn")
 def run_metrics(request, run_id: int):
     return [{"turn": m.turn, "name": m.name, "actor": m.actor or None, "value": m.value, "source": m.source}
             for m in MetricRecord.objects.filter(run=_run(request, run_id)).order_by("turn", "position")]
 
 
-@router.get("/{int:run_id}/validations", response={200: list[ValidationOut], **{k: ERRORS[k] for k in (401, 404)}},
+@router.get("/{run_id}/validations", response={200: list[ValidationOut], **{k: ERRORS[k] for k in (401, 404)}},
             summary="Validation findings per turn")
 def run_validations(request, run_id: int):
     return [{"turn": v.turn, "check": v.check_name, "passed": v.passed, "severity": v.severity, "actor": v.actor or None,
@@ -320,7 +320,7 @@ def run_validations(request, run_id: int):
             for v in ValidationResult.objects.filter(run=_run(request, run_id)).order_by("turn", "position")]
 
 
-@router.get("/{int:run_id}/events", response={200: EventPage, **{k: ERRORS[k] for k in (401, 404, 422)}},
+@router.get("/{run_id}/events", response={200: EventPage, **{k: ERRORS[k] for k in (401, 404, 422)}},
             summary="The run's events after a seq, in order (poll with next_after to follow a run)")
 def run_events(request, run_id: int, after: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)):
     run = _run(request, run_id)
@@ -336,13 +336,13 @@ def _steer(request, run_id: int, action) -> dict:
     return _out(request, action(run))
 
 
-@router.post("/{int:run_id}/pause", response={200: RunOut, **{k: ERRORS[k] for k in (401, 403, 404, 409)}},
+@router.post("/{run_id}/pause", response={200: RunOut, **{k: ERRORS[k] for k in (401, 403, 404, 409)}},
              summary="Pause at the next phase boundary")
 def pause_run(request, run_id: int):
     return _steer(request, run_id, lambda run: services.run_pause(run=run))
 
 
-@router.post("/{int:run_id}/resume", response={200: RunOut, **{k: ERRORS[k] for k in (400, 401, 403, 404, 409, 422)}},
+@router.post("/{run_id}/resume", response={200: RunOut, **{k: ERRORS[k] for k in (400, 401, 403, 404, 409, 422)}},
              summary="Resume a paused, halted, failed, crashed or completed run (optionally with a new credit limit)")
 def resume_run(request, run_id: int, payload: ResumeIn | None = None):
     payload = payload or ResumeIn()
@@ -350,13 +350,13 @@ def resume_run(request, run_id: int, payload: ResumeIn | None = None):
                                                                    max_turns=payload.end_turn))
 
 
-@router.post("/{int:run_id}/cancel", response={200: RunOut, **{k: ERRORS[k] for k in (401, 403, 404, 409)}},
+@router.post("/{run_id}/cancel", response={200: RunOut, **{k: ERRORS[k] for k in (401, 403, 404, 409)}},
              summary="Cancel a run (a running one stops at its next heartbeat)")
 def cancel_run(request, run_id: int):
     return _steer(request, run_id, lambda run: services.run_cancel(run=run))
 
 
-@router.get("/{int:run_id}/export", response={200: None, **{k: ERRORS[k] for k in (401, 404)}},
+@router.get("/{run_id}/export", response={200: None, **{k: ERRORS[k] for k in (401, 404)}},
             summary="The run's Markdown files and state JSON as a zip")
 def export_run(request, run_id: int):
     run = _run(request, run_id)

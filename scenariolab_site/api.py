@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
-from django.http import Http404, HttpRequest
+from django.http import Http404, HttpRequest, JsonResponse
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
@@ -52,8 +52,26 @@ class PublicRead:
         return None
 
 
+class ScenarioLabAPI(NinjaAPI):
+    """Documents, on every operation, the errors any request can meet before its route runs: a body that is
+    not JSON (400), no credentials (401) and parameters that do not fit (422), all in the one error shape."""
+
+    ALWAYS = {"400": "the request body could not be parsed", "401": "no valid token or session",
+              "422": "the request does not match the schema"}
+
+    def get_openapi_schema(self, *args: Any, **kwargs: Any):
+        schema = super().get_openapi_schema(*args, **kwargs)
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                for status, description in self.ALWAYS.items():
+                    responses.setdefault(status, {"description": description, "content": error})
+        return schema
+
+
 # Session auth checks CSRF on unsafe methods, as the pages' forms do; a bearer token needs no CSRF token.
-api = NinjaAPI(
+api = ScenarioLabAPI(
     title="Scenario Lab API",
     version="1",
     urls_namespace="api",
@@ -112,6 +130,11 @@ def _scenario_invalid(request, exc: ScenarioLoadError):
         for e in exc.errors
     ]
     return _error(request, 422, "invalid_scenario", str(exc).splitlines()[0], fields)
+
+
+def not_found(request: HttpRequest, rest: str = ""):
+    """Any /api/ path no route knows: the same JSON error as a route's 404, not Django's HTML page."""
+    return JsonResponse({"code": "not_found", "message": f"no API endpoint at {request.path}", "fields": []}, status=404)
 
 
 def _register_service_errors() -> None:

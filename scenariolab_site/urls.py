@@ -2,10 +2,10 @@
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
-from scenariolab_site.api import api
+from scenariolab_site.api import api, not_found
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="scenarios:list"), name="home"),
@@ -15,5 +15,6 @@ urlpatterns = [
     path("scenarios/", include("scenarios.urls")),
     path("runs/", include("runs.urls")),
     path("api/", api.urls),
+    re_path(r"^api/(?P<rest>.*)$", not_found),
     path("admin/", admin.site.urls),
 ]
