@@ -41,6 +41,7 @@ from scenarios.services import (
 router = Router(tags=["scenarios"])
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MAX_PAGE = 200
 ENGINE_KEYS = ("config", "actors", "metrics", "validation", "exogenous_events", "background")
 
 
@@ -296,12 +297,19 @@ def _nul_locs(value: Any, loc: list[Any]) -> list[list[Any]]:
     return []
 
 
+class ScenarioPages(LimitOffsetPagination):
+    # Bounded: a limit or offset past the database's integers would be a server error, not an empty page.
+    class Input(Schema):
+        limit: int = Field(50, ge=1, le=MAX_PAGE, description=f"Scenarios per page, at most {MAX_PAGE}.")
+        offset: int = Field(0, ge=0, le=2**31 - 1, description="Scenarios to skip.")
+
+
 # ---- routes ---------------------------------------------------------------------------------------------------
 @router.get("/", response={200: list[ScenarioSummary], **_errors(401, 422)}, operation_id="scenarios_list",
             summary="List scenarios")
-@paginate(LimitOffsetPagination)
+@paginate(ScenarioPages, max_limit=MAX_PAGE)
 def list_scenarios(request: HttpRequest):
-    """Every stored scenario by name, paginated with `limit` and `offset`; `count` is the total."""
+    """Every stored scenario by name, `limit` (default 50, at most 200) from `offset`; `count` is the total."""
     return scenario_list()
 
 

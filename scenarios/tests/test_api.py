@@ -135,9 +135,11 @@ def test_list_is_paginated_with_actor_counts(people):
     assert [item["name"] for item in rest["items"]] == ["Charlie"]
 
 
-def test_list_refuses_a_bad_limit(people):
-    body = assert_error(client.get("/scenarios/?limit=0", user=people["reader"]), 422, "invalid_request")
-    assert body["fields"][0]["loc"][-1] == "limit"
+@pytest.mark.parametrize(("query", "name"), [("limit=0", "limit"), ("limit=201", "limit"), ("offset=-1", "offset"),
+                                             (f"offset={2**70}", "offset")])
+def test_list_refuses_a_bad_limit_or_offset(people, query, name):
+    body = assert_error(client.get(f"/scenarios/?{query}", user=people["reader"]), 422, "invalid_request")
+    assert body["fields"][0]["loc"][-1] == name
 
 
 def test_get_gives_actors_and_the_engine_configuration(people, summit):
@@ -413,7 +415,7 @@ def test_openapi_documents_every_route_and_its_errors():
     paths = api.get_openapi_schema()["paths"]
     operations = {operation["operationId"]: set(map(int, operation["responses"]))
                   for path, item in paths.items() if path.startswith("/api/scenarios/") for operation in item.values()}
-    assert operations == {
+    declared = {
         "scenarios_list": {200, 401, 422},
         "scenarios_get": {200, 401, 404},
         "scenarios_create": {201, 401, 403, 409, 422},
@@ -423,6 +425,9 @@ def test_openapi_documents_every_route_and_its_errors():
         "scenarios_validate": {200, 401, 403, 404},
         "scenarios_estimate": {200, 400, 401, 404, 409, 422},
     }
+    assert set(operations) == set(declared)
+    for operation, statuses in declared.items():  # the API adds 400/401/422 to every operation
+        assert operations[operation] - {400, 401, 422} == statuses - {400, 401, 422}, operation
     body = paths["/api/scenarios/"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert {"slug", "config", "actors", "metrics"} <= set(body["properties"])
     assert body["additionalProperties"] is False
