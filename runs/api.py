@@ -15,7 +15,7 @@ from pydantic import Field
 
 from runs import selectors, services
 from runs.models import Communication, CostRecord, Decision, MetricRecord, Run, RunEvent, Turn, ValidationResult
-from scenariolab_site.api import ERRORS, ApiError, caller
+from scenariolab_site.api_base import ERRORS, ApiError, caller
 
 router = Router(tags=["runs"])
 MAX_LIMIT = 200

@@ -13,33 +13,14 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http import Http404, HttpRequest, JsonResponse
-from ninja import NinjaAPI, Schema
+from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import SessionAuth
 
 from accounts.auth import ApiTokenAuth
 from engine.scenario.errors import ScenarioLoadError
-
-
-class FieldError(Schema):
-    loc: list[str | int]
-    message: str
-
-
-class ErrorOut(Schema):
-    code: str
-    message: str
-    fields: list[FieldError] = []
-
-
-ERRORS: dict[int | str, type[Schema]] = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut}
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, fields: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.fields = status, code, message, fields or []
+from scenariolab_site.api_base import ApiError
 
 
 class PublicRead:
@@ -66,7 +47,8 @@ class ScenarioLabAPI(NinjaAPI):
             for operation in operations.values():
                 responses = operation.setdefault("responses", {})
                 for status, description in self.ALWAYS.items():
-                    responses.setdefault(status, {"description": description, "content": error})
+                    if status not in responses and int(status) not in responses:  # ninja's own keys are ints
+                        responses[status] = {"description": description, "content": error}
         return schema
 
 
@@ -78,12 +60,6 @@ api = ScenarioLabAPI(
     auth=[ApiTokenAuth(), SessionAuth(csrf=True), PublicRead()],
     description="Everything a page can do: scenarios, runs, their records and live events, comparisons.",
 )
-
-
-def caller(request: HttpRequest):
-    """The user a request acts for: a token's owner, the session's user, or anonymous (public reads)."""
-    auth = getattr(request, "auth", None)
-    return auth if auth is not None and hasattr(auth, "is_authenticated") else request.user
 
 
 def _error(request: HttpRequest, status: int, code: str, message: str, fields: list[dict[str, Any]] | None = None):

@@ -25,7 +25,7 @@ from engine.scenario.schema import SHORT_NAME, ActorConfig, BackgroundDocument, 
 from engine.scenario.schema import Scenario as EngineScenario
 from engine.scenario.schema import ScenarioConfig, ValidationRules
 from runs.services import run_plan_for
-from scenariolab_site.api import ERRORS, ApiError, caller
+from scenariolab_site.api_base import ERRORS, ApiError, caller
 from scenarios.models import Scenario
 from scenarios.selectors import scenario_get, scenario_list
 from scenarios.services import (
