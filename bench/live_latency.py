@@ -19,13 +19,13 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.profiles import measure_each_profile  # noqa: E402
 CHROMIUM = os.environ.get("SCENARIOLAB_CHROMIUM", "/usr/bin/chromium")
 TARGET_P95_MS = 250
 COLLECT = """
@@ -116,22 +116,12 @@ def measure(events: int) -> dict:
     stored = RunEvent.objects.filter(run=run).count()
     ordered = sorted(latencies[:events])
     return {
-        "profile": settings.PROFILE,
         "events": len(ordered),
         "stored_events": stored,
         "p50_ms": statistics.median(ordered),
         "p95_ms": ordered[max(0, round(0.95 * len(ordered)) - 1)],
         "max_ms": ordered[-1],
     }
-
-
-def run_profile(env: dict[str, str], events: int) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--measure", "--events", str(events)], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=900)
-    if done.returncode != 0:
-        return {"profile": env.get("REDIS_URL") and "scale-out" or "embedded",
-                "error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:
@@ -144,22 +134,8 @@ def main() -> int:
     if args.measure:
         print(json.dumps(measure(args.events)))
         return 0
-    from bench.persistence import postgres_database
-
-    results = []
-    with tempfile.TemporaryDirectory() as folder:
-        embedded = {"SCENARIOLAB_DATA_DIR": folder, "SCENARIOLAB_OUTPUT_DIR": folder, "DATABASE_URL": "", "REDIS_URL": ""}
-        results.append(run_profile(embedded, args.events))
-    problem = postgres_database(args.database_url)
-    if problem:
-        results.append({"profile": "scale-out", "error": f"cannot reach PostgreSQL: {problem}"})
-    else:
-        with tempfile.TemporaryDirectory() as folder:
-            scale_out = {"SCENARIOLAB_DATA_DIR": folder, "SCENARIOLAB_OUTPUT_DIR": folder, "DATABASE_URL": args.database_url,
-                         "REDIS_URL": args.redis_url, "SCENARIOLAB_HUEY_NAME": f"bench-{uuid.uuid4().hex[:8]}"}
-            results.append(run_profile(scale_out, args.events))
-        postgres_database(args.database_url, drop=True)
-
+    results = measure_each_profile(__file__, ["--events", str(args.events)], database_url=args.database_url,
+                                   redis_url=args.redis_url)
     print(f"Live update latency, worker emit → page DOM, {args.events} events (target p95 < {TARGET_P95_MS} ms embedded):")
     for r in results:
         if "error" in r:

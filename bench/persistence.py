@@ -15,14 +15,14 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.profiles import measure_each_profile  # noqa: E402
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/scenariolab_bench"
 
 
@@ -82,31 +82,6 @@ def measure(turns: int, actors: int) -> dict:
     }
 
 
-def run_profile(name: str, env: dict[str, str], args) -> dict:
-    done = subprocess.run(
-        [sys.executable, __file__, "--measure", "--turns", str(args.turns), "--actors", str(args.actors)],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=600,
-    )
-    if done.returncode != 0:
-        return {"database": name, "error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def postgres_database(url: str, *, drop: bool = False) -> str | None:
-    """Create (or drop) the benchmark's own database; None if PostgreSQL cannot be reached."""
-    import psycopg
-
-    base, name = url.rsplit("/", 1)
-    try:
-        with psycopg.connect(f"{base}/postgres", autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            if not drop:
-                conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.Error as exc:
-        return str(exc).strip().splitlines()[0]
-    return None
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=5)
@@ -118,23 +93,12 @@ def main() -> int:
         print(json.dumps(measure(args.turns, args.actors)))
         return 0
 
-    results = []
-    with tempfile.TemporaryDirectory() as folder:
-        sqlite_env = {"SCENARIOLAB_DATA_DIR": folder, "SCENARIOLAB_OUTPUT_DIR": folder, "DATABASE_URL": "", "REDIS_URL": ""}
-        results.append(run_profile("sqlite", sqlite_env, args))
-    problem = postgres_database(args.database_url)
-    if problem:
-        results.append({"database": "postgresql", "error": f"cannot reach PostgreSQL: {problem}"})
-    else:
-        with tempfile.TemporaryDirectory() as folder:
-            results.append(run_profile("postgresql", {"DATABASE_URL": args.database_url, "SCENARIOLAB_DATA_DIR": folder,
-                                                      "SCENARIOLAB_OUTPUT_DIR": folder}, args))
-        postgres_database(args.database_url, drop=True)
-
+    results = measure_each_profile(__file__, ["--turns", str(args.turns), "--actors", str(args.actors)],
+                                   database_url=args.database_url, redis_url=None)
     print(f"Persistence of one turn, {args.actors} actors, median of {args.turns} turns (offline provider):")
     for r in results:
         if "error" in r:
-            print(f"  {r['database']:<12} {r['error']}")
+            print(f"  {r['profile']:<12} {r['error']}")
             continue
         print(f"  {r['database']:<12} {r['turn_ms']:8.1f} ms per turn  ({r['events_per_turn']:.0f} events, "
               f"{r['ledger_lines_per_turn']:.0f} ledger lines; {r['event_ms']:.2f} ms per event)")
