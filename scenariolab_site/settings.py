@@ -140,8 +140,11 @@ else:
 # messages per socket is raised. What a layer drops anyway, pages fetch from RunEvent.
 CHANNEL_CAPACITY = 1000
 if REDIS_URL:
+    # redis-py 8 times a socket read out after 5 s, exactly as long as channels-redis blocks waiting for a
+    # message (BZPOPMIN, 5 s): on a quiet socket the two race and the consumer dies. Reads get longer.
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                                  "CONFIG": {"hosts": [REDIS_URL], "capacity": CHANNEL_CAPACITY}}}
+                                  "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                                             "capacity": CHANNEL_CAPACITY}}}
 else:
     INSTALLED_APPS.append("channels_lite")
     DATABASES["channels"] = sqlite(

@@ -1,10 +1,13 @@
 """The run socket with Channels' WebsocketCommunicator: who may listen, and gap-free, duplicate-free delivery."""
 
+import asyncio
+
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 
 from runs import services
@@ -15,6 +18,7 @@ from runs.tests.factories import make_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+real_layers = settings.CHANNEL_LAYERS  # the profile's own, for the test that needs it
 
 
 @pytest.fixture(autouse=True)
@@ -121,3 +125,24 @@ async def test_a_socket_from_another_site_is_refused(played):
     communicator = WebsocketCommunicator(application, f"/ws/runs/{run.pk}/", headers=[(b"origin", b"https://evil.example")])
     connected, _ = await communicator.connect()
     assert not connected
+
+
+@pytest.mark.both_profiles
+@pytest.mark.django_db(transaction=True, databases=["default", "channels"] if "channels" in settings.DATABASES else ["default"])
+async def test_a_socket_quiet_for_longer_than_the_layers_blocking_read_still_gets_events(played, settings):
+    """The profile's real channel layer (SQLite or Redis): a socket idle for 6 s, then an event. With
+    redis-py's default 5 s read timeout racing channels-redis's 5 s blocking read, the consumer used to die."""
+    settings.CHANNEL_LAYERS = real_layers
+    owner, run = played
+    last = await sync_to_async(lambda: RunEvent.objects.filter(run=run).count())()
+    communicator, connected, _ = await connect(run, owner, after=last)
+    assert connected
+    await asyncio.sleep(6)
+    await sync_to_async(RunEvent.objects.create)(run=run, seq=last + 1, type="turn_completed", data={"turn": 1},
+                                                 timestamp="2026-01-01T00:00:00Z")
+    await get_channel_layer().group_send(
+        run_group(run.pk), {"type": "run.events", "events": [{"seq": last + 1, "type": "turn_completed", "data": {"turn": 1}}]}
+    )
+    message = await communicator.receive_json_from(timeout=10)
+    assert message["seq"] == last + 1
+    await communicator.disconnect()
