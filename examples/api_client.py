@@ -76,4 +76,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except httpx.HTTPError as exc:  # no server there, or it stopped answering
+        print(f"error: cannot talk to the server: {exc} (is it running? start one with `make serve`)", file=sys.stderr)
+        raise SystemExit(2) from None
