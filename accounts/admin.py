@@ -71,7 +71,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         """
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = AdminApiTokenCreateForm(request.POST or None)
+        form = AdminApiTokenCreateForm(request.POST or None, creator=request.user)
         token = raw = None
         if request.method == "POST" and form.is_valid():
             try:

@@ -20,6 +20,13 @@ class ApiTokenCreateForm(forms.Form):
 
 
 class AdminApiTokenCreateForm(ApiTokenCreateForm):
-    owner = forms.ModelChoiceField(queryset=get_user_model().objects.filter(is_active=True).order_by("username"))
+    owner = forms.ModelChoiceField(queryset=get_user_model().objects.none())
 
     field_order = ["owner", "name", "expires_in_days"]
+
+    def __init__(self, *args, creator, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # A token acts with its owner's rights, and the creator sees it: only a superuser may make tokens for
+        # others; anyone else only for themselves, or "add API token" would be a way to become someone else.
+        users = get_user_model().objects.filter(is_active=True).order_by("username")
+        self.fields["owner"].queryset = users if creator.is_superuser else users.filter(pk=creator.pk)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from django.conf import settings
 from django.db.models import Max
@@ -11,7 +11,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import reverse
 from ninja import Query, Router, Schema
 from ninja.responses import Status
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from runs import selectors, services
 from runs.models import Communication, CostRecord, Decision, MetricRecord, Run, RunEvent, Turn, ValidationResult
@@ -22,13 +22,23 @@ MAX_LIMIT = 200
 
 
 # ---- schemas ---------------------------------------------------------------------------------------------
+def _no_nul(value: str) -> str:
+    if "\x00" in value:  # PostgreSQL cannot store it; refused where it is, not as a server error
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+BIGINT = 2**63 - 1
+
+
 class RunStartIn(Schema):
-    scenario: str = Field(description="the scenario's slug")
+    scenario: Text = Field(description="the scenario's slug", max_length=100)
     turns: int | None = Field(None, ge=1, le=1000)
     credit_limit: float | None = Field(None, gt=0, description="USD; default: the scenario's")
-    model: str = Field("", max_length=200, description="play every seat, the world and the judge with this model")
-    provider: str = Field("", max_length=32, description="send every call to this server: offline, openrouter, openai, ollama, local")
-    seed: int | None = None
+    model: Text = Field("", max_length=200, description="play every seat, the world and the judge with this model")
+    provider: Text = Field("", max_length=32, description="send every call to this server: offline, openrouter, openai, ollama, local")
+    seed: int | None = Field(None, ge=-BIGINT - 1, le=BIGINT)
     use_cache: bool = True
 
 
@@ -228,14 +238,15 @@ def start_run(request, payload: RunStartIn):
 
 
 @router.get("/", response={200: RunPage, **{k: ERRORS[k] for k in (401, 422)}}, summary="List runs")
-def list_runs(request, scenario: str | None = None, status: str | None = None, owner: str | None = None,
-              limit: int = Query(50, ge=1, le=MAX_LIMIT), offset: int = Query(0, ge=0)):
+def list_runs(request, scenario: Text | None = Query(None, max_length=100), status: Text | None = Query(None, max_length=16),
+              owner: Text | None = Query(None, max_length=150), limit: int = Query(50, ge=1, le=MAX_LIMIT),
+              offset: int = Query(0, ge=0, le=2**31 - 1)):
     user = caller(request)
     runs = Run.objects.select_related("owner", "scenario") if settings.PUBLIC_READ else selectors.runs_for(user)
     if scenario:
         runs = runs.filter(scenario_slug=scenario)
     if status:
-        runs = runs.filter(status=status)
+        runs = selectors.runs_with_status(runs, status)
     if owner:
         runs = runs.filter(owner__username=owner)
     runs = runs.order_by("-created_at", "-id")

@@ -35,7 +35,10 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
         self.run_id = int(self.scope["url_route"]["kwargs"]["pk"])
         run = await _visible_run(self.run_id, self.scope.get("user"))
         if run is None:
-            await self.close(code=4403)  # the same answer for "no such run" and "not yours"
+            # The same answer for "no such run" and "not yours". Accepted first: a close before the handshake
+            # is an HTTP 403 to the browser, which sees only "abnormal closure" and would retry for ever.
+            await self.accept()
+            await self.close(code=4403)
             return
         self.names = {a["short_name"]: a["name"] for a in run.actors}
         self.max_turns = run.max_turns

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
 from runs.models import CostRecord, Run, RunStatus
@@ -25,6 +25,17 @@ def run_is_crashed(run: Run, *, now: datetime | None = None) -> bool:
     if run.heartbeat_at is None:
         return True
     return (now or timezone.now()) - run.heartbeat_at > timedelta(seconds=settings.RUN_STALE_SECONDS)
+
+
+def runs_with_status(runs: QuerySet[Run], status: str) -> QuerySet[Run]:
+    """Filter by the status people see: "crashed" is running with a stale heartbeat, "running" a live one."""
+    stale = timezone.now() - timedelta(seconds=settings.RUN_STALE_SECONDS)
+    crashed = Q(status=RunStatus.RUNNING) & (Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True))
+    if status == CRASHED:
+        return runs.filter(crashed)
+    if status == RunStatus.RUNNING:
+        return runs.filter(status=RunStatus.RUNNING).exclude(crashed)
+    return runs.filter(status=status)
 
 
 def run_display_status(run: Run) -> str:

@@ -8,6 +8,7 @@ conflicts (409). Routers raise `ApiError` or let the services' exceptions throug
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -21,6 +22,8 @@ from ninja.security import SessionAuth
 from accounts.auth import ApiTokenAuth
 from engine.scenario.errors import ScenarioLoadError
 from scenariolab_site.api_base import ApiError
+
+logger = logging.getLogger(__name__)
 
 
 class PublicRead:
@@ -52,12 +55,23 @@ class ScenarioLabAPI(NinjaAPI):
         return schema
 
 
-# Session auth checks CSRF on unsafe methods, as the pages' forms do; a bearer token needs no CSRF token.
+class SignedInSession(SessionAuth):
+    """The browser's session, with CSRF on unsafe methods as the pages' forms have. Without a signed-in
+    session it simply does not apply (ninja's own would fail the CSRF check first, answering a missing or
+    revoked token with 403 "CSRF check failed" instead of 401)."""
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if not request.user.is_authenticated:
+            return None
+        return super().__call__(request)
+
+
+# A bearer token needs no CSRF token: no browser sends it by itself.
 api = ScenarioLabAPI(
     title="Scenario Lab API",
     version="1",
     urls_namespace="api",
-    auth=[ApiTokenAuth(), SessionAuth(csrf=True), PublicRead()],
+    auth=[ApiTokenAuth(), SignedInSession(csrf=True), PublicRead()],
     description="Everything a page can do: scenarios, runs, their records and live events, comparisons.",
 )
 
@@ -106,6 +120,13 @@ def _scenario_invalid(request, exc: ScenarioLoadError):
         for e in exc.errors
     ]
     return _error(request, 422, "invalid_scenario", str(exc).splitlines()[0], fields)
+
+
+@api.exception_handler(Exception)
+def _server_error(request, exc: Exception):
+    # Logged in full here; the client gets the error shape, never a traceback (DEBUG or not).
+    logger.exception("unhandled error in %s %s", request.method, request.path)
+    return _error(request, 500, "server_error", "something went wrong on the server; it has been logged")
 
 
 def not_found(request: HttpRequest, rest: str = ""):

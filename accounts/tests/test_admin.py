@@ -91,3 +91,17 @@ def test_a_bad_admin_form_creates_nothing(client, staff, olga):
     answer = client.post(reverse("admin:accounts_apitoken_add"), {"owner": olga.pk, "name": ""})
     assert answer.status_code == 200 and 'id="new-token"' not in answer.content.decode()
     assert not ApiToken.objects.exists()
+
+
+def test_staff_who_may_add_tokens_can_make_them_only_for_themselves(client):
+    from django.contrib.auth.models import Permission
+
+    boss = User.objects.create_superuser("boss", "boss@example.org", "pw")
+    helper = User.objects.create_user("helper", password="pw", is_staff=True)
+    helper.user_permissions.add(Permission.objects.get(codename="add_apitoken"))
+    client.force_login(helper)
+    page = client.post(reverse("admin:accounts_apitoken_add"), {"owner": boss.pk, "name": "escalate"})
+    assert page.status_code == 200 and "owner" in page.context["form"].errors
+    assert not ApiToken.objects.filter(owner=boss).exists()
+    mine = client.post(reverse("admin:accounts_apitoken_add"), {"owner": helper.pk, "name": "mine"})
+    assert mine.status_code == 200 and ApiToken.objects.filter(owner=helper).count() == 1

@@ -107,7 +107,7 @@ class DecisionPhase:
         )
         await ctx.emit(
             EventType.ACTOR_DECISION_COMPLETED,
-            {"turn": turn, "actor": actor.short_name, **output.model_dump(), "provider": response.provider},
+            {"turn": turn, "actor": actor.short_name, **output.model_dump(), "model": response.model, "provider": response.provider},
             turn=turn,
         )
         return decision

@@ -170,3 +170,44 @@ def test_compare_runs_side_by_side(people, played):
         assert all(len(series) == 2 for series in compared["metrics"].values())
     assert_error(client.get(f"/runs/compare?ids={played.pk}&ids=99999", user=people["owner"]), 404, "not_found")
     assert_error(client.get(f"/runs/compare?ids={played.pk}", user=people["other"]), 404, "not_found")
+
+
+def test_without_credentials_a_write_is_401_even_where_csrf_is_enforced(people, played):
+    """A revoked token on a POST must read "sign in", not "CSRF failed": the session check stays out of it."""
+    from django.test import Client
+
+    from accounts.services import api_token_create, api_token_revoke
+
+    browserish = Client(enforce_csrf_checks=True)
+    token, raw = api_token_create(owner=people["owner"], name="old")
+    api_token_revoke(token=token)
+    for headers in ({}, {"HTTP_AUTHORIZATION": f"Bearer {raw}"}):
+        response = browserish.post(f"/api/runs/{played.pk}/cancel", **headers)
+        assert response.status_code == 401 and response.json()["code"] == "unauthenticated"
+    browserish.force_login(people["owner"])
+    assert browserish.post(f"/api/runs/{played.pk}/cancel").status_code == 403, "a session still needs its CSRF token"
+
+
+@pytest.mark.parametrize(
+    "query", ["offset=9223372036854775808", "owner=a%00b", "scenario=a%00b", "status=a%00b"]
+)
+def test_hostile_list_queries_are_422_not_server_errors(people, query):
+    assert_error(client.get(f"/runs/?{query}", user=people["staff"]), 422, "invalid_request")
+
+
+@pytest.mark.parametrize("payload", [{"scenario": "ai-summit", "seed": 2**63}, {"scenario": "a\x00b"}, {"scenario": "ai-summit", "model": "a\x00b"}])
+def test_hostile_start_bodies_are_422_not_server_errors(people, payload):
+    body = assert_error(client.post("/runs/", json=payload, user=people["owner"]), 422, "invalid_request")
+    assert body["fields"]
+
+
+def test_the_status_filter_knows_crashed_runs(people):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    run = make_run(turns=1, owner=people["owner"])
+    Run.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, heartbeat_at=timezone.now() - timedelta(hours=1))
+    staff = {"user": people["staff"]}
+    assert [r["id"] for r in client.get("/runs/?status=crashed", **staff).json()["items"]] == [run.pk]
+    assert client.get("/runs/?status=running", **staff).json()["count"] == 0
