@@ -8,7 +8,7 @@ import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, Any
 
 from django.conf import settings
@@ -40,10 +40,15 @@ from engine.scenario.schema import (
     ScenarioConfig,
     ValidationRules,
 )
+from scenarios.archives import (  # noqa: F401 - ScenarioImportError and the limits are part of this API
+    MAX_ZIP_ENTRIES,
+    MAX_ZIP_UNPACKED_BYTES,
+    ScenarioImportError,
+    extract_safely,
+    scenario_root,
+)
 from scenarios.models import Actor, BackgroundDocument, Scenario
 
-MAX_ZIP_UNPACKED_BYTES = 10 * 1024 * 1024  # a scenario folder is a few hundred KiB of text
-MAX_ZIP_ENTRIES = 1000
 # What a scenario.yaml column holds; everything else there goes to `extra`.
 SCENARIO_COLUMNS = ("name", "description", "system_prompt", "initial_world_state", "turns", "turn_duration",
                     "world_state_model", "context_window_size", "credit_limit", "seed")
@@ -68,10 +73,6 @@ class StoredScenarioError(ScenarioLoadError):
         count = len(self.errors)
         header = f"Stored scenario {self.folder!r} has {count} problem{'s' if count != 1 else ''}:"
         return "\n".join([header, *(f"  {error}" for error in self.errors)])
-
-
-class ScenarioImportError(ValueError):
-    """An upload that is not a usable scenario archive (not a zip, too big, names escaping the folder...)."""
 
 
 class ScenarioSlugTaken(ValueError):
@@ -290,74 +291,6 @@ def scenario_import_folder(*, path: str | Path, slug: str | None = None, update:
     return _store(config, slug, update=update)
 
 
-def _refuse_entry(info: zipfile.ZipInfo) -> str | None:
-    """Why an archive member must not be extracted, if it must not."""
-    name = info.filename
-    parts = PurePosixPath(name).parts
-    if "\\" in name:
-        return f"{name!r} uses '\\' in its path; zip paths use '/'"
-    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        return f"{name!r} is an absolute path"
-    if ".." in parts:
-        return f"{name!r} points outside the archive's folder ('..')"
-    if stat.S_ISLNK(info.external_attr >> 16):
-        return f"{name!r} is a symbolic link"
-    if info.flag_bits & 0x1:
-        return f"{name!r} is encrypted"
-    return None
-
-
-def _skipped(name: str) -> bool:
-    """Files zip tools add on their own (macOS resource forks, Finder metadata)."""
-    parts = PurePosixPath(name).parts
-    return parts[0] == "__MACOSX" or parts[-1] in (".DS_Store", "Thumbs.db")
-
-
-def _extract(archive: zipfile.ZipFile, target: Path) -> list[str]:
-    """Extract the members into `target`, checking every name and counting the bytes really unpacked."""
-    members = [info for info in archive.infolist() if not _skipped(info.filename)]
-    if len(members) > MAX_ZIP_ENTRIES:
-        raise ScenarioImportError(f"the archive holds {len(members)} entries; a scenario has at most {MAX_ZIP_ENTRIES}")
-    for info in members:
-        reason = _refuse_entry(info)
-        if reason:
-            raise ScenarioImportError(f"refusing the archive: {reason}")
-    limit = f"{MAX_ZIP_UNPACKED_BYTES // (1024 * 1024)} MB"
-    if sum(info.file_size for info in members) > MAX_ZIP_UNPACKED_BYTES:
-        raise ScenarioImportError(f"the archive unpacks to more than {limit}, the limit for a scenario")
-    written, names = 0, []
-    for info in members:
-        if info.is_dir():
-            continue
-        path = target / info.filename
-        if not path.resolve().is_relative_to(target.resolve()):  # belt and braces after the name checks
-            raise ScenarioImportError(f"refusing the archive: {info.filename!r} points outside its folder")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with archive.open(info) as source, path.open("wb") as sink:
-            # Sizes in the archive's header can lie; count what is actually unpacked.
-            while chunk := source.read(64 * 1024):
-                written += len(chunk)
-                if written > MAX_ZIP_UNPACKED_BYTES:
-                    raise ScenarioImportError(f"the archive unpacks to more than {limit}, the limit for a scenario")
-                sink.write(chunk)
-        names.append(info.filename)
-    return names
-
-
-def _scenario_root(target: Path, names: list[str]) -> Path:
-    """scenario.yaml at the top of the archive, or inside its one top-level folder."""
-    top = {PurePosixPath(name).parts[0] for name in names}
-    if top & {"scenario.yaml", "scenario.yml"}:
-        return target
-    folders = {PurePosixPath(name).parts[0] for name in names if len(PurePosixPath(name).parts) > 1}
-    if len(folders) == 1 and top == folders:
-        return target / folders.pop()
-    if not names:
-        raise ScenarioImportError("the archive is empty")
-    raise ScenarioImportError("expected scenario.yaml at the top of the archive or inside one top-level folder, "
-                              f"found: {', '.join(sorted(top)[:10])}")
-
-
 def scenario_import_zip(*, upload: IO[bytes] | bytes, slug: str | None = None, update: bool = False) -> Scenario:
     """Store the scenario folder in a zip (at its top or in one top-level folder).
 
@@ -373,10 +306,10 @@ def scenario_import_zip(*, upload: IO[bytes] | bytes, slug: str | None = None, u
         target = Path(temporary)
         try:
             with zipfile.ZipFile(stream) as archive:
-                names = _extract(archive, target)
+                names = extract_safely(archive, target)
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
             raise ScenarioImportError(f"{label} is not a readable zip archive ({exc})") from None
-        root = _scenario_root(target, names)
+        root = scenario_root(target, names)
         try:
             config = EngineScenario.load(root)
         except ScenarioLoadError as exc:
