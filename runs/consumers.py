@@ -30,6 +30,14 @@ def _stored_after(run_id: int, seq: int) -> list[dict]:
     return [{"seq": e.seq, "type": e.type, "data": e.data, "timestamp": e.timestamp.timestamp()} for e in rows]
 
 
+@database_sync_to_async
+def _stored_status(run_id: int) -> dict | None:
+    run = Run.objects.filter(pk=run_id).first()
+    if run is None:
+        return None
+    return {"status": selectors.run_display_status(run), "reason": run.error or run.halt_reason}
+
+
 class RunConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         self.run_id = int(self.scope["url_route"]["kwargs"]["pk"])
@@ -52,10 +60,14 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(run_group(self.run_id), self.channel_name)
 
     async def receive_json(self, content, **kwargs) -> None:
-        # The page may ask again for everything after a seq (after it noticed a gap of its own).
+        # The page may ask again for everything after a seq (a gap of its own, or a quiet spell). It also
+        # gets the run's stored status, so a page converges on it even if an event never made it to the store.
         if isinstance(content, dict) and isinstance(content.get("after"), int) and content["after"] >= 0:
             self.last_seq = min(self.last_seq, content["after"])
             await self.catch_up()
+            status = await _stored_status(self.run_id)
+            if status is not None:
+                await self.send_json({"type": "status", "data": status})
 
     async def catch_up(self) -> None:
         while events := await _stored_after(self.run_id, self.last_seq):

@@ -62,6 +62,9 @@ class RunPageInABrowser(ChannelsLiveServerTestCase):
         scenario_import_library()
         self.page = self.browser.new_page(viewport={"width": 1280, "height": 900})
         self.page.set_default_timeout(WAIT_MS)
+        self.console: list[str] = []  # the page's own errors, reported when a wait fails
+        self.page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+        self.page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
 
     def tearDown(self):
         self.page.close()
@@ -90,8 +93,11 @@ class RunPageInABrowser(ChannelsLiveServerTestCase):
         except sync_api.TimeoutError:
             self.page.screenshot(path=ARTIFACTS / f"timeout-waiting-for-{status}.png", full_page=True)
             run = Run.objects.get()
-            raise AssertionError(f"the page shows {self.status()!r}, the run is {run.status} at turn {run.turn} "
-                                 f"({run.halt_reason or run.error or 'no reason'}), waiting for {status!r}") from None
+            indicator = self.page.locator("#live-indicator").text_content()
+            last_seq = self.page.locator("#run-page").get_attribute("data-last-seq")
+            raise AssertionError(f"the page shows {self.status()!r} ({indicator!r}, last seq {last_seq}), the run is "
+                                 f"{run.status} at turn {run.turn} ({run.halt_reason or run.error or 'no reason'}, "
+                                 f"{run.events.count()} events stored), waiting for {status!r}; console: {self.console}") from None
 
     def test_follow_pause_resume_and_finish_a_run_live(self):
         self.sign_in()

@@ -116,7 +116,8 @@ async def test_a_page_may_ask_again_after_its_last_applied_seq(played):
     first = await receive_all(communicator)
     await communicator.send_json_to({"after": first[-1]["seq"] - 3})
     again = await receive_all(communicator)
-    assert [m["seq"] for m in again] == [m["seq"] for m in first[-3:]]
+    assert [m["seq"] for m in again[:-1]] == [m["seq"] for m in first[-3:]]
+    assert again[-1] == {"type": "status", "data": {"status": "completed", "reason": ""}}, "and the stored status"
     await communicator.disconnect()
 
 

@@ -182,12 +182,21 @@
     socket.onmessage = function (incoming) {
       lastHeard = Date.now();
       var message = JSON.parse(incoming.data);
+      if (message.type === "status") {  // the stored status, sent with every re-sync: not an event
+        if (message.data.status !== page.dataset.status) setStatus(message.data.status, message.data.reason);
+        return;
+      }
       if (message.seq <= lastSeq) return;
       if (message.seq > lastSeq + 1) {  // never expected from the server; ask again rather than skip
         socket.send(JSON.stringify({ after: lastSeq }));
         return;
       }
-      apply(message);
+      try {
+        apply(message);
+      } catch (error) {
+        // One event the page cannot show must not stop it from following the run.
+        console.error("run page: could not apply event " + message.seq + " (" + message.type + ")", error);
+      }
       lastSeq = message.seq;
       page.dataset.lastSeq = String(lastSeq);
       // For other scripts (and the latency benchmark): which event the page now shows, and when it happened.
