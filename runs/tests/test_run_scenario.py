@@ -33,7 +33,7 @@ def test_the_bundled_summit_runs_offline_end_to_end():
     run = Run.objects.get()
     assert run.status == RunStatus.COMPLETED and run.offline and run.scenario.slug == "ai-summit"
     assert f"Run {run.pk} completed after 2 of 2 turns." in out
-    assert f"Markdown files: {run.output_dir}/" in out and f"/admin/runs/run/{run.pk}/" in out
+    assert f"Markdown files: {run.output_dir}/" in out and f"/runs/{run.pk}/" in out
     assert CostRecord.objects.filter(run=run).count() == run.calls > 0
     assert (Path(run.output_dir) / "summary.md").is_file()
 

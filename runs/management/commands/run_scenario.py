@@ -151,7 +151,7 @@ class Command(BaseCommand):
         self.out.write(text)
 
     def page(self, run: Run) -> str:
-        return settings.SITE_URL + reverse("admin:runs_run_change", args=[run.pk])
+        return settings.SITE_URL + reverse("runs:detail", args=[run.pk])
 
     def progress(self, event: Event) -> None:
         data = event.data
