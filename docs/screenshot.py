@@ -20,7 +20,7 @@ OUT = ROOT / "docs" / "run-page.png"
 
 
 def main() -> int:
-    from bench.live_latency import free_port, wait_for_http
+    from bench.live_latency import free_port, sign_in, wait_for_http
 
     with tempfile.TemporaryDirectory() as folder:
         env = {**os.environ, "SCENARIOLAB_DATA_DIR": folder, "SCENARIOLAB_OUTPUT_DIR": folder, "DATABASE_URL": "",
@@ -43,11 +43,7 @@ def main() -> int:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=os.environ.get("SCENARIOLAB_CHROMIUM", "/usr/bin/chromium"))
                 page = browser.new_page(viewport={"width": 1280, "height": 1800})
-                page.goto(f"{base}/accounts/login/")
-                page.fill("input[name=username]", "reader")
-                page.fill("input[name=password]", "screenshot-pass")
-                page.click("form button[type=submit]")
-                page.wait_for_load_state()
+                sign_in(page, base, "reader", "screenshot-pass")
                 page.goto(f"{base}/runs/1/")
                 page.wait_for_function("document.getElementById('live-indicator').textContent === 'live'")
                 page.screenshot(path=str(OUT))

@@ -103,3 +103,16 @@ def markdown_answer(rng: random.Random) -> str:
     return (f"**LONG-TERM GOALS:**\n{goals}\n\n**SHORT-TERM PRIORITIES:**\n{priorities}\n\n"
             f"**REASONING:**\n{sentence(rng, 'assessment')} {sentence(rng, 'risk')}\n\n"
             f"**ACTION:**\n{sentence(rng, 'proposal')}")
+
+
+def with_text_suffix(value: Any, suffix: str) -> Any:
+    """`value` (an answer's JSON) with `suffix` after every prose string: see FakeLLMServer(text_suffix=)."""
+    if not suffix:
+        return value
+    if isinstance(value, str):
+        return value + suffix if " " in value else value  # prose, not an identifier or an enum value
+    if isinstance(value, list):
+        return [with_text_suffix(item, suffix) for item in value]
+    if isinstance(value, dict):
+        return {key: with_text_suffix(item, suffix) for key, item in value.items()}
+    return value

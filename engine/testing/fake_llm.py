@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-from engine.testing.fake_chat import RESPONSE_FORMATS, ChatRequest, HTTPError, markdown_answer, message_text, parse_chat, truncate_answer
+from engine.testing.fake_chat import (RESPONSE_FORMATS, ChatRequest, HTTPError, markdown_answer, message_text, parse_chat,
+                                      truncate_answer, with_text_suffix)
 from engine.testing.json_schema_instance import build_instance, sentence, violate_schema
 
 FAULT_KINDS = ("rate_limit", "server_error", "unavailable", "hang", "truncated_json", "invalid_schema",
@@ -394,7 +395,7 @@ class FakeLLMServer:
         # Seeded by the request and the server seed (a str seed is hashed stably across runs, unlike hash()).
         rng = random.Random(f"{chat.digest()}:{self.seed}")
         if chat.schema is not None:
-            instance = _with_suffix(build_instance(chat.schema, rng), self.text_suffix)
+            instance = with_text_suffix(build_instance(chat.schema, rng), self.text_suffix)
             text = json.dumps(violate_schema(chat.schema, instance) if fault == "invalid_schema" else instance)
         elif chat.json_mode:
             answer = {"answer": sentence(rng, "answer"), "confidence": round(rng.uniform(0.5, 0.95), 2)}
@@ -427,18 +428,6 @@ class FakeLLMServer:
             await writer.drain()
         writer.write(b"0\r\n\r\n")
         await writer.drain()
-
-
-def _with_suffix(value: Any, suffix: str) -> Any:
-    if not suffix:
-        return value
-    if isinstance(value, str):
-        return value + suffix if " " in value else value  # prose, not an identifier or an enum value
-    if isinstance(value, list):
-        return [_with_suffix(item, suffix) for item in value]
-    if isinstance(value, dict):
-        return {key: _with_suffix(item, suffix) for key, item in value.items()}
-    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
