@@ -258,6 +258,28 @@ class ScenarioState:
         """Mark `turn` as completed; the next turn starts with no phase or step done."""
         return replace(self, turn=turn, completed_phases=(), completed_steps=())
 
+    def with_history_until(self, turn: int) -> ScenarioState:
+        """The run as it stood when `turn` had just completed: later turns' records and ledger lines dropped.
+        What a branch at `turn` starts from."""
+        if not 0 <= turn <= self.turn:
+            raise ValueError(f"turn {turn} is not a completed turn of this run (0 to {self.turn})")
+
+        def upto(records: tuple) -> tuple:
+            return tuple(r for r in records if r.turn <= turn)
+
+        return replace(
+            self,
+            turn=turn,
+            completed_phases=(),
+            completed_steps=(),
+            world_states=upto(self.world_states),
+            decisions=upto(self.decisions),
+            communications=upto(self.communications),
+            costs=upto(self.costs),
+            metrics=upto(self.metrics),
+            validations=upto(self.validations),
+        )
+
     # ---- serialisation -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return _to_json(self)

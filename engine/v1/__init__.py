@@ -1,0 +1,30 @@
+"""The V1 run directory: the files V1's `run_scenario.py` wrote, written from (and read back into) engine state.
+
+V1 users' analysis scripts read these files, so names, Markdown headers and JSON keys follow V1 exactly;
+the numbers in them come from the engine's ledger (real token counts, every call counted). Reading accepts
+directories written by V1 itself as well as by this project, so old runs can be resumed and imported.
+"""
+
+from engine.v1.files import conversation_file_name, v1_costs, v1_metrics
+from engine.v1.run_directory import (
+    RunDirectoryError,
+    V1RunDirectory,
+    branch_run_directory,
+    next_run_folder,
+    read_run_directory,
+)
+from engine.v1.state_file import V1Status, state_from_v1, v1_status
+
+__all__ = [
+    "RunDirectoryError",
+    "V1RunDirectory",
+    "V1Status",
+    "branch_run_directory",
+    "conversation_file_name",
+    "next_run_folder",
+    "read_run_directory",
+    "state_from_v1",
+    "v1_costs",
+    "v1_metrics",
+    "v1_status",
+]
