@@ -65,6 +65,29 @@ class RunPlan:
     provider: str
     use_cache: bool
 
+    def estimate_summary(self) -> dict:
+        """Provider and cost estimate as JSON, low to high: what the API and `estimate_scenario --json` show."""
+        estimate = self.estimate
+
+        def span(value) -> dict[str, float]:
+            return {"low": value.low, "high": value.high}
+
+        return {
+            "provider": self.choice.description,
+            "offline": self.choice.offline,
+            "turns": self.max_turns,
+            "cost": span(estimate.cost),
+            "tokens": span(estimate.tokens),
+            "calls": estimate.calls,
+            "by_actor": {name: span(value) for name, value in estimate.by_actor().items()},
+            "by_phase": {name: span(value) for name, value in estimate.by_phase().items()},
+            "lines": [{"actor": line.actor, "phase": line.phase, "model": line.model, "calls": span(line.calls),
+                       "input_tokens": span(line.input_tokens), "output_tokens": span(line.output_tokens),
+                       "cost": span(line.cost)} for line in estimate.lines],
+            "credit_limit": self.credit_limit,
+            "description": estimate.describe(),
+        }
+
 
 def run_plan(
     *,

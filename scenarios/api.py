@@ -418,25 +418,5 @@ def estimate_scenario(
     """Provider and cost estimate of a run, before it exists, as the start form shows them. 400: a parameter
     the run would refuse (provider, model, credit limit); 409: the stored scenario does not validate."""
     plan = run_plan_for(scenario=_found(slug), turns=turns, model=model, provider=provider, credit_limit=credit_limit)
-    estimate = plan.estimate
-
-    def span(value) -> dict[str, float]:
-        return {"low": value.low, "high": value.high}
-
-    return {
-        "scenario": slug,
-        "provider": plan.choice.description,
-        "offline": plan.choice.offline,
-        "turns": plan.max_turns,
-        "cost": span(estimate.cost),
-        "tokens": span(estimate.tokens),
-        "calls": estimate.calls,
-        "by_actor": {name: span(value) for name, value in estimate.by_actor().items()},
-        "by_phase": {name: span(value) for name, value in estimate.by_phase().items()},
-        "lines": [{"actor": line.actor, "phase": line.phase, "model": line.model, "calls": span(line.calls),
-                   "input_tokens": span(line.input_tokens), "output_tokens": span(line.output_tokens),
-                   "cost": span(line.cost)} for line in estimate.lines],
-        "credit_limit": plan.credit_limit,
-        "description": estimate.describe(),
-    }
+    return {"scenario": slug, **plan.estimate_summary()}
 

@@ -30,6 +30,27 @@ def bad_input(message: str) -> CommandError:
     return CommandError(message, returncode=2)
 
 
+def load_problem(exc: ScenarioLoadError) -> CommandError:
+    """Bad input for a scenario that does not load: one line for one problem, else the loader's list."""
+    if len(exc.errors) == 1:
+        return bad_input(f"{exc.folder}: {exc.errors[0]}")
+    return bad_input(str(exc))
+
+
+def describe_plan(plan: services.RunPlan, style) -> list[str]:
+    """What a run will be, as the terminal shows it before starting: scenario, provider, estimate, limit."""
+    lines = [
+        style.MIGRATE_HEADING(f"{plan.config.name} — {len(plan.config.actors)} actors, {plan.max_turns} turns"),
+        f"Provider: {plan.choice.description}",
+        plan.estimate.describe(),
+    ]
+    if plan.estimate.max_cost > 0:
+        lines.append(plan.estimate.table())
+    limit = f"${plan.credit_limit:.2f}" if plan.credit_limit is not None else "none"
+    lines.append(f"Credit limit: {limit}")
+    return lines
+
+
 def resolve_scenario(name: str) -> tuple[object | None, Scenario, str]:
     """(stored scenario or None, its engine config, slug) for a stored or bundled scenario's slug or a folder."""
     from scenarios.selectors import scenario_get
@@ -107,7 +128,7 @@ class Command(BaseCommand):
         try:
             stored, config, slug = resolve_scenario(options["scenario"])
         except ScenarioLoadError as exc:
-            raise bad_input(str(exc)) from None
+            raise load_problem(exc) from None
         for warning in config.warnings:
             self.stderr.write(self.style.WARNING(warning))
         try:
@@ -122,13 +143,8 @@ class Command(BaseCommand):
             )
         except services.RunInputError as exc:
             raise bad_input(str(exc)) from None
-        self.say(self.style.MIGRATE_HEADING(f"{plan.config.name} — {len(plan.config.actors)} actors, {plan.max_turns} turns"))
-        self.say(f"Provider: {plan.choice.description}")
-        self.say(plan.estimate.describe())
-        if plan.estimate.max_cost > 0:
-            self.say(plan.estimate.table())
-        limit = f"${plan.credit_limit:.2f}" if plan.credit_limit is not None else "none"
-        self.say(f"Credit limit: {limit}")
+        for line in describe_plan(plan, self.style):
+            self.say(line)
         return services.run_create(plan=plan, slug=slug, scenario=stored)
 
     def resume(self, options) -> Run:

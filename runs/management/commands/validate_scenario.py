@@ -1,0 +1,29 @@
+"""`manage.py validate_scenario SCENARIO`: load a stored scenario or a folder and report its problems.
+
+Exit codes: 0 valid (warnings may be printed), 2 invalid or not found (every problem with its file, key and line).
+"""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand
+
+from engine.scenario.errors import ScenarioLoadError
+from runs.management.commands.run_scenario import load_problem, resolve_scenario
+
+
+class Command(BaseCommand):
+    help = "Validate a scenario (a stored one's slug or a folder): every problem with its file, key and line."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("scenario", help="a stored scenario's slug (e.g. ai-summit) or a scenario folder")
+
+    def handle(self, *args, **options) -> None:
+        try:
+            _, config, slug = resolve_scenario(options["scenario"])
+        except ScenarioLoadError as exc:
+            raise load_problem(exc) from None
+        for warning in config.warnings:
+            self.stdout.write(self.style.WARNING(f"warning: {warning}"))
+        self.stdout.write(self.style.SUCCESS(
+            f"{slug} is valid: {config.name}, {len(config.actors)} actors, {config.config.turns} turns."
+        ))
