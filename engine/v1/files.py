@@ -216,6 +216,8 @@ def metric_key(record: MetricRecord, scenario: Scenario | None) -> str:
 def metrics_by_turn(state: ScenarioState, scenario: Scenario | None) -> dict[str, dict[str, Any]]:
     table: dict[str, dict[str, Any]] = {}
     for record in state.metrics:
+        if record.value is None:
+            continue  # V1 recorded a metric only when its pattern matched
         table.setdefault(str(record.turn), {})[metric_key(record, scenario)] = record.value
     return table
 
@@ -239,7 +241,7 @@ def v1_metrics(state: ScenarioState, scenario: Scenario) -> dict[str, Any]:
     written = scenario.metrics.metrics if scenario.metrics else []
     # As the folder wrote them: V1's dict form by name, the list form keyed by each metric's name.
     entries = written.items() if isinstance(written, dict) else ((d.name, d) for d in written)
-    definitions = {name: d.model_dump(mode="json", exclude_none=True, exclude_defaults=True) for name, d in entries}
+    definitions = {name: d.model_dump(mode="json", exclude_unset=True) for name, d in entries}
     return {
         "scenario": scenario.name,  # V1 wrote metrics.yaml's `scenario_name`, usually missing, so often ""
         "metrics_definitions": definitions,

@@ -168,6 +168,7 @@ def v1_state_document(state: ScenarioState, meta: RunMetadata, *, scenario: Scen
 
 def _communication_state(state: ScenarioState, meta: RunMetadata) -> dict[str, Any]:
     names = actor_names(state)
+    position = {m.id: index for index, m in enumerate(state.communications)}
     channels: dict[str, Any] = {}
     by_turn: dict[str, list[str]] = {}
     for turn in sorted({m.turn for m in state.communications}):
@@ -191,6 +192,7 @@ def _communication_state(state: ScenarioState, meta: RunMetadata) -> dict[str, A
                         "sender_short_name": m.sender,
                         "recipients": list(m.recipients),
                         "in_reply_to": m.in_reply_to,
+                        "position": position[m.id],  # the order of the run, across channels
                     }
                     for m in messages
                 ],
@@ -227,8 +229,10 @@ def _need(doc: dict[str, Any], key: str, kind: type) -> Any:
 
 
 def state_from_v1(doc: dict[str, Any], *, scenario: Scenario | None = None) -> tuple[ScenarioState, dict[str, Any]]:
-    """The run a scenario-state.json describes, and its `execution_metadata`. Records of a turn that was not
-    completed are dropped (a resume plays that turn again), except its ledger lines: those calls were paid."""
+    """The run a scenario-state.json describes, and its `execution_metadata`. A file written here restores the
+    state exactly, a turn in progress included (a resume continues from its first phase not done). In a file
+    written by V1, records of a turn not completed are dropped, for the resume plays that turn again; its
+    ledger lines stay: those calls were paid."""
     if not isinstance(doc, dict):
         raise V1StateError("the file does not hold a JSON object")
     world = _need(doc, "world_state", dict)
@@ -242,6 +246,7 @@ def state_from_v1(doc: dict[str, Any], *, scenario: Scenario | None = None) -> t
     except (TypeError, ValueError):
         raise V1StateError("`current_turn` and the keys of `world_state.states` must be turn numbers") from None
     turn = min(turn, max(world_turns, default=0))
+    kept = turn + 1 if engine else turn  # the last turn whose records are kept
 
     actors: list[ActorState] = []
     for short, entry in actors_doc.items():
@@ -257,12 +262,12 @@ def state_from_v1(doc: dict[str, Any], *, scenario: Scenario | None = None) -> t
     world_states = tuple(
         WorldState(t, str(states[str(t)] if str(t) in states else states[t]),
                    tuple(ExogenousOccurrence(**e) for e in events.get(str(t), ())))
-        for t in world_turns if t <= turn
+        for t in world_turns if t <= kept
     )
 
     decisions: list[Decision] = []
     for t, by_actor in (world.get("actor_decisions") or {}).items():
-        if int(t) > turn:
+        if int(t) > kept:
             continue
         for name, entry in by_actor.items():
             if "long_term_goals" in entry:
@@ -288,10 +293,10 @@ def state_from_v1(doc: dict[str, Any], *, scenario: Scenario | None = None) -> t
         completed_phases=tuple(PhaseName(p) for p in engine.get("completed_phases", ())) if engine else (),
         completed_steps=tuple(engine.get("completed_steps", ())) if engine else (),
         decisions=tuple(decisions),
-        communications=_communications(doc.get("communication_manager_state") or {}, short_of, turn),
+        communications=_communications(doc.get("communication_manager_state") or {}, short_of, kept),
         costs=_costs(doc.get("cost_tracker_state") or {}, short_of, actors),
-        metrics=_metrics(doc.get("metrics_tracker_state") or {}, turn),
-        validations=tuple(ValidationResult(**{**v, "issues": tuple(v.get("issues", ()))}) for v in engine.get("validation_results", ()) if v["turn"] <= turn),
+        metrics=_metrics(doc.get("metrics_tracker_state") or {}, kept),
+        validations=tuple(ValidationResult(**{**v, "issues": tuple(v.get("issues", ()))}) for v in engine.get("validation_results", ())),
         halt_reason=engine.get("halt_reason", doc.get("halt_reason")) if engine else doc.get("halt_reason"),
         error=engine.get("error") if engine else None,
     )
@@ -305,7 +310,7 @@ def _engine_status(doc: dict[str, Any], engine: dict[str, Any]) -> RunStatus:
 
 
 def _communications(doc: dict[str, Any], short_of: dict[str, str], turn: int) -> tuple[Communication, ...]:
-    out: list[Communication] = []
+    out: list[tuple[float, Communication]] = []
     for key, channel in (doc.get("channels") or {}).items():
         channel_turn = int(channel.get("turn", 0))
         if channel_turn > turn:
@@ -316,21 +321,22 @@ def _communications(doc: dict[str, Any], short_of: dict[str, str], turn: int) ->
         for index, message in enumerate(channel.get("messages", ())):
             sender = message.get("sender_short_name") or short_of.get(message["sender"], message["sender"])
             if "id" in message:
-                out.append(Communication(
+                out.append((message.get("position", len(out)), Communication(
                     id=message["id"], turn=channel_turn, kind=kind, sender=sender,
                     recipients=tuple(message.get("recipients") or ()), content=message["content"],
                     in_reply_to=message.get("in_reply_to"),
-                ))
+                )))
                 continue
             # V1: the first message opens the conversation, the others answer it.
             message_id = f"t{channel_turn}-v1-{key}-{index}"
-            out.append(Communication(
+            out.append((len(out), Communication(
                 id=message_id, turn=channel_turn, kind=kind, sender=sender,
                 recipients=tuple(p for p in participants if p != sender), content=message["content"],
                 in_reply_to=first_id,
-            ))
+            )))
             first_id = first_id or message_id
-    return tuple(sorted(out, key=lambda m: m.turn))  # stable: the order within a turn is kept
+    # This project's files give each message its place in the run; V1's keep channel order within a turn.
+    return tuple(m for _, m in sorted(out, key=lambda item: (item[1].turn, item[0])))
 
 
 def _costs(doc: dict[str, Any], short_of: dict[str, str], actors: list[ActorState]) -> tuple[CostRecord, ...]:
