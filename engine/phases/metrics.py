@@ -11,16 +11,21 @@ from engine.phases.base import HaltRequested, PhaseContext, first_failure
 from engine.scenario.schema import MetricDefinition
 from engine.state import MetricRecord, PhaseName, ScenarioState, as_dict
 
-MetricValue = float | bool | None
+MetricValue = float | int | bool | str | None
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+# The value types of V1's dict-form metrics.yaml (its `boolean` reads as ours does: matched or not).
+V1_VALUE_TYPES = ("integer", "float", "string")
 
 
 def extract_by_pattern(metric: MetricDefinition, text: str) -> MetricValue:
-    """Boolean metrics: does the pattern occur. Otherwise the first group of the first match as a number,
-    or, for a pattern without a group, how many times it matches."""
+    """Boolean metrics: does the pattern occur. V1's integer, float and string metrics: read as V1 did
+    (`v1_pattern_value`). Otherwise the first group of the first match as a number, or, for a pattern without
+    a group, how many times it matches."""
     pattern = re.compile(metric.extraction.pattern or "", re.IGNORECASE)
     if metric.type == "boolean":
         return bool(pattern.search(text))
+    if metric.type in V1_VALUE_TYPES:
+        return v1_pattern_value(pattern, text, metric.type)
     if pattern.groups == 0:
         return float(len(pattern.findall(text)))
     match = pattern.search(text)
@@ -31,6 +36,36 @@ def extract_by_pattern(metric: MetricDefinition, text: str) -> MetricValue:
     except (TypeError, ValueError):
         return None
     return value if math.isfinite(value) else None  # a pattern that captures "nan" or "inf" measures nothing
+
+
+def v1_pattern_value(pattern: re.Pattern[str], text: str, value_type: str) -> int | float | str | None:
+    """V1's reading: the last match (the latest mention), its first non-empty group (the whole match for a
+    pattern without groups), converted to the type; None when nothing matches."""
+    matches = pattern.findall(text)
+    if not matches:
+        return None
+    value = matches[-1]
+    if isinstance(value, tuple):
+        value = next((group for group in value if group), "")
+    return convert_v1_value(value, value_type)
+
+
+def convert_v1_value(value: str, value_type: str) -> int | float | str:
+    """integer -> int, float -> float ("10^25" is 10**25), anything else as it is. Text that does not convert
+    is kept as text, as V1 kept it (and so is a float too large or not a real number)."""
+    try:
+        if value_type == "integer":
+            return int(value)
+        if value_type == "float":
+            if "^" in value:
+                base, exponent = value.split("^")
+                number = float(base) ** float(exponent)
+            else:
+                number = float(value)
+            return number if isinstance(number, float) and math.isfinite(number) else value
+    except (ValueError, OverflowError, ZeroDivisionError):
+        return value
+    return value
 
 
 def extract_by_keywords(metric: MetricDefinition, text: str) -> MetricValue:

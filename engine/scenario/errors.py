@@ -235,6 +235,8 @@ def field_types(model: type[BaseModel]) -> dict[str, Any]:
         if isinstance(info.validation_alias, AliasChoices):
             aliases.extend(info.validation_alias.choices)
         names.update({alias: info.annotation for alias in aliases if isinstance(alias, str)})
+    # V1 keys a model reads into other fields (`v1_keys`) are known too, though no field of that name holds them.
+    names.update({key: object for key in getattr(model, "v1_keys", ()) if key not in names})
     return names
 
 

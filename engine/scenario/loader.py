@@ -28,6 +28,8 @@ from engine.scenario.errors import (
     yaml_problem,
 )
 from engine.scenario.schema import (
+    V1_FORM_ERROR,
+    V1_MOVED_KEYS,
     ActorConfig,
     BackgroundDocument,
     ExogenousEventsConfig,
@@ -107,17 +109,44 @@ class _Reader:
     """Reads files under `root` (never outside it) and collects every error and warning on the way."""
 
     root: Path
+    base: Path | None = None  # the folder holding scenario.yaml: root, or root/definition (V1's layout)
     errors: list[LocatedError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     _cache: dict[Path, tuple[_Document | None, list[LocatedError]]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.base = self.base or self.root
+
+    def _places(self) -> list[Path]:
+        """Where a scenario's files are looked for: the base, then (in V1's layout) the scenario folder."""
+        assert self.base is not None
+        return [self.base] if self.base == self.root else [self.base, self.root]
+
     def find(self, stem: str) -> Path | None:
-        """`stem.yaml`, else `stem.yml`."""
-        paths = [self.root / f"{stem}{suffix}" for suffix in YAML_SUFFIXES]
-        present = [path for path in paths if path.is_file()]
-        if len(present) == 2:
-            self.warnings.append(f"{self.rel(present[1])}: ignored because {self.rel(present[0])} also exists")
-        return present[0] if present else None
+        """`stem.yaml`, else `stem.yml`: in the base folder, else next to definition/."""
+        for place in self._places():
+            paths = [place / f"{stem}{suffix}" for suffix in YAML_SUFFIXES]
+            present = [path for path in paths if path.is_file()]
+            if len(present) == 2:
+                self.warnings.append(f"{self.rel(present[1])}: ignored because {self.rel(present[0])} also exists")
+            if present:
+                self._note_outside_base(present[0])
+                return present[0]
+        return None
+
+    def folder(self, name: str) -> Path:
+        """The base's subfolder `name`, else (in V1's layout) the scenario folder's."""
+        for place in self._places():
+            if (place / name).is_dir():
+                self._note_outside_base(place / name)
+                return place / name
+        return self._places()[0] / name
+
+    def _note_outside_base(self, path: Path) -> None:
+        if path.parent != self.base:
+            note = f"{self.rel(path)}: used from the scenario folder, as {self.rel(self.base)}/ has no {path.name}"  # type: ignore[arg-type]
+            if note not in self.warnings:
+                self.warnings.append(note)
 
     def rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -219,8 +248,14 @@ class _Reader:
         groups: dict[tuple[str, int | None], list[FriendlyError]] = {}
         for error in exc.errors(include_url=False):
             loc = tuple(error["loc"])
+            if error["type"] == V1_FORM_ERROR:
+                spot, explained = self._v1_problem(doc, loc, error)
+                groups.setdefault((spot.key_path, spot.line), []).append(explained)
+                continue
             if model is MetricsConfig and loc[:1] == ("metrics",) and loc[1:2] in (("list",), ("legacy",)):
                 loc = loc[:1] + loc[2:]  # the discriminated union's tag, never a key in the file
+            if model is ScenarioConfig:
+                loc = _v1_source(doc.data, loc)
             missing = error["type"] == "missing"
             spot = _locate(doc, loc, missing=missing)
             explained = friendly(error, missing_list_item=missing and bool(loc) and type(loc[-1]) is int)
@@ -239,6 +274,18 @@ class _Reader:
             merged = ([merge_alternatives(typed)] if typed else []) + untyped
             for item in dict.fromkeys(merged):  # union alternatives can repeat the same complaint
                 yield LocatedError(doc.rel, key_path, line, item.message, item.suggestion)
+
+    @staticmethod
+    def _v1_problem(doc: _Document, loc: DataPath, error: Any) -> tuple[Spot, FriendlyError]:
+        """A V1-form problem raised by a model (see schema.v1_problem), at the V1 key it names."""
+        ctx = error.get("ctx") or {}
+        spot = _locate(doc, loc + tuple(ctx.get("v1_key") or ()))
+        message = str(error.get("msg", ""))
+        if ctx.get("v1_other"):
+            other = _locate(doc, loc + tuple(ctx["v1_other"]))
+            if other.line and other.data_path == loc + tuple(ctx["v1_other"]):
+                message += f" ('{other.key_path}' is at line {other.line})"
+        return spot, FriendlyError(message, ctx.get("v1_fix"))
 
     @staticmethod
     def _rename_hint(
@@ -272,6 +319,22 @@ class _Reader:
                                              f"did you mean '{match}'?")
 
 
+def _has_path(data: Any, path: DataPath) -> bool:
+    for element in path:
+        if not isinstance(data, dict) or element not in data:
+            return False
+        data = data[element]
+    return True
+
+
+def _v1_source(data: Any, loc: DataPath) -> DataPath:
+    """A scenario.yaml error about a value the file gave under a V1 key (which the schema moved) points there."""
+    for moved_to, written_at in V1_MOVED_KEYS.items():
+        if loc[: len(moved_to)] == moved_to and not _has_path(data, moved_to) and _has_path(data, written_at):
+            return written_at + loc[len(moved_to):]
+    return loc
+
+
 def _unbuildable_value(rel: str, loader: yaml.SafeLoader, root: yaml.Node, exc: Exception) -> LocatedError:
     """Find the scalar PyYAML could not turn into a value, to name its line."""
     stack = [root]
@@ -299,7 +362,7 @@ def _listing(folder: Path) -> list[Path]:
 
 # ---- actors -----------------------------------------------------------------------------------------------
 def _actor_files(reader: _Reader) -> dict[str, Path]:
-    folder = reader.root / "actors"
+    folder = reader.folder("actors")
     files: dict[str, Path] = {}
     for path in _listing(folder):  # sorted, so for the same stem ".yaml" is seen before ".yml" and wins
         if path.suffix in YAML_SUFFIXES and path.is_file():
@@ -337,8 +400,10 @@ def _resolve_listed(reader: _Reader, doc: _Document, listed: list[Any], files: d
             path = by_short_name.get(name)
         if path is None:
             available = ", ".join(files) or "none"
+            actors_folder = reader.rel(reader.folder("actors"))
             reader.errors.append(LocatedError(doc.rel, spot.key_path, spot.line,
-                                              f"no actor file actors/{name}.yaml (actor files: {available})", hint))
+                                              f"no actor file {actors_folder}/{name}.yaml (actor files: {available})",
+                                              hint))
         elif path in chosen:
             reader.errors.append(LocatedError(doc.rel, spot.key_path, spot.line,
                                               f"actor '{name}' is listed more than once", "remove the repeated entry"))
@@ -389,6 +454,35 @@ def _folder_problem(folder: Path) -> LocatedError | None:
                         f"did you mean '{match}'?" if match else None)
 
 
+def _warn_unapplied_turn_ranges(reader: _Reader, rel: str, events: ExogenousEventsConfig) -> None:
+    """V1 limited conditional events to a turn_range; the engine's conditional events have none."""
+    for event in events.conditional_events:
+        turn_range = (event.model_extra or {}).get("turn_range")
+        if turn_range is not None:
+            reader.warnings.append(f"{rel}: conditional event '{event.name}': turn_range {turn_range} is kept "
+                                   "but not applied; the event can happen in any turn its conditions hold")
+
+
+DEFINITION = "definition"  # V1 sometimes kept a scenario's files in <scenario>/definition/
+
+
+def _has_scenario_file(folder: Path) -> bool:
+    return any((folder / f"scenario{suffix}").is_file() for suffix in YAML_SUFFIXES)
+
+
+def _scenario_home(folder: Path) -> tuple[Path, Path]:
+    """(the scenario folder, the folder holding scenario.yaml).
+
+    Usually both are the folder given. In V1's layout the files sit in <scenario>/definition/: given the
+    scenario folder or the definition/ folder itself, files are read from definition/, and the metrics,
+    validation rules, exogenous events, actors/ or background/ it lacks from the scenario folder."""
+    if not _has_scenario_file(folder) and _has_scenario_file(folder / DEFINITION):
+        return folder, folder / DEFINITION
+    if folder.name == DEFINITION and _has_scenario_file(folder) and folder.parent != folder:
+        return folder.parent, folder
+    return folder, folder
+
+
 def load_scenario_folder(path: str | Path) -> Scenario:
     """Load and validate every file of a scenario folder; raise ScenarioLoadError listing all problems."""
     try:
@@ -398,7 +492,12 @@ def load_scenario_folder(path: str | Path) -> Scenario:
     problem = _folder_problem(folder)
     if problem:
         raise ScenarioLoadError(str(folder), [problem])
-    reader = _Reader(folder)
+    root, base = _scenario_home(folder)
+    reader = _Reader(root, base)
+    folder = root
+    if base == root and _has_scenario_file(root / DEFINITION):
+        reader.warnings.append(f"{DEFINITION}/: not loaded, as this folder has its own scenario.yaml; pass "
+                               f"{root / DEFINITION} to load the one in {DEFINITION}/")
 
     config_path = reader.find("scenario")
     doc: _Document | None = None
@@ -407,8 +506,8 @@ def load_scenario_folder(path: str | Path) -> Scenario:
         others = [entry.name for entry in _listing(folder) if entry.suffix in YAML_SUFFIXES]
         match = closest("scenario.yaml", others, cutoff=0.6)
         reader.errors.append(LocatedError("scenario.yaml", "", None,
-                                          "the folder has no scenario.yaml; every scenario needs one "
-                                          "(with name, initial_world_state and turns)",
+                                          f"the folder has no scenario.yaml (nor {DEFINITION}/scenario.yaml); every "
+                                          "scenario needs one (with name, initial_world_state and turns)",
                                           f"did you mean '{match}'? rename it to scenario.yaml" if match else None))
     else:
         doc, problems = reader.parse(config_path, ScenarioConfig)
@@ -421,9 +520,11 @@ def load_scenario_folder(path: str | Path) -> Scenario:
                         ("exogenous-events", ExogenousEventsConfig)):
         found = reader.find(stem)
         optional[stem] = reader.load(found, model) if found else None
+        if found and isinstance(optional[stem], ExogenousEventsConfig):
+            _warn_unapplied_turn_ranges(reader, reader.rel(found), optional[stem])
 
     background: list[BackgroundDocument] = []
-    for document_path in _listing(folder / "background"):
+    for document_path in _listing(reader.folder("background")):
         if document_path.suffix == ".md" and document_path.is_file():
             problems = []
             text = reader.read_text(document_path, problems)
@@ -443,6 +544,6 @@ def load_scenario_folder(path: str | Path) -> Scenario:
         validation=optional["validation-rules"],
         exogenous_events=optional["exogenous-events"],
         background=background,
-        source=str(folder),
+        source=str(base),
         warnings=reader.warnings,
     )

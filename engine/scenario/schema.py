@@ -1,15 +1,16 @@
 """Pydantic schemas for a scenario folder: scenario.yaml, actors, metrics, validation rules, exogenous events.
 
-They accept what V1 users wrote (goals as a string or a list, `decision_style` for `decision_making_style`,
-dict-form metrics) and keep unknown keys instead of rejecting them, so an old folder loads unchanged and
-exports back without losing anything.
+They accept what V1 users wrote (goals as a string or a list, V1's other names for settings such as
+`num_turns`, `context_window`, `model` and `decision_style`, its communication switches, dict-form metrics, the
+flat `exogenous_events:` list) and keep unknown keys instead of rejecting them, so an old folder loads unchanged
+and exports back without losing anything. V1's names are read, the engine's are written.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
     AfterValidator,
@@ -23,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 
 class OpenModel(BaseModel):
@@ -47,6 +49,64 @@ def _as_list_of_text(value: Any) -> Any:
 
 
 TextList = Annotated[list[str], Field(default_factory=list)]
+
+
+# ---- V1's other names for the same settings ----------------------------------------------------------------
+V1_FORM_ERROR = "v1_form"
+
+
+def v1_problem(key: tuple[Any, ...], message: str, *, other: tuple[Any, ...] | None = None,
+               fix: str | None = None) -> PydanticCustomError:
+    """A problem with a V1 form, raised by a model's before-validator.
+
+    `v1_key` is where it sits, relative to the model (the loader turns it into a line); `v1_other` is the key it
+    disagrees with, if any; `v1_fix` the suggestion."""
+    context: dict[str, Any] = {"v1_key": list(key)}
+    if other is not None:
+        context["v1_other"] = list(other)
+    if fix:
+        context["v1_fix"] = fix
+    return PydanticCustomError(V1_FORM_ERROR, message, context)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "nothing"}[value]
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _one_value_per_setting(model: type[BaseModel], data: dict[str, Any],
+                           read: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A field with V1 names (AliasChoices) given under two of them must say the same thing under both.
+
+    `read` maps a name to its value as the field's (None: this value is not that setting, leave it alone).
+    The repeats are dropped, so only the first name given is kept (and exported under the field's name)."""
+    read = read or {}
+    for field_name, info in model.model_fields.items():
+        alias = info.validation_alias
+        if not isinstance(alias, AliasChoices):
+            continue
+        present = []
+        for choice in alias.choices:
+            if isinstance(choice, str) and choice in data:
+                value = read[choice](data[choice]) if choice in read else data[choice]
+                if value is not None or choice not in read:
+                    present.append((choice, value))
+        if len(present) < 2:
+            continue
+        first, first_value = present[0]
+        for key, value in present[1:]:
+            if value != first_value:
+                raise v1_problem(
+                    (key,),
+                    f"'{key}' ({_shown(value)}) and '{first}' ({_shown(first_value)}) both set {field_name}, "
+                    "to different values",
+                    other=(first,),
+                    fix=f"keep one of '{first}' and '{key}'",
+                )
+        data = {key: value for key, value in data.items() if key not in {name for name, _ in present[1:]}}
+    return data
 
 
 # ---- scenario.yaml ---------------------------------------------------------------------------------------
@@ -82,19 +142,118 @@ class Features(OpenModel):
     context_management: ContextManagement = Field(default_factory=ContextManagement)
 
 
+# V1's scenario.yaml switched communication channels with top-level keys; the engine keeps them under
+# features.communications. Each V1 key and the engine key it becomes:
+V1_COMMUNICATION_SWITCHES: dict[str, str] = {
+    "enable_bilateral_communication": "bilateral",
+    "enable_coalition_formation": "coalition",
+    "enable_public_statements": "public",
+    "max_communications_per_turn": "max_per_turn",
+}
+CHANNELS = ("bilateral", "coalition", "public")
+# Where a V1 key's value ends up, for naming the V1 key's line when that value is wrong.
+V1_MOVED_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("features", "communications", setting): (key,) for key, setting in V1_COMMUNICATION_SWITCHES.items()
+}
+
+
+def _length_in_turns(value: Any) -> Any:
+    """V1's `scenario_length: {type: fixed, turns: N}` (or a bare number) as turns; None for a condition."""
+    if isinstance(value, dict):
+        return value.get("turns")
+    return value
+
+
+def _v1_communications(data: dict[str, Any]) -> dict[str, Any]:
+    """Move V1's communication switches into features.communications (where the engine reads them)."""
+    given = [key for key in (*V1_COMMUNICATION_SWITCHES, "communication_types") if key in data]
+    if not given:
+        return data
+    features = data.get("features", {})
+    communications = features.get("communications", {}) if isinstance(features, dict) else None
+    if isinstance(communications, bool):
+        communications = {"enabled": communications}
+    if not isinstance(communications, dict):
+        return data  # the schema reports features / communications themselves; nothing sensible to merge into
+    communications = dict(communications)
+    engine_path = ("features", "communications")
+    settled: dict[str, tuple[tuple[Any, ...], Any]] = {
+        setting: ((*engine_path, setting), communications[setting])
+        for setting in (*CHANNELS, "max_per_turn")
+        if setting in communications
+    }
+
+    def offer(setting: str, source: tuple[Any, ...], value: Any) -> None:
+        if setting in settled and settled[setting][1] != value:
+            other, other_value = settled[setting]
+            shown_other = ".".join(str(part) for part in other)
+            raise v1_problem(source, f"'{source[0]}' makes {setting} {_shown(value)} but '{shown_other}' makes it "
+                             f"{_shown(other_value)}", other=other, fix=f"keep one of '{source[0]}' and "
+                             f"'{shown_other}', or make them agree")
+        settled.setdefault(setting, (source, value))
+
+    for key, setting in V1_COMMUNICATION_SWITCHES.items():
+        if key in data:
+            offer(setting, (key,), data[key])
+    if "communication_types" in data:
+        kinds = data["communication_types"]
+        kinds = [kinds] if isinstance(kinds, str) else kinds
+        if not isinstance(kinds, list):
+            raise v1_problem(("communication_types",), f"expected a list of 'public', 'bilateral' or 'coalition', "
+                             f"got {_shown(kinds)}")
+        for index, kind in enumerate(kinds):
+            if kind not in CHANNELS:
+                raise v1_problem(("communication_types", index), f"expected 'public', 'bilateral' or 'coalition', "
+                                 f"got {_shown(kind)}")
+        for setting in CHANNELS:
+            offer(setting, ("communication_types",), setting in kinds)
+    for setting, (_, value) in settled.items():
+        communications[setting] = value
+    if "enabled" not in communications and not any(communications.get(channel, True) for channel in CHANNELS):
+        communications["enabled"] = False  # every channel off: no outreach calls at all
+    moved = {key: value for key, value in data.items() if key not in given}
+    moved["features"] = {**(features or {}), "communications": communications}
+    return moved
+
+
 class ScenarioConfig(OpenModel):
+    """scenario.yaml. V1's names are accepted: `num_turns` or `scenario_length` for `turns`, `context_window`
+    for `context_window_size`, and its communication switches (`enable_bilateral_communication`,
+    `enable_coalition_formation`, `enable_public_statements`, `communication_types`,
+    `max_communications_per_turn`) for features.communications."""
+
+    v1_keys: ClassVar[tuple[str, ...]] = (*V1_COMMUNICATION_SWITCHES, "communication_types")
+
     name: str = Field(min_length=1)
     description: str = ""
     system_prompt: str = ""
     initial_world_state: str = Field(min_length=1)
-    turns: int = Field(ge=1, le=1000)
+    turns: int = Field(ge=1, le=1000, validation_alias=AliasChoices("turns", "num_turns", "scenario_length"))
     turn_duration: str = "1 turn"
     world_state_model: str = "openai/gpt-4o-mini"
     actors: list[str] = Field(default_factory=list, description="Actor file names (without .yaml) in order.")
-    context_window_size: int = Field(3, ge=0)
+    context_window_size: int = Field(3, ge=0, validation_alias=AliasChoices("context_window_size", "context_window"))
     credit_limit: float | None = Field(None, gt=0, allow_inf_nan=False, description="Default credit limit in USD.")
     seed: int = 0
     features: Features = Field(default_factory=Features)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _v1_forms(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        length = data.get("scenario_length")
+        if isinstance(length, dict):
+            if "turns" in length:
+                data["scenario_length"] = length["turns"]
+            elif "turns" not in data and "num_turns" not in data:
+                raise v1_problem(("scenario_length",), "a scenario here plays a fixed number of turns; V1's "
+                                 "scenario_length without `turns` (a condition) cannot be played",
+                                 fix="add `turns:` with the most turns to play")
+            # else: a condition next to `turns` stays as an unknown key, kept and exported; `turns` is played
+        data = _one_value_per_setting(cls, data, read={"scenario_length": _length_in_turns})
+        return _v1_communications(data)
 
     @field_validator("turn_duration", mode="before")
     @classmethod
@@ -108,18 +267,48 @@ SHORT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 RESERVED_SHORT_NAMES = {"world", "world-state", "communications", "validation", "summary", "state"}
 
 
+def _private_lines(value: Any) -> list[str]:
+    """Private information as items: a list's items, or text (one item, or one per '-' bullet line)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        lines = [line.strip() for line in value.splitlines() if line.strip()]
+        if lines and all(line.startswith(("-", "*")) for line in lines):
+            return [line[1:].strip() for line in lines]
+        return [value.strip()] if value.strip() else []
+    if isinstance(value, list):
+        return [str(item) for item in _as_list_of_text(value)]
+    return [str(value)]
+
+
 class ActorConfig(OpenModel):
+    """actors/<name>.yaml. V1's names are accepted: `model` for `llm_model`, `decision_style` for
+    `decision_making_style`, `long_term_goals` for `goals`; V1's top-level `private_information` (text or a list)
+    is kept as it was written and joins information_access.private in `private_information`."""
+
+    v1_keys: ClassVar[tuple[str, ...]] = ("private_information",)
+
     name: str = Field(min_length=1)
     short_name: str = Field(min_length=1, max_length=64)
-    llm_model: str = "openai/gpt-4o-mini"
+    llm_model: str = Field("openai/gpt-4o-mini", validation_alias=AliasChoices("llm_model", "model"))
     system_prompt: str = ""
     description: str = ""
-    goals: TextList
+    goals: TextList = Field(default_factory=list, validation_alias=AliasChoices("goals", "long_term_goals"))
     constraints: TextList
     expertise: str | dict[str, Any] | list[Any] | None = None
     decision_making_style: str = Field("", validation_alias=AliasChoices("decision_making_style", "decision_style"))
     information_access: dict[str, Any] | None = None
     control: Literal["ai", "human"] = "ai"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _v1_forms(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        private = data.get("private_information")
+        if private is not None and not isinstance(private, (str, list)):
+            raise v1_problem(("private_information",), f"expected text or a list of text, got {_shown(private)}")
+        return _one_value_per_setting(cls, data, read={"goals": _as_list_of_text, "long_term_goals": _as_list_of_text})
 
     @field_validator("goals", "constraints", mode="before")
     @classmethod
@@ -137,8 +326,11 @@ class ActorConfig(OpenModel):
 
     @property
     def private_information(self) -> list[str]:
+        """information_access.private, then V1's top-level private_information, without repeats."""
         private = (self.information_access or {}).get("private") or []
-        return [str(item) for item in private] if isinstance(private, list) else [str(private)]
+        items = [str(item) for item in private] if isinstance(private, list) else [str(private)]
+        items += _private_lines((self.model_extra or {}).get("private_information"))
+        return list(dict.fromkeys(items))
 
     @property
     def expertise_text(self) -> str:
@@ -206,10 +398,13 @@ class MetricDefinition(OpenModel):
 
 
 class LegacyMetricDefinition(OpenModel):
-    """V1's dict form: `metrics: {name: {extraction_method: regex|manual, pattern: ...}}`."""
+    """V1's dict form: `metrics: {name: {extraction_method: regex|manual, pattern: ...}}`.
+
+    As in V1, `type` (integer, float, boolean, string; string when not given) says how a matched value is read,
+    and a metric with a pattern but no extraction_method is a regex one."""
 
     description: str = ""
-    type: str = "continuous"
+    type: str = "string"
     unit: str = ""
     extraction_method: Literal["regex", "pattern", "keyword", "llm", "manual"] = "manual"
     pattern: str | None = None
@@ -217,6 +412,13 @@ class LegacyMetricDefinition(OpenModel):
     prompt: str | None = None
     actor_specific: bool = False
     actor: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _v1_default_method(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "extraction_method" not in data and data.get("pattern"):
+            return {**data, "extraction_method": "regex"}
+        return data
 
     @model_validator(mode="after")
     def _convertible(self) -> LegacyMetricDefinition:
@@ -384,11 +586,101 @@ class ConditionalEvent(OpenModel):
     once: bool = True
 
 
+_V1_CONDITION = re.compile(r"^\s*(>=|<=|==|!=|=|>|<)\s*(-?\d+(?:\.\d+)?)\s*$")
+V1_UNTIL = 999  # V1's last turn for an event without a turn_range
+
+
+class V1Event(OpenModel):
+    """One item of V1's flat `exogenous_events:` list; `type` says which kind (scheduled when not given)."""
+
+    type: Literal["scheduled", "random", "conditional", "trend"] = "scheduled"
+    name: str = Field(min_length=1)
+    description: str = ""
+    turn: int | None = Field(None, ge=1, description="scheduled: the turn it happens on")
+    probability: float = Field(0.0, ge=0, le=1, description="random: the chance each turn")
+    turn_range: TurnRange | None = None
+    frequency: int = Field(1, ge=1, description="trend: every this many turns")
+    conditions: dict[str, str] = Field(default_factory=dict, description="conditional: metric name -> '>= 7'")
+    once: bool = True
+
+    @field_validator("conditions")
+    @classmethod
+    def _readable_conditions(cls, value: dict[str, str]) -> dict[str, str]:
+        for metric, condition in value.items():
+            if not _V1_CONDITION.match(condition):
+                raise ValueError(f"{metric}: {condition!r} is not a condition; write an operator and a number, "
+                                 "e.g. '>= 7' or '< 5'")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> V1Event:
+        if self.type == "scheduled" and self.turn is None:
+            raise ValueError("a scheduled event needs `turn:` (the turn it happens on)")
+        if self.type == "conditional" and not self.conditions:
+            raise ValueError("a conditional event needs `conditions:` (metric name: '>= 7')")
+        return self
+
+    def to_engine(self) -> tuple[str, dict[str, Any]]:
+        """(the ExogenousEventsConfig list it belongs in, the event in the engine's form)."""
+        extra = dict(self.model_extra or {})
+        common = {**extra, "name": self.name, "description": self.description}
+        if self.type == "scheduled":
+            return "scheduled_events", {**common, "schedule": {"turns": [self.turn]}, "effect": self.description}
+        if self.type == "random":
+            return "random_events", {**common, "probability": self.probability, "turn_range": self.turn_range,
+                                     "effect": self.description, "once": self.once}
+        first, last = self.turn_range or (1, V1_UNTIL)
+        if self.type == "trend":
+            if self.frequency == 1:
+                ranges = [(first, last)]
+            else:  # every `frequency` turns from the first: one single-turn effect for each of those turns
+                ranges = [(turn, turn) for turn in range(first, min(last, 1000) + 1, self.frequency)]
+            effects = [{"turn_range": turn_range, "description": self.description} for turn_range in ranges]
+            return "trends", {**common, "probability_per_turn": 1.0, "effects": effects}
+        conditions = []
+        for metric, condition in self.conditions.items():
+            match = _V1_CONDITION.match(condition)
+            assert match is not None  # checked by _readable_conditions
+            operator = "==" if match.group(1) == "=" else match.group(1)
+            conditions.append({"type": "metrics", "metric": metric, "operator": operator,
+                               "value": float(match.group(2))})
+        event = {**common, "conditions": conditions, "effect": self.description, "once": self.once}
+        if self.turn_range is not None:
+            event["turn_range"] = list(self.turn_range)  # kept (unknown to ConditionalEvent); the loader warns
+        return "conditional_events", event
+
+
 class ExogenousEventsConfig(OpenModel):
+    """exogenous-events.yaml: four lists by kind. V1's flat `exogenous_events:` list (each item with a `type`)
+    is read into them, so it is written back in this form."""
+
     trends: list[TrendEvent] = Field(default_factory=list)
     random_events: list[RandomEvent] = Field(default_factory=list)
     conditional_events: list[ConditionalEvent] = Field(default_factory=list)
     scheduled_events: list[ScheduledEvent] = Field(default_factory=list)
+    v1_events: list[V1Event] = Field(
+        default_factory=list, exclude=True, validation_alias=AliasChoices("exogenous_events", "v1_events"),
+        description="V1's flat list, emptied into the four lists above once read.",
+    )
+
+    @field_validator("v1_events", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @model_validator(mode="after")
+    def _v1_events_by_kind(self) -> ExogenousEventsConfig:
+        if not self.v1_events:
+            return self
+        for event in self.v1_events:
+            section, data = event.to_engine()
+            kind = {"trends": TrendEvent, "random_events": RandomEvent, "conditional_events": ConditionalEvent,
+                    "scheduled_events": ScheduledEvent}[section]
+            getattr(self, section).append(kind.model_validate(data))
+            self.__pydantic_fields_set__.add(section)
+        self.v1_events = []
+        self.__pydantic_fields_set__.discard("v1_events")
+        return self
 
 
 # ---- the whole folder ------------------------------------------------------------------------------------
