@@ -1,15 +1,19 @@
-"""Admin for runs: a list with status, progress, cost and provider; read-only detail; resume and cancel."""
+"""Admin for runs: a list with status, progress, cost and provider; read-only detail; resume and cancel; V1 imports."""
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 
 from runs import live, selectors, services
 from runs.forms import RunStartForm
 from runs.models import CostRecord, Decision, Run, Turn
+from runs.v1_import import V1ImportError, V1RunAlreadyImported, V1ScenarioNotFound, run_import_v1_zip
+from scenarios.models import Scenario
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -40,6 +44,15 @@ class CostRecordInline(ReadOnlyInline):
     model = CostRecord
     fields = ("seq", "turn", "phase", "actor", "task", "model", "provider", "input_tokens", "output_tokens", "cost", "cached")
     readonly_fields = fields
+
+
+class V1ImportForm(forms.Form):
+    archive = forms.FileField(help_text="A zip of a run directory written by V1's run_scenario.py (the folder holding scenario-state.json).")
+    scenario = forms.ModelChoiceField(
+        Scenario.objects.order_by("name"), required=False,
+        help_text="The scenario the run was played with. Empty: the scenario folder in the zip, else the stored scenario of the run's name.",
+    )
+    again = forms.BooleanField(required=False, label="Import it again if it was imported before")
 
 
 @admin.register(Run)
@@ -75,6 +88,31 @@ class RunAdmin(admin.ModelAdmin):
             "error": error, "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/runs/run/start.html", context)
+
+    def get_urls(self):
+        custom = [path("import-v1/", self.admin_site.admin_view(self.import_v1_view), name="runs_run_import_v1")]
+        return custom + super().get_urls()
+
+    def import_v1_view(self, request):
+        """A zipped V1 run directory stored as a run of the caller's."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = V1ImportForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                run = run_import_v1_zip(upload=form.cleaned_data["archive"], scenario=form.cleaned_data["scenario"],
+                                        owner=request.user, again=form.cleaned_data["again"])
+            except V1ScenarioNotFound as exc:
+                form.add_error("scenario", f"{exc}: choose it here.")
+            except V1RunAlreadyImported as exc:
+                form.add_error("again", str(exc))
+            except V1ImportError as exc:
+                form.add_error("archive", str(exc))
+            else:
+                self.message_user(request, f"Imported {run}: {run.status} after {run.turn} of {run.max_turns} turns.", messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:runs_run_change", args=[run.pk]))
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "title": "Import a V1 run", "form": form}
+        return TemplateResponse(request, "admin/runs/run/import_v1.html", context)
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False  # a run's records are what happened: read-only

@@ -42,6 +42,9 @@ class Run(models.Model):
     offline = models.BooleanField(default=False, help_text="played by the built-in offline provider")
     actors = models.JSONField(default=list, help_text="the seats: short name, name, model, control")
     output_dir = models.CharField(max_length=500, blank=True)
+    # A run played elsewhere and stored here (a V1 run directory): where it came from, what V1 said of it, and
+    # the key that spots a second import of the same run. Empty for runs played here.
+    imported_from = models.JSONField(null=True, blank=True, help_text="where an imported run came from")
 
     # The engine's progress, written at every save; costs are summed as each call is booked.
     turn = models.PositiveIntegerField(default=0, help_text="last completed turn")

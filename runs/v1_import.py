@@ -1,0 +1,370 @@
+"""V1 run directories (a folder, or a zip of one) stored as runs, so old runs show on the run pages and the API.
+
+Only `scenario-state.json` is read: it holds everything the other files of the folder were written from. The
+run's scenario is the one named, else the folder at the state's `scenario_path` (V1 wrote it relative to the
+folder it was started in, so it is looked for there and above the run directory), else a stored scenario of the
+same name. The import is one transaction: a run directory that cannot be stored whole stores nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tempfile
+import zipfile
+import zlib
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.text import slugify
+
+from engine import EventType, ScenarioState
+from engine.scenario.errors import ScenarioLoadError
+from engine.scenario.schema import Scenario as ScenarioConfig
+from engine.state import RunStatus as EngineStatus
+from engine.v1 import RunDirectoryError, read_run_directory
+from runs import services
+from runs.models import Communication, Run, RunEvent, Turn
+from runs.persistence import save_run_state
+from scenarios.archives import added_by_zip_tools, refuse_reason
+from scenarios.models import Scenario
+from scenarios.selectors import scenario_get
+from scenarios.services import ScenarioSlugTaken, scenario_import_folder, scenario_to_engine
+
+STATE_FILE = "scenario-state.json"
+MAX_MESSAGE_ID = Communication._meta.get_field("message_id").max_length
+# A run directory is mostly Markdown; long runs with real models reach tens of MB.
+MAX_ZIP_UNPACKED_BYTES = 200 * 1024 * 1024
+MAX_ZIP_ENTRIES = 20_000
+
+# V1's halt reasons (scenario-state.json `halt_reason`), as the run page shows them.
+V1_HALT_REASONS = {
+    "end_turn": "stopped after turn {turn} as asked (--end-turn)",
+    "credit_limit": "the credit limit was reached",
+    "rate_limit": "the model server's rate limit stopped it",
+    "api_error": "a model server error stopped it",
+    "manual": "stopped by hand",
+    "error": "an error stopped it",
+    "branched": "branched from another run",
+}
+
+
+class V1ImportError(ValueError):
+    """A run directory that cannot be imported; the one-line message names the file and what to do."""
+
+
+class V1ScenarioNotFound(V1ImportError):
+    """The run's scenario could not be found: the caller must name it."""
+
+
+class V1RunAlreadyImported(V1ImportError):
+    """This V1 run is stored already (`run`); importing it again needs asking for."""
+
+    def __init__(self, message: str, run: Run) -> None:
+        super().__init__(message)
+        self.run = run
+
+
+# ---- the services ----------------------------------------------------------------------------------------------
+def run_import_v1(*, folder: str | Path, scenario: Scenario | str | Path | None = None, owner=None, again: bool = False) -> Run:
+    """Store the run of a V1 run directory with its turns, decisions, talks, ledger, metrics and QA findings.
+
+    `scenario`: a stored scenario, a stored scenario's slug or a scenario folder; by default the one the run
+    names. Raises V1ImportError (V1ScenarioNotFound, V1RunAlreadyImported unless `again`); nothing is stored then."""
+    folder = Path(folder)
+    return _import(folder, label=str(folder.resolve()) if folder.is_dir() else str(folder), scenario=scenario,
+                   owner=owner, again=again, within=None)
+
+
+def run_import_v1_zip(*, upload: IO[bytes] | bytes, scenario: Scenario | str | Path | None = None, owner=None,
+                      again: bool = False) -> Run:
+    """Store the run of a zipped V1 run directory (scenario-state.json at the top or in one folder of the zip).
+
+    The zip is unpacked into a temporary folder with the scenario archives' rules (no absolute paths, '..',
+    links or encrypted members; the bytes really unpacked are counted). The run's scenario folder is looked
+    for inside the zip only, never elsewhere on this machine."""
+    label = getattr(upload, "name", None) or "the uploaded archive"
+    stream = io.BytesIO(upload) if isinstance(upload, bytes) else upload
+    with tempfile.TemporaryDirectory(prefix="v1-run-import-") as temporary:
+        root = Path(temporary)
+        try:
+            with zipfile.ZipFile(stream) as archive:
+                names = _unpack(archive, root, label)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+            raise V1ImportError(f"{label} is not a readable zip archive ({exc}); upload a .zip of the run directory") from None
+        folder = _run_folder(root, names, label)
+        inside = folder.relative_to(root).as_posix()
+        return _import(folder, label=label if inside == "." else f"{label}/{inside}", scenario=scenario,
+                       owner=owner, again=again, within=root)
+
+
+# ---- importing -------------------------------------------------------------------------------------------------
+def _import(folder: Path, *, label: str, scenario, owner, again: bool, within: Path | None) -> Run:
+    def named(message: str) -> str:  # the folder as the person knows it, not a temporary path
+        return message.replace(str(folder), label)
+
+    try:
+        _, document = read_run_directory(folder)
+    except RunDirectoryError as exc:
+        raise V1ImportError(named(str(exc))) from None
+    state_file = f"{label}/{STATE_FILE}"
+    key = _run_key(document, folder / STATE_FILE)
+    with transaction.atomic():
+        earlier = Run.objects.filter(imported_from__key=key).order_by("pk").first()
+        if earlier is not None and not again:
+            raise V1RunAlreadyImported(
+                f"{state_file}: this V1 run was imported already as run {earlier.pk} ({earlier}); "
+                "delete that run or ask to import it again", earlier)
+        stored = _scenario_for(document, folder, scenario, state_file=state_file, within=within)
+        try:
+            config = scenario_to_engine(scenario=stored)
+        except ScenarioLoadError as exc:
+            raise V1ImportError(f"scenario {stored.slug!r} does not validate ({_first_problem(exc)}); fix it before importing runs of it") from None
+        try:
+            state, _ = read_run_directory(folder, scenario=config)
+        except RunDirectoryError as exc:
+            raise V1ImportError(named(str(exc))) from None
+        _check_actors(state, config, stored, state_file=state_file)
+        max_turns = _max_turns(document, config, state)
+        state = _storable(state, document, max_turns=max_turns)
+        run = _create_run(state, document, config, stored, owner=owner, max_turns=max_turns, label=label, key=key)
+        save_run_state(run.pk, state)
+        _mark_imported(run, state, document, label=label)
+    run.refresh_from_db()
+    return run
+
+
+def _run_key(document: dict[str, Any], state_path: Path) -> str:
+    """What tells one V1 run from another, however far it got: its start time (and the engine's run id when
+    this project wrote it); a file with neither is known by its bytes."""
+    meta = document.get("execution_metadata") if isinstance(document.get("execution_metadata"), dict) else {}
+    engine = meta.get("engine") if isinstance(meta.get("engine"), dict) else {}
+    if meta.get("started_at") or engine.get("run_id"):
+        identity = json.dumps([document.get("scenario_name"), meta.get("started_at"), engine.get("run_id")])
+    else:
+        identity = state_path.read_bytes().decode("utf-8", "replace")
+    return hashlib.sha256(identity.encode()).hexdigest()[:32]
+
+
+def _first_problem(exc: ScenarioLoadError) -> str:
+    return str(exc.errors[0]) if exc.errors else str(exc)
+
+
+# ---- the scenario --------------------------------------------------------------------------------------------
+def _scenario_for(document: dict[str, Any], folder: Path, given, *, state_file: str, within: Path | None) -> Scenario:
+    if isinstance(given, Scenario):
+        return given
+    if given:
+        stored = scenario_get(slug=str(given))
+        if stored is not None:
+            return stored
+        if Path(given).is_dir():
+            return _stored_or_imported(Path(given))
+        known = ", ".join(Scenario.objects.order_by("slug").values_list("slug", flat=True)[:20]) or "none stored"
+        raise V1ScenarioNotFound(f"scenario {str(given)!r}: no stored scenario has this slug and it is not a folder; "
+                                 f"give a stored scenario's slug ({known}) or a scenario folder")
+    written = str(document.get("scenario_path") or "")
+    found = _find_scenario_folder(written, folder, within=within) if written else None
+    if found is not None:
+        return _stored_or_imported(found)
+    name = str(document.get("scenario_name") or "")
+    slug = slugify(PurePosixPath(written.replace("\\", "/")).name)[:100] if written else ""
+    stored = Scenario.objects.filter(Q(slug=slug, slug__gt="") | Q(name=name, name__gt="")).order_by("pk")
+    if stored:  # the slug V1's folder would have been stored under wins over a name
+        return next((s for s in stored if s.slug == slug), stored[0])
+    where = "inside the archive" if within is not None else "from the current folder or the run directory's parent folders"
+    raise V1ScenarioNotFound(f"{state_file}: its scenario folder {written or '(none given)'!r} was not found {where}, "
+                             f"and no stored scenario is named {name!r}; name the scenario the run was played with")
+
+
+def _find_scenario_folder(written: str, folder: Path, *, within: Path | None) -> Path | None:
+    """`scenario_path` as V1 meant it: relative to the folder V1 was started in, which is the current folder
+    or one of the run directory's parents (V1 wrote runs under output/<scenario>/run-NNN)."""
+    path = Path(written)
+    if path.is_absolute():
+        candidates = [] if within is not None else [path]
+    else:
+        bases = [] if within is not None else [Path.cwd()]
+        bases += list(folder.resolve().parents)
+        candidates = [base / path for base in bases]
+    for candidate in candidates:
+        if within is not None and not candidate.resolve().is_relative_to(within.resolve()):
+            continue
+        if (candidate / "scenario.yaml").is_file() or (candidate / "scenario.yml").is_file():
+            return candidate
+    return None
+
+
+def _stored_or_imported(path: Path) -> Scenario:
+    """The stored scenario of this folder's slug or scenario name, else the folder imported."""
+    slug = slugify(path.resolve().name)[:100] or "scenario"
+    stored = scenario_get(slug=slug)
+    if stored is not None:
+        return stored
+    try:
+        config = ScenarioConfig.load(path)
+        stored = Scenario.objects.filter(name=config.name).order_by("pk").first()
+        return stored if stored is not None else scenario_import_folder(path=path, slug=slug)
+    except ScenarioLoadError as exc:
+        raise V1ImportError(f"{exc.folder}: {_first_problem(exc)}; fix the scenario folder or name another scenario") from None
+    except ScenarioSlugTaken as exc:  # stored meanwhile by someone else
+        raise V1ImportError(str(exc)) from None
+
+
+def _check_actors(state: ScenarioState, config: ScenarioConfig, stored: Scenario, *, state_file: str) -> None:
+    in_run = sorted(a.short_name for a in state.actors)
+    in_scenario = sorted(a.short_name for a in config.actors)
+    if in_run != in_scenario:
+        raise V1ImportError(f"{state_file}: the run's actors ({', '.join(in_run)}) are not scenario {stored.slug!r}'s "
+                            f"({', '.join(in_scenario)}); name the scenario the run was played with")
+    strangers = sorted({d.actor for d in state.decisions} - set(in_run))
+    if strangers:
+        raise V1ImportError(f"{state_file}: decisions by {', '.join(strangers)}, who is not among the run's actors; "
+                            "the file was edited or is damaged")
+
+
+# ---- the run -------------------------------------------------------------------------------------------------
+def _max_turns(document: dict[str, Any], config: ScenarioConfig, state: ScenarioState) -> int:
+    try:
+        total = int(document.get("total_turns") or config.config.turns)
+    except (TypeError, ValueError):
+        total = config.config.turns
+    return max(total, state.turn, 1)
+
+
+def _halt_text(reason: str, turn: int) -> str:
+    explained = V1_HALT_REASONS.get(reason)
+    return f"{reason}: V1 {explained.format(turn=turn)}" if explained else f"V1 halted it: {reason}"
+
+
+def _storable(state: ScenarioState, document: dict[str, Any], *, max_turns: int) -> ScenarioState:
+    """The state as the site keeps runs: a status a person and a resume understand, the next turn to be played
+    from its start (reading dropped the records of a turn left half done), message ids that fit their column."""
+    v1_status = str(document.get("status") or "")
+    v1_reason = str(document.get("halt_reason") or "")
+    engine_written = bool(((document.get("execution_metadata") or {}).get("engine") or {}).get("status"))
+    if state.status is EngineStatus.COMPLETED and state.turn >= max_turns:
+        state = state.with_status(EngineStatus.COMPLETED)
+    elif engine_written and state.status in (EngineStatus.PAUSED, EngineStatus.HALTED, EngineStatus.FAILED, EngineStatus.CANCELLED):
+        pass  # this project wrote it, with its own reason
+    elif v1_status == "running" or state.status in (EngineStatus.RUNNING, EngineStatus.PENDING):
+        state = state.with_status(EngineStatus.PAUSED, reason=f"the V1 run stopped while running after turn {state.turn} "
+                                  "(interrupted or crashed); resume it to play on")
+    else:
+        reason = v1_reason or ("end_turn" if state.status is EngineStatus.COMPLETED else "error")
+        state = state.with_status(EngineStatus.HALTED, reason=_halt_text(reason, state.turn), error=state.error)
+    return replace(state, completed_phases=(), completed_steps=(), communications=_fitting_ids(state))
+
+
+def _fitting_ids(state: ScenarioState) -> tuple:
+    """V1 messages have no ids; reading names them after their channel, which can outgrow the column."""
+    def fit(message_id: str | None) -> str | None:
+        if message_id is None or len(message_id) <= MAX_MESSAGE_ID:
+            return message_id
+        return f"{message_id[:MAX_MESSAGE_ID - 13]}-{hashlib.sha256(message_id.encode()).hexdigest()[:12]}"
+
+    return tuple(replace(m, id=fit(m.id), in_reply_to=fit(m.in_reply_to)) for m in state.communications)
+
+
+def _create_run(state: ScenarioState, document: dict[str, Any], config: ScenarioConfig, stored: Scenario, *,
+                owner, max_turns: int, label: str, key: str) -> Run:
+    """The run row as `run_create` makes every run (number, snapshot, seats, turn 0), described as imported."""
+    meta = document.get("execution_metadata") if isinstance(document.get("execution_metadata"), dict) else {}
+    engine = meta.get("engine") if isinstance(meta.get("engine"), dict) else {}
+    limit = engine.get("credit_limit")
+    offline = state.providers == ("offline",)
+    try:
+        plan = services.run_plan(
+            config=config, turns=max_turns, provider="offline", seed=state.seed if engine else config.config.seed,
+            credit_limit=float(limit) if isinstance(limit, (int, float)) and limit > 0 else None,
+        )
+    except services.RunInputError as exc:
+        raise V1ImportError(f"{label}/{STATE_FILE}: {exc}") from None
+    models = sorted(({r.model for r in state.costs} | {a.model for a in state.actors}) - {""})
+    description = plan.choice.description if offline else f"V1 run imported from {label} (models: {', '.join(models) or 'unknown'})"
+    # The plan is of what the run was: no override, so a resume is served as any run of these models is.
+    plan = replace(plan, provider="", choice=replace(plan.choice, description=description, offline=offline))
+    run = services.run_create(plan=plan, slug=stored.slug, scenario=stored, owner=owner)
+    run.imported_from = {
+        "format": "v1", "folder": label, "key": key, "status": document.get("status"),
+        "halt_reason": document.get("halt_reason"), "scenario_path": document.get("scenario_path"),
+        "started_at": meta.get("started_at"),
+    }
+    run.started_at = _when(meta.get("started_at"))
+    run.save(update_fields=["imported_from", "started_at"])
+    initial = next((w for w in state.world_states if w.turn == 0), None)
+    if initial is not None:  # V1's own turn-0 text, not the scenario's as stored today
+        Turn.objects.filter(run=run, turn=0).update(world_state=initial.content)
+    return run
+
+
+def _mark_imported(run: Run, state: ScenarioState, document: dict[str, Any], *, label: str) -> None:
+    """When V1 last wrote the run, and one saved-state event: the page's snapshot, and what makes a resume
+    continue the run (announced as resumed) rather than start it."""
+    meta = document.get("execution_metadata") if isinstance(document.get("execution_metadata"), dict) else {}
+    finished = _when(meta.get("last_updated"))
+    if finished is not None:
+        Run.objects.filter(pk=run.pk).update(finished_at=finished)
+    RunEvent.objects.create(
+        run=run, seq=1, type=EventType.STATE_SAVED.value, source="v1_import", timestamp=datetime.now(UTC),
+        data={"turn": state.turn, "status": state.status.value, "location": f"imported from {label}"},
+    )
+
+
+def _when(value: Any) -> datetime | None:
+    """V1 wrote local times without a zone; they are read as this site's time zone."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
+
+
+# ---- zips ------------------------------------------------------------------------------------------------------
+def _unpack(archive: zipfile.ZipFile, target: Path, label: str) -> list[str]:
+    members = [info for info in archive.infolist() if not added_by_zip_tools(info.filename)]
+    if len(members) > MAX_ZIP_ENTRIES:
+        raise V1ImportError(f"{label} holds {len(members)} entries; a run directory has at most {MAX_ZIP_ENTRIES}")
+    for info in members:
+        reason = refuse_reason(info)
+        if reason:
+            raise V1ImportError(f"{label}: refusing the archive: {reason}; zip the run directory as it is on disk")
+    limit = f"{MAX_ZIP_UNPACKED_BYTES // (1024 * 1024)} MB"
+    too_big = f"{label} unpacks to more than {limit}, the limit for a run directory"
+    if sum(info.file_size for info in members) > MAX_ZIP_UNPACKED_BYTES:
+        raise V1ImportError(too_big)
+    written, names = 0, []
+    for info in members:
+        if info.is_dir():
+            continue
+        path = target / info.filename
+        if not path.resolve().is_relative_to(target.resolve()):  # belt and braces after the name checks
+            raise V1ImportError(f"{label}: refusing the archive: {info.filename!r} points outside its folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with archive.open(info) as source, path.open("wb") as sink:
+            while chunk := source.read(64 * 1024):  # sizes in the header can lie: count what is unpacked
+                written += len(chunk)
+                if written > MAX_ZIP_UNPACKED_BYTES:
+                    raise V1ImportError(too_big)
+                sink.write(chunk)
+        names.append(info.filename)
+    return names
+
+
+def _run_folder(root: Path, names: list[str], label: str) -> Path:
+    """The one folder of the archive holding scenario-state.json."""
+    folders = sorted({PurePosixPath(name).parent for name in names if PurePosixPath(name).name == STATE_FILE})
+    if not folders:
+        raise V1ImportError(f"{label} holds no {STATE_FILE}; zip the run directory V1 wrote (e.g. output/<scenario>/run-001)")
+    if len(folders) > 1:
+        shown = ", ".join(str(f) for f in folders[:5])
+        raise V1ImportError(f"{label} holds {len(folders)} run directories ({shown}); upload one at a time")
+    return root / folders[0]
