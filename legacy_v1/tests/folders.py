@@ -13,10 +13,10 @@ initial_world_state: |
   # River Compact - Season 1
   The river runs low. Upstream dams hold back water; downstream farms are failing.
   A compact on sharing the water is on the table, with a monitoring board and penalties.
-turns: 3
+num_turns: 3
 turn_duration: 1 season
 world_state_model: openai/gpt-4o-mini
-context_window_size: 2
+context_window: 2
 actors:
   - highland
   - valley
@@ -28,7 +28,7 @@ ACTORS = {
     "highland": """\
 name: Highland Republic
 short_name: highland
-llm_model: openai/gpt-4o-mini
+model: openai/gpt-4o-mini
 system_prompt: You speak for the upstream state that owns the dams.
 goals: |
   - Keep control of the dams
@@ -49,6 +49,7 @@ goals:
 constraints: Cannot pay fees this year
 expertise: agronomy and water law
 decision_making_style: cautious
+private_information: Its reservoirs are nearly empty.
 """,
     "delta": """\
 name: Delta Cities/Ports
