@@ -244,8 +244,8 @@ def _halt_text(reason: str, turn: int) -> str:
 
 
 def _storable(state: ScenarioState, document: dict[str, Any], *, max_turns: int) -> ScenarioState:
-    """The state as the site keeps runs: a status a person and a resume understand, the next turn to be played
-    from its start (reading dropped the records of a turn left half done), message ids that fit their column."""
+    """The state as the site keeps runs: a status a person and a resume understand, message ids that fit their
+    column. A turn in progress (in this project's files) stays as it was: a resume continues it."""
     v1_status = str(document.get("status") or "")
     v1_reason = str(document.get("halt_reason") or "")
     engine_written = bool(((document.get("execution_metadata") or {}).get("engine") or {}).get("status"))
@@ -259,7 +259,7 @@ def _storable(state: ScenarioState, document: dict[str, Any], *, max_turns: int)
     else:
         reason = v1_reason or ("end_turn" if state.status is EngineStatus.COMPLETED else "error")
         state = state.with_status(EngineStatus.HALTED, reason=_halt_text(reason, state.turn), error=state.error)
-    return replace(state, completed_phases=(), completed_steps=(), communications=_fitting_ids(state))
+    return replace(state, communications=_fitting_ids(state))
 
 
 def _fitting_ids(state: ScenarioState) -> tuple:
