@@ -30,7 +30,7 @@ from engine.scenario.schema import Scenario as ScenarioConfig
 from engine.state import RunStatus as EngineStatus
 from engine.v1 import RunDirectoryError, read_run_directory
 from runs import services
-from runs.models import Communication, Run, RunEvent, Turn
+from runs.models import Run, RunEvent, Turn
 from runs.persistence import save_run_state
 from scenarios.archives import added_by_zip_tools, refuse_reason
 from scenarios.models import Scenario
@@ -38,7 +38,6 @@ from scenarios.selectors import scenario_get
 from scenarios.services import ScenarioSlugTaken, scenario_import_folder, scenario_to_engine
 
 STATE_FILE = "scenario-state.json"
-MAX_MESSAGE_ID = Communication._meta.get_field("message_id").max_length
 # A run directory is mostly Markdown; long runs with real models reach tens of MB.
 MAX_ZIP_UNPACKED_BYTES = 200 * 1024 * 1024
 MAX_ZIP_ENTRIES = 20_000
@@ -259,17 +258,7 @@ def _storable(state: ScenarioState, document: dict[str, Any], *, max_turns: int)
     else:
         reason = v1_reason or ("end_turn" if state.status is EngineStatus.COMPLETED else "error")
         state = state.with_status(EngineStatus.HALTED, reason=_halt_text(reason, state.turn), error=state.error)
-    return replace(state, communications=_fitting_ids(state))
-
-
-def _fitting_ids(state: ScenarioState) -> tuple:
-    """V1 messages have no ids; reading names them after their channel, which can outgrow the column."""
-    def fit(message_id: str | None) -> str | None:
-        if message_id is None or len(message_id) <= MAX_MESSAGE_ID:
-            return message_id
-        return f"{message_id[:MAX_MESSAGE_ID - 13]}-{hashlib.sha256(message_id.encode()).hexdigest()[:12]}"
-
-    return tuple(replace(m, id=fit(m.id), in_reply_to=fit(m.in_reply_to)) for m in state.communications)
+    return state
 
 
 def _create_run(state: ScenarioState, document: dict[str, Any], config: ScenarioConfig, stored: Scenario, *,

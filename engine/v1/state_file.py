@@ -9,6 +9,7 @@ QA findings) is absent or approximated as documented below.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from dataclasses import dataclass
@@ -328,7 +329,8 @@ def _communications(doc: dict[str, Any], short_of: dict[str, str], turn: int) ->
                 )))
                 continue
             # V1: the first message opens the conversation, the others answer it.
-            message_id = f"t{channel_turn}-v1-{key}-{index}"
+            # Short and stable: a channel key of full names can be longer than an id column.
+            message_id = f"t{channel_turn}-v1-{hashlib.sha256(key.encode()).hexdigest()[:10]}-{index}"
             out.append((len(out), Communication(
                 id=message_id, turn=channel_turn, kind=kind, sender=sender,
                 recipients=tuple(p for p in participants if p != sender), content=message["content"],

@@ -90,6 +90,7 @@ def test_reads_a_completed_run_written_by_v1():
     assert kinds == {CommunicationKind.BILATERAL, CommunicationKind.COALITION}
     replies = [m for m in state.communications if m.in_reply_to]
     assert replies and all(m.recipients for m in state.communications)
+    assert max(len(m.id) for m in state.communications) <= 32  # ids fit a database column, whatever the names
     assert state.total_tokens == document["cost_tracker_state"]["total_tokens"]
 
 
