@@ -71,10 +71,14 @@ class LivePublisher:
                 continue
             try:
                 await self.layer.group_send(self.group, {"type": "run.events", "events": [e.to_dict() for e in batch]})
-            except Exception:  # noqa: BLE001 - the page catches up from the store
+            except Exception as exc:  # noqa: BLE001 - the page catches up from the store
                 # Said once per run, with the cause: a layer that is down fails every send the same way.
+                # One line for the terminal; the traceback only at debug level.
                 if not self.failures:
-                    logger.warning("could not relay events of %s; pages will fetch them from the store", self.group, exc_info=True)
+                    logger.warning("could not relay events of %s (%s: %s); pages will fetch them from the store. "
+                                   "Embedded profile: has `manage.py migrate --database channels` been run?",
+                                   self.group, type(exc).__name__, exc)
+                    logger.debug("relay failure", exc_info=True)
                 self.failures += 1
 
     async def close(self, timeout: float = 5.0) -> None:

@@ -110,3 +110,15 @@ def test_ctrl_c_pauses_cleanly_and_says_how_to_resume():
     assert "Interrupted" in out and f"run_scenario --resume {run.pk}" in out and "Traceback" not in err
     assert run.status == RunStatus.PAUSED and run.turn == 1
     assert CostRecord.objects.filter(run=run).count() == run.calls > 0
+
+
+def test_a_v1_folder_runs_and_a_definition_folder_is_named_after_its_parent(tmp_path):
+    from legacy_v1.tests.folders import write_v1_scenario
+
+    folder = write_v1_scenario(tmp_path / "river", name="definition")  # V1 kept some scenarios in <name>/definition/
+    done = run_scenario(str(folder), "--turns", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["status"] == "completed" and summary["turn"] == 1
+    assert summary["scenario"] == "river"
+    assert Run.objects.get(pk=summary["run"]).scenario_slug == "river"

@@ -62,7 +62,9 @@ def resolve_scenario(name: str) -> tuple[object | None, Scenario, str]:
         return stored, scenario_to_engine(scenario=stored), stored.slug
     path = Path(name)
     if path.is_dir():
-        return None, Scenario.load(path), slugify(path.resolve().name) or "scenario"
+        folder = path.resolve()
+        name = folder.parent.name if folder.name == "definition" else folder.name  # V1 kept some scenarios in definition/
+        return None, Scenario.load(path), slugify(name) or "scenario"
     from scenarios.selectors import scenario_list
 
     known = ", ".join(s.slug for s in scenario_list()) or "none"
