@@ -22,9 +22,12 @@ class RunStatus(StrEnum):
     CANCELLED = "cancelled"
     COMPLETED = "completed"
     FAILED = "failed"
+    # A human holds a seat and has not decided yet: the run is stored and no worker waits with it.
+    WAITING_FOR_HUMAN = "waiting_for_human"
 
 
 class PhaseName(StrEnum):
+    SUMMARY = "summary"  # model-written summaries of turns older than the context window
     COMMUNICATION = "communication"
     DECISION = "decision"
     WORLD_UPDATE = "world_update"
@@ -134,6 +137,20 @@ class ValidationResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ContextSummary:
+    """A model-written summary of turns `first_turn`..`last_turn`, read in place of their full text by prompts
+    that cannot hold the whole history. Kept in the state so a resume or a branch never pays for it twice."""
+
+    first_turn: int
+    last_turn: int
+    text: str
+
+    @property
+    def turn(self) -> int:
+        return self.last_turn
+
+
+@dataclass(frozen=True, slots=True)
 class ScenarioState:
     """A run at one moment. `turn` is the last completed turn (0 before the first)."""
 
@@ -154,6 +171,7 @@ class ScenarioState:
     costs: tuple[CostRecord, ...] = ()
     metrics: tuple[MetricRecord, ...] = ()
     validations: tuple[ValidationResult, ...] = ()
+    summaries: tuple[ContextSummary, ...] = ()
     halt_reason: str | None = None
     error: str | None = None
 
@@ -233,6 +251,10 @@ class ScenarioState:
     def with_validation(self, result: ValidationResult) -> ScenarioState:
         return replace(self, validations=(*self.validations, result))
 
+    def with_summary(self, summary: ContextSummary) -> ScenarioState:
+        kept = tuple(s for s in self.summaries if (s.first_turn, s.last_turn) != (summary.first_turn, summary.last_turn))
+        return replace(self, summaries=(*kept, summary))
+
     def with_actor(self, actor: ActorState) -> ScenarioState:
         self.actor(actor.short_name)  # raises for an unknown actor
         return replace(self, actors=tuple(actor if a.short_name == actor.short_name else a for a in self.actors))
@@ -278,6 +300,7 @@ class ScenarioState:
             costs=upto(self.costs),
             metrics=upto(self.metrics),
             validations=upto(self.validations),
+            summaries=upto(self.summaries),
         )
 
     # ---- serialisation -------------------------------------------------------------------------------
@@ -305,6 +328,7 @@ _NESTED: dict[tuple[type, str], type] = {
     (ScenarioState, "costs"): CostRecord,
     (ScenarioState, "metrics"): MetricRecord,
     (ScenarioState, "validations"): ValidationResult,
+    (ScenarioState, "summaries"): ContextSummary,
     (WorldState, "exogenous_events"): ExogenousOccurrence,
 }
 _ENUMS: dict[tuple[type, str], type] = {
@@ -352,6 +376,7 @@ __all__ = [
     "ActorState",
     "Communication",
     "CommunicationKind",
+    "ContextSummary",
     "CostRecord",
     "Decision",
     "ExogenousOccurrence",

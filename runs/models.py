@@ -19,6 +19,7 @@ class RunStatus(models.TextChoices):
     CANCELLED = "cancelled"
     COMPLETED = "completed"
     FAILED = "failed"
+    WAITING_FOR_HUMAN = "waiting_for_human"  # stored, no worker held: a human seat has not decided yet
 
 
 class Run(models.Model):
@@ -31,7 +32,7 @@ class Run(models.Model):
     snapshot = models.JSONField()
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
 
-    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)
     max_turns = models.PositiveIntegerField()
     credit_limit = models.FloatField(null=True, blank=True, help_text="USD; empty means no limit")
     seed = models.BigIntegerField(default=0)
@@ -45,6 +46,13 @@ class Run(models.Model):
     # A run played elsewhere and stored here (a V1 run directory): where it came from, what V1 said of it, and
     # the key that spots a second import of the same run. Empty for runs played here.
     imported_from = models.JSONField(null=True, blank=True, help_text="where an imported run came from")
+    # Lineage: a branch starts from its parent's state after `branch_turn`, with the changes in `intervention`.
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="branches")
+    branch_turn = models.PositiveIntegerField(null=True, blank=True)
+    intervention = models.JSONField(null=True, blank=True, help_text="what was changed at the branch point")
+    # Human seats: how long a seat may keep the run waiting before the model takes it (empty: wait).
+    human_timeout_minutes = models.FloatField(null=True, blank=True)
+    waiting_since = models.DateTimeField(null=True, blank=True)
 
     # The engine's progress, written at every save; costs are summed as each call is booked.
     turn = models.PositiveIntegerField(default=0, help_text="last completed turn")
@@ -178,6 +186,16 @@ class ValidationResult(RunRecord):
 
     class Meta(RunRecord.Meta):
         default_related_name = "validation_results"
+
+
+class ContextSummary(RunRecord):
+    """A model-written summary of turns first_turn..turn (`turn` is the last turn it covers)."""
+
+    first_turn = models.PositiveIntegerField()
+    text = models.TextField()
+
+    class Meta(RunRecord.Meta):
+        default_related_name = "context_summaries"
 
 
 class RunEvent(models.Model):

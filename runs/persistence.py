@@ -25,7 +25,9 @@ from engine.state import CostRecord
 from engine.state import RunStatus as EngineStatus
 from runs import models
 
-_RECORD_MODELS = (models.Turn, models.Decision, models.Communication, models.MetricRecord, models.ValidationResult)
+_RECORD_MODELS = (
+    models.Turn, models.Decision, models.Communication, models.MetricRecord, models.ValidationResult, models.ContextSummary,
+)
 
 
 # ---- rows from state records ---------------------------------------------------------------------------------
@@ -59,6 +61,10 @@ def _rows(run: models.Run, state: ScenarioState, after_turn: int) -> list[models
                 run=run, turn=v.turn, position=i, check_name=v.check, passed=v.passed, severity=v.severity,
                 actor=v.actor or "", issues=list(v.issues), explanation=v.explanation,
             ))
+    for i, summary in enumerate(state.summaries):
+        if summary.last_turn > after_turn:
+            rows.append(models.ContextSummary(run=run, turn=summary.last_turn, position=i,
+                                              first_turn=summary.first_turn, text=summary.text))
     return rows
 
 
@@ -131,7 +137,7 @@ def save_run_state(run_id: int, state: ScenarioState, *, claim: str | None = Non
 def load_run_state(run: models.Run) -> ScenarioState:
     """The engine state of a run, from its rows: what a resume continues from."""
     from engine.state import (
-        ActorState, Communication, CommunicationKind, Decision, ExogenousOccurrence, MetricRecord,
+        ActorState, Communication, CommunicationKind, ContextSummary, Decision, ExogenousOccurrence, MetricRecord,
         PhaseName, ValidationResult, WorldState,
     )
 
@@ -176,6 +182,7 @@ def load_run_state(run: models.Run) -> ScenarioState:
             ValidationResult(v.turn, v.check_name, v.passed, v.severity, v.actor or None, tuple(v.issues), v.explanation)
             for v in run.validation_results.all()
         ),
+        summaries=tuple(ContextSummary(c.first_turn, c.turn, c.text) for c in run.context_summaries.all()),
         halt_reason=run.halt_reason or None,
         error=run.error or None,
     )
