@@ -18,7 +18,7 @@ from pathlib import Path
 
 from asgiref.sync import sync_to_async
 from django.db import connection, transaction
-from django.db.models import Count, F, Sum
+from django.db.models import Count, F, Max, Sum
 
 from engine import Event, EventType, FilesystemPersistence, ScenarioState
 from engine.state import CostRecord
@@ -132,6 +132,19 @@ def save_run_state(run_id: int, state: ScenarioState, *, claim: str | None = Non
             "total_cost", "total_tokens", "calls", "turn", "completed_phases", "completed_steps", "status",
             "halt_reason", "error", "finished_at",
         ])
+
+
+def store_state(run: models.Run, state: ScenarioState, *, source: str, location: str) -> None:
+    """Store a state made outside an executor (an imported V1 run, a branch) as the run's last save: its rows,
+    and one `state_saved` event. That event is the run page's snapshot, and what makes executing the run
+    continue it (announced as resumed) rather than start it afresh."""
+    with transaction.atomic():
+        save_run_state(run.pk, state)
+        last = models.RunEvent.objects.filter(run=run).aggregate(n=Max("seq"))["n"] or 0
+        models.RunEvent.objects.create(
+            run=run, seq=last + 1, type=EventType.STATE_SAVED.value, source=source, timestamp=datetime.now(UTC),
+            data={"turn": state.turn, "status": state.status.value, "location": location},
+        )
 
 
 def load_run_state(run: models.Run) -> ScenarioState:

@@ -15,7 +15,7 @@ import tempfile
 import zipfile
 import zlib
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
@@ -24,14 +24,14 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
-from engine import EventType, ScenarioState
+from engine import ScenarioState
 from engine.scenario.errors import ScenarioLoadError
 from engine.scenario.schema import Scenario as ScenarioConfig
 from engine.state import RunStatus as EngineStatus
 from engine.v1 import RunDirectoryError, read_run_directory
 from runs import services
-from runs.models import Run, RunEvent, Turn
-from runs.persistence import save_run_state
+from runs.models import Run, Turn
+from runs.persistence import store_state
 from scenarios.archives import added_by_zip_tools, refuse_reason
 from scenarios.models import Scenario
 from scenarios.selectors import scenario_get
@@ -133,8 +133,8 @@ def _import(folder: Path, *, label: str, scenario, owner, again: bool, within: P
         max_turns = _max_turns(document, config, state)
         state = _storable(state, document, max_turns=max_turns)
         run = _create_run(state, document, config, stored, owner=owner, max_turns=max_turns, label=label, key=key)
-        save_run_state(run.pk, state)
-        _mark_imported(run, state, document, label=label)
+        store_state(run, state, source="v1_import", location=f"imported from {label}")
+        _mark_imported(run, document)
     run.refresh_from_db()
     return run
 
@@ -293,17 +293,12 @@ def _create_run(state: ScenarioState, document: dict[str, Any], config: Scenario
     return run
 
 
-def _mark_imported(run: Run, state: ScenarioState, document: dict[str, Any], *, label: str) -> None:
-    """When V1 last wrote the run, and one saved-state event: the page's snapshot, and what makes a resume
-    continue the run (announced as resumed) rather than start it."""
+def _mark_imported(run: Run, document: dict[str, Any]) -> None:
+    """When V1 last wrote the run."""
     meta = document.get("execution_metadata") if isinstance(document.get("execution_metadata"), dict) else {}
     finished = _when(meta.get("last_updated"))
     if finished is not None:
         Run.objects.filter(pk=run.pk).update(finished_at=finished)
-    RunEvent.objects.create(
-        run=run, seq=1, type=EventType.STATE_SAVED.value, source="v1_import", timestamp=datetime.now(UTC),
-        data={"turn": state.turn, "status": state.status.value, "location": f"imported from {label}"},
-    )
 
 
 def _when(value: Any) -> datetime | None:
