@@ -33,6 +33,11 @@ class EventType(StrEnum):
     SCENARIO_CANCELLED = "scenario_cancelled"
     SCENARIO_COMPLETED = "scenario_completed"
     SCENARIO_FAILED = "scenario_failed"
+    # The run stopped until a person decides for a human seat. data as the other ends, plus "seats".
+    SCENARIO_WAITING = "scenario_waiting"
+    # A seat changed hands (taken over by a person, handed back, or given to the model after a timeout).
+    # data: {"actor", "control" ("ai" | "human"), "reason"}.
+    SEAT_CONTROL_CHANGED = "seat_control_changed"
     # Turns. data: {"turn"} plus "error" on failure.
     TURN_STARTED = "turn_started"
     TURN_COMPLETED = "turn_completed"
@@ -49,6 +54,9 @@ class EventType(StrEnum):
     COMMUNICATION_SENT = "communication_sent"
     # data: {"turn", "content", "exogenous_events"}.
     WORLD_STATE_UPDATED = "world_state_updated"
+    # An outside event the world update used, one per event, just before that turn's world_state_updated.
+    # data: {"turn", "name", "kind" (scheduled, trend, random, conditional), "text"}.
+    EXOGENOUS_EVENT = "exogenous_event"
     # Costs. data: CostRecord.to_dict() plus running totals; warning/exceeded: {"spent", "limit", ...}.
     COST_INCURRED = "cost_incurred"
     CREDIT_LIMIT_WARNING = "credit_limit_warning"

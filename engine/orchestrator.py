@@ -26,6 +26,7 @@ from engine.phases.persistence import StatePersistence, save_state
 from engine.phases.validation import ValidationPhase
 from engine.phases.world_update import WorldUpdatePhase
 from engine.scenario.schema import Scenario
+from engine.seats import AwaitingHuman, SeatDesk, StateSeats, pending_human_seats
 from engine.state import RunStatus, ScenarioState
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ _END_EVENTS = {
     RunStatus.HALTED: EventType.SCENARIO_HALTED,
     RunStatus.CANCELLED: EventType.SCENARIO_CANCELLED,
     RunStatus.FAILED: EventType.SCENARIO_FAILED,
+    RunStatus.WAITING_FOR_HUMAN: EventType.SCENARIO_WAITING,
 }
 
 
@@ -73,6 +75,7 @@ class ScenarioOrchestrator:
         error_policy: ErrorPolicy | None = None,
         max_concurrency: int = 16,
         phases: list[Phase] | None = None,
+        seats: SeatDesk | None = None,
     ) -> None:
         limit = credit_limit if credit_limit is not None else scenario.config.credit_limit
         if limit is not None and not (math.isfinite(limit) and limit > 0):
@@ -86,6 +89,7 @@ class ScenarioOrchestrator:
         self.error_policy = error_policy or ErrorPolicy()
         self.max_concurrency = max_concurrency
         self.phases: list[Phase] = list(phases or [])
+        self.seats = seats or StateSeats()
         self._pause_requested = False
         self._cancel_requested = False
         self._running_phase: asyncio.Future[ScenarioState] | None = None
@@ -150,6 +154,7 @@ class ScenarioOrchestrator:
             seed=state.seed,
             max_turns=self.max_turns,
             max_concurrency=self.max_concurrency,
+            seats=self.seats,
         )
         # A RUNNING state is one whose process died mid-run: it resumes like any other stop.
         resumed = state.status is not RunStatus.PENDING
@@ -244,6 +249,9 @@ class ScenarioOrchestrator:
         if isinstance(cause, CreditLimitExceeded):
             await self._emit(EventType.PHASE_FAILED, {"turn": turn, "phase": name, "attempt": attempt, "error": str(cause)})
             raise _Stop(RunStatus.HALTED, reason=str(cause))
+        if isinstance(cause, AwaitingHuman):
+            # Not a failure: the models' decisions are kept (the phase's progress) and the run waits, stored.
+            raise _Stop(RunStatus.WAITING_FOR_HUMAN, reason=str(cause))
         if isinstance(cause, HaltRequested):
             # The phase's work is done; the halt comes after it so a resume starts with the next phase.
             self._current = self._current.with_phase_completed(phase.name)
@@ -281,6 +289,8 @@ class ScenarioOrchestrator:
             data["reason"] = state.halt_reason
         if state.error:
             data["error"] = state.error
+        if state.status is RunStatus.WAITING_FOR_HUMAN:
+            data["seats"] = [actor.short_name for actor in pending_human_seats(state)]
         await self.bus.emit(event_type, data, run_id=state.run_id, source="orchestrator")
 
     async def _finish(self, state: ScenarioState) -> None:

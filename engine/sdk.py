@@ -22,6 +22,7 @@ from engine.llm.provider import LLMProvider
 from engine.orchestrator import ErrorPolicy, ScenarioOrchestrator, standard_phases
 from engine.phases.persistence import StatePersistence
 from engine.scenario.schema import Scenario
+from engine.seats import SeatDesk
 from engine.state import ActorState, ScenarioState, WorldState
 
 
@@ -48,8 +49,10 @@ class Runner:
         persistence: StatePersistence | None = None,
         error_policy: ErrorPolicy | None = None,
         max_concurrency: int = 16,
+        seats: SeatDesk | None = None,
     ) -> None:
         self.provider = provider
+        self.seats = seats
         self.bus = bus or EventBus()
         self.persistence = persistence
         self.error_policy = error_policy
@@ -70,6 +73,7 @@ class Runner:
             error_policy=self.error_policy,
             max_concurrency=self.max_concurrency,
             phases=standard_phases(),
+            seats=self.seats,
         )
 
     async def run_async(

@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
@@ -16,6 +16,7 @@ from engine.events import Event, EventBus, EventType
 from engine.llm.parsing import json_schema_for, parse_structured, validate_structured
 from engine.llm.provider import CallPurpose, LLMRequest, LLMResponse, Message, StructuredOutputError
 from engine.scenario.schema import Scenario
+from engine.seats import SeatDesk, StateSeats
 from engine.state import PhaseName, ScenarioState
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class PhaseContext:
     seed: int
     max_turns: int | None = None  # the run's last turn, when it differs from the scenario's
     max_concurrency: int = 16
+    seats: SeatDesk = field(default_factory=StateSeats)  # who holds each seat; a person's decisions
     # The phase's latest consistent state. However a phase ends (an error, a cancel, the caller's
     # Ctrl-C), the orchestrator keeps this, so work already paid for is never done twice.
     progress: ScenarioState | None = None
@@ -109,6 +111,19 @@ class PhaseContext:
                 return await job()
 
         return await asyncio.gather(*(limited(job) for job in jobs), return_exceptions=True)
+
+
+async def refresh_seats(state: ScenarioState, ctx: PhaseContext) -> ScenarioState:
+    """The state with each seat's control as the desk says now (a seat taken over or handed back mid-run),
+    each change announced."""
+    for actor in state.actors:
+        control = await ctx.seats.control(state, actor.short_name)
+        if control != actor.control:
+            state = state.with_actor(dataclasses.replace(actor, control=control))
+            await ctx.emit(EventType.SEAT_CONTROL_CHANGED,
+                           {"actor": actor.short_name, "control": control, "reason": "changed while the run was going"},
+                           turn=state.current_turn)
+    return state
 
 
 class Phase(Protocol):

@@ -11,9 +11,10 @@ from pydantic import BaseModel, Field
 from engine.events import EventType
 from engine.llm.parsing import NonBlankText
 from engine.llm.provider import CallPurpose
-from engine.phases.base import PhaseContext, first_failure
+from engine.phases.base import PhaseContext, first_failure, refresh_seats
 from engine.phases.prompts import actor_system_prompt, describe_message, other_actors, situation
 from engine.scenario.schema import ActorConfig, CommunicationSettings
+from engine.seats import HUMAN
 from engine.state import Communication, CommunicationKind, PhaseName, ScenarioState
 
 
@@ -61,6 +62,12 @@ class CommunicationPhase:
         if not settings.enabled:
             return state
         turn = state.current_turn
+        # A person in a seat does not open talks here; proposals addressed to them are answered with their
+        # decision, on the seat's page or at the terminal (engine/seats.py).
+        state = await refresh_seats(state, ctx)
+        humans = {a.short_name for a in state.actors if a.control == HUMAN}
+        for short_name in humans:
+            state = state.with_step_completed(outreach_step(short_name))
         pending = [a for a in ctx.scenario.actors if outreach_step(a.short_name) not in state.completed_steps]
         seen = state
 
@@ -81,7 +88,7 @@ class CommunicationPhase:
 
         openings = [m for m in state.communications_in(turn) if m.in_reply_to is None and m.recipients]
         answered = {(m.in_reply_to, m.sender) for m in state.communications_in(turn) if m.in_reply_to}
-        to_answer = [(m, r) for m in openings for r in m.recipients if (m.id, r) not in answered]
+        to_answer = [(m, r) for m in openings for r in m.recipients if (m.id, r) not in answered and r not in humans]
         seen = state
 
         async def answer(opening: Communication, responder: str) -> None:

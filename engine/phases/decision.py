@@ -9,9 +9,10 @@ from pydantic import BaseModel, Field, ValidationError
 from engine.events import EventType
 from engine.llm.parsing import NonBlankText
 from engine.llm.provider import CallPurpose
-from engine.phases.base import PhaseContext, first_failure
+from engine.phases.base import PhaseContext, first_failure, refresh_seats
 from engine.phases.prompts import actor_system_prompt, situation
-from engine.scenario.schema import ActorConfig
+from engine.scenario.schema import ActorConfig, Scenario
+from engine.seats import HUMAN, AwaitingHuman, SeatView, seat_view, with_human_decision
 from engine.state import Decision, PhaseName, ScenarioState
 
 
@@ -55,6 +56,12 @@ DECISION_INSTRUCTIONS = (
 )
 
 
+def decision_prompts(state: ScenarioState, scenario: Scenario, actor: ActorConfig, *, max_turns: int | None) -> tuple[str, str]:
+    """(system, user) for an actor's decision: what a model reads, and what a human in the seat is shown."""
+    user = f"{situation(state, scenario, actor.short_name, max_turns=max_turns)}\n\n{DECISION_INSTRUCTIONS}"
+    return actor_system_prompt(scenario, actor), user
+
+
 class DecisionPhase:
     name = PhaseName.DECISION
 
@@ -62,28 +69,52 @@ class DecisionPhase:
         turn = state.current_turn
         done = state.decisions_in(turn)
         pending = [actor for actor in ctx.scenario.actors if actor.short_name not in done]  # a resume skips done ones
-        seen = state  # every actor decides on the same situation, whatever finishes first
+        state = await refresh_seats(state, ctx)  # a seat may have changed hands since the turn began
+        humans = [actor for actor in pending if state.actor(actor.short_name).control == HUMAN]
+        seen = ctx.checkpoint(state)  # every actor decides on the same situation, whatever finishes first
 
         async def decide(actor: ActorConfig) -> None:
             nonlocal state
             decision = await self._decide(seen, actor, ctx)
             state = ctx.checkpoint(state.with_decision(decision))
 
-        failure = first_failure(await ctx.gather_limited([lambda a=actor: decide(a) for actor in pending]))
+        models = [actor for actor in pending if actor not in humans]
+        failure = first_failure(await ctx.gather_limited([lambda a=actor: decide(a) for actor in models]))
+        waiting: list[SeatView] = []
+        for actor in humans:  # after the models, so a person at a terminal is not interleaved with their output
+            view = seat_view(seen, ctx.scenario, actor.short_name, max_turns=ctx.max_turns)
+            answer = await ctx.seats.decision(view)
+            if answer is None:
+                waiting.append(view)
+                continue
+            state = ctx.checkpoint(with_human_decision(state, actor.short_name, answer))
+            await self._announce(state.decisions_in(turn)[actor.short_name], ctx)
         if failure is not None:
             raise failure
+        if waiting:
+            raise AwaitingHuman(tuple(waiting))
         order = {a.short_name: i for i, a in enumerate(ctx.scenario.actors)}
         return state.with_turn_sorted("decisions", turn, lambda d: order[d.actor])
+
+    @staticmethod
+    async def _announce(decision: Decision, ctx: PhaseContext) -> None:
+        data = {
+            "turn": decision.turn, "actor": decision.actor, "long_term_goals": list(decision.long_term_goals),
+            "short_term_priorities": list(decision.short_term_priorities), "reasoning": decision.reasoning,
+            "action": decision.action, "model": decision.model, "provider": decision.provider,
+        }
+        await ctx.emit(EventType.ACTOR_DECISION_COMPLETED, data, turn=decision.turn)
 
     async def _decide(self, state: ScenarioState, actor: ActorConfig, ctx: PhaseContext) -> Decision:
         turn = state.current_turn
         model = state.actor(actor.short_name).model
         await ctx.emit(EventType.ACTOR_DECISION_STARTED, {"turn": turn, "actor": actor.short_name}, turn=turn)
+        system, user = decision_prompts(state, ctx.scenario, actor, max_turns=ctx.max_turns)
         request = ctx.request(
             purpose=CallPurpose(task="decision", phase=self.name.value, turn=turn, actor=actor.short_name),
             model=model,
-            system=actor_system_prompt(ctx.scenario, actor),
-            user=f"{situation(state, ctx.scenario, actor.short_name, max_turns=ctx.max_turns)}\n\n{DECISION_INSTRUCTIONS}",
+            system=system,
+            user=user,
             output=DecisionOutput,
         )
         try:
@@ -105,9 +136,5 @@ class DecisionPhase:
             model=response.model,
             provider=response.provider,
         )
-        await ctx.emit(
-            EventType.ACTOR_DECISION_COMPLETED,
-            {"turn": turn, "actor": actor.short_name, **output.model_dump(), "model": response.model, "provider": response.provider},
-            turn=turn,
-        )
+        await self._announce(decision, ctx)
         return decision

@@ -67,6 +67,9 @@ class WorldUpdatePhase:
         if not content:
             raise LLMError("the world model returned an empty world state")
         world = WorldState(turn=turn, content=content, exogenous_events=events)
+        # Announced once the world that used them is written, so a retried call does not announce them twice.
+        for event in events:
+            await ctx.emit(EventType.EXOGENOUS_EVENT, {"turn": turn, "name": event.name, "kind": event.kind, "text": event.text}, turn=turn)
         await ctx.emit(
             EventType.WORLD_STATE_UPDATED,
             {

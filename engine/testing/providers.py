@@ -102,3 +102,27 @@ class FailingProvider:
         if self.garbage is None:
             raise ProviderOutage(f"simulated outage on call {self.calls} ({request.purpose.task})")
         return replace(response, text=self.garbage, data=None, provider=self.name)
+
+
+class RecordingProvider:
+    """Offline answers, and every request kept in `requests`, in the order the calls were made."""
+
+    name = "recording"
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.inner = OfflineProvider(scenario)
+        self.requests: list[LLMRequest] = []
+
+    def max_cost(self, request: LLMRequest) -> float:
+        return 0.0
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        self.requests.append(request)
+        return replace(await self.inner.complete(request), provider=self.name)
+
+    def prompts(self, *, task: str, actor: str | None = None, turn: int | None = None) -> list[str]:
+        """The user prompts of the calls for `task` (and `actor`, `turn`), oldest first."""
+        return [
+            r.messages[-1].content for r in self.requests
+            if r.purpose.task == task and (actor is None or r.purpose.actor == actor) and (turn is None or r.purpose.turn == turn)
+        ]

@@ -7,6 +7,7 @@ from engine.llm.offline import OfflineProvider
 from engine.orchestrator import ScenarioOrchestrator, standard_phases
 from engine.phases.base import PhaseContext
 from engine.sdk import initial_state
+from engine.seats import StateSeats
 from engine.state import PhaseName, ScenarioState
 from engine.tests.conftest import NO_WAIT, as_json
 from engine.testing.providers import FailingProvider, FixedCostProvider, SleepingProvider
@@ -233,6 +234,12 @@ async def test_every_event_type_is_emitted_by_the_engine(summit, tmp_path):
     canceller = runner_with()
     canceller.bus.on(EventType.PHASE_STARTED, lambda e: canceller.cancel())
     await canceller.run_async(summit, max_turns=1)
+
+    class TakesASeat(StateSeats):  # a person takes the first seat: announced, then the run waits for them
+        async def control(self, state, actor):
+            return "human" if actor == summit.actors[0].short_name else state.actor(actor).control
+
+    await runner_with(seats=TakesASeat()).run_async(summit, max_turns=1)
 
     class Broken:
         name = PhaseName.METRICS
