@@ -454,15 +454,6 @@ def _folder_problem(folder: Path) -> LocatedError | None:
                         f"did you mean '{match}'?" if match else None)
 
 
-def _warn_unapplied_turn_ranges(reader: _Reader, rel: str, events: ExogenousEventsConfig) -> None:
-    """V1 limited conditional events to a turn_range; the engine's conditional events have none."""
-    for event in events.conditional_events:
-        turn_range = (event.model_extra or {}).get("turn_range")
-        if turn_range is not None:
-            reader.warnings.append(f"{rel}: conditional event '{event.name}': turn_range {turn_range} is kept "
-                                   "but not applied; the event can happen in any turn its conditions hold")
-
-
 DEFINITION = "definition"  # V1 sometimes kept a scenario's files in <scenario>/definition/
 
 
@@ -520,8 +511,6 @@ def load_scenario_folder(path: str | Path) -> Scenario:
                         ("exogenous-events", ExogenousEventsConfig)):
         found = reader.find(stem)
         optional[stem] = reader.load(found, model) if found else None
-        if found and isinstance(optional[stem], ExogenousEventsConfig):
-            _warn_unapplied_turn_ranges(reader, reader.rel(found), optional[stem])
 
     background: list[BackgroundDocument] = []
     for document_path in _listing(reader.folder("background")):

@@ -216,9 +216,8 @@ def test_v1_flat_exogenous_events_list_becomes_the_engines_lists(tmp_path: Path)
     assert (random.probability, random.turn_range, random.once) == (0.2, (2, 5), False)
     assert [(c.metric, c.operator, c.value) for c in conditional.conditions] == [
         ("toll_pence", ">=", 40.0), ("goodwill", "<", 2.0)]
-    assert scenario.warnings == [
-        "exogenous-events.yaml: conditional event 'Canal closes': turn_range [2, 9] is kept but not applied; "
-        "the event can happen in any turn its conditions hold"]
+    assert conditional.model_extra["turn_range"] == [2, 9]  # kept, and applied by engine.phases.exogenous
+    assert scenario.warnings == []
     exported = scenario_folder_files(scenario)["exogenous-events.yaml"]
     assert "exogenous_events" not in exported and "v1_events" not in exported
     round_trip(scenario, tmp_path / "out")
