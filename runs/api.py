@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from django.conf import settings
 from django.db.models import Max
@@ -66,6 +66,9 @@ class RunOut(Schema):
     finished_at: datetime | None
     page: str
     last_seq: int
+    parent: int | None = Field(None, description="the run this one was branched from")
+    branch_turn: int | None = Field(None, description="the parent's last turn this run shares")
+    intervention: dict[str, Any] | None = Field(None, description="what was changed at the branch point, with `before`")
 
 
 class RunPage(Schema):
@@ -213,6 +216,7 @@ def _out(request: HttpRequest, run: Run, last_seq: int | None = None) -> dict[st
         "error": run.error, "owner": run.owner.get_username() if run.owner else None, "created_at": run.created_at,
         "started_at": run.started_at, "finished_at": run.finished_at,
         "page": request.build_absolute_uri(reverse("runs:detail", args=[run.pk])), "last_seq": last_seq,
+        "parent": run.parent_id, "branch_turn": run.branch_turn, "intervention": run.intervention,
     }
 
 
@@ -365,6 +369,78 @@ def resume_run(request, run_id: int, payload: ResumeIn | None = None):
              summary="Cancel a run (a running one stops at its next heartbeat)")
 def cancel_run(request, run_id: int):
     return _steer(request, run_id, lambda run: services.run_cancel(run=run))
+
+
+# ---- branches: a new run from a completed turn, with an intervention (runs.branching) --------------------------
+class ActorChangeIn(Schema):
+    model: Text | None = Field(None, min_length=1, max_length=200)
+    control: Literal["ai", "human"] | None = None
+    system_prompt: Text | None = None
+    goals: list[Text] | None = Field(None, max_length=50)
+
+
+class InterventionIn(Schema):
+    actors: dict[str, ActorChangeIn] = Field(default_factory=dict, description="changes by actor short name")
+    credit_limit: float | None = Field(None, gt=0, description="USD; default: the parent's")
+    seed: int | None = Field(None, ge=-BIGINT - 1, le=BIGINT, description="default: the parent's")
+    world_state: Text | None = Field(None, description="the world as it stood after the branch turn, rewritten")
+    end_turn: int | None = Field(None, ge=2, le=1000, description="the last turn to play; default: the parent's")
+    note: Text = Field("", max_length=2000, description="why, shown in the family tree")
+
+
+class BranchIn(Schema):
+    at_turn: int = Field(ge=1, le=1000, description="a completed turn of the parent: the branch shares turns up to it")
+    intervention: InterventionIn = Field(default_factory=InterventionIn)
+    start: bool = Field(False, description="queue the branch for a worker at once (else it waits, paused)")
+
+
+class FamilyMemberOut(Schema):
+    id: int
+    parent: int | None
+    depth: int = Field(description="0: the root")
+    branch_turn: int | None
+    number: int
+    status: str
+    turn: int
+    max_turns: int
+    owner: str | None
+    changes: list[str] = Field(description="the intervention, as people read it")
+    note: str
+    intervention: dict[str, Any] | None
+    current: bool = Field(description="the run asked about")
+    page: str
+
+
+class FamilyOut(Schema):
+    root: int
+    runs: list[FamilyMemberOut] = Field(description="root first, each run followed by its branches")
+
+
+@router.post("/{run_id}/branch", response={201: RunOut, **{k: ERRORS[k] for k in (400, 401, 403, 404, 409, 422)}},
+             summary="Branch a run at a completed turn, with an intervention (optionally started at once)")
+def branch_run(request, run_id: int, payload: BranchIn):
+    from runs.branching import Intervention, run_branch
+
+    parent = _run(request, run_id, write=True)
+    intervention = Intervention.from_json(payload.intervention.dict(exclude_none=True))
+    child = run_branch(run=parent, at_turn=payload.at_turn, intervention=intervention, owner=caller(request),
+                       start=payload.start)
+    return Status(201, _out(request, child))
+
+
+@router.get("/{run_id}/family", response={200: FamilyOut, **{k: ERRORS[k] for k in (401, 404)}},
+            summary="The run's family tree: its root, every branch, their branch turns and interventions")
+def run_family(request, run_id: int):
+    run = _run(request, run_id)
+    members = selectors.run_family(run=run, user=None if settings.PUBLIC_READ else caller(request))
+    return {"root": members[0].run.pk, "runs": [{
+        "id": m.run.pk, "parent": m.run.parent_id if m.depth else None, "depth": m.depth, "branch_turn": m.run.branch_turn,
+        "number": m.run.number, "status": selectors.run_display_status(m.run), "turn": m.run.turn,
+        "max_turns": m.run.max_turns, "owner": m.run.owner.get_username() if m.run.owner else None,
+        "changes": m.changes, "note": m.note, "intervention": m.run.intervention, "current": m.current,
+        "page": request.build_absolute_uri(reverse("runs:detail", args=[m.run.pk])),
+    } for m in members]}
+# ---- end of branches ------------------------------------------------------------------------------------------
 
 
 @router.get("/{run_id}/export", response={200: None, **{k: ERRORS[k] for k in (401, 404)}},

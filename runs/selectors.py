@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -11,7 +12,7 @@ from django.utils import timezone
 from runs.models import CostRecord, Run, RunStatus
 
 CRASHED = "crashed"
-RESUMABLE = {RunStatus.PAUSED, RunStatus.HALTED, RunStatus.FAILED, RunStatus.COMPLETED}
+RESUMABLE = {RunStatus.PAUSED, RunStatus.HALTED, RunStatus.FAILED, RunStatus.COMPLETED, RunStatus.WAITING_FOR_HUMAN}
 
 
 def run_get(*, run_id: int) -> Run | None:
@@ -76,3 +77,82 @@ def runs_for(user) -> QuerySet[Run]:
 
 def run_visible_to(run: Run, user) -> bool:
     return user.is_authenticated and (user.is_staff or run.owner_id == user.pk)
+
+
+# ---- branches: lineage and family trees ----------------------------------------------------------------------
+def intervention_changes(intervention: dict | None) -> list[str]:
+    """A branch's recorded intervention (`runs.branching`) as lines a person reads: what changed, from what."""
+    if not intervention:
+        return []
+    before = intervention.get("before") or {}
+    lines = []
+    for actor, change in (intervention.get("actors") or {}).items():
+        was = (before.get("actors") or {}).get(actor, {})
+        if "model" in change:
+            lines.append(f"{actor}: model {was.get('model', '?')} → {change['model']}")
+        if "control" in change:
+            lines.append(f"{actor}: seat {'human' if change['control'] == 'human' else 'AI'}-controlled (was {was.get('control', '?')})")
+        if "system_prompt" in change:
+            lines.append(f"{actor}: system prompt rewritten")
+        if "goals" in change:
+            lines.append(f"{actor}: goals now {'; '.join(change['goals']) or '(none)'}")
+    if "world_state" in intervention:
+        lines.append("world text at the branch point rewritten")
+
+    def usd(value) -> str:
+        return "no limit" if value is None else f"${value:g}"
+
+    if "credit_limit" in intervention:
+        lines.append(f"credit limit {usd(before.get('credit_limit'))} → {usd(intervention['credit_limit'])}")
+    if "seed" in intervention:
+        lines.append(f"seed {before.get('seed', '?')} → {intervention['seed']}")
+    if "end_turn" in intervention:
+        lines.append(f"end turn {before.get('end_turn', '?')} → {intervention['end_turn']}")
+    return lines
+
+
+@dataclass(frozen=True)
+class FamilyMember:
+    """One run of a family tree: its depth below the root, and (for a branch) what was changed where."""
+
+    run: Run
+    depth: int
+    changes: list[str]
+    note: str
+    current: bool
+
+
+def run_family(*, run: Run, user=None) -> list[FamilyMember]:
+    """The family tree `run` belongs to, root first, each run followed by its branches (by branch turn, then
+    age). With `user`, only runs that person may see: the tree starts at the oldest ancestor they may see, and
+    a branch they may not see is left out with everything below it."""
+    def visible(candidate: Run) -> bool:
+        return user is None or run_visible_to(candidate, user)
+
+    root, seen = run, {run.pk}
+    while root.parent_id is not None and root.parent_id not in seen:
+        parent = Run.objects.select_related("owner").filter(pk=root.parent_id).first()
+        if parent is None or not visible(parent):
+            break
+        root = parent
+        seen.add(root.pk)
+    children: dict[int, list[Run]] = {}
+    frontier, known = [root.pk], {root.pk}
+    while frontier:
+        found = [r for r in Run.objects.select_related("owner").filter(parent_id__in=frontier).order_by("branch_turn", "pk")
+                 if r.pk not in known and visible(r)]
+        for branch in found:
+            children.setdefault(branch.parent_id, []).append(branch)
+            known.add(branch.pk)
+        frontier = [branch.pk for branch in found]
+
+    members: list[FamilyMember] = []
+
+    def add(member: Run, depth: int) -> None:
+        note = (member.intervention or {}).get("note", "")
+        members.append(FamilyMember(member, depth, intervention_changes(member.intervention), note, member.pk == run.pk))
+        for branch in children.get(member.pk, []):
+            add(branch, depth + 1)
+
+    add(root, 0)
+    return members
