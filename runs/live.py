@@ -121,7 +121,7 @@ def run_page_context(*, run: Run) -> dict[str, Any]:
     turns: dict[int, dict[str, Any]] = {}
 
     def turn(n: int) -> dict[str, Any]:
-        return turns.setdefault(n, {"number": n, "world": None, "messages": [], "decisions": []})
+        return turns.setdefault(n, {"number": n, "world": None, "messages": [], "decisions": [], "outside_events": []})
 
     for t in Turn.objects.filter(run=run).exclude(turn=0):
         turn(t.turn)["world"] = t
@@ -140,6 +140,7 @@ def run_page_context(*, run: Run) -> dict[str, Any]:
         "turns": [turns[n] for n in sorted(turns)],
         "names": names,
         "models": sorted({a["model"] for a in run.actors} | {run.snapshot["config"].get("world_state_model", "")} - {""}),
+        turn(t.turn)["outside_events"] = [{**event, "turn": t.turn} for event in t.exogenous_events]
         "costs": costs,
         "cost_tables": [("actor", "actor", costs["by_actor"]), ("phase", "phase", costs["by_phase"])],
         "metrics": [{**m, "value": m["value"] if isinstance(m["value"], (int, float)) else None} for m in metrics],
@@ -193,6 +194,10 @@ def event_fragments(event: dict[str, Any], *, names: dict[str, str], max_turns: 
     return out
 
 
+    elif kind == EventType.EXOGENOUS_EVENT:
+        outside = {"turn": turn, "name": data["name"], "kind": data["kind"], "text": data["text"]}
+        out["fragments"] += _turn_then(turn, _fragment(f"#turn-{turn}-outside-events", "runs/partials/outside_event.html",
+                                                       {"event": outside}))
 STATUS_AFTER = {
     EventType.SCENARIO_STARTED: "running", EventType.SCENARIO_RESUMED: "running", EventType.SCENARIO_PAUSED: "paused",
     EventType.SCENARIO_HALTED: "halted", EventType.SCENARIO_CANCELLED: "cancelled",
