@@ -125,6 +125,7 @@ def run_page_context(*, run: Run) -> dict[str, Any]:
 
     for t in Turn.objects.filter(run=run).exclude(turn=0):
         turn(t.turn)["world"] = t
+        turn(t.turn)["outside_events"] = [{**event, "turn": t.turn} for event in t.exogenous_events]
     for m in Communication.objects.filter(run=run):
         turn(m.turn)["messages"].append(m)
     for d in Decision.objects.filter(run=run):
@@ -140,7 +141,6 @@ def run_page_context(*, run: Run) -> dict[str, Any]:
         "turns": [turns[n] for n in sorted(turns)],
         "names": names,
         "models": sorted({a["model"] for a in run.actors} | {run.snapshot["config"].get("world_state_model", "")} - {""}),
-        turn(t.turn)["outside_events"] = [{**event, "turn": t.turn} for event in t.exogenous_events]
         "costs": costs,
         "cost_tables": [("actor", "actor", costs["by_actor"]), ("phase", "phase", costs["by_phase"])],
         "metrics": [{**m, "value": m["value"] if isinstance(m["value"], (int, float)) else None} for m in metrics],
@@ -179,6 +179,10 @@ def event_fragments(event: dict[str, Any], *, names: dict[str, str], max_turns: 
     elif kind == EventType.WORLD_STATE_UPDATED:
         out["fragments"] += _turn_then(turn, _fragment(f"#turn-{turn}-world", "runs/partials/world.html",
                                                        {"world": {"turn": turn, "world_state": data["content"]}}))
+    elif kind == EventType.EXOGENOUS_EVENT:
+        outside = {"turn": turn, "name": data["name"], "kind": data["kind"], "text": data["text"]}
+        out["fragments"] += _turn_then(turn, _fragment(f"#turn-{turn}-outside-events", "runs/partials/outside_event.html",
+                                                       {"event": outside}))
     elif kind == EventType.VALIDATION_FAILED:
         finding = {**data, "check_name": data.get("check", "")}
         out["fragments"].append(_fragment("#findings", "runs/partials/finding.html", {"finding": finding, "names": names}))
@@ -194,10 +198,6 @@ def event_fragments(event: dict[str, Any], *, names: dict[str, str], max_turns: 
     return out
 
 
-    elif kind == EventType.EXOGENOUS_EVENT:
-        outside = {"turn": turn, "name": data["name"], "kind": data["kind"], "text": data["text"]}
-        out["fragments"] += _turn_then(turn, _fragment(f"#turn-{turn}-outside-events", "runs/partials/outside_event.html",
-                                                       {"event": outside}))
 STATUS_AFTER = {
     EventType.SCENARIO_STARTED: "running", EventType.SCENARIO_RESUMED: "running", EventType.SCENARIO_PAUSED: "paused",
     EventType.SCENARIO_HALTED: "halted", EventType.SCENARIO_CANCELLED: "cancelled",
