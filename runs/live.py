@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 LIFECYCLE = {
     EventType.SCENARIO_STARTED, EventType.SCENARIO_RESUMED, EventType.SCENARIO_PAUSED, EventType.SCENARIO_HALTED,
-    EventType.SCENARIO_CANCELLED, EventType.SCENARIO_COMPLETED, EventType.SCENARIO_FAILED,
+    EventType.SCENARIO_CANCELLED, EventType.SCENARIO_COMPLETED, EventType.SCENARIO_FAILED, EventType.SCENARIO_WAITING,
 }
 
 
@@ -90,6 +90,21 @@ class LivePublisher:
             await asyncio.wait_for(asyncio.shield(self._task), timeout)
         except TimeoutError:
             self._task.cancel()
+
+
+def publish_stored(run_id: int, events: list[Event]) -> None:
+    """Relay events stored outside a worker (a person's decision, a seat changing hands) to open pages.
+    Best effort, like the worker's: a page that misses them catches up from the store."""
+    from asgiref.sync import async_to_sync
+
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(run_group(run_id), {"type": "run.events", "events": [e.to_dict() for e in events]})
+    except Exception as exc:  # noqa: BLE001 - pages re-sync from the store
+        logger.warning("could not relay events of run %s (%s: %s); pages will fetch them from the store",
+                       run_id, type(exc).__name__, exc)
 
 
 # ---- the page's first state ----------------------------------------------------------------------------------
@@ -173,7 +188,7 @@ def event_fragments(event: dict[str, Any], *, names: dict[str, str], max_turns: 
     elif kind == EventType.ACTOR_DECISION_COMPLETED:
         decision = {"turn": turn, "actor": data["actor"], "action": data.get("action", ""),
                     "reasoning": data.get("reasoning", ""), "short_term_priorities": data.get("short_term_priorities", []),
-                    "model": data.get("model", "")}
+                    "model": data.get("model", ""), "provider": data.get("provider", "")}
         out["fragments"] += _turn_then(turn, _fragment(f"#turn-{turn}-decisions", "runs/partials/decision.html",
                                                        {"decision": decision, "names": names}))
     elif kind == EventType.WORLD_STATE_UPDATED:
@@ -202,6 +217,7 @@ STATUS_AFTER = {
     EventType.SCENARIO_STARTED: "running", EventType.SCENARIO_RESUMED: "running", EventType.SCENARIO_PAUSED: "paused",
     EventType.SCENARIO_HALTED: "halted", EventType.SCENARIO_CANCELLED: "cancelled",
     EventType.SCENARIO_COMPLETED: "completed", EventType.SCENARIO_FAILED: "failed",
+    EventType.SCENARIO_WAITING: "waiting_for_human",
 }
 
 

@@ -16,7 +16,7 @@ import os
 import socket
 import uuid
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -31,6 +31,7 @@ from engine import Event, EventBus, ScenarioOrchestrator, ScenarioState, standar
 from engine.estimate import CostEstimate, estimate_run_cost
 from engine.llm.cache import CachingProvider, SqliteResponseCache
 from engine.llm.provider import LLMProvider
+from engine.seats import SeatDesk
 from engine.llm.routing import PROVIDER_CHOICES, ProviderChoice, RoutingError, provider_from_environment, with_model
 from engine.scenario.schema import Scenario as ScenarioConfig
 from engine.state import RunStatus as EngineStatus
@@ -135,9 +136,15 @@ def _next_number(slug: str) -> int:
     return highest + 1
 
 
-def run_create(*, plan: RunPlan, slug: str, scenario=None, owner=None) -> Run:
-    """The run row, QUEUED, with the scenario frozen into it and the initial world stored as turn 0."""
+def run_create(
+    *, plan: RunPlan, slug: str, scenario=None, owner=None, human_seats: Sequence[str] = (),
+    human_timeout_minutes: float | None = None,
+) -> Run:
+    """The run row, QUEUED, with the scenario frozen into it and the initial world stored as turn 0.
+    `human_seats`: actors a person plays (their decisions wait for them); `human_timeout_minutes`: how long
+    a seat may keep the run waiting before the model takes it (None: wait)."""
     config = plan.config
+    _check_seats(config, human_seats, human_timeout_minutes)
     for _ in range(5):  # two processes may pick the same number at once; the unique constraint decides
         number = _next_number(slug)
         try:
@@ -158,9 +165,11 @@ def run_create(*, plan: RunPlan, slug: str, scenario=None, owner=None) -> Run:
                     provider=plan.choice.description,
                     offline=plan.choice.offline,
                     actors=[
-                        {"short_name": a.short_name, "name": a.name, "model": a.llm_model, "control": a.control}
+                        {"short_name": a.short_name, "name": a.name, "model": a.llm_model,
+                         "control": "human" if a.short_name in human_seats else a.control}
                         for a in config.actors
                     ],
+                    human_timeout_minutes=human_timeout_minutes,
                     output_dir=str(Path(settings.RUNS_OUTPUT_DIR) / slug / f"run-{number:03d}"),
                 )
                 Turn.objects.create(run=run, turn=0, position=0, world_state=config.config.initial_world_state.strip())
@@ -170,14 +179,24 @@ def run_create(*, plan: RunPlan, slug: str, scenario=None, owner=None) -> Run:
     raise RunConflict(f"could not number a new run of {slug}: too many runs starting at once, try again")
 
 
+def _check_seats(config: ScenarioConfig, human_seats: Sequence[str], timeout: float | None) -> None:
+    known = {a.short_name for a in config.actors}
+    unknown = [seat for seat in human_seats if seat not in known]
+    if unknown:
+        raise RunInputError(f"no actor {', '.join(map(repr, unknown))} in {config.name}: human seats must be among {', '.join(sorted(known))}")
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise RunInputError(f"the seat timeout must be a positive number of minutes, not {timeout}")
+
+
 def run_enqueue(*, run: Run) -> None:
     from runs.tasks import execute_run  # tasks import this module
 
     execute_run(run.pk)
 
 
-def run_plan_for(*, scenario, **params) -> RunPlan:
-    """The plan of a run of a stored scenario; a scenario that no longer validates cannot be run."""
+def run_plan_for(*, scenario, human_seats: Sequence[str] = (), human_timeout_minutes: float | None = None, **params) -> RunPlan:
+    """The plan of a run of a stored scenario; a scenario that no longer validates cannot be run. Seats are
+    checked here too, so a start form shows a wrong seat before anything starts."""
     from engine.scenario.errors import ScenarioLoadError
     from scenarios.services import scenario_to_engine
 
@@ -185,13 +204,17 @@ def run_plan_for(*, scenario, **params) -> RunPlan:
         config = scenario_to_engine(scenario=scenario)
     except ScenarioLoadError as exc:
         raise RunConflict(f"scenario {scenario.slug} does not validate, so it cannot run: {exc}") from None
+    _check_seats(config, human_seats, human_timeout_minutes)
     return run_plan(config=config, **params)
 
 
-def run_start(*, scenario, owner=None, **params) -> Run:
+def run_start(
+    *, scenario, owner=None, human_seats: Sequence[str] = (), human_timeout_minutes: float | None = None, **params
+) -> Run:
     """Create a run of a stored scenario and hand it to a worker."""
     plan = run_plan_for(scenario=scenario, **params)
-    run = run_create(plan=plan, slug=scenario.slug, scenario=scenario, owner=owner)
+    run = run_create(plan=plan, slug=scenario.slug, scenario=scenario, owner=owner, human_seats=human_seats,
+                     human_timeout_minutes=human_timeout_minutes)
     transaction.on_commit(lambda: run_enqueue(run=run))
     return run
 
@@ -251,14 +274,16 @@ def run_execute(
     run_id: int,
     progress: Callable[[Event], object] | None = None,
     controls: RunControls | None = None,
+    seats: SeatDesk | None = None,
 ) -> Run | None:
-    """Claim a QUEUED run and play it here to its end. None when another process claimed it first."""
+    """Claim a QUEUED run and play it here to its end. None when another process claimed it first.
+    `seats` answers for human seats (a terminal); by default a human seat makes the run wait, stored."""
     claim = uuid.uuid4().hex
     # Database time (Now()) for heartbeats everywhere, so clocks of different machines never disagree.
     claimed = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
         status=RunStatus.RUNNING, worker=worker_name(), claim=claim, heartbeat_at=Now(),
         started_at=Coalesce("started_at", Now()), pause_requested=False, cancel_requested=False, finished_at=None,
-        halt_reason="", error="",
+        halt_reason="", error="", waiting_since=None,
     )
     if not claimed:
         return None
@@ -270,7 +295,7 @@ def run_execute(
         _finish(run, RunStatus.FAILED, error=f"could not start: {exc}")
         return run
     try:
-        final = async_to_sync(_execute)(run, claim, config, provider, progress, controls)
+        final = async_to_sync(_execute)(run, claim, config, provider, progress, controls, seats)
     except asyncio.CancelledError:
         final = None  # interrupted: the orchestrator saved the run PAUSED before letting go
         # (unless the interruption came before the orchestrator started: then nothing ran, and it pauses here)
@@ -282,11 +307,16 @@ def run_execute(
         Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, claim=claim).update(
             status=final.status.value, halt_reason=final.halt_reason or "", error=final.error or "", finished_at=Now()
         )
+        if final.status is EngineStatus.WAITING_FOR_HUMAN:
+            from runs.seats import mark_waiting
+
+            mark_waiting(run_id=run.pk)
     run.refresh_from_db()
     return run
 
 
-async def _execute(run: Run, claim: str, config: ScenarioConfig, provider: LLMProvider, progress, controls) -> ScenarioState:
+async def _execute(run: Run, claim: str, config: ScenarioConfig, provider: LLMProvider, progress, controls, seats) -> ScenarioState:
+    from runs.seats import StoredSeats  # seats build on this module
     ledger_size = await sync_to_async(compact_ledger, thread_sensitive=True)(run.pk)
     state = await sync_to_async(load_run_state, thread_sensitive=True)(run)
     bus = EventBus()
@@ -299,7 +329,7 @@ async def _execute(run: Run, claim: str, config: ScenarioConfig, provider: LLMPr
         bus.on("*", progress)
     orchestrator = ScenarioOrchestrator(
         scenario=config, provider=provider, bus=bus, max_turns=run.max_turns, credit_limit=run.credit_limit,
-        persistence=OrmPersistence(run, claim=claim), phases=standard_phases(),
+        persistence=OrmPersistence(run, claim=claim), phases=standard_phases(), seats=seats or StoredSeats(run.pk),
     )
     task = asyncio.current_task()
     if controls is not None:
@@ -400,7 +430,7 @@ def run_pause(*, run: Run) -> Run:
 def run_cancel(*, run: Run) -> Run:
     """A run that is not executing stops now; an executing one is asked to (its worker sees it at the next
     heartbeat). The status conditions are in the UPDATEs, so a worker claiming the run meanwhile is asked."""
-    idle = Q(status__in=[RunStatus.QUEUED, RunStatus.PAUSED, RunStatus.HALTED, RunStatus.FAILED]) | Q(
+    idle = Q(status__in=[RunStatus.QUEUED, RunStatus.PAUSED, RunStatus.HALTED, RunStatus.FAILED, RunStatus.WAITING_FOR_HUMAN]) | Q(
         status=RunStatus.RUNNING, heartbeat_at__lt=_stale_before()
     )
     stopped = Run.objects.filter(idle, pk=run.pk).update(

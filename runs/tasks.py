@@ -1,11 +1,18 @@
 """Huey tasks: thin entry points that hand a run to the services."""
 
-from huey.contrib.djhuey import db_task
+from huey import crontab
+from huey.contrib.djhuey import db_periodic_task, db_task
 
-from runs import services
+from runs import seats, services
 
 
 @db_task(context=False)
 def execute_run(run_id: int) -> None:
     # A second worker handed the same run finds it already claimed and does nothing.
     services.run_execute(run_id=run_id)
+
+
+@db_periodic_task(crontab(minute="*"))
+def hand_over_expired_seats() -> None:
+    # Once a minute: a seat's timeout is honoured to within a minute, with no task per waiting run.
+    seats.seats_hand_over_expired()

@@ -1,0 +1,194 @@
+"""Human seats of stored runs: who holds each seat, what a waiting seat shows, a person's decision, timeouts.
+
+A run that reaches a human seat stops as WAITING_FOR_HUMAN with the models' decisions stored; no worker
+waits with it. `seat_decide` stores the person's decision and queues the run again once no seat is pending.
+Seats change hands through the run's `actors` row: an executing worker reads it at every turn
+(`StoredSeats`); for a run at rest the change is announced here, as an event of the run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from asgiref.sync import sync_to_async
+from django.db import transaction
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from engine import Event, EventType
+from engine.events import freeze_json
+from engine.scenario.schema import Scenario as ScenarioConfig
+from engine.seats import (
+    HUMAN,
+    HumanDecision,
+    HumanDecisionError,
+    SeatView,
+    human_decision,
+    pending_human_seats,
+    seat_view,
+    with_human_decision,
+)
+from engine.state import ScenarioState, as_dict
+from runs import selectors
+from runs.live import publish_stored
+from runs.models import Run, RunEvent, RunStatus
+from runs.persistence import load_run_state, record_event, save_run_state
+from runs.services import RunConflict, RunInputError, run_resume
+
+CONTROLS = ("ai", HUMAN)
+
+
+class StoredSeats:
+    """The desk of a run executed by a worker: control as the run's row says now; decisions come later."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+
+    async def control(self, state: ScenarioState, actor: str) -> str:
+        actors = await sync_to_async(_actors, thread_sensitive=True)(self.run_id)
+        return actors.get(actor, state.actor(actor).control)
+
+    async def decision(self, view: SeatView) -> HumanDecision | None:
+        return None
+
+
+def _actors(run_id: int) -> dict[str, str]:
+    return {a["short_name"]: a.get("control", "ai") for a in Run.objects.values_list("actors", flat=True).get(pk=run_id)}
+
+
+# ---- reading -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PendingSeat:
+    run: Run
+    actor: str
+    name: str
+    turn: int
+    waiting_since: datetime | None
+
+
+def run_pending_seats(*, run: Run) -> list[PendingSeat]:
+    """The seats a waiting run waits for (none unless it is WAITING_FOR_HUMAN)."""
+    if run.status != RunStatus.WAITING_FOR_HUMAN:
+        return []
+    state = load_run_state(run)
+    return [PendingSeat(run, a.short_name, a.name, state.current_turn, run.waiting_since) for a in pending_human_seats(state)]
+
+
+def seats_pending(*, runs) -> list[PendingSeat]:
+    """Every pending seat of `runs` (a queryset the caller may see), oldest wait first."""
+    pending = [seat for run in runs.filter(status=RunStatus.WAITING_FOR_HUMAN) for seat in run_pending_seats(run=run)]
+    return sorted(pending, key=lambda seat: (seat.waiting_since or timezone.now(), seat.run.pk))
+
+
+def seat_view_for(*, run: Run, actor: str) -> SeatView:
+    """What the person in `actor`'s seat sees: the decision prompt a model would read, and the proposals."""
+    _seat(run, actor)
+    if actor not in {seat.actor for seat in run_pending_seats(run=run)}:
+        raise RunConflict(f"run {run.pk} is not waiting for {actor}: it is {selectors.run_display_status(run)}")
+    return seat_view(load_run_state(run), ScenarioConfig.model_validate(run.snapshot), actor, max_turns=run.max_turns)
+
+
+# ---- writing -------------------------------------------------------------------------------------------------
+def _seat(run: Run, actor: str) -> dict:
+    for seat in run.actors:
+        if seat["short_name"] == actor:
+            return seat
+    known = ", ".join(a["short_name"] for a in run.actors)
+    raise RunInputError(f"run {run.pk} has no actor {actor!r} (its actors: {known})")
+
+
+def _announce(run: Run, event_type: EventType, data: Mapping) -> Event:
+    """Store an event of a run no worker is executing (the caller holds the row lock), then relay it."""
+    last = RunEvent.objects.filter(run=run).order_by("-seq").values_list("seq", flat=True).first() or 0
+    event = Event(type=event_type, data=freeze_json(dict(data)), run_id=run.engine_run_id, seq=last + 1, timestamp=time.time(),
+                  source="seats")
+    record_event(run.pk, event)
+    transaction.on_commit(lambda: publish_stored(run.pk, [event]))
+    return event
+
+
+def seat_set_control(*, run: Run, actor: str, control: str, reason: str = "") -> Run:
+    """Give `actor`'s seat to a person ("human") or to the model ("ai"), now if the run is at rest, at the
+    next turn if a worker is playing it. A waiting seat handed to the model lets the run go on."""
+    if control not in CONTROLS:
+        raise RunInputError(f"control must be 'ai' or 'human', not {control!r}")
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run.pk)
+        if run.status in (RunStatus.COMPLETED, RunStatus.CANCELLED):
+            raise RunConflict(f"run {run.pk} is {run.status}: its seats can no longer change hands")
+        seat = _seat(run, actor)
+        if seat.get("control", "ai") == control:
+            return run
+        run.actors = [{**a, "control": control} if a["short_name"] == actor else a for a in run.actors]
+        run.save(update_fields=["actors"])
+        if run.status != RunStatus.RUNNING:  # a worker announces the change itself when it reads it
+            _announce(run, EventType.SEAT_CONTROL_CHANGED, {"actor": actor, "control": control, "reason": reason or "changed on request"})
+        if run.status == RunStatus.WAITING_FOR_HUMAN and not run_pending_seats(run=run):
+            run = run_resume(run=run)
+    return run
+
+
+def seat_decide(
+    *, run: Run, actor: str, long_term_goals: str | list[str], short_term_priorities: str | list[str],
+    reasoning: str, action: str, replies: Mapping[str, str] | None = None,
+) -> Run:
+    """Store a person's decision for the seat the run waits for, and its replies to proposals; the run is
+    queued again when no other seat is pending. A decision that would not pass as a model's is refused
+    (RunInputError naming each field)."""
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run.pk)
+        _seat(run, actor)
+        state = load_run_state(run)
+        if run.status != RunStatus.WAITING_FOR_HUMAN or actor not in {a.short_name for a in pending_human_seats(state)}:
+            raise RunConflict(f"run {run.pk} is not waiting for a decision from {actor} (it is {selectors.run_display_status(run)})")
+        view = seat_view(state, ScenarioConfig.model_validate(run.snapshot), actor, max_turns=run.max_turns)
+        try:
+            decision = human_decision(long_term_goals=long_term_goals, short_term_priorities=short_term_priorities,
+                                      reasoning=reasoning, action=action, replies=replies, proposals=view.proposals)
+        except HumanDecisionError as exc:
+            raise SeatDecisionError(exc.problems) from None
+        decided = with_human_decision(state, actor, decision)
+        save_run_state(run.pk, decided)
+        for message in decided.communications[len(state.communications):]:
+            _announce(run, EventType.COMMUNICATION_SENT, {**as_dict(message), "kind": message.kind.value})
+        made = decided.decisions_in(state.current_turn)[actor]
+        _announce(run, EventType.ACTOR_DECISION_COMPLETED, {
+            "turn": made.turn, "actor": actor, "long_term_goals": list(made.long_term_goals),
+            "short_term_priorities": list(made.short_term_priorities), "reasoning": made.reasoning,
+            "action": made.action, "model": "", "provider": HUMAN,
+        })
+        run.refresh_from_db()
+        if not pending_human_seats(decided):
+            run = run_resume(run=run)
+    return run
+
+
+class SeatDecisionError(RunInputError):
+    """A submitted decision is not usable; `problems` maps each form field to what is wrong."""
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{field}: {problem}" for field, problem in problems.items()))
+
+
+def seats_hand_over_expired(*, now: datetime | None = None) -> list[Run]:
+    """Give the model every seat that has kept its run waiting longer than the run's timeout."""
+    now = now or timezone.now()
+    handed: list[Run] = []
+    waiting = Run.objects.filter(status=RunStatus.WAITING_FOR_HUMAN, human_timeout_minutes__isnull=False, waiting_since__isnull=False)
+    for run in waiting:
+        if run.waiting_since + timedelta(minutes=run.human_timeout_minutes) > now:
+            continue
+        for seat in run_pending_seats(run=run):
+            run = seat_set_control(run=run, actor=seat.actor, control="ai",
+                                   reason=f"no decision within {run.human_timeout_minutes:g} minutes: the model takes the seat")
+        handed.append(run)
+    return handed
+
+
+def mark_waiting(*, run_id: int) -> None:
+    """When the run started waiting (the timeout counts from here; database time)."""
+    Run.objects.filter(pk=run_id, status=RunStatus.WAITING_FOR_HUMAN, waiting_since__isnull=True).update(waiting_since=Now())
