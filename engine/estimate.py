@@ -9,6 +9,9 @@ the estimate and the check cannot disagree.
   at its `max_tokens`.
 - *low* is a quiet run: only the calls every turn makes (no replies), prompts with the current world only,
   answers of typical length. A real run lands in between; with a cache it can land below.
+
+With context management on, a summary call is counted for every turn from the first that has turns older than
+the context window (one new turn folded in each time), and every prompt may carry a summary besides.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass, replace
 
 from engine.llm.provider import CallPurpose, LLMProvider, LLMRequest, Message, estimate_tokens
 from engine.phases.prompts import actor_system_prompt
+from engine.phases.summary import SUMMARY_MAX_TOKENS, summary_model, summary_system_prompt
 from engine.phases.validation import is_per_actor
 from engine.scenario.schema import Scenario
 
@@ -29,6 +33,7 @@ TYPICAL_OUTPUT_TOKENS = {
     "world_update": 800,
     "metric": 5,
     "validation": 200,
+    "summary": 350,
 }
 WORLD = "(world)"  # the `actor` of calls made by the world, judge and validation models
 
@@ -126,6 +131,10 @@ class _Call:
     max_tokens: int
     low_count: int = 1
     high_count: int = 1
+    first_turn: int = 1  # the first turn that makes it
+
+    def turns_made(self, turns: int) -> int:
+        return max(0, turns - self.first_turn + 1)
 
 
 def _calls(scenario: Scenario) -> list[_Call]:
@@ -153,6 +162,11 @@ def _calls(scenario: Scenario) -> list[_Call]:
         for check_name, check in rules.enabled_checks.items():
             count = len(scenario.actors) if is_per_actor(check_name, check) else 1
             calls.append(_Call(WORLD, "validation", "validation", rules.validation_model, "", 2500, 600, count, count))
+    if config.features.context_management.enabled:
+        # From turn window + 2 on, one turn has left the window: the summary so far plus that turn's record.
+        record = 600 + 500 * len(scenario.actors) + SUMMARY_MAX_TOKENS * 4
+        calls.append(_Call(WORLD, "summary", "summary", summary_model(scenario), summary_system_prompt(scenario), record,
+                           SUMMARY_MAX_TOKENS, first_turn=config.context_window_size + 2))
     return calls
 
 
@@ -172,22 +186,25 @@ def estimate_run_cost(scenario: Scenario, provider: LLMProvider, *, turns: int |
     # At worst the prompt carries the current world plus `context_window_size` earlier ones; the world
     # update reads the old world and the decisions, about as long again.
     high_world = world * (1 + config.context_window_size)
+    if config.features.context_management.enabled:
+        high_world += SUMMARY_MAX_TOKENS * 4  # the summary of older turns, in characters
     lines: dict[tuple[str, str, str], EstimateLine] = {}
     for call in _calls(scenario):
-        world_high = high_world * 2 if call.task == "world_update" else high_world
+        world_high = high_world * 2 if call.task == "world_update" else world if call.task == "summary" else high_world
         high = _request(call, world_high, call.max_tokens)
         low = _request(call, world, min(call.max_tokens, TYPICAL_OUTPUT_TOKENS.get(call.task, call.max_tokens)))
+        made = call.turns_made(turns)
         line = EstimateLine(
             actor=call.actor,
             phase=call.phase,
             model=call.model,
-            calls=CostRange(call.low_count * turns, call.high_count * turns),
+            calls=CostRange(call.low_count * made, call.high_count * made),
             input_tokens=CostRange(
-                call.low_count * turns * estimate_tokens(low.prompt_text),
-                call.high_count * turns * estimate_tokens(high.prompt_text),
+                call.low_count * made * estimate_tokens(low.prompt_text),
+                call.high_count * made * estimate_tokens(high.prompt_text),
             ),
-            output_tokens=CostRange(call.low_count * turns * low.max_tokens, call.high_count * turns * high.max_tokens),
-            cost=CostRange(call.low_count * turns * provider.max_cost(low), call.high_count * turns * provider.max_cost(high)),
+            output_tokens=CostRange(call.low_count * made * low.max_tokens, call.high_count * made * high.max_tokens),
+            cost=CostRange(call.low_count * made * provider.max_cost(low), call.high_count * made * provider.max_cost(high)),
         )
         key = (call.actor, call.phase, call.model)
         lines[key] = _merge(lines[key], line) if key in lines else line

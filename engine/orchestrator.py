@@ -23,6 +23,7 @@ from engine.phases.communication import CommunicationPhase
 from engine.phases.decision import DecisionPhase
 from engine.phases.metrics import MetricsPhase
 from engine.phases.persistence import StatePersistence, save_state
+from engine.phases.summary import SummaryPhase
 from engine.phases.validation import ValidationPhase
 from engine.phases.world_update import WorldUpdatePhase
 from engine.scenario.schema import Scenario
@@ -303,5 +304,6 @@ class ScenarioOrchestrator:
 
 
 def standard_phases() -> list[Phase]:
-    """The phases of a turn, in order."""
-    return [CommunicationPhase(), DecisionPhase(), WorldUpdatePhase(), MetricsPhase(), ValidationPhase()]
+    """The phases of a turn, in order. The summary of turns older than the context window comes first, so
+    every prompt of the turn reads the same one."""
+    return [SummaryPhase(), CommunicationPhase(), DecisionPhase(), WorldUpdatePhase(), MetricsPhase(), ValidationPhase()]

@@ -28,9 +28,11 @@ _STATUS_LINE = re.compile(r"^(\s*[-*]\s+(?:\*\*[^*\n]+\*\*\s*)?)(\d{1,3})(\s[^\n
 _SHRINKING = ("remain", "outstanding", "open", "bracket", "unresolved", "left")
 # The section titles the phases write into prompts; a section runs until the next of these.
 _PROMPT_SECTIONS = (
-    "Earlier turns", "Current world state", "World state before turn", "Actions taken in turn", "Public statements",
+    "Summary of earlier turns", "Summary so far", "Turns to summarise", "Earlier turns", "Current world state", "World state before turn", "Actions taken in turn", "Public statements",
     "Outside events this turn", "Your previous actions", "Messages this turn", "Other actors", "A message addressed to you",
 )
+
+SUMMARY_LINES = 8  # turns an offline summary lists
 
 COOPERATIVE = [
     "tables a compromise text on {topic}, offering {give} in return for {ask} from {other}",
@@ -127,6 +129,7 @@ class OfflineProvider:
             "world_update": self._world_update,
             "metric": self._metric,
             "validation": self._validation,
+            "summary": self._summary,
         }.get(purpose.task, self._plain)
         answer = compose(request, rng)
         text = answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)
@@ -288,6 +291,20 @@ class OfflineProvider:
             "issues": ["The stated reasoning leans on one goal and does not address the others."],
             "explanation": "A minor inconsistency; the run can continue.",
         }
+
+    def _summary(self, request: LLMRequest, rng: random.Random) -> str:
+        """A line per turn (how the talks stood after it), the earlier lines carried from the summary so far;
+        only the latest SUMMARY_LINES are kept, so the summary stays short however long the run."""
+        prompt = request.prompt_text
+        lines = [line for line in _section(prompt, "Summary so far").splitlines() if line.startswith("- Turn ")]
+        records = re.split(r"^### Turn (\d+)\n", _section(prompt, "Turns to summarise"), flags=re.M)[1:]
+        for turn, record in zip(records[::2], records[1::2]):
+            world = record.split(f"#### World state after turn {turn}", 1)[-1] if "#### World state" in record else ""
+            lines.append(f"- Turn {turn}: {_first_prose(world) or 'The talks went on without a decisive move.'}")
+        last = request.purpose.hints.get("last_turn", request.purpose.turn)
+        kept = lines[-SUMMARY_LINES:]
+        opening = f"Turns 1–{last} in brief" + (f" (the last {len(kept)} shown)." if len(kept) < len(lines) else ".")
+        return "\n".join([opening, *kept])
 
     def _plain(self, request: LLMRequest, rng: random.Random) -> str:
         return _sentence(request.prompt_text) or "No comment."

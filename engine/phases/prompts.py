@@ -1,9 +1,31 @@
-"""The text an actor or the world model reads: built from the scenario and the state, never stored."""
+"""The text an actor or the world model reads: built from the scenario and the state, never stored.
+
+What an actor reads of the past: a model-written summary of the turns older than the context window
+(`context_window_size` turns), the full world texts and its own actions of the turns within it, the current
+world, and the messages of this turn it may see (public ones, and private ones it takes part in). The whole
+is kept within the prompt budget of the actor's model (engine.token_budget): when it does not fit, the oldest
+detail goes first, then the summary is shortened; the current world and this turn's messages are never cut,
+for an actor cannot decide without them.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
 from engine.scenario.schema import ActorConfig, Scenario
-from engine.state import Communication, CommunicationKind, ScenarioState
+from engine.state import Communication, CommunicationKind, ContextSummary, Decision, ScenarioState, WorldState
+from engine.token_budget import MESSAGE_OVERHEAD_TOKENS, estimate_tokens, prompt_budget, scenario_context_length, shorten
+
+logger = logging.getLogger(__name__)
+
+# The most an actor's call asks the model to write (a decision; outreach and replies ask less), and the room
+# kept for what a phase writes around the situation (its instructions, the answer's JSON schema, the list of
+# the other actors is counted apart). `situation` fits within what is left of the actor's budget.
+ACTOR_MAX_OUTPUT_TOKENS = 1200
+TASK_ALLOWANCE_TOKENS = 500
+SUMMARY_TITLE = "Summary of earlier turns"
 
 
 def bullet_list(items: list[str] | tuple[str, ...]) -> str:
@@ -39,21 +61,96 @@ def world_system_prompt(scenario: Scenario) -> str:
     return "\n\n".join(part for part in parts if part)
 
 
-def recent_history(state: ScenarioState, window: int) -> str:
-    """The last `window` world states before the current one, oldest first (the context window)."""
-    earlier = [w for w in state.world_states[:-1]][-window:] if window > 0 else []
-    if not earlier:
-        return ""
-    blocks = [f"### Turn {w.turn}\n{w.content.strip()}" for w in earlier]
-    return "## Earlier turns\n\n" + "\n\n".join(blocks)
+# ---- the past: a summary, then detail --------------------------------------------------------------------
+def summarised_until(state: ScenarioState, window: int) -> int:
+    """The last turn no longer shown in full while turn `state.current_turn` is played: its actions have left
+    the window (its world text is the oldest one still shown, as where the window starts). 0 for none."""
+    return max(0, state.current_turn - 1 - max(window, 0))
+
+
+def latest_summary(state: ScenarioState, window: int) -> ContextSummary | None:
+    """The summary reaching furthest without reaching into the turns shown in full."""
+    usable = [s for s in state.summaries if s.last_turn <= summarised_until(state, window)]
+    return max(usable, key=lambda s: (s.last_turn, -s.first_turn), default=None)
+
+
+@dataclass(frozen=True)
+class _History:
+    """What an actor or the world model reads of the past, trimmed to a number of tokens as a whole."""
+
+    summary: ContextSummary | None
+    summary_text: str
+    worlds: tuple[WorldState, ...]
+    actions: tuple[Decision, ...]
+
+    @classmethod
+    def of(cls, state: ScenarioState, window: int, actor: str | None = None) -> _History:
+        summary = latest_summary(state, window)
+        earlier = state.world_states[:-1][-window:] if window > 0 else ()
+        mine = [d for d in state.decisions if d.actor == actor and d.turn < state.current_turn][-max(window, 1):]
+        return cls(summary, summary.text.strip() if summary else "", tuple(earlier), tuple(mine) if actor else ())
+
+    def summary_section(self) -> str:
+        if self.summary is None or not self.summary_text:
+            return ""
+        first, last = self.summary.first_turn, self.summary.last_turn
+        span = f"turn {first}" if first == last else f"turns {first}–{last}"
+        return f"## {SUMMARY_TITLE} ({span})\n\n{self.summary_text}"
+
+    def worlds_section(self) -> str:
+        if not self.worlds:
+            return ""
+        return "## Earlier turns\n\n" + "\n\n".join(f"### Turn {w.turn}\n{w.content.strip()}" for w in self.worlds)
+
+    def actions_section(self) -> str:
+        if not self.actions:
+            return ""
+        return "## Your previous actions\n\n" + "\n\n".join(f"### Turn {d.turn}\nAction: {d.action.strip()}" for d in self.actions)
+
+    def without_oldest_detail(self) -> _History | None:
+        """One turn's detail less: the oldest first (a turn's actions came before the world they led to)."""
+        ages = [((w.turn, 1), "world") for w in self.worlds[:1]] + [((d.turn, 0), "action") for d in self.actions[:1]]
+        if not ages:
+            return None
+        _, kind = min(ages)
+        if kind == "world":
+            return _History(self.summary, self.summary_text, self.worlds[1:], self.actions)
+        return _History(self.summary, self.summary_text, self.worlds, self.actions[1:])
+
+    def fitted(self, render: Callable[[_History], str], room: int) -> _History:
+        """This history trimmed until `render(history)` takes at most `room` tokens, as far as it can be."""
+        history = self
+        while estimate_tokens(render(history)) > room:
+            shorter = history.without_oldest_detail()
+            if shorter is None:
+                return history._summary_shortened(render, room)
+            history = shorter
+        return history
+
+    def _summary_shortened(self, render: Callable[[_History], str], room: int) -> _History:
+        # The end of a summary is the latest news: it is kept, the start is cut.
+        history = self
+        while history.summary_text and (over := estimate_tokens(render(history)) - room) > 0:
+            text = shorten(history.summary_text, estimate_tokens(history.summary_text) - over, keep="end")
+            history = _History(self.summary, text, self.worlds, self.actions)
+        return history
+
+
+def recent_history(state: ScenarioState, window: int, *, room: int | None = None) -> str:
+    """The summary of turns older than the window, then the last `window` world states before the current one,
+    oldest first. With `room`, at most that many tokens (see `prompt_room` for computing it)."""
+
+    def render(history: _History) -> str:
+        return "\n\n".join(part for part in (history.summary_section(), history.worlds_section()) if part)
+
+    history = _History.of(state, window)
+    if room is not None:
+        history = history.fitted(render, room)
+    return render(history)
 
 
 def own_previous_decisions(state: ScenarioState, actor: str, window: int) -> str:
-    mine = [d for d in state.decisions if d.actor == actor and d.turn < state.current_turn][-max(window, 1) :]
-    if not mine:
-        return ""
-    blocks = [f"### Turn {d.turn}\nAction: {d.action.strip()}" for d in mine]
-    return "## Your previous actions\n\n" + "\n\n".join(blocks)
+    return _History.of(state, window, actor).actions_section()
 
 
 def describe_message(message: Communication, names: dict[str, str]) -> str:
@@ -74,18 +171,60 @@ def visible_messages(state: ScenarioState, actor: str, turn: int) -> str:
     return "## Messages this turn\n\n" + "\n\n".join(describe_message(m, names) for m in seen)
 
 
-def situation(state: ScenarioState, scenario: Scenario, actor: str | None = None, *, max_turns: int | None = None) -> str:
-    """The shared part of every actor prompt: where we are, what the world looks like, what came before."""
+# ---- budgets -----------------------------------------------------------------------------------------------
+def prompt_room(scenario: Scenario, model: str, *, max_tokens: int, around: Iterable[str] = ()) -> int:
+    """Tokens left for a request's variable part: `model`'s prompt budget for an answer of `max_tokens`, less
+    the text sent `around` it (the system prompt, instructions), each counted as a message of its own."""
+    budget = prompt_budget(scenario_context_length(scenario, model), max_tokens)
+    return budget - sum(estimate_tokens(text) + MESSAGE_OVERHEAD_TOKENS for text in around) - MESSAGE_OVERHEAD_TOKENS
+
+
+def actor_room(state: ScenarioState, scenario: Scenario, actor: str | None = None) -> int:
+    """The tokens `situation` may take in an actor's call: its model's budget, less its system prompt, the
+    list of the others and the allowance for the phase's instructions. For no actor in particular (a text
+    every actor reads), the smallest of all."""
+    readers = [actor] if actor is not None else [a.short_name for a in scenario.actors]
+    return min(
+        prompt_room(
+            scenario,
+            state.actor(name).model,
+            max_tokens=ACTOR_MAX_OUTPUT_TOKENS,
+            around=(actor_system_prompt(scenario, scenario.actor(name)), other_actors(scenario, name)),
+        )
+        - TASK_ALLOWANCE_TOKENS
+        for name in readers
+    )
+
+
+def situation(
+    state: ScenarioState,
+    scenario: Scenario,
+    actor: str | None = None,
+    *,
+    max_turns: int | None = None,
+    room: int | None = None,
+) -> str:
+    """The shared part of every actor prompt: where we are, what came before, what the world looks like now,
+    and for `actor` its own earlier actions and this turn's messages it may see. At most `room` tokens (by
+    default `actor_room`), trimming the past as the module says; only the past is ever trimmed."""
     window = scenario.config.context_window_size
-    sections = [
-        f"# Turn {state.current_turn} of {max_turns or scenario.config.turns} ({scenario.config.turn_duration} per turn)",
-        recent_history(state, window),
-        f"## Current world state\n\n{state.world.content.strip()}",
-    ]
-    if actor is not None:
-        sections.append(own_previous_decisions(state, actor, window))
-        sections.append(visible_messages(state, actor, state.current_turn))
-    return "\n\n".join(section for section in sections if section)
+    header = f"# Turn {state.current_turn} of {max_turns or scenario.config.turns} ({scenario.config.turn_duration} per turn)"
+    current = f"## Current world state\n\n{state.world.content.strip()}"
+    messages = visible_messages(state, actor, state.current_turn) if actor is not None else ""
+
+    def render(history: _History) -> str:
+        sections = [header, history.summary_section(), history.worlds_section(), current, history.actions_section(), messages]
+        return "\n\n".join(section for section in sections if section)
+
+    room = actor_room(state, scenario, actor) if room is None else room
+    text = render(_History.of(state, window, actor).fitted(render, room))
+    if estimate_tokens(text) > room:
+        logger.warning(
+            "turn %s: the current world and this turn's messages alone (%s tokens) exceed the room of %s's "
+            "prompt (%s tokens); sent whole, the call may fail",
+            state.current_turn, estimate_tokens(text), actor or "an actor", room,
+        )
+    return text
 
 
 def other_actors(scenario: Scenario, actor: str) -> str:

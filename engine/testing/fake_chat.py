@@ -105,6 +105,27 @@ def markdown_answer(rng: random.Random) -> str:
             f"**ACTION:**\n{sentence(rng, 'proposal')}")
 
 
+# What the engine's summary phase asks (engine.phases.summary.SUMMARY_REQUEST_PHRASE, kept in step by a test).
+SUMMARY_REQUEST_PHRASE = "write one summary of turns"
+
+
+def summary_answer(rng: random.Random) -> str:
+    """A short paragraph of prose, as a model asked to summarise the turns so far writes."""
+    return " ".join(sentence(rng, topic) for topic in ("outcome", "agreement", "dispute", "position", "outlook"))
+
+
+def prose_answer(chat: ChatRequest, rng: random.Random, *, suffix: str = "") -> str:
+    """The answer to a request for prose: a bare number when asked for "only a number", a summary when asked
+    for one, else V1-style decision sections. `suffix` follows prose (see FakeLLMServer(text_suffix=))."""
+    users = [m for m in chat.messages if m.get("role") == "user"]
+    last = message_text(users[-1]).lower() if users else ""
+    if "only a number" in last:
+        return f"{rng.randint(10, 90) / 10:g}"
+    if SUMMARY_REQUEST_PHRASE in last:
+        return summary_answer(rng) + suffix
+    return markdown_answer(rng) + suffix
+
+
 def with_text_suffix(value: Any, suffix: str) -> Any:
     """`value` (an answer's JSON) with `suffix` after every prose string: see FakeLLMServer(text_suffix=)."""
     if not suffix:

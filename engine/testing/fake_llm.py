@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-from engine.testing.fake_chat import (RESPONSE_FORMATS, ChatRequest, HTTPError, markdown_answer, message_text, parse_chat,
-                                      truncate_answer, with_text_suffix)
+from engine.testing.fake_chat import (RESPONSE_FORMATS, ChatRequest, HTTPError, parse_chat, prose_answer, truncate_answer,
+                                      with_text_suffix)
 from engine.testing.json_schema_instance import build_instance, sentence, violate_schema
 
 FAULT_KINDS = ("rate_limit", "server_error", "unavailable", "hang", "truncated_json", "invalid_schema",
@@ -403,9 +403,7 @@ class FakeLLMServer:
         elif fault == "invalid_schema":  # prose was expected: JSON is the wrong shape
             text = json.dumps({"unexpected": sentence(rng, "answer")})
         else:
-            users = [m for m in chat.messages if m.get("role") == "user"]
-            number = users and "only a number" in message_text(users[-1]).lower()
-            text = f"{rng.randint(10, 90) / 10:g}" if number else markdown_answer(rng) + self.text_suffix
+            text = prose_answer(chat, rng, suffix=self.text_suffix)
         return truncate_answer(text) if fault == "truncated_json" else text
 
     async def _stream(self, writer: asyncio.StreamWriter, chat: ChatRequest, content: str | None,

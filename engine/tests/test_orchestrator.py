@@ -257,6 +257,7 @@ async def test_every_event_type_is_emitted_by_the_engine(summit, tmp_path):
 
 def test_standard_phases_run_in_the_documented_order():
     assert [p.name for p in standard_phases()] == [
+        PhaseName.SUMMARY,
         PhaseName.COMMUNICATION,
         PhaseName.DECISION,
         PhaseName.WORLD_UPDATE,

@@ -21,6 +21,7 @@ from engine.state import (
     ActorState,
     Communication,
     CommunicationKind,
+    ContextSummary,
     CostRecord,
     Decision,
     ExogenousOccurrence,
@@ -131,6 +132,8 @@ def v1_state_document(state: ScenarioState, meta: RunMetadata, *, scenario: Scen
         "validation_results": as_dict(state.validations),
         "turn_times": {str(t): when.isoformat() for t, when in sorted((meta.turn_times or {}).items())},
     }
+    if state.summaries:  # written only when there are some, so a run without context management reads as before
+        metadata["engine"]["summaries"] = as_dict(state.summaries)
     return {
         "scenario_name": state.scenario_name,
         "scenario_path": meta.scenario_path,
@@ -298,6 +301,7 @@ def state_from_v1(doc: dict[str, Any], *, scenario: Scenario | None = None) -> t
         costs=_costs(doc.get("cost_tracker_state") or {}, short_of, actors),
         metrics=_metrics(doc.get("metrics_tracker_state") or {}, kept),
         validations=tuple(ValidationResult(**{**v, "issues": tuple(v.get("issues", ()))}) for v in engine.get("validation_results", ())),
+        summaries=tuple(ContextSummary(**s) for s in engine.get("summaries", ()) if s["last_turn"] <= kept),
         halt_reason=engine.get("halt_reason", doc.get("halt_reason")) if engine else doc.get("halt_reason"),
         error=engine.get("error") if engine else None,
     )
