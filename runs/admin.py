@@ -5,12 +5,14 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
-from runs import live, selectors, services
-from runs.forms import RunStartForm
+from runs import branching, live, selectors, services
+from runs.forms import RunBranchForm, RunStartForm
 from runs.models import CostRecord, Decision, Run, Turn
 from runs.v1_import import V1ImportError, V1RunAlreadyImported, V1ScenarioNotFound, run_import_v1_zip
 from scenarios.models import Scenario
@@ -90,7 +92,8 @@ class RunAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/runs/run/start.html", context)
 
     def get_urls(self):
-        custom = [path("import-v1/", self.admin_site.admin_view(self.import_v1_view), name="runs_run_import_v1")]
+        custom = [path("import-v1/", self.admin_site.admin_view(self.import_v1_view), name="runs_run_import_v1"),
+                  path("<int:pk>/branch/", self.admin_site.admin_view(self.branch_view), name="runs_run_branch")]
         return custom + super().get_urls()
 
     def import_v1_view(self, request):
@@ -128,7 +131,7 @@ class RunAdmin(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in Run._meta.fields if f.name != "snapshot"]
+        return [f.name for f in Run._meta.fields if f.name != "snapshot"] + ["lineage"]
 
     @admin.display(description="status")
     def status_shown(self, run: Run) -> str:
@@ -175,3 +178,40 @@ class RunAdmin(admin.ModelAdmin):
         response = HttpResponse(services.run_markdown_zip(run=run), content_type="application/zip")
         response["Content-Disposition"] = f'attachment; filename="{run.scenario_slug}-run-{run.number:03d}.zip"'
         return response
+
+    # ---- branching: a Branch page per run, linked from its lineage field --------------------------------------
+    @admin.display(description="branches")
+    def lineage(self, run: Run) -> str:
+        parts = []
+        if run.parent_id is not None:
+            changes = "; ".join(selectors.intervention_changes(run.intervention)) or "no changes"
+            parts.append(format_html("branched from <a href=\"{}\">run {}</a> at turn {} ({})",
+                                     reverse("admin:runs_run_change", args=[run.parent_id]), run.parent_id, run.branch_turn, changes))
+        branches = list(run.branches.order_by("pk").values_list("pk", "branch_turn"))
+        if branches:
+            parts.append(format_html_join(", ", "<a href=\"{}\">run {}</a> (turn {})",
+                                          ((reverse("admin:runs_run_change", args=[pk]), pk, turn) for pk, turn in branches)))
+        if run.turn >= 1:
+            parts.append(format_html("<a class=\"button\" href=\"{}\">Branch this run</a>", reverse("admin:runs_run_branch", args=[run.pk])))
+        return format_html_join(mark_safe("<br>"), "{}", ((part,) for part in parts)) if parts else "—"
+
+    def branch_view(self, request, pk: int):
+        """A new run of the caller's from a completed turn of this one, with the branch form's changes."""
+        run = Run.objects.filter(pk=pk).first()
+        if run is None:
+            raise Http404("no such run")
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = RunBranchForm(request.POST or None, run=run)
+        if request.method == "POST" and form.is_valid():
+            try:
+                child = branching.run_branch(run=run, at_turn=form.cleaned_data["at_turn"], intervention=form.intervention(),
+                                             owner=request.user, start=form.cleaned_data["start"])
+            except (services.RunInputError, services.RunConflict) as exc:
+                form.add_error(None, str(exc))
+            else:
+                self.message_user(request, f"{child}: branched from {run} at turn {child.branch_turn} ({child.status}).", messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:runs_run_change", args=[child.pk]))
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "title": f"Branch {run}",
+                   "form": form, "original": run}
+        return TemplateResponse(request, "admin/runs/run/branch.html", context)

@@ -435,7 +435,7 @@ def run_family(request, run_id: int):
     members = selectors.run_family(run=run, user=None if settings.PUBLIC_READ else caller(request))
     return {"root": members[0].run.pk, "runs": [{
         "id": m.run.pk, "parent": m.run.parent_id if m.depth else None, "depth": m.depth, "branch_turn": m.run.branch_turn,
-        "number": m.run.number, "status": selectors.run_display_status(m.run), "turn": m.run.turn,
+        "number": m.run.number, "status": m.status, "turn": m.run.turn,
         "max_turns": m.run.max_turns, "owner": m.run.owner.get_username() if m.run.owner else None,
         "changes": m.changes, "note": m.note, "intervention": m.run.intervention, "current": m.current,
         "page": request.build_absolute_uri(reverse("runs:detail", args=[m.run.pk])),

@@ -170,8 +170,9 @@ def run_branch(*, run: Run, at_turn: int, intervention: Intervention | None = No
                                   f"start it to play turns {at_turn + 1} to {end_turn}")
         store_state(child, state, source="branch", location=f"run {child.pk}, turn {at_turn} (branched from run {parent.pk})")
         Run.objects.filter(pk=child.pk).update(finished_at=None)  # stored, not played: it has not finished anything
+        child.refresh_from_db()
         if start:
-            services.run_resume(run=child)
+            child = services.run_resume(run=child)
     if child.output_dir:  # after the commit, as every save: the files never show what the database lacks
         async_to_sync(FilesystemPersistence(Path(child.output_dir), per_run_folder=False).save)(state)
     child.refresh_from_db()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django import forms
 
 from engine.llm.routing import PROVIDER_CHOICES
+from engine.scenario.schema import Scenario as ScenarioConfig
+from runs.branching import ActorChange, Intervention
 from scenarios.models import Scenario
 
 
@@ -30,3 +32,62 @@ class ScenarioRunStartForm(RunStartForm):
     """The start form on a scenario's page, where the scenario is the page's own."""
 
     scenario = None
+
+
+# ---- branching: the "Branch from turn N" form of the run page and the admin ---------------------------------
+class RunBranchForm(forms.Form):
+    """A branch of `run` at a completed turn. Each actor's fields start at the run's values; only what is
+    changed becomes the intervention (`runs.branching.Intervention`)."""
+
+    at_turn = forms.TypedChoiceField(coerce=int, label="Branch from turn", help_text="The branch shares every turn up to this one.")
+    end_turn = forms.IntegerField(required=False, min_value=2, max_value=1000, help_text="Empty: the run's.")
+    credit_limit = forms.FloatField(required=False, min_value=0.000001, label="Credit limit (USD)", help_text="Empty: the run's.")
+    seed = forms.IntegerField(required=False, min_value=-(2**63), max_value=2**63 - 1, help_text="Empty: the run's.")
+    world_state = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 5}), label="World text at the branch point",
+                                  help_text="Empty: unchanged. Replaces the world as it stood after that turn.")
+    note = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}), help_text="Why this branch.")
+    start = forms.BooleanField(required=False, initial=True, label="Start it now")
+
+    ACTOR_FIELDS = ("model", "control", "system_prompt", "goals")
+
+    def __init__(self, data=None, *, run, **kwargs) -> None:
+        super().__init__(data, **kwargs)
+        self.run = run
+        self.fields["at_turn"].choices = [(n, f"turn {n}") for n in range(run.turn, 0, -1)]
+        config = ScenarioConfig.model_validate(run.snapshot)
+        self.seats: dict[str, dict] = {}
+        for seat in run.actors:
+            name = seat["short_name"]
+            actor = config.actor(name)
+            self.seats[name] = {"model": seat["model"], "control": seat.get("control", "ai"),
+                                "system_prompt": actor.system_prompt.strip(), "goals": "\n".join(actor.goals)}
+            self.fields[f"{name}-model"] = forms.CharField(max_length=200, label="Model", initial=seat["model"])
+            self.fields[f"{name}-control"] = forms.ChoiceField(choices=[("ai", "AI"), ("human", "human")], label="Seat",
+                                                               initial=seat.get("control", "ai"))
+            self.fields[f"{name}-system_prompt"] = forms.CharField(
+                required=False, label="System prompt", widget=forms.Textarea(attrs={"rows": 6}),
+                initial=self.seats[name]["system_prompt"])
+            self.fields[f"{name}-goals"] = forms.CharField(
+                required=False, label="Goals (one a line)", widget=forms.Textarea(attrs={"rows": 4}),
+                initial=self.seats[name]["goals"])
+
+    def actor_fields(self) -> list[tuple[dict, list]]:
+        """(the seat, its bound fields) per actor, for templates."""
+        return [(seat, [self[f"{seat['short_name']}-{key}"] for key in self.ACTOR_FIELDS]) for seat in self.run.actors]
+
+    def intervention(self) -> Intervention:
+        data = self.cleaned_data
+        actors = {}
+        for name, was in self.seats.items():
+            change = {}
+            for key in self.ACTOR_FIELDS:
+                value = data[f"{name}-{key}"].replace("\r\n", "\n").strip()  # browsers send CRLF
+                if value != was[key]:
+                    change[key] = value
+            if "goals" in change:
+                change["goals"] = tuple(line.strip() for line in change["goals"].splitlines() if line.strip())
+            if change:
+                actors[name] = ActorChange(**change)
+        world = data["world_state"].replace("\r\n", "\n").strip()
+        return Intervention(actors=actors, credit_limit=data["credit_limit"], seed=data["seed"], world_state=world or None,
+                            end_turn=data["end_turn"], note=data["note"].strip())

@@ -120,6 +120,7 @@ class FamilyMember:
     changes: list[str]
     note: str
     current: bool
+    status: str  # as people see it: crashed, not running, for a dead worker's run
 
 
 def run_family(*, run: Run, user=None) -> list[FamilyMember]:
@@ -150,7 +151,8 @@ def run_family(*, run: Run, user=None) -> list[FamilyMember]:
 
     def add(member: Run, depth: int) -> None:
         note = (member.intervention or {}).get("note", "")
-        members.append(FamilyMember(member, depth, intervention_changes(member.intervention), note, member.pk == run.pk))
+        members.append(FamilyMember(member, depth, intervention_changes(member.intervention), note, member.pk == run.pk,
+                                   run_display_status(member)))
         for branch in children.get(member.pk, []):
             add(branch, depth + 1)
 

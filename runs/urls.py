@@ -14,4 +14,5 @@ urlpatterns = [
     path("<int:pk>/cancel/", views.run_cancel, name="cancel"),
     path("<int:pk>/markdown.zip", views.run_markdown_zip, name="markdown_zip"),
     path("<int:pk>/state.json", views.run_state_json, name="state_json"),
+    path("<int:pk>/branch/", views.run_branch, name="branch"),  # branching
 ]

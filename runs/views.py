@@ -12,7 +12,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from runs import selectors, services
+from runs import branching, selectors, services
+from runs.forms import RunBranchForm
 from runs.live import run_page_context
 from runs.models import Run, RunStatus
 from runs.persistence import load_run_state
@@ -122,3 +123,25 @@ def run_state_json(request: HttpRequest, pk: int) -> HttpResponse:
     response = HttpResponse(body, content_type="application/json; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{_download_name(run, "-state.json")}"'
     return response
+
+
+# ---- branching -------------------------------------------------------------------------------------------------
+@login_required
+@require_POST
+def run_branch(request: HttpRequest, pk: int) -> HttpResponse:
+    """A new run from a completed turn of this one, with the changes of the branch form; opens the branch."""
+    run = _visible_run(request, pk)
+    form = RunBranchForm(request.POST, run=run)
+    if not form.is_valid():
+        problems = "; ".join(f"{name.replace('_', ' ')}: {' '.join(errors)}" for name, errors in form.errors.items())
+        messages.error(request, f"{run}: could not branch ({problems}).")
+        return redirect(_detail_url(run))
+    try:
+        child = branching.run_branch(run=run, at_turn=form.cleaned_data["at_turn"], intervention=form.intervention(),
+                                     owner=request.user, start=form.cleaned_data["start"])
+    except (services.RunConflict, services.RunInputError) as exc:
+        messages.error(request, f"{run}: could not branch: {exc}")
+        return redirect(_detail_url(run))
+    started = "queued for a worker" if child.status == RunStatus.QUEUED else "paused, ready to start"
+    messages.success(request, f"{child}: branched from {run} at turn {child.branch_turn}, {started}.")
+    return redirect(_detail_url(child))

@@ -1,0 +1,26 @@
+"""The run page's family tree and branch form: `{% run_family_of run as family %}` in `runs/_family_tree.html`."""
+
+from __future__ import annotations
+
+from django import template
+
+from runs import selectors
+from runs.forms import RunBranchForm
+
+register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def run_family_of(context, run) -> dict:
+    """The runs of `run`'s family the viewer may see, and a branch form when there is a completed turn to
+    branch from (a run whose frozen scenario no longer loads gets none: branching it would be refused too)."""
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    form = None
+    if run.turn >= 1:
+        try:
+            form = RunBranchForm(run=run, auto_id="branch-%s")
+        except (ValueError, KeyError):
+            form = None
+    return {"members": selectors.run_family(run=run, user=user), "form": form,
+            "changes": selectors.intervention_changes(run.intervention)}
