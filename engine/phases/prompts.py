@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from engine.scenario.schema import ActorConfig, Scenario
 from engine.state import Communication, CommunicationKind, ContextSummary, Decision, ScenarioState, WorldState
@@ -113,9 +113,7 @@ class _History:
         if not ages:
             return None
         _, kind = min(ages)
-        if kind == "world":
-            return _History(self.summary, self.summary_text, self.worlds[1:], self.actions)
-        return _History(self.summary, self.summary_text, self.worlds, self.actions[1:])
+        return replace(self, worlds=self.worlds[1:]) if kind == "world" else replace(self, actions=self.actions[1:])
 
     def fitted(self, render: Callable[[_History], str], room: int) -> _History:
         """This history trimmed until `render(history)` takes at most `room` tokens, as far as it can be."""
@@ -132,7 +130,7 @@ class _History:
         history = self
         while history.summary_text and (over := estimate_tokens(render(history)) - room) > 0:
             text = shorten(history.summary_text, estimate_tokens(history.summary_text) - over, keep="end")
-            history = _History(self.summary, text, self.worlds, self.actions)
+            history = replace(history, summary_text=text)
         return history
 
 
