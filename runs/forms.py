@@ -19,12 +19,18 @@ class RunStartForm(forms.Form):
     provider = forms.ChoiceField(required=False, choices=[("", "by model")] + [(p, p) for p in PROVIDER_CHOICES])
     seed = forms.IntegerField(required=False, help_text="Empty: the scenario's.")
     use_cache = forms.BooleanField(required=False, initial=True, label="Answer repeated prompts from the cache")
+    human_seats = forms.CharField(required=False, max_length=500, label="Human seats",
+                                  help_text="Short names of the actors you (or colleagues) play, separated by commas.")
+    human_timeout_minutes = forms.FloatField(required=False, min_value=0.01, label="Seat timeout (minutes)",
+                                             help_text="Empty: wait for the person. Otherwise the model takes a waiting seat after this long.")
 
     def run_parameters(self) -> dict:
         data = self.cleaned_data
         return {
             "turns": data["turns"], "credit_limit": data["credit_limit"], "seed": data["seed"],
             "model": data["model"], "provider": data["provider"], "use_cache": data["use_cache"],
+            "human_seats": [seat.strip() for seat in (data["human_seats"] or "").split(",") if seat.strip()],
+            "human_timeout_minutes": data["human_timeout_minutes"],
         }
 
 

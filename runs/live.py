@@ -159,9 +159,16 @@ def run_page_context(*, run: Run) -> dict[str, Any]:
         "costs": costs,
         "cost_tables": [("actor", "actor", costs["by_actor"]), ("phase", "phase", costs["by_phase"])],
         "metrics": [{**m, "value": m["value"] if isinstance(m["value"], (int, float)) else None} for m in metrics],
+        "waiting_seats": _waiting_seats(run),
         "findings": list(ValidationResult.objects.filter(run=run, passed=False)),
         "checks_passed": ValidationResult.objects.filter(run=run, passed=True).count(),
     }
+
+
+def _waiting_seats(run: Run) -> list[dict[str, str]]:
+    from runs.seats import run_pending_seats  # seats build on the services, which use this module
+
+    return [{"actor": seat.actor, "name": seat.name} for seat in run_pending_seats(run=run)]
 
 
 # ---- what an event does to a page -----------------------------------------------------------------------------
@@ -210,6 +217,9 @@ def event_fragments(event: dict[str, Any], *, names: dict[str, str], max_turns: 
         out["data"] = {"turn": turn, "name": data["name"], "actor": data.get("actor"), "value": data["value"]}
     elif kind in LIFECYCLE:
         out["data"] = {"status": STATUS_AFTER[kind], "reason": data.get("reason") or data.get("error") or ""}
+        # The links to the seats a run waits for (relative: the page is /runs/<id>/), gone once it goes on.
+        waiting = [{"actor": a, "name": names.get(a, a)} for a in data.get("seats", ())] if kind == EventType.SCENARIO_WAITING else []
+        out["fragments"].append(_fragment("#seats-panel", "runs/partials/waiting_seats.html", {"waiting_seats": waiting, "run_url": ""}))
     return out
 
 

@@ -145,3 +145,55 @@ def run_branch(request: HttpRequest, pk: int) -> HttpResponse:
     started = "queued for a worker" if child.status == RunStatus.QUEUED else "paused, ready to start"
     messages.success(request, f"{child}: branched from {run} at turn {child.branch_turn}, {started}.")
     return redirect(_detail_url(child))
+
+
+# ---- human seats (runs.seats): the seat's page, taking a seat and handing it back ------------------------------
+@login_required
+def seat_detail(request: HttpRequest, pk: int, actor: str) -> HttpResponse:
+    """What the model would have read in this seat, and the form for the person's decision."""
+    from runs import seats
+
+    run = _visible_run(request, pk)
+    problems: dict[str, str] = {}
+    if request.method == "POST":
+        replies = {key.removeprefix("reply-"): value for key, value in request.POST.items() if key.startswith("reply-")}
+        try:
+            seats.seat_decide(run=run, actor=actor, long_term_goals=request.POST.get("long_term_goals", ""),
+                              short_term_priorities=request.POST.get("short_term_priorities", ""),
+                              reasoning=request.POST.get("reasoning", ""), action=request.POST.get("action", ""),
+                              replies=replies)
+            messages.success(request, f"Your decision for {actor} is recorded; the run goes on.")
+            return redirect(_detail_url(run))
+        except seats.SeatDecisionError as exc:
+            problems = exc.problems
+        except (services.RunConflict, services.RunInputError) as exc:
+            messages.error(request, str(exc))
+            return redirect(_detail_url(run))
+    try:
+        view = seats.seat_view_for(run=run, actor=actor)
+    except (services.RunConflict, services.RunInputError) as exc:
+        messages.info(request, str(exc))
+        return redirect(_detail_url(run))
+    names = {a["short_name"]: a["name"] for a in run.actors}
+    context = {"run": run, "view": view, "names": names, "problems": problems, "form": request.POST,
+               "proposals": [{"message": p, "sender": names.get(p.sender, p.sender), "field": f"reply-{p.id}",
+                              "value": request.POST.get(f"reply-{p.id}", ""), "problem": problems.get(f"replies.{p.id}", "")}
+                             for p in view.proposals]}
+    return render(request, "runs/seat.html", context, status=400 if problems else 200)
+
+
+@login_required
+@require_POST
+def seat_control(request: HttpRequest, pk: int, actor: str) -> HttpResponse:
+    """`control=human` takes the seat over, `control=ai` hands it back to the model."""
+    from runs import seats
+
+    run = _visible_run(request, pk)
+    control = request.POST.get("control", "")
+    try:
+        seats.seat_set_control(run=run, actor=actor, control=control,
+                               reason=f"{'taken over' if control == 'human' else 'handed back'} by {request.user.get_username()}")
+        messages.success(request, f"{actor}: {'your seat from the next decision' if control == 'human' else 'played by the model again'}.")
+    except (services.RunConflict, services.RunInputError) as exc:
+        messages.error(request, str(exc))
+    return redirect(_detail_url(run))

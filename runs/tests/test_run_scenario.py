@@ -5,12 +5,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
 from engine.testing.fake_llm import FakeLLMServer
-from runs.models import CostRecord, Run, RunStatus
+from runs.models import CostRecord, Decision, Run, RunStatus
 from runs.tests.workers import MANAGE, worker_environment
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -122,3 +123,51 @@ def test_a_v1_folder_runs_and_a_definition_folder_is_named_after_its_parent(tmp_
     assert summary["status"] == "completed" and summary["turn"] == 1
     assert summary["scenario"] == "river"
     assert Run.objects.get(pk=summary["run"]).scenario_slug == "river"
+
+
+def test_human_seat_without_a_terminal_waits_and_exits_5():
+    done = run_scenario("ai-summit", "--turns", "1", "--human", "norvale")
+    assert done.returncode == 5, done.stderr
+    assert "Waiting for a person" in done.stdout
+    run = Run.objects.get()
+    assert run.status == RunStatus.WAITING_FOR_HUMAN
+
+
+def test_human_seat_at_the_terminal_is_asked_at_the_prompt():
+    import os
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    process = subprocess.Popen([sys.executable, str(MANAGE), "run_scenario", "ai-summit", "--turns", "1", "--human", "norvale"],
+                               stdin=slave, stdout=slave, stderr=slave, env=worker_environment(), close_fds=True)
+    os.close(slave)
+    answers = {"Your reply": "We can work with that.", "Long-term goals": "A treaty; An institute",
+               "Priorities": "Win the vote", "Reasoning": "The room is split.", "Action": "We table the text."}
+    seen, deadline = "", time.monotonic() + 90
+    try:
+        while process.poll() is None and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(master, 4096).decode(errors="replace")
+            except OSError:
+                break
+            seen += chunk
+            for prompt, answer in answers.items():
+                if chunk.rstrip().endswith(":") and prompt in chunk.splitlines()[-1]:
+                    os.write(master, (answer + "\n").encode())
+        try:
+            code = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            code = None
+        assert code == 0, seen[-3000:]
+    finally:
+        os.close(master)
+        if process.poll() is None:
+            process.kill()
+    assert "Your seat: Republic of Norvale" in seen or "Your seat:" in seen
+    decision = Decision.objects.get(actor="norvale")
+    assert decision.provider == "human" and decision.action == "We table the text."
+    assert decision.long_term_goals == ["A treaty", "An institute"]

@@ -1,7 +1,8 @@
 """`manage.py run_scenario ai-summit`: run a scenario end to end in the terminal (or on a worker).
 
 Exit codes: 0 completed (or queued with --background), 1 failed, 2 bad input, 3 halted (credit limit or a
-halting finding), 4 paused by provider trouble (resumable), 130 interrupted with Ctrl-C (paused, resumable).
+halting finding), 4 paused by provider trouble (resumable), 5 waiting for a human seat (decide on its page,
+then it goes on), 130 interrupted with Ctrl-C (paused, resumable).
 """
 
 from __future__ import annotations
@@ -19,10 +20,14 @@ from django.utils.text import slugify
 from engine import Event, EventType, Scenario
 from engine.llm.routing import PROVIDER_CHOICES
 from engine.scenario.errors import ScenarioLoadError
+from engine.seats import TerminalSeats
 from runs import selectors, services
 from runs.models import Run, RunStatus
 
-EXIT_CODES = {RunStatus.COMPLETED: 0, RunStatus.FAILED: 1, RunStatus.HALTED: 3, RunStatus.PAUSED: 4, RunStatus.CANCELLED: 1}
+EXIT_CODES = {
+    RunStatus.COMPLETED: 0, RunStatus.FAILED: 1, RunStatus.HALTED: 3, RunStatus.PAUSED: 4, RunStatus.CANCELLED: 1,
+    RunStatus.WAITING_FOR_HUMAN: 5,
+}
 INTERRUPTED = 130
 
 
@@ -87,6 +92,8 @@ class Command(BaseCommand):
         parser.add_argument("--no-cache", action="store_true", help="do not answer from, or store in, the response cache")
         parser.add_argument("--background", action="store_true", help="queue the run for a worker (make serve) instead of running it here")
         parser.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout (progress goes to stderr)")
+        parser.add_argument("--human", action="append", default=[], metavar="ACTOR",
+                            help="play this actor yourself: its decisions are asked here, at the prompt (repeatable)")
 
     def handle(self, *args, **options) -> None:
         self.json = options["json"]
@@ -111,7 +118,11 @@ class Command(BaseCommand):
 
         previous = signal.signal(signal.SIGINT, on_ctrl_c)
         try:
-            executed = services.run_execute(run_id=run.pk, progress=self.progress, controls=controls)
+            # A person at this terminal decides for human seats here; with no one to ask (no terminal, --json,
+            # --background), a human seat makes the run wait for its page instead.
+            ask_here = sys.stdin.isatty() and not self.json and any(a.get("control") == "human" for a in run.actors)
+            desk = TerminalSeats(out=sys.stdout) if ask_here else None
+            executed = services.run_execute(run_id=run.pk, progress=self.progress, controls=controls, seats=desk)
         finally:
             signal.signal(signal.SIGINT, previous)
         if executed is None:
@@ -147,7 +158,10 @@ class Command(BaseCommand):
             raise bad_input(str(exc)) from None
         for line in describe_plan(plan, self.style):
             self.say(line)
-        return services.run_create(plan=plan, slug=slug, scenario=stored)
+        try:
+            return services.run_create(plan=plan, slug=slug, scenario=stored, human_seats=options["human"])
+        except services.RunInputError as exc:
+            raise bad_input(str(exc)) from None
 
     def resume(self, options) -> Run:
         run = selectors.run_get(run_id=options["resume"])
@@ -200,6 +214,8 @@ class Command(BaseCommand):
             self.say(f"  {label.replace('_', ' ')}: {parts or 'nothing'}")
         self.say(f"Markdown files: {run.output_dir}/ (summary.md, world-state-NNN.md, one file per actor and turn)")
         self.say(f"Run page: {self.page(run)}")
+        if run.status == RunStatus.WAITING_FOR_HUMAN:
+            self.say(f"Waiting for a person: decide on the run page ({self.page(run)}); the run then goes on on a worker.")
         if run.status in (RunStatus.PAUSED, RunStatus.HALTED, RunStatus.FAILED):
             hint = " --credit-limit USD" if run.status == RunStatus.HALTED else ""
             self.say(f"Resume it with: python manage.py run_scenario --resume {run.pk}{hint}")
