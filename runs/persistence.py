@@ -25,9 +25,7 @@ from engine.state import CostRecord
 from engine.state import RunStatus as EngineStatus
 from runs import models
 
-_RECORD_MODELS = (
-    models.Turn, models.Decision, models.Communication, models.MetricRecord, models.ValidationResult, models.ContextSummary,
-)
+_RECORD_MODELS = (models.Turn, models.Decision, models.Communication, models.MetricRecord, models.ValidationResult)
 
 
 # ---- rows from state records ---------------------------------------------------------------------------------
@@ -61,11 +59,17 @@ def _rows(run: models.Run, state: ScenarioState, after_turn: int) -> list[models
                 run=run, turn=v.turn, position=i, check_name=v.check, passed=v.passed, severity=v.severity,
                 actor=v.actor or "", issues=list(v.issues), explanation=v.explanation,
             ))
-    for i, summary in enumerate(state.summaries):
-        if summary.last_turn > after_turn:
-            rows.append(models.ContextSummary(run=run, turn=summary.last_turn, position=i,
-                                              first_turn=summary.first_turn, text=summary.text))
     return rows
+
+
+def _new_summaries(run: models.Run, state: ScenarioState) -> list[models.ContextSummary]:
+    """Summaries not stored yet. A summary covers turns already completed (older than the context window),
+    so it is found by its range, not by the turn being saved; a stored range never changes."""
+    stored = set(models.ContextSummary.objects.filter(run=run).values_list("first_turn", "turn"))
+    return [
+        models.ContextSummary(run=run, turn=summary.last_turn, position=i, first_turn=summary.first_turn, text=summary.text)
+        for i, summary in enumerate(state.summaries) if (summary.first_turn, summary.last_turn) not in stored
+    ]
 
 
 class ClaimLost(Exception):
@@ -111,6 +115,7 @@ def save_run_state(run_id: int, state: ScenarioState, *, claim: str | None = Non
         rows = _rows(run, state, stored)
         for model in _RECORD_MODELS:
             model.objects.bulk_create([row for row in rows if type(row) is model])
+        models.ContextSummary.objects.bulk_create(_new_summaries(run, state))
         booked = set(models.CostRecord.objects.filter(run=run).values_list("position", flat=True))
         missing = [_ledger_row(run.pk, i, record) for i, record in enumerate(state.costs) if i not in booked]
         models.CostRecord.objects.bulk_create(missing)

@@ -59,3 +59,20 @@ def test_same_run_in_the_engine_alone_gives_the_same_records():
     assert stored.communications == alone.communications
     assert stored.world_states == alone.world_states
     assert stored.metrics == alone.metrics
+
+
+def test_context_summaries_are_stored_once_and_rebuilt():
+    config = summit_config()
+    features = config.config.features.model_copy(update={"context_management": config.config.features.context_management.model_copy(update={"enabled": True})})
+    config = config.model_copy(update={"config": config.config.model_copy(update={"features": features, "context_window_size": 1})})
+    run = services.run_execute(run_id=make_run(config, turns=4).pk)
+    assert run.status == RunStatus.COMPLETED
+    state = load_run_state(run)
+    assert state.summaries and [s.first_turn for s in state.summaries] == [1] * len(state.summaries)
+    assert len(state.summaries) == CostRecord.objects.filter(run=run, phase="summary").count()  # one call per range
+
+    services.run_resume(run=run, max_turns=5, enqueue=False)
+    run = services.run_execute(run_id=run.pk)
+    again = load_run_state(run)
+    assert again.summaries[: len(state.summaries)] == state.summaries and len(again.summaries) == len(state.summaries) + 1
+    assert CostRecord.objects.filter(run=run, phase="summary").count() == len(again.summaries)
