@@ -132,6 +132,10 @@ def cost_breakdown_at(run: Run, seq: int) -> dict[str, Any]:
 def run_page_context(*, run: Run) -> dict[str, Any]:
     """Everything the run page shows on first load, consistent with `after_seq`."""
     seq = snapshot_seq(run)
+    # The status is read after the newest seq: lifecycle events up to `status_seq` are already in it, so the
+    # page does not let a replayed older one (paused, waiting) override it.
+    status_seq = RunEvent.objects.filter(run=run).aggregate(n=Max("seq"))["n"] or 0
+    run.refresh_from_db()
     names = {a["short_name"]: a["name"] for a in run.actors}
     turns: dict[int, dict[str, Any]] = {}
 
@@ -152,6 +156,7 @@ def run_page_context(*, run: Run) -> dict[str, Any]:
         "status": selectors.run_display_status(run),
         "resumable": selectors.run_is_resumable(run),
         "after_seq": seq,
+        "status_seq": status_seq,
         "initial_world": Turn.objects.filter(run=run, turn=0).first(),
         "turns": [turns[n] for n in sorted(turns)],
         "names": names,

@@ -134,6 +134,40 @@ class RunPageInABrowser(ChannelsLiveServerTestCase):
         assert "<script>window.__pwned = 1</script>" in self.page.locator("#feed").inner_text(), "shown as text"
         self.page.screenshot(path=ARTIFACTS / "run-page-after-reload.png", full_page=True)
 
+    def test_a_human_seat_waits_for_its_decision_on_the_seat_page(self):
+        self.sign_in()
+        self.page.goto(f"{self.live_server_url}/scenarios/ai-summit/")
+        self.page.fill("input[name=turns]", "2")
+        self.page.fill("input[name=human_seats]", "norvale")
+        self.page.click("button[name=start]")
+        self.page.wait_for_url(lambda url: "/runs/" in url)
+        run = Run.objects.get()
+
+        for turn in (1, 2):
+            self.wait_for_status("waiting_for_human")  # live: the models decided, the run waits, stored
+            self.page.click("#waiting-seats a")  # the link the waiting event put on the page
+            try:
+                self.page.wait_for_selector("#seat-form", timeout=15_000)
+            except sync_api.TimeoutError:
+                raise AssertionError(f"no seat form at {self.page.url}: {self.page.locator('main, body').first.inner_text()[:1500]}") from None
+            assert f"Turn {turn} of 2" in self.page.locator("#seat-situation").inner_text(), "the seat shows the model's prompt"
+            for reply in self.page.locator("textarea[name^=reply-]").all():
+                reply.fill("We can support that if the threshold is clear.")
+            self.page.fill("#long_term_goals", "A credible safety network\nA declaration everyone signs")
+            self.page.fill("#short_term_priorities", "Close chapter 3")
+            self.page.fill("#reasoning", "The chair must bridge Meridian and the Union.")
+            self.page.fill("#action", f"The chair tables compromise text number {turn}.")
+            self.page.screenshot(path=ARTIFACTS / f"seat-page-turn-{turn}.png", full_page=True)
+            self.page.click("#seat-form button[type=submit]")
+            self.page.wait_for_url(lambda url: url.rstrip("/").endswith(f"/runs/{run.pk}"))
+
+        self.wait_for_status("completed")
+        chair = self.page.locator("#decision-1-norvale")
+        assert chair.locator(".human-badge").count() == 1, "the person's decision is shown as human"
+        assert "compromise text number 1" in chair.inner_text()
+        assert [d.provider for d in Decision.objects.filter(run=run, actor="norvale").order_by("turn")] == ["human", "human"]
+        self.page.screenshot(path=ARTIFACTS / "run-page-human-seat.png", full_page=True)
+
     def assert_page_shows_the_whole_run(self, run: Run) -> None:
         """Every decision and message of the run, each exactly once, and the final world."""
         decisions = self.page.locator("#feed .decision")

@@ -12,6 +12,8 @@
   if (!page || !window.WebSocket) return;
 
   var lastSeq = Number(page.dataset.after) || 0;
+  // The status the page was rendered with already reflects every lifecycle event up to this seq.
+  var statusSeq = Number(page.dataset.statusSeq) || 0;
   var maxTurns = Number(page.dataset.maxTurns) || 0;
   var creditLimit = Number(page.dataset.creditLimit) || 0;
   var retries = 0;
@@ -148,8 +150,11 @@
 
   // ---- events ----------------------------------------------------------------------------------------------
   function apply(message) {
-    (message.fragments || []).forEach(applyFragment);
     var data = message.data || {};
+    // A replayed lifecycle event older than the rendered status (an earlier pause, an earlier wait for a
+    // seat) must not bring back what it showed then.
+    if (data.status && message.seq <= statusSeq) return;
+    (message.fragments || []).forEach(applyFragment);
     switch (message.type) {
       case "turn_started": setProgress(data.playing - 1, "Playing turn " + data.playing + " of " + maxTurns); break;
       case "turn_completed": setProgress(data.completed, "Turn " + data.completed + " of " + maxTurns + " done"); break;
