@@ -18,9 +18,13 @@ from engine.llm.provider import CallPurpose, LLMRequest, LLMResponse, Message, S
 from engine.scenario.schema import Scenario
 from engine.seats import SeatDesk, StateSeats
 from engine.state import PhaseName, ScenarioState
+from engine.token_budget import MESSAGE_OVERHEAD_TOKENS, estimate_tokens, prompt_budget, request_tokens, scenario_context_length, shorten
 
 logger = logging.getLogger(__name__)
 MAX_REASKS = 2  # after the first answer, how often a model is shown its mistake and asked again
+REASK_NOTE = "That answer could not be used: {error}. Answer again with only a JSON object that matches the schema."
+REASK_ERROR_TOKENS = 150  # the most of a re-ask the error may take (pydantic's can quote a whole answer)
+REASK_ANSWER_TOKENS = 2000  # the most of the failed answer shown again
 T = TypeVar("T", bound=BaseModel)
 R = TypeVar("R")
 
@@ -81,8 +85,9 @@ class PhaseContext:
     async def complete_structured(self, request: LLMRequest, output: type[T]) -> tuple[T, LLMResponse]:
         """Ask, parse (repairing near-JSON), and re-ask with the error up to MAX_REASKS times. Every
         attempt goes through the cost tracker, so every attempt is in the ledger."""
+        asked = request
         for attempt in range(MAX_REASKS + 1):
-            response = await self.llm.complete(request)
+            response = await self.llm.complete(asked)
             try:
                 if response.data is not None:
                     return validate_structured(response.data, output, raw_text=response.text), response
@@ -92,15 +97,24 @@ class PhaseContext:
                     raise
                 p = request.purpose
                 logger.info("re-asking %s for %s (turn %s): %s", p.task, p.actor or "the world", p.turn, exc)
-                request = dataclasses.replace(
-                    request,
-                    messages=(
-                        *request.messages,
-                        Message("assistant", response.text[:6000]),
-                        Message("user", f"That answer could not be used: {exc}. Answer again with only a JSON object that matches the schema."),
-                    ),
-                )
+                asked = self.reask(request, response.text, str(exc))
         raise AssertionError("unreachable")
+
+    def reask(self, request: LLMRequest, answer: str, error: str) -> LLMRequest:
+        """`request` followed by the failed `answer` and what was wrong with it, within the model's budget:
+        the error first (shortened), then as much of the answer's start as fits. With no room even for the
+        error, `request` as it was (a plain retry). Each re-ask shows the latest answer only, so re-asks do
+        not grow."""
+        budget = prompt_budget(scenario_context_length(self.scenario, request.model), request.max_tokens)
+        room = budget - request_tokens(request) - MESSAGE_OVERHEAD_TOKENS  # the note's message
+        error_room = min(REASK_ERROR_TOKENS, room - estimate_tokens(REASK_NOTE.format(error="")) - 1)
+        if error_room <= 0:
+            logger.warning("no room in %s's budget to show %s its mistake; asking again as before", request.model, request.purpose.task)
+            return request
+        note = Message("user", REASK_NOTE.format(error=shorten(error, error_room)))
+        shown = shorten(answer, min(REASK_ANSWER_TOKENS, room - estimate_tokens(note.content) - MESSAGE_OVERHEAD_TOKENS))
+        failed = (Message("assistant", shown),) if shown.strip() else ()
+        return dataclasses.replace(request, messages=(*request.messages, *failed, note))
 
     async def gather_limited(self, jobs: Iterable[Callable[[], Awaitable[R]]]) -> list[R | BaseException]:
         """Run jobs concurrently, at most `max_concurrency` at once; exceptions are returned, not raised."""

@@ -1,5 +1,9 @@
 """Communication phase: actors make public statements and open bilateral or coalition talks; those
 addressed answer. Two rounds, each with every actor at once: outreach, then replies.
+
+Each prompt is fitted to its own actor's budget (engine.phases.prompts.situation). Neither shows the
+turn's other messages: an outreach is written before any (a retried one reads what the first attempt read),
+and a reply shows only the message it answers, which its responder takes part in.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from engine.events import EventType
 from engine.llm.parsing import NonBlankText
 from engine.llm.provider import CallPurpose
 from engine.phases.base import PhaseContext, first_failure, refresh_seats
-from engine.phases.prompts import actor_system_prompt, describe_message, other_actors, situation
+from engine.phases.prompts import actor_system_prompt, describe_message, other_actors, request_room, situation
 from engine.scenario.schema import ActorConfig, CommunicationSettings
 from engine.seats import HUMAN
 from engine.state import Communication, CommunicationKind, PhaseName, ScenarioState
@@ -24,6 +28,11 @@ class Conversation(BaseModel):
     message: NonBlankText
 
     model_config = {"populate_by_name": True}
+
+
+OUTREACH_MAX_TOKENS = 800
+REPLY_MAX_TOKENS = 600
+REPLY_INSTRUCTIONS = "Reply to it. Answer with a JSON object with key `response` (your reply, in your own voice)."
 
 
 class OutreachOutput(BaseModel):
@@ -139,19 +148,20 @@ class CommunicationPhase:
         self, state: ScenarioState, actor: ActorConfig, settings: CommunicationSettings, ctx: PhaseContext
     ) -> list[Communication]:
         turn = state.current_turn
+        model, system = state.actor(actor.short_name).model, actor_system_prompt(ctx.scenario, actor)
+        around = [other_actors(ctx.scenario, actor.short_name), outreach_instructions(settings)]
+        room = request_room(
+            ctx.scenario, model, max_tokens=OUTREACH_MAX_TOKENS, system=system, around=around, output=OutreachOutput, reask=True
+        )
         request = ctx.request(
             purpose=CallPurpose(task="outreach", phase=self.name.value, turn=turn, actor=actor.short_name),
-            model=state.actor(actor.short_name).model,
-            system=actor_system_prompt(ctx.scenario, actor),
+            model=model,
+            system=system,
             user="\n\n".join(
-                [
-                    situation(state, ctx.scenario, max_turns=ctx.max_turns),
-                    other_actors(ctx.scenario, actor.short_name),
-                    outreach_instructions(settings),
-                ]
+                [situation(state, ctx.scenario, actor.short_name, max_turns=ctx.max_turns, room=room, messages=False), *around]
             ),
             output=OutreachOutput,
-            max_tokens=800,
+            max_tokens=OUTREACH_MAX_TOKENS,
         )
         output, _ = await ctx.complete_structured(request, OutreachOutput)
         return self._messages(output, actor.short_name, turn, settings, {a.short_name for a in ctx.scenario.actors})
@@ -199,6 +209,11 @@ class CommunicationPhase:
         turn = state.current_turn
         actor = ctx.scenario.actor(responder)
         names = {a.short_name: a.name for a in state.actors}
+        model, system = state.actor(responder).model, actor_system_prompt(ctx.scenario, actor)
+        around = ["## A message addressed to you\n\n" + describe_message(opening, names), REPLY_INSTRUCTIONS]
+        room = request_room(
+            ctx.scenario, model, max_tokens=REPLY_MAX_TOKENS, system=system, around=around, output=ReplyOutput, reask=True
+        )
         request = ctx.request(
             purpose=CallPurpose(
                 task="reply",
@@ -207,17 +222,11 @@ class CommunicationPhase:
                 actor=responder,
                 hints={"to": opening.sender, "kind": opening.kind.value},
             ),
-            model=state.actor(responder).model,
-            system=actor_system_prompt(ctx.scenario, actor),
-            user="\n\n".join(
-                [
-                    situation(state, ctx.scenario, max_turns=ctx.max_turns),
-                    "## A message addressed to you\n\n" + describe_message(opening, names),
-                    "Reply to it. Answer with a JSON object with key `response` (your reply, in your own voice).",
-                ]
-            ),
+            model=model,
+            system=system,
+            user="\n\n".join([situation(state, ctx.scenario, responder, max_turns=ctx.max_turns, room=room, messages=False), *around]),
             output=ReplyOutput,
-            max_tokens=600,
+            max_tokens=REPLY_MAX_TOKENS,
         )
         output, _ = await ctx.complete_structured(request, ReplyOutput)
         others = tuple(p for p in opening.participants if p != responder)

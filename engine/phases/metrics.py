@@ -8,13 +8,16 @@ import re
 from engine.events import EventType
 from engine.llm.provider import CallPurpose
 from engine.phases.base import HaltRequested, PhaseContext, first_failure
+from engine.phases.prompts import request_room
 from engine.scenario.schema import MetricDefinition
 from engine.state import MetricRecord, PhaseName, ScenarioState, as_dict
+from engine.token_budget import shorten
 
 MetricValue = float | int | bool | str | None
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 # The value types of V1's dict-form metrics.yaml (its `boolean` reads as ours does: matched or not).
 V1_VALUE_TYPES = ("integer", "float", "string")
+METRIC_MAX_TOKENS = 20
 
 
 def extract_by_pattern(metric: MetricDefinition, text: str) -> MetricValue:
@@ -168,12 +171,15 @@ class MetricsPhase:
         if kind == "keyword":
             return extract_by_keywords(metric, text)
         model = metric.extraction.model or ctx.scenario.judge_model
+        system, question = "You measure one quantity in a policy simulation. Answer with only a number.", f"{metric.extraction.prompt}\n\n## Text to assess"
+        # One world or one decision: it does not grow with the run, but may pass a small judge's budget.
+        room = request_room(ctx.scenario, model, max_tokens=METRIC_MAX_TOKENS, system=system, around=(question,))
         request = ctx.request(
             purpose=CallPurpose(task="metric", phase=self.name.value, turn=turn, actor=actor, hints={"metric": metric.name, "range": list(metric.range or (0, 10))}),
             model=model,
-            system="You measure one quantity in a policy simulation. Answer with only a number.",
-            user=f"{metric.extraction.prompt}\n\n## Text to assess\n\n{text}",
-            max_tokens=20,
+            system=system,
+            user=f"{question}\n\n{shorten(text, max(room, 0))}",
+            max_tokens=METRIC_MAX_TOKENS,
             temperature=0.0,
         )
         response = await ctx.complete_text(request)

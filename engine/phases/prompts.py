@@ -11,9 +11,14 @@ for an actor cannot decide without them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+import json
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from typing import Literal
 
+from pydantic import BaseModel
+
+from engine.llm.parsing import json_schema_for
 from engine.scenario.schema import ActorConfig, Scenario
 from engine.state import Communication, CommunicationKind, ContextSummary, Decision, ScenarioState, WorldState
 from engine.token_budget import MESSAGE_OVERHEAD_TOKENS, estimate_tokens, prompt_budget, scenario_context_length, shorten
@@ -25,6 +30,9 @@ logger = logging.getLogger(__name__)
 # the other actors is counted apart). `situation` fits within what is left of the actor's budget.
 ACTOR_MAX_OUTPUT_TOKENS = 1200
 TASK_ALLOWANCE_TOKENS = 500
+# Room a request for JSON leaves free, so that a re-ask (engine.phases.base) can add what was wrong with the
+# answer and the start of that answer without passing the budget.
+REASK_ALLOWANCE_TOKENS = 200
 SUMMARY_TITLE = "Summary of earlier turns"
 
 
@@ -177,10 +185,55 @@ def prompt_room(scenario: Scenario, model: str, *, max_tokens: int, around: Iter
     return budget - sum(estimate_tokens(text) + MESSAGE_OVERHEAD_TOKENS for text in around) - MESSAGE_OVERHEAD_TOKENS
 
 
+def request_room(
+    scenario: Scenario,
+    model: str,
+    *,
+    max_tokens: int,
+    system: str,
+    around: Iterable[str] = (),
+    output: type[BaseModel] | None = None,
+    reask: bool = False,
+) -> int:
+    """Tokens the variable part of a request's user message may take, exactly as `request_tokens` counts the
+    request (engine.phases.base.PhaseContext.request builds it): `model`'s budget for an answer of
+    `max_tokens`, less the system prompt, the user message's other parts (`around`, joined to it by blank
+    lines), the `output` schema and, for a request that may be asked again, REASK_ALLOWANCE_TOKENS."""
+    schema = estimate_tokens(json.dumps(json_schema_for(output))) if output is not None else 0
+    # Joining parts with "\n\n" may round a part's estimate up by one token: one more per part.
+    others = sum(estimate_tokens(text) + 1 for text in around)
+    room = prompt_room(scenario, model, max_tokens=max_tokens, around=(system,)) - MESSAGE_OVERHEAD_TOKENS
+    return room - schema - others - (REASK_ALLOWANCE_TOKENS if reask else 0)
+
+
+def fitted_texts(
+    texts: Mapping[str, str], render: Callable[[Mapping[str, str]], str], room: int, *, keep: Literal["start", "end"] = "start"
+) -> dict[str, str]:
+    """`texts` shortened, the longest first (to a common length), until `render(texts)` takes at most `room`
+    tokens, as far as shortening them can go. For prompts made of texts that may each be long (the world
+    before and after a turn, actions, messages) where none matters more than the others. Texts `render`
+    does not show (a template without their placeholder) are left as they are."""
+    texts = dict(texts)
+    marked = render({name: f"\0{name}\0" for name in texts})
+    shown = [name for name in texts if f"\0{name}\0" in marked]
+    while (over := estimate_tokens(render(texts)) - room) > 0:
+        sizes = {name: estimate_tokens(texts[name]) for name in shown}
+        # The highest length that the texts above it, cut to it, give up at least the excess.
+        low, high = 0, max(sizes.values(), default=0)
+        while low < high:
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if sum(max(0, size - middle) for size in sizes.values()) >= over else (low, middle - 1)
+        before = estimate_tokens(render(texts))
+        texts.update({name: shorten(texts[name], low, keep=keep) for name, size in sizes.items() if size > low})
+        if estimate_tokens(render(texts)) >= before:
+            break  # the rest of the excess is not in these texts
+    return texts
+
+
 def actor_room(state: ScenarioState, scenario: Scenario, actor: str | None = None) -> int:
-    """The tokens `situation` may take in an actor's call: its model's budget, less its system prompt, the
-    list of the others and the allowance for the phase's instructions. For no actor in particular (a text
-    every actor reads), the smallest of all."""
+    """The tokens `situation` may take in an actor's decision: its model's budget, less its system prompt,
+    the list of the others, the allowance for the phase's instructions and the room for a re-ask. For no
+    actor in particular (a text every actor reads), the smallest of all."""
     readers = [actor] if actor is not None else [a.short_name for a in scenario.actors]
     return min(
         prompt_room(
@@ -190,6 +243,7 @@ def actor_room(state: ScenarioState, scenario: Scenario, actor: str | None = Non
             around=(actor_system_prompt(scenario, scenario.actor(name)), other_actors(scenario, name)),
         )
         - TASK_ALLOWANCE_TOKENS
+        - REASK_ALLOWANCE_TOKENS
         for name in readers
     )
 
@@ -201,17 +255,19 @@ def situation(
     *,
     max_turns: int | None = None,
     room: int | None = None,
+    messages: bool = True,
 ) -> str:
     """The shared part of every actor prompt: where we are, what came before, what the world looks like now,
-    and for `actor` its own earlier actions and this turn's messages it may see. At most `room` tokens (by
-    default `actor_room`), trimming the past as the module says; only the past is ever trimmed."""
+    and for `actor` its own earlier actions and (unless `messages` is False: the talks, which show the one
+    message answered) this turn's messages it may see. At most `room` tokens (by default `actor_room`),
+    trimming the past as the module says; only the past is ever trimmed."""
     window = scenario.config.context_window_size
     header = f"# Turn {state.current_turn} of {max_turns or scenario.config.turns} ({scenario.config.turn_duration} per turn)"
     current = f"## Current world state\n\n{state.world.content.strip()}"
-    messages = visible_messages(state, actor, state.current_turn) if actor is not None else ""
+    shown = visible_messages(state, actor, state.current_turn) if actor is not None and messages else ""
 
     def render(history: _History) -> str:
-        sections = [header, history.summary_section(), history.worlds_section(), current, history.actions_section(), messages]
+        sections = [header, history.summary_section(), history.worlds_section(), current, history.actions_section(), shown]
         return "\n\n".join(section for section in sections if section)
 
     room = actor_room(state, scenario, actor) if room is None else room

@@ -25,7 +25,7 @@ import logging
 
 from engine.llm.provider import CallPurpose, LLMError
 from engine.phases.base import PhaseContext
-from engine.phases.prompts import latest_summary, prompt_room, summarised_until
+from engine.phases.prompts import latest_summary, request_room, summarised_until
 from engine.phases.world_update import actions_text, public_statements_text
 from engine.scenario.schema import Scenario
 from engine.state import ContextSummary, PhaseName, ScenarioState
@@ -105,7 +105,7 @@ class SummaryPhase:
         """Fold turns `first`.. (as many up to `target` as fit one call) into the summary; return the state with it."""
         scenario, model = ctx.scenario, summary_model(ctx.scenario)
         system = summary_system_prompt(scenario)
-        room = prompt_room(scenario, model, max_tokens=SUMMARY_MAX_TOKENS, around=(system,))
+        room = request_room(scenario, model, max_tokens=SUMMARY_MAX_TOKENS, system=system)  # for the user message
         records: list[str] = []
         last = first - 1
         for turn in range(first, target + 1):

@@ -2,11 +2,15 @@
 
 A check whose prompt speaks of an actor runs once per actor; the others run once per turn. Findings are
 recorded and announced; only a severity the rules map to "halt" stops the run.
+
+A check's prompt does not grow with the run (no history), but the two worlds, the actions and the messages it
+quotes can together pass a small judge model's budget: the longest of them are then shortened to fit.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -15,7 +19,7 @@ from engine.events import EventType
 from engine.llm.parsing import parse_structured, validate_structured
 from engine.llm.provider import CallPurpose, StructuredOutputError
 from engine.phases.base import HaltRequested, PhaseContext, first_failure
-from engine.phases.prompts import bullet_list, describe_message
+from engine.phases.prompts import bullet_list, describe_message, fitted_texts, request_room
 from engine.phases.world_update import actions_text
 from engine.scenario.schema import ActorConfig, Scenario, ValidationCheck
 from engine.state import PhaseName, ScenarioState, ValidationResult, as_dict
@@ -42,6 +46,8 @@ class ValidationOutput(BaseModel):
     explanation: str = ""
 
 
+VALIDATION_SYSTEM = "You are a careful quality-assurance reviewer of a policy simulation."
+VALIDATION_MAX_TOKENS = 600
 VERDICT_INSTRUCTIONS = (
     "Answer with a JSON object with keys `passed` (true or false), `severity` (low, medium, high or critical: "
     "how serious the problems are), `issues` (a list of problems, empty if none) and `explanation`."
@@ -132,20 +138,27 @@ class ValidationPhase:
     async def _check(self, state: ScenarioState, name: str, check: ValidationCheck, actor: ActorConfig | None, ctx: PhaseContext) -> ValidationResult:
         turn = state.current_turn
         values = self._placeholders(state, ctx.scenario, actor)
-        if check.prompt_template:
-            prompt = fill_template(check.prompt_template, values)
-        else:
+
+        def render(values: Mapping[str, str]) -> str:
+            if check.prompt_template:
+                return fill_template(check.prompt_template, values)
             subject = f"## Actor\n{values['actor_profile']}\n\n## Decision\n{values['actor_reasoning']}\n\n{values['actor_action']}" if actor else (
                 f"## Previous world state\n{values['previous_world_state']}\n\n## Actions\n{values['actor_actions']}\n\n## New world state\n{values['new_world_state']}"
             )
-            prompt = f"Validate this turn of a policy simulation.\n\n## What to check\n{check.description.strip()}\n\n{subject}"
+            return f"Validate this turn of a policy simulation.\n\n## What to check\n{check.description.strip()}\n\n{subject}"
+
+        model = ctx.scenario.judge_model
+        room = request_room(
+            ctx.scenario, model, max_tokens=VALIDATION_MAX_TOKENS, system=VALIDATION_SYSTEM, around=(VERDICT_INSTRUCTIONS,), output=ValidationOutput
+        )
+        values = fitted_texts(values, render, room)
         request = ctx.request(
             purpose=CallPurpose(task="validation", phase=self.name.value, turn=turn, actor=actor.short_name if actor else None, hints={"check": name}),
-            model=ctx.scenario.judge_model,
-            system="You are a careful quality-assurance reviewer of a policy simulation.",
-            user=f"{prompt}\n\n{VERDICT_INSTRUCTIONS}",
+            model=model,
+            system=VALIDATION_SYSTEM,
+            user=f"{render(values)}\n\n{VERDICT_INSTRUCTIONS}",
             output=ValidationOutput,
-            max_tokens=600,
+            max_tokens=VALIDATION_MAX_TOKENS,
             temperature=0.0,
         )
         response = await ctx.complete_text(request)

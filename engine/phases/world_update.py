@@ -1,14 +1,20 @@
 """World update phase: the world model writes the new world from the old one, every action and the turn's
 outside events. Its answer is Markdown, not JSON: long prose inside JSON is where models break most.
+
+The prompt is kept within the world model's budget as an actor's is (engine.phases.prompts): the past (the
+summary and the earlier worlds) is trimmed to what the present (the world before the turn, its actions,
+statements and events) leaves room for; the present is never cut.
 """
 
 from __future__ import annotations
+
+import logging
 
 from engine.events import EventType
 from engine.llm.provider import CallPurpose, LLMError
 from engine.phases.base import PhaseContext
 from engine.phases.exogenous import events_for_turn
-from engine.phases.prompts import recent_history, world_system_prompt
+from engine.phases.prompts import recent_history, request_room, world_system_prompt
 from engine.state import CommunicationKind, PhaseName, ScenarioState, WorldState
 
 WORLD_INSTRUCTIONS = (
@@ -16,6 +22,8 @@ WORLD_INSTRUCTIONS = (
     "action and outside event, how positions shifted, and the open questions for the next turn. Write it "
     "as the situation now, not as a list of the actions. Do not add a title with the turn number."
 )
+WORLD_MAX_TOKENS = 2000
+logger = logging.getLogger(__name__)
 
 
 def actions_text(state: ScenarioState, turn: int) -> str:
@@ -39,17 +47,22 @@ class WorldUpdatePhase:
         config = ctx.scenario.exogenous_events
         enabled = ctx.scenario.config.features.exogenous_events.enabled
         events = events_for_turn(config, state, turn) if (config and enabled) else ()
-        sections = [
-            recent_history(state, ctx.scenario.config.context_window_size),
+        present = [
             f"## World state before turn {turn}\n\n{state.world.content.strip()}",
             f"## Actions taken in turn {turn}\n\n{actions_text(state, turn) or '(no actions)'}",
         ]
         statements = public_statements_text(state, turn)
         if statements:
-            sections.append(f"## Public statements\n\n{statements}")
+            present.append(f"## Public statements\n\n{statements}")
         if events:
-            sections.append("## Outside events this turn\n\n" + "\n\n".join(f"- **{e.name}**: {' '.join(e.text.split())}" for e in events))
-        sections.append(WORLD_INSTRUCTIONS)
+            present.append("## Outside events this turn\n\n" + "\n\n".join(f"- **{e.name}**: {' '.join(e.text.split())}" for e in events))
+        present.append(WORLD_INSTRUCTIONS)
+        model, system = ctx.scenario.config.world_state_model, world_system_prompt(ctx.scenario)
+        room = request_room(ctx.scenario, model, max_tokens=WORLD_MAX_TOKENS, system=system, around=present)
+        if room < 0:
+            logger.warning("turn %s: the world update's present alone exceeds %s's budget by %s tokens; sent whole, "
+                           "the call may fail", turn, model, -room)
+        history = recent_history(state, ctx.scenario.config.context_window_size, room=max(room, 0))
         request = ctx.request(
             purpose=CallPurpose(
                 task="world_update",
@@ -57,10 +70,10 @@ class WorldUpdatePhase:
                 turn=turn,
                 hints={"events": [e.name for e in events]},
             ),
-            model=ctx.scenario.config.world_state_model,
-            system=world_system_prompt(ctx.scenario),
-            user="\n\n".join(section for section in sections if section),
-            max_tokens=2000,
+            model=model,
+            system=system,
+            user="\n\n".join(section for section in (history, *present) if section),
+            max_tokens=WORLD_MAX_TOKENS,
         )
         response = await ctx.complete_text(request)
         content = response.text.strip()
