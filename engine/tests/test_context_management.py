@@ -1,6 +1,6 @@
-"""Context management over whole runs: 30 turns of prompts within their budgets, summaries paid once per turn
-range (across a pause and a branch), private messages kept private, this turn's messages in this turn's
-decision."""
+"""Context management over whole runs: 30 turns of prompts (every phase's, re-asks too) within their models'
+budgets, summaries paid once per turn range (across a pause and a branch), private messages kept private, this
+turn's messages in this turn's decision."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from engine.scenario import load_scenario_folder
 from engine.scenario.schema import ContextManagement
 from engine.state import CommunicationKind, PhaseName, ScenarioState
 from engine.testing.fake_llm import FakeLLMServer
-from engine.testing.providers import FixedCostProvider
+from engine.testing.providers import FailingProvider, FixedCostProvider
 from engine.tests.conftest import as_json
 from engine.token_budget import CONTEXT_LENGTHS_VARIABLE, prompt_budget, request_tokens, scenario_context_length
 from engine.v1 import V1RunDirectory, read_run_directory
@@ -29,9 +29,47 @@ from legacy_v1.tests.folders import write_v1_scenario
 
 MANAGED = {"context_management": {"enabled": True}}
 WINDOW = 3
-# Actors' models small enough that a full window does not fit a decision; the world model roomy (its prompt is
-# not fitted yet: see engine.phases.world_update).
-SMALL_ACTORS = "test/*=4096,test/world-model=16384"
+# Every model small enough for its budget to bind over a long run: the actors' (a full window does not fit a
+# decision), the world model's (nor an update), the judge's (nor a QA check quoting two worlds and the
+# actions) and a metric model's (nor one world to assess).
+SMALL_MODELS = "test/*=4096,test/world-model=3600,test/judge-model=1800,test/metric-model=500"
+METRICS = [
+    {"name": "trust", "range": [0, 10], "extraction": {"type": "llm", "prompt": "How much do the parties trust each other, 0 to 10?"}},
+    {
+        "name": "resolve",
+        "actor_specific": True,
+        "range": [0, 10],
+        "extraction": {"type": "llm", "model": "test/metric-model", "prompt": "How firmly does this party hold its line, 0 to 10?"},
+    },
+]
+VALIDATION = {
+    "validation_model": "test/judge-model",
+    "checks": {
+        "actor_decision_consistency": {"severity": "low", "description": "Does the decision follow from the actor's goals?"},
+        "world_state_coherence": {"severity": "low", "description": "Does the new world follow from the old one and the actions?"},
+        "information_access": {
+            "severity": "low",
+            "prompt_template": "Did {actor_name} use only what it may know?\n\n## Its messages\n{private_communications}\n\n"
+            "## What only others know\n{restricted_information}\n\n## Its action\n{actor_action}\n\n## The world\n{world_state}",
+        },
+    },
+}
+# A model that sometimes answers prose where JSON was asked, at length: (task, actor or None for any, turn) ->
+# how many answers in a row are garbage before a good one.
+GARBAGE = "I would rather explain our position in plain prose than fill in a form. " * 150
+GARBAGE_ANSWERS = {("decision", "city", 12): 1, ("outreach", "upland", 15): 1, ("reply", None, 18): 1, ("decision", "growers", 25): 2}
+
+
+def garbage_sometimes(scenario) -> FailingProvider:
+    attempts: Counter = Counter()
+
+    def garbage(request: LLMRequest, _call: int) -> bool:
+        p = request.purpose
+        key = (p.task, p.actor, p.turn, json.dumps(p.hints, sort_keys=True))
+        attempts[key] += 1
+        return attempts[key] <= GARBAGE_ANSWERS.get((p.task, p.actor, p.turn), GARBAGE_ANSWERS.get((p.task, None, p.turn), 0))
+
+    return FailingProvider(scenario, fails=garbage, garbage=GARBAGE)
 
 
 class RecordingProvider:
@@ -52,6 +90,8 @@ class RecordingProvider:
         self.requests.append(request)
         response = await self.inner.complete(request)
         tag = hashlib.sha256(request.prompt_text.encode()).hexdigest()[:12]
+        if response.data is None:  # garbage (see garbage_sometimes)
+            return response
         if request.purpose.task == "outreach":
             data = dict(response.data)
             data["conversations"] = [{**c, "message": f"{c['message']} [{tag}-{i}]"} for i, c in enumerate(data["conversations"])]
@@ -70,34 +110,62 @@ def summary_ranges(requests: list[LLMRequest]) -> list[tuple[int, int]]:
 
 
 @pytest.fixture
-def small_actors(monkeypatch):
-    monkeypatch.setenv(CONTEXT_LENGTHS_VARIABLE, SMALL_ACTORS)
+def small_models(monkeypatch):
+    monkeypatch.setenv(CONTEXT_LENGTHS_VARIABLE, SMALL_MODELS)
 
 
 @pytest.fixture
 def thirty_turns():
-    return build_scenario(turns=30, context_window_size=WINDOW, features=MANAGED)
+    return build_scenario(turns=30, context_window_size=WINDOW, features=MANAGED, metrics=METRICS, validation=VALIDATION)
 
 
 @pytest.fixture
-async def long_run(small_actors, thirty_turns) -> tuple[ScenarioState, RecordingProvider]:
-    provider = RecordingProvider(thirty_turns)
+async def long_run(small_models, thirty_turns) -> tuple[ScenarioState, RecordingProvider]:
+    provider = RecordingProvider(thirty_turns, inner=garbage_sometimes(thirty_turns))
     state = await Runner(provider=provider).run_async(thirty_turns, run_id="long")
     assert state.status is RunStatus.COMPLETED and state.turn == 30
     return state, provider
 
 
+def worlds_shown(request: LLMRequest) -> int:
+    """How many of the WINDOW worlds before the current one a prompt shows in full."""
+    turn = request.purpose.turn
+    return sum(f"### Turn {t}\n" in request.messages[1].content for t in range(turn - 1 - WINDOW, turn - 1))
+
+
 async def test_thirty_turns_of_prompts_stay_within_their_models_budgets(long_run, thirty_turns):
     state, provider = long_run
-    assert {r.purpose.task for r in provider.requests} == {"summary", "outreach", "reply", "decision", "world_update"}
+    tasks = {"summary", "outreach", "reply", "decision", "world_update", "metric", "validation"}
+    assert {r.purpose.task for r in provider.requests} == tasks
+    assert {r.model for r in provider.requests} >= {"test/world-model", "test/judge-model", "test/metric-model"}
     for request in provider.requests:
         budget = prompt_budget(scenario_context_length(thirty_turns, request.model), request.max_tokens)
-        assert request_tokens(request) <= budget, (request.purpose, request_tokens(request), budget)
+        assert request_tokens(request) <= budget, (request.purpose, request.model, request_tokens(request), budget)
 
-    # The budget binds: late decisions show fewer than WINDOW earlier worlds, but always the current one.
+    # Re-asks were made, each within budget (above) and showing the error and the start of the failed answer.
+    reasks = [r for r in provider.requests if any(m.role == "assistant" for m in r.messages)]
+    assert {(r.purpose.task, r.purpose.actor, r.purpose.turn) for r in reasks if r.purpose.task != "reply"} == {
+        ("decision", "city", 12), ("outreach", "upland", 15), ("decision", "growers", 25)
+    }
+    assert {r.purpose.turn for r in reasks if r.purpose.task == "reply"} == {18}  # every reply of turn 18
+    assert len([r for r in reasks if r.purpose.actor == "growers" and r.purpose.turn == 25]) == 2
+    for request in reasks:
+        assert len(request.messages) == 4 and request.messages[3].content.startswith("That answer could not be used")
+        shown = request.messages[2].content
+        assert shown.startswith(GARBAGE[:60]) and shown.endswith("[…]") and len(shown) < len(GARBAGE)
+
+    # The budget binds: late decisions and world updates show fewer than WINDOW earlier worlds, but always the
+    # current one; QA checks and the small metric model read shortened texts.
     late = [r for r in provider.made("decision") if r.purpose.turn > 10]
-    shown = [sum(f"### Turn {t}\n" in r.messages[1].content for t in range(r.purpose.turn - 1 - WINDOW, r.purpose.turn - 1)) for r in late]
-    assert min(shown) < WINDOW
+    assert min(map(worlds_shown, late)) < WINDOW
+    updates = provider.made("world_update")[10:]
+    assert min(map(worlds_shown, updates)) < WINDOW
+    for request in updates:
+        before = state.world_states[request.purpose.turn - 1].content.strip()
+        assert f"## World state before turn {request.purpose.turn}\n\n{before}" in request.messages[1].content
+        assert f"## Summary of earlier turns (turns 1–{request.purpose.turn - 1 - WINDOW})" in request.messages[1].content
+    assert any("[…]" in r.messages[1].content for r in provider.made("validation"))
+    assert all("[…]" in r.messages[1].content for r in provider.made("metric") if r.model == "test/metric-model")
     for request in late:
         current = state.world_states[request.purpose.turn - 1].content.strip()
         assert f"## Current world state\n\n{current}" in request.messages[1].content
@@ -127,14 +195,14 @@ async def test_private_messages_never_reach_a_non_participant(long_run):
 async def test_this_turns_messages_are_in_this_turns_decision(long_run):
     state, provider = long_run
     decisions = provider.made("decision")
-    assert len(decisions) == 90
+    assert len(decisions) == 90 + 3  # three re-asks (GARBAGE_ANSWERS)
     for request in decisions:
         actor, turn = request.purpose.actor, request.purpose.turn
         visible = [m for m in state.communications_in(turn) if m.visible_to(actor)]
         assert all(m.content in request.messages[1].content for m in visible)
 
 
-async def test_a_pause_inside_a_turn_then_resume_pays_no_summary_twice(small_actors, thirty_turns):
+async def test_a_pause_inside_a_turn_then_resume_pays_no_summary_twice(small_models, thirty_turns):
     straight = await Runner(provider=RecordingProvider(thirty_turns)).run_async(thirty_turns, run_id="r")
     first = RecordingProvider(thirty_turns)
     runner = Runner(provider=first)
@@ -176,7 +244,7 @@ async def test_summary_costs_are_in_the_ledger_and_the_estimate(thirty_turns):
     assert "summary" not in unmanaged.by_phase() and estimate.calls == unmanaged.calls + summaries
 
 
-async def test_a_run_without_context_management_asks_for_no_summary(small_actors):
+async def test_a_run_without_context_management_asks_for_no_summary(small_models):
     scenario = build_scenario(turns=8, context_window_size=WINDOW)
     provider = RecordingProvider(scenario)
     state = await Runner(provider=provider).run_async(scenario, run_id="plain")

@@ -1,12 +1,31 @@
-"""What an actor reads of the past: the summary, then detail, within its model's budget."""
+"""What an actor reads of the past: the summary, then detail, within its model's budget; the talks' prompts
+within their own actor's budget; re-asks within budget too."""
 
 from __future__ import annotations
 
-from engine.phases.prompts import actor_room, latest_summary, recent_history, situation, summarised_until
-from engine.phases.tests.conftest import build_scenario
+from engine.llm.provider import CallPurpose
+from engine.phases.communication import CommunicationPhase, ReplyOutput
+from engine.phases.prompts import (
+    REASK_ALLOWANCE_TOKENS,
+    actor_room,
+    fitted_texts,
+    latest_summary,
+    recent_history,
+    request_room,
+    situation,
+    summarised_until,
+)
+from engine.phases.tests.conftest import ScriptedProvider, build_scenario, make_context
 from engine.sdk import initial_state
 from engine.state import Communication, CommunicationKind, ContextSummary, Decision, WorldState
-from engine.token_budget import CONTEXT_LENGTHS_VARIABLE, estimate_tokens
+from engine.token_budget import (
+    CONTEXT_LENGTHS_VARIABLE,
+    estimate_tokens,
+    prompt_budget,
+    request_tokens,
+    scenario_context_length,
+    shorten,
+)
 
 LONG = " Delegates argued over every clause of the annex late into the night." * 12
 
@@ -97,3 +116,73 @@ def test_a_scenarios_max_context_tokens_binds_prompts():
     state = after_turns(roomy, 8, text="World after turn {turn}." + LONG)
     assert "World after turn 3." in situation(state, roomy, "city")
     assert estimate_tokens(situation(state, capped, "city")) <= actor_room(state, capped, "city") < 3000
+
+
+async def test_outreach_and_replies_fit_their_own_actors_budget_and_show_only_the_message_answered(monkeypatch):
+    monkeypatch.setenv(CONTEXT_LENGTHS_VARIABLE, "test/city-model=2600,test/*=100000")
+    scenario = build_scenario(context_window_size=5)
+    start = after_turns(scenario, 8, text="World after turn {turn}." + LONG)
+    talks = {
+        "upland": {"public_statement": "UPLAND SPEAKS.", "conversations": [{"kind": "bilateral", "with": ["city"], "message": "UPLAND TO CITY."}]},
+        "city": {"public_statement": "", "conversations": [{"kind": "bilateral", "with": ["growers"], "message": "CITY TO GROWERS."}]},
+        "growers": {"public_statement": "", "conversations": []},
+    }
+    provider = ScriptedProvider({**{("outreach", actor): answer for actor, answer in talks.items()}, "reply": {"response": "Noted."}})
+    await CommunicationPhase().run(start, make_context(scenario, provider))
+
+    for request in provider.requests:
+        assert request_tokens(request) <= prompt_budget(scenario_context_length(scenario, request.model), request.max_tokens)
+    outreach = {r.purpose.actor: r.prompt_text for r in provider.calls("outreach")}
+    assert "World after turn 3." in outreach["upland"] and "World after turn 3." not in outreach["city"]
+    assert all("World after turn 8." + LONG.rstrip() in text for text in outreach.values())  # the present, whole
+    assert all("SPEAKS" not in text and " TO " not in text for text in outreach.values())
+    replies = {r.purpose.actor: r.prompt_text for r in provider.calls("reply")}
+    assert "UPLAND TO CITY." in replies["city"] and "World after turn 3." not in replies["city"]
+    assert "CITY TO GROWERS." in replies["growers"] and "UPLAND TO CITY." not in replies["growers"]
+    assert "World after turn 3." in replies["growers"]
+
+
+async def test_a_reask_stays_within_budget_showing_the_error_and_the_start_of_the_answer(monkeypatch):
+    monkeypatch.setenv(CONTEXT_LENGTHS_VARIABLE, "test/*=2600")
+    scenario = build_scenario()
+    garbage = "Prose instead of JSON. " * 2000
+    provider = ScriptedProvider({"reply": lambda r: garbage if len(r.messages) == 2 else '{"response": "Fine."}'})
+    ctx = make_context(scenario, provider)
+    system, user = "You reply.", "Reply, please. " * 400
+    room = request_room(scenario, "test/city-model", max_tokens=600, system=system, output=ReplyOutput, reask=True)
+    request = ctx.request(
+        purpose=CallPurpose(task="reply", phase="communication", turn=1, actor="city"),
+        model="test/city-model", system=system, user=shorten(user, room), output=ReplyOutput, max_tokens=600,
+    )
+    output, _ = await ctx.complete_structured(request, ReplyOutput)
+    assert output.response == "Fine."
+    first, again = provider.requests
+    budget = prompt_budget(scenario_context_length(scenario, "test/city-model"), 600)
+    assert request_tokens(first) <= budget and request_tokens(again) <= budget
+    assert budget - request_tokens(first) >= REASK_ALLOWANCE_TOKENS
+    assert again.messages[:2] == first.messages and again.messages[3].content.startswith("That answer could not be used")
+    assert again.messages[2].role == "assistant"
+    assert again.messages[2].content.startswith("Prose instead of JSON.") and again.messages[2].content.endswith("[…]")
+
+
+async def test_with_no_room_left_a_reask_asks_again_as_before(monkeypatch):
+    monkeypatch.setenv(CONTEXT_LENGTHS_VARIABLE, "test/*=2600")
+    scenario = build_scenario()
+    provider = ScriptedProvider({"reply": lambda r: "no JSON" if len(provider.requests) == 1 else '{"response": "Fine."}'})
+    ctx = make_context(scenario, provider)
+    room = request_room(scenario, "test/city-model", max_tokens=600, system="s", output=ReplyOutput)
+    request = ctx.request(
+        purpose=CallPurpose(task="reply", phase="communication", turn=1, actor="city"),
+        model="test/city-model", system="s", user=shorten("Reply, please. " * 2000, room), output=ReplyOutput, max_tokens=600,
+    )
+    await ctx.complete_structured(request, ReplyOutput)
+    assert provider.requests[1] == provider.requests[0]
+
+
+def test_fitted_texts_cut_the_longest_first_and_leave_unshown_texts_alone():
+    texts = {"long": "word " * 600, "short": "tiny text", "unused": "word " * 600}
+    render = lambda t: f"A: {t['long']}\nB: {t['short']}"  # noqa: E731
+    fitted = fitted_texts(texts, render, 300)
+    assert estimate_tokens(render(fitted)) <= 300
+    assert fitted["short"] == "tiny text" and fitted["unused"] == texts["unused"] and fitted["long"].endswith("[…]")
+    assert fitted_texts(texts, render, 10_000) == texts
