@@ -145,7 +145,8 @@ class BatchConfig(BaseModel):
         return self.output_dir or f"experiments/{slug}"
 
     def seed_for(self, run_number: int, *, base_seed: int) -> int:
-        """Run N of every variation plays the same seed, so variations are compared on equal draws."""
+        """Run N plays seeds[N-1], else its scenario's seed + N - 1: every variation meets the same draws
+        (unless a variation varies `seed` itself)."""
         return self.seeds[run_number - 1] if self.seeds else base_seed + run_number - 1
 
 
@@ -207,11 +208,11 @@ def run_name(variation_id: int, run_number: int) -> str:
     return f"var-{variation_id:03d}-run-{run_number:03d}"
 
 
-def planned_runs(config: BatchConfig, *, base_seed: int) -> list[PlannedRun]:
-    """Every run of the batch in the order they start: run 1 of each variation, then run 2, and so on."""
-    count = config.variation_count
-    return [PlannedRun(variation, number, config.seed_for(number, base_seed=base_seed))
-            for number in range(1, config.runs_per_variation + 1) for variation in range(1, count + 1)]
+def planned_runs(config: BatchConfig, *, base_seeds: Sequence[int]) -> list[PlannedRun]:
+    """Every run of the batch in the order they start: run 1 of each variation, then run 2, and so on.
+    `base_seeds`: each variation's scenario seed (a variation may set `seed`), by variation id - 1."""
+    return [PlannedRun(variation, number, config.seed_for(number, base_seed=base_seeds[variation - 1]))
+            for number in range(1, config.runs_per_variation + 1) for variation in range(1, config.variation_count + 1)]
 
 
 def _field_name(parameter: str) -> str:

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "accounts",
     "scenarios",
     "runs",
+    "batches",
 ]
 
 MIDDLEWARE = [

@@ -102,13 +102,13 @@ def test_wrong_configs_name_the_key(change, message):
 def test_runs_start_round_robin_with_one_seed_per_run_number():
     config = BatchConfig.parse({"experiment_name": "x", "base_scenario": "s", "runs_per_variation": 2,
                                 "variations": [{"type": "actor_model", "actor": "a", "values": ["m/1", "m/2", "m/3"]}]})
-    runs = planned_runs(config, base_seed=10)
+    runs = planned_runs(config, base_seeds=[10, 10, 20])
     assert [(r.name, r.seed) for r in runs] == [
-        ("var-001-run-001", 10), ("var-002-run-001", 10), ("var-003-run-001", 10),
-        ("var-001-run-002", 11), ("var-002-run-002", 11), ("var-003-run-002", 11),
+        ("var-001-run-001", 10), ("var-002-run-001", 10), ("var-003-run-001", 20),
+        ("var-001-run-002", 11), ("var-002-run-002", 11), ("var-003-run-002", 21),
     ]
     seeded = config.model_copy(update={"seeds": [7, 3]})
-    assert [r.seed for r in planned_runs(seeded, base_seed=10)] == [7, 7, 7, 3, 3, 3]
+    assert [r.seed for r in planned_runs(seeded, base_seeds=[10, 10, 20])] == [7, 7, 7, 3, 3, 3]
 
 
 def test_a_variation_changes_models_and_scenario_keys(summit):
