@@ -57,6 +57,8 @@ class BatchRun(models.Model):
     variation = models.PositiveIntegerField(help_text="1-based, in the order of the Cartesian product")
     number = models.PositiveIntegerField(help_text="1-based within its variation")
     seed = models.BigIntegerField()
+    reserved = models.FloatField(null=True, blank=True,
+                                 help_text="USD the budget holds for the run until it ends: its credit limit, 0 if free")
     # PROTECT: a batch's run is part of its statistics; delete the batch first to delete the run.
     run = models.OneToOneField("runs.Run", null=True, blank=True, on_delete=models.PROTECT, related_name="batch_run")
 

@@ -83,7 +83,7 @@ def batch_progress(*, batch: Batch) -> BatchProgress:
         ended=sum(run.status in ENDED for run in runs),
         active=sum(run.status in ACTIVE for run in runs),
         spent=sum(run.total_cost for run in runs),
-        committed=committed(RunSpending(run.total_cost, run.credit_limit, run.status in ENDED) for run in runs),
+        committed=committed(RunSpending(row.run.total_cost, row.reserved, row.run.status in ENDED) for row in rows if row.run),
         budget_limit=batch.budget_limit,
         rows=listed,
     )

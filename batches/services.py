@@ -251,8 +251,8 @@ def batch_start(*, plan: BatchPlan, owner=None, dispatch: Dispatch | None = None
     return batch
 
 
-def _spending(run: Run) -> RunSpending:
-    return RunSpending(cost=run.total_cost, credit_limit=run.credit_limit, ended=run.status in ENDED)
+def _spending(row: BatchRun) -> RunSpending:
+    return RunSpending(cost=row.run.total_cost, reserved=row.reserved, ended=row.run.status in ENDED)
 
 
 def batch_schedule(*, batch_id: int, dispatch: Dispatch | None = None) -> list[Run]:
@@ -268,7 +268,7 @@ def batch_schedule(*, batch_id: int, dispatch: Dispatch | None = None) -> list[R
         rows = list(batch.batch_runs.select_related("run").order_by("position"))
         runs = [row.run for row in rows if row.run is not None]
         active = sum(run.status in ACTIVE for run in runs)
-        spent = committed(_spending(run) for run in runs)
+        spent = committed(_spending(row) for row in rows if row.run is not None)
         pending = [row for row in rows if row.run is None]
         plans: dict[int, VariationPlan] = {}
         config = BatchConfig.model_validate(batch.config)
@@ -291,8 +291,8 @@ def batch_schedule(*, batch_id: int, dispatch: Dispatch | None = None) -> list[R
                 break
             run = run_create(plan=replace(variation.run, seed=row.seed), slug=batch.scenario_slug,
                              scenario=batch.scenario, owner=batch.owner)
-            row.run = run
-            row.save(update_fields=["run"])
+            row.run, row.reserved = run, variation.reserve
+            row.save(update_fields=["run", "reserved"])
             spent += variation.reserve or 0.0
             active += 1
             started.append(run)
@@ -404,12 +404,18 @@ def batch_cancel(*, batch: Batch) -> Batch:
     return batch
 
 
-def batches_keep_going(*, dispatch: Dispatch | None = None) -> None:
-    """Once a minute: what no run's end announces. Running batches resume their crashed runs and start what
-    can start (a run resumed or cancelled from its own page ends without its batch's task); paused batches
-    pause runs that were claimed as the batch paused."""
-    for batch in Batch.objects.filter(status=BatchStatus.RUNNING):
-        _hand_out_again(batch, dispatch or _enqueue, crashed_only=True)
+def batch_keep_going(*, batch: Batch, dispatch: Dispatch | None = None, queued: bool = False) -> None:
+    """What no run's end announces: a running batch resumes its crashed runs (and with `queued` hands out its
+    queued runs again: their player is gone) and starts what can start (a run resumed or cancelled from its
+    own page ends without its batch's task); a paused batch pauses runs claimed as it paused."""
+    if batch.status == BatchStatus.RUNNING:
+        _hand_out_again(batch, dispatch or _enqueue, crashed_only=not queued)
         batch_schedule(batch_id=batch.pk, dispatch=dispatch)
-    for batch in Batch.objects.filter(status=BatchStatus.PAUSED):
+    elif batch.status == BatchStatus.PAUSED:
         _pause_running(batch)
+
+
+def batches_keep_going(*, dispatch: Dispatch | None = None) -> None:
+    """Once a minute, for every running or paused batch (see batch_keep_going)."""
+    for batch in Batch.objects.filter(status__in=[BatchStatus.RUNNING, BatchStatus.PAUSED]):
+        batch_keep_going(batch=batch, dispatch=dispatch)

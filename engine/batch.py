@@ -270,16 +270,16 @@ EPSILON = 1e-8
 
 @dataclass(frozen=True)
 class RunSpending:
-    """What a started run of a batch holds of its budget: its cost once it has ended, its credit limit until
-    then (it may still spend up to it)."""
+    """What a started run of a batch holds of its budget: its cost once it has ended, until then what was
+    reserved for it when it started (its credit limit: it may still spend up to that)."""
 
     cost: float
-    credit_limit: float | None
+    reserved: float | None
     ended: bool
 
     @property
     def committed(self) -> float:
-        return self.cost if self.ended or self.credit_limit is None else max(self.cost, self.credit_limit)
+        return self.cost if self.ended or self.reserved is None else max(self.cost, self.reserved)
 
 
 def committed(spending: Iterable[RunSpending]) -> float:
@@ -307,11 +307,9 @@ def run_credit_limit(config: BatchConfig, *, estimate_high: float, scenario_limi
 
 
 def run_reserve(limit: float | None, *, estimate_high: float) -> float | None:
-    """What a run to be started may spend at most: its limit, or for a run without one its estimate's worst
-    case when that is 0 (free), else unbounded (None)."""
-    if limit is not None:
-        return limit
-    return 0.0 if estimate_high <= 0 else None
+    """What the budget holds for a run while it plays: nothing for a free run (the prices that estimate its
+    worst case at 0 are the prices its calls are booked at), else its credit limit (None: unbounded)."""
+    return 0.0 if estimate_high <= 0 else limit
 
 
 def estimated_seconds(*, runs: int, max_parallel: int, turns: int, offline: bool) -> float:

@@ -149,3 +149,4 @@ def _register_service_errors() -> None:
 _register_service_errors()
 api.add_router("/scenarios/", "scenarios.api.router")
 api.add_router("/runs/", "runs.api.router")
+api.add_router("/batches/", "batches.api.router")

@@ -14,6 +14,7 @@ urlpatterns = [
     path("accounts/tokens/", include("accounts.urls")),
     path("scenarios/", include("scenarios.urls")),
     path("runs/", include("runs.urls")),
+    path("batches/", include("batches.urls")),
     path("api/", api.urls),
     re_path(r"^api/(?P<rest>.*)$", not_found),
     path("admin/", admin.site.urls),

@@ -19,6 +19,7 @@ from engine.batch import (
     final_metric_values,
     planned_runs,
     run_credit_limit,
+    run_reserve,
     summarize,
     t_quantile,
     variation_statistics,
@@ -133,8 +134,8 @@ def test_a_variation_that_does_not_fit_the_scenario_is_refused(summit):
 
 
 def test_the_budget_counts_ended_runs_by_cost_and_others_by_limit():
-    spending = [RunSpending(cost=0.3, credit_limit=1.0, ended=True), RunSpending(cost=0.2, credit_limit=1.0, ended=False),
-                RunSpending(cost=1.5, credit_limit=1.0, ended=False)]
+    spending = [RunSpending(cost=0.3, reserved=1.0, ended=True), RunSpending(cost=0.2, reserved=1.0, ended=False),
+                RunSpending(cost=1.5, reserved=1.0, ended=False), RunSpending(cost=0.0, reserved=0.0, ended=False)]
     assert committed(spending) == pytest.approx(0.3 + 1.0 + 1.5)
     assert budget_allows(budget_limit=3.8, committed=2.8, run_limit=1.0)
     assert not budget_allows(budget_limit=3.79, committed=2.8, run_limit=1.0)
@@ -149,6 +150,8 @@ def test_each_run_gets_the_limit_the_budget_counts_on():
     assert run_credit_limit(config, estimate_high=0.0, scenario_limit=None) is None
     assert run_credit_limit(config.model_copy(update={"cost_per_run_limit": 0.5}), estimate_high=0.8, scenario_limit=None) == 0.5
     assert run_credit_limit(config.model_copy(update={"budget_limit": None}), estimate_high=0.8, scenario_limit=2.0) == 2.0
+    assert run_reserve(2.0, estimate_high=0.0) == 0.0, "a free run holds nothing of the budget, whatever its limit"
+    assert run_reserve(0.8, estimate_high=0.8) == 0.8 and run_reserve(None, estimate_high=0.8) is None
 
 
 def test_t_quantiles_match_published_tables():

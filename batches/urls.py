@@ -1,0 +1,17 @@
+"""URLs of the batch pages and their controls."""
+
+from django.urls import path
+
+from batches import views
+
+app_name = "batches"
+
+urlpatterns = [
+    path("", views.batch_list, name="list"),
+    path("new/", views.batch_new, name="new"),
+    path("<int:pk>/", views.batch_detail, name="detail"),
+    path("<int:pk>/live/", views.batch_live, name="live"),
+    path("<int:pk>/pause/", views.batch_pause, name="pause"),
+    path("<int:pk>/resume/", views.batch_resume, name="resume"),
+    path("<int:pk>/cancel/", views.batch_cancel, name="cancel"),
+]
