@@ -33,3 +33,14 @@ def plan_batch(config: BatchConfig | None = None) -> services.BatchPlan:
 def start_batch(config: BatchConfig | None = None, *, owner=None, dispatch=None) -> Batch:
     """A started batch; by default its runs are only recorded as handed out (nothing plays them)."""
     return services.batch_start(plan=plan_batch(config), owner=owner, dispatch=dispatch or (lambda run: None))
+
+
+def play_queued(batch: Batch) -> None:
+    """Play the batch's queued runs here, one by one, until none is left (each end starts the next ones)."""
+    from runs.models import Run, RunStatus
+
+    while True:
+        queued = Run.objects.filter(batch_run__batch=batch, status=RunStatus.QUEUED).order_by("batch_run__position").first()
+        if queued is None:
+            return
+        services.batch_run_execute(run_id=queued.pk, dispatch=lambda run: None)

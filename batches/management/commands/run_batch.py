@@ -84,6 +84,12 @@ class Command(BaseCommand):
         parser.add_argument("--background", action="store_true", help="queue the runs for the workers (make serve) and return")
 
     def handle(self, *args, **options) -> None:
+        try:
+            self.start(options)
+        except (services.RunInputError, services.RunConflict) as exc:  # the batch errors are kinds of these
+            raise bad_input(str(exc)) from None
+
+    def start(self, options) -> None:
         path = self.path = Path(options["config"])
         config = services.batch_config_read(path=path)
         background = options["background"]
