@@ -1,10 +1,11 @@
 """Human seats: an actor played by a person instead of a model.
 
-When the decision phase reaches a human seat it builds the `SeatView` — exactly the prompts the model would
+After the talks, the decision phase builds each human seat's `SeatView` — exactly the prompt the model would
 have read, plus the proposals addressed to the actor that await its reply — and asks the run's `SeatDesk`
 for the person's decision. A desk that has one (a terminal prompt) answers at once; a desk that has none yet
-(a web page) returns None: the other actors still decide, then the run stops as WAITING_FOR_HUMAN, holding
-no worker, until `with_human_decision` adds the answer and the run is resumed.
+(a web page) returns None, and the run stops as WAITING_FOR_HUMAN, holding no worker, until
+`with_human_decision` adds the answer and the run is resumed. People decide before the models, so the models
+read the people's replies to their proposals, as they read each other's.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from engine.scenario.schema import Scenario
 from engine.state import ActorState, Communication, Decision, ScenarioState
 
 HUMAN = "human"
+CONTROLS = ("ai", HUMAN)
 
 
 @dataclass(frozen=True)
@@ -161,11 +163,17 @@ def seat_view(state: ScenarioState, scenario: Scenario, actor: str, *, max_turns
 
 # ---- the terminal --------------------------------------------------------------------------------------------
 class TerminalSeats(StateSeats):
-    """Asks at the terminal: the view is printed, then goals, priorities, reasoning, action and replies."""
+    """Asks at the terminal: the view is printed, then goals, priorities, reasoning, action and replies.
+    Who holds a seat comes from `controls` (e.g. the stored run's desk, so a seat handed back on the run's
+    page is honoured here too), else from the state."""
 
-    def __init__(self, *, ask: Callable[[str], str] = input, out: TextIO | None = None) -> None:
+    def __init__(self, *, ask: Callable[[str], str] = input, out: TextIO | None = None, controls: SeatDesk | None = None) -> None:
         self.ask = ask
         self.out = out
+        self.controls = controls
+
+    async def control(self, state: ScenarioState, actor: str) -> str:
+        return await (self.controls or StateSeats()).control(state, actor)
 
     async def decision(self, view: SeatView) -> HumanDecision | None:
         try:

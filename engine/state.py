@@ -280,9 +280,10 @@ class ScenarioState:
         """Mark `turn` as completed; the next turn starts with no phase or step done."""
         return replace(self, turn=turn, completed_phases=(), completed_steps=())
 
-    def with_history_until(self, turn: int) -> ScenarioState:
+    def with_history_until(self, turn: int, *, context_window: int = 0) -> ScenarioState:
         """The run as it stood when `turn` had just completed: later turns' records and ledger lines dropped.
-        What a branch at `turn` starts from."""
+        What a branch at `turn` starts from. A summary of turns ..L is written in turn L + context_window + 1
+        (when L leaves the window); one written after `turn` goes too, like its ledger line."""
         if not 0 <= turn <= self.turn:
             raise ValueError(f"turn {turn} is not a completed turn of this run (0 to {self.turn})")
 
@@ -300,7 +301,7 @@ class ScenarioState:
             costs=upto(self.costs),
             metrics=upto(self.metrics),
             validations=upto(self.validations),
-            summaries=upto(self.summaries),
+            summaries=tuple(s for s in self.summaries if s.last_turn + context_window + 1 <= turn),
         )
 
     # ---- serialisation -------------------------------------------------------------------------------

@@ -378,15 +378,15 @@ def cancel_run(request, run_id: int):
 class ActorChangeIn(Schema):
     model: Text | None = Field(None, min_length=1, max_length=200)
     control: Literal["ai", "human"] | None = None
-    system_prompt: Text | None = None
-    goals: list[Text] | None = Field(None, max_length=50)
+    system_prompt: Text | None = Field(None, max_length=50_000)
+    goals: list[Annotated[Text, Field(max_length=2000)]] | None = Field(None, max_length=50)
 
 
 class InterventionIn(Schema):
-    actors: dict[str, ActorChangeIn] = Field(default_factory=dict, description="changes by actor short name")
+    actors: dict[Annotated[Text, Field(max_length=64)], ActorChangeIn] = Field(default_factory=dict, max_length=100, description="changes by actor short name")
     credit_limit: float | None = Field(None, gt=0, description="USD; default: the parent's")
     seed: int | None = Field(None, ge=-BIGINT - 1, le=BIGINT, description="default: the parent's")
-    world_state: Text | None = Field(None, description="the world as it stood after the branch turn, rewritten")
+    world_state: Text | None = Field(None, max_length=200_000, description="the world as it stood after the branch turn, rewritten")
     end_turn: int | None = Field(None, ge=2, le=1000, description="the last turn to play; default: the parent's")
     note: Text = Field("", max_length=2000, description="why, shown in the family tree")
 
@@ -484,12 +484,12 @@ class PendingSeatOut(Schema):
 
 
 class SeatDecisionIn(Schema):
-    long_term_goals: list[Annotated[str, Field(max_length=2000)]] = Field(min_length=1, max_length=8)
-    short_term_priorities: list[Annotated[str, Field(max_length=2000)]] = Field(min_length=1, max_length=8)
+    long_term_goals: list[Annotated[Text, Field(max_length=2000)]] = Field(min_length=1, max_length=8)
+    short_term_priorities: list[Annotated[Text, Field(max_length=2000)]] = Field(min_length=1, max_length=8)
     reasoning: Text = Field(max_length=20000)
     action: Text = Field(max_length=20000)
-    replies: dict[Annotated[str, Field(max_length=200)], Annotated[str, Field(max_length=20000)]] = Field(
-        default_factory=dict, description="proposal id -> your reply; every pending proposal needs one")
+    replies: dict[Annotated[Text, Field(max_length=200)], Annotated[Text, Field(max_length=20000)]] = Field(
+        default_factory=dict, max_length=50, description="proposal id -> your reply; every pending proposal needs one")
 
 
 class SeatControlIn(Schema):

@@ -123,7 +123,7 @@ def run_branch(*, run: Run, at_turn: int, intervention: Intervention | None = No
     seats = {seat["short_name"]: dict(seat) for seat in parent.actors}
     _check(intervention, parent=parent, at_turn=at_turn, seats=seats)
 
-    history = load_run_state(parent).with_history_until(at_turn)
+    history = load_run_state(parent).with_history_until(at_turn, context_window=config.config.context_window_size)
     spent = history.total_cost
     credit_limit = intervention.credit_limit if intervention.credit_limit is not None else parent.credit_limit
     if credit_limit is not None and credit_limit <= spent:

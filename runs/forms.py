@@ -49,7 +49,7 @@ class RunBranchForm(forms.Form):
     end_turn = forms.IntegerField(required=False, min_value=2, max_value=1000, help_text="Empty: the run's.")
     credit_limit = forms.FloatField(required=False, min_value=0.000001, label="Credit limit (USD)", help_text="Empty: the run's.")
     seed = forms.IntegerField(required=False, min_value=-(2**63), max_value=2**63 - 1, help_text="Empty: the run's.")
-    world_state = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 5}), label="World text at the branch point",
+    world_state = forms.CharField(required=False, max_length=200_000, widget=forms.Textarea(attrs={"rows": 5}), label="World text at the branch point",
                                   help_text="Empty: unchanged. Replaces the world as it stood after that turn.")
     note = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2}), help_text="Why this branch.")
     start = forms.BooleanField(required=False, initial=True, label="Start it now")
@@ -71,9 +71,11 @@ class RunBranchForm(forms.Form):
             self.fields[f"{name}-control"] = forms.ChoiceField(choices=[("ai", "AI"), ("human", "human")], label="Seat",
                                                                initial=seat.get("control", "ai"))
             self.fields[f"{name}-system_prompt"] = forms.CharField(
+                max_length=50_000,
                 required=False, label="System prompt", widget=forms.Textarea(attrs={"rows": 6}),
                 initial=self.seats[name]["system_prompt"])
             self.fields[f"{name}-goals"] = forms.CharField(
+                max_length=50 * 2000,
                 required=False, label="Goals (one a line)", widget=forms.Textarea(attrs={"rows": 4}),
                 initial=self.seats[name]["goals"])
 
@@ -97,3 +99,24 @@ class RunBranchForm(forms.Form):
         world = data["world_state"].replace("\r\n", "\n").strip()
         return Intervention(actors=actors, credit_limit=data["credit_limit"], seed=data["seed"], world_state=world or None,
                             end_turn=data["end_turn"], note=data["note"].strip())
+
+
+# ---- a person's decision on a seat's page (the same limits as the API's SeatDecisionIn) -------------------------
+class SeatDecisionForm(forms.Form):
+    """Goals and priorities one a line; one reply field per proposal awaiting the seat's answer. Django's
+    fields refuse control characters (NUL) and the lengths cap what a page can store."""
+
+    long_term_goals = forms.CharField(max_length=8 * 2000)
+    short_term_priorities = forms.CharField(max_length=8 * 2000)
+    reasoning = forms.CharField(max_length=20000)
+    action = forms.CharField(max_length=20000)
+
+    def __init__(self, data=None, *, proposals=(), **kwargs) -> None:
+        super().__init__(data, **kwargs)
+        for proposal in proposals:
+            self.fields[f"reply-{proposal.id}"] = forms.CharField(max_length=20000, label="Your reply")
+
+    def decision(self) -> dict:
+        data = self.cleaned_data
+        replies = {name.removeprefix("reply-"): value for name, value in data.items() if name.startswith("reply-")}
+        return {key: data[key] for key in ("long_term_goals", "short_term_priorities", "reasoning", "action")} | {"replies": replies}

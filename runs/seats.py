@@ -21,8 +21,9 @@ from django.utils import timezone
 from engine import Event, EventType
 from engine.events import freeze_json
 from engine.scenario.schema import Scenario as ScenarioConfig
+from engine.phases.decision import decision_event_data
 from engine.seats import (
-    HUMAN,
+    CONTROLS,
     HumanDecision,
     HumanDecisionError,
     SeatView,
@@ -38,7 +39,6 @@ from runs.models import Run, RunEvent, RunStatus
 from runs.persistence import load_run_state, record_event, save_run_state
 from runs.services import RunConflict, RunInputError, run_resume
 
-CONTROLS = ("ai", HUMAN)
 
 
 class StoredSeats:
@@ -100,6 +100,16 @@ def _seat(run: Run, actor: str) -> dict:
     raise RunInputError(f"run {run.pk} has no actor {actor!r} (its actors: {known})")
 
 
+def _worker_gone(run: Run) -> bool:
+    """A waiting run is at rest only once its worker has stored its last events and let go (`waiting_since`
+    is set then): before that, an event stored here could take a seq the worker is about to use."""
+    return run.status != RunStatus.WAITING_FOR_HUMAN or run.waiting_since is not None
+
+
+def _still_saving(run: Run) -> RunConflict:
+    return RunConflict(f"run {run.pk} is storing its last turn; try again in a moment")
+
+
 def _announce(run: Run, event_type: EventType, data: Mapping) -> Event:
     """Store an event of a run no worker is executing (the caller holds the row lock), then relay it."""
     last = RunEvent.objects.filter(run=run).order_by("-seq").values_list("seq", flat=True).first() or 0
@@ -122,6 +132,8 @@ def seat_set_control(*, run: Run, actor: str, control: str, reason: str = "") ->
         seat = _seat(run, actor)
         if seat.get("control", "ai") == control:
             return run
+        if not _worker_gone(run):
+            raise _still_saving(run)
         run.actors = [{**a, "control": control} if a["short_name"] == actor else a for a in run.actors]
         run.save(update_fields=["actors"])
         if run.status != RunStatus.RUNNING:  # a worker announces the change itself when it reads it
@@ -144,6 +156,8 @@ def seat_decide(
         state = load_run_state(run)
         if run.status != RunStatus.WAITING_FOR_HUMAN or actor not in {a.short_name for a in pending_human_seats(state)}:
             raise RunConflict(f"run {run.pk} is not waiting for a decision from {actor} (it is {selectors.run_display_status(run)})")
+        if not _worker_gone(run):
+            raise _still_saving(run)
         view = seat_view(state, ScenarioConfig.model_validate(run.snapshot), actor, max_turns=run.max_turns)
         try:
             decision = human_decision(long_term_goals=long_term_goals, short_term_priorities=short_term_priorities,
@@ -154,12 +168,7 @@ def seat_decide(
         save_run_state(run.pk, decided)
         for message in decided.communications[len(state.communications):]:
             _announce(run, EventType.COMMUNICATION_SENT, {**as_dict(message), "kind": message.kind.value})
-        made = decided.decisions_in(state.current_turn)[actor]
-        _announce(run, EventType.ACTOR_DECISION_COMPLETED, {
-            "turn": made.turn, "actor": actor, "long_term_goals": list(made.long_term_goals),
-            "short_term_priorities": list(made.short_term_priorities), "reasoning": made.reasoning,
-            "action": made.action, "model": "", "provider": HUMAN,
-        })
+        _announce(run, EventType.ACTOR_DECISION_COMPLETED, decision_event_data(decided.decisions_in(state.current_turn)[actor]))
         run.refresh_from_db()
         if not pending_human_seats(decided):
             run = run_resume(run=run)
@@ -175,18 +184,37 @@ class SeatDecisionError(RunInputError):
 
 
 def seats_hand_over_expired(*, now: datetime | None = None) -> list[Run]:
-    """Give the model every seat that has kept its run waiting longer than the run's timeout."""
+    """Give the model every seat that has kept its run waiting longer than the run's timeout. Each seat is
+    checked again under the run's lock, so a decision that lands meanwhile keeps its seat with its person."""
     now = now or timezone.now()
     handed: list[Run] = []
     waiting = Run.objects.filter(status=RunStatus.WAITING_FOR_HUMAN, human_timeout_minutes__isnull=False, waiting_since__isnull=False)
-    for run in waiting:
-        if run.waiting_since + timedelta(minutes=run.human_timeout_minutes) > now:
+    for run_id in waiting.values_list("pk", flat=True):
+        try:
+            run = seat_timeout(run_id=run_id, now=now)
+        except (RunConflict, RunInputError):  # the run moved on meanwhile: nothing to hand over
             continue
-        for seat in run_pending_seats(run=run):
-            run = seat_set_control(run=run, actor=seat.actor, control="ai",
-                                   reason=f"no decision within {run.human_timeout_minutes:g} minutes: the model takes the seat")
-        handed.append(run)
+        if run is not None:
+            handed.append(run)
     return handed
+
+
+def seat_timeout(*, run_id: int, now: datetime) -> Run | None:
+    """Hand the waiting seats of one run to the model if its wait is past the timeout; None if it is not."""
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run_id)
+        if (run.status != RunStatus.WAITING_FOR_HUMAN or run.waiting_since is None or run.human_timeout_minutes is None
+                or run.waiting_since + timedelta(minutes=run.human_timeout_minutes) > now):
+            return None
+        pending = run_pending_seats(run=run)
+        if not pending:
+            return None
+        reason = f"no decision within {run.human_timeout_minutes:g} minutes: the model takes the seat"
+        run.actors = [{**a, "control": "ai"} if a["short_name"] in {p.actor for p in pending} else a for a in run.actors]
+        run.save(update_fields=["actors"])
+        for seat in pending:
+            _announce(run, EventType.SEAT_CONTROL_CHANGED, {"actor": seat.actor, "control": "ai", "reason": reason})
+        return run_resume(run=run)
 
 
 def mark_waiting(*, run_id: int) -> None:

@@ -403,7 +403,9 @@ def run_resume(*, run: Run, credit_limit: float | None = None, max_turns: int | 
     else:
         # The conditions are checked by the UPDATE itself, on database time: a run whose worker beats
         # again at this moment is no longer crashed, and is not taken from it.
-        resumable = Q(status__in=[s.value for s in selectors.RESUMABLE]) | Q(
+        # A waiting run only once its worker has let go (waiting_since set): see runs.seats.
+        resumable = Q(status__in=[s.value for s in selectors.RESUMABLE if s != RunStatus.WAITING_FOR_HUMAN]) | Q(
+            status=RunStatus.WAITING_FOR_HUMAN, waiting_since__isnull=False) | Q(
             status=RunStatus.RUNNING, heartbeat_at__lt=_stale_before()
         ) | Q(status=RunStatus.RUNNING, heartbeat_at__isnull=True)
         updated = Run.objects.filter(resumable, pk=run.pk).update(claim="", **changes)

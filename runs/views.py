@@ -152,28 +152,29 @@ def run_branch(request: HttpRequest, pk: int) -> HttpResponse:
 def seat_detail(request: HttpRequest, pk: int, actor: str) -> HttpResponse:
     """What the model would have read in this seat, and the form for the person's decision."""
     from runs import seats
+    from runs.forms import SeatDecisionForm
 
     run = _visible_run(request, pk)
-    problems: dict[str, str] = {}
-    if request.method == "POST":
-        replies = {key.removeprefix("reply-"): value for key, value in request.POST.items() if key.startswith("reply-")}
-        try:
-            seats.seat_decide(run=run, actor=actor, long_term_goals=request.POST.get("long_term_goals", ""),
-                              short_term_priorities=request.POST.get("short_term_priorities", ""),
-                              reasoning=request.POST.get("reasoning", ""), action=request.POST.get("action", ""),
-                              replies=replies)
-            messages.success(request, f"Your decision for {actor} is recorded; the run goes on.")
-            return redirect(_detail_url(run))
-        except seats.SeatDecisionError as exc:
-            problems = exc.problems
-        except (services.RunConflict, services.RunInputError) as exc:
-            messages.error(request, str(exc))
-            return redirect(_detail_url(run))
     try:
         view = seats.seat_view_for(run=run, actor=actor)
     except (services.RunConflict, services.RunInputError) as exc:
         messages.info(request, str(exc))
         return redirect(_detail_url(run))
+    form = SeatDecisionForm(request.POST if request.method == "POST" else None, proposals=view.proposals)
+    problems: dict[str, str] = {}
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                seats.seat_decide(run=run, actor=actor, **form.decision())
+                messages.success(request, f"Your decision for {view.actor_name} is recorded; the run goes on.")
+                return redirect(_detail_url(run))
+            except seats.SeatDecisionError as exc:
+                problems = exc.problems
+            except (services.RunConflict, services.RunInputError) as exc:
+                messages.error(request, str(exc))
+                return redirect(_detail_url(run))
+        else:
+            problems = {name.replace("reply-", "replies.", 1): " ".join(errors) for name, errors in form.errors.items()}
     names = {a["short_name"]: a["name"] for a in run.actors}
     context = {"run": run, "view": view, "names": names, "problems": problems, "form": request.POST,
                "proposals": [{"message": p, "sender": names.get(p.sender, p.sender), "field": f"reply-{p.id}",

@@ -130,19 +130,8 @@ class CommunicationPhase:
 
     @staticmethod
     async def _announce(message: Communication, ctx: PhaseContext) -> None:
-        await ctx.emit(
-            EventType.COMMUNICATION_SENT,
-            {
-                "id": message.id,
-                "turn": message.turn,
-                "kind": message.kind.value,
-                "sender": message.sender,
-                "recipients": list(message.recipients),
-                "content": message.content,
-                "in_reply_to": message.in_reply_to,
-            },
-            turn=message.turn,
-        )
+        await announce_message(message, ctx)
+
 
     async def _outreach(
         self, state: ScenarioState, actor: ActorConfig, settings: CommunicationSettings, ctx: PhaseContext
@@ -206,36 +195,58 @@ class CommunicationPhase:
     async def _reply(
         self, state: ScenarioState, opening: Communication, responder: str, ctx: PhaseContext
     ) -> Communication:
-        turn = state.current_turn
-        actor = ctx.scenario.actor(responder)
-        names = {a.short_name: a.name for a in state.actors}
-        model, system = state.actor(responder).model, actor_system_prompt(ctx.scenario, actor)
-        around = ["## A message addressed to you\n\n" + describe_message(opening, names), REPLY_INSTRUCTIONS]
-        room = request_room(
-            ctx.scenario, model, max_tokens=REPLY_MAX_TOKENS, system=system, around=around, output=ReplyOutput, reask=True
-        )
-        request = ctx.request(
-            purpose=CallPurpose(
-                task="reply",
-                phase=self.name.value,
-                turn=turn,
-                actor=responder,
-                hints={"to": opening.sender, "kind": opening.kind.value},
-            ),
-            model=model,
-            system=system,
-            user="\n\n".join([situation(state, ctx.scenario, responder, max_turns=ctx.max_turns, room=room, messages=False), *around]),
-            output=ReplyOutput,
-            max_tokens=REPLY_MAX_TOKENS,
-        )
-        output, _ = await ctx.complete_structured(request, ReplyOutput)
-        others = tuple(p for p in opening.participants if p != responder)
-        return Communication(
-            id=f"{opening.id}-re-{responder}",
+        return await reply_to(state, opening, responder, ctx)
+
+
+async def reply_to(state: ScenarioState, opening: Communication, responder: str, ctx: PhaseContext) -> Communication:
+    """The model's reply for `responder` to a bilateral or coalition opening (a call booked as communication):
+    the reply round, and a seat handed back to the model after the talks."""
+    turn = state.current_turn
+    actor = ctx.scenario.actor(responder)
+    names = {a.short_name: a.name for a in state.actors}
+    model, system = state.actor(responder).model, actor_system_prompt(ctx.scenario, actor)
+    around = ["## A message addressed to you\n\n" + describe_message(opening, names), REPLY_INSTRUCTIONS]
+    room = request_room(
+        ctx.scenario, model, max_tokens=REPLY_MAX_TOKENS, system=system, around=around, output=ReplyOutput, reask=True
+    )
+    request = ctx.request(
+        purpose=CallPurpose(
+            task="reply",
+            phase=PhaseName.COMMUNICATION.value,
             turn=turn,
-            kind=opening.kind,
-            sender=responder,
-            recipients=others,
-            content=output.response.strip(),
-            in_reply_to=opening.id,
-        )
+            actor=responder,
+            hints={"to": opening.sender, "kind": opening.kind.value},
+        ),
+        model=model,
+        system=system,
+        user="\n\n".join([situation(state, ctx.scenario, responder, max_turns=ctx.max_turns, room=room, messages=False), *around]),
+        output=ReplyOutput,
+        max_tokens=REPLY_MAX_TOKENS,
+    )
+    output, _ = await ctx.complete_structured(request, ReplyOutput)
+    others = tuple(p for p in opening.participants if p != responder)
+    return Communication(
+        id=f"{opening.id}-re-{responder}",
+        turn=turn,
+        kind=opening.kind,
+        sender=responder,
+        recipients=others,
+        content=output.response.strip(),
+        in_reply_to=opening.id,
+    )
+
+
+async def announce_message(message: Communication, ctx: PhaseContext) -> None:
+    await ctx.emit(
+        EventType.COMMUNICATION_SENT,
+        {
+            "id": message.id,
+            "turn": message.turn,
+            "kind": message.kind.value,
+            "sender": message.sender,
+            "recipients": list(message.recipients),
+            "content": message.content,
+            "in_reply_to": message.in_reply_to,
+        },
+        turn=message.turn,
+    )

@@ -12,7 +12,8 @@ from engine.llm.provider import CallPurpose
 from engine.phases.base import PhaseContext, first_failure, refresh_seats
 from engine.phases.prompts import actor_system_prompt, situation
 from engine.scenario.schema import ActorConfig, Scenario
-from engine.seats import HUMAN, AwaitingHuman, SeatView, seat_view, with_human_decision
+from engine.phases.communication import announce_message, reply_to
+from engine.seats import HUMAN, AwaitingHuman, SeatView, proposals_for, seat_view, with_human_decision
 from engine.state import Decision, PhaseName, ScenarioState
 
 
@@ -67,43 +68,48 @@ class DecisionPhase:
 
     async def run(self, state: ScenarioState, ctx: PhaseContext) -> ScenarioState:
         turn = state.current_turn
+        state = await refresh_seats(state, ctx)  # a seat may have changed hands since the turn began
         done = state.decisions_in(turn)
         pending = [actor for actor in ctx.scenario.actors if actor.short_name not in done]  # a resume skips done ones
-        state = await refresh_seats(state, ctx)  # a seat may have changed hands since the turn began
         humans = [actor for actor in pending if state.actor(actor.short_name).control == HUMAN]
-        seen = ctx.checkpoint(state)  # every actor decides on the same situation, whatever finishes first
+        models = [actor for actor in pending if actor not in humans]
+
+        # People first: their replies to proposals are this turn's messages, which the models read before
+        # they decide. A person not there yet makes the run wait here, before any model decides.
+        waiting: list[SeatView] = []
+        for actor in humans:
+            view = seat_view(state, ctx.scenario, actor.short_name, max_turns=ctx.max_turns)
+            answer = await ctx.seats.decision(view)
+            if answer is None:
+                waiting.append(view)
+                continue
+            before = len(state.communications)
+            state = ctx.checkpoint(with_human_decision(state, actor.short_name, answer))
+            for message in state.communications[before:]:
+                await announce_message(message, ctx)
+            await announce_decision(state.decisions_in(turn)[actor.short_name], ctx)
+        if waiting:
+            raise AwaitingHuman(tuple(waiting))
+
+        # A seat handed back to its model after the talks still owes replies to what was proposed to it.
+        for actor in models:
+            for proposal in proposals_for(state, actor.short_name, turn):
+                reply = await reply_to(state, proposal, actor.short_name, ctx)
+                await announce_message(reply, ctx)
+                state = ctx.checkpoint(state.with_communication(reply))
+
+        seen = ctx.checkpoint(state)  # every model decides on the same situation, whatever finishes first
 
         async def decide(actor: ActorConfig) -> None:
             nonlocal state
             decision = await self._decide(seen, actor, ctx)
             state = ctx.checkpoint(state.with_decision(decision))
 
-        models = [actor for actor in pending if actor not in humans]
         failure = first_failure(await ctx.gather_limited([lambda a=actor: decide(a) for actor in models]))
-        waiting: list[SeatView] = []
-        for actor in humans:  # after the models, so a person at a terminal is not interleaved with their output
-            view = seat_view(seen, ctx.scenario, actor.short_name, max_turns=ctx.max_turns)
-            answer = await ctx.seats.decision(view)
-            if answer is None:
-                waiting.append(view)
-                continue
-            state = ctx.checkpoint(with_human_decision(state, actor.short_name, answer))
-            await self._announce(state.decisions_in(turn)[actor.short_name], ctx)
         if failure is not None:
             raise failure
-        if waiting:
-            raise AwaitingHuman(tuple(waiting))
         order = {a.short_name: i for i, a in enumerate(ctx.scenario.actors)}
         return state.with_turn_sorted("decisions", turn, lambda d: order[d.actor])
-
-    @staticmethod
-    async def _announce(decision: Decision, ctx: PhaseContext) -> None:
-        data = {
-            "turn": decision.turn, "actor": decision.actor, "long_term_goals": list(decision.long_term_goals),
-            "short_term_priorities": list(decision.short_term_priorities), "reasoning": decision.reasoning,
-            "action": decision.action, "model": decision.model, "provider": decision.provider,
-        }
-        await ctx.emit(EventType.ACTOR_DECISION_COMPLETED, data, turn=decision.turn)
 
     async def _decide(self, state: ScenarioState, actor: ActorConfig, ctx: PhaseContext) -> Decision:
         turn = state.current_turn
@@ -136,5 +142,18 @@ class DecisionPhase:
             model=response.model,
             provider=response.provider,
         )
-        await self._announce(decision, ctx)
+        await announce_decision(decision, ctx)
         return decision
+
+
+def decision_event_data(decision: Decision) -> dict:
+    """The payload of ACTOR_DECISION_COMPLETED, whoever decided (a model, a person here or on a page)."""
+    return {
+        "turn": decision.turn, "actor": decision.actor, "long_term_goals": list(decision.long_term_goals),
+        "short_term_priorities": list(decision.short_term_priorities), "reasoning": decision.reasoning,
+        "action": decision.action, "model": decision.model, "provider": decision.provider,
+    }
+
+
+async def announce_decision(decision: Decision, ctx: PhaseContext) -> None:
+    await ctx.emit(EventType.ACTOR_DECISION_COMPLETED, decision_event_data(decision), turn=decision.turn)

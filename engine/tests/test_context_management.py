@@ -224,11 +224,13 @@ async def test_a_pause_inside_a_turn_then_resume_pays_no_summary_twice(small_mod
 async def test_a_branch_reuses_the_parents_summaries(long_run, thirty_turns):
     parent, _ = long_run
     provider = RecordingProvider(thirty_turns)
-    branch = await Runner(provider=provider).run_async(thirty_turns, state=parent.with_history_until(20))
+    start = parent.with_history_until(20, context_window=WINDOW)
+    branch = await Runner(provider=provider).run_async(thirty_turns, state=start)
     assert branch.status is RunStatus.COMPLETED
-    # The parent summarised turns up to 20 while playing turns up to 24: the branch pays only for 1–21 on.
-    assert [(s.first_turn, s.last_turn) for s in parent.with_history_until(20).summaries] == [(1, k) for k in range(1, 21)]
-    assert summary_ranges(provider.requests) == [(1, k) for k in range(21, 30 - WINDOW)]
+    # By turn 20 the parent had summarised turns 1..20-WINDOW-1; the later summaries (written after the branch
+    # point, their ledger lines dropped with it) are the branch's own to pay for.
+    assert [(s.first_turn, s.last_turn) for s in start.summaries] == [(1, k) for k in range(1, 20 - WINDOW)]
+    assert summary_ranges(provider.requests) == [(1, k) for k in range(20 - WINDOW, 30 - WINDOW)]
     assert Counter((s.first_turn, s.last_turn) for s in branch.summaries).most_common(1)[0][1] == 1
 
 

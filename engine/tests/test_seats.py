@@ -51,28 +51,35 @@ async def test_the_run_waits_after_the_models_decide_and_shows_the_seat_the_mode
     waiting = await runner.run_async(summit, max_turns=2, state=seated(summit))
 
     assert waiting.status is RunStatus.WAITING_FOR_HUMAN and waiting.turn == 0
-    assert set(waiting.decisions_in(1)) == {a.short_name for a in summit.actors} - {SEAT}  # the models decided
+    assert recording.prompts(task="outreach") and recording.prompts(task="reply")  # the models talked
+    assert not waiting.decisions_in(1)  # and decide after the person, whose replies they are to read
     assert [a.short_name for a in pending_human_seats(waiting)] == [SEAT]
     assert ends and list(ends[0].data["seats"]) == [SEAT]
     assert not recording.prompts(task="decision", actor=SEAT) and not recording.prompts(task="outreach", actor=SEAT)
 
-    # The same run with the model taking the seat back just before the decisions: its prompt is the seat's view.
+    # The same run with the model taking the seat back just before the decisions: it first answers the
+    # proposals the person would have, then reads everything the person was shown (and its own replies).
     model_played = RecordingProvider(summit)
-    await Runner(provider=model_played, seats=HandedBackForDecisions(), error_policy=NO_WAIT).run_async(
+    done = await Runner(provider=model_played, seats=HandedBackForDecisions(), error_policy=NO_WAIT).run_async(
         summit, max_turns=2, state=seated(summit))
     view = seat_view(waiting, summit, SEAT, max_turns=2)
-    assert view.turn == 1 and view.actor_name == waiting.actor(SEAT).name
-    assert model_played.prompts(task="decision", actor=SEAT, turn=1)[0] == view.user
+    assert view.turn == 1 and view.actor_name == waiting.actor(SEAT).name and view.proposals
+    model_prompt = model_played.prompts(task="decision", actor=SEAT, turn=1)[0]
+    assert set(view.user.splitlines()) <= set(model_prompt.splitlines())
+    assert not proposals_for(done, SEAT, 1)  # every proposal to the handed-back seat answered, by its model
+    assert {m.in_reply_to for m in done.communications_in(1) if m.sender == SEAT} == {p.id for p in view.proposals}
 
 
 async def test_a_human_decision_resumes_the_run_and_is_recorded_as_human(summit):
     recording = RecordingProvider(summit)
     runner = Runner(provider=recording, error_policy=NO_WAIT)
     state = seated(summit)
+    proposers: set[str] = set()
     for turn in (1, 2):
         state = await runner.run_async(summit, max_turns=2, state=state)
         assert state.status is RunStatus.WAITING_FOR_HUMAN and state.current_turn == turn
         view = seat_view(state, summit, SEAT, max_turns=2)
+        proposers.update(p.sender for p in view.proposals)
         state = with_human_decision(state, SEAT, human_decision(**a_decision(view)))
         assert not proposals_for(state, SEAT, turn)  # every proposal answered
     done = await runner.run_async(summit, max_turns=2, state=state)
@@ -82,6 +89,9 @@ async def test_a_human_decision_resumes_the_run_and_is_recorded_as_human(summit)
     assert mine[0].long_term_goals == ("A binding treaty", "A safety institute") and mine[0].action == "We table the text."
     assert {d.provider for d in done.decisions if d.actor != SEAT} == {"recording"}
     assert all("We table the text." in prompt for prompt in recording.prompts(task="world_update"))  # the world saw it
+    assert proposers, "the summit's offline talks address the chair"
+    for proposer in proposers:  # each proposer read the person's reply before deciding
+        assert any("We will consider it." in prompt for prompt in recording.prompts(task="decision", actor=proposer))
 
 
 def test_a_decision_is_checked_like_a_models_answer(summit):

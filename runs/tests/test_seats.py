@@ -47,7 +47,7 @@ def test_a_run_waits_for_its_human_seat_and_goes_on_after_each_decision(owner):
     run = services.run_execute(run_id=make_run(turns=2, owner=owner, human_seats=(SEAT,)).pk)
     assert run.status == RunStatus.WAITING_FOR_HUMAN and run.turn == 0 and run.waiting_since is not None
     assert not run.claim or run.worker  # no worker holds it: the executor returned
-    assert set(Decision.objects.filter(run=run, turn=1).values_list("actor", flat=True)) == {a["short_name"] for a in run.actors} - {SEAT}
+    assert not Decision.objects.filter(run=run, turn=1).exists()  # the models decide after the person
 
     pending = client.get("/runs/seats/pending", user=owner).json()
     assert [(p["run"], p["actor"], p["turn"]) for p in pending] == [(run.pk, SEAT, 1)]
@@ -196,3 +196,47 @@ def test_take_a_seat_and_hand_it_back_from_the_run_page(owner, client):
     run.refresh_from_db()
     assert run.status == RunStatus.QUEUED
     assert services.run_execute(run_id=run.pk).status == RunStatus.COMPLETED
+
+
+def test_a_run_whose_worker_has_not_let_go_yet_takes_no_decision(owner):
+    run = services.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,)).pk)
+    payload = decision_for(run)
+    Run.objects.filter(pk=run.pk).update(waiting_since=None)  # as between the worker's last save and its end
+    assert client.post(f"/runs/{run.pk}/seats/{SEAT}/decision", json=payload, user=owner).status_code == 409
+    assert client.post(f"/runs/{run.pk}/seats/{SEAT}/control", json={"control": "ai"}, user=owner).status_code == 409
+    with pytest.raises(services.RunConflict):
+        services.run_resume(run=Run.objects.get(pk=run.pk))
+    seats.mark_waiting(run_id=run.pk)
+    assert client.post(f"/runs/{run.pk}/seats/{SEAT}/decision", json=payload, user=owner).status_code == 200
+
+
+def test_a_decision_that_lands_first_keeps_the_seat_from_the_timeout(owner):
+    run = services.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,), human_timeout_minutes=0.01).pk)
+    seats.seat_decide(run=run, actor=SEAT, **decision_for(run))
+    later = timezone.now() + timedelta(minutes=5)
+    assert seats.seat_timeout(run_id=run.pk, now=later) is None and seats.seats_hand_over_expired(now=later) == []
+    run.refresh_from_db()
+    assert {a["short_name"]: a["control"] for a in run.actors}[SEAT] == "human"
+    assert not RunEvent.objects.filter(run=run, type="seat_control_changed").exists()
+
+
+@pytest.mark.parametrize("field", ["long_term_goals", "reasoning"])
+def test_control_characters_and_huge_texts_are_refused_not_stored(owner, client, field):
+    run = services.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,)).pk)
+    payload = decision_for(run)
+    payload[field] = ["bad\x00goal"] if field == "long_term_goals" else "bad\x00text"
+    assert client_api_status(run, owner, payload) in (400, 422)
+    payload[field] = ["x" * 30_000] if field == "long_term_goals" else "x" * 30_000
+    assert client_api_status(run, owner, payload) in (400, 422)
+    client.force_login(owner)
+    form = {"long_term_goals": "Treaty", "short_term_priorities": "Vote", "reasoning": "Because.", "action": "Act.",
+            **{f"reply-{k}": "Yes." for k in payload["replies"]}}
+    form[field] = "bad\x00text"
+    assert client.post(f"/runs/{run.pk}/seats/{SEAT}/", form).status_code == 400
+    form[field] = "x" * 30_000
+    assert client.post(f"/runs/{run.pk}/seats/{SEAT}/", form).status_code == 400
+    assert not Decision.objects.filter(run=run, actor=SEAT).exists()
+
+
+def client_api_status(run: Run, user, payload: dict) -> int:
+    return client.post(f"/runs/{run.pk}/seats/{SEAT}/decision", json=payload, user=user).status_code

@@ -22,6 +22,7 @@ from engine.llm.routing import PROVIDER_CHOICES
 from engine.scenario.errors import ScenarioLoadError
 from engine.seats import TerminalSeats
 from runs import selectors, services
+from runs.seats import StoredSeats
 from runs.models import Run, RunStatus
 
 EXIT_CODES = {
@@ -121,7 +122,7 @@ class Command(BaseCommand):
             # A person at this terminal decides for human seats here; with no one to ask (no terminal, --json,
             # --background), a human seat makes the run wait for its page instead.
             ask_here = sys.stdin.isatty() and not self.json and any(a.get("control") == "human" for a in run.actors)
-            desk = TerminalSeats(out=sys.stdout) if ask_here else None
+            desk = TerminalSeats(out=sys.stdout, controls=StoredSeats(run.pk)) if ask_here else None
             executed = services.run_execute(run_id=run.pk, progress=self.progress, controls=controls, seats=desk)
         finally:
             signal.signal(signal.SIGINT, previous)
