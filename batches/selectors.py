@@ -7,12 +7,15 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet, Sum
 
-from batches.models import Batch, BatchRun, BatchStatus
-from batches.services import ACTIVE, ENDED
+from batches.models import Batch, BatchRun
 from engine import Scenario
 from engine.batch import RunOutcome, RunSpending, Variation, VariationStatistics, committed, final_metric_values, variation_statistics
 from runs import selectors as run_selectors
 from runs.models import CostRecord, MetricRecord, RunStatus
+
+# A run in one of these will not play on: its cost is final. ACTIVE runs hold a worker slot.
+ENDED = frozenset({RunStatus.COMPLETED, RunStatus.HALTED, RunStatus.FAILED, RunStatus.CANCELLED})
+ACTIVE = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING_FOR_HUMAN})
 
 
 def batch_get(*, batch_id: int) -> Batch | None:
@@ -87,11 +90,6 @@ def batch_progress(*, batch: Batch) -> BatchProgress:
         budget_limit=batch.budget_limit,
         rows=listed,
     )
-
-
-def batch_is_open(batch: Batch) -> bool:
-    """Whether the batch may still change by itself (a page keeps following it)."""
-    return batch.status in (BatchStatus.RUNNING, BatchStatus.PAUSED) or batch_progress(batch=batch).active > 0
 
 
 def batch_outcomes(*, batch: Batch) -> list[RunOutcome]:

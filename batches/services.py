@@ -23,6 +23,7 @@ from django.db.models.functions import Now
 from django.utils.text import slugify
 
 from batches.models import Batch, BatchRun, BatchStatus
+from batches.selectors import ACTIVE, ENDED
 from engine import Scenario
 from engine.batch import (
     BatchConfig,
@@ -45,10 +46,6 @@ from runs.models import Run, RunStatus
 from runs.services import RunConflict, RunInputError, RunPlan, run_cancel, run_create, run_pause, run_plan, run_resume
 
 logger = logging.getLogger(__name__)
-
-# A run in one of these will not play on: its cost is final. ACTIVE runs hold a worker slot.
-ENDED = frozenset({RunStatus.COMPLETED, RunStatus.HALTED, RunStatus.FAILED, RunStatus.CANCELLED})
-ACTIVE = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING_FOR_HUMAN})
 
 Dispatch = Callable[[Run], None]
 

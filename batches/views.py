@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 
 from batches import selectors, services
 from batches.forms import EXAMPLE, BatchConfigForm
-from batches.models import Batch
+from batches.models import Batch, BatchStatus
 
 BATCHES_PER_PAGE = 50
 
@@ -32,7 +32,7 @@ def live_context(batch: Batch) -> dict:
         "batch": batch,
         "progress": progress,
         "statistics": selectors.batch_statistics(batch=batch),
-        "open": batch.status in ("running", "paused") or progress.active > 0,
+        "open": batch.status in (BatchStatus.RUNNING, BatchStatus.PAUSED) or progress.active > 0,  # may still change
     }
 
 
