@@ -25,6 +25,7 @@ import asyncio
 import json
 import logging
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -397,7 +398,13 @@ class BatchRunner:
         if credit_limit is not None:
             command += ["--credit-limit", repr(credit_limit)]
         process = await asyncio.create_subprocess_exec(*command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        await process.wait()
+        try:
+            await process.wait()
+        except asyncio.CancelledError:  # Ctrl-C: it halts the run as run_scenario.py does (saved), then we go
+            if process.returncode is None:
+                process.send_signal(signal.SIGINT)
+            await asyncio.shield(process.wait())
+            raise
         state, _ = read_run_directory(folder)
         return state
 

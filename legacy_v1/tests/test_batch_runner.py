@@ -5,7 +5,12 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
+import signal
 import statistics
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -212,3 +217,34 @@ def test_the_analyzer_matches_a_hand_computation(here):
 def test_the_analyzer_needs_a_batch_directory(here):
     code, _, err = run(batch_analyzer.main, here / "nothing")
     assert code == 2 and "Runs directory not found" in err
+
+
+def test_ctrl_c_saves_the_runs_and_books_their_costs_then_resume_finishes(here, monkeypatch):
+    server = FakeLLMServer(latency=0.2).start_in_thread()
+    monkeypatch.setenv("SCENARIOLAB_LLM_BASE_URL", server.base_url)
+    try:
+        config = write_config(here, runs_per_variation=1)
+        batch = here / "experiments" / "chair"
+        process = subprocess.Popen([sys.executable, str(ROOT / "legacy_v1" / "batch_runner.py"), str(config)], cwd=here,
+                                   env={**os.environ}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 60
+        while server.stats["completions"] < 6 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=60)
+        assert process.returncode == 130, out
+        assert "--resume" in out
+        costs = read_json(batch / "batch-costs.json")
+        ledgers = {p.name: ledger_total(p) for p in (batch / "runs").iterdir()}
+        assert {e["run_id"]: e["cost"] for e in costs["run_costs"]} == pytest.approx(ledgers)
+        assert sum(ledgers.values()) > 0
+        assert all(f["error"].startswith("interrupted") for f in read_json(batch / "batch-state.json")["failed_runs"])
+
+        code, out, _ = run(batch_runner.main, config, "--resume")
+        assert code == 0, out
+        state = read_json(batch / "batch-state.json")
+        assert sorted(state["completed_runs"]) == ["var-001-run-001", "var-002-run-001"] and state["failed_runs"] == []
+        costs = read_json(batch / "batch-costs.json")
+        assert costs["summary"]["total_spent"] == pytest.approx(sum(ledger_total(p) for p in (batch / "runs").iterdir()))
+    finally:
+        server.stop()
