@@ -4,8 +4,9 @@ Same options, same run directories and files as V1 (see engine/v1). There is no 
 plays the run and `V1RunDirectory` writes V1's files as its persistence.
 
 Exit codes: 0 completed (or stopped at --end-turn, or branched), 1 failed, 2 bad input, 3 halted by the credit
-limit or a halting finding, 4 halted by provider trouble (rate limit, API errors), 130 Ctrl-C. Every halt is
-resumable with --resume.
+limit, a QA finding or a metric threshold set to halt (V1 had no word for the last two: scenario-state.json
+says `halt_reason: error`, the engine's reason beside it), 4 halted by provider trouble (rate limit, API
+errors), 130 Ctrl-C. Every halt is resumable with --resume.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import shlex
 import sys
 from collections.abc import Sequence
@@ -26,12 +28,23 @@ from engine import Event, EventType, Runner, Scenario  # noqa: E402
 from engine.estimate import estimate_run_cost  # noqa: E402
 from engine.llm.routing import RoutingError, provider_from_environment  # noqa: E402
 from engine.scenario.errors import ScenarioLoadError  # noqa: E402
-from engine.state import ScenarioState  # noqa: E402
-from engine.v1 import RunDirectoryError, V1RunDirectory, branch_run_directory, next_run_folder, read_run_directory, v1_status  # noqa: E402
-from engine.v1.run_directory import STATE_FILE, read_state_document  # noqa: E402
+from engine.state import RunStatus, ScenarioState  # noqa: E402
+from engine.v1 import (  # noqa: E402
+    STATE_FILE,
+    RunDirectoryError,
+    V1Reading,
+    V1RunDirectory,
+    branch_run_directory,
+    find_scenario_folder,
+    next_run_folder,
+    read_run,
+    scenario_folder_name,
+    v1_status,
+)
 
 LOG_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
 EXIT = {"completed": 0, "end_turn": 0, "branched": 0, "credit_limit": 3, "rate_limit": 4, "api_error": 4, "manual": 130, "error": 1}
+HALTED_BY_FINDING = 3  # a QA finding or a metric threshold: V1's `error`, but the run did what it was told
 log = logging.getLogger("scenario_lab")
 
 
@@ -48,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", metavar="RUN_DIR", help="write the run here instead of output/<scenario>/run-NNN")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a halted run (written by V1 or by this program)")
     parser.add_argument("--branch-from", metavar="RUN_DIR", help="start a new run from RUN_DIR's state at --branch-at-turn")
-    parser.add_argument("--branch-at-turn", type=int, metavar="N", help="the completed turn to branch at")
+    parser.add_argument("--branch-at-turn", type=int, metavar="N", help="the completed turn to branch at (0: the initial state)")
     parser.add_argument("--end-turn", "--max-turns", dest="end_turn", type=int, metavar="N", help="stop after turn N (an absolute turn)")
     parser.add_argument("--credit-limit", type=float, metavar="USD", help="halt before a call could take the run past this cost")
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug output in the terminal")
@@ -56,37 +69,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---- finding things --------------------------------------------------------------------------------------
-def load_scenario(path: str | Path) -> Scenario:
-    scenario = Scenario.load(path)
-    if "public" not in scenario.config.features.communications.model_fields_set:
-        # V1 had bilateral and coalition talks only; its folders play as they did unless they ask for more.
-        communications = scenario.config.features.communications.model_copy(update={"public": False})
-        features = scenario.config.features.model_copy(update={"communications": communications})
-        scenario = scenario.model_copy(update={"config": scenario.config.model_copy(update={"features": features})})
-    return scenario
-
-
 def default_output(scenario_arg: str) -> Path:
     """output/<basename of SCENARIO_DIR>/run-NNN; a folder's `definition/` is named after the folder holding it."""
-    path = Path(scenario_arg).resolve()
-    name = path.parent.name if path.name == "definition" else path.name
-    return next_run_folder(Path("output") / name)
+    return next_run_folder(Path("output") / scenario_folder_name(Path(scenario_arg).resolve()))
 
 
-def scenario_for_run(run_dir: Path, given: str | None, document: dict) -> tuple[Scenario, str]:
+def scenario_for_run(run_dir: Path, given: str | None, reading: V1Reading) -> tuple[Scenario, str]:
     """The scenario a run was played from: the one given, else `scenario_path` as V1 stored it (relative to the
     folder V1 was started in, which may be the current folder or one above the run directory)."""
     if given:
-        return load_scenario(given), given
-    stored = str(document.get("scenario_path") or "")
+        return Scenario.load(given), given
+    stored = reading.document.scenario_path or ""
     if not stored:
         raise BadInput(f"{run_dir / STATE_FILE} does not say which scenario it ran; pass SCENARIO_DIR before --resume")
-    candidates = [Path(stored)] if Path(stored).is_absolute() else [Path.cwd() / stored, *(parent / stored for parent in run_dir.resolve().parents)]
-    for candidate in candidates:
-        if any((candidate / sub / 'scenario.yaml').is_file() for sub in ('.', 'definition')):
-            return load_scenario(candidate), stored
-    raise BadInput(f"the scenario folder {stored!r} recorded in {run_dir / STATE_FILE} was not found; "
-                   f"pass it: run_scenario.py SCENARIO_DIR --resume {run_dir}")
+    found = find_scenario_folder(stored, run_dir, Path.cwd())
+    if found is None:
+        raise BadInput(f"the scenario folder {stored!r} recorded in {run_dir / STATE_FILE} was not found; "
+                       f"pass it: run_scenario.py SCENARIO_DIR --resume {run_dir}")
+    return Scenario.load(found), stored
+
+
+def checked_credit_limit(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise BadInput(f"--credit-limit {value}: must be a positive number of USD")
+    return value
 
 
 # ---- output ------------------------------------------------------------------------------------------------
@@ -143,10 +149,9 @@ def resume_command(run_dir: Path, *, credit: bool) -> str:
 # ---- the three things the command does ---------------------------------------------------------------------
 def branch(args: argparse.Namespace, out: TextIO) -> int:
     if args.branch_at_turn is None:
-        raise BadInput("--branch-from needs --branch-at-turn N (the completed turn to branch at)")
+        raise BadInput("--branch-from needs --branch-at-turn N (the completed turn to branch at, 0 for the start)")
     source = Path(args.branch_from)
-    document = read_state_document(source)
-    scenario, _ = scenario_for_run(source, args.scenario, document)
+    scenario, _ = scenario_for_run(source, args.scenario, read_run(source))
     folder = branch_run_directory(source, args.branch_at_turn, scenario, target=args.output)
     print(f"Branched {source} at turn {args.branch_at_turn} into {folder} (nothing was run).", file=out)
     print(f"Resume it with: {resume_command(folder, credit=False)}", file=out)
@@ -155,18 +160,19 @@ def branch(args: argparse.Namespace, out: TextIO) -> int:
 
 def play(args: argparse.Namespace, out: TextIO) -> int:
     resuming = args.resume is not None
+    checked_credit_limit(args.credit_limit)  # before anything is created
     if resuming:
         folder = Path(args.resume)
-        document = read_state_document(folder)
-        scenario, scenario_path = scenario_for_run(folder, args.scenario, document)
-        state, _ = read_run_directory(folder, scenario=scenario)
-        stored_limit = ((document.get("execution_metadata") or {}).get("engine") or {}).get("credit_limit")
+        scenario, scenario_path = scenario_for_run(folder, args.scenario, read_run(folder))
+        reading = read_run(folder, scenario=scenario)  # again, in the scenario's actor order
+        state = reading.state
+        stored_limit = reading.document.engine.credit_limit if reading.document.engine else None
         credit_limit = args.credit_limit if args.credit_limit is not None else stored_limit
-        persistence = V1RunDirectory.reopen(folder, scenario, document, scenario_path=scenario_path, credit_limit=credit_limit)
+        persistence = V1RunDirectory.reopen(folder, scenario, reading, scenario_path=scenario_path, credit_limit=credit_limit)
     else:
         if not args.scenario:
             raise BadInput("give SCENARIO_DIR (a scenario folder), or --resume RUN_DIR, or --branch-from RUN_DIR")
-        scenario, scenario_path = load_scenario(args.scenario), args.scenario
+        scenario, scenario_path = Scenario.load(args.scenario), args.scenario
         folder = Path(args.output) if args.output else default_output(args.scenario)
         if (folder / STATE_FILE).exists():
             raise BadInput(f"{folder} already holds a run; resume it with --resume {folder}, or choose another -o")
@@ -179,8 +185,6 @@ def play(args: argparse.Namespace, out: TextIO) -> int:
     if state is not None and state.turn >= end_turn:
         print(f"{folder} has already completed turn {state.turn}; nothing to do (raise --end-turn to continue).", file=out)
         return 0
-    if credit_limit is not None and credit_limit <= 0:
-        raise BadInput("--credit-limit must be a positive number of USD")
 
     try:
         choice = provider_from_environment(scenario)
@@ -225,6 +229,13 @@ def report(final: ScenarioState, folder: Path, persistence: V1RunDirectory, out:
     log.info("Files: %s", folder)
     if status.status != "completed":
         log.info("Resume with: %s", resume_command(folder, credit=status.halt_reason == "credit_limit"))
+    return exit_code(final, persistence.metadata.total_turns)
+
+
+def exit_code(final: ScenarioState, total_turns: int) -> int:
+    status = v1_status(final, total_turns)
+    if status.halt_reason == "error" and final.status is RunStatus.HALTED:
+        return HALTED_BY_FINDING
     return EXIT[status.halt_reason or "completed"]
 
 

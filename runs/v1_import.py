@@ -1,9 +1,8 @@
 """V1 run directories (a folder, or a zip of one) stored as runs, so old runs show on the run pages and the API.
 
 Only `scenario-state.json` is read: it holds everything the other files of the folder were written from. The
-run's scenario is the one named, else the folder at the state's `scenario_path` (V1 wrote it relative to the
-folder it was started in, so it is looked for there and above the run directory), else a stored scenario of the
-same name. The import is one transaction: a run directory that cannot be stored whole stores nothing.
+run's scenario is the one named, else the folder at the state's `scenario_path` (found as `--resume` finds it:
+`engine.v1.find_scenario_folder`), else a stored scenario of the same name. The import is one transaction: a run directory that cannot be stored whole stores nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +27,15 @@ from engine import ScenarioState
 from engine.scenario.errors import ScenarioLoadError
 from engine.scenario.schema import Scenario as ScenarioConfig
 from engine.state import RunStatus as EngineStatus
-from engine.v1 import RunDirectoryError, read_run_directory
+from engine.v1 import (
+    STATE_FILE,
+    RunDirectoryError,
+    StateDocument,
+    find_scenario_folder,
+    read_run,
+    read_state_document,
+    scenario_folder_name,
+)
 from runs import services
 from runs.models import Run, Turn
 from runs.persistence import store_state
@@ -37,7 +44,6 @@ from scenarios.models import Scenario
 from scenarios.selectors import scenario_get
 from scenarios.services import ScenarioSlugTaken, scenario_import_folder, scenario_to_engine
 
-STATE_FILE = "scenario-state.json"
 # A run directory is mostly Markdown; long runs with real models reach tens of MB.
 MAX_ZIP_UNPACKED_BYTES = 200 * 1024 * 1024
 MAX_ZIP_ENTRIES = 20_000
@@ -109,7 +115,8 @@ def _import(folder: Path, *, label: str, scenario, owner, again: bool, within: P
         return message.replace(str(folder), label)
 
     try:
-        _, document = read_run_directory(folder)
+        document = read_state_document(folder)
+        parsed = read_run(folder, document=document).document
     except RunDirectoryError as exc:
         raise V1ImportError(named(str(exc))) from None
     state_file = f"{label}/{STATE_FILE}"
@@ -120,35 +127,39 @@ def _import(folder: Path, *, label: str, scenario, owner, again: bool, within: P
             raise V1RunAlreadyImported(
                 f"{state_file}: this V1 run was imported already as run {earlier.pk} ({earlier}); "
                 "delete that run or ask to import it again", earlier)
-        stored = _scenario_for(document, folder, scenario, state_file=state_file, within=within)
+        stored = _scenario_for(parsed, folder, scenario, state_file=state_file, within=within)
         try:
             config = scenario_to_engine(scenario=stored)
         except ScenarioLoadError as exc:
             raise V1ImportError(f"scenario {stored.slug!r} does not validate ({_first_problem(exc)}); fix it before importing runs of it") from None
         try:
-            state, _ = read_run_directory(folder, scenario=config)
+            state = read_run(folder, scenario=config, document=document).state
         except RunDirectoryError as exc:
             raise V1ImportError(named(str(exc))) from None
         _check_actors(state, config, stored, state_file=state_file)
-        max_turns = _max_turns(document, config, state)
-        state = _storable(state, document, max_turns=max_turns)
-        run = _create_run(state, document, config, stored, owner=owner, max_turns=max_turns, label=label, key=key)
+        max_turns = max(parsed.total_turns or config.config.turns, state.turn, 1)
+        state = _storable(state, parsed, max_turns=max_turns)
+        run = _create_run(state, parsed, config, stored, owner=owner, max_turns=max_turns, label=label, key=key)
         store_state(run, state, source="v1_import", location=f"imported from {label}")
-        _mark_imported(run, document)
+        _mark_imported(run, parsed)
     run.refresh_from_db()
     return run
 
 
 def _run_key(document: dict[str, Any], state_path: Path) -> str:
     """What tells one V1 run from another, however far it got: its start time (and the engine's run id when
-    this project wrote it); a file with neither is known by its bytes."""
-    meta = document.get("execution_metadata") if isinstance(document.get("execution_metadata"), dict) else {}
-    engine = meta.get("engine") if isinstance(meta.get("engine"), dict) else {}
+    this project wrote it); a file with neither is known by its bytes. V1's branch keeps its parent's start
+    time, so a branch is also known by where it came from and where it was written."""
+    meta = document.get("execution_metadata") or {}
+    engine = meta.get("engine") or {}
     if meta.get("started_at") or engine.get("run_id"):
-        identity = json.dumps([document.get("scenario_name"), meta.get("started_at"), engine.get("run_id")])
+        identity = [document.get("scenario_name"), meta.get("started_at"), engine.get("run_id")]
+        if meta.get("branched_from") or meta.get("branch_point") is not None:
+            identity += [meta.get("branched_from"), meta.get("branch_point"), meta.get("output_path")]
+        text = json.dumps(identity)
     else:
-        identity = state_path.read_bytes().decode("utf-8", "replace")
-    return hashlib.sha256(identity.encode()).hexdigest()[:32]
+        text = state_path.read_bytes().decode("utf-8", "replace")
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def _first_problem(exc: ScenarioLoadError) -> str:
@@ -156,7 +167,7 @@ def _first_problem(exc: ScenarioLoadError) -> str:
 
 
 # ---- the scenario --------------------------------------------------------------------------------------------
-def _scenario_for(document: dict[str, Any], folder: Path, given, *, state_file: str, within: Path | None) -> Scenario:
+def _scenario_for(document: StateDocument, folder: Path, given, *, state_file: str, within: Path | None) -> Scenario:
     if isinstance(given, Scenario):
         return given
     if given:
@@ -168,12 +179,12 @@ def _scenario_for(document: dict[str, Any], folder: Path, given, *, state_file: 
         known = ", ".join(Scenario.objects.order_by("slug").values_list("slug", flat=True)[:20]) or "none stored"
         raise V1ScenarioNotFound(f"scenario {str(given)!r}: no stored scenario has this slug and it is not a folder; "
                                  f"give a stored scenario's slug ({known}) or a scenario folder")
-    written = str(document.get("scenario_path") or "")
-    found = _find_scenario_folder(written, folder, within=within) if written else None
+    written = document.scenario_path or ""
+    found = find_scenario_folder(written, folder, None if within is not None else Path.cwd(), within=within)
     if found is not None:
         return _stored_or_imported(found)
-    name = str(document.get("scenario_name") or "")
-    slug = slugify(PurePosixPath(written.replace("\\", "/")).name)[:100] if written else ""
+    name = document.scenario_name or ""
+    slug = slugify(scenario_folder_name(PurePosixPath(written.replace("\\", "/"))))[:100] if written else ""
     stored = Scenario.objects.filter(Q(slug=slug, slug__gt="") | Q(name=name, name__gt="")).order_by("pk")
     if stored:  # the slug V1's folder would have been stored under wins over a name
         return next((s for s in stored if s.slug == slug), stored[0])
@@ -182,27 +193,9 @@ def _scenario_for(document: dict[str, Any], folder: Path, given, *, state_file: 
                              f"and no stored scenario is named {name!r}; name the scenario the run was played with")
 
 
-def _find_scenario_folder(written: str, folder: Path, *, within: Path | None) -> Path | None:
-    """`scenario_path` as V1 meant it: relative to the folder V1 was started in, which is the current folder
-    or one of the run directory's parents (V1 wrote runs under output/<scenario>/run-NNN)."""
-    path = Path(written)
-    if path.is_absolute():
-        candidates = [] if within is not None else [path]
-    else:
-        bases = [] if within is not None else [Path.cwd()]
-        bases += list(folder.resolve().parents)
-        candidates = [base / path for base in bases]
-    for candidate in candidates:
-        if within is not None and not candidate.resolve().is_relative_to(within.resolve()):
-            continue
-        if (candidate / "scenario.yaml").is_file() or (candidate / "scenario.yml").is_file():
-            return candidate
-    return None
-
-
 def _stored_or_imported(path: Path) -> Scenario:
     """The stored scenario of this folder's slug or scenario name, else the folder imported."""
-    slug = slugify(path.resolve().name)[:100] or "scenario"
+    slug = slugify(scenario_folder_name(path.resolve()))[:100] or "scenario"
     stored = scenario_get(slug=slug)
     if stored is not None:
         return stored
@@ -222,32 +215,20 @@ def _check_actors(state: ScenarioState, config: ScenarioConfig, stored: Scenario
     if in_run != in_scenario:
         raise V1ImportError(f"{state_file}: the run's actors ({', '.join(in_run)}) are not scenario {stored.slug!r}'s "
                             f"({', '.join(in_scenario)}); name the scenario the run was played with")
-    strangers = sorted({d.actor for d in state.decisions} - set(in_run))
-    if strangers:
-        raise V1ImportError(f"{state_file}: decisions by {', '.join(strangers)}, who is not among the run's actors; "
-                            "the file was edited or is damaged")
 
 
 # ---- the run -------------------------------------------------------------------------------------------------
-def _max_turns(document: dict[str, Any], config: ScenarioConfig, state: ScenarioState) -> int:
-    try:
-        total = int(document.get("total_turns") or config.config.turns)
-    except (TypeError, ValueError):
-        total = config.config.turns
-    return max(total, state.turn, 1)
-
-
 def _halt_text(reason: str, turn: int) -> str:
     explained = V1_HALT_REASONS.get(reason)
     return f"{reason}: V1 {explained.format(turn=turn)}" if explained else f"V1 halted it: {reason}"
 
 
-def _storable(state: ScenarioState, document: dict[str, Any], *, max_turns: int) -> ScenarioState:
+def _storable(state: ScenarioState, document: StateDocument, *, max_turns: int) -> ScenarioState:
     """The state as the site keeps runs: a status a person and a resume understand, message ids that fit their
     column. A turn in progress (in this project's files) stays as it was: a resume continues it."""
-    v1_status = str(document.get("status") or "")
-    v1_reason = str(document.get("halt_reason") or "")
-    engine_written = bool(((document.get("execution_metadata") or {}).get("engine") or {}).get("status"))
+    v1_status = document.status or ""
+    v1_reason = document.halt_reason or ""
+    engine_written = document.engine is not None and document.engine.status is not None
     if state.status is EngineStatus.COMPLETED and state.turn >= max_turns:
         state = state.with_status(EngineStatus.COMPLETED)
     elif engine_written and state.status in (EngineStatus.PAUSED, EngineStatus.HALTED, EngineStatus.FAILED, EngineStatus.CANCELLED):
@@ -261,17 +242,16 @@ def _storable(state: ScenarioState, document: dict[str, Any], *, max_turns: int)
     return state
 
 
-def _create_run(state: ScenarioState, document: dict[str, Any], config: ScenarioConfig, stored: Scenario, *,
+def _create_run(state: ScenarioState, document: StateDocument, config: ScenarioConfig, stored: Scenario, *,
                 owner, max_turns: int, label: str, key: str) -> Run:
     """The run row as `run_create` makes every run (number, snapshot, seats, turn 0), described as imported."""
-    meta = document.get("execution_metadata") if isinstance(document.get("execution_metadata"), dict) else {}
-    engine = meta.get("engine") if isinstance(meta.get("engine"), dict) else {}
-    limit = engine.get("credit_limit")
+    meta = document.execution_metadata
+    engine = document.engine
     offline = state.providers == ("offline",)
     try:
         plan = services.run_plan(
             config=config, turns=max_turns, provider="offline", seed=state.seed if engine else config.config.seed,
-            credit_limit=float(limit) if isinstance(limit, (int, float)) and limit > 0 else None,
+            credit_limit=engine.credit_limit if engine else None,
         )
     except services.RunInputError as exc:
         raise V1ImportError(f"{label}/{STATE_FILE}: {exc}") from None
@@ -280,12 +260,13 @@ def _create_run(state: ScenarioState, document: dict[str, Any], config: Scenario
     # The plan is of what the run was: no override, so a resume is served as any run of these models is.
     plan = replace(plan, provider="", choice=replace(plan.choice, description=description, offline=offline))
     run = services.run_create(plan=plan, slug=stored.slug, scenario=stored, owner=owner)
+    started = meta.started_at if meta else None
     run.imported_from = {
-        "format": "v1", "folder": label, "key": key, "status": document.get("status"),
-        "halt_reason": document.get("halt_reason"), "scenario_path": document.get("scenario_path"),
-        "started_at": meta.get("started_at"),
+        "format": "v1", "folder": label, "key": key, "status": document.status,
+        "halt_reason": document.halt_reason, "scenario_path": document.scenario_path,
+        "started_at": started.isoformat() if started else None,
     }
-    run.started_at = _when(meta.get("started_at"))
+    run.started_at = _aware(started)
     run.save(update_fields=["imported_from", "started_at"])
     initial = next((w for w in state.world_states if w.turn == 0), None)
     if initial is not None:  # V1's own turn-0 text, not the scenario's as stored today
@@ -293,21 +274,16 @@ def _create_run(state: ScenarioState, document: dict[str, Any], config: Scenario
     return run
 
 
-def _mark_imported(run: Run, document: dict[str, Any]) -> None:
+def _mark_imported(run: Run, document: StateDocument) -> None:
     """When V1 last wrote the run."""
-    meta = document.get("execution_metadata") if isinstance(document.get("execution_metadata"), dict) else {}
-    finished = _when(meta.get("last_updated"))
+    finished = _aware(document.execution_metadata.last_updated if document.execution_metadata else None)
     if finished is not None:
         Run.objects.filter(pk=run.pk).update(finished_at=finished)
 
 
-def _when(value: Any) -> datetime | None:
+def _aware(moment: datetime | None) -> datetime | None:
     """V1 wrote local times without a zone; they are read as this site's time zone."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
+    if moment is None:
         return None
     return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
 

@@ -15,18 +15,19 @@ from engine.token_budget import shorten
 
 MetricValue = float | int | bool | str | None
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-# The value types of V1's dict-form metrics.yaml (its `boolean` reads as ours does: matched or not).
+# The value types of V1's dict-form metrics.yaml read as V1 read them (its `boolean` too, in the dict form only:
+# true when matched, nothing recorded when not).
 V1_VALUE_TYPES = ("integer", "float", "string")
 METRIC_MAX_TOKENS = 20
 
 
-def extract_by_pattern(metric: MetricDefinition, text: str) -> MetricValue:
-    """Boolean metrics: does the pattern occur. V1's integer, float and string metrics: read as V1 did
-    (`v1_pattern_value`). Otherwise the first group of the first match as a number, or, for a pattern without
-    a group, how many times it matches."""
+def extract_by_pattern(metric: MetricDefinition, text: str, *, v1_form: bool = False) -> MetricValue:
+    """Boolean metrics: does the pattern occur (in V1's dict form, as V1 read them: see `v1_pattern_value`).
+    V1's integer, float and string metrics: read as V1 did. Otherwise the first group of the first match as a
+    number, or, for a pattern without a group, how many times it matches."""
     pattern = re.compile(metric.extraction.pattern or "", re.IGNORECASE)
     if metric.type == "boolean":
-        return bool(pattern.search(text))
+        return v1_pattern_value(pattern, text, "boolean") if v1_form else bool(pattern.search(text))
     if metric.type in V1_VALUE_TYPES:
         return v1_pattern_value(pattern, text, metric.type)
     if pattern.groups == 0:
@@ -41,9 +42,10 @@ def extract_by_pattern(metric: MetricDefinition, text: str) -> MetricValue:
     return value if math.isfinite(value) else None  # a pattern that captures "nan" or "inf" measures nothing
 
 
-def v1_pattern_value(pattern: re.Pattern[str], text: str, value_type: str) -> int | float | str | None:
+def v1_pattern_value(pattern: re.Pattern[str], text: str, value_type: str) -> int | float | bool | str | None:
     """V1's reading: the last match (the latest mention), its first non-empty group (the whole match for a
-    pattern without groups), converted to the type; None when nothing matches."""
+    pattern without groups), converted to the type; None when nothing matches (V1 recorded nothing then, for
+    a boolean too)."""
     matches = pattern.findall(text)
     if not matches:
         return None
@@ -53,9 +55,12 @@ def v1_pattern_value(pattern: re.Pattern[str], text: str, value_type: str) -> in
     return convert_v1_value(value, value_type)
 
 
-def convert_v1_value(value: str, value_type: str) -> int | float | str:
-    """integer -> int, float -> float ("10^25" is 10**25), anything else as it is. Text that does not convert
-    is kept as text, as V1 kept it (and so is a float too large or not a real number)."""
+def convert_v1_value(value: str, value_type: str) -> int | float | bool | str:
+    """integer -> int, float -> float ("10^25" is 10**25), boolean -> whether any text was matched (an empty
+    group is false), anything else as it is. Text that does not convert is kept as text, as V1 kept it (and
+    so is a float too large or not a real number)."""
+    if value_type == "boolean":
+        return value != ""
     try:
         if value_type == "integer":
             return int(value)
@@ -167,7 +172,8 @@ class MetricsPhase:
             text = f"{decision.reasoning}\n\n{decision.action}" if decision else ""
         kind = metric.extraction.type
         if kind == "pattern":
-            return extract_by_pattern(metric, text)
+            v1_form = ctx.scenario.metrics is not None and isinstance(ctx.scenario.metrics.metrics, dict)
+            return extract_by_pattern(metric, text, v1_form=v1_form)
         if kind == "keyword":
             return extract_by_keywords(metric, text)
         model = metric.extraction.model or ctx.scenario.judge_model

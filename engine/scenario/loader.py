@@ -474,6 +474,17 @@ def _scenario_home(folder: Path) -> tuple[Path, Path]:
     return folder, folder
 
 
+def v1_public_statements(config: ScenarioConfig) -> ScenarioConfig:
+    """A scenario.yaml without `features` is V1's form, and V1 had no public statements: its actors talked in
+    bilateral and coalition conversations only. So such a folder plays as it did in V1, wherever it is run,
+    unless it asks for them (`enable_public_statements: true`, or 'public' in `communication_types`)."""
+    communications = config.features.communications
+    if "public" in communications.model_fields_set:
+        return config
+    features = config.features.model_copy(update={"communications": communications.model_copy(update={"public": False})})
+    return config.model_copy(update={"features": features})
+
+
 def load_scenario_folder(path: str | Path) -> Scenario:
     """Load and validate every file of a scenario folder; raise ScenarioLoadError listing all problems."""
     try:
@@ -504,6 +515,8 @@ def load_scenario_folder(path: str | Path) -> Scenario:
         doc, problems = reader.parse(config_path, ScenarioConfig)
         reader.errors.extend(problems)
         config = reader.validate(doc, ScenarioConfig) if doc else None
+        if config is not None and doc is not None and "features" not in doc.data:
+            config = v1_public_statements(config)
 
     actors = _load_actors(reader, doc)
     optional: dict[str, Any] = {}

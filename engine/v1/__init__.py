@@ -8,21 +8,37 @@ directories written by V1 itself as well as by this project, so old runs can be 
 from engine.v1.files import conversation_file_name, v1_costs, v1_metrics
 from engine.v1.run_directory import (
     RunDirectoryError,
+    RunFilesNotWritten,
     V1RunDirectory,
     branch_run_directory,
+    find_scenario_folder,
     next_run_folder,
+    read_run,
     read_run_directory,
+    read_state_document,
+    scenario_folder_name,
 )
-from engine.v1.state_file import V1Status, state_from_v1, v1_status
+from engine.v1.state_file import STATE_FILE, V1Reading, V1Status, state_from_v1, v1_status
+from engine.v1.state_schema import StateDocument, V1StateError, parse_time
 
 __all__ = [
+    "STATE_FILE",
     "RunDirectoryError",
+    "RunFilesNotWritten",
+    "StateDocument",
+    "V1Reading",
     "V1RunDirectory",
+    "V1StateError",
     "V1Status",
     "branch_run_directory",
     "conversation_file_name",
+    "find_scenario_folder",
     "next_run_folder",
+    "parse_time",
+    "read_run",
     "read_run_directory",
+    "read_state_document",
+    "scenario_folder_name",
     "state_from_v1",
     "v1_costs",
     "v1_metrics",

@@ -7,6 +7,7 @@ V1's, the numbers are the ledger's.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
@@ -14,7 +15,7 @@ from statistics import fmean
 from typing import Any
 
 from engine.scenario.schema import Scenario
-from engine.state import Communication, CommunicationKind, CostRecord, MetricRecord, PhaseName, ScenarioState
+from engine.state import Communication, CommunicationKind, CostRecord, MetricRecord, PhaseName, ScenarioState, ValidationResult
 
 ACTOR_PHASES = (PhaseName.COMMUNICATION, PhaseName.DECISION)  # the calls V1 booked under an actor's name
 TITLES = {CommunicationKind.BILATERAL: "Bilateral Negotiation", CommunicationKind.COALITION: "Coalition Communication"}
@@ -24,13 +25,29 @@ def actor_names(state: ScenarioState) -> dict[str, str]:
     return {actor.short_name: actor.name for actor in state.actors}
 
 
+# File systems allow 255 bytes in a name, and the atomic write adds ".<name>.XXXXXXXX.tmp" (14 bytes) to it.
+MAX_FILE_NAME_BYTES = 200
+
+
 def _file_safe(name: str) -> str:
-    return name.replace("/", "-").replace("\\", "-")
+    return name.replace("/", "-").replace("\\", "-").replace("\0", "-")
 
 
 def conversation_file_name(kind: str, participants: Iterable[str], turn: int) -> str:
-    """`bilateral-<A>-<B>-NNN.md`: full names, sorted, with path separators replaced as V1 did."""
-    return f"{kind}-{'-'.join(sorted(_file_safe(name) for name in participants))}-{turn:03d}.md"
+    """`bilateral-<A>-<B>-NNN.md`: full names, sorted, with path separators replaced as V1 did.
+
+    Names that would be too long for a file system (actors with long full names, large coalitions) keep
+    their start, then a hash of the whole name, then the turn: `coalition-<start>-<hash>-NNN.md`, the same
+    for the same conversation every time."""
+    joined = "-".join(sorted(_file_safe(name) for name in participants))
+    name = f"{kind}-{joined}-{turn:03d}.md"
+    if len(name.encode()) <= MAX_FILE_NAME_BYTES:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    tail = f"-{digest}-{turn:03d}.md"
+    room = MAX_FILE_NAME_BYTES - len(tail.encode()) - len(kind.encode()) - 1
+    start = joined.encode()[:room].decode("utf-8", errors="ignore")  # never half a character
+    return f"{kind}-{start}{tail}"
 
 
 def channel_id(kind: str, participants: Iterable[str], turn: int) -> str:
@@ -76,9 +93,17 @@ def _title(check: str) -> str:
     return check.replace("_", " ").title()
 
 
-def validation_tokens(state: ScenarioState, turn: int) -> list[int]:
-    """Tokens of each validation call of a turn, in the order the checks were recorded."""
-    return [r.tokens for r in state.costs if r.turn == turn and r.phase is PhaseName.VALIDATION]
+def validation_tokens(state: ScenarioState, turn: int) -> dict[str | None, int]:
+    """Tokens of a turn's validation calls, by the actor checked (None: the checks of the whole turn).
+
+    Checks run at once and their results are sorted afterwards, so the ledger's order is not the results'.
+    A ledger line names the actor it checked but not the check, so an actor's tokens are told apart from
+    another's, and the checks of one actor are counted together."""
+    tokens: dict[str | None, int] = defaultdict(int)
+    for record in state.costs:
+        if record.turn == turn and record.phase is PhaseName.VALIDATION:
+            tokens[record.actor] += record.tokens
+    return dict(tokens)
 
 
 def validation_report_markdown(state: ScenarioState, turn: int, *, generated_at: datetime) -> str:
@@ -87,15 +112,17 @@ def validation_report_markdown(state: ScenarioState, turn: int, *, generated_at:
     if not results:
         out += ["*No validation checks performed this turn.*", ""]
         return "\n".join(out)
-    # Calls and results are booked in the same order; a check answered from the cache has a line too.
     tokens = validation_tokens(state, turn)
     names = actor_names(state)
-    by_check: dict[str, list] = defaultdict(list)
-    for index, result in enumerate(results):
-        by_check[result.check].append((result, tokens[index] if index < len(tokens) else 0))
+    checks_of: dict[str | None, list[ValidationResult]] = defaultdict(list)
+    for result in results:
+        checks_of[result.actor].append(result)
+    by_check: dict[str, list[ValidationResult]] = defaultdict(list)
+    for result in results:
+        by_check[result.check].append(result)
     for check, entries in by_check.items():
         out += [f"## {_title(check)}", ""]
-        for result, used in entries:
+        for result in entries:
             label = "✅ **PASSED**" if result.passed else "⚠️ **ISSUES FOUND**"
             if result.actor:
                 label += f" ({names.get(result.actor, result.actor)})"
@@ -105,8 +132,20 @@ def validation_report_markdown(state: ScenarioState, turn: int, *, generated_at:
                 out += [f"**Severity:** {result.severity}", ""]
             if result.explanation:
                 out += [f"**Explanation:** {result.explanation}", ""]
-            out += [f"*Tokens used: {used}*", "", "---", ""]
+            out += [_tokens_line(result, checks_of[result.actor], tokens.get(result.actor, 0), names), "", "---", ""]
     return "\n".join(out)
+
+
+def _tokens_line(result: ValidationResult, together: list[ValidationResult], used: int, names: dict[str, str]) -> str:
+    """V1's `*Tokens used: N*`. Several checks of one actor (or of the whole turn) share one count: it is
+    given once, on the first of them, and the others point to it."""
+    if len(together) == 1:
+        return f"*Tokens used: {used}*"
+    subject = names.get(result.actor, result.actor) if result.actor else "the turn"
+    first = together[0]
+    if result is first:
+        return f"*Tokens used: {used} (the {len(together)} checks of {subject} together)*"
+    return f"*Tokens used: counted with {_title(first.check)} of {subject}*"
 
 
 def validation_summary_markdown(state: ScenarioState, *, generated_at: datetime) -> str:

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from engine.phases.persistence import write_atomically
+from engine.scenario.loader import DEFINITION, YAML_SUFFIXES
 from engine.scenario.schema import Scenario
 from engine.state import RunStatus, ScenarioState
 from engine.v1.files import (
@@ -27,10 +29,10 @@ from engine.v1.files import (
     validation_report_markdown,
     validation_summary_markdown,
 )
-from engine.v1.state_file import RunMetadata, V1StateError, state_from_v1, v1_state_document, v1_status
+from engine.v1.state_file import STATE_FILE, RunMetadata, V1Reading, V1StateError, state_from_v1, v1_state_document, v1_status
 from engine.views.markdown import OFFLINE_NOTICE, decision_markdown, world_state_markdown
 
-STATE_FILE = "scenario-state.json"
+log = logging.getLogger(__name__)
 
 
 class RunDirectoryError(ValueError):
@@ -56,29 +58,59 @@ def read_state_document(folder: Path) -> dict[str, Any]:
         raise RunDirectoryError(f"{folder} has no {STATE_FILE}; pass a run directory written by run_scenario.py")
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise RunDirectoryError(f"{path}: not readable JSON ({exc})") from None
     if not isinstance(document, dict):
         raise RunDirectoryError(f"{path}: expected a JSON object")
     return document
 
 
-def read_run_directory(folder: str | Path, *, scenario: Scenario | None = None) -> tuple[ScenarioState, dict[str, Any]]:
-    """The run a directory holds (written by V1 or by this project) and its scenario-state.json document."""
+def read_run(folder: str | Path, *, scenario: Scenario | None = None, document: dict[str, Any] | None = None) -> V1Reading:
+    """The run a directory holds (written by V1 or by this project), with the file's keys typed and checked.
+    `document`: the folder's scenario-state.json, when the caller has read it already."""
     folder = Path(folder)
-    document = read_state_document(folder)
     try:
-        state, _ = state_from_v1(document, scenario=scenario)
-    except (V1StateError, KeyError, TypeError, ValueError) as exc:
+        return state_from_v1(read_state_document(folder) if document is None else document, scenario=scenario)
+    except V1StateError as exc:
         raise RunDirectoryError(f"{folder / STATE_FILE}: {exc}") from None
-    return state, document
 
 
-def _parse_time(value: Any, default: datetime) -> datetime:
-    try:
-        return datetime.fromisoformat(value) if isinstance(value, str) else default
-    except ValueError:
-        return default
+def read_run_directory(folder: str | Path, *, scenario: Scenario | None = None) -> tuple[ScenarioState, dict[str, Any]]:
+    """The run a directory holds and its scenario-state.json document (checked: every key the reader uses
+    has the type it expects)."""
+    document = read_state_document(Path(folder))
+    return read_run(folder, scenario=scenario, document=document).state, document
+
+
+def scenario_folder_name(path: PurePath) -> str:
+    """The name a scenario folder goes by (its run directories' `output/<name>/`, its slug when imported): a
+    `definition/` folder, V1's layout, is named after the folder holding it."""
+    return path.parent.name if path.name == DEFINITION and path.parent.name else path.name
+
+
+def find_scenario_folder(stored: str, run_dir: Path, cwd: Path | None, *, within: Path | None = None) -> Path | None:
+    """The folder a run's `scenario_path` names, as V1 meant it: relative to the folder V1 was started in,
+    which is `cwd` or one of the run directory's parents (V1 wrote runs under output/<scenario>/run-NNN).
+    `cwd` None: not looked for in the current folder; `within`: only inside that folder (an unpacked archive).
+    A folder counts when the loader finds a scenario in it: scenario.yaml, or V1's definition/scenario.yaml."""
+    if not stored:
+        return None
+    path = Path(stored.replace("\\", "/"))  # V1 run on Windows
+    if path.is_absolute():
+        candidates = [path]
+    else:
+        bases = ([cwd] if cwd is not None else []) + list(run_dir.resolve().parents)
+        candidates = [base / path for base in bases]
+    for candidate in candidates:
+        if within is not None and not candidate.resolve().is_relative_to(within.resolve()):
+            continue
+        if any((candidate / sub / f"scenario{suffix}").is_file() for sub in (".", DEFINITION) for suffix in YAML_SUFFIXES):
+            return candidate
+    return None
+
+
+class RunFilesNotWritten(OSError):
+    """Some of a save's files (Markdown, costs.json, metrics.json) could not be written; scenario-state.json was."""
 
 
 class V1RunDirectory:
@@ -103,22 +135,12 @@ class V1RunDirectory:
         )
 
     @classmethod
-    def reopen(cls, folder: str | Path, scenario: Scenario, document: dict[str, Any], **options: Any) -> V1RunDirectory:
-        """Continue writing a directory: keep its start time, branch lineage and turn times."""
+    def reopen(cls, folder: str | Path, scenario: Scenario, reading: V1Reading, **options: Any) -> V1RunDirectory:
+        """Continue writing a directory read with `read_run`: keep its start time, branch lineage, turn times,
+        the decisions' answers as written, and its files of completed turns."""
         clock = options.get("clock", datetime.now)
-        now = clock()
-        meta = document.get("execution_metadata") or {}
-        engine = meta.get("engine") or {}
-        turn_times = {int(t): _parse_time(v, now) for t, v in (engine.get("turn_times") or {}).items()}
-        metadata = RunMetadata(
-            scenario_path=str(document.get("scenario_path") or options.get("scenario_path") or ""),
-            output_path=str(meta.get("output_path") or folder),
-            started_at=_parse_time(meta.get("started_at"), now),
-            total_turns=scenario.config.turns,
-            branched_from=meta.get("branched_from"),
-            branch_point=meta.get("branch_point"),
-            turn_times=turn_times,
-        )
+        metadata = RunMetadata.from_reading(reading, scenario_path=options.get("scenario_path") or "", output_path=str(folder),
+                                            total_turns=scenario.config.turns, now=clock())
         return cls(folder, scenario, metadata=metadata, **{**options, "scenario_path": metadata.scenario_path})
 
     # ---- StatePersistence -------------------------------------------------------------------------------
@@ -133,16 +155,31 @@ class V1RunDirectory:
 
     # ---- writing ----------------------------------------------------------------------------------------
     def write(self, state: ScenarioState) -> str:
+        """Write the run's files. A Markdown file that cannot be written does not stop the others, nor
+        scenario-state.json (so the run stays resumable from what was played); RunFilesNotWritten then names
+        the files that are missing."""
         now = self.clock()
         meta = self.metadata
         for turn in range(1, state.turn + 1):
             meta.turn_times.setdefault(turn, now)  # type: ignore[union-attr]
         when = meta.time_of
+        failed: list[str] = []
+        inside = self.folder.resolve()
+        whole = -1 if meta.opened_after_turn is None else meta.opened_after_turn
 
         def put(name: str, turn: int | None, render: Callable[[], str]) -> None:
             path = self.folder / name
-            if turn is None or turn >= state.turn or not path.exists():
+            # A turn's files can be written while it is under way, so those of the last turn are rewritten;
+            # files of turns complete when the directory was opened were written whole and stay as they are.
+            if path.exists() and turn is not None and (turn < state.turn or turn <= whole):
+                return
+            try:
+                if path.resolve().parent != inside:  # names come from the state: never a file elsewhere
+                    raise OSError("the name leads outside the run directory")
                 write_atomically(path, render())
+            except OSError as exc:
+                log.error("could not write %s: %s", path, exc)
+                failed.append(f"{name} ({exc.strerror or exc})")
 
         # V1's files had no place for it, but a reader must not mistake offline text for a model's.
         notice = f"\n{OFFLINE_NOTICE}\n" if state.providers == ("offline",) else ""
@@ -164,13 +201,15 @@ class V1RunDirectory:
         document = v1_state_document(state, meta, scenario=self.scenario, now=now)
         document["execution_metadata"]["engine"]["credit_limit"] = self.credit_limit
         if v1_status(state, meta.total_turns).status == "completed":
-            write_atomically(self.folder / "costs.json", _json(v1_costs(state, self.scenario, started_at=meta.started_at, ended_at=now)))
-            write_atomically(self.folder / "metrics.json", _json(v1_metrics(state, self.scenario)))
+            put("costs.json", None, lambda: _json(v1_costs(state, self.scenario, started_at=meta.started_at, ended_at=now)))
+            put("metrics.json", None, lambda: _json(v1_metrics(state, self.scenario)))
             if self.scenario.validation is not None:
-                write_atomically(self.folder / "validation-summary.md", validation_summary_markdown(state, generated_at=now))
+                put("validation-summary.md", None, lambda: validation_summary_markdown(state, generated_at=now))
         # The state goes last: whoever finds it finds the files of the same moment beside it.
         state_path = self.folder / STATE_FILE
         write_atomically(state_path, _json(document))
+        if failed:
+            raise RunFilesNotWritten(f"{self.folder}: could not write {'; '.join(failed)}; {STATE_FILE} was written")
         return str(state_path)
 
 
@@ -186,27 +225,25 @@ def branch_run_directory(
     target: str | Path | None = None,
     clock: Callable[[], datetime] = datetime.now,
 ) -> Path:
-    """A new run directory holding `source`'s run up to `at_turn`, halted as `branched`, ready to resume.
-    Nothing is executed; turns after the branch point, and their costs and metrics, are left behind."""
+    """A new run directory holding `source`'s run up to `at_turn` (0: the initial state), halted as `branched`,
+    ready to resume. Nothing is executed; turns after the branch point, and their costs and metrics, are left
+    behind."""
     source = Path(source)
-    state, document = read_run_directory(source, scenario=scenario)
-    if not 1 <= at_turn <= state.turn:
-        raise RunDirectoryError(f"--branch-at-turn {at_turn}: {source} has completed turns 1 to {state.turn}; choose one of them")
+    reading = read_run(source, scenario=scenario)
+    state = reading.state
+    if not 0 <= at_turn <= state.turn:
+        raise RunDirectoryError(f"--branch-at-turn {at_turn}: {source} has completed turns 1 to {state.turn}; choose one "
+                                "of them, or 0 to branch from the initial state")
     folder = Path(target) if target is not None else next_run_folder(source.parent)
     if (folder / STATE_FILE).exists():
         raise RunDirectoryError(f"{folder} already holds a run; choose another output folder")
     child = replace(state.with_history_until(at_turn), run_id=uuid.uuid4().hex).with_status(RunStatus.HALTED, reason="branched")
-    source_engine = (document.get("execution_metadata") or {}).get("engine") or {}
-    source_times = {int(t): _parse_time(v, clock()) for t, v in (source_engine.get("turn_times") or {}).items()}
-    metadata = RunMetadata(
-        scenario_path=str(document.get("scenario_path") or scenario.source or ""),
-        output_path=str(folder),
-        started_at=clock(),
-        total_turns=scenario.config.turns,
-        branched_from=str(source),
-        branch_point=at_turn,
-        turn_times={t: when for t, when in source_times.items() if t <= at_turn},
+    metadata = replace(
+        RunMetadata.from_reading(reading, scenario_path=scenario.source or "", output_path=str(folder),
+                                 total_turns=scenario.config.turns, now=clock(), until=at_turn),
+        output_path=str(folder), started_at=clock(), branched_from=str(source), branch_point=at_turn,
     )
+    engine = reading.document.engine
     V1RunDirectory(folder, scenario, scenario_path=metadata.scenario_path, clock=clock,
-                   credit_limit=source_engine.get("credit_limit"), metadata=metadata).write(child)
+                   credit_limit=engine.credit_limit if engine else None, metadata=metadata).write(child)
     return folder

@@ -347,3 +347,103 @@ def test_ctrl_c_halts_as_manual_and_the_run_resumes(tmp_path, offline):
     code, out, _ = run("--resume", run_dir)  # offline now: a resume may change provider
     assert code == 0, out
     assert read_json(run_dir / "scenario-state.json")["status"] == "completed"
+
+
+# ---- damaged or edited run directories ---------------------------------------------------------------------
+def test_a_resume_never_writes_outside_the_run_directory(tmp_path, offline):
+    folder = write_v1_scenario(tmp_path)
+    run_dir = tmp_path / "out" / "run"
+    assert run(folder, "-o", run_dir, "--end-turn", "1")[0] == 0
+    state = read_json(run_dir / "scenario-state.json")
+    next(iter(state["world_state"]["actor_decisions"]["1"].values()))["short_name"] = "../../pwned"
+    (run_dir / "scenario-state.json").write_text(json.dumps(state), encoding="utf-8")
+    code, _, err = run("--resume", run_dir)
+    assert code == 2 and "world_state.actor_decisions.1." in err and "'../../pwned' is not one of the run's actors" in err
+    assert not list(tmp_path.rglob("pwned*"))
+
+
+@pytest.mark.parametrize(("key", "value", "words"), [
+    ("credit_limit", "lots", "execution_metadata.engine.credit_limit: expected a number"),
+    ("turn_times", {"x": "2025-01-01T00:00:00"}, "execution_metadata.engine.turn_times.x: the key is not a turn number"),
+])
+def test_a_damaged_state_file_is_bad_input_naming_the_key(tmp_path, offline, key, value, words):
+    folder = write_v1_scenario(tmp_path)
+    assert run(folder, "-o", tmp_path / "run", "--end-turn", "1")[0] == 0
+    state = read_json(tmp_path / "run" / "scenario-state.json")
+    state["execution_metadata"]["engine"][key] = value
+    (tmp_path / "run" / "scenario-state.json").write_text(json.dumps(state), encoding="utf-8")
+    code, _, err = run("--resume", tmp_path / "run")
+    assert code == 2 and words in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("limit", ["inf", "nan", "-1"])
+def test_a_credit_limit_that_is_not_a_positive_number_creates_nothing(tmp_path, offline, monkeypatch, limit):
+    folder = write_v1_scenario(tmp_path / "scenarios")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(folder, "--credit-limit", limit)
+    assert code == 2 and "--credit-limit" in err and "positive number of USD" in err
+    assert not (tmp_path / "output").exists()
+
+
+# ---- halts by findings ---------------------------------------------------------------------------------------------
+def test_a_halt_by_a_metric_threshold_exits_3(tmp_path, offline):
+    folder = write_v1_scenario(tmp_path)
+    (folder / "metrics.yaml").write_text(
+        "metrics:\n  - name: tension\n    extraction: {type: keyword, keywords: [river], scoring: count}\n"
+        "    thresholds: {critical: 0, halt_on_critical: true}\n", encoding="utf-8")
+    code, out, _ = run(folder, "-o", tmp_path / "run")
+    assert code == 3 and "metric tension reached its critical threshold" in out and "--resume" in out
+    halted = read_json(tmp_path / "run" / "scenario-state.json")
+    assert (halted["status"], halted["halt_reason"], halted["current_turn"]) == ("halted", "error", 0)  # V1's word
+
+
+# ---- V1's metrics and public statements -------------------------------------------------------------------------------
+def test_a_v1_boolean_metric_is_recorded_only_when_its_pattern_matches(tmp_path, offline):
+    folder = write_v1_scenario(tmp_path)
+    (folder / "metrics.yaml").write_text(
+        "metrics:\n"
+        "  seen:\n    extraction_method: regex\n    pattern: '(season)'\n    type: boolean\n"
+        "  unseen:\n    extraction_method: regex\n    pattern: '(zeppelin armada)'\n    type: boolean\n", encoding="utf-8")
+    assert run(folder, "-o", tmp_path / "run")[0] == 0
+    table = read_json(tmp_path / "run" / "metrics.json")["metrics_by_turn"]
+    assert table and all(values == {"seen": True} for values in table.values())
+
+
+def test_a_v1_folder_has_no_public_statements_wherever_it_is_loaded(tmp_path, offline):
+    from engine import Scenario
+
+    folder = write_v1_scenario(tmp_path)
+    assert Scenario.load(folder).config.features.communications.public is False  # as manage.py run_scenario loads it
+    assert run(folder, "-o", tmp_path / "run", "--end-turn", "1")[0] == 0
+    channels = read_json(tmp_path / "run" / "scenario-state.json")["communication_manager_state"]["channels"]
+    assert channels and all(c["channel_type"] != "public" for c in channels.values())
+
+    text = (folder / "scenario.yaml").read_text(encoding="utf-8")
+    (folder / "scenario.yaml").write_text(text + "enable_public_statements: true\n", encoding="utf-8")
+    assert Scenario.load(folder).config.features.communications.public is True
+    (folder / "scenario.yaml").write_text(text + "features:\n  metrics_extraction: true\n", encoding="utf-8")
+    assert Scenario.load(folder).config.features.communications.public is True  # this project's form: its default
+
+
+def test_branch_at_turn_0_then_resume(tmp_path, offline):
+    folder = write_v1_scenario(tmp_path)
+    assert run(folder, "-o", tmp_path / "a", "--end-turn", "2")[0] == 0
+    code, out, _ = run("--branch-from", tmp_path / "a", "--branch-at-turn", "0", "-o", tmp_path / "b")
+    assert code == 0 and f"--resume {tmp_path / 'b'}" in out
+    assert names_in(tmp_path / "b") == {"scenario-state.json", "world-state-000.md"}
+    assert run("--resume", tmp_path / "b")[0] == 0
+    assert read_json(tmp_path / "b" / "scenario-state.json")["status"] == "completed"
+
+
+@needs_samples
+def test_a_resumed_v1_directory_keeps_v1s_answers_and_token_counts(tmp_path, offline):
+    scenario = tmp_path / "scenarios" / "test-regulation-negotiation"
+    shutil.copytree(V1_SAMPLES / "scenarios" / "test-regulation-negotiation", scenario)
+    run_dir = tmp_path / "output" / "run-001"
+    shutil.copytree(V1_SAMPLES / "runs" / "test-regulation-negotiation-run-halted", run_dir)
+    before = read_json(run_dir / "scenario-state.json")["world_state"]["actor_decisions"]["1"]
+    assert run(scenario, "--resume", run_dir)[0] == 0
+    after = read_json(run_dir / "scenario-state.json")["world_state"]["actor_decisions"]
+    for name, entry in before.items():
+        assert (after["1"][name]["raw_response"], after["1"][name]["tokens_used"]) == (entry["raw_response"], entry["tokens_used"])
+    assert set(after) == {"1", "2", "3"} and all(e["tokens_used"] > 0 for e in after["2"].values())

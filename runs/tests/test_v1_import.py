@@ -338,3 +338,53 @@ def test_zips_with_path_tricks_are_refused(name, link, words):
 def test_a_zip_with_several_runs_is_refused(samples):
     with pytest.raises(V1ImportError, match="2 run directories"):
         run_import_v1_zip(upload=zipped(samples / "runs"))
+
+
+# ---- branches, definition/ folders, damaged files ----------------------------------------------------------------
+def v1_branch_of(samples: Path, name: str) -> Path:
+    """What V1's --branch-from wrote: the parent's state with its lineage, its start time kept."""
+    branch = samples / "runs" / name
+    shutil.copytree(samples / "runs" / COALITION, branch)
+    document = state_of(branch)
+    document["execution_metadata"].update({"branched_from": "output/test-coalition-3actors/run-001", "branch_point": 1,
+                                           "output_path": f"output/test-coalition-3actors/{name}"})
+    (branch / "scenario-state.json").write_text(json.dumps(document), encoding="utf-8")
+    return branch
+
+
+def test_a_v1_branch_is_not_taken_for_its_parent(samples):
+    parent = run_import_v1(folder=samples / "runs" / COALITION)
+    first = run_import_v1(folder=v1_branch_of(samples, "run-002"))
+    second = run_import_v1(folder=v1_branch_of(samples, "run-003"))
+    assert len({parent.imported_from["key"], first.imported_from["key"], second.imported_from["key"]}) == 3
+    assert "imported already" in refused(str(samples / "runs" / "run-002"))
+
+
+@pytest.mark.parametrize("written", ["scenarios/test-coalition-3actors", "scenarios/test-coalition-3actors/definition"])
+def test_a_scenario_kept_in_definition_is_found_and_named_after_its_folder(samples, written):
+    scenario = samples / "scenarios" / "test-coalition-3actors"
+    (scenario / "definition").mkdir()
+    for entry in list(scenario.iterdir()):
+        if entry.name != "definition":
+            entry.rename(scenario / "definition" / entry.name)
+    folder = samples / "runs" / COALITION
+    document = state_of(folder)
+    document["scenario_path"] = written
+    (folder / "scenario-state.json").write_text(json.dumps(document), encoding="utf-8")
+    assert run_import_v1(folder=folder).scenario.slug == "test-coalition-3actors"
+
+
+@pytest.mark.parametrize(("damage", "words"), [
+    (lambda d: next(iter(d["communication_manager_state"]["channels"].values()))["messages"][0].update({"content": None}),
+     "messages.0.content: expected text, got null"),
+    (lambda d: d.update({"current_turn": -3}), "current_turn: expected 0 or more, got -3"),
+    (lambda d: d["world_state"]["actor_decisions"]["1"].update({"China": "text"}), "world_state.actor_decisions.1.China: expected an object"),
+])
+def test_a_damaged_file_is_refused_naming_the_key_and_nothing_is_stored(samples, damage, words):
+    folder = samples / "runs" / COALITION
+    document = state_of(folder)
+    damage(document)
+    (folder / "scenario-state.json").write_text(json.dumps(document), encoding="utf-8")
+    message = refused(str(folder))
+    assert words in message and str(folder / "scenario-state.json") in message
+    assert not Run.objects.exists()

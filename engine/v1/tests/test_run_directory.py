@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -11,7 +13,16 @@ import pytest
 from engine import Runner
 from engine.scenario import load_scenario_folder
 from engine.state import CommunicationKind, PhaseName, RunStatus
-from engine.v1 import RunDirectoryError, V1RunDirectory, next_run_folder, read_run_directory
+from engine.v1 import (
+    RunDirectoryError,
+    RunFilesNotWritten,
+    V1RunDirectory,
+    branch_run_directory,
+    conversation_file_name,
+    next_run_folder,
+    read_run_directory,
+)
+from engine.v1.files import validation_report_markdown
 from engine.v1.state_file import v1_status
 from legacy_v1.tests.folders import write_v1_scenario
 
@@ -101,3 +112,97 @@ def test_reads_a_halted_run_written_by_v1():
     assert state.total_tokens == json.loads((V1_SAMPLES / "runs" / "test-regulation-negotiation-run-halted" / "scenario-state.json").read_text())["cost_tracker_state"]["total_tokens"]
     assert document["execution_metadata"]["output_path"]
     assert isinstance(datetime.fromisoformat(document["execution_metadata"]["started_at"]), datetime)
+
+
+# ---- writing: names, long names, files that cannot be written ----------------------------------------------------
+def test_a_name_leading_outside_the_run_directory_is_never_written(tmp_path):
+    scenario = load_scenario_folder(write_v1_scenario(tmp_path))
+    state = Runner().run(scenario, max_turns=1)
+    decision = state.decisions[0]
+    strange = replace(state, decisions=(replace(decision, actor="../../pwned"), *state.decisions[1:]))
+    directory = V1RunDirectory(tmp_path / "out" / "run", scenario, scenario_path="x")
+    with pytest.raises(RunFilesNotWritten, match=r"\.\./\.\./pwned-001\.md \(the name leads outside"):
+        directory.write(strange)
+    assert not list(tmp_path.glob("pwned*")) and not list((tmp_path / "out").glob("pwned*"))
+    assert (tmp_path / "out" / "run" / "scenario-state.json").is_file()
+
+
+def test_long_conversation_names_are_shortened_the_same_way_every_time():
+    names = ["The Very Long Official Name of a Delegation Number %d to the Conference on the Future of Rivers" % i for i in range(4)]
+    name = conversation_file_name("coalition", names, 2)
+    assert len(name.encode()) <= 200 and name.startswith("coalition-The Very Long") and name.endswith("-002.md")
+    assert name == conversation_file_name("coalition", reversed(names), 2)
+    assert name != conversation_file_name("coalition", names[:3] + ["Another"], 2)
+    short = conversation_file_name("bilateral", ["Delta Cities/Ports", "Valley Federation"], 1)
+    assert short == "bilateral-Delta Cities-Ports-Valley Federation-001.md"  # as V1 named it
+    accents = conversation_file_name("bilateral", ["Ö" * 120, "É" * 120], 3)
+    assert len(accents.encode()) <= 200 and accents.encode().decode() == accents
+
+
+def test_actors_with_long_names_play_a_whole_run(tmp_path):
+    folder = write_v1_scenario(tmp_path)
+    for short in ("highland", "valley", "delta"):
+        path = folder / "actors" / f"{short}.yaml"
+        text = path.read_text(encoding="utf-8")
+        name = text.splitlines()[0].removeprefix("name: ")
+        path.write_text(text.replace(f"name: {name}", f"name: {name} " + "of the Upper and Lower River Basins " * 3, 1), encoding="utf-8")
+    scenario = load_scenario_folder(folder)
+    state = Runner(persistence=V1RunDirectory(tmp_path / "run", scenario, scenario_path="x")).run(scenario)
+    assert state.status is RunStatus.COMPLETED and state.turn == 3
+    talks = [p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(("bilateral-", "coalition-"))]
+    assert talks and all(len(name.encode()) <= 200 for name in talks)
+
+
+def test_a_file_that_cannot_be_written_still_leaves_the_state_saved(tmp_path):
+    scenario = load_scenario_folder(write_v1_scenario(tmp_path))
+    (tmp_path / "run" / "world-state-001.md").mkdir(parents=True)  # in the way of turn 1's world file
+    state = Runner(persistence=V1RunDirectory(tmp_path / "run", scenario, scenario_path="x")).run(scenario)
+    assert state.status is RunStatus.FAILED and state.turn == 1 and "world-state-001.md" in state.error
+    read, document = read_run_directory(tmp_path / "run", scenario=scenario)
+    assert read.turn == 1 and read.status is RunStatus.FAILED, "turn 1 is not played (and paid) again on resume"
+    assert (document["status"], document["halt_reason"]) == ("halted", "error")
+    assert "world-state-001.md" in document["execution_metadata"]["engine"]["error"]
+    assert (tmp_path / "run" / "highland-001.md").is_file(), "the other files of the turn are written"
+
+
+# ---- QA reports ------------------------------------------------------------------------------------------------------
+def qa_state(results, lines):
+    from engine.state import ActorState, CostRecord, ScenarioState, ValidationResult, WorldState
+
+    return ScenarioState(
+        run_id="r", scenario_name="s", turn=1,
+        actors=(ActorState("a", "Alpha", "m"), ActorState("b", "Beta", "m")),
+        world_states=(WorldState(0, "w"), WorldState(1, "w")),
+        validations=tuple(ValidationResult(1, check, True, "low", actor) for check, actor in results),
+        costs=tuple(CostRecord(1, PhaseName.VALIDATION, actor, "m", "p", tokens, 0, 0.0) for actor, tokens in lines),
+    )
+
+
+def test_qa_tokens_go_to_the_actor_checked_whatever_order_the_calls_ended_in():
+    # Results are sorted by check and actor; the calls ended in another order.
+    state = qa_state([("consistency", "a"), ("consistency", "b"), ("coherence", None)], [(None, 5), ("b", 200), ("a", 10)])
+    report = validation_report_markdown(state, 1, generated_at=datetime(2025, 1, 1))
+    assert re.search(r"\(Alpha\)\n\n\*Tokens used: 10\*", report)
+    assert re.search(r"\(Beta\)\n\n\*Tokens used: 200\*", report)
+    assert re.search(r"## Coherence\n\n✅ \*\*PASSED\*\*\n\n\*Tokens used: 5\*", report)
+
+
+def test_qa_tokens_of_several_checks_of_one_actor_are_given_once():
+    state = qa_state([("consistency", "a"), ("access", "a"), ("consistency", "b")], [("a", 7), ("b", 20), ("a", 9)])
+    report = validation_report_markdown(state, 1, generated_at=datetime(2025, 1, 1))
+    assert "*Tokens used: 16 (the 2 checks of Alpha together)*" in report
+    assert "*Tokens used: counted with Consistency of Alpha*" in report
+    assert "*Tokens used: 20*" in report
+    assert report.count("*Tokens used: ") == 3
+
+
+# ---- branches --------------------------------------------------------------------------------------------------------
+def test_a_branch_at_turn_0_starts_from_the_initial_world(tmp_path):
+    scenario = load_scenario_folder(write_v1_scenario(tmp_path))
+    Runner(persistence=V1RunDirectory(tmp_path / "run-001", scenario, scenario_path="x")).run(scenario, max_turns=2)
+    child = branch_run_directory(tmp_path / "run-001", 0, scenario)
+    assert child == tmp_path / "run-002"
+    state, document = read_run_directory(child, scenario=scenario)
+    assert (state.turn, state.costs, state.decisions, state.communications) == (0, (), (), ())
+    assert sorted(p.name for p in child.iterdir()) == ["scenario-state.json", "world-state-000.md"]
+    assert (document["halt_reason"], document["execution_metadata"]["branch_point"]) == ("branched", 0)
