@@ -6,7 +6,8 @@ plays the run and `V1RunDirectory` writes V1's files as its persistence.
 Exit codes: 0 completed (or stopped at --end-turn, or branched), 1 failed, 2 bad input, 3 halted by the credit
 limit, a QA finding or a metric threshold set to halt (V1 had no word for the last two: scenario-state.json
 says `halt_reason: error`, the engine's reason beside it), 4 halted by provider trouble (rate limit, API
-errors), 130 Ctrl-C. Every halt is resumable with --resume.
+errors), 5 waiting for a person (a `control: human` actor, no terminal to ask at), 130 Ctrl-C. Every halt is
+resumable with --resume.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable wi
 
 from engine import Event, EventType, Runner, Scenario  # noqa: E402
 from engine.estimate import estimate_run_cost  # noqa: E402
+from engine.seats import TerminalSeats  # noqa: E402
 from engine.llm.routing import RoutingError, provider_from_environment  # noqa: E402
 from engine.scenario.errors import ScenarioLoadError  # noqa: E402
 from engine.state import RunStatus, ScenarioState  # noqa: E402
@@ -44,6 +46,7 @@ from engine.v1 import (  # noqa: E402
 
 LOG_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
 EXIT = {"completed": 0, "end_turn": 0, "branched": 0, "credit_limit": 3, "rate_limit": 4, "api_error": 4, "manual": 130, "error": 1}
+WAITING_FOR_PERSON = 5  # a `control: human` actor and no terminal to ask at
 HALTED_BY_FINDING = 3  # a QA finding or a metric threshold: V1's `error`, but the run did what it was told
 log = logging.getLogger("scenario_lab")
 
@@ -201,7 +204,9 @@ def play(args: argparse.Namespace, out: TextIO) -> int:
         if credit_limit is not None:
             log.info("Credit limit: $%.4f (spent so far: $%.4f)", credit_limit, state.total_cost if state else 0.0)
         log.info("%s turns %s to %s", "Resuming:" if resuming else "Running", first, end_turn)
-        runner = Runner(provider=choice.provider, persistence=persistence)
+        # V1's `control: human` actors are asked here, at the prompt; with no terminal the run halts for them.
+        seats = TerminalSeats() if sys.stdin.isatty() and any(a.control == "human" for a in scenario.actors) else None
+        runner = Runner(provider=choice.provider, persistence=persistence, seats=seats)
         runner.on("*")(log_event)
         try:
             final = asyncio.run(runner.run_async(scenario, max_turns=end_turn, credit_limit=credit_limit, state=state))
@@ -227,6 +232,9 @@ def report(final: ScenarioState, folder: Path, persistence: V1RunDirectory, out:
     if final.error:
         log.info("Error: %s", final.error)
     log.info("Files: %s", folder)
+    if final.status is RunStatus.WAITING_FOR_HUMAN:
+        log.info("A person plays %s: resume in a terminal to be asked for the decision.",
+                 ", ".join(a.name for a in final.actors if a.control == "human"))
     if status.status != "completed":
         log.info("Resume with: %s", resume_command(folder, credit=status.halt_reason == "credit_limit"))
     return exit_code(final, persistence.metadata.total_turns)
@@ -236,6 +244,8 @@ def exit_code(final: ScenarioState, total_turns: int) -> int:
     status = v1_status(final, total_turns)
     if status.halt_reason == "error" and final.status is RunStatus.HALTED:
         return HALTED_BY_FINDING
+    if final.status is RunStatus.WAITING_FOR_HUMAN:
+        return WAITING_FOR_PERSON
     return EXIT[status.halt_reason or "completed"]
 
 

@@ -67,7 +67,7 @@ def v1_status(state: ScenarioState, total_turns: int) -> V1Status:
         if "interrupted" in reason or "on request" in reason:
             return V1Status("halted", "manual")
         return V1Status("halted", "rate_limit" if ("429" in reason or "rate limit" in reason) else "api_error")
-    if state.status is RunStatus.CANCELLED:
+    if state.status in (RunStatus.CANCELLED, RunStatus.WAITING_FOR_HUMAN):  # a person is to act: resumable
         return V1Status("halted", "manual")
     return V1Status("halted", "error")
 

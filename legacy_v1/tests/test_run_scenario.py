@@ -447,3 +447,13 @@ def test_a_resumed_v1_directory_keeps_v1s_answers_and_token_counts(tmp_path, off
     for name, entry in before.items():
         assert (after["1"][name]["raw_response"], after["1"][name]["tokens_used"]) == (entry["raw_response"], entry["tokens_used"])
     assert set(after) == {"1", "2", "3"} and all(e["tokens_used"] > 0 for e in after["2"].values())
+
+
+def test_a_human_actor_without_a_terminal_halts_for_the_person(tmp_path, offline):
+    folder = write_v1_scenario(tmp_path)
+    actor = folder / "actors" / "valley.yaml"
+    actor.write_text(actor.read_text() + "control: human\n")
+    code, out, _ = run(folder, "-o", tmp_path / "run")
+    assert code == 5 and "A person plays Valley Federation" in out
+    state = read_json(tmp_path / "run" / "scenario-state.json")
+    assert (state["status"], state["halt_reason"], state["current_turn"]) == ("halted", "manual", 0)
