@@ -12,7 +12,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from runs import selectors
-from runs.live import event_fragments, run_group
+from runs.live import event_fragments, run_group, waiting_seats_fragment
 from runs.models import Run, RunEvent
 
 CATCH_UP_BATCH = 200
@@ -35,7 +35,8 @@ def _stored_status(run_id: int) -> dict | None:
     run = Run.objects.filter(pk=run_id).first()
     if run is None:
         return None
-    return {"status": selectors.run_display_status(run), "reason": run.error or run.halt_reason}
+    return {"status": selectors.run_display_status(run), "reason": run.error or run.halt_reason,
+            "fragments": [waiting_seats_fragment(run)]}
 
 
 class RunConsumer(AsyncJsonWebsocketConsumer):

@@ -176,6 +176,12 @@ def _waiting_seats(run: Run) -> list[dict[str, str]]:
     return [{"actor": seat.actor, "name": seat.name} for seat in run_pending_seats(run=run)]
 
 
+def waiting_seats_fragment(run: Run) -> dict[str, str]:
+    """The links to the seats the run waits for, as stored now: sent with the page's periodic status, so a page
+    that shows a run waiting always shows where to decide, even if it missed the event that said so."""
+    return _fragment("#seats-panel", "runs/partials/waiting_seats.html", {"waiting_seats": _waiting_seats(run), "run_url": ""})
+
+
 # ---- what an event does to a page -----------------------------------------------------------------------------
 def _fragment(target: str, template: str, context: dict[str, Any], mode: str = "upsert") -> dict[str, str]:
     """`upsert`: the fragment's root element replaces the page's element of the same id, or is appended

@@ -145,7 +145,17 @@ class RunPageInABrowser(ChannelsLiveServerTestCase):
 
         for turn in (1, 2):
             self.wait_for_status("waiting_for_human")  # live: the models decided, the run waits, stored
-            self.page.click("#waiting-seats a")  # the link the waiting event put on the page
+            link = self.page.locator("#waiting-seats a")
+            try:
+                link.wait_for(timeout=20_000)  # put there by the waiting event, or by the periodic status
+            except sync_api.TimeoutError:
+                self.page.screenshot(path=ARTIFACTS / f"no-seat-link-turn-{turn}.png", full_page=True)
+                last_seq = self.page.locator("#run-page").get_attribute("data-last-seq")
+                stored = list(run.events.order_by("seq").values_list("seq", "type"))
+                raise AssertionError(f"no link to the seat at turn {turn}: page at seq {last_seq}, "
+                                     f"#waiting-seats {self.page.locator('#waiting-seats').evaluate('e => e.outerHTML')!r}, "
+                                     f"stored events {stored[-12:]}, console {self.console}") from None
+            link.click()
             try:
                 self.page.wait_for_selector("#seat-form", timeout=15_000)
             except sync_api.TimeoutError:

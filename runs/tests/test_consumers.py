@@ -117,7 +117,9 @@ async def test_a_page_may_ask_again_after_its_last_applied_seq(played):
     await communicator.send_json_to({"after": first[-1]["seq"] - 3})
     again = await receive_all(communicator)
     assert [m["seq"] for m in again[:-1]] == [m["seq"] for m in first[-3:]]
-    assert again[-1] == {"type": "status", "data": {"status": "completed", "reason": ""}}, "and the stored status"
+    status = again[-1]
+    assert status["type"] == "status" and (status["data"]["status"], status["data"]["reason"]) == ("completed", ""), "and the stored status"
+    assert [f["html"] for f in status["data"]["fragments"]] == ['<div id="waiting-seats" role="status" hidden></div>\n'], "no seat waits"
     await communicator.disconnect()
 
 

@@ -240,3 +240,14 @@ def test_control_characters_and_huge_texts_are_refused_not_stored(owner, client,
 
 def client_api_status(run: Run, user, payload: dict) -> int:
     return client.post(f"/runs/{run.pk}/seats/{SEAT}/decision", json=payload, user=user).status_code
+
+
+def test_the_periodic_status_carries_the_links_to_waiting_seats(owner):
+    from runs.live import waiting_seats_fragment
+
+    run = services.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,)).pk)
+    html = waiting_seats_fragment(run)["html"]
+    assert f'href="seats/{SEAT}/"' in html and "hidden" not in html
+    seats.seat_decide(run=run, actor=SEAT, **decision_for(run))
+    run.refresh_from_db()
+    assert 'hidden' in waiting_seats_fragment(run)["html"]  # gone once decided

@@ -189,6 +189,7 @@
       var message = JSON.parse(incoming.data);
       if (message.type === "status") {  // the stored status, sent with every re-sync: not an event
         if (message.data.status !== page.dataset.status) setStatus(message.data.status, message.data.reason);
+        (message.data.fragments || []).forEach(applyFragment);  // what goes with the status (waiting seats)
         return;
       }
       if (message.seq <= lastSeq) return;
