@@ -61,8 +61,13 @@ class EventType(StrEnum):
     COST_INCURRED = "cost_incurred"
     CREDIT_LIMIT_WARNING = "credit_limit_warning"
     CREDIT_LIMIT_EXCEEDED = "credit_limit_exceeded"
-    # data: MetricRecord.to_dict().
+    # data: MetricRecord.to_dict() plus "threshold" (None, "warning" or "critical").
     METRIC_RECORDED = "metric_recorded"
+    # A value at or past a warning or critical threshold, after its metric_recorded. data: {"turn",
+    # "name", "actor", "value", "level" ("warning" | "critical"), "limit" (the threshold reached), "direction"
+    # ("above" | "below"), "previous_level" (the same series' level the turn before: None for a new crossing),
+    # "halts" (true when the scenario stops the run at this level)}.
+    METRIC_THRESHOLD_CROSSED = "metric_threshold_crossed"
     # Validation. started: {"turn", "checks"}; completed: {"turn", "results"}; failed: a failing result.
     VALIDATION_STARTED = "validation_started"
     VALIDATION_COMPLETED = "validation_completed"

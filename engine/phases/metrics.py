@@ -5,8 +5,11 @@ from __future__ import annotations
 import math
 import re
 
+from pydantic import BaseModel
+
 from engine.events import EventType
-from engine.llm.provider import CallPurpose
+from engine.llm.parsing import parse_structured, validate_structured
+from engine.llm.provider import CallPurpose, StructuredOutputError
 from engine.phases.base import HaltRequested, PhaseContext, first_failure
 from engine.phases.prompts import request_room
 from engine.scenario.schema import MetricDefinition
@@ -18,7 +21,24 @@ _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 # The value types of V1's dict-form metrics.yaml read as V1 read them (its `boolean` too, in the dict form only:
 # true when matched, nothing recorded when not).
 V1_VALUE_TYPES = ("integer", "float", "string")
-METRIC_MAX_TOKENS = 20
+METRIC_MAX_TOKENS = 20  # `{"value": 7.5}` with room to spare; engine/estimate.py counts the same
+METRIC_SYSTEM = (
+    "You measure one quantity in a policy simulation. Answer with only a JSON object whose `value` is the number, "
+    'for example {"value": 4}.'
+)
+
+
+class MetricAnswer(BaseModel):
+    """The structured answer of a model-judged metric."""
+
+    value: float
+
+    @classmethod
+    def from_markdown(cls, text: str) -> MetricAnswer | None:
+        """A model without structured output that answers with a bare number, as V1's prompts ask ("Respond
+        with ONLY a number"), is still understood."""
+        number = number_from_answer(text, None)
+        return None if number is None else cls(value=number)
 
 
 def extract_by_pattern(metric: MetricDefinition, text: str, *, v1_form: bool = False) -> MetricValue:
@@ -100,14 +120,33 @@ def number_from_answer(text: str, value_range: tuple[float, float] | None) -> fl
     return value
 
 
+def metric_answer(text: str, data: object, value_range: tuple[float, float] | None) -> float | None:
+    """The number of a model's answer: its structured `value` (or a bare number), clamped to the metric's
+    range; None when the answer holds no number (the metric is then not measured this turn)."""
+    try:
+        answer = validate_structured(data, MetricAnswer) if data is not None else parse_structured(text, MetricAnswer)
+    except StructuredOutputError:
+        return None
+    if not math.isfinite(answer.value):
+        return None
+    return answer.value if value_range is None else min(max(answer.value, value_range[0]), value_range[1])
+
+
 def threshold_level(metric: MetricDefinition, value: MetricValue) -> str | None:
+    limit = threshold_reached(metric, value)
+    return limit[0] if limit else None
+
+
+def threshold_reached(metric: MetricDefinition, value: MetricValue) -> tuple[str, float] | None:
+    """The most severe threshold `value` is at or past, as (level, limit); None below every threshold and for
+    values that are not numbers."""
     limits = metric.thresholds
     if limits is None or not isinstance(value, (int, float)) or isinstance(value, bool):
         return None
     above = limits.direction == "above"
     for level, limit in (("critical", limits.critical), ("warning", limits.warning)):
         if limit is not None and (value >= limit if above else value <= limit):
-            return level
+            return level, limit
     return None
 
 
@@ -132,7 +171,15 @@ class MetricsPhase:
             nonlocal state
             value = await self._measure(seen, metric, actor, ctx)
             record = MetricRecord(turn=turn, name=metric.name, value=value, actor=actor, source=metric.extraction.type)
-            await ctx.emit(EventType.METRIC_RECORDED, {**as_dict(record), "threshold": threshold_level(metric, value)}, turn=turn)
+            reached = threshold_reached(metric, value)
+            await ctx.emit(EventType.METRIC_RECORDED, {**as_dict(record), "threshold": reached[0] if reached else None}, turn=turn)
+            if reached is not None:
+                level, limit = reached
+                await ctx.emit(EventType.METRIC_THRESHOLD_CROSSED, {
+                    "turn": turn, "name": metric.name, "actor": actor, "value": value, "level": level, "limit": limit,
+                    "direction": metric.thresholds.direction, "previous_level": self._previous_level(seen, metric, actor),
+                    "halts": level == "critical" and metric.thresholds.halt_on_critical,
+                }, turn=turn)
             state = ctx.checkpoint(state.with_metric(record))
 
         failure = first_failure(await ctx.gather_limited([lambda m=m, a=a: measure(m, a) for m, a in jobs]))
@@ -153,6 +200,13 @@ class MetricsPhase:
         if halts:
             raise HaltRequested("; ".join(halts))
         return state
+
+    @staticmethod
+    def _previous_level(state: ScenarioState, metric: MetricDefinition, actor: str | None) -> str | None:
+        """The level of the same series at the turn before, so a subscriber tells a new crossing from one that
+        goes on."""
+        before = [m for m in state.metrics_in(state.current_turn - 1) if m.name == metric.name and m.actor == actor]
+        return threshold_level(metric, before[0].value) if before else None
 
     @staticmethod
     def _subjects(metric: MetricDefinition, state: ScenarioState) -> list[str | None]:
@@ -177,16 +231,18 @@ class MetricsPhase:
         if kind == "keyword":
             return extract_by_keywords(metric, text)
         model = metric.extraction.model or ctx.scenario.judge_model
-        system, question = "You measure one quantity in a policy simulation. Answer with only a number.", f"{metric.extraction.prompt}\n\n## Text to assess"
+        question = f"{metric.extraction.prompt}\n\n## Text to assess"
         # One world or one decision: it does not grow with the run, but may pass a small judge's budget.
-        room = request_room(ctx.scenario, model, max_tokens=METRIC_MAX_TOKENS, system=system, around=(question,))
+        room = request_room(ctx.scenario, model, max_tokens=METRIC_MAX_TOKENS, system=METRIC_SYSTEM, around=(question,), output=MetricAnswer)
         request = ctx.request(
             purpose=CallPurpose(task="metric", phase=self.name.value, turn=turn, actor=actor, hints={"metric": metric.name, "range": list(metric.range or (0, 10))}),
             model=model,
-            system=system,
+            system=METRIC_SYSTEM,
             user=f"{question}\n\n{shorten(text, max(room, 0))}",
+            output=MetricAnswer,
             max_tokens=METRIC_MAX_TOKENS,
             temperature=0.0,
         )
+        # One call, no re-ask: an answer without a number leaves this turn's value unmeasured (None).
         response = await ctx.complete_text(request)
-        return number_from_answer(response.text, metric.range)
+        return metric_answer(response.text, response.data, metric.range)

@@ -6,6 +6,7 @@ from engine import EventBus, EventType, FilesystemPersistence, Runner, RunStatus
 from engine.llm.offline import OfflineProvider
 from engine.orchestrator import ScenarioOrchestrator, standard_phases
 from engine.phases.base import PhaseContext
+from engine.scenario.schema import MetricDefinition, MetricsConfig
 from engine.sdk import initial_state
 from engine.seats import StateSeats
 from engine.state import PhaseName, ScenarioState
@@ -240,6 +241,8 @@ async def test_every_event_type_is_emitted_by_the_engine(summit, tmp_path):
             return "human" if actor == summit.actors[0].short_name else state.actor(actor).control
 
     await runner_with(seats=TakesASeat()).run_async(summit, max_turns=1)
+    talk = MetricDefinition(name="talk", extraction={"type": "keyword", "keywords": ["the"]}, thresholds={"warning": 0})
+    await runner_with().run_async(summit.model_copy(update={"metrics": MetricsConfig(metrics=[talk])}), max_turns=1)
 
     class Broken:
         name = PhaseName.METRICS

@@ -6,17 +6,20 @@ import pytest
 
 from engine.events import EventType
 from engine.phases.base import HaltRequested
+from engine.llm.cache import CachingProvider, MemoryResponseCache
 from engine.phases.metrics import (
     MetricsPhase,
     extract_by_keywords,
     extract_by_pattern,
+    metric_answer,
     number_from_answer,
     threshold_level,
 )
 from engine.phases.tests.conftest import RUN_ID, SEED, ScriptedProvider, build_scenario, make_context
 from engine.scenario.schema import MetricDefinition
 from engine.sdk import initial_state
-from engine.state import Decision, PhaseName, WorldState
+from engine.state import Decision, MetricRecord, PhaseName, WorldState
+from engine.testing.providers import FixedCostProvider
 
 
 def pattern_metric(pattern: str, *, kind: str = "continuous") -> MetricDefinition:
@@ -170,15 +173,50 @@ async def test_only_llm_metrics_cost_a_call_booked_under_metrics():
     assert record.model == "test/world-model"  # no validation model in this scenario
 
 
-async def test_an_llm_metric_reads_the_number_from_the_answer_and_clamps_it():
+async def test_an_llm_metric_asks_for_structured_output_and_clamps_the_value():
     scenario = build_scenario(metrics=[METRICS[3]])
-    provider = ScriptedProvider({"metric": "I would say 14, honestly."})
+    provider = ScriptedProvider({"metric": {"value": 14}})
     state = await MetricsPhase().run(played(scenario), make_context(scenario, provider))
     [trust] = state.metrics_in(1)
     assert trust.value == 10.0
     [request] = provider.requests
+    assert request.schema_name == "MetricAnswer"
+    assert request.json_schema["required"] == ["value"] and request.json_schema["properties"]["value"]["type"] == "number"
     assert "How much do the parties trust each other" in request.prompt_text
     assert "4 clauses remain unresolved" in request.prompt_text
+
+
+@pytest.mark.parametrize(
+    ("text", "data", "expected"),
+    [
+        ('{"value": 6.5}', None, 6.5),  # JSON as text
+        ("", {"value": 3}, 3.0),  # decoded by the provider
+        ('```json\n{"value": -2}\n```', None, 0.0),  # fenced, clamped
+        ("I would say 14, honestly.", None, 10.0),  # a model without structured output, as V1's prompts ask
+        ('{"value": "high"}', None, None),  # no number at all: not measured
+        ("I cannot tell.", None, None),
+    ],
+)
+def test_metric_answer(text, data, expected):
+    assert metric_answer(text, data, (0, 10)) == expected
+
+
+async def test_an_llm_metric_is_answered_from_the_response_cache_the_second_time():
+    """The site wraps a run's provider in a CachingProvider (runs.services.provider_for_run): the same judgement
+    asked again is a free replay, still booked under metrics with `cached` set."""
+    scenario = build_scenario(metrics=[METRICS[3]])
+    paid = FixedCostProvider(scenario, cost_per_call=0.01)
+    cache = MemoryResponseCache()
+    values = []
+    for _ in range(2):
+        ctx = make_context(scenario, CachingProvider(paid, cache))
+        state = await MetricsPhase().run(played(scenario), ctx)
+        [record] = ctx.llm.take_records()
+        values.append(state.metrics_in(1)[0].value)
+        assert record.phase == PhaseName.METRICS
+    assert paid.calls == 1, "the second judgement came from the cache"
+    assert (record.cached, record.cost) == (True, 0.0)
+    assert values[0] == values[1] is not None
 
 
 async def test_a_metric_recorded_event_per_value():
@@ -232,3 +270,56 @@ async def test_a_critical_threshold_without_halt_on_critical_does_not_stop():
     scenario = build_scenario(metrics=[warning_only])
     state = await MetricsPhase().run(played(scenario), make_context(scenario))
     assert [m.value for m in state.metrics_in(1)] == [4.0]
+
+
+# ---- threshold events ------------------------------------------------------------------------------------
+OPEN_CLAUSES = {"name": "clauses_open", "extraction": {"type": "pattern", "pattern": r"(\d+) clauses remain"}}
+
+
+def crossings(ctx):
+    return [dict(e.data) for e in ctx.bus.get_history(EventType.METRIC_THRESHOLD_CROSSED)]
+
+
+async def test_a_value_past_a_threshold_emits_a_crossing_after_its_record():
+    scenario = build_scenario(metrics=[{**OPEN_CLAUSES, "thresholds": {"warning": 3, "critical": 8}}, METRICS[1]])
+    ctx = make_context(scenario)
+    await MetricsPhase().run(played(scenario), ctx)
+    assert crossings(ctx) == [{"turn": 1, "name": "clauses_open", "actor": None, "value": 4.0, "level": "warning", "limit": 3.0,
+                               "direction": "above", "previous_level": None, "halts": False}]
+    order = [(e.type, e.data["name"]) for e in ctx.bus.get_history() if e.data.get("name") == "clauses_open"]
+    assert order == [(EventType.METRIC_RECORDED, "clauses_open"), (EventType.METRIC_THRESHOLD_CROSSED, "clauses_open")]
+
+
+async def test_a_value_below_every_threshold_emits_no_crossing():
+    scenario = build_scenario(metrics=[{**OPEN_CLAUSES, "thresholds": {"warning": 5, "critical": 8}}])
+    ctx = make_context(scenario)
+    await MetricsPhase().run(played(scenario), ctx)
+    assert crossings(ctx) == []
+    assert ctx.bus.get_history(EventType.METRIC_RECORDED)[0].data["threshold"] is None
+
+
+async def test_a_falling_metric_crosses_below_and_says_what_it_was_the_turn_before():
+    """direction: below; the crossing carries the previous turn's level, so a new crossing can be told apart."""
+    scenario = build_scenario(metrics=[{**OPEN_CLAUSES, "thresholds": {"warning": 5, "critical": 4, "direction": "below"}}])
+    state = played(scenario).with_metric(MetricRecord(turn=0, name="clauses_open", value=5.0, source="pattern"))
+    ctx = make_context(scenario)
+    await MetricsPhase().run(state, ctx)
+    [crossing] = crossings(ctx)
+    assert (crossing["level"], crossing["limit"], crossing["direction"], crossing["previous_level"]) == ("critical", 4.0, "below", "warning")
+
+
+async def test_per_actor_crossings_and_a_halting_critical_one():
+    talk = {**METRICS[1], "thresholds": {"warning": 1, "critical": 2, "halt_on_critical": True}}
+    scenario = build_scenario(metrics=[talk])
+    ctx = make_context(scenario)
+    with pytest.raises(HaltRequested, match="compromise_talk reached its critical threshold"):
+        await MetricsPhase().run(played(scenario), ctx)
+    assert [(c["actor"], c["level"], c["halts"]) for c in crossings(ctx)] == [("upland", "critical", True)]
+
+
+async def test_booleans_and_unmeasured_values_never_cross():
+    scenario = build_scenario(metrics=[{**METRICS[3], "thresholds": {"warning": 0}}])
+    ctx = make_context(scenario, ScriptedProvider({"metric": "no idea"}))
+    state = await MetricsPhase().run(played(scenario), ctx)
+    assert state.metrics_in(1)[0].value is None
+    assert crossings(ctx) == []
