@@ -7,13 +7,14 @@ from typing import Annotated, Any, Literal
 
 from django.conf import settings
 from django.db.models import Max
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from ninja import Query, Router, Schema
 from ninja.responses import Status
 from pydantic import AfterValidator, Field
 
 from runs import seats, selectors, services
+from runs.metrics import export_filename, metrics_csv, metrics_export, run_metric_rows
 from runs.models import Communication, CostRecord, Decision, MetricRecord, Run, RunEvent, Turn, ValidationResult
 from scenariolab_site.api_base import ERRORS, ApiError, caller
 
@@ -328,6 +329,25 @@ def run_costs(request, run_id: int):
 def run_metrics(request, run_id: int):
     return [{"turn": m.turn, "name": m.name, "actor": m.actor or None, "value": m.value, "source": m.source}
             for m in MetricRecord.objects.filter(run=_run(request, run_id)).order_by("turn", "position")]
+
+
+# ---- metrics export: CSV and JSON downloads (runs.metrics) ------------------------------------------------------
+@router.get("/{run_id}/metrics.csv", response={200: None, **{k: ERRORS[k] for k in (401, 404)}},
+            summary="Metric values as CSV: turn, metric, actor, value, unit, source, threshold (one line per value)")
+def export_run_metrics_csv(request, run_id: int):
+    run = _run(request, run_id)
+    response = HttpResponse(metrics_csv(run_metric_rows(run=run)), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{export_filename(run, ".csv")}"'
+    return response
+
+
+@router.get("/{run_id}/metrics.json", response={200: None, **{k: ERRORS[k] for k in (401, 404)}},
+            summary="Metric values as a JSON download: the run, the metrics' definitions (units, thresholds), every value")
+def export_run_metrics_json(request, run_id: int):
+    run = _run(request, run_id)
+    response = JsonResponse(metrics_export(run=run), json_dumps_params={"indent": 2, "ensure_ascii": False})
+    response["Content-Disposition"] = f'attachment; filename="{export_filename(run, ".json")}"'
+    return response
 
 
 @router.get("/{run_id}/validations", response={200: list[ValidationOut], **{k: ERRORS[k] for k in (401, 404)}},
