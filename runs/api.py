@@ -15,6 +15,8 @@ from pydantic import AfterValidator, Field
 
 from runs import seats, selectors, services
 from runs.metrics import export_filename, metrics_csv, metrics_export, run_metric_rows
+from runs.comparison import MAX_RUNS as MAX_COMPARED
+from runs.comparison import ComparisonError, RunNotFound, run_comparison
 from runs.models import Communication, CostRecord, Decision, MetricRecord, Run, RunEvent, Turn, ValidationResult
 from scenariolab_site.api_base import ERRORS, ApiError, caller
 
@@ -177,21 +179,6 @@ class ResumeIn(Schema):
     end_turn: int | None = Field(None, ge=1, le=1000)
 
 
-class ComparedRun(Schema):
-    id: int
-    scenario: str
-    status: str
-    turn: int
-    total_cost: float
-    cost_by_actor: dict[str, float]
-    metrics: dict[str, list[float | str | bool | None]] = Field(description="each metric's value per turn (index 0: turn 1)")
-    final_world: str
-
-
-class Comparison(Schema):
-    runs: list[ComparedRun]
-
-
 # ---- helpers ---------------------------------------------------------------------------------------------
 def _may_read(run: Run, user) -> bool:
     return settings.PUBLIC_READ or selectors.run_visible_to(run, user)
@@ -263,26 +250,82 @@ def list_runs(request, scenario: Text | None = Query(None, max_length=100), stat
     return {"count": runs.count(), "items": [_out(request, run, seqs.get(run.pk, 0)) for run in page]}
 
 
-@router.get("/compare", response={200: Comparison, **{k: ERRORS[k] for k in (401, 404, 422)}},
-            summary="Several runs side by side: metrics per turn, costs, final worlds")
-def compare_runs(request, ids: list[int] = Query(..., min_length=1, max_length=20)):
-    compared = []
-    for run_id in ids:
-        run = _run(request, run_id)
-        metrics: dict[str, list] = {}
-        for record in MetricRecord.objects.filter(run=run).order_by("turn", "position"):
-            name = f"{record.name} ({record.actor})" if record.actor else record.name
-            series = metrics.setdefault(name, [None] * run.max_turns)
-            if 1 <= record.turn <= len(series):
-                series[record.turn - 1] = record.value
-        last = Turn.objects.filter(run=run).order_by("-turn").first()
-        by_actor = selectors.run_cost_breakdown(run=run)["by_actor"]
-        compared.append({
-            "id": run.pk, "scenario": run.scenario_slug, "status": selectors.run_display_status(run), "turn": run.turn,
-            "total_cost": run.total_cost, "cost_by_actor": {k: v["cost"] for k, v in by_actor.items()},
-            "metrics": metrics, "final_world": last.world_state if last else "",
-        })
-    return {"runs": compared}
+# ---- comparison: runs side by side (runs.comparison, as the compare page and `scenario-lab compare`) ----------
+class ComparedRunOut(Schema):
+    id: int
+    scenario: str
+    scenario_name: str
+    number: int
+    status: str
+    turn: int = Field(description="last completed turn")
+    max_turns: int
+    provider: str
+    offline: bool
+    models: list[str]
+    seed: int
+    credit_limit: float | None
+    total_cost: float
+    calls: int
+    cost_by_actor: dict[str, float] = Field(description='USD by actor; "world" for the world, judge and QA models')
+    cost_by_phase: dict[str, float]
+    final_turn: int = Field(description="the turn of the run's last stored world (0: the start)")
+    final_world: str
+    page: str
+
+
+class MetricRowOut(Schema):
+    metric: str = Field(description='"name", or "name (actor)" for an actor\'s metric')
+    turn: int
+    values: list[float | str | bool | None] = Field(description="one per run, in the order of `runs`; null: none recorded")
+
+
+class DecisionTextOut(Schema):
+    action: str
+    reasoning: str
+    short_term_priorities: list[str]
+    model: str
+
+
+class ActorDecisionsOut(Schema):
+    actor: str
+    name: str
+    decisions: list[DecisionTextOut | None] = Field(description="one per run, in the order of `runs`; null: no decision")
+
+
+class WorldDiffOut(Schema):
+    base_run: int
+    base_turn: int
+    run: int
+    turn: int
+    diff: str = Field(description="unified diff of the run's last world against the first run's; empty: the same")
+
+
+class ComparisonOut(Schema):
+    runs: list[ComparedRunOut]
+    metrics: list[MetricRowOut] = Field(description="each metric at each turn, a value per run: overlay them by metric")
+    last_turn: int = Field(description="the furthest turn any run reached: decisions compare at 1 to this")
+    decision_turn: int | None = Field(description="the turn of `decisions`; null when the runs share no completed turn")
+    decisions: list[ActorDecisionsOut]
+    world_diffs: list[WorldDiffOut] = Field(description="every run after the first against the first")
+    actor_names: dict[str, str]
+
+
+@router.get("/compare", response={200: ComparisonOut, **{k: ERRORS[k] for k in (400, 401, 404, 422)}},
+            summary="Two or more runs side by side: costs, metrics per turn, decisions at a turn, final-world diffs")
+def compare_runs(request, ids: list[Annotated[int, Field(ge=1, le=BIGINT)]] = Query(..., max_length=MAX_COMPARED, description="two or more run ids, in the order to show them"),
+                 turn: int | None = Query(None, description="whose decisions to compare (default: the last turn every run completed)")):
+    among = Run.objects.all() if settings.PUBLIC_READ else selectors.runs_for(caller(request))
+    try:
+        comparison = run_comparison(run_ids=ids, turn=turn, among=among)
+    except RunNotFound as exc:
+        raise Http404(str(exc)) from None
+    except ComparisonError as exc:
+        raise ApiError(400, "bad_request", str(exc), [{"loc": ["query", exc.field], "message": str(exc)}]) from None
+    body = comparison.as_dict()
+    for run in body["runs"]:
+        run["page"] = request.build_absolute_uri(reverse("runs:detail", args=[run["id"]]))
+    return body
+# ---- end of comparison -------------------------------------------------------------------------------------------
 
 
 @router.get("/{run_id}", response={200: RunOut, **{k: ERRORS[k] for k in (401, 404)}},

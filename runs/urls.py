@@ -8,6 +8,7 @@ app_name = "runs"
 
 urlpatterns = [
     path("", views.run_list, name="list"),
+    path("compare/", views.run_compare, name="compare"),  # comparison
     path("<int:pk>/", views.run_detail, name="detail"),
     path("<int:pk>/pause/", views.run_pause, name="pause"),
     path("<int:pk>/resume/", views.run_resume, name="resume"),

@@ -1,4 +1,5 @@
-"""Run pages and endpoints: the run list, the run page (its context from `runs.live`), controls, downloads."""
+"""Run pages and endpoints: the run list, the run page (its context from `runs.live`), controls, downloads,
+runs compared side by side."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from runs import branching, selectors, services
+from runs.comparison import MAX_RUNS as MAX_COMPARED
+from runs.comparison import ComparisonError, RunNotFound, diff_lines, run_comparison
 from runs.forms import RunBranchForm
 from runs.live import run_page_context
 from runs.models import Run, RunStatus
@@ -123,6 +126,40 @@ def run_state_json(request: HttpRequest, pk: int) -> HttpResponse:
     response = HttpResponse(body, content_type="application/json; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{_download_name(run, "-state.json")}"'
     return response
+
+
+# ---- comparison (runs.comparison): two or more runs side by side ---------------------------------------------
+def _whole_numbers(values: list[str], name: str) -> list[int]:
+    numbers = []
+    for value in filter(str.strip, values):
+        try:
+            numbers.append(int(value))
+        except ValueError:
+            raise ComparisonError(f"{name}: {value[:40]!r} is not a whole number.", field=name) from None
+    return numbers
+
+
+@login_required
+def run_compare(request: HttpRequest) -> HttpResponse:
+    """`?ids=1&ids=2[&turn=N]`: the runs' costs, metrics over turns, decisions at turn N, final-world diffs.
+    A run this person may not see is "no run", as on its own page."""
+    try:
+        ids = _whole_numbers(request.GET.getlist("ids"), "ids")
+        turns = _whole_numbers(request.GET.getlist("turn")[:1], "turn")
+        comparison = run_comparison(run_ids=ids, turn=turns[0] if turns else None,
+                                    among=selectors.runs_for(request.user))
+    except ComparisonError as exc:
+        status = 404 if isinstance(exc, RunNotFound) else 400
+        return render(request, "runs/compare.html", {"problem": str(exc), "max_runs": MAX_COMPARED}, status=status)
+    context = {
+        "comparison": comparison,
+        "runs": comparison.runs,
+        "cost_tables": [("actor", comparison.cost_rows("actor")), ("phase", comparison.cost_rows("phase"))],
+        "charts": comparison.metric_charts(),
+        "turns": range(1, comparison.last_turn + 1),
+        "world_diffs": [(world, diff_lines(world.diff)) for world in comparison.world_diffs],
+    }
+    return render(request, "runs/compare.html", context)
 
 
 # ---- branching -------------------------------------------------------------------------------------------------

@@ -161,17 +161,6 @@ def test_public_read_mode_lets_anyone_read_but_not_steer(settings, people, playe
     assert_error(client.post(f"/runs/{played.pk}/cancel"), 401, "unauthenticated")
 
 
-def test_compare_runs_side_by_side(people, played):
-    second = services.run_execute(run_id=make_run(turns=2, owner=people["owner"], seed=9).pk)
-    body = client.get(f"/runs/compare?ids={played.pk}&ids={second.pk}", user=people["owner"]).json()
-    assert [r["id"] for r in body["runs"]] == [played.pk, second.pk]
-    for compared in body["runs"]:
-        assert compared["final_world"] and compared["metrics"]
-        assert all(len(series) == 2 for series in compared["metrics"].values())
-    assert_error(client.get(f"/runs/compare?ids={played.pk}&ids=99999", user=people["owner"]), 404, "not_found")
-    assert_error(client.get(f"/runs/compare?ids={played.pk}", user=people["other"]), 404, "not_found")
-
-
 def test_without_credentials_a_write_is_401_even_where_csrf_is_enforced(people, played):
     """A revoked token on a POST must read "sign in", not "CSRF failed": the session check stays out of it."""
     from django.test import Client
