@@ -110,6 +110,18 @@ def _still_saving(run: Run) -> RunConflict:
     return RunConflict(f"run {run.pk} is storing its last turn; try again in a moment")
 
 
+WORKER_GRACE_SECONDS = 10.0
+
+
+def _wait_for_worker(run_id: int) -> None:
+    """A person who answers the moment the run starts waiting may be faster than the worker's last writes
+    (a fraction of a second, more on a loaded machine): give it that time rather than refuse the answer."""
+    deadline = time.monotonic() + WORKER_GRACE_SECONDS
+    busy = Run.objects.filter(pk=run_id, status=RunStatus.WAITING_FOR_HUMAN, waiting_since__isnull=True)
+    while busy.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def _announce(run: Run, event_type: EventType, data: Mapping) -> Event:
     """Store an event of a run no worker is executing (the caller holds the row lock), then relay it."""
     last = RunEvent.objects.filter(run=run).order_by("-seq").values_list("seq", flat=True).first() or 0
@@ -125,6 +137,7 @@ def seat_set_control(*, run: Run, actor: str, control: str, reason: str = "") ->
     next turn if a worker is playing it. A waiting seat handed to the model lets the run go on."""
     if control not in CONTROLS:
         raise RunInputError(f"control must be 'ai' or 'human', not {control!r}")
+    _wait_for_worker(run.pk)
     with transaction.atomic():
         run = Run.objects.select_for_update().get(pk=run.pk)
         if run.status in (RunStatus.COMPLETED, RunStatus.CANCELLED):
@@ -150,6 +163,7 @@ def seat_decide(
     """Store a person's decision for the seat the run waits for, and its replies to proposals; the run is
     queued again when no other seat is pending. A decision that would not pass as a model's is refused
     (RunInputError naming each field)."""
+    _wait_for_worker(run.pk)
     with transaction.atomic():
         run = Run.objects.select_for_update().get(pk=run.pk)
         _seat(run, actor)

@@ -307,16 +307,12 @@ def run_execute(
         Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, claim=claim).update(
             status=final.status.value, halt_reason=final.halt_reason or "", error=final.error or "", finished_at=Now()
         )
-        if final.status is EngineStatus.WAITING_FOR_HUMAN:
-            from runs.seats import mark_waiting
-
-            mark_waiting(run_id=run.pk)
     run.refresh_from_db()
     return run
 
 
 async def _execute(run: Run, claim: str, config: ScenarioConfig, provider: LLMProvider, progress, controls, seats) -> ScenarioState:
-    from runs.seats import StoredSeats  # seats build on this module
+    from runs.seats import StoredSeats, mark_waiting  # seats build on this module
     ledger_size = await sync_to_async(compact_ledger, thread_sensitive=True)(run.pk)
     state = await sync_to_async(load_run_state, thread_sensitive=True)(run)
     bus = EventBus()
@@ -336,7 +332,12 @@ async def _execute(run: Run, claim: str, config: ScenarioConfig, provider: LLMPr
         controls.attach(asyncio.get_running_loop(), task)
     heartbeat = asyncio.create_task(_heartbeat(run.pk, claim, orchestrator, task))
     try:
-        return await orchestrator.execute(state)
+        final = await orchestrator.execute(state)
+        if final.status is EngineStatus.WAITING_FOR_HUMAN:
+            # Every event of this executor is stored by now (the recorder runs before anything else): the
+            # run is at rest, and people may decide, however long the relay to pages still takes.
+            await sync_to_async(mark_waiting, thread_sensitive=True)(run_id=run.pk)
+        return final
     except ValueError as exc:  # a state the orchestrator refuses (actors changed, cancelled): nothing ran
         await sync_to_async(_finish, thread_sensitive=True)(run, RunStatus.FAILED, error=str(exc))
         return state.with_status(EngineStatus.FAILED, error=str(exc))

@@ -198,7 +198,8 @@ def test_take_a_seat_and_hand_it_back_from_the_run_page(owner, client):
     assert services.run_execute(run_id=run.pk).status == RunStatus.COMPLETED
 
 
-def test_a_run_whose_worker_has_not_let_go_yet_takes_no_decision(owner):
+def test_a_run_whose_worker_has_not_let_go_yet_takes_no_decision(owner, monkeypatch):
+    monkeypatch.setattr(seats, "WORKER_GRACE_SECONDS", 0.2)
     run = services.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,)).pk)
     payload = decision_for(run)
     Run.objects.filter(pk=run.pk).update(waiting_since=None)  # as between the worker's last save and its end
@@ -251,3 +252,17 @@ def test_the_periodic_status_carries_the_links_to_waiting_seats(owner):
     seats.seat_decide(run=run, actor=SEAT, **decision_for(run))
     run.refresh_from_db()
     assert 'hidden' in waiting_seats_fragment(run)["html"]  # gone once decided
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_decision_made_while_the_worker_finishes_waits_for_it(owner):
+    run = services.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,)).pk)
+    payload = decision_for(run)
+    Run.objects.filter(pk=run.pk).update(waiting_since=None)  # the worker has not let go yet
+    letting_go = threading.Timer(0.5, seats.mark_waiting, kwargs={"run_id": run.pk})
+    letting_go.start()
+    started = time.monotonic()
+    response = client.post(f"/runs/{run.pk}/seats/{SEAT}/decision", json=payload, user=owner)
+    letting_go.join()
+    assert response.status_code == 200 and response.json()["status"] == "queued"
+    assert time.monotonic() - started >= 0.4  # it waited for the worker instead of refusing
