@@ -18,7 +18,10 @@ from django.db.models import Max, Q
 from django.template.loader import render_to_string
 
 from engine import Event, EventType
+from engine.phases.metrics import threshold_reached
+from engine.scenario.schema import MetricDefinition
 from runs import selectors
+from runs.metrics import metric_definition_dicts, run_metric_definitions
 from runs.models import Communication, CostRecord, Decision, MetricRecord, Run, RunEvent, Turn, ValidationResult
 
 logger = logging.getLogger(__name__)
@@ -129,6 +132,54 @@ def cost_breakdown_at(run: Run, seq: int) -> dict[str, Any]:
             "by_phase": dict(sorted(by_phase.items()))}
 
 
+def cost_lines_at(run: Run, seq: int) -> list[dict[str, Any]]:
+    """The ledger up to `seq` summed by turn, actor and phase: what the cost-by-turn chart and table start from."""
+    lines = CostRecord.objects.filter(run=run).filter(Q(seq__lte=seq) | Q(seq__isnull=True))
+    sums: dict[tuple[int, str, str], dict[str, Any]] = {}
+    for turn, actor, phase, cost, inp, out in lines.values_list("turn", "actor", "phase", "cost", "input_tokens", "output_tokens"):
+        line = sums.setdefault((turn, actor or "world", phase), {"turn": turn, "actor": actor or "world", "phase": phase,
+                                                                 "cost": 0.0, "tokens": 0, "calls": 0})
+        line["cost"] += cost
+        line["tokens"] += inp + out
+        line["calls"] += 1
+    return [sums[key] for key in sorted(sums)]
+
+
+def cost_by_turn(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    turns: dict[int, dict[str, Any]] = {}
+    for line in lines:
+        row = turns.setdefault(line["turn"], {"turn": line["turn"], "cost": 0.0, "tokens": 0, "calls": 0})
+        for key in ("cost", "tokens", "calls"):
+            row[key] += line[key]
+    return [turns[n] for n in sorted(turns)]
+
+
+def metric_series(definitions: list[MetricDefinition], names: dict[str, str]) -> list[dict[str, str]]:
+    """The columns of the metrics table: each measured metric of the world, or of each actor it measures."""
+    series = []
+    for metric in definitions:
+        if metric.extraction.type == "manual":
+            continue
+        if not metric.actor_specific:
+            series.append({"key": metric.name, "label": metric.name})
+            continue
+        for short, name in names.items():
+            if metric.actor in (None, short, name):
+                series.append({"key": f"{metric.name}|{short}", "label": f"{metric.name}: {name}"})
+    return series
+
+
+def metric_alert(metric: MetricDefinition | None, record: dict[str, Any]) -> dict[str, Any] | None:
+    """A stored value at or past a threshold, as the page lists it (the same fields as the crossing event)."""
+    reached = threshold_reached(metric, record["value"]) if metric is not None else None
+    if reached is None:
+        return None
+    level, limit = reached
+    return {"turn": record["turn"], "name": record["name"], "actor": record["actor"] or None, "value": record["value"],
+            "level": level, "limit": limit, "direction": metric.thresholds.direction,
+            "halts": level == "critical" and metric.thresholds.halt_on_critical}
+
+
 def run_page_context(*, run: Run) -> dict[str, Any]:
     """Everything the run page shows on first load, consistent with `after_seq`."""
     seq = snapshot_seq(run)
@@ -149,8 +200,16 @@ def run_page_context(*, run: Run) -> dict[str, Any]:
         turn(m.turn)["messages"].append(m)
     for d in Decision.objects.filter(run=run):
         turn(d.turn)["decisions"].append(d)
-    metrics = list(MetricRecord.objects.filter(run=run).values("turn", "name", "actor", "value"))
+    metrics = list(MetricRecord.objects.filter(run=run).order_by("turn", "position").values("turn", "name", "actor", "value"))
+    definitions = run_metric_definitions(run=run)
+    by_name = {metric.name: metric for metric in definitions}
+    series = metric_series(definitions, names)
+    table: dict[int, dict[str, Any]] = {}
+    for record in metrics:
+        key = f"{record['name']}|{record['actor']}" if record["actor"] else record["name"]
+        table.setdefault(record["turn"], {})[key] = record["value"]
     costs = cost_breakdown_at(run, seq)
+    cost_lines = cost_lines_at(run, seq)
     return {
         "run": run,
         "status": selectors.run_display_status(run),
@@ -164,6 +223,12 @@ def run_page_context(*, run: Run) -> dict[str, Any]:
         "costs": costs,
         "cost_tables": [("actor", "actor", costs["by_actor"]), ("phase", "phase", costs["by_phase"])],
         "metrics": [{**m, "value": m["value"] if isinstance(m["value"], (int, float)) else None} for m in metrics],
+        "metric_definitions": metric_definition_dicts(definitions),
+        "metric_series": series,
+        "metric_rows": [{"turn": n, "cells": [table[n].get(column["key"]) for column in series]} for n in sorted(table)],
+        "metric_alerts": [alert for record in metrics if (alert := metric_alert(by_name.get(record["name"]), record))],
+        "cost_lines": cost_lines,
+        "cost_by_turn": cost_by_turn(cost_lines),
         "waiting_seats": _waiting_seats(run),
         "findings": list(ValidationResult.objects.filter(run=run, passed=False)),
         "checks_passed": ValidationResult.objects.filter(run=run, passed=True).count(),
@@ -222,10 +287,14 @@ def event_fragments(event: dict[str, Any], *, names: dict[str, str], max_turns: 
     elif kind == EventType.TURN_COMPLETED:
         out["data"] = {"completed": turn, "max_turns": max_turns}
     elif kind == EventType.COST_INCURRED:
-        out["data"] = {"actor": data["actor"] or "world", "phase": data["phase"], "cost": data["cost"],
+        out["data"] = {"turn": turn, "actor": data["actor"] or "world", "phase": data["phase"], "cost": data["cost"],
                        "tokens": data["input_tokens"] + data["output_tokens"]}
     elif kind == EventType.METRIC_RECORDED:
-        out["data"] = {"turn": turn, "name": data["name"], "actor": data.get("actor"), "value": data["value"]}
+        out["data"] = {"turn": turn, "name": data["name"], "actor": data.get("actor"), "value": data["value"],
+                       "threshold": data.get("threshold")}
+    elif kind == EventType.METRIC_THRESHOLD_CROSSED:
+        alert = {key: data.get(key) for key in ("turn", "name", "actor", "value", "level", "limit", "direction", "halts")}
+        out["fragments"].append(_fragment("#metric-alerts", "runs/partials/metric_alert.html", {"alert": alert, "names": names}))
     elif kind in LIFECYCLE:
         out["data"] = {"status": STATUS_AFTER[kind], "reason": data.get("reason") or data.get("error") or ""}
         # The links to the seats a run waits for (relative: the page is /runs/<id>/), gone once it goes on.

@@ -113,40 +113,226 @@
     finished = FINAL.indexOf(status) >= 0;
   }
 
-  // ---- metrics chart -------------------------------------------------------------------------------------
+  // ---- charts: a chart per metric over turns (with its thresholds), and cost by turn ------------------------
+  // window.runCharts = {metrics: {name: Chart}, cost: Chart}: for other scripts and the browser tests.
   var names = readJSON("actor-names") || {};
-  var chart = null;
+  var charts = { metrics: {}, cost: null };
+  window.runCharts = charts;
+  // Okabe–Ito: told apart with the common kinds of colour blindness. Thresholds have their own dashed colours.
+  var PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#7a6f00", "#000000"];
+  var THRESHOLD_COLOURS = { warning: "#9a6700", critical: "#b42318" };
   function readJSON(id) {
     var element = byId(id);
     return element ? JSON.parse(element.textContent) : null;
   }
-  function seriesName(point) { return point.actor ? point.name + " (" + (names[point.actor] || point.actor) + ")" : point.name; }
-  function addMetric(point) {
-    if (typeof point.value !== "number" || !window.Chart) return;
-    var canvas = byId("metrics-chart");
-    if (!canvas) return;
-    if (!chart) {
-      var labels = [];
-      for (var t = 1; t <= maxTurns; t++) labels.push("Turn " + t);
-      chart = new window.Chart(canvas, {
-        type: "line",
-        data: { labels: labels, datasets: [] },
-        options: { animation: false, responsive: true, maintainAspectRatio: false, spanGaps: true,
-                   scales: { y: { beginAtZero: true } } },
+  function turnLabels() {
+    var labels = [];
+    for (var t = 1; t <= maxTurns; t++) labels.push("Turn " + t);
+    return labels;
+  }
+  function actorLabel(actor) { return actor ? (names[actor] || actor) : "the world"; }
+  function colour(index) { return PALETTE[index % PALETTE.length]; }
+
+  var captions = 0;
+  var definitions = {};
+  var definitionOrder = [];
+  (readJSON("metric-definitions") || []).forEach(function (definition) {
+    definitions[definition.name] = definition;
+    if (definition.extraction !== "manual") definitionOrder.push(definition.name);
+  });
+
+  function thresholdDatasets(definition) {
+    var limits = definition && definition.thresholds;
+    if (!limits) return [];
+    var sign = limits.direction === "below" ? "≤ " : "≥ ";
+    return ["warning", "critical"].filter(function (level) { return limits[level] !== null && limits[level] !== undefined; })
+      .map(function (level) {
+        return {
+          label: level + " " + sign + limits[level], threshold: level, data: new Array(maxTurns).fill(limits[level]),
+          borderColor: THRESHOLD_COLOURS[level], backgroundColor: THRESHOLD_COLOURS[level], borderDash: [6, 4],
+          borderWidth: 1.5, pointRadius: 0, pointHoverRadius: 0, fill: false,
+        };
       });
-    }
-    var label = seriesName(point);
-    var dataset = chart.data.datasets.find(function (d) { return d.label === label; });
+  }
+
+  function metricChart(name) {
+    if (charts.metrics[name] || !window.Chart) return charts.metrics[name] || null;
+    var holder = byId("metrics-charts");
+    if (!holder) return null;
+    var definition = definitions[name] || {};
+    var figure = document.createElement("figure");
+    figure.className = "chart-figure";
+    figure.dataset.metric = name;
+    var caption = document.createElement("figcaption");
+    caption.id = "metric-caption-" + (++captions);
+    var title = document.createElement("strong");
+    title.textContent = name;
+    caption.appendChild(title);
+    var about = [definition.description, definition.unit && "unit: " + definition.unit].filter(Boolean).join("; ");
+    if (about) caption.appendChild(document.createTextNode(": " + about));
+    var box = document.createElement("div");
+    box.className = "chart";
+    var canvas = document.createElement("canvas");
+    canvas.setAttribute("role", "img");
+    canvas.setAttribute("aria-labelledby", caption.id);
+    box.appendChild(canvas);
+    figure.append(caption, box);
+    // In the scenario's order, whatever order values arrive in.
+    var position = definitionOrder.indexOf(name);
+    var before = Array.prototype.find.call(holder.children, function (other) {
+      var at = definitionOrder.indexOf(other.dataset.metric);
+      return position >= 0 && (at < 0 || at > position);
+    });
+    holder.insertBefore(figure, before || null);
+    charts.metrics[name] = new window.Chart(canvas, {
+      type: "line",
+      data: { labels: turnLabels(), datasets: thresholdDatasets(definition) },
+      options: {
+        animation: false, responsive: true, maintainAspectRatio: false, spanGaps: true,
+        scales: { y: { beginAtZero: true, title: { display: !!definition.unit, text: definition.unit || "" } } },
+        plugins: { legend: { labels: { boxHeight: 2 } } },
+      },
+    });
+    return charts.metrics[name];
+  }
+
+  function addMetric(point) {
+    if (typeof point.value !== "number") return;
+    var chart = metricChart(point.name);
+    if (!chart) return;
+    var label = point.actor ? actorLabel(point.actor) : point.name;
+    var dataset = chart.data.datasets.find(function (d) { return !d.threshold && d.label === label; });
     if (!dataset) {
-      dataset = { label: label, data: new Array(maxTurns).fill(null) };
-      chart.data.datasets.push(dataset);
+      var series = chart.data.datasets.filter(function (d) { return !d.threshold; }).length;
+      dataset = { label: label, actor: point.actor || null, data: new Array(maxTurns).fill(null),
+                  borderColor: colour(series), backgroundColor: colour(series), pointRadius: 3 };
+      chart.data.datasets.splice(series, 0, dataset);  // series first, thresholds after them in the legend
     }
     dataset.data[point.turn - 1] = point.value;
     var empty = byId("metrics-empty");
     if (empty) empty.hidden = true;
   }
+
+  function addMetricCell(point) {
+    var table = byId("metrics-table");
+    if (!table) return;
+    var key = point.actor ? point.name + "|" + point.actor : point.name;
+    var columns = Array.prototype.map.call(table.tHead.rows[0].cells, function (cell) { return cell.dataset.series; });
+    var column = columns.indexOf(key);
+    if (column < 0) return;
+    var body = table.tBodies[0];
+    var row = Array.prototype.find.call(body.rows, function (r) { return Number(r.dataset.turn) === point.turn; });
+    if (!row) {
+      row = document.createElement("tr");
+      row.dataset.turn = point.turn;
+      var head = document.createElement("th");
+      head.scope = "row";
+      head.textContent = point.turn;
+      row.appendChild(head);
+      for (var i = 1; i < columns.length; i++) {
+        var cell = document.createElement("td");
+        cell.className = "number";
+        row.appendChild(cell);
+      }
+      var next = Array.prototype.find.call(body.rows, function (r) { return Number(r.dataset.turn) > point.turn; });
+      body.insertBefore(row, next || null);
+    }
+    row.cells[column].textContent = point.value === null || point.value === undefined ? "" : String(point.value);
+  }
+
+  function updateMetricCharts() {
+    Object.keys(charts.metrics).forEach(function (name) { charts.metrics[name].update(); });
+  }
+
+  // Cost by turn: the ledger summed by turn, actor and phase; the chart stacks it by actor or by phase.
+  var costLines = readJSON("cost-lines") || [];
+  var costView = { stack: "actor", measure: "cost" };
+
+  function costDatasets() {
+    var groups = {};
+    var order = [];
+    costLines.forEach(function (line) {
+      var key = line[costView.stack];
+      if (!groups[key]) { groups[key] = new Array(maxTurns).fill(0); order.push(key); }
+      if (line.turn >= 1 && line.turn <= maxTurns) groups[key][line.turn - 1] += line[costView.measure];
+    });
+    order.sort();
+    return order.map(function (key, index) {
+      return { label: costView.stack === "actor" ? (names[key] || key) : key, data: groups[key],
+               backgroundColor: colour(index), borderColor: colour(index), stack: "ledger" };
+    });
+  }
+
+  function drawCost() {
+    var canvas = byId("cost-chart");
+    if (!canvas || !window.Chart) return;
+    var datasets = costDatasets();
+    if (!charts.cost) {
+      charts.cost = new window.Chart(canvas, {
+        type: "bar",
+        data: { labels: turnLabels(), datasets: datasets },
+        options: {
+          animation: false, responsive: true, maintainAspectRatio: false,
+          scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true } },
+        },
+      });
+    } else {
+      charts.cost.data.datasets = datasets;
+    }
+    charts.cost.options.scales.y.title = { display: true, text: costView.measure === "cost" ? "USD" : "tokens" };
+    charts.cost.update();
+    document.querySelectorAll("#cost-chart-caption [data-caption]").forEach(function (span) {
+      span.textContent = span.dataset.caption === "stack" ? costView.stack : (costView.measure === "cost" ? "USD" : "tokens");
+    });
+  }
+
+  function addCostLine(data) {
+    var line = costLines.find(function (l) { return l.turn === data.turn && l.actor === data.actor && l.phase === data.phase; });
+    if (!line) {
+      line = { turn: data.turn, actor: data.actor, phase: data.phase, cost: 0, tokens: 0, calls: 0 };
+      costLines.push(line);
+    }
+    line.cost += data.cost;
+    line.tokens += data.tokens;
+    line.calls += 1;
+    var table = byId("cost-by-turn");
+    if (!table) return;
+    var row = byId("cost-turn-" + data.turn);
+    if (!row) {
+      row = document.createElement("tr");
+      row.id = "cost-turn-" + data.turn;
+      var head = document.createElement("th");
+      head.scope = "row";
+      head.textContent = data.turn;
+      row.appendChild(head);
+      ["0", "0"].forEach(function (zero) {
+        var cell = document.createElement("td");
+        cell.className = "number";
+        cell.dataset.value = zero;
+        row.appendChild(cell);
+      });
+      table.tBodies[0].appendChild(row);
+    }
+    row.cells[1].textContent = addTo(row.cells[1], data.cost).toFixed(4);
+    row.cells[2].textContent = addTo(row.cells[2], data.tokens);
+  }
+
+  var controls = byId("cost-chart-controls");
+  if (controls && window.Chart) {
+    controls.hidden = false;
+    controls.addEventListener("change", function (changed) {
+      var input = changed.target;
+      costView[input.name === "cost-stack" ? "stack" : "measure"] = input.value;
+      drawCost();
+    });
+    var checked = controls.querySelector("input[name=cost-measure]:checked");
+    if (checked) costView.measure = checked.value;
+  }
+
+  definitionOrder.forEach(metricChart);
   (readJSON("metrics-data") || []).forEach(addMetric);
-  if (chart) chart.update();
+  updateMetricCharts();
+  drawCost();
 
   // ---- events ----------------------------------------------------------------------------------------------
   function apply(message) {
@@ -158,8 +344,8 @@
     switch (message.type) {
       case "turn_started": setProgress(data.playing - 1, "Playing turn " + data.playing + " of " + maxTurns); break;
       case "turn_completed": setProgress(data.completed, "Turn " + data.completed + " of " + maxTurns + " done"); break;
-      case "cost_incurred": onCost(data); break;
-      case "metric_recorded": addMetric(data); if (chart) chart.update(); break;
+      case "cost_incurred": onCost(data); addCostLine(data); drawCost(); break;
+      case "metric_recorded": addMetric(data); addMetricCell(data); updateMetricCharts(); break;
       default: if (data.status) setStatus(data.status, data.reason);
     }
   }
