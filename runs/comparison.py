@@ -344,4 +344,17 @@ def _changed_words(old: str, new: str) -> tuple[tuple[tuple[bool, str], ...], tu
             old_segments.append((changed, "".join(old_words[old_start:old_end])))
         if new_end > new_start:
             new_segments.append((changed, "".join(new_words[new_start:new_end])))
-    return tuple(old_segments), tuple(new_segments)
+    return _joined(old_segments), _joined(new_segments)
+
+
+def _joined(segments: list[tuple[bool, str]]) -> tuple[tuple[bool, str], ...]:
+    """Spaces between two changed words count as changed, so a changed phrase is marked as one."""
+    joined: list[tuple[bool, str]] = []
+    for index, (changed, text) in enumerate(segments):
+        between_changes = 0 < index < len(segments) - 1 and segments[index - 1][0] and segments[index + 1][0]
+        changed = changed or (between_changes and not text.strip())
+        if joined and joined[-1][0] == changed:
+            joined[-1] = (changed, joined[-1][1] + text)
+        else:
+            joined.append((changed, text))
+    return tuple(joined)

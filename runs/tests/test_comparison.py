@@ -176,6 +176,10 @@ def test_diff_lines_mark_the_lines_and_the_words_that_changed():
     assert lines[7].segments == ((True, "gone"),) and lines[9].segments == ((False, "more"),)
     assert diff_lines("") == []
 
+    phrase = diff_lines("\n".join(difflib.unified_diff(["the big red cat"], ["the small blue cat"], lineterm="")))
+    assert phrase[-2].segments == ((False, "the "), (True, "big red"), (False, " cat"))  # a changed phrase is one mark
+    assert phrase[-1].segments == ((False, "the "), (True, "small blue"), (False, " cat"))
+
 
 def test_diff_lines_of_huge_lines_mark_them_whole():
     old, new = " ".join(["word"] * 2000), " ".join(["other"] * 2000)
