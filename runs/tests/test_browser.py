@@ -13,7 +13,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 
 from engine.testing.fake_llm import FakeLLMServer
-from runs.models import Communication, Decision, Run
+from runs.models import Communication, Decision, MetricRecord, Run
 from runs.tests.workers import start_worker, stop
 from scenarios.services import scenario_import_library
 
@@ -27,6 +27,24 @@ ARTIFACTS = Path(os.environ.get("SCENARIOLAB_ARTIFACTS_DIR", Path(settings.BASE_
 HOSTILE = ' <script>window.__pwned = 1</script><img src="x" onerror="window.__pwned = 2">'
 TURNS = 4
 WAIT_MS = 60_000
+# What window.runCharts (static/js/run-live.js) holds: per metric and series the turns with a point, its values,
+# the thresholds drawn, the turns with a cost bar, and the completed turns the progress bar shows.
+CHARTS = """() => {
+  const charts = window.runCharts, metrics = {}, values = {}, thresholds = {};
+  for (const [name, chart] of Object.entries(charts.metrics)) {
+    metrics[name] = {};
+    thresholds[name] = [];
+    for (const d of chart.data.datasets) {
+      if (d.threshold) { thresholds[name].push([d.threshold, d.data[0]]); continue; }
+      metrics[name][d.actor || "world"] = d.data.flatMap((v, i) => v === null ? [] : [i + 1]);
+      if (!d.actor) values[name] = d.data.slice();
+    }
+  }
+  const costTurns = charts.cost.data.labels.flatMap((_, i) => charts.cost.data.datasets.some(d => d.data[i] > 0) ? [i + 1] : []);
+  const done = Number(document.getElementById("turn-progress").getAttribute("aria-valuenow"));
+  return {done, metrics, values, thresholds, cost_turns: costTurns};
+}"""
+CHARTS_WHEN_DONE = f"(done) => {{ const now = ({CHARTS})(); return now.done === done ? now : null; }}"
 
 
 @pytest.mark.both_profiles
@@ -76,10 +94,10 @@ class RunPageInABrowser(ChannelsLiveServerTestCase):
         self.page.click("form button[type=submit]")
         self.page.wait_for_url(lambda url: "/accounts/login/" not in url)
 
-    def start_run(self) -> Run:
+    def start_run(self, turns: int = TURNS) -> Run:
         self.page.goto(f"{self.live_server_url}/scenarios/ai-summit/")
         assert "Estimated cost" in self.page.content(), "the estimate is shown before starting"
-        self.page.fill("input[name=turns]", str(TURNS))
+        self.page.fill("input[name=turns]", str(turns))
         self.page.click("button[name=start]")
         self.page.wait_for_url(lambda url: "/runs/" in url)
         return Run.objects.get()
@@ -177,6 +195,39 @@ class RunPageInABrowser(ChannelsLiveServerTestCase):
         assert "compromise text number 1" in chair.inner_text()
         assert [d.provider for d in Decision.objects.filter(run=run, actor="norvale").order_by("turn")] == ["human", "human"]
         self.page.screenshot(path=ARTIFACTS / "run-page-human-seat.png", full_page=True)
+
+    def test_the_metric_charts_show_a_point_per_completed_turn_and_grow_live(self):
+        """window.runCharts: a Chart.js chart per metric (series and dashed thresholds) and the cost chart. Read at
+        the moment the page shows turn 1 done, then turn 2, without a reload: a point per completed turn, no more."""
+        self.sign_in()
+        run = self.start_run(turns=3)
+        url = self.page.url
+        snapshots = []
+        for done in (1, 2):
+            try:
+                # One evaluation in the page: what the charts hold when it first shows `done` turns completed.
+                handle = self.page.wait_for_function(CHARTS_WHEN_DONE, arg=done, polling=25)
+            except sync_api.TimeoutError:
+                raise AssertionError(f"the page never showed turn {done} done: {self.page.evaluate(CHARTS)}; console {self.console}") from None
+            snapshots.append(handle.json_value())
+            assert Run.objects.get(pk=run.pk).status == "running", f"turn {done} was charted while the run went on"
+        assert self.page.url == url, "no reload: the charts grew from the run's events"
+
+        for done, charts in enumerate(snapshots, start=1):
+            assert set(charts["metrics"]) >= {"cooperation_signals", "tension_signals", "declaration_strength"}
+            for name in ("cooperation_signals", "tension_signals"):  # keyword counts: a value every turn
+                assert charts["metrics"][name]["world"] == list(range(1, done + 1)), (done, charts)
+            for name, series in charts["metrics"].items():
+                assert all(turn <= done for turns in series.values() for turn in turns), f"{name} has a point past turn {done}"
+            assert charts["thresholds"]["tension_signals"] == [["warning", 6], ["critical", 10]]
+            assert set(charts["cost_turns"]) >= set(range(1, done + 1)), "every completed turn has its cost bar"
+
+        self.wait_for_status("completed")
+        final = self.page.evaluate(CHARTS)
+        stored = {(m.name, m.turn): m.value for m in MetricRecord.objects.filter(run=run, actor="")}
+        for name, values in final["values"].items():
+            assert values == [stored.get((name, turn)) for turn in (1, 2, 3)], f"{name}: the chart shows the stored values"
+        self.page.screenshot(path=ARTIFACTS / "run-page-charts.png", full_page=True)
 
     def assert_page_shows_the_whole_run(self, run: Run) -> None:
         """Every decision and message of the run, each exactly once, and the final world."""

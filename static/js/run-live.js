@@ -176,7 +176,10 @@
     canvas.setAttribute("role", "img");
     canvas.setAttribute("aria-labelledby", caption.id);
     box.appendChild(canvas);
-    figure.append(caption, box);
+    var none = document.createElement("p");
+    none.className = "muted chart-empty";
+    none.textContent = "No value yet.";
+    figure.append(caption, none, box);
     // In the scenario's order, whatever order values arrive in.
     var position = definitionOrder.indexOf(name);
     var before = Array.prototype.find.call(holder.children, function (other) {
@@ -209,6 +212,8 @@
       chart.data.datasets.splice(series, 0, dataset);  // series first, thresholds after them in the legend
     }
     dataset.data[point.turn - 1] = point.value;
+    var none = chart.canvas.closest("figure").querySelector(".chart-empty");
+    if (none) none.hidden = true;
     var empty = byId("metrics-empty");
     if (empty) empty.hidden = true;
   }
