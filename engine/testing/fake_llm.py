@@ -133,6 +133,13 @@ class FakeLLMServer:
         await self._server.wait_closed()
         self._server = None
 
+    async def idle(self, timeout: float = 5.0) -> None:
+        """Wait until no request is being answered. A client that gave up on a hanging answer is noticed
+        within 50 ms; read /stats after this to count it as abandoned."""
+        deadline = time.monotonic() + timeout
+        while self._in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
     async def __aenter__(self) -> FakeLLMServer:
         return await self.start()
 

@@ -129,6 +129,7 @@ async def test_a_run_through_faults_books_exactly_what_the_server_billed():
         router = ModelRouter({"local": provider_for(server, read_timeout=0.3)}, forced="local")
         runner = Runner(provider=router, error_policy=ErrorPolicy(max_attempts=3, retry_delay=0))
         state = await runner.run_async(scenario, max_turns=2, run_id="faulty")
+        await server.idle()  # the last hang may still be noticing that its client left
         stats = server.stats
     assert state.status in (RunStatus.COMPLETED, RunStatus.PAUSED), state.error
     if state.status is RunStatus.PAUSED:
