@@ -391,6 +391,7 @@ def run_resume(*, run: Run, credit_limit: float | None = None, max_turns: int | 
     still queued is handed to the queue again (a lost task; a second task finds it claimed and does nothing)."""
     if credit_limit is not None and not (math.isfinite(credit_limit) and credit_limit > 0):
         raise RunInputError(f"the credit limit must be a positive number of USD, not {credit_limit}")
+    _check_batch_budget(run, credit_limit=credit_limit, max_turns=max_turns)
     new_turns = max_turns if max_turns is not None else run.max_turns
     if max_turns is not None and max_turns <= run.turn:
         raise RunInputError(f"run {run.pk} has played {run.turn} turns: the end turn must be after that, not {max_turns}")
@@ -418,6 +419,19 @@ def run_resume(*, run: Run, credit_limit: float | None = None, max_turns: int | 
     if enqueue:
         transaction.on_commit(lambda: run_enqueue(run=run))
     return run
+
+
+def _check_batch_budget(run: Run, *, credit_limit: float | None, max_turns: int | None) -> None:
+    """A run of a batch holds a share of the batch's budget (its credit limit) only while it is under way:
+    it may go on as it was (paused, crashed, waiting for a seat), but a new limit, more turns, or a second
+    life after it ended would spend what the batch has handed to other runs. Those go through the batch."""
+    batch_run = getattr(run, "batch_run", None)  # set by the batches app, when it is installed
+    if batch_run is None:
+        return
+    under_way = run.status in (RunStatus.PAUSED, RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING_FOR_HUMAN)
+    if credit_limit is not None or max_turns is not None or not under_way:
+        raise RunConflict(f"run {run.pk} belongs to batch {batch_run.batch_id}, whose budget it shares: resume or "
+                          "extend the batch instead (a new limit, more turns or a finished run's restart could pass it)")
 
 
 def run_pause(*, run: Run) -> Run:

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from batches import selectors, services
 from batches.models import Batch, BatchRun, BatchStatus
-from batches.tests.factories import batch_config, plan_batch, start_batch
+from batches.tests.factories import batch_config, plan_batch, start_batch, play_queued
 from engine.testing.fake_llm import FakeLLMServer
 from runs.models import CostRecord, Run, RunStatus
 
@@ -183,3 +183,21 @@ def test_keep_going_resumes_crashed_runs_and_follows_runs_ended_elsewhere(settin
     assert [r.pk for r in handed][0] == crashed.pk and len(handed) == 2, "the crashed run again, and a new one in the free slot"
     batch.refresh_from_db()
     assert batch.status == BatchStatus.RUNNING
+
+
+def test_a_batch_run_cannot_be_given_more_budget_or_a_second_life_outside_its_batch():
+    """The budget holds only if a run never spends more than the share its batch handed it."""
+    from runs import services as run_services
+
+    batch = start_batch(batch_config(runs_per_variation=1, max_parallel=1))
+    play_queued(batch)
+    ended = Run.objects.filter(batch_run__batch=batch).first()
+    assert ended.status == RunStatus.COMPLETED
+    for changes in ({}, {"credit_limit": 5.0}, {"max_turns": 3}):
+        with pytest.raises(run_services.RunConflict, match="belongs to batch"):
+            run_services.run_resume(run=ended, **changes)
+    Run.objects.filter(pk=ended.pk).update(status=RunStatus.PAUSED)
+    with pytest.raises(run_services.RunConflict, match="belongs to batch"):
+        run_services.run_resume(run=Run.objects.get(pk=ended.pk), credit_limit=5.0)
+    resumed = run_services.run_resume(run=Run.objects.get(pk=ended.pk), enqueue=False)  # as it was: allowed
+    assert resumed.status == RunStatus.QUEUED and resumed.credit_limit == ended.credit_limit
