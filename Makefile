@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test test-scale-out install install-dev migrate serve bench local-model local-demo clean
+.PHONY: demo test test-scale-out reliability install install-dev migrate serve bench local-model local-demo clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,11 @@ test: $(DEV_STAMP) $(CHROMIUM)
 
 test-scale-out: $(DEV_STAMP)
 	DATABASE_URL=$(SCALE_OUT_DATABASE_URL) REDIS_URL=$(SCALE_OUT_REDIS_URL) $(PY) -m pytest -m both_profiles -q
+
+# The reliability suite in full (make test plays each scenario with a few trials): one table, also kept in
+# reliability/results.json. docs/RELIABILITY.md says what each scenario does and holds the last full table.
+reliability: $(DEV_STAMP)
+	$(PY) -m reliability --full
 
 bench: $(DEV_STAMP) $(CHROMIUM)
 	$(PY) bench/engine_overhead.py

@@ -1,0 +1,34 @@
+"""The registry of reliability scenarios: add yours with one line in SCENARIOS.
+
+A scenario's function is named "module:function" and imported only when it runs, after Django is set up
+(by pytest-django, or by `python -m reliability`). It runs inside a transactional test database: it may
+start worker processes, which see the same database.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from reliability import Result
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    function: str  # "reliability.worker_killed:run": run(trials, *, seed) -> Result
+    full: int  # trials in `make reliability`
+    bounded: int  # trials in `make test`: keep the whole bounded suite within ~40 s
+    both_profiles: bool = False  # also played on PostgreSQL + Redis by `make test-scale-out` (bounded)
+
+    def load(self) -> Callable[..., Result]:
+        module, _, name = self.function.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    def run(self, trials: int, *, seed: int = 0) -> Result:
+        return self.load()(trials, seed=seed)
+
+
+SCENARIOS: list[Scenario] = [
+]
