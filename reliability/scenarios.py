@@ -31,4 +31,5 @@ class Scenario:
 
 
 SCENARIOS: list[Scenario] = [
+    Scenario("worker killed", "reliability.worker_killed:run", full=20, bounded=1, both_profiles=True),
 ]

@@ -1,4 +1,5 @@
-"""Every reliability scenario, with the few trials `make test` can afford: each must pass every trial."""
+"""Every reliability scenario, with the few trials `make test` can afford (a worker kill costs ~16 s on 2
+cores: one in make test): each must pass every trial."""
 
 import pytest
 

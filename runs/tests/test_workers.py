@@ -10,15 +10,9 @@ from engine.testing.fake_llm import FakeLLMServer
 from runs import services
 from runs.models import CostRecord, Decision, Run, RunEvent, RunStatus, Turn
 from runs.tests.factories import make_run
-from runs.tests.workers import start_worker, stop, wait_for
+from runs.tests.workers import final_status, start_worker, stop, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.both_profiles]
-FINAL = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.HALTED, RunStatus.PAUSED, RunStatus.CANCELLED)
-
-
-def final_status(run: Run) -> str | None:
-    status = Run.objects.values_list("status", flat=True).get(pk=run.pk)
-    return status if status in FINAL else None
 
 
 def test_a_worker_process_plays_a_queued_run():

@@ -13,6 +13,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection, connections
 
+from runs.models import Run, RunStatus
+
 MANAGE = Path(settings.BASE_DIR) / "manage.py"
 
 
@@ -65,3 +67,12 @@ def wait_for(condition: Callable[[], object], *, timeout: float = 60, what: str 
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+FINAL = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.HALTED, RunStatus.PAUSED, RunStatus.CANCELLED)
+
+
+def final_status(run: Run) -> str | None:
+    """The run's status once it has stopped (completed, failed, halted, paused, cancelled), else None."""
+    status = Run.objects.values_list("status", flat=True).get(pk=run.pk)
+    return status if status in FINAL else None
