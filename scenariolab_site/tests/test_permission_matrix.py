@@ -214,6 +214,11 @@ class Writes:
 
 @pytest.fixture
 def world() -> World:
+    return make_world()
+
+
+def make_world() -> World:
+    """The owner's runs (one waiting for their seat, one completed), batch and token; another user; staff."""
     scenario_import_library()
     owner = User.objects.create_user("owner", password="pw")
     other = User.objects.create_user("other", password="pw")
