@@ -32,4 +32,5 @@ class Scenario:
 
 SCENARIOS: list[Scenario] = [
     Scenario("worker killed", "reliability.worker_killed:run", full=20, bounded=1, both_profiles=True),
+    Scenario("LLM faults", "reliability.llm_faults:run", full=10, bounded=2),
 ]
