@@ -34,6 +34,12 @@ actor_names = st.one_of(
                      "~", "$HOME", "%2e%2e%2fx", "fishers/../../x", "x" * 300]),
     nasty_text,
 )
+# Long or odd strings that are still valid YAML text: control characters escaped, up to 300 KB.
+odd_strings = st.one_of(
+    st.integers(min_value=0, max_value=300_000).map(lambda n: "é" * n),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200),
+    st.sampled_from(["a\x00b", "\x00", "\u202eevil", "\x1b[2J", "line\rbreak"]).map(lambda s: s.encode().decode("unicode_escape")),
+)
 scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
                     st.floats(allow_nan=True, allow_infinity=True), nasty_text)
 values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
@@ -120,6 +126,14 @@ disk_names = st.one_of(
 def scenario_folders(draw) -> dict[str, str | bytes]:
     """A scenario folder as {relative path: content}; scenario.yaml may be missing, actor files odd."""
     files: dict[str, str | bytes] = {}
+    if draw(st.booleans()):  # a valid folder with one odd value: exercises storing, not only refusing
+        documents = {"scenario.yaml": SCENARIO, "actors/port-authority.yaml": PORT, "actors/fishers.yaml": FISHERS}
+        changed = draw(st.sampled_from(sorted(documents)))
+        document = yaml.safe_load(documents[changed])
+        key = draw(st.sampled_from(sorted(document) + ["extra_key"]))
+        document[key] = draw(st.one_of(values, odd_strings, odd_strings))
+        documents[changed] = _dumped(document)
+        return documents
     if draw(st.integers(0, 9)):
         files[draw(st.sampled_from(["scenario.yaml", "scenario.yaml", "scenario.yml", "definition/scenario.yaml"]))] = \
             draw(file_contents(scenario_documents))
