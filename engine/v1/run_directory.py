@@ -58,7 +58,7 @@ def read_state_document(folder: Path) -> dict[str, Any]:
         raise RunDirectoryError(f"{folder} has no {STATE_FILE}; pass a run directory written by run_scenario.py")
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: not UTF-8, not JSON, an integer too long
         raise RunDirectoryError(f"{path}: not readable JSON ({exc})") from None
     if not isinstance(document, dict):
         raise RunDirectoryError(f"{path}: expected a JSON object")
