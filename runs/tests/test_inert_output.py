@@ -59,16 +59,21 @@ def executable(html: str) -> list[str]:
     return parser.found
 
 
-@pytest.fixture(scope="module")
-def hostile_server():
+def executable_markup_from_model_text(monkeypatch) -> tuple[list[str], int]:
+    """Play runs against a server whose every answer is hostile; return what would execute on the pages
+    (and JSON served as something else), and how many pages were read."""
     server = FakeLLMServer(text_suffix=HOSTILE).start_in_thread()
-    yield server
-    server.stop()
+    try:
+        monkeypatch.setenv("SCENARIOLAB_LLM_BASE_URL", server.base_url)
+        return _read_everything()
+    finally:
+        server.stop()
 
 
-def test_hostile_model_text_is_inert_everywhere(hostile_server, monkeypatch):
-    monkeypatch.setenv("SCENARIOLAB_LLM_BASE_URL", hostile_server.base_url)
-    staff = User.objects.create_user("staff", password="pw", is_staff=True, is_superuser=True)
+def _read_everything() -> tuple[list[str], int]:
+    import uuid
+
+    staff = User.objects.create_user(f"staff-{uuid.uuid4().hex[:6]}", password="pw", is_staff=True, is_superuser=True)
     played = services.run_execute(run_id=make_run(turns=1, owner=staff, use_cache=False).pk)
     seated = services.run_execute(run_id=make_run(turns=1, owner=staff, use_cache=False, human_seats=("norvale",)).pk)
     assert played.status == RunStatus.COMPLETED and not played.offline
@@ -97,6 +102,11 @@ def test_hostile_model_text_is_inert_everywhere(hostile_server, monkeypatch):
         assert response.status_code == 200, (url, response.status_code)
         if not response["Content-Type"].startswith("application/json") or response.get("X-Content-Type-Options") != "nosniff":
             problems.append(f"{url}: served as {response['Content-Type']} without nosniff")
+    return problems, len(pages)
+
+
+def test_hostile_model_text_is_inert_everywhere(monkeypatch):
+    problems, _ = executable_markup_from_model_text(monkeypatch)
     assert not problems, "executable markup from model text:\n" + "\n".join(problems)
 
 

@@ -96,7 +96,7 @@ class World:
     other: User
     staff: User
     seat_run: Run  # waiting for the owner's human seat
-    played_run: Run  # completed
+    played_run: Run  # queued
     batch: Batch
     seat: str
     token_pk: int
@@ -217,16 +217,17 @@ def world() -> World:
     return make_world()
 
 
-def make_world() -> World:
-    """The owner's runs (one waiting for their seat, one completed), batch and token; another user; staff."""
+def make_world(tag: str = "") -> World:
+    """The owner's runs (one waiting for their seat, one completed), batch and token; another user; staff.
+    `tag` makes the user names unique where one database holds several worlds."""
     scenario_import_library()
-    owner = User.objects.create_user("owner", password="pw")
-    other = User.objects.create_user("other", password="pw")
-    staff = User.objects.create_user("staff", password="pw", is_staff=True)
+    owner = User.objects.create_user(f"owner{tag}", password="pw")
+    other = User.objects.create_user(f"other{tag}", password="pw")
+    staff = User.objects.create_user(f"staff{tag}", password="pw", is_staff=True)
     seat = "norvale"
     seat_run = make_run(turns=1, owner=owner, human_seats=(seat,))
     seat_run = services.run_execute(run_id=seat_run.pk)
-    played_run = services.run_execute(run_id=make_run(turns=1, owner=owner).pk)
+    played_run = make_run(turns=1, owner=owner)  # queued: reading and refusing need no records
     batch = start_batch(owner=owner)
     token, _ = api_token_create(owner=owner, name="owner's token")
     return World(owner, other, staff, seat_run, played_run, batch, seat, token.pk)

@@ -3,6 +3,7 @@ answer, event, export, output file or error message, for a run that works and fo
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import uuid
@@ -62,35 +63,59 @@ def output_files() -> dict[str, str]:
     return {str(p): p.read_bytes().decode(errors="replace") for p in root.rglob("*") if p.is_file()}
 
 
-def test_the_api_key_is_never_written_down(monkeypatch, caplog, capsys):
-    key = f"sk-secret-{uuid.uuid4().hex}"
-    caplog.set_level(logging.DEBUG)
-    staff = User.objects.create_user("staff", password="pw", is_staff=True, is_superuser=True)
-    monkeypatch.setenv("SCENARIOLAB_LLM_API_KEY", key)
+class _Everything(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
 
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{self.format(record)} {record.args!r} {record.__dict__!r}")
+
+
+def places_holding_the_key(monkeypatch) -> tuple[list[str], int]:
+    """Play a run with a marker key and one whose key the server refuses; return where the key shows up,
+    and in how many places it was looked for."""
+    key = f"sk-secret-{uuid.uuid4().hex}"
+    logs, root = _Everything(), logging.getLogger()
+    level, quiet = root.level, [h for h in root.handlers if h.level == logging.NOTSET]
+    for handler in quiet:  # the console keeps its level while every DEBUG record reaches `logs`
+        handler.setLevel(level)
+    root.setLevel(logging.DEBUG)
+    root.addHandler(logs)
+    out, err = io.StringIO(), io.StringIO()
+    staff = User.objects.create_user(f"staff-{key[-6:]}", password="pw", is_staff=True, is_superuser=True)
+    monkeypatch.setenv("SCENARIOLAB_LLM_API_KEY", key)
     good = FakeLLMServer(api_key=key).start_in_thread()
     wrong = FakeLLMServer(api_key="a-key-that-is-not-ours").start_in_thread()
     try:
-        monkeypatch.setenv("SCENARIOLAB_LLM_BASE_URL", good.base_url)
-        worked = services.run_execute(run_id=make_run(turns=1, owner=staff, use_cache=False).pk)
-        monkeypatch.setenv("SCENARIOLAB_LLM_BASE_URL", wrong.base_url)
-        refused = services.run_execute(run_id=make_run(turns=1, owner=staff, use_cache=False).pk)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            monkeypatch.setenv("SCENARIOLAB_LLM_BASE_URL", good.base_url)
+            worked = services.run_execute(run_id=make_run(turns=1, owner=staff, use_cache=False).pk)
+            monkeypatch.setenv("SCENARIOLAB_LLM_BASE_URL", wrong.base_url)
+            refused = services.run_execute(run_id=make_run(turns=1, owner=staff, use_cache=False).pk)
         billed = good.stats
     finally:
         good.stop()
         wrong.stop()
+        root.removeHandler(logs)
+        root.setLevel(level)
+        for handler in quiet:
+            handler.setLevel(logging.NOTSET)
 
     assert worked.status == RunStatus.COMPLETED and not worked.offline and billed["requests"] > 0, "the key was used"
     assert refused.status in (RunStatus.FAILED, RunStatus.PAUSED) and (refused.error or refused.halt_reason)
 
     client = Client()
     client.force_login(staff)
-    places = {"database": every_row(), "log": caplog.text + "\n".join(map(repr, caplog.records)),
-              "output": "\n".join(capsys.readouterr())}
+    places = {"database": every_row(), "log": "\n".join(logs.lines), "output": out.getvalue() + err.getvalue()}
     places |= {f"file {path}": text for path, text in output_files().items()}
     for run in (worked, refused):
         places |= {f"answer {url}": text for url, text in every_answer_about(run, client).items()}
         places[f"error of run {run.pk}"] = f"{run.error} {run.halt_reason}"
     assert len(places) > 30, "too few places looked at to mean anything"
-    leaked = [where for where, text in places.items() if key in text or key[3:] in text]
+    return [where for where, text in places.items() if key in text or key[3:] in text], len(places)
+
+
+def test_the_api_key_is_never_written_down(monkeypatch):
+    leaked, _ = places_holding_the_key(monkeypatch)
     assert not leaked, f"the API key appears in: {leaked}"
