@@ -48,6 +48,13 @@ class CostTracker:
         # A resumed run that already passed the warning line must not warn again.
         self._warned = credit_limit is not None and already_spent >= WARNING_RATIO * credit_limit
 
+    def reject(self, request: LLMRequest) -> None:
+        """The answer to `request` was unusable: a provider that keeps answers (a cache) forgets it. The call
+        stays booked: it was paid for."""
+        forget = getattr(self.provider, "forget", None)
+        if forget is not None:
+            forget(request)
+
     async def complete(self, request: LLMRequest) -> LLMResponse:
         purpose = request.purpose
         PhaseName(purpose.phase)  # an unknown phase must fail before the call is paid, not after

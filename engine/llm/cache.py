@@ -81,6 +81,8 @@ class ResponseCache(Protocol):
 
     def put(self, key: str, response: LLMResponse) -> None: ...
 
+    def delete(self, key: str) -> None: ...
+
 
 class MemoryResponseCache:
     """A dict of encoded responses. Encoding (not keeping the object) means a caller that mutates a
@@ -98,6 +100,9 @@ class MemoryResponseCache:
 
     def put(self, key: str, response: LLMResponse) -> None:
         self._entries[key] = encode_response(response)
+
+    def delete(self, key: str) -> None:
+        self._entries.pop(key, None)
 
 
 class SqliteResponseCache:
@@ -139,6 +144,10 @@ class SqliteResponseCache:
             self._db.execute(
                 "INSERT OR REPLACE INTO responses (key, response, created_at) VALUES (?, ?, ?)", (key, entry, time.time())
             )
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM responses WHERE key = ?", (key,))
 
     def close(self) -> None:
         with self._lock:
@@ -191,3 +200,12 @@ class CachingProvider:
             # not caching it. The next identical request simply misses.
             logger.warning("response cache: could not store an answer (%s)", error)
         return response
+
+    def forget(self, request: LLMRequest) -> None:
+        """Drop the answer kept for `request`: it could not be used (broken JSON, the wrong shape), and a
+        retry or a resume must ask the model again rather than be handed the same bad answer for ever."""
+        if self.enabled:
+            try:
+                self.cache.delete(self.key(request))
+            except sqlite3.Error as error:
+                logger.warning("response cache: could not drop an unusable answer (%s)", error)

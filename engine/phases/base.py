@@ -93,6 +93,7 @@ class PhaseContext:
                     return validate_structured(response.data, output, raw_text=response.text), response
                 return parse_structured(response.text, output), response
             except StructuredOutputError as exc:
+                self.llm.reject(asked)  # never replay this answer from a cache
                 if attempt == MAX_REASKS:
                     raise
                 p = request.purpose

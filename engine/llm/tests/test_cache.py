@@ -305,3 +305,26 @@ def test_a_run_replayed_from_the_cache_is_identical_and_free(tmp_path):
     assert len(second.costs) == len(first.costs)
     assert second.costs and all(record.cached for record in second.costs)
     assert second.total_tokens == first.total_tokens
+
+
+async def test_an_unusable_answer_is_never_replayed_from_the_cache():
+    """A model that answers garbage for a while: the first attempt at the phase uses up its re-asks on
+    garbage; the retry must ask the model again, not be handed the same garbage from the cache."""
+    from engine import ErrorPolicy, Runner, Scenario
+    from engine.state import RunStatus
+    from engine.testing.providers import FailingProvider
+
+    summit = Scenario.load(Path(__file__).resolve().parents[3] / "scenarios" / "library" / "ai-summit")
+    bad_until = {"calls": 0}
+
+    def garbage_at_first(request, _n):
+        if request.purpose.task != "decision" or request.purpose.actor != summit.actors[0].short_name:
+            return False
+        bad_until["calls"] += 1
+        return bad_until["calls"] <= 3  # the first ask and both re-asks of the first attempt
+
+    inner = FailingProvider(summit, fails=garbage_at_first, garbage="not json at all")
+    cached = CachingProvider(inner, MemoryResponseCache())
+    state = await Runner(provider=cached, error_policy=ErrorPolicy(max_attempts=2, retry_delay=0)).run_async(summit, max_turns=1)
+    assert state.status is RunStatus.COMPLETED, state.halt_reason or state.error
+    assert bad_until["calls"] == 4  # the retry reached the model
