@@ -96,12 +96,16 @@ def run_import_v1_zip(*, upload: IO[bytes] | bytes, scenario: Scenario | str | P
     for inside the zip only, never elsewhere on this machine."""
     label = getattr(upload, "name", None) or "the uploaded archive"
     stream = io.BytesIO(upload) if isinstance(upload, bytes) else upload
+    size = len(upload) if isinstance(upload, bytes) else getattr(upload, "size", None)
+    if size is not None and size > MAX_ZIP_UNPACKED_BYTES:  # refused before a byte of it is read
+        raise V1ImportError(f"{label} is {size:,} bytes; a zipped run directory has at most "
+                            f"{MAX_ZIP_UNPACKED_BYTES // (1024 * 1024)} MB")
     with tempfile.TemporaryDirectory(prefix="v1-run-import-") as temporary:
         root = Path(temporary)
         try:
             with zipfile.ZipFile(stream) as archive:
                 names = _unpack(archive, root, label)
-        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, UnicodeDecodeError) as exc:
             raise V1ImportError(f"{label} is not a readable zip archive ({exc}); upload a .zip of the run directory") from None
         folder = _run_folder(root, names, label)
         inside = folder.relative_to(root).as_posix()

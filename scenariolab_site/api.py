@@ -1,9 +1,9 @@
 """The JSON API: one NinjaAPI at /api/, a router per app, one error shape, token or session auth.
 
 Every error is `{"code", "message", "fields"}` (`fields`: `[{"loc": [...], "message": ...}]`, possibly empty),
-whatever raised it: request validation (422), bad input the services refuse (400), missing credentials (401),
-someone else's object (404, as pages answer, so ids do not leak), a missing permission (403) and state
-conflicts (409). Routers raise `ApiError` or let the services' exceptions through; the handlers here map them.
+whatever raised it: request validation (422), bad input the services refuse (400), a body over the size limit
+(413), missing credentials (401), someone else's object (404, as pages answer, so ids do not leak), a missing
+permission (403) and state conflicts (409). Routers raise `ApiError` or let the services' exceptions through; the handlers here map them.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, JsonResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, AuthorizationError, HttpError
@@ -41,7 +42,7 @@ class ScenarioLabAPI(NinjaAPI):
     not JSON (400), no credentials (401) and parameters that do not fit (422), all in the one error shape."""
 
     ALWAYS = {"400": "the request body could not be parsed", "401": "no valid token or session",
-              "422": "the request does not match the schema"}
+              "413": "the request body is larger than the site accepts", "422": "the request does not match the schema"}
 
     def get_openapi_schema(self, *args: Any, **kwargs: Any):
         schema = super().get_openapi_schema(*args, **kwargs)
@@ -120,6 +121,20 @@ def _scenario_invalid(request, exc: ScenarioLoadError):
         for e in exc.errors
     ]
     return _error(request, 422, "invalid_scenario", str(exc).splitlines()[0], fields)
+
+
+@api.exception_handler(RequestDataTooBig)
+def _too_large(request, exc):
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return _error(request, 413, "request_too_large", f"the request body is larger than {limit:,} bytes, the limit "
+                  "for a request (SCENARIOLAB_MAX_REQUEST_BYTES); send less, or upload a file where a route takes one",
+                  [{"loc": ["body"], "message": "too large"}])
+
+
+@api.exception_handler(SuspiciousOperation)
+def _suspicious(request, exc):
+    # Django's own refusals of a request (too many form fields or files, a malformed multipart body).
+    return _error(request, 400, "bad_request", str(exc) or "the request could not be read")
 
 
 @api.exception_handler(Exception)

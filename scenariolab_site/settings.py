@@ -181,6 +181,15 @@ STATIC_ROOT = DATA_DIR / "static"
 # The JSON API: with this on, anyone may read (GET) without signing in; changes still need a token or a session.
 PUBLIC_READ = env_bool("SCENARIOLAB_PUBLIC_READ", False)
 
+# Request size limits. A request body other than a file (JSON, a form such as the batch YAML) is refused past
+# DATA_UPLOAD_MAX_MEMORY_SIZE: the API answers 413 in its error shape. Uploaded files are not counted there;
+# each upload has its own limit (a scenario zip 10 MB, a V1 run zip 200 MB unpacked), and files past
+# FILE_UPLOAD_MAX_MEMORY_SIZE are spooled to a temporary file rather than held in memory.
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("SCENARIOLAB_MAX_REQUEST_BYTES", str(5 * 1024 * 1024)))
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
+DATA_UPLOAD_MAX_NUMBER_FILES = 10
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 

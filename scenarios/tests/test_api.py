@@ -426,8 +426,8 @@ def test_openapi_documents_every_route_and_its_errors():
         "scenarios_estimate": {200, 400, 401, 404, 409, 422},
     }
     assert set(operations) == set(declared)
-    for operation, statuses in declared.items():  # the API adds 400/401/422 to every operation
-        assert operations[operation] - {400, 401, 422} == statuses - {400, 401, 422}, operation
+    for operation, statuses in declared.items():  # the API adds 400/401/413/422 to every operation
+        assert operations[operation] - {400, 401, 413, 422} == statuses - {400, 401, 413, 422}, operation
     body = paths["/api/scenarios/"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert {"slug", "config", "actors", "metrics"} <= set(body["properties"])
     assert body["additionalProperties"] is False
