@@ -41,6 +41,7 @@ from engine.batch import (
     run_reserve,
 )
 from engine.scenario.errors import ScenarioLoadError
+from engine.scenario.loader import MAX_FILE_BYTES, yaml_size_problem
 from runs import selectors as run_selectors
 from runs.models import Run, RunStatus
 from runs.services import RunConflict, RunInputError, RunPlan, run_cancel, run_create, run_pause, run_plan, run_resume
@@ -60,11 +61,23 @@ class BatchConflict(RunConflict):
 
 # ---- the config and its plan ---------------------------------------------------------------------------------
 def batch_config_parse(*, text: str, source: str = "the batch config") -> BatchConfig:
-    """A batch config from YAML (or JSON) text."""
+    """A batch config from YAML (or JSON) text, within the limits of a scenario file (1 MiB, aliases expanded
+    to at most 100,000 values: a few lines of YAML aliases would otherwise stand for billions)."""
+    if len(text) > MAX_FILE_BYTES:
+        raise BatchInputError(f"{source}: larger than 1 MiB, the limit for a batch config")
+    loader = yaml.SafeLoader(text)
     try:
-        data = yaml.safe_load(text)
+        root = loader.get_single_node()
+        too_big = yaml_size_problem(root) if root is not None else None
+        data = loader.construct_document(root) if root is not None and not too_big else None
     except yaml.YAMLError as exc:
         raise BatchInputError(f"{source}: not valid YAML ({exc})".replace("\n", " ")) from None
+    except (ValueError, TypeError, AttributeError, OverflowError, RecursionError) as exc:  # e.g. `!!int abc`, 2025-13-45
+        raise BatchInputError(f"{source}: a value could not be read ({exc})".replace("\n", " ")) from None
+    finally:
+        loader.dispose()
+    if too_big:
+        raise BatchInputError(f"{source}: {too_big}")
     try:
         return BatchConfig.parse(data, source=source)
     except BatchConfigError as exc:

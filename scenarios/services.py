@@ -307,7 +307,8 @@ def scenario_import_zip(*, upload: IO[bytes] | bytes, slug: str | None = None, u
         try:
             with zipfile.ZipFile(stream) as archive:
                 names = extract_safely(archive, target)
-        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, UnicodeDecodeError) as exc:
+            # UnicodeDecodeError: a member name flagged UTF-8 that is not (a damaged or crafted archive).
             raise ScenarioImportError(f"{label} is not a readable zip archive ({exc})") from None
         root = scenario_root(target, names)
         try:

@@ -92,6 +92,12 @@ def _check_size(rel: str, root: yaml.Node, warnings: list[str]) -> str | None:
     return None
 
 
+def yaml_size_problem(root: yaml.Node) -> str | None:
+    """Why a composed YAML document must not be built (alias bombs, deep nesting), for YAML read elsewhere than
+    in a scenario folder (batch configs): building such a document is cheap, using it is not."""
+    return _check_size("", root, [])
+
+
 def _warn_duplicate_keys(rel: str, node: yaml.MappingNode, warnings: list[str]) -> None:
     seen: set[tuple[str, str]] = set()
     for key_node, _ in node.value:

@@ -101,3 +101,15 @@ def hostile_zips(draw) -> bytes:
 @given(data=hostile_zips(), slug=st.sampled_from([None, "harbour"]), update=st.booleans())
 def test_a_hostile_zip_is_stored_whole_or_refused(data, slug, update):
     imported_whole_or_nothing(lambda: scenario_import_zip(upload=data, slug=slug, update=update))
+
+
+def test_a_member_name_flagged_utf8_that_is_not_is_refused():
+    """Found by the test above: zipfile raised UnicodeDecodeError (a 500 from the API) for such an archive."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("harbour/\u00e9.yaml", "name: x\n")
+    data = buffer.getvalue().replace("\u00e9".encode(), b"\x80\x80", 1)  # the local header's copy of the name
+    before = rows()
+    with pytest.raises(ScenarioImportError, match="not a readable zip archive"):
+        scenario_import_zip(upload=data)
+    assert rows() == before
