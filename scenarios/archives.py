@@ -79,4 +79,4 @@ def scenario_root(target: Path, names: list[str]) -> Path:
     if not names:
         raise ScenarioImportError("the archive is empty")
     raise ScenarioImportError("expected scenario.yaml at the top of the archive or inside one top-level folder, "
-                              f"found: {', '.join(sorted(top)[:10])}")
+                              f"found: {', '.join(repr(name) for name in sorted(top)[:10])}")
