@@ -35,4 +35,5 @@ SCENARIOS: list[Scenario] = [
     Scenario("LLM faults", "reliability.llm_faults:run", full=10, bounded=2),
     # bounded=0: make test already plays these checks as pytest tests (see reliability/permissions.py)
     Scenario("permissions", "reliability.permissions:run", full=3, bounded=0),
+    Scenario("bad input", "reliability.bad_input:run", full=5, bounded=0),  # a trial per group; make test plays them bounded
 ]
