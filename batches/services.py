@@ -206,9 +206,10 @@ class BatchPlan:
 def _variation_plan(config: BatchConfig, base: Scenario, variation: Variation) -> VariationPlan:
     plan = run_plan(config=apply_variation(base, variation), turns=config.turns, provider=config.provider)
     high = plan.estimate.cost.high
-    limit = run_credit_limit(config, estimate_high=high, scenario_limit=plan.credit_limit)
+    offline = plan.choice.offline
+    limit = run_credit_limit(config, estimate_high=high, scenario_limit=plan.credit_limit, offline=offline)
     plan = replace(plan, credit_limit=limit if limit is not None else plan.credit_limit)
-    return VariationPlan(variation, plan, run_reserve(plan.credit_limit, estimate_high=high))
+    return VariationPlan(variation, plan, run_reserve(plan.credit_limit, estimate_high=high, offline=offline))
 
 
 def batch_plan(*, config: BatchConfig, base: BaseScenario) -> BatchPlan:

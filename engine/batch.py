@@ -296,20 +296,28 @@ def budget_allows(*, budget_limit: float | None, committed: float, run_limit: fl
     return committed + run_limit <= budget_limit + EPSILON
 
 
-def run_credit_limit(config: BatchConfig, *, estimate_high: float, scenario_limit: float | None) -> float | None:
-    """Each run's credit limit: cost_per_run_limit, else (under a budget) the estimate's worst case, else the
-    scenario's own. A free run (worst case 0) needs none."""
+# Under a budget, a run of models our price table calls free still gets a limit: a provider may report a
+# real cost for them, and then the run stops at its next call instead of spending without bound.
+FREE_MODEL_LIMIT = 0.01
+
+
+def run_credit_limit(config: BatchConfig, *, estimate_high: float, scenario_limit: float | None,
+                     offline: bool = False) -> float | None:
+    """Each run's credit limit: cost_per_run_limit, else (under a budget) the estimate's worst case (a small
+    one for models priced free), else the scenario's own. An offline run calls no model and needs none."""
     if config.cost_per_run_limit is not None:
         return config.cost_per_run_limit
     if config.budget_limit is not None:
-        return estimate_high if estimate_high > 0 else None
+        if estimate_high > 0:
+            return estimate_high
+        return None if offline else FREE_MODEL_LIMIT
     return scenario_limit
 
 
-def run_reserve(limit: float | None, *, estimate_high: float) -> float | None:
-    """What the budget holds for a run while it plays: nothing for a free run (the prices that estimate its
-    worst case at 0 are the prices its calls are booked at), else its credit limit (None: unbounded)."""
-    return 0.0 if estimate_high <= 0 else limit
+def run_reserve(limit: float | None, *, estimate_high: float, offline: bool = False) -> float | None:
+    """What the budget holds for a run while it plays: nothing for an offline run (it calls no model), else
+    its credit limit (None: unbounded)."""
+    return 0.0 if offline or (estimate_high <= 0 and limit is None) else limit
 
 
 def estimated_seconds(*, runs: int, max_parallel: int, turns: int, offline: bool) -> float:

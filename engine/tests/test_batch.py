@@ -18,6 +18,7 @@ from engine.batch import (
     estimated_seconds,
     final_metric_values,
     planned_runs,
+    FREE_MODEL_LIMIT,
     run_credit_limit,
     run_reserve,
     summarize,
@@ -147,10 +148,12 @@ def test_the_budget_counts_ended_runs_by_cost_and_others_by_limit():
 def test_each_run_gets_the_limit_the_budget_counts_on():
     config = BatchConfig.parse({"experiment_name": "x", "base_scenario": "s", "budget_limit": 5})
     assert run_credit_limit(config, estimate_high=0.8, scenario_limit=2.0) == 0.8
-    assert run_credit_limit(config, estimate_high=0.0, scenario_limit=None) is None
+    assert run_credit_limit(config, estimate_high=0.0, scenario_limit=None, offline=True) is None
+    assert run_credit_limit(config, estimate_high=0.0, scenario_limit=None) == FREE_MODEL_LIMIT, "a 'free' model may bill"
     assert run_credit_limit(config.model_copy(update={"cost_per_run_limit": 0.5}), estimate_high=0.8, scenario_limit=None) == 0.5
     assert run_credit_limit(config.model_copy(update={"budget_limit": None}), estimate_high=0.8, scenario_limit=2.0) == 2.0
-    assert run_reserve(2.0, estimate_high=0.0) == 0.0, "a free run holds nothing of the budget, whatever its limit"
+    assert run_reserve(2.0, estimate_high=0.0, offline=True) == 0.0, "an offline run holds nothing of the budget"
+    assert run_reserve(FREE_MODEL_LIMIT, estimate_high=0.0) == FREE_MODEL_LIMIT, "a run of 'free' models holds its limit"
     assert run_reserve(0.8, estimate_high=0.8) == 0.8 and run_reserve(None, estimate_high=0.8) is None
 
 
