@@ -245,4 +245,7 @@ class MetricsPhase:
         )
         # One call, no re-ask: an answer without a number leaves this turn's value unmeasured (None).
         response = await ctx.complete_text(request)
-        return metric_answer(response.text, response.data, metric.range)
+        value = metric_answer(response.text, response.data, metric.range)
+        if value is None:
+            ctx.llm.reject(request)  # unmeasured this time; a rerun or a resume asks again
+        return value

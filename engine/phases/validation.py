@@ -162,7 +162,11 @@ class ValidationPhase:
             temperature=0.0,
         )
         response = await ctx.complete_text(request)
-        verdict = validate_structured(response.data, ValidationOutput) if response.data is not None else parse_verdict(response.text)
+        try:
+            verdict = validate_structured(response.data, ValidationOutput) if response.data is not None else parse_verdict(response.text)
+        except StructuredOutputError:
+            ctx.llm.reject(request)  # a retry must ask again, not replay this answer from a cache
+            raise
         return ValidationResult(
             turn=turn,
             check=name,
