@@ -39,7 +39,7 @@ from engine.v1 import (
 from runs import services
 from runs.models import Run, Turn
 from runs.persistence import store_state
-from scenarios.archives import added_by_zip_tools, refuse_reason
+from scenarios.archives import extract_safely
 from scenarios.models import Scenario
 from scenarios.selectors import scenario_get
 from scenarios.services import ScenarioSlugTaken, scenario_import_folder, scenario_to_engine
@@ -294,33 +294,10 @@ def _aware(moment: datetime | None) -> datetime | None:
 
 # ---- zips ------------------------------------------------------------------------------------------------------
 def _unpack(archive: zipfile.ZipFile, target: Path, label: str) -> list[str]:
-    members = [info for info in archive.infolist() if not added_by_zip_tools(info.filename)]
-    if len(members) > MAX_ZIP_ENTRIES:
-        raise V1ImportError(f"{label} holds {len(members)} entries; a run directory has at most {MAX_ZIP_ENTRIES}")
-    for info in members:
-        reason = refuse_reason(info)
-        if reason:
-            raise V1ImportError(f"{label}: refusing the archive: {reason}; zip the run directory as it is on disk")
-    limit = f"{MAX_ZIP_UNPACKED_BYTES // (1024 * 1024)} MB"
-    too_big = f"{label} unpacks to more than {limit}, the limit for a run directory"
-    if sum(info.file_size for info in members) > MAX_ZIP_UNPACKED_BYTES:
-        raise V1ImportError(too_big)
-    written, names = 0, []
-    for info in members:
-        if info.is_dir():
-            continue
-        path = target / info.filename
-        if not path.resolve().is_relative_to(target.resolve()):  # belt and braces after the name checks
-            raise V1ImportError(f"{label}: refusing the archive: {info.filename!r} points outside its folder")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with archive.open(info) as source, path.open("wb") as sink:
-            while chunk := source.read(64 * 1024):  # sizes in the header can lie: count what is unpacked
-                written += len(chunk)
-                if written > MAX_ZIP_UNPACKED_BYTES:
-                    raise V1ImportError(too_big)
-                sink.write(chunk)
-        names.append(info.filename)
-    return names
+    return extract_safely(
+        archive, target, error=V1ImportError, label=label, holding="a run directory", max_entries=MAX_ZIP_ENTRIES,
+        max_bytes=MAX_ZIP_UNPACKED_BYTES, refusal_prefix=f"{label}: ", refusal_hint="; zip the run directory as it is on disk",
+    )
 
 
 def _run_folder(root: Path, names: list[str], label: str) -> Path:

@@ -37,32 +37,44 @@ def added_by_zip_tools(name: str) -> bool:
     return parts[0] == "__MACOSX" or parts[-1] in (".DS_Store", "Thumbs.db")
 
 
-def extract_safely(archive: zipfile.ZipFile, target: Path) -> list[str]:
-    """Extract the members into `target`, checking every name and counting the bytes really unpacked."""
+def extract_safely(
+    archive: zipfile.ZipFile,
+    target: Path,
+    *,
+    error: type[Exception] = ScenarioImportError,
+    label: str = "the archive",
+    holding: str = "a scenario",
+    max_entries: int = MAX_ZIP_ENTRIES,
+    max_bytes: int = MAX_ZIP_UNPACKED_BYTES,
+    refusal_prefix: str = "",
+    refusal_hint: str = "",
+) -> list[str]:
+    """Extract the members into `target`, checking every name and counting the bytes really unpacked.
+    Other importers of zips (a V1 run directory) pass their own limits, error type and wording."""
     members = [info for info in archive.infolist() if not added_by_zip_tools(info.filename)]
-    if len(members) > MAX_ZIP_ENTRIES:
-        raise ScenarioImportError(f"the archive holds {len(members)} entries; a scenario has at most {MAX_ZIP_ENTRIES}")
+    if len(members) > max_entries:
+        raise error(f"{label} holds {len(members)} entries; {holding} has at most {max_entries}")
     for info in members:
         reason = refuse_reason(info)
         if reason:
-            raise ScenarioImportError(f"refusing the archive: {reason}")
-    limit = f"{MAX_ZIP_UNPACKED_BYTES // (1024 * 1024)} MB"
-    if sum(info.file_size for info in members) > MAX_ZIP_UNPACKED_BYTES:
-        raise ScenarioImportError(f"the archive unpacks to more than {limit}, the limit for a scenario")
+            raise error(f"{refusal_prefix}refusing the archive: {reason}{refusal_hint}")
+    too_big = f"{label} unpacks to more than {max_bytes // (1024 * 1024)} MB, the limit for {holding}"
+    if sum(info.file_size for info in members) > max_bytes:
+        raise error(too_big)
     written, names = 0, []
     for info in members:
         if info.is_dir():
             continue
         path = target / info.filename
         if not path.resolve().is_relative_to(target.resolve()):  # belt and braces after the name checks
-            raise ScenarioImportError(f"refusing the archive: {info.filename!r} points outside its folder")
+            raise error(f"{refusal_prefix}refusing the archive: {info.filename!r} points outside its folder")
         path.parent.mkdir(parents=True, exist_ok=True)
         with archive.open(info) as source, path.open("wb") as sink:
             # Sizes in the archive's header can lie; count what is actually unpacked.
             while chunk := source.read(64 * 1024):
                 written += len(chunk)
-                if written > MAX_ZIP_UNPACKED_BYTES:
-                    raise ScenarioImportError(f"the archive unpacks to more than {limit}, the limit for a scenario")
+                if written > max_bytes:
+                    raise error(too_big)
                 sink.write(chunk)
         names.append(info.filename)
     return names
