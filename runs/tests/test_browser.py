@@ -188,6 +188,8 @@ class RunPageInABrowser(ChannelsLiveServerTestCase):
             self.page.screenshot(path=ARTIFACTS / f"seat-page-turn-{turn}.png", full_page=True)
             self.page.click("#seat-form button[type=submit]")
             self.page.wait_for_url(lambda url: url.rstrip("/").endswith(f"/runs/{run.pk}"))
+            said = self.page.locator("ul.messages").all_inner_texts()
+            assert any("recorded" in text for text in said), f"the decision of turn {turn} was not taken: {said}"
 
         self.wait_for_status("completed")
         chair = self.page.locator("#decision-1-norvale")
