@@ -333,6 +333,7 @@ async def _execute(run: Run, claim: str, config: ScenarioConfig, provider: LLMPr
     heartbeat = asyncio.create_task(_heartbeat(run.pk, claim, orchestrator, task))
     try:
         final = await orchestrator.execute(state)
+        heartbeat.cancel()  # before letting go: once `waiting_since` is set, a person may resume the run
         if final.status is EngineStatus.WAITING_FOR_HUMAN:
             # Every event of this executor is stored by now (the recorder runs before anything else): the
             # run is at rest, and people may decide, however long the relay to pages still takes.
@@ -348,9 +349,13 @@ async def _execute(run: Run, claim: str, config: ScenarioConfig, provider: LLMPr
 
 def _beat(run_id: int, claim: str) -> tuple[bool, bool] | None:
     """Write the heartbeat; return the pause and cancel requests, or None if the claim is lost."""
-    if not Run.objects.filter(pk=run_id, claim=claim, status=RunStatus.RUNNING).update(heartbeat_at=Now()):
-        return None
-    return Run.objects.values_list("pause_requested", "cancel_requested").get(pk=run_id)
+    if Run.objects.filter(pk=run_id, claim=claim, status=RunStatus.RUNNING).update(heartbeat_at=Now()):
+        return Run.objects.values_list("pause_requested", "cancel_requested").get(pk=run_id)
+    if Run.objects.filter(pk=run_id, claim=claim).exists():
+        # This executor's own last save ended the run (waiting, completed...): it is finishing, not lost.
+        # Cancelling it now would skip what follows the save (the end event, `mark_waiting`).
+        return False, False
+    return None
 
 
 async def _heartbeat(run_id: int, claim: str, orchestrator: ScenarioOrchestrator, task: asyncio.Task) -> None:

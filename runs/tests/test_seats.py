@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from datetime import timedelta
@@ -266,3 +267,21 @@ def test_a_decision_made_while_the_worker_finishes_waits_for_it(owner):
     letting_go.join()
     assert response.status_code == 200 and response.json()["status"] == "queued"
     assert time.monotonic() - started >= 0.4  # it waited for the worker instead of refusing
+
+
+@pytest.mark.parametrize("slow_event", ["scenario_waiting", "state_saved"])
+def test_a_heartbeat_after_the_run_began_waiting_does_not_stop_its_executor(owner, settings, slow_event):
+    """The executor's own last save makes the run WAITING_FOR_HUMAN, not RUNNING: a heartbeat that comes
+    before the executor lets go must not take that for a lost claim and cut it short (the run would then
+    wait for ever without `waiting_since`, and every decision would be refused as "storing its last turn")."""
+    settings.RUN_HEARTBEAT_SECONDS = 0.02
+
+    async def slow_after_the_last_save(event):
+        if event.type.value == slow_event and event.data.get("status", "waiting_for_human") == "waiting_for_human":
+            await asyncio.sleep(0.2)  # several heartbeats
+
+    run = services.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,)).pk, progress=slow_after_the_last_save)
+    assert run.status == RunStatus.WAITING_FOR_HUMAN and run.waiting_since is not None
+    assert RunEvent.objects.filter(run=run, type="scenario_waiting").count() == 1
+    decided = client.post(f"/runs/{run.pk}/seats/{SEAT}/decision", json=decision_for(run), user=owner)
+    assert decided.status_code == 200, decided.content
