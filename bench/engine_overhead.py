@@ -1,15 +1,15 @@
-"""Engine benchmarks: overhead per turn, event bus throughput, and turn time against the LLM critical path.
+"""Engine benchmarks: overhead per turn with a zero-latency provider, and event bus throughput.
 
-    .venv/bin/python bench/engine_overhead.py [--turns 5] [--latency 0.2]
+    .venv/bin/python bench/engine_overhead.py [--turns 5] [--repeats 3] [--events 100000]
 
-Prints one line per figure (value, target, ratio) and writes them to bench/results-engine.json.
+Also the helpers the other benchmarks share: the summit with N actors, per-turn wall times from the bus,
+and the LLM critical path of a turn. Prints its figures (bench/figures.py); `python -m bench` collects them.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import platform
 import sys
 import time
@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 from engine import EventBus, EventType, Runner, Scenario  # noqa: E402
 from engine.llm.offline import OfflineProvider  # noqa: E402
 from engine.llm.provider import LLMRequest, LLMResponse  # noqa: E402
-from engine.testing.providers import SleepingProvider  # noqa: E402
+from bench.figures import Figure, report  # noqa: E402
 
 SUMMIT = ROOT / "scenarios" / "library" / "ai-summit"
 
@@ -102,42 +102,20 @@ def mean_critical_path(calls: Iterable[tuple[int, str, float]]) -> float:
     return sum(per_turn.values()) / len(per_turn)
 
 
-def critical_path_ratio(scenario: Scenario, turns: int, latency: float) -> tuple[float, float, float]:
-    """Turn wall time ÷ the LLM critical path, with a provider that sleeps `latency` per call."""
-    provider = SleepingProvider(scenario, latency=latency)
-    bus = EventBus()
-    walls = time_turns(bus)
-    Runner(provider=provider, bus=bus).run(scenario, max_turns=turns)
-    wall = sum(walls.values()) / len(walls)
-    path = mean_critical_path((c.turn, c.task, c.ended - c.started) for c in provider.calls)
-    return wall, path, wall / path
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=5)
-    parser.add_argument("--latency", type=float, default=0.2)
-    args = parser.parse_args()
+    parser.add_argument("--repeats", type=int, default=3, help="the best of this many runs counts")
+    parser.add_argument("--events", type=int, default=100_000)
+    args = parser.parse_args(argv)
     six = with_actors(Scenario.load(SUMMIT), 6)
-
-    overhead = engine_overhead_ms(six, args.turns)
-    events = asyncio.run(bus_events_per_second())
-    wall, path, ratio = critical_path_ratio(six, min(args.turns, 3), args.latency)
-    figures = [
-        {"figure": "engine overhead per turn, 6 actors, zero-latency provider", "value": round(overhead, 2), "unit": "ms", "target": None},
-        {"figure": "event bus throughput (2 subscribers)", "value": round(events), "unit": "events/s", "target": None},
-        {"figure": f"turn wall time, 6 actors, {args.latency * 1000:.0f} ms per call", "value": round(wall, 3), "unit": "s", "target": None},
-        {"figure": "LLM critical path per turn", "value": round(path, 3), "unit": "s", "target": None},
-        {"figure": "turn wall time ÷ critical path", "value": round(ratio, 3), "unit": "", "target": 1.10},
-    ]
-    print(f"Engine benchmarks on {platform.node()} ({platform.python_implementation()} {platform.python_version()})")
-    print(f"{'figure':62} {'value':>12} {'target':>8} {'ratio':>7}")
-    for figure in figures:
-        target = figure["target"]
-        ratio_text = f"{figure['value'] / target:.3f}" if target else ""
-        unit = f" {figure['unit']}" if figure["unit"] else ""
-        print(f"{figure['figure']:62} {str(figure['value']) + unit:>12} {target or '':>8} {ratio_text:>7}")
-    (ROOT / "bench" / "results-engine.json").write_text(json.dumps(figures, indent=2))
+    overhead = engine_overhead_ms(six, args.turns, args.repeats)
+    events = asyncio.run(bus_events_per_second(args.events))
+    report(f"Engine on {platform.node()} ({platform.python_implementation()} {platform.python_version()}), "
+           f"6 actors, {args.turns} turns, best of {args.repeats}", [
+               Figure("engine overhead per turn, 6 actors, zero-latency provider", round(overhead, 2), "ms"),
+               Figure("event bus throughput, 2 subscribers", round(events), "events/s"),
+           ])
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
-"""LLM concurrency benchmark: the real HTTP client against the loopback fake server.
+"""LLM concurrency: turn wall time ÷ LLM critical path, in-process and through a Huey worker process.
 
-    .venv/bin/python bench/llm_concurrency.py [--actors 6] [--turns 10] [--latency 0.2] [--concurrency 16]
+    .venv/bin/python bench/llm_concurrency.py [--actors 6 12] [--turns 3] [--latency 0.2] [--concurrency 16]
 
-Prints turn wall time ÷ LLM critical path (target ≤ 1.10) and the TCP connections the server saw
-(target ≤ the client's concurrency limit), and writes them to bench/results-llm.json.
+Both play the summit (with N actors) through the real HTTP client against the loopback fake LLM server.
+In-process: the engine's Runner in this process. Worker: a run stored and queued as the site does, played by a
+`run_huey` process (embedded profile, fresh data folder), so every event is also stored as it happens; its
+turn times come from the stored events and its call times from bench/timed_worker.py. The critical path of a
+turn is its chain of dependent rounds, each costing its slowest HTTP exchange (target: wall ≤ 1.05 × path).
 """
 
 from __future__ import annotations
@@ -11,17 +14,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.engine_overhead import SUMMIT, mean_critical_path, time_turns, with_actors  # noqa: E402
+from bench.figures import Figure, failed, report  # noqa: E402
+from bench.profiles import embedded  # noqa: E402
 from engine import EventBus, Runner, Scenario  # noqa: E402
 from engine.llm.openai_compatible import Endpoint, OpenAICompatibleProvider  # noqa: E402
 from engine.llm.provider import LLMRequest, LLMResponse  # noqa: E402
 from engine.testing.fake_llm import FakeLLMServer  # noqa: E402
+
+TARGET_RATIO = 1.05
 
 
 class Timed:
@@ -42,7 +51,7 @@ class Timed:
         return response
 
 
-async def measure(scenario: Scenario, *, turns: int, latency: float, concurrency: int) -> dict:
+async def in_process(scenario: Scenario, *, turns: int, latency: float, concurrency: int) -> dict:
     async with FakeLLMServer(latency=latency) as server:
         provider = Timed(OpenAICompatibleProvider(Endpoint("local", server.base_url, max_concurrency=concurrency)))
         bus = EventBus()
@@ -50,39 +59,85 @@ async def measure(scenario: Scenario, *, turns: int, latency: float, concurrency
         state = await Runner(provider=provider, bus=bus).run_async(scenario, max_turns=turns)
         await provider.inner.aclose()
         stats = server.stats
-    # Calls are timed as the server answered them; everything else in a turn is the product's overhead.
+    if not walls:
+        raise RuntimeError(f"no turn completed: {state.status.value} {state.error or ''}")
     wall = sum(walls.values()) / len(walls)
     path = mean_critical_path(provider.calls)
-    return {
-        "status": state.status.value,
-        "calls": len(provider.calls),
-        "turn_wall_s": round(wall, 3),
-        "critical_path_s": round(path, 3),
-        "ratio": round(wall / path, 3),
-        "connections": stats["connections"],
-        "max_concurrent_requests": stats["max_concurrent_requests"],
-        "concurrency_limit": concurrency,
-    }
+    return {"turn_wall_s": wall, "critical_path_s": path, "ratio": wall / path, "connections": stats["connections"]}
 
 
-def main() -> None:
+def through_worker(actors: int, *, turns: int, latency: float) -> dict:
+    """In a process of its own on the embedded profile: store and queue a run, let a worker process play it."""
+    from bench.profiles import django_ready, start, stop, wait_for
+
+    django_ready()
+    from runs.models import Run, RunEvent
+    from runs.services import run_create, run_enqueue, run_plan
+
+    calls_file = Path(tempfile.mkdtemp()) / "calls.jsonl"
+    server = FakeLLMServer(latency=latency).start_in_thread()
+    os.environ["SCENARIOLAB_LLM_BASE_URL"] = server.base_url  # the plan here, and the worker, call it
+    worker = start(["bench/timed_worker.py", "run_huey", "--workers", "1", "--worker-type", "thread", "--delay", "0.1"],
+                   BENCH_CALLS_FILE=str(calls_file))
+    try:
+        config = with_actors(Scenario.load(SUMMIT), actors)
+        run = run_create(plan=run_plan(config=config, turns=turns, use_cache=False), slug=f"bench-{actors}")
+        run_enqueue(run=run)
+        ended = ("completed", "failed", "halted", "paused", "cancelled")
+        status = wait_for(lambda: (s := Run.objects.values_list("status", flat=True).get(pk=run.pk)) in ended and s,
+                          timeout=300, what="the worker to finish the run")
+    finally:
+        log = stop(worker)
+        server.stop()
+    if status != "completed":
+        raise RuntimeError(f"the run ended {status}: {Run.objects.get(pk=run.pk).error or log[-300:]}")
+    marks: dict[tuple[str, int], float] = {}
+    for event in RunEvent.objects.filter(run=run, type__in=["turn_started", "turn_completed"]):
+        marks[(event.type, event.data["turn"])] = event.timestamp.timestamp()
+    walls = [marks[("turn_completed", t)] - marks[("turn_started", t)]
+             for t in sorted({t for _, t in marks}) if ("turn_completed", t) in marks and ("turn_started", t) in marks]
+    calls = [tuple(json.loads(line)) for line in calls_file.read_text().splitlines()]
+    wall = sum(walls) / len(walls)
+    path = mean_critical_path(calls)
+    return {"turn_wall_s": wall, "critical_path_s": path, "ratio": wall / path}
+
+
+def figures_for(actors: int, args: argparse.Namespace) -> list[Figure]:
+    name = f"turn wall ÷ LLM critical path, {actors} actors, {args.latency * 1000:.0f} ms"
+    out = []
+    try:
+        r = asyncio.run(in_process(with_actors(Scenario.load(SUMMIT), actors), turns=args.turns, latency=args.latency,
+                                   concurrency=args.concurrency))
+        out.append(Figure(f"{name}, in-process", round(r["ratio"], 3), "", TARGET_RATIO, "<=",
+                          note=f"wall {r['turn_wall_s']:.2f} s, path {r['critical_path_s']:.2f} s"))
+        out.append(Figure(f"TCP connections to the LLM server, {actors} actors", r["connections"], "", args.concurrency, "<="))
+    except Exception as exc:  # noqa: BLE001 - one failed figure, not a lost table
+        out.append(failed(f"{name}, in-process", str(exc), "", TARGET_RATIO, "<="))
+    r = embedded(__file__, ["--actors", str(actors), "--turns", str(args.turns), "--latency", str(args.latency)])
+    if "error" in r:
+        out.append(failed(f"{name}, Huey worker", r["error"], "", TARGET_RATIO, "<="))
+    else:
+        out.append(Figure(f"{name}, Huey worker", round(r["ratio"], 3), "", TARGET_RATIO, "<=",
+                          note=f"wall {r['turn_wall_s']:.2f} s, path {r['critical_path_s']:.2f} s"))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--actors", type=int, default=6)
-    parser.add_argument("--turns", type=int, default=10)
+    parser.add_argument("--actors", type=int, nargs="+", default=[6, 12])
+    parser.add_argument("--turns", type=int, default=3)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--concurrency", type=int, default=16)
-    args = parser.parse_args()
-    scenario = with_actors(Scenario.load(SUMMIT), args.actors)
-    result = asyncio.run(measure(scenario, turns=args.turns, latency=args.latency, concurrency=args.concurrency))
-    print(f"LLM concurrency: {args.actors} actors × {args.turns} turns, {args.latency * 1000:.0f} ms per call, limit {args.concurrency}")
-    print(f"{'figure':44} {'value':>10} {'target':>8}")
-    print(f"{'turn wall time (s)':44} {result['turn_wall_s']:>10} {'':>8}")
-    print(f"{'LLM critical path per turn (s)':44} {result['critical_path_s']:>10} {'':>8}")
-    print(f"{'turn wall time ÷ critical path':44} {result['ratio']:>10} {'≤ 1.10':>8}")
-    print(f"{'TCP connections the server saw':44} {result['connections']:>10} {'≤ ' + str(args.concurrency):>8}")
-    print(f"{'peak requests in flight':44} {result['max_concurrent_requests']:>10} {'':>8}")
-    (ROOT / "bench" / "results-llm.json").write_text(json.dumps(result, indent=2))
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.measure:
+        print(json.dumps(through_worker(args.actors[0], turns=args.turns, latency=args.latency)))
+        return 0
+    figures = [f for actors in args.actors for f in figures_for(actors, args)]
+    report(f"LLM concurrency: the summit × {args.turns} turns, fake LLM server at {args.latency * 1000:.0f} ms a call, "
+           f"client limit {args.concurrency}", figures)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

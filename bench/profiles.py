@@ -12,7 +12,11 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def postgres_database(url: str, *, drop: bool = False) -> str | None:
@@ -55,3 +59,58 @@ def measure_each_profile(script: str, args: list[str], *, database_url: str, red
     finally:
         postgres_database(database_url, drop=True)
     return results
+
+
+def embedded(script: str, args: list[str], profile: str = "embedded") -> dict:
+    """`script --measure args` once on the embedded profile, in a temporary data folder of its own."""
+    with tempfile.TemporaryDirectory() as folder:
+        env = {"SCENARIOLAB_DATA_DIR": folder, "SCENARIOLAB_OUTPUT_DIR": folder, "DATABASE_URL": "", "REDIS_URL": "",
+               "SCENARIOLAB_LOG_LEVEL": "ERROR"}
+        return measure_in(script, args, env, profile)
+
+
+def django_ready() -> None:
+    """In a measuring process: Django set up from this environment, its databases migrated."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scenariolab_site.settings")
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    if "channels" in settings.DATABASES:
+        call_command("migrate", database="channels", verbosity=0)
+
+
+def start(command: list[str], **env: str) -> subprocess.Popen:
+    """A process of the project (`manage.py …` or a bench script) with this environment plus `env`. Its output
+    goes to a file: a pipe nobody reads would fill up and stop it."""
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen([sys.executable, *command], cwd=ROOT, env={**os.environ, **env}, stdout=log,
+                               stderr=subprocess.STDOUT)
+    process.log = log  # type: ignore[attr-defined]
+    return process
+
+
+def stop(process: subprocess.Popen) -> str:
+    """Stop a process started by `start` (if still alive) and return the tail of what it printed."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    process.log.seek(0)  # type: ignore[attr-defined]
+    return process.log.read().decode(errors="replace")[-2000:]  # type: ignore[attr-defined]
+
+
+def wait_for(condition, *, timeout: float, what: str, every: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
