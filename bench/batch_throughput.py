@@ -6,7 +6,7 @@ For each worker count N, in a fresh process and data folder (embedded profile: S
 starts the loopback fake LLM server (200 ms a call) and N `run_huey` processes of one thread each, then starts
 a batch of the bundled summit (2 variations, max_parallel N, every call through the real HTTP client) and
 times it from its start to its last run's end. Prints runs per minute for each N and the speed-up (target
-≥ 1.8× with 2 workers), and writes bench/results-batch.json.
+≥ 1.8× with 2 workers) as figures (bench/figures.py) for `python -m bench`.
 """
 
 from __future__ import annotations
@@ -16,13 +16,15 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 TARGET_SPEEDUP = 1.8
+
+from bench.figures import Figure, failed, report  # noqa: E402
+from bench.profiles import embedded  # noqa: E402
 
 
 def measure(workers: int, runs_per_variation: int, turns: int, latency: float) -> dict:
@@ -82,44 +84,40 @@ def measure(workers: int, runs_per_variation: int, turns: int, latency: float) -
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs-per-variation", type=int, default=4)
     parser.add_argument("--turns", type=int, default=1)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--measure", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.measure:
         print(json.dumps(measure(args.measure, args.runs_per_variation, args.turns, args.latency)))
         return 0
 
-    results = []
+    figures, base = [], None
     for workers in args.workers:
-        with tempfile.TemporaryDirectory() as folder:
-            env = {**os.environ, "SCENARIOLAB_DATA_DIR": folder, "SCENARIOLAB_OUTPUT_DIR": folder, "DATABASE_URL": "",
-                   "REDIS_URL": "", "SCENARIOLAB_LOG_LEVEL": "ERROR"}
-            done = subprocess.run([sys.executable, __file__, "--measure", str(workers), "--runs-per-variation",
-                                   str(args.runs_per_variation), "--turns", str(args.turns), "--latency", str(args.latency)],
-                                  env=env, capture_output=True, text=True, timeout=900)
-        if done.returncode != 0:
-            print(f"{workers} worker(s): failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
-            return 1
-        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
-
-    base = results[0]["runs_per_minute"]
-    print(f"Batch throughput: ai-summit, {results[0]['runs']} runs of {args.turns} turn(s), fake LLM server at "
-          f"{args.latency * 1000:.0f} ms a call, max_parallel = workers (embedded profile)")
-    print(f"{'workers':>8} {'runs':>5} {'calls':>6} {'wall (s)':>9} {'s per run':>10} {'runs/min':>9} {'speed-up':>9}")
-    for r in results:
-        r["speedup"] = round(r["runs_per_minute"] / base, 2)
-        print(f"{r['workers']:>8} {r['runs']:>5} {r['calls']:>6} {r['wall_s']:>9} {r['seconds_per_run']:>10} "
-              f"{r['runs_per_minute']:>9} {str(r['speedup']) + '×':>9}")
-    if len(results) > 1:
-        best = results[-1]["speedup"]
-        verdict = "meets" if best >= TARGET_SPEEDUP else "misses"
-        print(f"speed-up with {results[-1]['workers']} workers: {best}× ({verdict} the target of ≥ {TARGET_SPEEDUP}×)")
-    (ROOT / "bench" / "results-batch.json").write_text(json.dumps(results, indent=2))
+        name = f"batch runs per minute, {workers} worker{'s' if workers > 1 else ''}"
+        speedup = f"batch speed-up, {workers} workers ÷ {args.workers[0]}"
+        # `--measure N …`: each worker count in a fresh process and data folder.
+        r = embedded(__file__, [str(workers), "--runs-per-variation", str(args.runs_per_variation), "--turns",
+                                str(args.turns), "--latency", str(args.latency)])
+        if "error" in r:
+            figures.append(failed(name, r["error"], "runs/min"))
+            if workers != args.workers[0]:
+                figures.append(failed(speedup, "no figure for this count", "×", TARGET_SPEEDUP, ">="))
+            continue
+        figures.append(Figure(name, r["runs_per_minute"], "runs/min", note=f"{r['completed']}/{r['runs']} runs completed "
+                              f"in {r['wall_s']} s, {r['seconds_per_run']} s per run"))
+        if workers == args.workers[0]:
+            base = r["runs_per_minute"]
+        elif base is None:
+            figures.append(failed(speedup, f"no figure for {args.workers[0]} worker(s)", "×", TARGET_SPEEDUP, ">="))
+        else:
+            figures.append(Figure(speedup, round(r["runs_per_minute"] / base, 2), "×", TARGET_SPEEDUP, ">="))
+    report(f"Batch throughput: ai-summit, 2 variations × {args.runs_per_variation} runs of {args.turns} turn(s), fake LLM "
+           f"server at {args.latency * 1000:.0f} ms a call, max_parallel = workers (embedded profile)", figures)
     return 0
 
 

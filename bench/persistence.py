@@ -5,7 +5,7 @@
 A turn's storage is what the Django side adds to the engine: every event of the turn recorded as it happens
 (a cost event also writes its ledger line) plus the turn's records written at its end. The engine plays the
 run once in memory; the benchmark then replays its events and end-of-turn states into each database through
-the same functions the workers use. Prints one line per figure and writes bench/results-persistence.json.
+the same functions the workers use. Prints its figures (bench/figures.py) for `python -m bench`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.figures import Figure, failed, report  # noqa: E402
 from bench.profiles import measure_each_profile  # noqa: E402
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/scenariolab_bench"
 
@@ -82,27 +83,28 @@ def measure(turns: int, actors: int) -> dict:
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=5)
     parser.add_argument("--actors", type=int, default=6)
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_POSTGRES))
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.measure:
         print(json.dumps(measure(args.turns, args.actors)))
         return 0
 
     results = measure_each_profile(__file__, ["--turns", str(args.turns), "--actors", str(args.actors)],
                                    database_url=args.database_url, redis_url=None)
-    print(f"Persistence of one turn, {args.actors} actors, median of {args.turns} turns (offline provider):")
-    for r in results:
+    figures = []
+    for r, database in zip(results, ("SQLite", "PostgreSQL")):
+        name = f"persistence per turn, {args.actors} actors, {database}"
         if "error" in r:
-            print(f"  {r['profile']:<12} {r['error']}")
+            figures.append(failed(name, r["error"], "ms"))
             continue
-        print(f"  {r['database']:<12} {r['turn_ms']:8.1f} ms per turn  ({r['events_per_turn']:.0f} events, "
-              f"{r['ledger_lines_per_turn']:.0f} ledger lines; {r['event_ms']:.2f} ms per event)")
-    (ROOT / "bench" / "results-persistence.json").write_text(json.dumps(results, indent=2))
+        figures.append(Figure(name, round(r["turn_ms"], 1), "ms", note=f"{r['events_per_turn']:.0f} events, "
+                              f"{r['ledger_lines_per_turn']:.0f} ledger lines, {r['event_ms']:.2f} ms per event"))
+    report(f"Persistence of one turn, {args.actors} actors, median of {args.turns} turns (offline provider)", figures)
     return 0
 
 
