@@ -36,4 +36,5 @@ SCENARIOS: list[Scenario] = [
     # bounded=0: make test already plays these checks as pytest tests (see reliability/permissions.py)
     Scenario("permissions", "reliability.permissions:run", full=3, bounded=0),
     Scenario("bad input", "reliability.bad_input:run", full=5, bounded=0),  # a trial per group; make test plays them bounded
+    Scenario("load", "reliability.load:run", full=8, bounded=2),  # a trial per run: 8 on 2 workers, 200 viewers
 ]

@@ -1,0 +1,488 @@
+"""Scenario "load": runs played at once on real `run_huey` workers, each followed live by many websocket
+viewers through a real daphne process.
+
+A trial is one run of the bundled summit (TURNS turns) against the loopback fake LLM server (CALL_SECONDS a
+call). The round's runs are queued together, each handed to the queue twice, so two executors (two worker
+processes, or two threads of one) race to claim it. Viewers do what the run page does: sign in through the
+login form, load /runs/<id>/ (the stored state at seq S, its `data-after`), open /ws/runs/<id>/?after=S and
+take events; when every run has ended, ask once more for everything after the last seq (the page's quiet
+re-sync) and wait for the stored status it is answered with. Half of a run's viewers are there before it
+starts, the others join when the run has reached a random seq.
+
+A run's trial holds when each of its viewers received exactly the run's stored seqs after its S, in order
+(no gap, duplicate or reordering), and the run was played once: completed, one scenario_started, no
+scenario_resumed, seqs 1..N, each turn and decision once, the ledger no more than the server billed.
+Every trial fails when a process logged "database is locked" (or any OperationalError) or the web server or a
+worker went past RSS_LIMIT_MB resident.
+
+Bounded (make test, 2 trials): one worker with 2 threads, 5 viewers a run. Full (8 trials): two workers with
+4 threads each, so all 8 runs play at once, and 25 viewers a run: 200.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import math
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import httpx
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db.models import Count, Sum
+
+from bench.live_latency import free_port, wait_for_http
+from engine import EventType
+from engine.testing.fake_llm import FakeLLMServer
+from reliability import Result
+from runs import services
+from runs.models import CostRecord, Decision, Run, RunEvent, RunStatus, Turn
+from runs.tests.factories import make_run
+from runs.tests.workers import MANAGE, final_status, stop, wait_for, worker_environment
+
+NAME = "load"
+TURNS = 2
+CALL_SECONDS = 0.05  # each model call's latency: events come at a live run's pace
+RSS_LIMIT_MB = 512  # per process; one worker playing 4 runs peaks near 200 MB here
+LOCKED = re.compile(r"database is locked|OperationalError")
+AFTER = re.compile(r'data-after="(\d+)"')
+PASSWORD = "load-viewer-password-1"
+LATE_JOIN_SEQ = 60 * TURNS  # a late viewer joins once its run has reached a seq drawn from 1..this
+VIEWER_SECONDS = 60  # the longest a viewer waits for its socket or its re-sync answer
+QUIET_SECONDS = 0.5  # once every run has ended, a viewer re-syncs after this long without a message
+
+
+@dataclass(frozen=True)
+class Shape:
+    workers: int
+    threads: int  # per worker
+    viewers_per_run: int
+
+
+def shape(trials: int) -> Shape:
+    """Bounded (2 runs or fewer): one worker; otherwise two, with threads enough to play every run at once."""
+    if trials <= 2:
+        return Shape(workers=1, threads=2, viewers_per_run=5)
+    return Shape(workers=2, threads=math.ceil(trials / 2), viewers_per_run=25)
+
+
+def run(trials: int, *, seed: int = 0) -> Result:
+    if not trials:
+        return Result(NAME, 0, 0, "no trial")
+    started = time.monotonic()
+    plan = shape(trials)
+    try:
+        round_ = _play(trials, plan, random.Random(seed))
+    except AssertionError as exc:  # the round itself could not be played: no trial held
+        return Result(NAME, trials, 0, f"FAILED: {exc}; {time.monotonic() - started:.0f} s")
+    problems = round_.problems
+    passed = 0 if round_.global_problems else sum(1 for p in problems.values() if not p)
+    figure = (f"{trials} runs on {plan.workers} worker(s) x {plan.threads} threads, each queued twice; "
+              f"{round_.viewers} viewers ({round_.late} joined mid-run), {round_.events_checked} events checked; "
+              f"max RSS web {round_.rss['web']:.0f} MB, worker {round_.rss['worker']:.0f} MB (limit {RSS_LIMIT_MB}); "
+              f"{round_.lock_errors} lock errors; {time.monotonic() - started:.0f} s")
+    failures = round_.global_problems + [f"run {run_id}: {p}" for run_id, p in problems.items() if p]
+    if failures:
+        figure += "; FAILED " + "; ".join(failures[:5])
+    return Result(NAME, trials, passed, figure)
+
+
+# ---- one round ------------------------------------------------------------------------------------------------
+@dataclass
+class Round:
+    problems: dict[int, str]  # per run: "" when its trial held
+    global_problems: list[str]
+    viewers: int
+    late: int
+    events_checked: int
+    rss: dict[str, float]
+    lock_errors: int
+
+
+def _play(trials: int, plan: Shape, rng: random.Random) -> Round:
+    server = FakeLLMServer(latency=CALL_SECONDS, seed=rng.randrange(1 << 30)).start_in_thread()
+    llm = {"SCENARIOLAB_LLM_BASE_URL": server.base_url, "SCENARIOLAB_LLM_TIMEOUT": "60"}
+    processes: dict[str, subprocess.Popen] = {}
+    sampler = RssSampler()
+    logs: dict[str, str] = {}
+    try:
+        os.environ.update(llm)  # the runs' plans are made here, with the same server
+        user = User.objects.create_user(f"load-{uuid.uuid4().hex[:8]}", password=PASSWORD)
+        runs = [make_run(turns=TURNS, seed=rng.randrange(1 << 30), owner=user) for _ in range(trials)]
+        port = free_port()
+        processes["web"] = _start(["-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                                   "scenariolab_site.asgi:application"], **llm)
+        sampler.watch("web", processes["web"])
+        base = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{base}/accounts/login/")
+        watch = Watch(base, user.username, _viewers(runs, plan, rng))
+        watch.start()
+        for r in runs:  # twice each: two executors race to claim it
+            services.run_enqueue(run=r)
+            services.run_enqueue(run=r)
+        for n in range(plan.workers):
+            processes[f"worker {n + 1}"] = _start([str(MANAGE), "run_huey", "--workers", str(plan.threads),
+                                                   "--worker-type", "thread", "--delay", "0.1"], **llm)
+            sampler.watch("worker", processes[f"worker {n + 1}"])
+        wait_for(lambda: all(final_status(r) for r in runs), timeout=120 + 30 * trials, what="every run to end")
+        _wait_queue_drained()
+        viewers = watch.finish()
+        wait_for(lambda: _settled(server.stats), timeout=10, what="the fake server to settle")
+        billed = server.stats
+    finally:
+        sampler.stop()
+        for name, process in processes.items():
+            logs[name] = stop(process)
+        for key in llm:
+            os.environ.pop(key, None)
+        server.stop()
+    return _judge(runs, viewers, billed, logs, sampler.peaks)
+
+
+def _start(args: list[str], **extra: str) -> subprocess.Popen:
+    """A process against the test database; its output goes to a file (a pipe nobody reads would block it)."""
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen([sys.executable, *args], cwd=settings.BASE_DIR, env=worker_environment(**extra),
+                               stdout=log, stderr=subprocess.STDOUT)
+    process.log = log  # type: ignore[attr-defined]  # what runs.tests.workers.stop reads back
+    return process
+
+
+def _wait_queue_drained() -> None:
+    """Every task handed out, the losing duplicates included, before the workers stop."""
+    from huey.contrib.djhuey import HUEY
+
+    wait_for(lambda: HUEY.pending_count() == 0, timeout=30, what="the queue to drain")
+
+
+def _settled(stats: dict) -> bool:
+    return stats["requests"] == stats["completions"] + stats["abandoned"]
+
+
+def _judge(runs: list[Run], viewers: list[Viewer], billed: dict, logs: dict[str, str], peaks: dict[str, float]) -> Round:
+    problems: dict[int, str] = {}
+    checked = 0
+    for r in runs:
+        stored = list(RunEvent.objects.filter(run=r).order_by("seq").values_list("seq", flat=True))
+        problem = _played_once(r, stored)
+        for viewer in (v for v in viewers if v.run_id == r.pk):
+            checked += len(viewer.seqs)
+            problem = problem or viewer.mismatch(stored)
+        problems[r.pk] = problem
+    global_problems = []
+    lock_lines = [f"{name}: {line.strip()[:200]}" for name, log in logs.items()
+                  for line in log.splitlines() if LOCKED.search(line)]
+    if lock_lines:
+        global_problems.append(f"{len(lock_lines)} lock errors logged, first {lock_lines[0]}")
+    for role, peak in peaks.items():
+        if peak > RSS_LIMIT_MB:
+            global_problems.append(f"{role} peaked at {peak:.0f} MB resident, over {RSS_LIMIT_MB}")
+    paid = CostRecord.objects.filter(run__in=runs, cached=False).aggregate(i=Sum("input_tokens"), o=Sum("output_tokens"))
+    if (paid["i"] or 0, paid["o"] or 0) != (billed["prompt_tokens"], billed["completion_tokens"]):
+        global_problems.append(f"ledger {paid['i']} + {paid['o']} tokens, server billed "
+                               f"{billed['prompt_tokens']} + {billed['completion_tokens']}")
+    return Round(problems, global_problems, len(viewers), sum(1 for v in viewers if v.join_at_seq),
+                 checked, {"web": peaks.get("web", 0.0), "worker": peaks.get("worker", 0.0)}, len(lock_lines))
+
+
+def _played_once(run: Run, stored: list[int]) -> str:
+    run.refresh_from_db()
+    if run.status != RunStatus.COMPLETED:
+        return f"ended {run.status}: {run.error or run.halt_reason}"
+    if stored != list(range(1, len(stored) + 1)):
+        return f"stored seqs are not 1..{len(stored)}"
+    kinds = dict(RunEvent.objects.filter(run=run, type__in=[EventType.SCENARIO_STARTED, EventType.SCENARIO_RESUMED])
+                 .values_list("type").annotate(n=Count("seq")))
+    if kinds.get(EventType.SCENARIO_STARTED) != 1 or kinds.get(EventType.SCENARIO_RESUMED):
+        return f"started {kinds.get(EventType.SCENARIO_STARTED, 0)} times, resumed {kinds.get(EventType.SCENARIO_RESUMED, 0)}"
+    turns = list(Turn.objects.filter(run=run).order_by("turn").values_list("turn", flat=True))
+    if turns != list(range(TURNS + 1)):
+        return f"turns stored {turns}, expected each of 0..{TURNS} once"
+    decisions = list(Decision.objects.filter(run=run).values_list("turn", "actor"))
+    expected = len(run.actors) * TURNS
+    if len(decisions) != expected or len(set(decisions)) != expected:
+        return f"{len(decisions)} decisions stored ({len(set(decisions))} distinct), expected {expected}"
+    return ""
+
+
+# ---- memory -------------------------------------------------------------------------------------------------
+class RssSampler:
+    """The peak resident size of each role's processes, read from /proc every 100 ms in a thread."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.peaks: dict[str, float] = {}
+        self._processes: list[tuple[str, subprocess.Popen]] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, args=(interval,), daemon=True)
+        self._thread.start()
+
+    def watch(self, role: str, process: subprocess.Popen) -> None:
+        self._processes.append((role, process))
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(5)
+
+    def _sample(self, interval: float) -> None:
+        while not self._done.wait(interval):
+            for role, process in list(self._processes):
+                mb = rss_mb(process.pid)
+                if mb is not None:
+                    self.peaks[role] = max(self.peaks.get(role, 0.0), mb)
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:  # ended meanwhile
+        return None
+    return None
+
+
+# ---- viewers --------------------------------------------------------------------------------------------------
+@dataclass
+class Viewer:
+    run_id: int
+    join_at_seq: int  # 0: there before the run starts; else joins once the run has reached this seq
+    after: int = -1  # the page's data-after
+    seqs: list[int] = field(default_factory=list)  # every event message's seq, as received
+    resynced_at: int = -1  # len(seqs) when the viewer asked for everything after its last seq
+    error: str = ""
+
+    def mismatch(self, stored: list[int]) -> str:
+        """"" when this viewer received exactly the stored seqs after its page's, in order. The answer to its
+        re-sync may repeat events that were on the way when it asked; the page drops those, and so does this."""
+        if self.error:
+            return f"a viewer failed: {self.error}"
+        expected = [s for s in stored if s > self.after]
+        cut = self.resynced_at if self.resynced_at >= 0 else len(self.seqs)
+        live, applied = self.seqs[:cut], self.seqs[:cut]
+        for seq in self.seqs[cut:]:
+            if seq > (applied[-1] if applied else self.after):
+                applied.append(seq)
+        if live == expected[: len(live)] and applied == expected:
+            return ""
+        what = []
+        if len(set(live)) != len(live):
+            what.append(f"{len(live) - len(set(live))} duplicates")
+        if any(b < a for a, b in zip(live, live[1:])):
+            what.append("reordered")
+        if missing := sorted(set(expected) - set(applied)):
+            what.append(f"{len(missing)} missing (first {missing[0]})")
+        if extra := sorted(set(self.seqs) - set(expected)):
+            what.append(f"{len(extra)} not stored or before its page (first {extra[0]})")
+        return (f"a viewer from seq {self.after} got {len(live)} events live and {len(self.seqs) - len(live)} in its "
+                f"re-sync, expected {len(expected)}: {', '.join(what) or 'another order'}")
+
+
+def _viewers(runs: list[Run], plan: Shape, rng: random.Random) -> list[Viewer]:
+    viewers = []
+    for r in runs:
+        early = math.ceil(plan.viewers_per_run / 2)
+        viewers += [Viewer(r.pk, 0 if n < early else rng.randint(1, LATE_JOIN_SEQ)) for n in range(plan.viewers_per_run)]
+    return viewers
+
+
+class Socket:
+    """A minimal WebSocket client (RFC 6455) on asyncio streams: this process has no asyncio one at hand
+    (Django's daphne app sets txaio, and so autobahn, to Twisted). Text messages only, as the run socket sends."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.closed_with: int | None = None
+        self.error = ""
+        self.messages: asyncio.Queue[dict | None] = asyncio.Queue()  # what arrived, None once closed
+        self._pump = asyncio.ensure_future(self._read_all())
+
+    @classmethod
+    async def open(cls, url: str, *, origin: str, cookie: str) -> Socket:
+        where = urlsplit(url)
+        reader, writer = await asyncio.open_connection(where.hostname, where.port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write((f"GET {where.path}?{where.query} HTTP/1.1\r\nHost: {where.netloc}\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                      f"Origin: {origin}\r\nCookie: {cookie}\r\n\r\n").encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 101"):
+            writer.close()
+            raise ConnectionError(f"no websocket: {head.splitlines()[0].decode(errors='replace')}")
+        return cls(reader, writer)
+
+    async def _read_all(self) -> None:
+        try:
+            while (message := await self.receive()) is not None:
+                self.messages.put_nowait(message)
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            self.closed_with = self.closed_with or 1006
+            self.error = repr(exc)
+        self.messages.put_nowait(None)
+
+    async def receive(self) -> dict | None:
+        """The next message, decoded; None once the server closed."""
+        parts: list[bytes] = []
+        while True:
+            first, second = await self.reader.readexactly(2)
+            size = second & 0x7F
+            if size >= 126:
+                size = int.from_bytes(await self.reader.readexactly(2 if size == 126 else 8), "big")
+            payload = await self.reader.readexactly(size)  # a server never masks
+            opcode = first & 0x0F
+            if opcode == 0x8:
+                self.closed_with = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+                return None
+            if opcode == 0x9:
+                self._frame(0xA, payload)
+                continue
+            if opcode in (0x0, 0x1, 0x2):
+                parts.append(payload)
+                if first & 0x80:
+                    return json.loads(b"".join(parts))
+
+    def send(self, message: dict) -> None:
+        self._frame(0x1, json.dumps(message).encode())
+
+    async def close(self) -> None:
+        self._pump.cancel()
+        if self.closed_with is None:
+            self._frame(0x8, (1000).to_bytes(2, "big"))
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except OSError:
+            pass
+
+    def _frame(self, opcode: int, payload: bytes) -> None:
+        mask = os.urandom(4)  # a client always masks
+        size = len(payload)
+        head = bytes([0x80 | opcode]) + (bytes([0x80 | size]) if size < 126 else bytes([0x80 | 126]) + size.to_bytes(2, "big"))
+        self.writer.write(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+
+class Watch:
+    """Every viewer, in an event loop of its own thread (the test's thread keeps the ORM to itself)."""
+
+    def __init__(self, base: str, username: str, viewers: list[Viewer]) -> None:
+        self.base, self.username, self.viewers = base, username, viewers
+        self._ready = threading.Event()  # the early viewers are connected
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._finish: asyncio.Event | None = None
+        self._failure: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self._ready.wait(VIEWER_SECONDS) or self._failure:
+            raise AssertionError(f"the viewers could not connect: {self._failure!r}")
+
+    def finish(self) -> list[Viewer]:
+        """Every run has ended: each viewer re-syncs, then closes."""
+        self._loop.call_soon_threadsafe(self._finish.set)
+        self._thread.join(VIEWER_SECONDS + 30)
+        if self._thread.is_alive() or self._failure:
+            raise AssertionError(f"the viewers did not finish: {self._failure!r}")
+        return self.viewers
+
+    async def _main(self) -> None:
+        self._loop, self._finish = asyncio.get_running_loop(), asyncio.Event()
+        self.progress: dict[int, int] = {}
+        try:
+            limits = httpx.Limits(max_connections=20)
+            async with httpx.AsyncClient(base_url=self.base, timeout=VIEWER_SECONDS, limits=limits) as http:
+                await self._sign_in(http)
+                early = [v for v in self.viewers if not v.join_at_seq]
+                opened = await asyncio.gather(*(self._open(http, v) for v in early))
+                self._ready.set()
+                await asyncio.gather(*(self._follow(v, socket) for v, socket in zip(early, opened)),
+                                     *(self._join_late(http, v) for v in self.viewers if v.join_at_seq))
+        except BaseException as exc:
+            self._failure = exc
+            self._ready.set()
+            raise
+
+    async def _sign_in(self, http: httpx.AsyncClient) -> None:
+        page = await http.get("/accounts/login/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+        done = await http.post("/accounts/login/", data={"username": self.username, "password": PASSWORD,
+                                                         "csrfmiddlewaretoken": token},
+                               headers={"Referer": f"{self.base}/accounts/login/"})
+        if "sessionid" not in http.cookies:
+            raise AssertionError(f"signing in failed: HTTP {done.status_code}")
+
+    async def _open(self, http: httpx.AsyncClient, viewer: Viewer) -> Socket | None:
+        """Load the page as a browser does, then open its socket after the page's seq."""
+        try:
+            page = await http.get(f"/runs/{viewer.run_id}/")
+            viewer.after = int(AFTER.search(page.text).group(1))
+            url = f"{self.base.replace('http', 'ws', 1)}/ws/runs/{viewer.run_id}/?after={viewer.after}"
+            return await asyncio.wait_for(Socket.open(url, origin=self.base, cookie=f"sessionid={http.cookies['sessionid']}"),
+                                          VIEWER_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - a viewer that cannot follow is a finding, not a crash
+            viewer.error = f"could not open: {exc!r}"
+            return None
+
+    async def _join_late(self, http: httpx.AsyncClient, viewer: Viewer) -> None:
+        while self.progress.get(viewer.run_id, 0) < viewer.join_at_seq and not self._finish.is_set():
+            await asyncio.sleep(0.02)
+        await self._follow(viewer, await self._open(http, viewer))
+
+    async def _follow(self, viewer: Viewer, socket: Socket | None) -> None:
+        if socket is None:
+            return
+        try:
+            if not await self._take(viewer, socket):
+                return
+            # Every run has ended: the page's quiet re-sync, answered by what is missing, then the status.
+            last = viewer.seqs[-1] if viewer.seqs else viewer.after
+            viewer.resynced_at = len(viewer.seqs)
+            socket.send({"after": last})
+            await asyncio.wait_for(self._take(viewer, socket, until_status=True), VIEWER_SECONDS)
+        except TimeoutError:
+            viewer.error = "no answer to the re-sync"
+        finally:
+            await socket.close()
+
+    async def _take(self, viewer: Viewer, socket: Socket, *, until_status: bool = False) -> bool:
+        """Record events until every run has ended and the socket is quiet (or, re-syncing, until the status
+        message comes); False if the socket closed."""
+        finishing = asyncio.ensure_future(self._finish.wait())
+        try:
+            while True:
+                if until_status:
+                    message = await socket.messages.get()
+                elif finishing.done():
+                    try:
+                        message = await asyncio.wait_for(socket.messages.get(), QUIET_SECONDS)
+                    except TimeoutError:
+                        return True  # quiet: the page would re-sync now
+                else:
+                    getting = asyncio.ensure_future(socket.messages.get())
+                    await asyncio.wait({getting, finishing}, return_when=asyncio.FIRST_COMPLETED)
+                    if not getting.done():
+                        getting.cancel()
+                        continue
+                    message = getting.result()
+                if message is None:
+                    viewer.error = f"the socket closed ({socket.closed_with} {socket.error})"
+                    return False
+                if message.get("type") == "status":
+                    if until_status:
+                        return True
+                    continue
+                viewer.seqs.append(message["seq"])
+                self.progress[viewer.run_id] = max(self.progress.get(viewer.run_id, 0), message["seq"])
+        finally:
+            finishing.cancel()
