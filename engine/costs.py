@@ -7,8 +7,11 @@ make the check hold even when several actors' calls are in flight at once.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable
+
 from engine.events import EventBus, EventType
-from engine.llm.provider import LLMProvider, LLMRequest, LLMResponse
+from engine.llm.provider import LearnsPrices, LLMProvider, LLMRequest, LLMResponse
 from engine.state import CostRecord, PhaseName, as_dict
 
 WARNING_RATIO = 0.8
@@ -37,6 +40,7 @@ class CostTracker:
         run_id: str,
         credit_limit: float | None,
         already_spent: float = 0.0,
+        ledger: Iterable[CostRecord] = (),
     ) -> None:
         self.provider = provider
         self.bus = bus
@@ -45,8 +49,38 @@ class CostTracker:
         self.spent = already_spent
         self._reserved = 0.0
         self._new_records: list[CostRecord] = []
+        # Models whose real price this run has seen billed, and the one call in flight that will tell one.
+        self._priced: set[str] = set()
+        self._probe: asyncio.Future[None] | None = None
         # A resumed run that already passed the warning line must not warn again.
         self._warned = credit_limit is not None and already_spent >= WARNING_RATIO * credit_limit
+        # A resumed run's provider starts from the price table again: what the ledger shows it was really
+        # billed must raise its projections before the first call, not after the first wave of them.
+        for record in ledger:
+            self._learn(record)
+
+    def _learn(self, record: CostRecord) -> None:
+        if not isinstance(self.provider, LearnsPrices) or record.cached:
+            return
+        self._priced.add(record.model)
+        if record.cost > 0:
+            self.provider.observe_cost(record.model, record.input_tokens, record.output_tokens, record.cost)
+
+    async def _probe_price(self, model: str) -> asyncio.Future[None] | None:
+        """Under a credit limit, calls of models not yet billed in this run go one at a time: a server may
+        bill more than the price table says, and such calls sent together, each reserved at the table's
+        price, could overrun the limit before the first bill shows it. So the limit can be passed by at most
+        one call's excess over the table. Calls of billed models are not held. Returns the future to resolve
+        when this call is the one in flight."""
+        learns = self.provider if isinstance(self.provider, LearnsPrices) else None
+        if self.credit_limit is None or learns is None or not learns.learns_prices(model):
+            return None
+        while model not in self._priced:
+            if self._probe is None:
+                self._probe = asyncio.get_running_loop().create_future()
+                return self._probe
+            await asyncio.shield(self._probe)
+        return None
 
     def reject(self, request: LLMRequest) -> None:
         """The answer to `request` was unusable: a provider that keeps answers (a cache) forgets it. The call
@@ -58,6 +92,15 @@ class CostTracker:
     async def complete(self, request: LLMRequest) -> LLMResponse:
         purpose = request.purpose
         PhaseName(purpose.phase)  # an unknown phase must fail before the call is paid, not after
+        probe = await self._probe_price(request.model)
+        try:
+            return await self._complete(request, purpose)
+        finally:
+            if probe is not None:
+                self._probe = None
+                probe.set_result(None)
+
+    async def _complete(self, request: LLMRequest, purpose) -> LLMResponse:
         projected = self.provider.max_cost(request)
         # Check and reserve with no await in between: concurrent calls see each other's reservations.
         # The tolerance keeps 0.1 + 0.1 + 0.1 within a limit of 0.3.
@@ -105,6 +148,7 @@ class CostTracker:
         )
         self._new_records.append(record)
         self.spent += record.cost
+        self._learn(record)
         await self.bus.emit(
             EventType.COST_INCURRED,
             {

@@ -145,7 +145,8 @@ class ScenarioOrchestrator:
 
     async def _execute(self, state: ScenarioState) -> ScenarioState:
         tracker = CostTracker(
-            provider=self.provider, bus=self.bus, run_id=state.run_id, credit_limit=self.credit_limit, already_spent=state.total_cost
+            provider=self.provider, bus=self.bus, run_id=state.run_id, credit_limit=self.credit_limit, already_spent=state.total_cost,
+            ledger=state.costs,
         )
         ctx = PhaseContext(
             scenario=self.scenario,

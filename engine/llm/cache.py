@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from engine.llm.provider import LLMProvider, LLMRequest, LLMResponse
+from engine.llm.provider import LearnsPrices, LLMProvider, LLMRequest, LLMResponse
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +183,13 @@ class CachingProvider:
         if self.enabled and self.cache.get(self.key(request)) is not None:
             return 0.0
         return self.inner.max_cost(request)
+
+    def learns_prices(self, model: str) -> bool:
+        return isinstance(self.inner, LearnsPrices) and self.inner.learns_prices(model)
+
+    def observe_cost(self, model: str, input_tokens: int, output_tokens: int, cost: float) -> None:
+        if isinstance(self.inner, LearnsPrices):
+            self.inner.observe_cost(model, input_tokens, output_tokens, cost)
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         if not self.enabled:

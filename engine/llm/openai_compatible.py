@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -130,14 +131,22 @@ class OpenAICompatibleProvider:
         # Downgraded to json_object, once, when the server turns json_schema down (llama-cpp-python does).
         self.structured_output: StructuredOutput = endpoint.structured_output
         self._rng = random.Random()
+        self._prompt_ratio: dict[str, float] = {}  # model -> most prompt tokens billed per token estimated
         # An httpx client and a semaphore belong to one event loop; Runner.run makes a new loop per run.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: httpx.AsyncClient | None = None
         self._limit: asyncio.Semaphore | None = None
 
     def max_cost(self, request: LLMRequest) -> float:
-        prompt_tokens = estimate_tokens(request.prompt_text) + 4 * len(request.messages)
+        # The estimate scaled by the most the server has counted over it (its tokenizer may count more).
+        prompt_tokens = math.ceil(_prompt_estimate(request) * self._prompt_ratio.get(request.model, 1.0))
         return self.prices.price(request.model).cost(prompt_tokens, request.max_tokens)
+
+    def learns_prices(self, model: str) -> bool:
+        return True  # any server may bill its own prices, even for a model the table calls free
+
+    def observe_cost(self, model: str, input_tokens: int, output_tokens: int, cost: float) -> None:
+        self.prices.observe(model, input_tokens, output_tokens, cost)
 
     def _session(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
         loop = asyncio.get_running_loop()
@@ -238,6 +247,10 @@ class OpenAICompatibleProvider:
         if not usage:  # some local servers send no usage: estimate rather than book zero
             input_tokens = estimate_tokens(request.prompt_text)
             output_tokens = estimate_tokens(text) if text else 0
+        else:
+            ratio = input_tokens / _prompt_estimate(request)
+            if ratio > self._prompt_ratio.get(request.model, 1.0):
+                self._prompt_ratio[request.model] = ratio
         reported = usage.get("cost")
         cost = float(reported) if isinstance(reported, (int, float)) else self.prices.price(request.model).cost(input_tokens, output_tokens)
         return LLMResponse(
@@ -249,6 +262,10 @@ class OpenAICompatibleProvider:
             provider=self.name,
             latency_ms=latency_ms,
         )
+
+
+def _prompt_estimate(request: LLMRequest) -> int:
+    return estimate_tokens(request.prompt_text) + 4 * len(request.messages)
 
 
 def _error_text(reply: httpx.Response) -> str:

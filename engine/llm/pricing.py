@@ -134,6 +134,29 @@ class PriceBook:
         """The model's price, or the fallback (source "assumed") when it is unknown."""
         return self.lookup(model) or self.fallback
 
+    def observe(self, model: str, input_tokens: int, output_tokens: int, cost: float) -> None:
+        """A provider billed `cost` for a call of `model`. If that is more than this book's price for those
+        tokens (a surcharge, a price rise, a dearer route), the model is priced higher from now on, so the
+        credit-limit projections made with this book keep covering what the provider really charges."""
+        if cost <= 0 or input_tokens < 0 or output_tokens < 0 or input_tokens + output_tokens == 0:
+            return
+        price = self.price(model)
+        listed = price.cost(input_tokens, output_tokens)
+        if cost <= listed * (1 + 1e-9):
+            return
+        if listed > 0:  # both rates raised by the same factor: the table's input/output ratio is kept
+            factor = cost / listed
+            raised = ModelPrice(price.input_per_mtok * factor, price.output_per_mtok * factor, "reported")
+        else:
+            # Free in the book but billed: each rate is at most the whole bill over its own tokens (an
+            # upper bound whatever the split), and the fallback where the call had none of those tokens.
+            raised = ModelPrice(
+                cost * 1_000_000 / input_tokens if input_tokens else self.fallback.input_per_mtok,
+                cost * 1_000_000 / output_tokens if output_tokens else self.fallback.output_per_mtok,
+                "reported",
+            )
+        self._cache[model] = raised
+
     def is_known(self, model: str) -> bool:
         return self.lookup(model) is not None
 

@@ -74,6 +74,19 @@ class LLMProvider(Protocol):
         ...
 
 
+@runtime_checkable
+class LearnsPrices(Protocol):
+    """A provider whose projections (`max_cost`) learn from what calls really cost."""
+
+    def learns_prices(self, model: str) -> bool:
+        """Whether calls of `model` may be billed above the price table (a server reporting its own cost)."""
+        ...
+
+    def observe_cost(self, model: str, input_tokens: int, output_tokens: int, cost: float) -> None:
+        """A call of `model` was billed `cost` for these tokens (now, or before a resume)."""
+        ...
+
+
 class LLMError(Exception):
     """The model or its server let the run down: the error policy retries the phase, then pauses the run."""
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from engine.llm.offline import OfflineProvider
 from engine.llm.openai_compatible import STRUCTURED_OUTPUTS, Endpoint, OpenAICompatibleProvider
 from engine.llm.pricing import PriceBook
-from engine.llm.provider import LLMProvider, LLMRequest, LLMResponse
+from engine.llm.provider import LearnsPrices, LLMProvider, LLMRequest, LLMResponse
 from engine.scenario.schema import Scenario
 
 OPENROUTER_URL = "https://openrouter.ai/api/v1"
@@ -73,6 +73,21 @@ class ModelRouter:
 
     def max_cost(self, request: LLMRequest) -> float:
         return self.provider_for(request.model).max_cost(request)
+
+    def learns_prices(self, model: str) -> bool:
+        try:
+            provider = self.provider_for(model)
+        except RoutingError:
+            return False
+        return isinstance(provider, LearnsPrices) and provider.learns_prices(model)
+
+    def observe_cost(self, model: str, input_tokens: int, output_tokens: int, cost: float) -> None:
+        try:
+            provider = self.provider_for(model)
+        except RoutingError:  # a ledger line of a model this run no longer uses (a branch changed it)
+            return
+        if isinstance(provider, LearnsPrices):
+            provider.observe_cost(model, input_tokens, output_tokens, cost)
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         return await self.provider_for(request.model).complete(request)

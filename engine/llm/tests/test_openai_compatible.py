@@ -17,7 +17,7 @@ from engine.llm.openai_compatible import (
 from engine.llm.parsing import json_schema_for, parse_structured
 from engine.llm.pricing import PriceBook
 from engine.llm.provider import CallPurpose, LLMRequest, Message
-from engine.llm.routing import ModelRouter
+from engine.llm.routing import ModelRouter, with_model
 from engine.phases.decision import DecisionOutput
 from engine.testing.fake_llm import FakeLLMServer
 
@@ -159,3 +159,27 @@ async def test_json_object_can_be_chosen_up_front():
         provider = provider_for(server, structured_output="json_object")
         parse_structured((await provider.complete(decision_request())).text, DecisionOutput)
         assert server.stats["requests"] == 1
+
+
+async def test_a_server_billing_more_than_the_price_table_still_never_takes_a_run_past_its_limit():
+    """The fake server bills about 60 times gpt-4o-mini's list price. The first call goes alone, projected at
+    the table's price; what the server bills for it raises the projections of the calls after it, so the limit
+    holds; a resume, whose provider starts from the table again, learns the price from the ledger first."""
+    scenario = with_model(Scenario.load(SUMMIT), "openai/gpt-4o-mini")
+    limits = []
+    async with FakeLLMServer(report_cost=True, prompt_price=1e-5, completion_price=3e-5) as server:
+        state = None
+        for limit in (0.04, 0.08, 0.16):
+            provider = OpenAICompatibleProvider(Endpoint("local", server.base_url), retry=FAST)  # a fresh table each time
+            state = await Runner(provider=provider).run_async(scenario, max_turns=3, credit_limit=limit, run_id="dear", state=state)
+            limits.append((limit, state.status, round(state.total_cost, 6)))
+            assert state.total_cost <= limit, limits
+            assert state.status is RunStatus.HALTED and "credit limit" in state.halt_reason, limits
+        # Just above what is spent: a call at the table's price would fit, one at the billed price does not.
+        limit = state.total_cost + 0.005
+        provider = OpenAICompatibleProvider(Endpoint("local", server.base_url), retry=FAST)
+        resumed = await Runner(provider=provider).run_async(scenario, max_turns=3, credit_limit=limit, run_id="dear", state=state)
+        assert resumed.total_cost == state.total_cost and resumed.status is RunStatus.HALTED, "no call was made"
+        billed = server.stats
+    paid = sum(c.input_tokens * 1e-5 + c.output_tokens * 3e-5 for c in state.costs)
+    assert paid == pytest.approx(state.total_cost) and sum(c.input_tokens for c in state.costs) == billed["prompt_tokens"]

@@ -146,3 +146,23 @@ def test_pricing_never_touches_the_network(monkeypatch):
     assert book.lookup("acme/never-heard-of-it") is None
     # genai-prices' auto-updater is a background thread; it must never have been started.
     assert not any(thread.name.startswith("genai_prices") for thread in threading.enumerate())
+
+
+def test_a_billed_cost_above_the_table_raises_the_models_price_from_then_on():
+    book = PriceBook({"vendor/model": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}})
+    book.observe("vendor/model", 1000, 100, 0.0012)  # the table's own price: nothing learnt
+    assert book.price("vendor/model").cost(1000, 100) == pytest.approx(0.0012)
+    book.observe("vendor/model", 1000, 100, 0.0036)  # three times the table
+    raised = book.price("vendor/model")
+    assert raised.source == "reported"
+    assert raised.cost(1000, 100) == pytest.approx(0.0036) and raised.cost(0, 1000) == pytest.approx(0.006)
+    book.observe("vendor/model", 1000, 100, 0.0012)  # a cheaper bill later never lowers it
+    assert book.price("vendor/model") == raised
+
+
+def test_a_model_free_in_the_book_but_billed_is_priced_above_any_split_of_the_bill():
+    book = PriceBook()
+    book.observe("ollama/llama3", 2000, 500, 0.001)
+    price = book.price("ollama/llama3")
+    # Whatever the real rates, the bill is covered for calls of either kind of token.
+    assert price.cost(2000, 0) >= 0.001 and price.cost(0, 500) >= 0.001
