@@ -63,11 +63,10 @@ test-scale-out: $(DEV_STAMP)
 reliability: $(DEV_STAMP)
 	$(PY) -m reliability --full
 
+# Every benchmark against the loopback fake LLM server: one table, also kept in bench/results.json
+# (`$(PY) -m bench --quick` checks the machinery in seconds; `--only NAME` plays one benchmark).
 bench: $(DEV_STAMP) $(CHROMIUM)
-	$(PY) bench/engine_overhead.py
-	$(PY) bench/llm_concurrency.py
-	$(PY) bench/persistence.py
-	$(PY) bench/live_latency.py
+	$(PY) -m bench
 
 # The bundled local model (opt-in): llama.cpp is compiled here (about 5 minutes on 2 cores). A portable AVX2
 # build: llama.cpp's native build picks AMX/AVX-512 kernels that crash on some virtual machines.
