@@ -5,8 +5,9 @@ holds exactly the tokens the fake LLM server billed.
 Every model call "hangs" for a short time before it answers (the fake server's hang fault as latency): a
 hanging call whose client dies is abandoned unbilled, as llama.cpp and vLLM abort it, so a kill at any
 moment leaves nothing billed but unrecorded, except in the instant between an answer being billed and its
-ledger line being written. Each kill is taken only when every answered call is recorded, then follows
-within a millisecond, well inside one call's latency. The points, in turn:
+ledger line being written. So each kill is taken with the server's answers held (`hold_answers`), once every
+answered call is recorded; the killed worker's calls are abandoned before the answers are let go. The points,
+in turn:
 - during an LLM call: calls are in flight, every earlier answer recorded;
 - between a call and its record: the k-th call's ledger line is stored, its turn's records are not;
 - inside a turn's commit: the turn's turn_completed event is stored, the turn's save has not committed.
@@ -76,11 +77,16 @@ def _trial(point: str, rng: random.Random) -> str:
                 # every answered call recorded: nothing billed can be lost by a kill now
                 return CostRecord.objects.filter(run=run).count() == stats["completions"] and kill_when(stats)
 
-            _wait_closely(ready, run, what=f"the kill point ({point})")
-            worker.send_signal(signal.SIGKILL)
-            worker.wait(10)
-            stop(worker)
-            worker = None
+            _wait_closely(ready, run, server, what=f"the kill point ({point})")
+            try:  # answers are held: nothing is billed between the last check and the kill
+                worker.send_signal(signal.SIGKILL)
+                worker.wait(10)
+                stop(worker)
+                worker = None
+                # The dead worker's calls are abandoned, unbilled, before any answer is let go.
+                wait_for(lambda: _settled(server.stats), timeout=5, what="the killed worker's calls to be abandoned")
+            finally:
+                server.release_answers()
             wait_for(lambda: selectors.run_is_crashed(Run.objects.get(pk=run.pk)), what="the run to show as crashed")
             services.run_resume(run=Run.objects.get(pk=run.pk))
             worker = start_worker(**llm)
@@ -119,12 +125,17 @@ def _kill_condition(point: str, run: Run, rng: random.Random):
     return turn_committing
 
 
-def _wait_closely(condition, run: Run, *, what: str, timeout: float = 60) -> None:
-    """Poll every millisecond or two: some kill points last only a few milliseconds."""
+def _wait_closely(condition, run: Run, server: FakeLLMServer, *, what: str, timeout: float = 60) -> None:
+    """Poll every millisecond or two (some kill points last only a few milliseconds). When the condition
+    holds, hold the server's answers and check it again: a call answered between the check and the kill would
+    be billed but never recorded. Returns with the answers held."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
-            return
+            server.hold_answers()
+            if condition():
+                return
+            server.release_answers()
         if final_status(run):
             raise AssertionError(f"the run ended ({final_status(run)}) before {what} came")
         time.sleep(0.001)

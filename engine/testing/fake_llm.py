@@ -105,6 +105,7 @@ class FakeLLMServer:
         self._fault_rng = random.Random(seed)
         self._stats = self._fresh_stats()
         self._in_flight = 0
+        self._held = threading.Event()  # set: answers wait, unbilled, until released (see hold_answers)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -190,6 +191,15 @@ class FakeLLMServer:
     def reset_stats(self) -> None:
         with self._lock:
             self._stats = self._fresh_stats()
+
+    def hold_answers(self) -> None:
+        """Keep every answer from being billed or sent until `release_answers()`: a test that must act at a
+        moment when nothing more can be billed (a kill whose ledger must match the bill) holds the server
+        first. A held request whose client hangs up is abandoned unbilled, as a hanging one is."""
+        self._held.set()
+
+    def release_answers(self) -> None:
+        self._held.clear()
 
     def set_faults(self, script: Iterable[str | None]) -> None:
         """Replace the fault script: successive chat requests take one entry each (None: a normal answer)."""
@@ -363,6 +373,12 @@ class FakeLLMServer:
                     raise ConnectionResetError("the client gave up on a hanging answer")
             if self.latency:
                 await asyncio.sleep(self.latency)
+            while self._held.is_set():
+                if reader.at_eof():
+                    with self._lock:
+                        self._stats["abandoned"] += 1
+                    raise ConnectionResetError("the client left while its answer was held")
+                await asyncio.sleep(0.002)
             content = self._content(chat, fault)
             usage: dict[str, Any] = {"prompt_tokens": chat.prompt_tokens(),
                                      "completion_tokens": 0 if content is None else len(content) // 4 + 1}

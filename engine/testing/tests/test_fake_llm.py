@@ -358,3 +358,22 @@ def test_a_text_suffix_reaches_every_prose_value_and_no_enum():
     data = json.loads(answer["choices"][0]["message"]["content"])
     assert data["kind"] in ("bilateral", "public")
     assert data["text"].endswith(" <b>MARK</b>")
+
+
+async def test_held_answers_are_billed_only_when_released_and_never_if_their_client_left():
+    async with FakeLLMServer() as server:
+        server.hold_answers()
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=0.2) as gone:
+            with pytest.raises(httpx.ReadTimeout):  # the client gives up and hangs up while its answer is held
+                await gone.post("/chat/completions", json=body())
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            waiting = asyncio.create_task(http.post("/chat/completions", json=body()))
+            await asyncio.sleep(0.1)
+            assert not waiting.done() and server.stats["completions"] == 0, "nothing answered or billed while held"
+            server.release_answers()
+            answer = await waiting
+        await server.idle()
+        stats = server.stats
+    assert answer.status_code == 200 and answer.json()["choices"]
+    assert (stats["requests"], stats["completions"], stats["abandoned"]) == (2, 1, 1)
+    assert stats["prompt_tokens"] == answer.json()["usage"]["prompt_tokens"]
