@@ -244,10 +244,19 @@ def list_runs(request, scenario: Text | None = Query(None, max_length=100), stat
         runs = selectors.runs_with_status(runs, status)
     if owner:
         runs = runs.filter(owner__username=owner)
-    runs = runs.order_by("-created_at", "-id")
+    # The frozen scenario (often the largest column) is not part of a run's summary.
+    runs = runs.order_by("-created_at", "-id").defer("snapshot")
     page = list(runs[offset: offset + limit])
     seqs = dict(RunEvent.objects.filter(run__in=page).values("run").annotate(n=Max("seq")).values_list("run", "n"))
-    return {"count": runs.count(), "items": [_out(request, run, seqs.get(run.pk, 0)) for run in page]}
+    return {"count": _total(runs, page, offset=offset, limit=limit),
+            "items": [_out(request, run, seqs.get(run.pk, 0)) for run in page]}
+
+
+def _total(rows, page: list, *, offset: int, limit: int) -> int:
+    """How many rows the listing has: a short page says it without counting them again."""
+    if len(page) < limit and (page or offset == 0):
+        return offset + len(page)
+    return rows.count()
 
 
 # ---- comparison: runs side by side (runs.comparison, as the compare page and `scenario-lab compare`) ----------

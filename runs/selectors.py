@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from runs.models import CostRecord, Run, RunStatus
@@ -123,29 +125,80 @@ class FamilyMember:
     status: str  # as people see it: crashed, not running, for a dead worker's run
 
 
+# A guard against a cycle of parents (rows edited by hand): no real family is this deep.
+FAMILY_MAX_DEPTH = 1000
+
+
+def _may_see(owner_id: int | None, user) -> bool:
+    return user is None or (user.is_authenticated and (user.is_staff or owner_id == user.pk))
+
+
+def _ancestors(run: Run) -> list[tuple[int, int | None]]:
+    """(id, owner id) of `run`'s ancestors, parent first: one recursive query, however deep the family."""
+    if run.parent_id is None:
+        return []
+    table = connection.ops.quote_name(Run._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH RECURSIVE up(id, parent_id, owner_id, depth) AS ("
+            f" SELECT id, parent_id, owner_id, 1 FROM {table} WHERE id = %s"
+            f" UNION ALL SELECT r.id, r.parent_id, r.owner_id, up.depth + 1 FROM {table} r JOIN up ON r.id = up.parent_id"
+            f" WHERE up.depth < %s)"
+            f" SELECT id, owner_id FROM up ORDER BY depth",
+            [run.parent_id, FAMILY_MAX_DEPTH],
+        )
+        return [(row[0], row[1]) for row in cursor.fetchall()]
+
+
+def _descendants_and_self(root_id: int) -> QuerySet[Run]:
+    """`root_id`'s run and every run below it, in one query (UNION, not UNION ALL: a cycle ends)."""
+    table = connection.ops.quote_name(Run._meta.db_table)
+    below = RawSQL(f"WITH RECURSIVE down(id) AS (SELECT id FROM {table} WHERE id = %s UNION SELECT r.id FROM {table} r JOIN down ON r.parent_id = down.id)"
+                   f" SELECT id FROM down", [root_id])
+    return Run.objects.select_related("owner").filter(pk__in=below)
+
+
+def _share_relations(run: Run, rows: dict[int, Run]) -> None:
+    """Owners and parents already read with the family, cached on its runs: a page showing `run.owner` or a
+    member's `parent` does not read them again."""
+    owner, parent = Run._meta.get_field("owner"), Run._meta.get_field("parent")
+    fetched = rows.get(run.pk)
+    if fetched is not None and fetched.owner_id == run.owner_id and not owner.is_cached(run):
+        owner.set_cached_value(run, fetched.owner)
+    for member in [*rows.values(), run]:
+        if member.parent_id in rows and not parent.is_cached(member):
+            parent.set_cached_value(member, rows[member.parent_id])
+
+
 def run_family(*, run: Run, user=None) -> list[FamilyMember]:
     """The family tree `run` belongs to, root first, each run followed by its branches (by branch turn, then
     age). With `user`, only runs that person may see: the tree starts at the oldest ancestor they may see, and
-    a branch they may not see is left out with everything below it."""
-    def visible(candidate: Run) -> bool:
-        return user is None or run_visible_to(candidate, user)
-
-    root, seen = run, {run.pk}
-    while root.parent_id is not None and root.parent_id not in seen:
-        parent = Run.objects.select_related("owner").filter(pk=root.parent_id).first()
-        if parent is None or not visible(parent):
+    a branch they may not see is left out with everything below it. Two queries, whatever the tree's depth."""
+    root_id, seen = run.pk, {run.pk}
+    for ancestor_id, owner_id in _ancestors(run):
+        if ancestor_id in seen or not _may_see(owner_id, user):
             break
-        root = parent
-        seen.add(root.pk)
+        root_id = ancestor_id
+        seen.add(ancestor_id)
+    rows = {member.pk: member for member in _descendants_and_self(root_id)}
+    _share_relations(run, rows)
+    rows[run.pk] = run  # the caller's object: it may hold what the page has just read
+    if root_id not in rows:  # deleted between the two reads
+        root_id = run.pk
+    below: dict[int, list[Run]] = {}
+    for member in sorted(rows.values(), key=lambda r: (-1 if r.branch_turn is None else r.branch_turn, r.pk)):
+        if member.parent_id is not None and member.pk != root_id:
+            below.setdefault(member.parent_id, []).append(member)
     children: dict[int, list[Run]] = {}
-    frontier, known = [root.pk], {root.pk}
+    frontier, known = [root_id], {root_id}
     while frontier:
-        found = [r for r in Run.objects.select_related("owner").filter(parent_id__in=frontier).order_by("branch_turn", "pk")
-                 if r.pk not in known and visible(r)]
+        found = [branch for pk in frontier for branch in below.get(pk, [])
+                 if branch.pk not in known and _may_see(branch.owner_id, user)]
         for branch in found:
             children.setdefault(branch.parent_id, []).append(branch)
             known.add(branch.pk)
         frontier = [branch.pk for branch in found]
+    root = rows[root_id]
 
     members: list[FamilyMember] = []
 
