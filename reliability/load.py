@@ -57,6 +57,7 @@ CALL_SECONDS = 0.05  # each model call's latency: events come at a live run's pa
 RSS_LIMIT_MB = 512  # per process; one worker playing 4 runs peaks near 200 MB here
 LOCKED = re.compile(r"database is locked|OperationalError")
 AFTER = re.compile(r'data-after="(\d+)"')
+TASK_DONE = re.compile(r"runs\.tasks\.execute_run: ([0-9a-f-]{36}) executed in")  # Huey's line per task run
 PASSWORD = "load-viewer-password-1"
 LATE_JOIN_SEQ = 60 * TURNS  # a late viewer joins once its run has reached a seq drawn from 1..this
 VIEWER_SECONDS = 60  # the longest a viewer waits for its socket or its re-sync answer
@@ -88,7 +89,8 @@ def run(trials: int, *, seed: int = 0) -> Result:
         return Result(NAME, trials, 0, f"FAILED: {exc}; {time.monotonic() - started:.0f} s")
     problems = round_.problems
     passed = 0 if round_.global_problems else sum(1 for p in problems.values() if not p)
-    figure = (f"{trials} runs on {plan.workers} worker(s) x {plan.threads} threads, each queued twice; "
+    figure = (f"{trials} runs on {plan.workers} worker(s) x {plan.threads} threads, {round_.tasks} tasks (2 a run, "
+              f"racing to claim it); "
               f"{round_.viewers} viewers ({round_.late} joined mid-run), {round_.events_checked} events checked; "
               f"max RSS web {round_.rss['web']:.0f} MB, worker {round_.rss['worker']:.0f} MB (limit {RSS_LIMIT_MB}); "
               f"{round_.lock_errors} lock errors; {time.monotonic() - started:.0f} s")
@@ -103,6 +105,7 @@ def run(trials: int, *, seed: int = 0) -> Result:
 class Round:
     problems: dict[int, str]  # per run: "" when its trial held
     global_problems: list[str]
+    tasks: int  # run tasks the workers executed: two a run, one of which finds it claimed
     viewers: int
     late: int
     events_checked: int
@@ -181,6 +184,9 @@ def _judge(runs: list[Run], viewers: list[Viewer], billed: dict, logs: dict[str,
             problem = problem or viewer.mismatch(stored)
         problems[r.pk] = problem
     global_problems = []
+    tasks = set().union(*(TASK_DONE.findall(log) for name, log in logs.items() if name.startswith("worker")))
+    if len(tasks) != 2 * len(runs):
+        global_problems.append(f"the workers ran {len(tasks)} of the {2 * len(runs)} run tasks: not every race was played")
     lock_lines = [f"{name}: {line.strip()[:200]}" for name, log in logs.items()
                   for line in log.splitlines() if LOCKED.search(line)]
     if lock_lines:
@@ -192,7 +198,7 @@ def _judge(runs: list[Run], viewers: list[Viewer], billed: dict, logs: dict[str,
     if (paid["i"] or 0, paid["o"] or 0) != (billed["prompt_tokens"], billed["completion_tokens"]):
         global_problems.append(f"ledger {paid['i']} + {paid['o']} tokens, server billed "
                                f"{billed['prompt_tokens']} + {billed['completion_tokens']}")
-    return Round(problems, global_problems, len(viewers), sum(1 for v in viewers if v.join_at_seq),
+    return Round(problems, global_problems, len(tasks), len(viewers), sum(1 for v in viewers if v.join_at_seq),
                  checked, {"web": peaks.get("web", 0.0), "worker": peaks.get("worker", 0.0)}, len(lock_lines))
 
 
