@@ -32,6 +32,7 @@ class Scenario:
 
 SCENARIOS: list[Scenario] = [
     Scenario("worker killed", "reliability.worker_killed:run", full=20, bounded=1, both_profiles=True),
+    Scenario("web killed", "reliability.web_killed:run", full=10, bounded=1, both_profiles=True),
     Scenario("LLM faults", "reliability.llm_faults:run", full=10, bounded=2),
     # bounded=0: make test already plays these checks as pytest tests (see reliability/permissions.py)
     Scenario("permissions", "reliability.permissions:run", full=3, bounded=0),
