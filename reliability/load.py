@@ -91,7 +91,8 @@ def run(trials: int, *, seed: int = 0) -> Result:
     passed = 0 if round_.global_problems else sum(1 for p in problems.values() if not p)
     figure = (f"{trials} runs on {plan.workers} worker(s) x {plan.threads} threads, {round_.tasks} tasks (2 a run, "
               f"racing to claim it); "
-              f"{round_.viewers} viewers ({round_.late} joined mid-run), {round_.events_checked} events checked; "
+              f"{round_.viewers} viewers ({round_.late} joined mid-run, {round_.reconnected} reconnected), "
+              f"{round_.events_checked} events checked; "
               f"max RSS web {round_.rss['web']:.0f} MB, worker {round_.rss['worker']:.0f} MB (limit {RSS_LIMIT_MB}); "
               f"{round_.lock_errors} lock errors; {time.monotonic() - started:.0f} s")
     failures = round_.global_problems + [f"run {run_id}: {p}" for run_id, p in problems.items() if p]
@@ -108,6 +109,7 @@ class Round:
     tasks: int  # run tasks the workers executed: two a run, one of which finds it claimed
     viewers: int
     late: int
+    reconnected: int
     events_checked: int
     rss: dict[str, float]
     lock_errors: int
@@ -199,7 +201,7 @@ def _judge(runs: list[Run], viewers: list[Viewer], billed: dict, logs: dict[str,
         global_problems.append(f"ledger {paid['i']} + {paid['o']} tokens, server billed "
                                f"{billed['prompt_tokens']} + {billed['completion_tokens']}")
     return Round(problems, global_problems, len(tasks), len(viewers), sum(1 for v in viewers if v.join_at_seq),
-                 checked, {"web": peaks.get("web", 0.0), "worker": peaks.get("worker", 0.0)}, len(lock_lines))
+                 sum(1 for v in viewers if v.reconnected), checked, {"web": peaks.get("web", 0.0), "worker": peaks.get("worker", 0.0)}, len(lock_lines))
 
 
 def _played_once(run: Run, stored: list[int]) -> str:
@@ -264,6 +266,8 @@ def rss_mb(pid: int) -> float | None:
 class Viewer:
     run_id: int
     join_at_seq: int  # 0: there before the run starts; else joins once the run has reached this seq
+    drop_at_seq: int = 0  # drops its socket once it has this seq, and reconnects after its last, as the page does
+    reconnected: bool = False
     after: int = -1  # the page's data-after
     seqs: list[int] = field(default_factory=list)  # every event message's seq, as received
     resynced_at: int = -1  # len(seqs) when the viewer asked for everything after its last seq
@@ -299,7 +303,9 @@ def _viewers(runs: list[Run], plan: Shape, rng: random.Random) -> list[Viewer]:
     viewers = []
     for r in runs:
         early = math.ceil(plan.viewers_per_run / 2)
-        viewers += [Viewer(r.pk, 0 if n < early else rng.randint(1, LATE_JOIN_SEQ)) for n in range(plan.viewers_per_run)]
+        for n in range(plan.viewers_per_run):
+            drop = rng.randint(1, LATE_JOIN_SEQ) if n % 3 == 1 else 0  # a third of each kind loses its connection
+            viewers.append(Viewer(r.pk, 0 if n < early else rng.randint(1, LATE_JOIN_SEQ), drop_at_seq=drop))
     return viewers
 
 
@@ -412,7 +418,7 @@ class Watch:
                 early = [v for v in self.viewers if not v.join_at_seq]
                 opened = await asyncio.gather(*(self._open(http, v) for v in early))
                 self._ready.set()
-                await asyncio.gather(*(self._follow(v, socket) for v, socket in zip(early, opened)),
+                await asyncio.gather(*(self._follow(http, v, socket) for v, socket in zip(early, opened)),
                                      *(self._join_late(http, v) for v in self.viewers if v.join_at_seq))
         except BaseException as exc:
             self._failure = exc
@@ -433,23 +439,36 @@ class Watch:
         try:
             page = await http.get(f"/runs/{viewer.run_id}/")
             viewer.after = int(AFTER.search(page.text).group(1))
-            url = f"{self.base.replace('http', 'ws', 1)}/ws/runs/{viewer.run_id}/?after={viewer.after}"
+        except Exception as exc:  # noqa: BLE001 - a viewer that cannot follow is a finding, not a crash
+            viewer.error = f"could not load its page: {exc!r}"
+            return None
+        return await self._connect(http, viewer, viewer.after)
+
+    async def _connect(self, http: httpx.AsyncClient, viewer: Viewer, after: int) -> Socket | None:
+        url = f"{self.base.replace('http', 'ws', 1)}/ws/runs/{viewer.run_id}/?after={after}"
+        try:
             return await asyncio.wait_for(Socket.open(url, origin=self.base, cookie=f"sessionid={http.cookies['sessionid']}"),
                                           VIEWER_SECONDS)
-        except Exception as exc:  # noqa: BLE001 - a viewer that cannot follow is a finding, not a crash
-            viewer.error = f"could not open: {exc!r}"
+        except Exception as exc:  # noqa: BLE001
+            viewer.error = f"could not open its socket: {exc!r}"
             return None
 
     async def _join_late(self, http: httpx.AsyncClient, viewer: Viewer) -> None:
         while self.progress.get(viewer.run_id, 0) < viewer.join_at_seq and not self._finish.is_set():
             await asyncio.sleep(0.02)
-        await self._follow(viewer, await self._open(http, viewer))
+        await self._follow(http, viewer, await self._open(http, viewer))
 
-    async def _follow(self, viewer: Viewer, socket: Socket | None) -> None:
+    async def _follow(self, http: httpx.AsyncClient, viewer: Viewer, socket: Socket | None) -> None:
         if socket is None:
             return
         try:
-            if not await self._take(viewer, socket):
+            while (taken := await self._take(viewer, socket)) == "dropped":
+                # The page's onclose: a new socket after the last seq it applied (no page load).
+                await socket.close()
+                viewer.reconnected = True
+                if (socket := await self._connect(http, viewer, viewer.seqs[-1])) is None:
+                    return
+            if taken == "closed":
                 return
             # Every run has ended: the page's quiet re-sync, answered by what is missing, then the status.
             last = viewer.seqs[-1] if viewer.seqs else viewer.after
@@ -459,11 +478,12 @@ class Watch:
         except TimeoutError:
             viewer.error = "no answer to the re-sync"
         finally:
-            await socket.close()
+            if socket is not None:
+                await socket.close()
 
-    async def _take(self, viewer: Viewer, socket: Socket, *, until_status: bool = False) -> bool:
-        """Record events until every run has ended and the socket is quiet (or, re-syncing, until the status
-        message comes); False if the socket closed."""
+    async def _take(self, viewer: Viewer, socket: Socket, *, until_status: bool = False) -> str:
+        """Record events until every run has ended and the socket is quiet: "quiet" (or, re-syncing, until the
+        status message comes: "status"); "dropped" when the viewer drops its connection, "closed" if the server did."""
         finishing = asyncio.ensure_future(self._finish.wait())
         try:
             while True:
@@ -473,7 +493,7 @@ class Watch:
                     try:
                         message = await asyncio.wait_for(socket.messages.get(), QUIET_SECONDS)
                     except TimeoutError:
-                        return True  # quiet: the page would re-sync now
+                        return "quiet"  # the page would re-sync now
                 else:
                     getting = asyncio.ensure_future(socket.messages.get())
                     await asyncio.wait({getting, finishing}, return_when=asyncio.FIRST_COMPLETED)
@@ -483,12 +503,14 @@ class Watch:
                     message = getting.result()
                 if message is None:
                     viewer.error = f"the socket closed ({socket.closed_with} {socket.error})"
-                    return False
+                    return "closed"
                 if message.get("type") == "status":
                     if until_status:
-                        return True
+                        return "status"
                     continue
                 viewer.seqs.append(message["seq"])
                 self.progress[viewer.run_id] = max(self.progress.get(viewer.run_id, 0), message["seq"])
+                if not until_status and viewer.drop_at_seq and not viewer.reconnected and message["seq"] >= viewer.drop_at_seq:
+                    return "dropped"
         finally:
             finishing.cancel()
