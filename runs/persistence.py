@@ -65,6 +65,8 @@ def _rows(run: models.Run, state: ScenarioState, after_turn: int) -> list[models
 def _new_summaries(run: models.Run, state: ScenarioState) -> list[models.ContextSummary]:
     """Summaries not stored yet. A summary covers turns already completed (older than the context window),
     so it is found by its range, not by the turn being saved; a stored range never changes."""
+    if not state.summaries:
+        return []  # nothing to compare: no read
     stored = set(models.ContextSummary.objects.filter(run=run).values_list("first_turn", "turn"))
     return [
         models.ContextSummary(run=run, turn=summary.last_turn, position=i, first_turn=summary.first_turn, text=summary.text)
@@ -98,6 +100,12 @@ def compact_ledger(run_id: int) -> int:
     return len(ids)
 
 
+def _ledger_totals(run: models.Run) -> dict:
+    return models.CostRecord.objects.filter(run=run).aggregate(
+        cost=Sum("cost"), input=Sum("input_tokens"), output=Sum("output_tokens"), calls=Count("id"), last=Max("position")
+    )
+
+
 def save_run_state(run_id: int, state: ScenarioState, *, claim: str | None = None) -> None:
     """Store `state`: records of turns after the last stored complete turn are (re)written, with the run's
     progress, in one transaction. Completed turns never change, so a save costs one turn, not the run.
@@ -106,7 +114,8 @@ def save_run_state(run_id: int, state: ScenarioState, *, claim: str | None = Non
     (its write failed) gets its row here, at its position. With `claim`, the save is refused (ClaimLost)
     unless this process still owns the run."""
     with transaction.atomic():
-        run = models.Run.objects.select_for_update().get(pk=run_id)
+        # Only what a save reads or writes: the frozen scenario (the largest column) stays in the database.
+        run = models.Run.objects.select_for_update().only("id", "claim", "worker", "turn").get(pk=run_id)
         if claim is not None and run.claim != claim:
             raise ClaimLost(f"run {run_id} was claimed by another process ({run.worker}); this one stops")
         stored = run.turn
@@ -116,27 +125,29 @@ def save_run_state(run_id: int, state: ScenarioState, *, claim: str | None = Non
         for model in _RECORD_MODELS:
             model.objects.bulk_create([row for row in rows if type(row) is model])
         models.ContextSummary.objects.bulk_create(_new_summaries(run, state))
-        booked = set(models.CostRecord.objects.filter(run=run).values_list("position", flat=True))
-        missing = [_ledger_row(run.pk, i, record) for i, record in enumerate(state.costs) if i not in booked]
-        models.CostRecord.objects.bulk_create(missing)
-        totals = models.CostRecord.objects.filter(run=run).aggregate(
-            cost=Sum("cost"), input=Sum("input_tokens"), output=Sum("output_tokens"), calls=Count("id")
-        )
+        totals = _ledger_totals(run)
+        # Positions are unique per run: n lines at most at position n - 1 are exactly 0..n-1, the state's whole
+        # ledger, so the usual save reads one row, not every position of a ledger that grows with the run.
+        if totals["calls"] != len(state.costs) or (totals["last"] is not None and totals["last"] != totals["calls"] - 1):
+            booked = set(models.CostRecord.objects.filter(run=run).values_list("position", flat=True))
+            missing = [_ledger_row(run.pk, i, record) for i, record in enumerate(state.costs) if i not in booked]
+            if missing:
+                models.CostRecord.objects.bulk_create(missing)
+                totals = _ledger_totals(run)
         run.total_cost = totals["cost"] or 0.0
         run.total_tokens = (totals["input"] or 0) + (totals["output"] or 0)
         run.calls = totals["calls"]
         run.turn = state.turn
         run.completed_phases = [p.value for p in state.completed_phases]
         run.completed_steps = list(state.completed_steps)
+        changed = ["total_cost", "total_tokens", "calls", "turn", "completed_phases", "completed_steps"]
         if state.status is not EngineStatus.RUNNING:
             run.status = state.status.value
             run.halt_reason = state.halt_reason or ""
             run.error = state.error or ""
             run.finished_at = datetime.now(UTC)
-        run.save(update_fields=[
-            "total_cost", "total_tokens", "calls", "turn", "completed_phases", "completed_steps", "status",
-            "halt_reason", "error", "finished_at",
-        ])
+            changed += ["status", "halt_reason", "error", "finished_at"]
+        run.save(update_fields=changed)
 
 
 def store_state(run: models.Run, state: ScenarioState, *, source: str, location: str) -> None:

@@ -7,14 +7,17 @@ events, ledger lines, metrics, findings). Counts include the session and user lo
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from engine import Scenario
-from runs import services
+from engine import EventType, Scenario
+from runs import persistence, services
 from runs.models import Run, RunStatus
 from runs.tests.factories import make_run, summit_config
 from runs.tests.querycount import assert_flat, measure
@@ -128,3 +131,59 @@ def test_the_family_tree_costs_the_same_queries_however_deep(client, owner):
     # From the root, the whole tree (11 runs) is listed, with every member's link.
     html = client.get(reverse("runs:detail", args=[deep_root.pk])).content.decode()
     assert html.count('id="family-run-') == 11
+
+
+# ---- the worker: queries per stored event, per save, per turn ------------------------------------------------
+def test_the_worker_stores_every_turn_with_the_same_queries(monkeypatch):
+    """A 4-turn run, measured around the real `record_event` and `save_run_state` (they are wrapped to count,
+    not replaced): each kind of event and each save costs the same at turn 4 as at turn 1, and what a turn
+    costs outside them (the seats' control reads) does not grow either.
+
+    Counts include the savepoint pair of each transaction (the test runs inside one). Figures on SQLite:
+    3 per progress event (1 INSERT), 6 per cost event (event, ledger line, run totals and the check that a
+    save did not book the line first), 15 per save (the run locked, 5 deletes of a partial turn, 5 inserts,
+    the ledger's totals, the run's progress)."""
+    real_record, real_save = persistence.record_event, persistence.save_run_state
+    per_event: dict[str, set[int]] = defaultdict(set)
+    saves: list[tuple[int, int]] = []
+    inside: Counter[int] = Counter()
+    starts: dict[int, int] = {}
+    turn = [0]
+
+    def logged() -> int:
+        return len(connection.queries_log)
+
+    def record(run_id, event, **kwargs):
+        if event.type is EventType.TURN_STARTED:
+            turn[0] = event.data["turn"]
+            starts[turn[0]] = logged()
+        before = logged()
+        real_record(run_id, event, **kwargs)
+        per_event[event.type.value].add(logged() - before)
+        inside[turn[0]] += logged() - before
+
+    def save(run_id, state, **kwargs):
+        before = logged()
+        real_save(run_id, state, **kwargs)
+        saves.append((state.turn, logged() - before))
+        inside[turn[0]] += logged() - before
+
+    monkeypatch.setattr(persistence, "record_event", record)
+    monkeypatch.setattr(persistence, "save_run_state", save)
+    connection.queries_log.clear()
+    with CaptureQueriesContext(connection):  # logs every query, as DEBUG would
+        run = services.run_execute(run_id=make_run(turns=4).pk)
+        end = logged()
+    assert run.status == RunStatus.COMPLETED and set(starts) == {1, 2, 3, 4} and end < connection.queries_log.maxlen
+
+    uneven = {kind: counts for kind, counts in per_event.items() if len(counts) != 1}
+    assert not uneven, f"an event kind costs more queries at some turns: {uneven}"
+    progress = max(n for kind, (n,) in per_event.items() if kind != EventType.COST_INCURRED.value)
+    assert progress <= 4 and per_event[EventType.COST_INCURRED.value] <= {6}, dict(per_event)
+    by_turn = [n for turn_number, n in saves[:-1]]  # the last save also ends the run
+    assert len(set(by_turn)) == 1 and by_turn[0] <= 15, saves
+    assert saves[-1][1] <= by_turn[0], saves
+
+    ends = {1: starts[2], 2: starts[3], 3: starts[4], 4: end}
+    outside = {n: ends[n] - starts[n] - inside[n] for n in (2, 3)}  # turn 1 starts the run, turn 4 ends it
+    assert outside[2] == outside[3] <= 2 * len(run.actors), outside
