@@ -60,8 +60,9 @@ test-scale-out: $(DEV_STAMP)
 
 # The reliability suite in full (make test plays each scenario with a few trials): one table, also kept in
 # reliability/results.json. docs/RELIABILITY.md says what each scenario does and holds the last full table.
-reliability: $(DEV_STAMP)
-	$(PY) -m reliability --full
+# Scenarios marked both_profiles play on the embedded profile, then on PostgreSQL + Redis at the URLs above.
+reliability: $(DEV_STAMP) $(CHROMIUM)
+	SCALE_OUT_DATABASE_URL=$(SCALE_OUT_DATABASE_URL) SCALE_OUT_REDIS_URL=$(SCALE_OUT_REDIS_URL) $(PY) -m reliability --full
 
 # Every benchmark against the loopback fake LLM server: one table, also kept in bench/results.json
 # (`$(PY) -m bench --quick` checks the machinery in seconds; `--only NAME` plays one benchmark).

@@ -7,7 +7,7 @@ environment, as the test suite's do (DATABASE_URL and REDIS_URL select PostgreSQ
 both` (the default with --full) those marked `both_profiles` are then played in the other profile too, by a
 child process whose environment selects it: PostgreSQL + Redis at SCALE_OUT_DATABASE_URL and
 SCALE_OUT_REDIS_URL (defaults below, as in the Makefile), or the embedded profile with both unset.
-On PostgreSQL the test database is test_<name>_reliability, so a concurrent test run keeps its own.
+On PostgreSQL the test database is test_<name>_reliability_<pid>, so concurrent runs keep their own.
 """
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ SCALE_OUT = {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/test", "REDIS_U
 # What settings_test derives for a process and sets in its environment: a child profile picks its own.
 DERIVED = ("SCENARIOLAB_DATA_DIR", "SCENARIOLAB_OUTPUT_DIR", "SCENARIOLAB_HUEY_NAME",
            "SCENARIOLAB_TEST_DATABASE_PATH", "SCENARIOLAB_TEST_CHANNELS_PATH")
+
+
+class DatabaseUnavailable(Exception):
+    """The profile's database cannot be reached or its test database made."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         known = ", ".join(repr(s.name) for s in SCENARIOS)
         parser.error(f"unknown scenario in {args.only}; known: {known}")
 
-    rows = play(chosen, full=args.full, seed=args.seed, profile=settings.PROFILE)
+    try:
+        rows = play(chosen, full=args.full, seed=args.seed, profile=settings.PROFILE)
+    except DatabaseUnavailable as exc:
+        print(f"python -m reliability: {exc}", file=sys.stderr)
+        args.results.write_text(json.dumps({"error": str(exc)}) + "\n")
+        return 2
     if both:
         others = [s for s in chosen if s.both_profiles]
         if others:
@@ -75,15 +84,19 @@ def main(argv: list[str] | None = None) -> int:
 def play(chosen, *, full: bool, seed: int, profile: str) -> list[dict]:
     """Each scenario in this process's profile, in a fresh test database: one row each."""
     from django.conf import settings
-    from django.db import connections
+    from django.db import OperationalError, connections
     from django.test.utils import setup_databases, teardown_databases
 
     from reliability import Result
 
     default = connections["default"].settings_dict
     if default["ENGINE"].endswith("postgresql"):
-        default["TEST"]["NAME"] = f"test_{default['NAME']}_reliability"
-    old = setup_databases(verbosity=0, interactive=False, aliases=set(settings.DATABASES))
+        default["TEST"]["NAME"] = f"test_{default['NAME']}_reliability_{os.getpid()}"
+    try:
+        old = setup_databases(verbosity=0, interactive=False, aliases=set(settings.DATABASES))
+    except OperationalError as exc:
+        raise DatabaseUnavailable(f"cannot create the {profile} profile's test database: "
+                                  f"{str(exc).strip().splitlines()[0]}") from exc
     rows: list[dict] = []
     try:
         for scenario in chosen:
@@ -115,9 +128,10 @@ def play_other_profile(chosen, *, full: bool, seed: int, profile: str, environme
         command = [sys.executable, "-m", "reliability", "--seed", str(seed), "--profiles", "env", "--results", str(results),
                    *(["--full"] if full else []), *(arg for s in chosen for arg in ("--only", s.name))]
         done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, check=False)  # its progress: on stderr
-        if results.exists():
-            return json.loads(results.read_text())["results"]
-    why = f"the {other} profile's process failed (exit {done.returncode}; its output is above)"
+        played = json.loads(results.read_text()) if results.exists() else {}
+    if "results" in played:
+        return played["results"]
+    why = played.get("error") or f"the {other} profile's process failed (exit {done.returncode}; its output is above)"
     return [{"scenario": s.name, "trials": s.full if full else s.bounded, "passed": 0, "figure": why,
              "profile": other, "seconds": 0.0} for s in chosen]
 
