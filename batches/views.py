@@ -38,7 +38,8 @@ def live_context(batch: Batch) -> dict:
 
 @login_required
 def batch_list(request: HttpRequest) -> HttpResponse:
-    page = Paginator(selectors.batches_for(request.user), BATCHES_PER_PAGE).get_page(request.GET.get("page"))
+    batches = selectors.with_progress(selectors.batches_for(request.user))
+    page = Paginator(batches, BATCHES_PER_PAGE).get_page(request.GET.get("page"))
     rows = [{"batch": batch, "progress": selectors.batch_progress(batch=batch)} for batch in page.object_list]
     return render(request, "batches/batch_list.html", {"page": page, "rows": rows, "show_owner": request.user.is_staff})
 
