@@ -24,6 +24,7 @@ from engine.scenario.schema import Scenario as ScenarioConfig
 from engine.phases.decision import decision_event_data
 from engine.seats import (
     CONTROLS,
+    HUMAN,
     HumanDecision,
     HumanDecisionError,
     SeatView,
@@ -35,7 +36,7 @@ from engine.seats import (
 from engine.state import ScenarioState, as_dict
 from runs import selectors
 from runs.live import publish_stored
-from runs.models import Run, RunEvent, RunStatus
+from runs.models import Decision, Run, RunEvent, RunStatus
 from runs.persistence import load_run_state, record_event, save_run_state
 from runs.services import RunConflict, RunInputError, run_resume
 
@@ -69,17 +70,27 @@ class PendingSeat:
     waiting_since: datetime | None
 
 
+def _pending_in(runs: list[Run]) -> list[PendingSeat]:
+    """`pending_human_seats` of each waiting run, read from its rows as `load_run_state` builds them (seats from
+    `actors`, the turn being played after `turn`, its stored decisions): one query for all, not each whole state."""
+    waiting = [run for run in runs if run.status == RunStatus.WAITING_FOR_HUMAN]
+    if not waiting:
+        return []
+    playing = {run.turn + 1 for run in waiting}
+    decided = set(Decision.objects.filter(run__in=waiting, turn__in=playing).values_list("run_id", "turn", "actor"))
+    return [PendingSeat(run, a["short_name"], a["name"], run.turn + 1, run.waiting_since)
+            for run in waiting for a in run.actors
+            if a.get("control", "ai") == HUMAN and (run.pk, run.turn + 1, a["short_name"]) not in decided]
+
+
 def run_pending_seats(*, run: Run) -> list[PendingSeat]:
     """The seats a waiting run waits for (none unless it is WAITING_FOR_HUMAN)."""
-    if run.status != RunStatus.WAITING_FOR_HUMAN:
-        return []
-    state = load_run_state(run)
-    return [PendingSeat(run, a.short_name, a.name, state.current_turn, run.waiting_since) for a in pending_human_seats(state)]
+    return _pending_in([run])
 
 
 def seats_pending(*, runs) -> list[PendingSeat]:
     """Every pending seat of `runs` (a queryset the caller may see), oldest wait first."""
-    pending = [seat for run in runs.filter(status=RunStatus.WAITING_FOR_HUMAN) for seat in run_pending_seats(run=run)]
+    pending = _pending_in(list(runs.filter(status=RunStatus.WAITING_FOR_HUMAN).defer("snapshot")))
     return sorted(pending, key=lambda seat: (seat.waiting_since or timezone.now(), seat.run.pk))
 
 

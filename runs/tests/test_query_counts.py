@@ -51,38 +51,31 @@ def compare(client, small_url: str, large_url: str, *, ceiling: int) -> None:
     assert_flat(measure(client.get, small_url), measure(client.get, large_url), ceiling=ceiling)
 
 
-# ---- the run page and the run's API reads --------------------------------------------------------------------
-def test_the_run_page_costs_the_same_queries_for_a_longer_run_with_more_actors(client, pair):
-    small, large = pair
-    compare(client, reverse("runs:detail", args=[small.pk]), reverse("runs:detail", args=[large.pk]), ceiling=16)
-
-
+# ---- the run page, the run's API reads, comparisons -----------------------------------------------------------
 # path, ceiling (session + user + the run + what the route reads)
 RUN_READS = [
     ("", 4), ("/turns", 4), ("/decisions", 4), ("/communications", 4), ("/costs", 7), ("/metrics", 4),
     ("/validations", 4), ("/events?after=3", 4), ("/events?after=3&limit=1000", 4), ("/metrics.csv", 4),
-    ("/metrics.json", 4), ("/export", 11),
+    ("/metrics.json", 4), ("/export", 11), ("/family", 4), ("/seats", 4),
 ]
 
 
-def test_the_api_reads_of_a_run_cost_the_same_queries_whatever_its_size(client, pair):
+def test_the_reads_of_a_run_cost_the_same_queries_whatever_its_size(client, pair, owner):
+    """One test for every read, so the two runs are played once; every failure is listed."""
     small, large = pair
+    third = services.run_execute(run_id=make_run(two_actor_config(), turns=1, owner=owner).pk)
+    two, three = f"ids={small.pk}&ids={third.pk}", f"ids={small.pk}&ids={third.pk}&ids={large.pk}"
+    cases = [(reverse("runs:detail", args=[small.pk]), reverse("runs:detail", args=[large.pk]), 16),
+             *[(f"/api/runs/{small.pk}{path}", f"/api/runs/{large.pk}{path}", ceiling) for path, ceiling in RUN_READS],
+             (f"{reverse('runs:compare')}?{two}", f"{reverse('runs:compare')}?{three}", 8),
+             (f"/api/runs/compare?{two}", f"/api/runs/compare?{three}", 8)]
     failures = []
-    for path, ceiling in RUN_READS:
+    for small_url, large_url, ceiling in cases:
         try:
-            compare(client, f"/api/runs/{small.pk}{path}", f"/api/runs/{large.pk}{path}", ceiling=ceiling)
+            compare(client, small_url, large_url, ceiling=ceiling)
         except AssertionError as exc:
             failures.append(str(exc))
     assert not failures, "\n\n".join(failures)
-
-
-def test_comparing_more_runs_costs_no_more_queries(client, pair, owner):
-    small, large = pair
-    third = services.run_execute(run_id=make_run(turns=1, owner=owner).pk)
-    two = f"ids={small.pk}&ids={large.pk}"
-    three = f"{two}&ids={third.pk}"
-    compare(client, f"{reverse('runs:compare')}?{two}", f"{reverse('runs:compare')}?{three}", ceiling=8)
-    compare(client, f"/api/runs/compare?{two}", f"/api/runs/compare?{three}", ceiling=8)
 
 
 # ---- the run list: pages and API -----------------------------------------------------------------------------
@@ -187,3 +180,22 @@ def test_the_worker_stores_every_turn_with_the_same_queries(monkeypatch):
     ends = {1: starts[2], 2: starts[3], 3: starts[4], 4: end}
     outside = {n: ends[n] - starts[n] - inside[n] for n in (2, 3)}  # turn 1 starts the run, turn 4 ends it
     assert outside[2] == outside[3] <= 2 * len(run.actors), outside
+
+
+# ---- human seats: the runs waiting for a person --------------------------------------------------------------
+def _waiting_run(owner: User) -> Run:
+    run = services.run_execute(run_id=make_run(turns=2, owner=owner, human_seats=("norvale", "meridian")).pk)
+    assert run.status == RunStatus.WAITING_FOR_HUMAN
+    return run
+
+
+def test_more_waiting_runs_cost_no_more_queries(client, owner):
+    first = _waiting_run(owner)
+    urls = ["/api/runs/seats/pending", f"/api/runs/{first.pk}/seats", reverse("runs:detail", args=[first.pk])]
+    before = [measure(client.get, url) for url in urls]
+    assert len(client.get(urls[0]).json()) == 2
+    for _ in range(2):
+        _waiting_run(owner)
+    assert len(client.get(urls[0]).json()) == 6
+    for small, url, ceiling in zip(before, urls, [4, 4, 17], strict=True):
+        assert_flat(small, measure(client.get, url), ceiling=ceiling)
