@@ -17,7 +17,6 @@ import asyncio
 import io
 import itertools
 import json
-import socket
 import statistics
 import sys
 import time
@@ -27,15 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.figures import Figure, failed, report  # noqa: E402
+from bench.live_latency import free_port, wait_for_http  # noqa: E402
 from bench.profiles import embedded  # noqa: E402
 
 ENDPOINTS = ("run detail", "events after seq")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def stored_run(turns: int) -> tuple[int, int, str]:
@@ -95,7 +89,6 @@ async def load(base: str, paths, token: str, *, seconds: float, concurrency: int
 
 
 def measure(turns: int, seconds: float, concurrency: int, max_requests: int) -> dict:
-    from bench.live_latency import wait_for_http
     from bench.profiles import django_ready, start, stop
 
     django_ready()

@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +73,7 @@ def through_worker(actors: int, *, turns: int, latency: float) -> dict:
     from runs.models import Run, RunEvent
     from runs.services import run_create, run_enqueue, run_plan
 
-    calls_file = Path(tempfile.mkdtemp()) / "calls.jsonl"
+    calls_file = Path(os.environ["SCENARIOLAB_DATA_DIR"]) / "calls.jsonl"  # the temporary data folder
     server = FakeLLMServer(latency=latency).start_in_thread()
     os.environ["SCENARIOLAB_LLM_BASE_URL"] = server.base_url  # the plan here, and the worker, call it
     worker = start(["bench/timed_worker.py", "run_huey", "--workers", "1", "--worker-type", "thread", "--delay", "0.1"],
