@@ -61,3 +61,12 @@ def test_listing_more_batches_costs_no_more_queries(client, owner, staff):
         start_batch(batch_config(runs_per_variation=2), owner=owner)
     for small, url, ceiling in zip(before, urls, [5, 5], strict=True):
         assert_flat(small, measure(client.get, url), ceiling=ceiling)
+
+
+def test_the_admin_batch_list_costs_no_more_queries_for_more_batches(client, owner):
+    client.force_login(User.objects.create_superuser("admin", password="pw"))
+    start_batch(owner=owner)
+    small = measure(client.get, reverse("admin:batches_batch_changelist"))
+    for _ in range(3):
+        start_batch(batch_config(runs_per_variation=2), owner=owner)
+    assert_flat(small, measure(client.get, reverse("admin:batches_batch_changelist")), ceiling=7)
