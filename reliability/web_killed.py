@@ -5,11 +5,11 @@ end up having applied every stored event of the run exactly once, in seq order, 
 The viewers are real run pages in Chromium (Playwright), running static/js/run-live.js unchanged: the page
 loads the stored state at a seq, opens the run socket asking for what follows, and on a dropped connection
 reconnects with its own back-off (0.5 s, 1 s, 2 s, … up to 10 s) asking for everything after the last seq
-it applied. Two pages are open before the run starts; a third is opened mid-run, shortly before the kill, so
-it starts from a snapshot. The run is played by a real Huey worker process against the fake LLM server (a
-fixed latency a call, so the run lasts several seconds); the worker keeps running while the web server is
-down, so events are stored that no live relay carries and the pages must fetch them on reconnect. A trial
-kills at a random seq, stays down a random spell (0-1 s, plus the new server's start-up), then checks:
+it applied. Two pages are open before the run starts; a third is opened mid-run (at seq 4), so it starts
+from a snapshot. The run is played by a real Huey worker process against the fake LLM server (a fixed
+latency a call); the worker keeps running while the web server is down, so events are stored that no live
+relay carries and the pages must fetch them on reconnect. A trial kills 1-25 events after the third page
+opened, stays down a random spell (0-1 s, plus the new server's start-up), then checks:
 - the run completed;
 - every page applied (its `run:event` notifications) exactly the stored seqs after the one it was rendered
   at, in order, and shows the run completed;
@@ -50,9 +50,13 @@ from runs.tests.factories import make_run
 from runs.tests.workers import MANAGE, final_status, start_worker, stop, wait_for, worker_environment
 
 CHROMIUM = os.environ.get("SCENARIOLAB_CHROMIUM", "/usr/bin/chromium")
-TURNS = 1
-CALL_SECONDS = 0.15  # each model call's latency: a one-turn run of the summit lasts ~8 s
-KILL_AT = (8, 30)  # the kill comes once the run has stored a seq in this range
+# Each model call's latency: a turn of the summit (~70 events) lasts ~7 s. Trials 1, 3, … play one turn, so
+# the run mostly ends while the server is down (the pages get the rest by catching up); trials 2, 4, … play
+# three, so the pages are mostly live again before it ends (catch-up and live relays meet).
+CALL_SECONDS = 0.5
+TURNS = (1, 3)
+OPEN_AT = 4  # the third page opens once the run has stored this seq
+KILL_AFTER = (1, 25)  # then the kill comes when this many more events are stored
 DOWN_SECONDS = (0.0, 1.0)  # then the server stays down this long before a new one starts
 PASSWORD = "a long reliability password"
 # The page's applied events, in order (run-live.js announces each with a `run:event` notification).
@@ -161,6 +165,7 @@ class Outcome:
     missed_live: int = 0  # events stored while no server relayed them
     resent: int = 0  # events a page received twice (it drops them)
     gaps: int = 0  # a socket skipping seqs (the page asks again)
+    mid_run: bool = False  # the pages were live again before the run ended (so they had live events too)
 
 
 def run(trials: int, *, seed: int = 0) -> Result:
@@ -168,10 +173,7 @@ def run(trials: int, *, seed: int = 0) -> Result:
     passed, failures, outcomes = 0, [], []
     started = time.monotonic()
     for trial in range(trials):
-        try:
-            outcome = _trial(rng)
-        except AssertionError as exc:
-            outcome = Outcome(problem=str(exc))
+        outcome = _trial(rng, turns=TURNS[trial % 2])
         outcomes.append(outcome)
         if outcome.problem:
             failures.append(f"trial {trial + 1}: {outcome.problem}")
@@ -179,7 +181,8 @@ def run(trials: int, *, seed: int = 0) -> Result:
             passed += 1
     seconds = time.monotonic() - started
     good = [o for o in outcomes if not o.problem]
-    figure = f"3 pages each; {sum(o.missed_live for o in good)} events stored while down"
+    figure = (f"3 pages each, live again before the run ended in {sum(o.mid_run for o in good)} of {len(good)}; "
+              f"{sum(o.missed_live for o in good)} events stored while down")
     if good:
         figure += (f"; live again ≤ {max(o.back_live for o in good):.1f} s after the new server answered; "
                    f"{sum(o.resent for o in good)} events sent twice, {sum(o.gaps for o in good)} gaps")
@@ -189,7 +192,9 @@ def run(trials: int, *, seed: int = 0) -> Result:
     return Result("web killed", trials, passed, figure)
 
 
-def _trial(rng: random.Random) -> Outcome:
+def _trial(rng: random.Random, *, turns: int) -> Outcome:
+    from playwright.async_api import Error as PlaywrightError
+
     if not Path(CHROMIUM).exists():
         raise AssertionError(f"{CHROMIUM} is missing (`make test` installs Debian's chromium)")
     server = FakeLLMServer(latency=CALL_SECONDS, seed=rng.randrange(1 << 30)).start_in_thread()
@@ -201,7 +206,7 @@ def _trial(rng: random.Random) -> Outcome:
     try:
         with _environment(**llm):  # the run's plan is made here, with the same server
             user = User.objects.create_user(f"viewer-{uuid.uuid4().hex[:8]}", password=PASSWORD)
-            run = make_run(turns=TURNS, seed=rng.randrange(1 << 30), owner=user, use_cache=False)
+            run = make_run(turns=turns, seed=rng.randrange(1 << 30), owner=user, use_cache=False)
             # The server, the worker and Chromium start side by side: each takes seconds on a busy machine.
             processes += [web := _start_web(port, **llm), start_worker(**llm)]
             launching = browser.submit(browser.launch({"name": settings.SESSION_COOKIE_NAME, "value": _session(user),
@@ -211,12 +216,14 @@ def _trial(rng: random.Random) -> Outcome:
             url = f"{base}/runs/{run.pk}/"
             viewers = [browser.call(Viewer(browser).open(url)) for _ in range(2)]
             services.run_enqueue(run=run)
-            kill_at = rng.randint(*KILL_AT)
-            wait_for(lambda: _stored(run) >= kill_at // 2 or final_status(run), what="the first events")
+            wait_for(lambda: _stored(run) >= OPEN_AT or final_status(run), what=f"seq {OPEN_AT}")
             viewers.append(browser.call(Viewer(browser).open(url)))  # mid-run: rendered from a snapshot
+            kill_at = _stored(run) + rng.randint(*KILL_AFTER)
             wait_for(lambda: _stored(run) >= kill_at or final_status(run), what=f"seq {kill_at}")
-            if final_status(run):
-                raise AssertionError(f"the run ended before the kill at seq {kill_at}: make it longer")
+            if status := final_status(run):  # the run is too short for this machine
+                run.refresh_from_db()
+                raise AssertionError(f"the run ended {status} at seq {_stored(run)}, before the kill at seq {kill_at}: "
+                                     f"{run.error or run.halt_reason or 'no reason'}")
             web.send_signal(signal.SIGKILL)
             web.wait(10)
             stored_at_kill = _stored(run)
@@ -225,14 +232,17 @@ def _trial(rng: random.Random) -> Outcome:
             outcome = _reconnect(run, viewers, web, base, stored_at_kill)
             outcome.problem = _finish(run, viewers)
             outcome.resent, outcome.gaps = (sum(counts) for counts in zip(*(v.resent_and_gaps() for v in viewers)))
+    except (AssertionError, PlaywrightError, concurrent.futures.TimeoutError) as exc:  # a page that timed out too
+        outcome = Outcome(problem=f"{type(exc).__name__}: {exc}".strip())
     finally:
         browser.close()
         for process in processes:  # all at once, then wait for each
             if process.poll() is None:
                 process.terminate()
-        for process in processes:
-            stop(process)
+        logs = [stop(process) for process in processes]
         server.stop()
+    if outcome.problem and len(logs) > 1:
+        outcome.problem += f" (the worker's last words: {logs[1][-400:]!r})"
     return outcome
 
 
@@ -242,7 +252,8 @@ def _reconnect(run: Run, viewers: list[Viewer], web: subprocess.Popen, base: str
     answered, stored_at_restart = time.monotonic(), _stored(run)
     wait_for(lambda: all(len(v.sockets) >= 2 and v.state()["live"] == "live" for v in viewers),
              what="every page to reconnect", timeout=30)
-    return Outcome(back_live=time.monotonic() - answered, missed_live=stored_at_restart - stored_at_kill)
+    return Outcome(back_live=time.monotonic() - answered, missed_live=stored_at_restart - stored_at_kill,
+                   mid_run=not final_status(run))
 
 
 def _finish(run: Run, viewers: list[Viewer]) -> str:
