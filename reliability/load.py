@@ -46,7 +46,7 @@ from bench.live_latency import free_port, wait_for_http
 from engine import EventType
 from engine.testing.fake_llm import FakeLLMServer
 from reliability import Result
-from runs import services
+from runs.tasks import execute_run
 from runs.models import CostRecord, Decision, Run, RunEvent, RunStatus, Turn
 from runs.tests.factories import make_run
 from runs.tests.workers import MANAGE, final_status, stop, wait_for, worker_environment
@@ -61,6 +61,7 @@ TASK_DONE = re.compile(r"runs\.tasks\.execute_run: ([0-9a-f-]{36}) executed in")
 PASSWORD = "load-viewer-password-1"
 LATE_JOIN_SEQ = 60 * TURNS  # a late viewer joins once its run has reached a seq drawn from 1..this
 VIEWER_SECONDS = 60  # the longest a viewer waits for its socket or its re-sync answer
+HANDSHAKE_TRIES = 5
 QUIET_SECONDS = 0.5  # once every run has ended, a viewer re-syncs after this long without a message
 
 
@@ -89,12 +90,16 @@ def run(trials: int, *, seed: int = 0) -> Result:
         return Result(NAME, trials, 0, f"FAILED: {exc}; {time.monotonic() - started:.0f} s")
     problems = round_.problems
     passed = 0 if round_.global_problems else sum(1 for p in problems.values() if not p)
-    figure = (f"{trials} runs on {plan.workers} worker(s) x {plan.threads} threads, {round_.tasks} tasks (2 a run, "
-              f"racing to claim it); "
+    figure = (f"{trials} runs on {plan.workers} worker(s) x {plan.threads} threads, {round_.tasks} tasks (2 a run "
+              f"racing to claim it, {round_.across} races across processes); "
               f"{round_.viewers} viewers ({round_.late} joined mid-run, {round_.reconnected} reconnected), "
               f"{round_.events_checked} events checked; "
               f"max RSS web {round_.rss['web']:.0f} MB, worker {round_.rss['worker']:.0f} MB (limit {RSS_LIMIT_MB}); "
-              f"{round_.lock_errors} lock errors; {time.monotonic() - started:.0f} s")
+              f"{round_.lock_errors} lock errors; CPU web {round_.cpu.get('web', 0):.0f} s, workers "
+              f"{sum(v for k, v in round_.cpu.items() if k != 'web'):.0f} s; page load p95 {p95(round_.page_seconds):.2f} s, socket handshake "
+              f"p95 {p95(round_.socket_seconds):.2f} s, max {max(round_.socket_seconds, default=0):.2f} s, "
+              f"{round_.refused} refused and tried again; "
+              f"{time.monotonic() - started:.0f} s")
     failures = round_.global_problems + [f"run {run_id}: {p}" for run_id, p in problems.items() if p]
     if failures:
         figure += "; FAILED " + "; ".join(failures[:5])
@@ -107,12 +112,17 @@ class Round:
     problems: dict[int, str]  # per run: "" when its trial held
     global_problems: list[str]
     tasks: int  # run tasks the workers executed: two a run, one of which finds it claimed
+    across: int  # runs whose two tasks were executed by two worker processes
     viewers: int
     late: int
     reconnected: int
     events_checked: int
     rss: dict[str, float]
     lock_errors: int
+    page_seconds: list[float]
+    socket_seconds: list[float]
+    refused: int
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds each process used
 
 
 def _play(trials: int, plan: Shape, rng: random.Random) -> Round:
@@ -121,6 +131,7 @@ def _play(trials: int, plan: Shape, rng: random.Random) -> Round:
     processes: dict[str, subprocess.Popen] = {}
     sampler = RssSampler()
     logs: dict[str, str] = {}
+    cpu: dict[str, float] = {}
     try:
         os.environ.update(llm)  # the runs' plans are made here, with the same server
         user = User.objects.create_user(f"load-{uuid.uuid4().hex[:8]}", password=PASSWORD)
@@ -129,17 +140,18 @@ def _play(trials: int, plan: Shape, rng: random.Random) -> Round:
         processes["web"] = _start(["-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
                                    "scenariolab_site.asgi:application"], **llm)
         sampler.watch("web", processes["web"])
-        base = f"http://127.0.0.1:{port}"
-        wait_for_http(f"{base}/accounts/login/")
-        watch = Watch(base, user.username, _viewers(runs, plan, rng))
-        watch.start()
-        for r in runs:  # twice each: two executors race to claim it
-            services.run_enqueue(run=r)
-            services.run_enqueue(run=r)
         for n in range(plan.workers):
             processes[f"worker {n + 1}"] = _start([str(MANAGE), "run_huey", "--workers", str(plan.threads),
                                                    "--worker-type", "thread", "--delay", "0.1"], **llm)
             sampler.watch("worker", processes[f"worker {n + 1}"])
+        base = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{base}/accounts/login/")
+        # Every worker polling the queue before the first task: a run's two tasks are then taken at once.
+        wait_for(lambda: all(b"consumer started" in _peek(p) for name, p in processes.items() if name != "web"),
+                 what="the workers to start")
+        watch = Watch(base, user.username, _viewers(runs, plan, rng))
+        watch.start()  # the early viewers are following their runs
+        tasks = {execute_run(r.pk).id: r.pk for r in runs for _ in range(2)}  # twice each: two executors race
         wait_for(lambda: all(final_status(r) for r in runs), timeout=120 + 30 * trials, what="every run to end")
         _wait_queue_drained()
         viewers = watch.finish()
@@ -148,11 +160,19 @@ def _play(trials: int, plan: Shape, rng: random.Random) -> Round:
     finally:
         sampler.stop()
         for name, process in processes.items():
+            cpu[name] = cpu_seconds(process.pid)
             logs[name] = stop(process)
         for key in llm:
             os.environ.pop(key, None)
         server.stop()
-    return _judge(runs, viewers, billed, logs, sampler.peaks)
+    round_ = _judge(runs, viewers, billed, logs, sampler.peaks, tasks)
+    round_.cpu = cpu
+    return round_
+
+
+def _peek(process: subprocess.Popen) -> bytes:
+    """What a process logged so far, read without moving the file offset it shares with the process."""
+    return os.pread(process.log.fileno(), 1 << 20, 0)
 
 
 def _start(args: list[str], **extra: str) -> subprocess.Popen:
@@ -175,7 +195,8 @@ def _settled(stats: dict) -> bool:
     return stats["requests"] == stats["completions"] + stats["abandoned"]
 
 
-def _judge(runs: list[Run], viewers: list[Viewer], billed: dict, logs: dict[str, str], peaks: dict[str, float]) -> Round:
+def _judge(runs: list[Run], viewers: list[Viewer], billed: dict, logs: dict[str, str], peaks: dict[str, float],
+           tasks: dict[str, int]) -> Round:
     problems: dict[int, str] = {}
     checked = 0
     for r in runs:
@@ -186,9 +207,15 @@ def _judge(runs: list[Run], viewers: list[Viewer], billed: dict, logs: dict[str,
             problem = problem or viewer.mismatch(stored)
         problems[r.pk] = problem
     global_problems = []
-    tasks = set().union(*(TASK_DONE.findall(log) for name, log in logs.items() if name.startswith("worker")))
-    if len(tasks) != 2 * len(runs):
-        global_problems.append(f"the workers ran {len(tasks)} of the {2 * len(runs)} run tasks: not every race was played")
+    # Which worker executed each task (Huey logs its id): a run whose two tasks ran in two processes had two
+    # workers racing for it, not two threads of one.
+    done_by = {task: name for name, log in logs.items() if name.startswith("worker") for task in TASK_DONE.findall(log)}
+    if missing := set(tasks) - set(done_by):
+        global_problems.append(f"{len(missing)} of the {len(tasks)} run tasks never ran: not every race was played")
+    workers_of: dict[int, set[str]] = {}
+    for task, run_id in tasks.items():
+        workers_of.setdefault(run_id, set()).add(done_by.get(task, ""))
+    across = sum(1 for names in workers_of.values() if len(names) == 2)
     lock_lines = [f"{name}: {line.strip()[:200]}" for name, log in logs.items()
                   for line in log.splitlines() if LOCKED.search(line)]
     if lock_lines:
@@ -200,8 +227,15 @@ def _judge(runs: list[Run], viewers: list[Viewer], billed: dict, logs: dict[str,
     if (paid["i"] or 0, paid["o"] or 0) != (billed["prompt_tokens"], billed["completion_tokens"]):
         global_problems.append(f"ledger {paid['i']} + {paid['o']} tokens, server billed "
                                f"{billed['prompt_tokens']} + {billed['completion_tokens']}")
-    return Round(problems, global_problems, len(tasks), len(viewers), sum(1 for v in viewers if v.join_at_seq),
-                 sum(1 for v in viewers if v.reconnected), checked, {"web": peaks.get("web", 0.0), "worker": peaks.get("worker", 0.0)}, len(lock_lines))
+    return Round(problems, global_problems, len(done_by), across, len(viewers), sum(1 for v in viewers if v.join_at_seq),
+                 sum(1 for v in viewers if v.reconnected), checked, {"web": peaks.get("web", 0.0), "worker": peaks.get("worker", 0.0)},
+                 len(lock_lines), [t for v in viewers for t in v.page_seconds], [t for v in viewers for t in v.socket_seconds],
+                 sum(v.refused for v in viewers))
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values) or [0.0]
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
 
 
 def _played_once(run: Run, stored: list[int]) -> str:
@@ -250,6 +284,16 @@ class RssSampler:
                     self.peaks[role] = max(self.peaks.get(role, 0.0), mb)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a live process has used (0 once it has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float | None:
     try:
         with open(f"/proc/{pid}/status") as status:
@@ -268,6 +312,9 @@ class Viewer:
     join_at_seq: int  # 0: there before the run starts; else joins once the run has reached this seq
     drop_at_seq: int = 0  # drops its socket once it has this seq, and reconnects after its last, as the page does
     reconnected: bool = False
+    refused: int = 0  # handshakes that failed and were tried again
+    page_seconds: list[float] = field(default_factory=list)  # each page load's time
+    socket_seconds: list[float] = field(default_factory=list)  # each socket's opening handshake's time
     after: int = -1  # the page's data-after
     seqs: list[int] = field(default_factory=list)  # every event message's seq, as received
     resynced_at: int = -1  # len(seqs) when the viewer asked for everything after its last seq
@@ -437,7 +484,9 @@ class Watch:
     async def _open(self, http: httpx.AsyncClient, viewer: Viewer) -> Socket | None:
         """Load the page as a browser does, then open its socket after the page's seq."""
         try:
+            started = time.monotonic()
             page = await http.get(f"/runs/{viewer.run_id}/")
+            viewer.page_seconds.append(time.monotonic() - started)
             viewer.after = int(AFTER.search(page.text).group(1))
         except Exception as exc:  # noqa: BLE001 - a viewer that cannot follow is a finding, not a crash
             viewer.error = f"could not load its page: {exc!r}"
@@ -445,13 +494,22 @@ class Watch:
         return await self._connect(http, viewer, viewer.after)
 
     async def _connect(self, http: httpx.AsyncClient, viewer: Viewer, after: int) -> Socket | None:
+        """Open the run's socket after `after`; a refused or broken handshake is tried again after 0.5, 1, 2…
+        seconds, as the page's onclose does (daphne drops a handshake the app has not accepted in 5 s)."""
         url = f"{self.base.replace('http', 'ws', 1)}/ws/runs/{viewer.run_id}/?after={after}"
-        try:
-            return await asyncio.wait_for(Socket.open(url, origin=self.base, cookie=f"sessionid={http.cookies['sessionid']}"),
-                                          VIEWER_SECONDS)
-        except Exception as exc:  # noqa: BLE001
-            viewer.error = f"could not open its socket: {exc!r}"
-            return None
+        for attempt in range(HANDSHAKE_TRIES):
+            try:
+                started = time.monotonic()
+                socket = await asyncio.wait_for(
+                    Socket.open(url, origin=self.base, cookie=f"sessionid={http.cookies['sessionid']}"), VIEWER_SECONDS)
+                viewer.socket_seconds.append(time.monotonic() - started)
+                return socket
+            except (OSError, ConnectionError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                viewer.refused += 1
+                problem = repr(exc)
+                await asyncio.sleep(0.5 * 2**attempt)
+        viewer.error = f"could not open its socket in {HANDSHAKE_TRIES} tries: {problem}"
+        return None
 
     async def _join_late(self, http: httpx.AsyncClient, viewer: Viewer) -> None:
         while self.progress.get(viewer.run_id, 0) < viewer.join_at_seq and not self._finish.is_set():

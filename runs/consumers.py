@@ -8,6 +8,9 @@ dropped; a relayed event that skips seqs (the layer dropped some) makes it read 
 
 from __future__ import annotations
 
+import json
+from collections import OrderedDict
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -16,6 +19,27 @@ from runs.live import event_fragments, run_group, waiting_seats_fragment
 from runs.models import Run, RunEvent
 
 CATCH_UP_BATCH = 200
+# Messages already rendered in this process. A stored event never changes and every page of a run gets the same
+# message, so twenty pages of a run cost one render and one encoding of each event, not twenty (with 200 sockets,
+# rendering per socket kept daphne's loop so busy that page loads took seconds). The key holds the event's type
+# and timestamp besides run and seq, so a run id used again (a test database flushed) never gets another's.
+RENDERED_KEPT = 1000
+_rendered: OrderedDict[tuple, str] = OrderedDict()
+
+
+def rendered_message(run_id: int, event: dict, *, names: dict[str, str], max_turns: int) -> str:
+    """The JSON text a page receives for a stored event, rendered once per process."""
+    if event.get("timestamp") is None:  # not an event the store or a worker made: nothing to key it by
+        return json.dumps(event_fragments(event, names=names, max_turns=max_turns))
+    # Microseconds: the store keeps them, so a relayed event and its stored copy share a key.
+    key = (run_id, event["seq"], max_turns, event["type"], round(float(event["timestamp"]), 6))
+    text = _rendered.get(key)
+    if text is None:
+        text = json.dumps(event_fragments(event, names=names, max_turns=max_turns))
+        _rendered[key] = text
+        if len(_rendered) > RENDERED_KEPT:
+            _rendered.popitem(last=False)
+    return text
 
 
 @database_sync_to_async
@@ -89,7 +113,7 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
             await self.send_event(event)
 
     async def send_event(self, event: dict) -> None:
-        await self.send_json(event_fragments(event, names=self.names, max_turns=self.max_turns))
+        await self.send(text_data=rendered_message(self.run_id, event, names=self.names, max_turns=self.max_turns))
         self.last_seq = event["seq"]
 
 

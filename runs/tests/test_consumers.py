@@ -1,6 +1,7 @@
 """The run socket with Channels' WebsocketCommunicator: who may listen, and gap-free, duplicate-free delivery."""
 
 import asyncio
+import json
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -151,3 +152,35 @@ async def test_a_socket_quiet_for_longer_than_the_layers_blocking_read_still_get
     message = await communicator.receive_json_from(timeout=10)
     assert message["seq"] == last + 1
     await communicator.disconnect()
+
+
+async def test_pages_of_one_run_share_each_events_rendering(played, monkeypatch):
+    """Twenty pages of a run must not render each event twenty times: daphne renders it once, every socket
+    gets the same text (200 viewers on 8 runs made page loads and handshakes take seconds)."""
+    from runs import consumers
+
+    owner, run = played
+    renders = []
+    real = consumers.event_fragments
+    monkeypatch.setattr(consumers, "event_fragments", lambda event, **kw: renders.append(event["seq"]) or real(event, **kw))
+    consumers._rendered.clear()
+    pages = [(await connect(run, owner))[0] for _ in range(3)]
+    received = [await receive_all(page) for page in pages]
+    stored = await sync_to_async(lambda: list(RunEvent.objects.filter(run=run).values_list("seq", flat=True)))()
+    assert [m["seq"] for m in received[0]] == stored
+    assert received[1] == received[0] and received[2] == received[0], "every page gets the same messages"
+    assert sorted(renders) == stored, "each event rendered once, not once per page"
+    for page in pages:
+        await page.disconnect()
+
+
+async def test_a_rendered_event_is_not_taken_for_another_with_the_same_run_and_seq(played):
+    """The cache's key: a run id and seq used again (a flushed test database) with another event renders anew."""
+    from runs.consumers import rendered_message
+
+    _, run = played
+    first = {"seq": 1, "type": "turn_completed", "data": {"turn": 1}, "timestamp": 1767225600.0}
+    other = {"seq": 1, "type": "turn_completed", "data": {"turn": 2}, "timestamp": 1767225601.0}
+    assert json.loads(rendered_message(run.pk, first, names={}, max_turns=3))["data"]["completed"] == 1
+    assert json.loads(rendered_message(run.pk, other, names={}, max_turns=3))["data"]["completed"] == 2
+    assert json.loads(rendered_message(run.pk, first, names={}, max_turns=5))["data"]["max_turns"] == 5, "more turns: anew"
