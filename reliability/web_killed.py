@@ -12,7 +12,8 @@ relay carries and the pages must fetch them on reconnect. A trial kills 1-25 eve
 opened, stays down a random spell (0-1 s, plus the new server's start-up), then checks:
 - the run completed;
 - every page applied (its `run:event` notifications) exactly the stored seqs after the one it was rendered
-  at, in order, and shows the run completed;
+  at, in order, and shows the run completed, with the cost, model calls and turns done that a page loaded
+  afresh after the run shows;
 - every page open at the kill opened a second socket (it really reconnected).
 The figure also counts what the pages received beyond that, from the sockets' frames: events sent twice
 (the page drops them) and gaps (the page asks again); neither fails a trial, both cost only traffic.
@@ -140,6 +141,11 @@ class Viewer:
           last: Number(document.getElementById("run-page").dataset.lastSeq || 0),
           live: document.getElementById("live-indicator").textContent,
           status: document.getElementById("run-status").className,
+          shown: {  // what the page shows of the run: a page loaded afresh must show the same
+            cost: Number(document.getElementById("cost-total").dataset.value).toFixed(9),
+            calls: Number(document.getElementById("cost-calls").dataset.value),
+            turns_done: Number(document.getElementById("turn-progress").getAttribute("aria-valuenow")),
+          },
         })""")
 
     def state(self) -> dict:
@@ -165,6 +171,7 @@ class Outcome:
     missed_live: int = 0  # events stored while no server relayed them
     resent: int = 0  # events a page received twice (it drops them)
     gaps: int = 0  # a socket skipping seqs (the page asks again)
+    calls_shown: int = 0  # model calls a page loaded after the run shows (every live page must show as many)
     mid_run: bool = False  # the pages were live again before the run ended (so they had live events too)
 
 
@@ -182,7 +189,8 @@ def run(trials: int, *, seed: int = 0) -> Result:
     seconds = time.monotonic() - started
     good = [o for o in outcomes if not o.problem]
     figure = (f"3 pages each, live again before the run ended in {sum(o.mid_run for o in good)} of {len(good)}; "
-              f"{sum(o.missed_live for o in good)} events stored while down")
+              f"{sum(o.missed_live for o in good)} events stored while down, "
+              f"{sum(o.calls_shown for o in good)} model calls shown by every page as by a fresh load")
     if good:
         figure += (f"; live again ≤ {max(o.back_live for o in good):.1f} s after the new server answered; "
                    f"{sum(o.resent for o in good)} events sent twice, {sum(o.gaps for o in good)} gaps")
@@ -230,7 +238,7 @@ def _trial(rng: random.Random, *, turns: int) -> Outcome:
             time.sleep(rng.uniform(*DOWN_SECONDS))
             processes.append(web := _start_web(port, **llm))
             outcome = _reconnect(run, viewers, web, base, stored_at_kill)
-            outcome.problem = _finish(run, viewers)
+            outcome.problem, outcome.calls_shown = _finish(run, viewers)
             outcome.resent, outcome.gaps = (sum(counts) for counts in zip(*(v.resent_and_gaps() for v in viewers)))
     except (AssertionError, PlaywrightError, concurrent.futures.TimeoutError) as exc:  # a page that timed out too
         outcome = Outcome(problem=f"{type(exc).__name__}: {exc}".strip())
@@ -256,19 +264,27 @@ def _reconnect(run: Run, viewers: list[Viewer], web: subprocess.Popen, base: str
                    mid_run=not final_status(run))
 
 
-def _finish(run: Run, viewers: list[Viewer]) -> str:
-    """Wait for the run to end and every page to catch up with it; the problem found, or ""."""
+def _finish(run: Run, viewers: list[Viewer]) -> tuple[str, int]:
+    """Wait for the run to end and every page to catch up with it: the problem found (or ""), and the model
+    calls a page loaded afresh shows."""
     status = wait_for(lambda: final_status(run), timeout=120, what="the run to finish")
     if status != RunStatus.COMPLETED:
         run.refresh_from_db()
-        return f"the run ended {status}: {run.error or run.halt_reason}"
+        return f"the run ended {status}: {run.error or run.halt_reason}", 0
     last = _stored(run)
     # A page hears the run's last events live, or at its next quiet-spell re-sync (every 3 s).
     wait_for(lambda: all(v.state()["last"] >= last for v in viewers), timeout=20, what=f"every page to reach seq {last}")
-    return _check(run, viewers)
+    afresh = _shown_afresh(viewers)
+    return _check(run, viewers, afresh), afresh["calls"]
 
 
-def _check(run: Run, viewers: list[Viewer]) -> str:
+def _shown_afresh(viewers: list[Viewer]) -> dict:
+    """What a page loaded now, after the run, shows of it."""
+    fresh = viewers[0].browser.call(Viewer(viewers[0].browser).open(viewers[0].page.url))
+    return fresh.state()["shown"]
+
+
+def _check(run: Run, viewers: list[Viewer], afresh: dict) -> str:
     for number, viewer in enumerate(viewers, 1):
         expected = list(RunEvent.objects.filter(run=run, seq__gt=viewer.after).order_by("seq").values_list("seq", flat=True))
         state = viewer.state()
@@ -280,6 +296,8 @@ def _check(run: Run, viewers: list[Viewer]) -> str:
                     f"{len(expected)}: missing {missing[:10]}, twice {twice[:10]}, in order {applied == sorted(applied)}")
         if "status-completed" not in state["status"]:
             return f"page {number} shows {state['status']!r} for a completed run"
+        if state["shown"] != afresh:
+            return f"page {number} shows {state['shown']}, a page loaded afresh {afresh}"
         if len(viewer.sockets) < 2:
             return f"page {number} never reconnected ({len(viewer.sockets)} socket)"
     return ""
