@@ -321,13 +321,19 @@ def _wait_for_http(url: str, process: subprocess.Popen, timeout: float = 60) -> 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"the web server exited ({process.returncode}): {stop(process)[-500:]}")
+            raise AssertionError(f"the web server exited ({process.returncode}): {_exceptions(stop(process))}")
         try:
             httpx.get(url, timeout=1)
             return
         except httpx.HTTPError:
             time.sleep(0.05)
     raise AssertionError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def _exceptions(log: str) -> str:
+    """The exception lines of a traceback (a chained one has several), else the log's end."""
+    lines = [line for line in log.splitlines() if line[:1].isalpha() and ("Error" in line or "Exception" in line)]
+    return " / ".join(lines[-3:]) if lines else log[-500:]
 
 
 def _stored(run: Run) -> int:
