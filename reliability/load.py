@@ -98,6 +98,7 @@ def run(trials: int, *, seed: int = 0) -> Result:
               f"({round_.late} joined mid-run, {round_.reconnected} reconnected), {round_.events_checked} events checked; "
               f"max RSS web {round_.rss['web']:.0f} MB, worker {round_.rss['worker']:.0f} MB (limit {RSS_LIMIT_MB}); "
               f"{round_.lock_errors} lock errors; CPU web {web_cpu:.0f} s, workers {sum(round_.cpu.values()) - web_cpu:.0f} s; "
+              f"event to viewer p95 {p95(round_.delays):.2f} s; "
               f"page load p95 {p95(round_.page_seconds):.2f} s, handshake p95 {p95(round_.socket_seconds):.2f} s "
               f"(max {max(round_.socket_seconds, default=0):.2f} s, {round_.refused} tried again); "
               f"{time.monotonic() - started:.0f} s")
@@ -123,6 +124,7 @@ class Round:
     page_seconds: list[float]
     socket_seconds: list[float]
     refused: int
+    delays: list[float]
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds each process used
 
 
@@ -231,7 +233,7 @@ def _judge(runs: list[Run], viewers: list[Viewer], billed: dict, logs: dict[str,
     return Round(problems, global_problems, len(done_by), across, len(viewers), sum(1 for v in viewers if v.join_at_seq),
                  sum(1 for v in viewers if v.reconnected), checked, {"web": peaks.get("web", 0.0), "worker": peaks.get("worker", 0.0)},
                  len(lock_lines), [t for v in viewers for t in v.page_seconds], [t for v in viewers for t in v.socket_seconds],
-                 sum(v.refused for v in viewers))
+                 sum(v.refused for v in viewers), [d for v in viewers for d in v.delays])
 
 
 def p95(values: list[float]) -> float:
@@ -314,6 +316,7 @@ class Viewer:
     drop_at_seq: int = 0  # drops its socket once it has this seq, and reconnects after its last, as the page does
     reconnected: bool = False
     refused: int = 0  # handshakes that failed and were tried again
+    delays: list[float] = field(default_factory=list)  # an early viewer's: from each event's emission to its arrival
     page_seconds: list[float] = field(default_factory=list)  # each page load's time
     socket_seconds: list[float] = field(default_factory=list)  # each socket's opening handshake's time
     after: int = -1  # the page's data-after
@@ -568,6 +571,8 @@ class Watch:
                         return "status"
                     continue
                 viewer.seqs.append(message["seq"])
+                if not viewer.join_at_seq and not until_status and message.get("timestamp"):
+                    viewer.delays.append(time.time() - message["timestamp"])  # the worker's clock is this one
                 self.progress[viewer.run_id] = max(self.progress.get(viewer.run_id, 0), message["seq"])
                 if not until_status and viewer.drop_at_seq and not viewer.reconnected and message["seq"] >= viewer.drop_at_seq:
                     return "dropped"
