@@ -76,7 +76,7 @@ class Browser:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="chromium", daemon=True)
         self.thread.start()
-        self.playwright = self.browser = None
+        self.playwright = self.browser = self.context = None
 
     def submit(self, coroutine) -> concurrent.futures.Future:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
