@@ -31,7 +31,8 @@ migrate: $(STAMP)
 demo: migrate
 	$(PY) manage.py run_scenario ai-summit
 
-# The web server (daphne, with websockets) and a Huey worker together; Ctrl-C stops both.
+# The web server (daphne, with websockets: settings give runserver, and only it, daphne's app) and a Huey
+# worker together; Ctrl-C stops both.
 serve: migrate
 	@echo "Scenario Lab: http://127.0.0.1:8000/admin/ (make a user: $(PY) manage.py createsuperuser). Ctrl-C stops it."
 	@$(PY) manage.py run_huey & worker=$$!; \

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
@@ -27,7 +28,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 from django.db.models.functions import Coalesce, Now
 
-from engine import Event, EventBus, ScenarioOrchestrator, ScenarioState, standard_phases
+from engine import Event, EventBus, ScenarioState
 from engine.estimate import CostEstimate, estimate_run_cost
 from engine.llm.cache import CachingProvider, SqliteResponseCache
 from engine.llm.provider import LLMProvider
@@ -40,6 +41,9 @@ from runs import selectors
 from runs.live import LivePublisher
 from runs.models import Run, RunEvent, RunStatus, Turn
 from runs.persistence import OrmPersistence, RunEventRecorder, compact_ledger, load_run_state
+
+if TYPE_CHECKING:
+    from engine.orchestrator import ScenarioOrchestrator
 
 logger = logging.getLogger(__name__)
 
@@ -313,6 +317,9 @@ def run_execute(
 
 async def _execute(run: Run, claim: str, config: ScenarioConfig, provider: LLMProvider, progress, controls, seats) -> ScenarioState:
     from runs.seats import StoredSeats, mark_waiting  # seats build on this module
+    # Only playing a run needs the orchestrator and its phases: every process imports this module (the admin
+    # does), and `manage.py run_scenario --help` should not pay for them.
+    from engine.orchestrator import ScenarioOrchestrator, standard_phases
     ledger_size = await sync_to_async(compact_ledger, thread_sensitive=True)(run.pk)
     state = await sync_to_async(load_run_state, thread_sensitive=True)(run)
     bus = EventBus()

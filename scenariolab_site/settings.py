@@ -9,6 +9,7 @@ Two profiles from one code base, chosen by what the environment names:
 """
 
 import os
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -37,7 +38,6 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 PROFILE = "scale-out" if DATABASE_URL or REDIS_URL else "embedded"
 
 INSTALLED_APPS = [
-    "daphne",  # first: its runserver serves websockets too
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -52,6 +52,12 @@ INSTALLED_APPS = [
     "runs",
     "batches",
 ]
+# `manage.py runserver` is daphne's (websockets, and static files in DEBUG) when the daphne app comes first.
+# Only that command gets it: the app imports Twisted and autobahn on start-up (0.2-0.7 s), which every other
+# command (run_scenario, run_huey, migrate…) would pay for nothing. Tests and `daphne` itself serve the
+# ASGI application without the app.
+if sys.argv[1:2] == ["runserver"]:
+    INSTALLED_APPS.insert(0, "daphne")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

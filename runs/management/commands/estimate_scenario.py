@@ -11,7 +11,6 @@ from django.core.management.base import BaseCommand
 
 from engine.llm.routing import PROVIDER_CHOICES
 from engine.scenario.errors import ScenarioLoadError
-from runs import services
 from runs.management.commands.run_scenario import bad_input, describe_plan, load_problem, resolve_scenario
 
 
@@ -27,6 +26,8 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the estimate as JSON (the API's shape)")
 
     def handle(self, *args, **options) -> None:
+        from runs import services  # here: it loads the orchestrator, which `--help` does not need
+
         try:
             _, config, slug = resolve_scenario(options["scenario"])
         except ScenarioLoadError as exc:

@@ -12,7 +12,6 @@ from django.urls import reverse
 
 from runs import selectors
 from runs.models import RunStatus
-from runs.v1_import import V1ImportError, V1RunAlreadyImported, V1ScenarioNotFound, run_import_v1
 
 
 def bad_input(message: str) -> CommandError:
@@ -32,6 +31,9 @@ class Command(BaseCommand):
         parser.add_argument("--again", action="store_true", help="import a run that was imported before, as a new run")
 
     def handle(self, *args, **options) -> None:
+        # here: the importer loads the run services and the orchestrator, which `--help` does not need
+        from runs.v1_import import V1ImportError, V1RunAlreadyImported, V1ScenarioNotFound, run_import_v1
+
         owner = None
         if options["owner"]:
             owner = get_user_model().objects.filter(username=options["owner"]).first()

@@ -11,19 +11,25 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.urls import reverse
 from django.utils.text import slugify
 
-from engine import Event, EventType, Scenario
+from engine.events import EventType
 from engine.llm.routing import PROVIDER_CHOICES
 from engine.scenario.errors import ScenarioLoadError
-from engine.seats import TerminalSeats
-from runs import selectors, services
-from runs.seats import StoredSeats
+from engine.scenario.schema import Scenario
+from runs import selectors
 from runs.models import Run, RunStatus
+
+# What only running needs (the run services, the orchestrator behind them, seats) is imported where it is
+# used, so `--help` and bad input answer without loading it (the start-up test checks this).
+if TYPE_CHECKING:
+    from engine.events import Event
+    from runs import services
 
 EXIT_CODES = {
     RunStatus.COMPLETED: 0, RunStatus.FAILED: 1, RunStatus.HALTED: 3, RunStatus.PAUSED: 4, RunStatus.CANCELLED: 1,
@@ -97,6 +103,10 @@ class Command(BaseCommand):
                             help="play this actor yourself: its decisions are asked here, at the prompt (repeatable)")
 
     def handle(self, *args, **options) -> None:
+        from engine.seats import TerminalSeats
+        from runs import services
+        from runs.seats import StoredSeats
+
         self.json = options["json"]
         self.out = self.stderr if self.json else self.stdout
         if options["resume"] is not None:
@@ -137,6 +147,8 @@ class Command(BaseCommand):
 
     # ---- starting ------------------------------------------------------------------------------------------
     def create(self, options) -> Run:
+        from runs import services
+
         if not options["scenario"]:
             raise bad_input("Name a scenario (e.g. ai-summit) or a scenario folder, or --resume RUN_ID.")
         try:
@@ -165,6 +177,8 @@ class Command(BaseCommand):
             raise bad_input(str(exc)) from None
 
     def resume(self, options) -> Run:
+        from runs import services
+
         run = selectors.run_get(run_id=options["resume"])
         if run is None:
             raise bad_input(f"No run {options['resume']}.")

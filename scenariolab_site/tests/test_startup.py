@@ -1,0 +1,73 @@
+"""Start-up stays light, structurally (bench/startup.py has the timings): what a command imports, in a real process.
+
+`manage.py run_scenario --help` must not load the web server (daphne, and with it Twisted and autobahn) nor
+the orchestrator and its phases: they cost most of a second and only `runserver` and playing a run need them.
+`manage.py runserver` must still be daphne's (websockets for the live pages).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from django.conf import settings
+
+MANAGE = Path(settings.BASE_DIR) / "manage.py"
+WEB_SERVER = ("daphne", "twisted", "autobahn")
+ONLY_FOR_PLAYING = ("engine.orchestrator", "engine.phases.communication", "engine.sdk")
+
+# Runs manage.py as `python manage.py ...` would, then writes the names of every module it imported.
+PROBE = """
+import atexit, json, runpy, sys
+out, sys.argv = sys.argv[1], [sys.argv[2], *sys.argv[3:]]
+atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def imported_by(tmp_path: Path, *args: str) -> tuple[set[str], str]:
+    """(modules imported, stdout) by `manage.py ARGS` on the default settings with an empty data folder."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("SCENARIOLAB_") and key not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL")}
+    env |= {"SCENARIOLAB_DATA_DIR": str(tmp_path), "SCENARIOLAB_OUTPUT_DIR": str(tmp_path / "output")}
+    out = tmp_path / "modules.json"
+    done = subprocess.run([sys.executable, "-c", PROBE, str(out), str(MANAGE), *args], cwd=MANAGE.parent, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(out.read_text())), done.stdout
+
+
+def loaded(modules: set[str], roots: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == r or m.startswith(r + ".") for r in roots))
+
+
+def test_run_scenario_help_loads_neither_the_web_server_nor_the_orchestrator(tmp_path):
+    modules, out = imported_by(tmp_path, "run_scenario", "--help")
+    assert out.startswith("usage: manage.py run_scenario"), out
+    assert "django.apps" in modules and "runs.models" in modules  # the probe saw Django set up
+    assert loaded(modules, WEB_SERVER) == []
+    assert loaded(modules, ONLY_FOR_PLAYING) == []
+
+
+def test_runserver_is_still_daphnes(tmp_path):
+    """The other side of the same settings: runserver serves websockets, so it loads daphne's command."""
+    modules, out = imported_by(tmp_path, "runserver", "--help")
+    assert "daphne.management.commands.runserver" in modules
+    assert "twisted" in modules
+    assert "--websocket_handshake_timeout" in out  # an option only daphne's runserver has
+
+
+def test_importing_an_engine_submodule_does_not_load_the_whole_engine(tmp_path):
+    """engine/__init__ resolves its exports on first use; the names themselves keep working."""
+    code = ("import json, sys; import engine.scenario.schema; before = sorted(sys.modules); "
+            "from engine import Runner, ScenarioOrchestrator, EventBus; import engine; "
+            "print(json.dumps([before, sorted(engine.__all__), Runner.__module__, ScenarioOrchestrator.__module__]))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=MANAGE.parent, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    before, exported, runner_module, orchestrator_module = json.loads(done.stdout)
+    assert loaded(set(before), ONLY_FOR_PLAYING) == []
+    assert (runner_module, orchestrator_module) == ("engine.sdk", "engine.orchestrator")
+    assert {"Runner", "Scenario", "EventBus", "EventType", "ScenarioOrchestrator"} <= set(exported)
