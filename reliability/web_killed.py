@@ -51,7 +51,7 @@ from runs.tests.factories import make_run
 from runs.tests.workers import MANAGE, final_status, start_worker, stop, wait_for, worker_environment
 
 CHROMIUM = os.environ.get("SCENARIOLAB_CHROMIUM", "/usr/bin/chromium")
-# Each model call's latency: a turn of the summit (~70 events) lasts ~7 s. Trials 1, 3, … play one turn, so
+# Each model call's latency: a turn of the summit (~70 events) lasts ~4 s. Trials 1, 3, … play one turn, so
 # the run mostly ends while the server is down (the pages get the rest by catching up); trials 2, 4, … play
 # three, so the pages are mostly live again before it ends (catch-up and live relays meet).
 CALL_SECONDS = 0.5
