@@ -149,9 +149,11 @@ CHANNEL_CAPACITY = 1000
 if REDIS_URL:
     # redis-py 8 times a socket read out after 5 s, exactly as long as channels-redis blocks waiting for a
     # message (BZPOPMIN, 5 s): on a quiet socket the two race and the consumer dies. Reads get longer.
+    # The prefix keeps two sites (or two test processes) on one Redis database out of each other's "run-N".
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
                                   "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
-                                             "capacity": CHANNEL_CAPACITY}}}
+                                             "capacity": CHANNEL_CAPACITY,
+                                             "prefix": os.environ.get("SCENARIOLAB_CHANNELS_PREFIX", "asgi")}}}
 else:
     INSTALLED_APPS.append("channels_lite")
     DATABASES["channels"] = sqlite(

@@ -12,6 +12,7 @@ import uuid
 os.environ.setdefault("SCENARIOLAB_DATA_DIR", tempfile.mkdtemp(prefix="scenariolab-test-"))
 os.environ.setdefault("SCENARIOLAB_OUTPUT_DIR", os.path.join(os.environ["SCENARIOLAB_DATA_DIR"], "output"))
 os.environ.setdefault("SCENARIOLAB_HUEY_NAME", f"scenariolab-test-{uuid.uuid4().hex[:8]}")  # a Redis queue of our own
+os.environ.setdefault("SCENARIOLAB_CHANNELS_PREFIX", f"scenariolab-test-{uuid.uuid4().hex[:8]}")  # and channel groups
 os.environ.setdefault("SCENARIOLAB_TEST_DATABASE_PATH", os.path.join(os.environ["SCENARIOLAB_DATA_DIR"], "test.sqlite3"))
 os.environ.setdefault("SCENARIOLAB_TEST_CHANNELS_PATH", os.path.join(os.environ["SCENARIOLAB_DATA_DIR"], "test-channels.sqlite3"))
 # Tests never call a real model, whatever the developer's shell holds. Worker processes that a test starts
