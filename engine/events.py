@@ -152,7 +152,20 @@ class Event:
         )
 
 
-Handler = Callable[[Event], Union[None, Awaitable[None]]]
+class AfterDelivery:
+    """What a handler returns to make the emitter wait, not the bus: the bus goes on delivering (to the other
+    subscribers, and later events), and the `emit` of this event returns once `awaitable` is done. For a
+    subscriber that queues work, when only some events' emitters must see it finished (a ledger line
+    committed before the call's answer is used), while nobody else waits for it."""
+
+    __slots__ = ("awaitable",)
+
+    def __init__(self, awaitable: Awaitable[object]) -> None:
+        self.awaitable = awaitable
+
+
+Handler = Callable[[Event], Union[None, Awaitable[None], AfterDelivery]]
+_Hold = tuple[Event, Handler, Awaitable[object]]
 
 
 class EventBus:
@@ -163,7 +176,9 @@ class EventBus:
     tasks emit at once, and an event emitted from inside a handler is delivered right after the event
     being handled (its `emit` returns before that). An event once numbered is delivered even if its emitter
     is cancelled while waiting. A handler that raises is logged and reported as a HANDLER_FAILED event; it
-    never stops the run or the other handlers.
+    never stops the run or the other handlers. A handler that returns `AfterDelivery(x)` makes only that
+    event's emitter wait for `x` (after the delivery, outside the turn-taking; `x` failing is reported the
+    same way).
     """
 
     def __init__(self, *, keep_history: bool = False, history_limit: int | None = None) -> None:
@@ -218,11 +233,12 @@ class EventBus:
         )
         self._last_seq[run_id] = seq
         if asyncio.current_task() is self._delivering:
-            await self.publish(event)  # emitted by a handler: queued behind the event being handled
+            # Emitted by a handler: queued behind the event being handled, whose emitter awaits its holds.
+            await self._publish(event)
         else:
             # Shielded: an emitter cancelled while waiting its turn (a cancelled phase, Ctrl-C) still has its
             # event delivered, so every numbered event reaches every subscriber and seq has no gaps.
-            await asyncio.shield(self.publish(event))
+            await self._await_holds(await asyncio.shield(self._publish(event)))
         return event
 
     def _delivery_lock(self) -> asyncio.Lock:
@@ -233,21 +249,35 @@ class EventBus:
 
     async def publish(self, event: Event) -> None:
         """Deliver an already-numbered event (replays and relays use this; `emit` numbers new ones)."""
+        await self._await_holds(await self._publish(event))
+
+    async def _publish(self, event: Event) -> list[_Hold]:
+        """Deliver `event` (and what its handlers emit); return what its emitter must still wait for."""
         task = asyncio.current_task()
         if task is not None and task is self._delivering:
             self._nested.append(event)  # emitted by a handler: delivered after the event being handled
-            return
+            return []
+        holds: list[_Hold] = []
         # No await between numbering (in emit) and queueing here, and the lock is FIFO: seq order holds.
         async with self._delivery_lock():
             self._delivering = task
             try:
-                await self._deliver(event)
+                await self._deliver(event, holds)
                 while self._nested:
-                    await self._deliver(self._nested.popleft())
+                    await self._deliver(self._nested.popleft(), holds)
             finally:
                 self._delivering = None
+        return holds
 
-    async def _deliver(self, event: Event) -> None:
+    async def _await_holds(self, holds: list[_Hold]) -> None:
+        for event, handler, awaitable in holds:
+            try:
+                # Shielded: an emitter cancelled while it waits must not cancel what others may wait for too.
+                await asyncio.shield(awaitable)
+            except Exception as exc:  # noqa: BLE001 - as a failing handler: reported, never stops the run
+                await self._report_handler_failure(event, handler, exc)
+
+    async def _deliver(self, event: Event, holds: list[_Hold]) -> None:
         if self.keep_history:
             self._history.append(event)
             if self._history_limit is not None and len(self._history) > self._history_limit:
@@ -257,7 +287,9 @@ class EventBus:
                 continue
             try:
                 result = handler(event)
-                if inspect.isawaitable(result):
+                if isinstance(result, AfterDelivery):
+                    holds.append((event, handler, result.awaitable))
+                elif inspect.isawaitable(result):
                     await result
             except Exception as exc:  # noqa: BLE001 - a subscriber must never stop the run
                 await self._report_handler_failure(event, handler, exc)

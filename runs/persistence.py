@@ -1,8 +1,10 @@
 """The engine's persistence protocol over the ORM, and the recorder that stores every event as it happens.
 
 `RunEventRecorder` subscribes to a run's bus: each event becomes a `RunEvent` row, and each cost event also a
-`CostRecord` row in the same transaction, so a paid call is in the ledger the moment it returns, whatever
-happens to the process next. `OrmPersistence.save` writes a turn's records and the run's progress in one
+`CostRecord` row in the same transaction, so a paid call is in the ledger before its answer is used, whatever
+happens to the process next. Events are written by a task of the recorder's own, in seq order and in batches
+(one transaction for what queued while the last one was written), so a model call waits for the database
+only for its own ledger line, never behind other events one commit at a time. `OrmPersistence.save` writes a turn's records and the run's progress in one
 transaction; `load` rebuilds the engine state from the rows, with the whole ledger (calls whose work was
 lost in a crash included, so the credit limit counts them).
 
@@ -13,17 +15,25 @@ time, so a run's writes are serialised and tests see them inside their transacti
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from asgiref.sync import sync_to_async
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, F, Max, Sum
 
 from engine import Event, EventType, FilesystemPersistence, ScenarioState
+from engine.events import AfterDelivery
 from engine.state import CostRecord
 from engine.state import RunStatus as EngineStatus
 from runs import models
+
+logger = logging.getLogger(__name__)
 
 _RECORD_MODELS = (models.Turn, models.Decision, models.Communication, models.MetricRecord, models.ValidationResult)
 
@@ -235,12 +245,7 @@ def record_event(run_id: int, event: Event, *, ledger_position: int | None = Non
         if event.type is EventType.COST_INCURRED and ledger_position is not None:
             if models.CostRecord.objects.filter(run_id=run_id, position=ledger_position).update(seq=event.seq):
                 return  # a save already booked it (its event was late); the totals include it
-            models.CostRecord.objects.create(
-                run_id=run_id, position=ledger_position, seq=event.seq, turn=data["turn"], phase=data["phase"],
-                actor=data["actor"] or "", task=data.get("task", ""), model=data["model"], provider=data["provider"],
-                input_tokens=data["input_tokens"], output_tokens=data["output_tokens"], cost=data["cost"],
-                cached=data["cached"], latency_ms=data.get("latency_ms", 0),
-            )
+            models.CostRecord.objects.create(**_ledger_fields(run_id, ledger_position, event.seq, data))
             models.Run.objects.filter(pk=run_id).update(
                 total_cost=F("total_cost") + data["cost"],
                 total_tokens=F("total_tokens") + data["input_tokens"] + data["output_tokens"],
@@ -248,34 +253,189 @@ def record_event(run_id: int, event: Event, *, ledger_position: int | None = Non
             )
 
 
+def _ledger_fields(run_id: int, position: int, seq: int, data: dict) -> dict:
+    return dict(
+        run_id=run_id, position=position, seq=seq, turn=data["turn"], phase=data["phase"], actor=data["actor"] or "",
+        task=data.get("task", ""), model=data["model"], provider=data["provider"], input_tokens=data["input_tokens"],
+        output_tokens=data["output_tokens"], cost=data["cost"], cached=data["cached"], latency_ms=data.get("latency_ms", 0),
+    )
+
+
+Pending = tuple[Event, "int | None"]  # an event and, for a cost event, its ledger position
+BATCH = 100  # events in one transaction at most: a batch's queries stay the same whatever queued
+
+
+def record_events(run_id: int, batch: Sequence[Pending]) -> list[Exception | None]:
+    """Store events (in seq order) in one transaction per `BATCH`, each with the same few queries however many
+    events it holds: the events, the cost events' ledger lines and the run's totals. If one fails (a seq already
+    taken, a commit refused), its events are tried one by one (`record_event`), so only one at fault is lost.
+    Returns, per event, what failed."""
+    outcomes: list[Exception | None] = []
+    for start in range(0, len(batch), BATCH):
+        chunk = batch[start:start + BATCH]
+        try:
+            _record_together(run_id, chunk)
+        except DatabaseError:
+            if len(chunk) > 1:
+                logger.warning("run %s: %d events could not be stored together; storing them one by one",
+                               run_id, len(chunk), exc_info=True)
+            outcomes += [_record_one(run_id, event, position) for event, position in chunk]
+        else:
+            outcomes += [None] * len(chunk)
+    return outcomes
+
+
+def _record_together(run_id: int, batch: Sequence[Pending]) -> None:
+    costs = [(event, position) for event, position in batch if event.type is EventType.COST_INCURRED and position is not None]
+    relaxed = connection.vendor == "postgresql" and not costs and not connection.in_atomic_block
+    with transaction.atomic():
+        if relaxed:  # as in `record_event`: a transaction holding a ledger line is always flushed
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        models.RunEvent.objects.bulk_create([
+            models.RunEvent(run_id=run_id, seq=event.seq, type=event.type.value, data=event.to_dict()["data"],
+                            source=event.source, timestamp=datetime.fromtimestamp(event.timestamp, UTC))
+            for event, _ in batch
+        ])
+        if not costs:
+            return
+        positions = [position for _, position in costs]
+        booked = set(models.CostRecord.objects.filter(run_id=run_id, position__in=positions).values_list("position", flat=True))
+        lines = []
+        for event, position in costs:
+            if position in booked:  # a save already booked it (its event was late); the totals include it
+                models.CostRecord.objects.filter(run_id=run_id, position=position).update(seq=event.seq)
+            else:
+                lines.append(models.CostRecord(**_ledger_fields(run_id, position, event.seq, event.to_dict()["data"])))
+        if lines:
+            models.CostRecord.objects.bulk_create(lines)
+            models.Run.objects.filter(pk=run_id).update(
+                total_cost=F("total_cost") + sum(line.cost for line in lines),
+                total_tokens=F("total_tokens") + sum(line.input_tokens + line.output_tokens for line in lines),
+                calls=F("calls") + len(lines),
+            )
+
+
+def _record_one(run_id: int, event: Event, position: int | None) -> Exception | None:
+    try:
+        record_event(run_id, event, ledger_position=position)
+    except Exception as exc:  # noqa: BLE001 - one event lost, not the batch: the caller reports it
+        return exc
+    return None
+
+
 class RunEventRecorder:
-    """A bus subscriber (`bus.on("*", recorder)`) that stores each event of one run before the next.
+    """A bus subscriber (`bus.on("*", recorder)`) that stores a run's events in seq order, then hands each
+    stored one to `then` (pages, a terminal): they never see an event the database does not have.
+
+    Delivery only queues the event; a writer task stores what queued in one transaction per batch. Only a
+    cost event's emitter waits, until its ledger line is committed (`AfterDelivery`), so neither the bus
+    nor a model call waits for other events' writes, and concurrent calls share commits. `drain()` waits for
+    everything delivered so far (a save, and marking a run waiting, must not run ahead of the events);
+    `close()` drains and stops the writer.
 
     Cost events arrive in the order the tracker booked the calls (it numbers the event as it books), so
     the n-th cost event is ledger line `ledger_size + n`: the same position the state gives the call."""
 
-    def __init__(self, run_id: int, *, ledger_size: int) -> None:
+    def __init__(self, run_id: int, *, ledger_size: int, then: Sequence[Callable[[Event], object]] = ()) -> None:
         self.run_id = run_id
         self.next_position = ledger_size
-        self._record = sync_to_async(record_event, thread_sensitive=True)
+        self.then = list(then)
+        self.transactions = 0  # batches written: what concurrent events cost in commits
+        self._store = sync_to_async(record_events, thread_sensitive=True)
+        self._pending: list[Pending] = []
+        self._batch: asyncio.Future[dict[int, Exception]] | None = None  # resolved when `_pending` is stored
+        self._last: asyncio.Future[dict[int, Exception]] | None = None  # the newest batch, pending or in flight
+        self._wake: asyncio.Event | None = None
+        self._writer: asyncio.Task | None = None
 
-    async def __call__(self, event: Event) -> None:
+    def __call__(self, event: Event) -> AfterDelivery | None:
         position = None
         if event.type is EventType.COST_INCURRED:
             position, self.next_position = self.next_position, self.next_position + 1
-        await self._record(self.run_id, event, ledger_position=position)
+        batch = self._queue(event, position)
+        return AfterDelivery(self._stored(batch, event.seq)) if position is not None else None
+
+    def _queue(self, event: Event, position: int | None) -> asyncio.Future[dict[int, Exception]]:
+        loop = asyncio.get_running_loop()
+        if self._writer is None or self._writer.done():
+            self._wake = asyncio.Event()
+            self._writer = loop.create_task(self._write(self._wake))
+        if self._batch is None:
+            self._batch = self._last = loop.create_future()
+        self._pending.append((event, position))
+        assert self._wake is not None
+        self._wake.set()
+        return self._batch
+
+    @staticmethod
+    async def _stored(batch: asyncio.Future[dict[int, Exception]], seq: int) -> None:
+        failures = await asyncio.shield(batch)
+        if seq in failures:
+            raise failures[seq]  # reported by the bus as this handler's failure
+
+    async def _write(self, wake: asyncio.Event) -> None:
+        while True:
+            await wake.wait()
+            wake.clear()
+            if not self._pending:
+                continue
+            pending, batch = self._pending, self._batch
+            self._pending, self._batch = [], None
+            assert batch is not None
+            try:
+                outcomes = await self._store(self.run_id, pending)
+            except Exception as exc:  # noqa: BLE001 - no event of the batch is stored
+                outcomes = [exc] * len(pending)
+            self.transactions += 1
+            failures: dict[int, Exception] = {}
+            for (event, _), problem in zip(pending, outcomes, strict=True):
+                if problem is None:
+                    await self._hand_on(event)
+                else:
+                    failures[event.seq] = problem
+                    logger.error("run %s: event %s #%s could not be stored: %r", self.run_id, event.type.value,
+                                 event.seq, problem)
+            if not batch.done():
+                batch.set_result(failures)
+
+    async def _hand_on(self, event: Event) -> None:
+        for handler in self.then:
+            try:
+                result = handler(event)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:  # noqa: BLE001 - a watcher must never stop the recording
+                logger.exception("run %s: %r failed on %s #%s", self.run_id, handler, event.type.value, event.seq)
+
+    async def drain(self) -> None:
+        """Wait until every event delivered so far is stored and handed on."""
+        while self._last is not None and not (self._last.done() and not self._pending):
+            await asyncio.shield(self._last)
+
+    async def close(self) -> None:
+        """Drain, then stop the writer."""
+        await self.drain()
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
 
 
 class OrmPersistence:
     """`StatePersistence` for a Django run: rows in the database, Markdown views in the run's folder."""
 
-    def __init__(self, run: models.Run, *, claim: str | None = None) -> None:
+    def __init__(self, run: models.Run, *, claim: str | None = None, recorder: RunEventRecorder | None = None) -> None:
         self.run_id = run.pk
         self.claim = claim
+        self.recorder = recorder
         self.files = FilesystemPersistence(Path(run.output_dir), per_run_folder=False) if run.output_dir else None
         self._save = sync_to_async(save_run_state, thread_sensitive=True)
 
     async def save(self, state: ScenarioState) -> str:
+        if self.recorder is not None:
+            await self.recorder.drain()  # the saved state never runs ahead of the stored events
         await self._save(self.run_id, state, claim=self.claim)
         if self.files is not None:
             await self.files.save(state)  # after the commit: the files never show what the database lacks

@@ -325,14 +325,15 @@ async def _execute(run: Run, claim: str, config: ScenarioConfig, provider: LLMPr
     bus = EventBus()
     last_seq = (await RunEvent.objects.filter(run=run).aaggregate(n=Max("seq")))["n"] or 0
     bus.resume_sequence(run.engine_run_id, last_seq)
-    bus.on("*", RunEventRecorder(run.pk, ledger_size=ledger_size))  # first: watchers see only what is stored
     publisher = LivePublisher(run.pk)
-    bus.on("*", publisher)  # then pages, through the channel layer
-    if progress is not None:
-        bus.on("*", progress)
+    # Pages (through the channel layer) and the terminal are handed each event by the recorder once it is
+    # stored, so they never show what the database lacks; the recorder writes in batches, off the run's path.
+    recorder = RunEventRecorder(run.pk, ledger_size=ledger_size, then=[publisher] if progress is None else [publisher, progress])
+    bus.on("*", recorder)
     orchestrator = ScenarioOrchestrator(
         scenario=config, provider=provider, bus=bus, max_turns=run.max_turns, credit_limit=run.credit_limit,
-        persistence=OrmPersistence(run, claim=claim), phases=standard_phases(), seats=seats or StoredSeats(run.pk),
+        persistence=OrmPersistence(run, claim=claim, recorder=recorder), phases=standard_phases(),
+        seats=seats or StoredSeats(run.pk),
     )
     task = asyncio.current_task()
     if controls is not None:
@@ -341,9 +342,10 @@ async def _execute(run: Run, claim: str, config: ScenarioConfig, provider: LLMPr
     try:
         final = await orchestrator.execute(state)
         heartbeat.cancel()  # before letting go: once `waiting_since` is set, a person may resume the run
+        # Every event of this executor stored before letting go: a person's decision takes the next seq.
+        await recorder.drain()
         if final.status is EngineStatus.WAITING_FOR_HUMAN:
-            # Every event of this executor is stored by now (the recorder runs before anything else): the
-            # run is at rest, and people may decide, however long the relay to pages still takes.
+            # The run is at rest, and people may decide, however long the relay to pages still takes.
             await sync_to_async(mark_waiting, thread_sensitive=True)(run_id=run.pk)
         return final
     except ValueError as exc:  # a state the orchestrator refuses (actors changed, cancelled): nothing ran
@@ -351,6 +353,7 @@ async def _execute(run: Run, claim: str, config: ScenarioConfig, provider: LLMPr
         return state.with_status(EngineStatus.FAILED, error=str(exc))
     finally:
         heartbeat.cancel()
+        await recorder.close()  # what an error or a cancellation left queued is stored too
         await publisher.close()
 
 

@@ -174,3 +174,53 @@ async def test_an_event_is_delivered_even_when_its_emitter_is_cancelled_while_wa
     await asyncio.sleep(0.01)
 
     assert seen == [1, 2, 3, 4], "numbered events are never lost, and keep their order"
+
+
+async def test_after_delivery_makes_only_that_events_emitter_wait():
+    """A handler that returns `AfterDelivery(x)` holds the emitter of that event until x is done, while the
+    bus goes on: the other subscribers get the event at once, and a later event's emitter does not wait."""
+    from engine.events import AfterDelivery
+
+    bus = EventBus()
+    committed = asyncio.get_running_loop().create_future()
+    seen: list[int] = []
+    bus.on("*", lambda e: AfterDelivery(committed) if e.type is EventType.COST_INCURRED else None)
+    bus.on("*", lambda e: seen.append(e.seq))
+
+    cost = asyncio.create_task(bus.emit(EventType.COST_INCURRED, {"cost": 0.1}, run_id="r"))
+    progress = await asyncio.wait_for(bus.emit(EventType.TURN_STARTED, {"turn": 1}, run_id="r"), 1)
+    assert progress.seq == 2 and seen == [1, 2]
+    assert not cost.done(), "the cost event's emitter went on before what it must wait for was done"
+    committed.set_result(None)
+    assert (await asyncio.wait_for(cost, 1)).seq == 1
+
+
+async def test_what_an_emitter_waits_for_failing_is_reported_like_a_failing_handler(caplog):
+    from engine.events import AfterDelivery
+
+    bus = EventBus(keep_history=True)
+
+    async def refused() -> None:
+        raise RuntimeError("commit refused")
+
+    bus.on(EventType.COST_INCURRED, lambda e: AfterDelivery(refused()))
+    with caplog.at_level(logging.ERROR):
+        await bus.emit(EventType.COST_INCURRED, {"cost": 0.1}, run_id="r")
+    failures = bus.get_history(EventType.HANDLER_FAILED)
+    assert len(failures) == 1 and failures[0].data["event_seq"] == 1 and "commit refused" in failures[0].data["error"]
+
+
+async def test_an_emitter_cancelled_while_it_waits_does_not_cancel_what_others_wait_for():
+    from engine.events import AfterDelivery
+
+    bus = EventBus()
+    committed = asyncio.get_running_loop().create_future()
+    bus.on(EventType.COST_INCURRED, lambda e: AfterDelivery(committed))
+    first = asyncio.create_task(bus.emit(EventType.COST_INCURRED, {}, run_id="r"))
+    second = asyncio.create_task(bus.emit(EventType.COST_INCURRED, {}, run_id="r"))
+    await asyncio.sleep(0.01)
+    first.cancel()
+    await asyncio.sleep(0.01)
+    assert not committed.cancelled()
+    committed.set_result(None)
+    assert (await asyncio.wait_for(second, 1)).seq == 2

@@ -128,58 +128,60 @@ def test_the_family_tree_costs_the_same_queries_however_deep(client, owner):
 
 # ---- the worker: queries per stored event, per save, per turn ------------------------------------------------
 def test_the_worker_stores_every_turn_with_the_same_queries(monkeypatch):
-    """A 4-turn run, measured around the real `record_event` and `save_run_state` (they are wrapped to count,
-    not replaced): each kind of event and each save costs the same at turn 4 as at turn 1, and what a turn
-    costs outside them (the seats' control reads) does not grow either.
+    """A 4-turn run, measured around the real `record_events` and `save_run_state` (they are wrapped to count,
+    not replaced): a batch of events costs the same queries whatever its size and turn, each save costs the
+    same at turn 4 as at turn 1, and what a turn costs outside them (the seats' control reads) does not grow
+    either. A turn is measured from the end of one save to the end of the next: the recorder stores every
+    event emitted before a save ahead of it, so nothing of a turn falls into another's count.
 
     Counts include the savepoint pair of each transaction (the test runs inside one). Figures on SQLite:
-    3 per progress event (1 INSERT), 6 per cost event (event, ledger line, run totals and the check that a
-    save did not book the line first), 15 per save (the run locked, 5 deletes of a partial turn, 5 inserts,
-    the ledger's totals, the run's progress)."""
-    real_record, real_save = persistence.record_event, persistence.save_run_state
-    per_event: dict[str, set[int]] = defaultdict(set)
+    3 per batch of progress events (1 INSERT of them all), 6 per batch holding cost events (the events, the
+    check that a save did not book a line first, the ledger lines, the run's totals), 15 per save (the run
+    locked, 5 deletes of a partial turn, 5 inserts, the ledger's totals, the run's progress)."""
+    real_record, real_save = persistence.record_events, persistence.save_run_state
+    per_batch: dict[bool, set[int]] = defaultdict(set)
+    sizes: list[int] = []
     saves: list[tuple[int, int]] = []
+    ends: list[int] = []
     inside: Counter[int] = Counter()
-    starts: dict[int, int] = {}
-    turn = [0]
 
     def logged() -> int:
         return len(connection.queries_log)
 
-    def record(run_id, event, **kwargs):
-        if event.type is EventType.TURN_STARTED:
-            turn[0] = event.data["turn"]
-            starts[turn[0]] = logged()
+    def record(run_id, batch):
         before = logged()
-        real_record(run_id, event, **kwargs)
-        per_event[event.type.value].add(logged() - before)
-        inside[turn[0]] += logged() - before
+        outcomes = real_record(run_id, batch)
+        per_batch[any(event.type is EventType.COST_INCURRED for event, _ in batch)].add(logged() - before)
+        sizes.append(len(batch))
+        inside[len(ends)] += logged() - before
+        return outcomes
 
     def save(run_id, state, **kwargs):
         before = logged()
         real_save(run_id, state, **kwargs)
         saves.append((state.turn, logged() - before))
-        inside[turn[0]] += logged() - before
+        inside[len(ends)] += logged() - before
+        ends.append(logged())
 
-    monkeypatch.setattr(persistence, "record_event", record)
+    monkeypatch.setattr(persistence, "record_events", record)
     monkeypatch.setattr(persistence, "save_run_state", save)
     connection.queries_log.clear()
     with CaptureQueriesContext(connection):  # logs every query, as DEBUG would
         run = services.run_execute(run_id=make_run(turns=4).pk)
         end = logged()
-    assert run.status == RunStatus.COMPLETED and set(starts) == {1, 2, 3, 4} and end < connection.queries_log.maxlen
+    assert run.status == RunStatus.COMPLETED and [turn for turn, _ in saves][:4] == [1, 2, 3, 4]
+    assert end < connection.queries_log.maxlen
 
-    uneven = {kind: counts for kind, counts in per_event.items() if len(counts) != 1}
-    assert not uneven, f"an event kind costs more queries at some turns: {uneven}"
-    progress = max(n for kind, (n,) in per_event.items() if kind != EventType.COST_INCURRED.value)
-    assert progress <= 4 and per_event[EventType.COST_INCURRED.value] <= {6}, dict(per_event)
+    assert max(sizes) > 1, "no batch held more than one event: nothing shows a batch costs the same whatever its size"
+    assert len(per_batch[False]) == len(per_batch[True]) == 1, f"a batch costs more queries at times: {dict(per_batch)}"
+    assert per_batch[False] <= {3} and per_batch[True] <= {6}, dict(per_batch)
     by_turn = [n for turn_number, n in saves[:-1]]  # the last save also ends the run
     assert len(set(by_turn)) == 1 and by_turn[0] <= 15, saves
     assert saves[-1][1] <= by_turn[0], saves
 
-    ends = {1: starts[2], 2: starts[3], 3: starts[4], 4: end}
-    outside = {n: ends[n] - starts[n] - inside[n] for n in (2, 3)}  # turn 1 starts the run, turn 4 ends it
-    assert outside[2] == outside[3] <= 2 * len(run.actors), outside
+    # Turn 1 starts the run, turn 4 ends it: turns 2 and 3 are the ones in the middle.
+    outside = {n: ends[n] - ends[n - 1] - inside[n] for n in (1, 2)}
+    assert outside[1] == outside[2] <= 2 * len(run.actors), outside
 
 
 # ---- human seats: the runs waiting for a person --------------------------------------------------------------

@@ -1,0 +1,129 @@
+"""The recorder stores events off the run's path: structure, not timing. A progress event's emitter never
+waits for the database, a cost event's emitter waits until its ledger line is committed, concurrent calls'
+events share transactions, pages are handed only stored events, and a save never runs ahead of them."""
+
+import asyncio
+import threading
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+
+from engine import EventBus, EventType
+from engine.state import CostRecord as EngineCost
+from engine.state import PhaseName, as_dict
+from runs import persistence
+from runs.models import CostRecord, Run, RunEvent
+from runs.persistence import OrmPersistence, RunEventRecorder, load_run_state
+from runs.tests.factories import make_run
+
+pytestmark = pytest.mark.django_db
+
+
+def _cost(actor: str, cost: float = 0.01) -> dict:
+    record = EngineCost(turn=1, phase=PhaseName.DECISION, actor=actor, model="m", provider="p", input_tokens=10,
+                        output_tokens=5, cost=cost, cached=False)
+    return {**as_dict(record), "task": "decision"}
+
+
+def _stored(run: Run) -> list[tuple[int, str]]:
+    return list(RunEvent.objects.filter(run=run).order_by("seq").values_list("seq", "type"))
+
+
+def test_a_progress_emitter_does_not_wait_for_the_database_and_a_cost_emitter_does(monkeypatch):
+    run = make_run(turns=1)
+    gate = threading.Event()  # the database is held until the test opens it
+    real = persistence.record_events
+
+    def held(run_id, batch):
+        gate.wait(10)
+        return real(run_id, batch)
+
+    monkeypatch.setattr(persistence, "record_events", held)
+    pages: list[int] = []
+
+    async def scenario() -> None:
+        recorder = RunEventRecorder(run.pk, ledger_size=0, then=[lambda e: pages.append(e.seq)])
+        bus = EventBus()
+        bus.on("*", recorder)
+        progress = await asyncio.wait_for(bus.emit(EventType.TURN_STARTED, {"turn": 1}, run_id="r"), 2)
+        assert progress.seq == 1 and pages == [], "a page saw an event before it was stored"
+        cost = asyncio.create_task(bus.emit(EventType.COST_INCURRED, _cost("a"), run_id="r"))
+        await asyncio.sleep(0.1)
+        assert not cost.done(), "a cost event's emitter went on before its ledger line was stored"
+        gate.set()
+        await asyncio.wait_for(cost, 10)
+        # Once the emitter goes on, the line is in the database with its event.
+        lines = await sync_to_async(lambda: list(CostRecord.objects.filter(run=run).values_list("position", "seq")))()
+        assert lines == [(0, 2)]
+        await recorder.close()
+
+    async_to_sync(scenario)()
+    assert _stored(run) == [(1, "turn_started"), (2, "cost_incurred")] and pages == [1, 2]
+
+
+def test_concurrent_calls_events_are_stored_in_fewer_transactions_than_events():
+    run = make_run(turns=1)
+    pages: list[int] = []
+    actors = [f"actor-{i}" for i in range(12)]
+
+    async def scenario() -> int:
+        recorder = RunEventRecorder(run.pk, ledger_size=0, then=[lambda e: pages.append(e.seq)])
+        bus = EventBus()
+        bus.on("*", recorder)
+        # Twelve calls returning together, as a phase's calls do; each emitter waits for its own line.
+        await asyncio.gather(*(bus.emit(EventType.COST_INCURRED, _cost(actor), run_id="r") for actor in actors))
+        await recorder.close()
+        return recorder.transactions
+
+    transactions = async_to_sync(scenario)()
+    assert transactions < len(actors), f"{transactions} transactions for {len(actors)} events"
+    assert [seq for seq, _ in _stored(run)] == list(range(1, 13)) and pages == list(range(1, 13))
+    lines = list(CostRecord.objects.filter(run=run).order_by("position").values_list("position", "seq"))
+    assert lines == [(i, i + 1) for i in range(12)]
+    run.refresh_from_db()
+    assert run.calls == 12 and run.total_cost == pytest.approx(0.12) and run.total_tokens == 12 * 15
+
+
+def test_a_save_waits_for_the_events_delivered_before_it(monkeypatch):
+    run = make_run(turns=1)
+    seen_by_save: list[int] = []
+    real = persistence.save_run_state
+
+    def save(run_id, state, **kwargs):
+        seen_by_save.append(RunEvent.objects.filter(run_id=run_id).count())
+        real(run_id, state, **kwargs)
+
+    monkeypatch.setattr(persistence, "save_run_state", save)
+    state = load_run_state(run)
+
+    async def scenario() -> None:
+        recorder = RunEventRecorder(run.pk, ledger_size=0)
+        bus = EventBus()
+        bus.on("*", recorder)
+        for turn in (1, 2, 3):
+            await bus.emit(EventType.TURN_STARTED, {"turn": turn}, run_id="r")
+        await OrmPersistence(run, recorder=recorder).save(state)
+        await recorder.close()
+
+    async_to_sync(scenario)()
+    assert seen_by_save == [3]
+
+
+def test_an_event_that_cannot_be_stored_costs_only_itself():
+    """A seq already taken (another process stored it): that event is lost and said so, the rest of its
+    batch is stored, and pages are not handed the one the database lacks."""
+    run = make_run(turns=1)
+    RunEvent.objects.create(run=run, seq=2, type="turn_started", data={}, source="elsewhere",
+                            timestamp=run.created_at)
+    pages: list[int] = []
+
+    async def scenario() -> None:
+        recorder = RunEventRecorder(run.pk, ledger_size=0, then=[lambda e: pages.append(e.seq)])
+        bus = EventBus(keep_history=True)
+        bus.on("*", recorder)
+        await asyncio.gather(*(bus.emit(EventType.TURN_STARTED, {"turn": n}, run_id="r") for n in (1, 2, 3)))
+        await recorder.close()
+
+    async_to_sync(scenario)()
+    assert [seq for seq, _ in _stored(run)] == [1, 2, 3] and pages == [1, 3]
+    assert RunEvent.objects.get(run=run, seq=2).source == "elsewhere"
