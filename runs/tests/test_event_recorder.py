@@ -16,7 +16,7 @@ from runs.models import CostRecord, Run, RunEvent
 from runs.persistence import OrmPersistence, RunEventRecorder, load_run_state
 from runs.tests.factories import make_run
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.both_profiles]
 
 
 def _cost(actor: str, cost: float = 0.01) -> dict:
