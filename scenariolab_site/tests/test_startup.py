@@ -28,7 +28,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def imported_by(tmp_path: Path, *args: str) -> tuple[set[str], str]:
+def imported_by(tmp_path: Path, *args: str, returncode: int = 0) -> tuple[set[str], str]:
     """(modules imported, stdout) by `manage.py ARGS` on the default settings with an empty data folder."""
     env = {key: value for key, value in os.environ.items()
            if not key.startswith("SCENARIOLAB_") and key not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL")}
@@ -36,7 +36,8 @@ def imported_by(tmp_path: Path, *args: str) -> tuple[set[str], str]:
     out = tmp_path / "modules.json"
     done = subprocess.run([sys.executable, "-c", PROBE, str(out), str(MANAGE), *args], cwd=MANAGE.parent, env=env,
                           capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == returncode, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
     return set(json.loads(out.read_text())), done.stdout
 
 
@@ -50,6 +51,16 @@ def test_run_scenario_help_loads_neither_the_web_server_nor_the_orchestrator(tmp
     assert "django.apps" in modules and "runs.models" in modules  # the probe saw Django set up
     assert loaded(modules, WEB_SERVER) == []
     assert loaded(modules, ONLY_FOR_PLAYING) == []
+
+
+def test_a_run_reaches_its_scenario_without_loading_urls_web_server_or_orchestrator(tmp_path):
+    """What run_scenario does before its first model call (system checks, finding the scenario) stays as
+    light: the URL configuration (every view and API schema) is loaded by a URL check, not needed here."""
+    env_check, _ = imported_by(tmp_path, "migrate", "-v", "0")
+    assert "scenariolab_site.urls" in env_check  # migrate runs every check: the probe would see the URLs
+    modules, _ = imported_by(tmp_path, "run_scenario", "no-such-scenario", returncode=2)
+    assert "scenarios.services" in modules  # it did look the scenario up
+    assert loaded(modules, ("scenariolab_site.urls", *WEB_SERVER, *ONLY_FOR_PLAYING)) == []
 
 
 def test_runserver_is_still_daphnes(tmp_path):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError
 from django.urls import reverse
 from django.utils.text import slugify
@@ -85,6 +86,10 @@ def resolve_scenario(name: str) -> tuple[object | None, Scenario, str]:
 
 class Command(BaseCommand):
     help = "Run a scenario end to end: live progress here, records in the database, Markdown files for review."
+    # The models' checks only: the default (all) loads the URL configuration, every view and API schema
+    # (~0.15 s of start-up before the first model call) to check URLs a run never serves. `manage.py check`,
+    # migrate, runserver and the tests still run every check.
+    requires_system_checks = [Tags.models]
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("scenario", nargs="?", help="a stored scenario's slug (e.g. ai-summit) or a scenario folder")
@@ -103,9 +108,7 @@ class Command(BaseCommand):
                             help="play this actor yourself: its decisions are asked here, at the prompt (repeatable)")
 
     def handle(self, *args, **options) -> None:
-        from engine.seats import TerminalSeats
         from runs import services
-        from runs.seats import StoredSeats
 
         self.json = options["json"]
         self.out = self.stderr if self.json else self.stdout
@@ -132,6 +135,9 @@ class Command(BaseCommand):
             # A person at this terminal decides for human seats here; with no one to ask (no terminal, --json,
             # --background), a human seat makes the run wait for its page instead.
             ask_here = sys.stdin.isatty() and not self.json and any(a.get("control") == "human" for a in run.actors)
+            from engine.seats import TerminalSeats
+            from runs.seats import StoredSeats
+
             desk = TerminalSeats(out=sys.stdout, controls=StoredSeats(run.pk)) if ask_here else None
             executed = services.run_execute(run_id=run.pk, progress=self.progress, controls=controls, seats=desk)
         finally:
