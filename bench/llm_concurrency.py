@@ -42,6 +42,16 @@ class Timed:
     def max_cost(self, request: LLMRequest) -> float:
         return self.inner.max_cost(request)
 
+    # Price learning passes through, so the cost tracker guards this run as it does a worker's.
+    def learns_prices(self, model: str) -> bool:
+        return self.inner.learns_prices(model)
+
+    def observe_cost(self, model: str, input_tokens: int, output_tokens: int, cost: float) -> None:
+        self.inner.observe_cost(model, input_tokens, output_tokens, cost)
+
+    def max_cost_unbilled(self, request: LLMRequest) -> float:
+        return self.inner.max_cost_unbilled(request)
+
     async def complete(self, request: LLMRequest) -> LLMResponse:
         response = await self.inner.complete(request)
         # The provider times the HTTP exchange only, not the wait for a free slot: queueing behind the
@@ -55,7 +65,8 @@ async def in_process(scenario: Scenario, *, turns: int, latency: float, concurre
         provider = Timed(OpenAICompatibleProvider(Endpoint("local", server.base_url, max_concurrency=concurrency)))
         bus = EventBus()
         walls = time_turns(bus)
-        state = await Runner(provider=provider, bus=bus).run_async(scenario, max_turns=turns)
+        # The scenario's own credit limit, as a stored run gets it (run_plan).
+        state = await Runner(provider=provider, bus=bus).run_async(scenario, max_turns=turns, credit_limit=scenario.config.credit_limit)
         await provider.inner.aclose()
         stats = server.stats
     if not walls:
@@ -126,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--actors", type=int, nargs="+", default=[6, 12])
     parser.add_argument("--turns", type=int, default=3)
     parser.add_argument("--latency", type=float, default=0.2)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.measure:

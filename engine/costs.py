@@ -66,16 +66,23 @@ class CostTracker:
         if record.cost > 0:
             self.provider.observe_cost(record.model, record.input_tokens, record.output_tokens, record.cost)
 
-    async def _probe_price(self, model: str) -> asyncio.Future[None] | None:
-        """Under a credit limit, calls of models not yet billed in this run go one at a time: a server may
-        bill more than the price table says, and such calls sent together, each reserved at the table's
-        price, could overrun the limit before the first bill shows it. So the limit can be passed by at most
-        one call's excess over the table. Calls of billed models are not held. Returns the future to resolve
-        when this call is the one in flight."""
+    def _unbilled(self, model: str) -> LearnsPrices | None:
+        """The provider, when a call of `model` must be guarded against a bill above the price table: under a
+        credit limit, through a provider that learns prices, for a model this run has not seen billed yet."""
         learns = self.provider if isinstance(self.provider, LearnsPrices) else None
-        if self.credit_limit is None or learns is None or not learns.learns_prices(model):
+        if self.credit_limit is None or learns is None or model in self._priced or not learns.learns_prices(model):
             return None
-        while model not in self._priced:
+        return learns
+
+    def _fits(self, projected: float) -> bool:
+        # The tolerance keeps 0.1 + 0.1 + 0.1 within a limit of 0.3.
+        return self.credit_limit is None or self.spent + self._reserved + projected <= self.credit_limit * (1 + 1e-9)
+
+    async def _probe_price(self, model: str) -> asyncio.Future[None] | None:
+        """Calls of models not yet billed whose top-rate reservation does not fit go one at a time, reserved
+        at the table's price: such calls sent together could overrun the limit before the first bill shows
+        a server's real price. Returns the future to resolve when this call is the one in flight."""
+        while self._unbilled(model) is not None:
             if self._probe is None:
                 self._probe = asyncio.get_running_loop().create_future()
                 return self._probe
@@ -90,21 +97,30 @@ class CostTracker:
             forget(request)
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
+        """Make the call if it cannot take the run past its credit limit, and book what it cost.
+
+        A server may bill more than the price table says. A model's bills teach the provider its real price;
+        until this run has seen one, its calls are reserved at a top-tier rate (`max_cost_unbilled`) while
+        that fits under the limit, and otherwise go one at a time at the table's price. So the limit holds
+        for any server billing at most that rate, and is passed by at most one call's excess otherwise."""
         purpose = request.purpose
         PhaseName(purpose.phase)  # an unknown phase must fail before the call is paid, not after
-        probe = await self._probe_price(request.model)
+        unbilled = self._unbilled(request.model)
+        if unbilled is not None:
+            pessimistic = unbilled.max_cost_unbilled(request)
+            if self._fits(pessimistic):  # then reserved in _complete with no await in between
+                return await self._complete(request, purpose, pessimistic)
+        probe = await self._probe_price(request.model) if unbilled is not None else None
         try:
-            return await self._complete(request, purpose)
+            return await self._complete(request, purpose, self.provider.max_cost(request))
         finally:
             if probe is not None:
                 self._probe = None
                 probe.set_result(None)
 
-    async def _complete(self, request: LLMRequest, purpose) -> LLMResponse:
-        projected = self.provider.max_cost(request)
+    async def _complete(self, request: LLMRequest, purpose, projected: float) -> LLMResponse:
         # Check and reserve with no await in between: concurrent calls see each other's reservations.
-        # The tolerance keeps 0.1 + 0.1 + 0.1 within a limit of 0.3.
-        if self.credit_limit is not None and self.spent + self._reserved + projected > self.credit_limit * (1 + 1e-9):
+        if not self._fits(projected):
             label = f"{purpose.task} for {purpose.actor or 'the world'}, turn {purpose.turn}"
             error = CreditLimitExceeded(
                 spent=self.spent + self._reserved, projected=projected, limit=self.credit_limit, purpose=label

@@ -74,7 +74,7 @@ class ScenarioOrchestrator:
         credit_limit: float | None = None,
         persistence: StatePersistence | None = None,
         error_policy: ErrorPolicy | None = None,
-        max_concurrency: int = 16,
+        max_concurrency: int = 32,
         phases: list[Phase] | None = None,
         seats: SeatDesk | None = None,
     ) -> None:

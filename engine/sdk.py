@@ -48,7 +48,7 @@ class Runner:
         bus: EventBus | None = None,
         persistence: StatePersistence | None = None,
         error_policy: ErrorPolicy | None = None,
-        max_concurrency: int = 16,
+        max_concurrency: int = 32,
         seats: SeatDesk | None = None,
     ) -> None:
         self.provider = provider

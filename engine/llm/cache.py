@@ -191,6 +191,11 @@ class CachingProvider:
         if isinstance(self.inner, LearnsPrices):
             self.inner.observe_cost(model, input_tokens, output_tokens, cost)
 
+    def max_cost_unbilled(self, request: LLMRequest) -> float:
+        if isinstance(self.inner, LearnsPrices) and self.max_cost(request) > 0:  # 0: answered from the cache
+            return self.inner.max_cost_unbilled(request)
+        return self.max_cost(request)
+
     async def complete(self, request: LLMRequest) -> LLMResponse:
         if not self.enabled:
             return await self.inner.complete(request)

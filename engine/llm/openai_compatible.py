@@ -48,7 +48,7 @@ class Endpoint:
     # How a JSON schema is sent: OpenAI's `response_format` json_schema; `json_object` with a `schema` key
     # (llama-cpp-python's server); or Ollama's native `format`.
     structured_output: StructuredOutput = "json_schema"
-    max_concurrency: int = 16  # matches the engine's cap: six actors' replies fit in one round
+    max_concurrency: int = 32  # matches the engine's cap: a 12-actor validation round (25 calls) fits in one wave
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
     strip_prefix: str = ""  # "openai/gpt-4o" is "gpt-4o" to OpenAI itself
@@ -147,6 +147,10 @@ class OpenAICompatibleProvider:
 
     def observe_cost(self, model: str, input_tokens: int, output_tokens: int, cost: float) -> None:
         self.prices.observe(model, input_tokens, output_tokens, cost)
+
+    def max_cost_unbilled(self, request: LLMRequest) -> float:
+        prompt_tokens = math.ceil(_prompt_estimate(request) * self._prompt_ratio.get(request.model, 1.0))
+        return max(self.max_cost(request), self.prices.fallback.cost(prompt_tokens, request.max_tokens))
 
     def _session(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
         loop = asyncio.get_running_loop()

@@ -86,6 +86,10 @@ class LearnsPrices(Protocol):
         """A call of `model` was billed `cost` for these tokens (now, or before a resume)."""
         ...
 
+    def max_cost_unbilled(self, request: LLMRequest) -> float:
+        """`max_cost` for a model not yet billed: at least a top-tier rate, whatever the table says."""
+        ...
+
 
 class LLMError(Exception):
     """The model or its server let the run down: the error policy retries the phase, then pauses the run."""

@@ -28,7 +28,7 @@ class RoutingError(ValueError):
 
 
 def endpoints_from_environment(env: Mapping[str, str]) -> dict[str, Endpoint]:
-    concurrency = int(env.get("SCENARIOLAB_LLM_CONCURRENCY", "16"))
+    concurrency = int(env.get("SCENARIOLAB_LLM_CONCURRENCY", "32"))
     timeout = float(env.get("SCENARIOLAB_LLM_TIMEOUT", "120"))
     found: dict[str, Endpoint] = {}
     if env.get("OPENROUTER_API_KEY"):
@@ -80,6 +80,10 @@ class ModelRouter:
         except RoutingError:
             return False
         return isinstance(provider, LearnsPrices) and provider.learns_prices(model)
+
+    def max_cost_unbilled(self, request: LLMRequest) -> float:
+        provider = self.provider_for(request.model)
+        return provider.max_cost_unbilled(request) if isinstance(provider, LearnsPrices) else provider.max_cost(request)
 
     def observe_cost(self, model: str, input_tokens: int, output_tokens: int, cost: float) -> None:
         try:

@@ -43,7 +43,7 @@ class PhaseContext:
     run_id: str
     seed: int
     max_turns: int | None = None  # the run's last turn, when it differs from the scenario's
-    max_concurrency: int = 16
+    max_concurrency: int = 32
     seats: SeatDesk = field(default_factory=StateSeats)  # who holds each seat; a person's decisions
     # The phase's latest consistent state. However a phase ends (an error, a cancel, the caller's
     # Ctrl-C), the orchestrator keeps this, so work already paid for is never done twice.

@@ -1,5 +1,6 @@
 """The OpenAI-compatible client against a real HTTP server on 127.0.0.1 (the shipped fake), never the internet."""
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -183,3 +184,21 @@ async def test_a_server_billing_more_than_the_price_table_still_never_takes_a_ru
         billed = server.stats
     paid = sum(c.input_tokens * 1e-5 + c.output_tokens * 3e-5 for c in state.costs)
     assert paid == pytest.approx(state.total_cost) and sum(c.input_tokens for c in state.costs) == billed["prompt_tokens"]
+
+
+async def test_with_room_under_the_limit_the_first_calls_of_unbilled_models_still_go_together():
+    """Reserved at a top-tier rate while that fits, the first round is not held back one call at a time."""
+    scenario = Scenario.load(SUMMIT)
+    async with FakeLLMServer() as server:
+        server.hold_answers()  # nothing is answered, so only calls sent together can all arrive
+        provider = OpenAICompatibleProvider(Endpoint("local", server.base_url), retry=FAST)
+        run = asyncio.create_task(Runner(provider=provider).run_async(scenario, max_turns=1, credit_limit=50.0, run_id="roomy"))
+        for _ in range(500):
+            if server.stats["requests"] >= len(scenario.actors):
+                break
+            await asyncio.sleep(0.01)
+        first_round = server.stats["requests"]
+        server.release_answers()
+        state = await run
+    assert first_round >= len(scenario.actors), "the actors' first calls went together"
+    assert state.status is RunStatus.COMPLETED
