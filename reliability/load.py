@@ -48,8 +48,9 @@ from bench.live_latency import free_port, wait_for_http
 from engine import EventType
 from engine.testing.fake_llm import FakeLLMServer
 from reliability import Result
+from reliability.checks import turns_and_decisions_once
+from runs.models import CostRecord, Run, RunEvent, RunStatus
 from runs.tasks import execute_run
-from runs.models import CostRecord, Decision, Run, RunEvent, RunStatus, Turn
 from runs.tests.factories import make_run
 from runs.tests.workers import MANAGE, final_status, stop, wait_for, worker_environment
 
@@ -251,14 +252,7 @@ def _played_once(run: Run, stored: list[int]) -> str:
                  .values_list("type").annotate(n=Count("seq")))
     if kinds.get(EventType.SCENARIO_STARTED) != 1 or kinds.get(EventType.SCENARIO_RESUMED):
         return f"started {kinds.get(EventType.SCENARIO_STARTED, 0)} times, resumed {kinds.get(EventType.SCENARIO_RESUMED, 0)}"
-    turns = list(Turn.objects.filter(run=run).order_by("turn").values_list("turn", flat=True))
-    if turns != list(range(TURNS + 1)):
-        return f"turns stored {turns}, expected each of 0..{TURNS} once"
-    decisions = list(Decision.objects.filter(run=run).values_list("turn", "actor"))
-    expected = len(run.actors) * TURNS
-    if len(decisions) != expected or len(set(decisions)) != expected:
-        return f"{len(decisions)} decisions stored ({len(set(decisions))} distinct), expected {expected}"
-    return ""
+    return turns_and_decisions_once(run, TURNS)
 
 
 # ---- memory -------------------------------------------------------------------------------------------------

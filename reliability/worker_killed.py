@@ -26,8 +26,9 @@ from django.test import override_settings
 from engine import EventType
 from engine.testing.fake_llm import FakeLLMServer
 from reliability import Result
+from reliability.checks import turns_and_decisions_once
 from runs import selectors, services
-from runs.models import CostRecord, Decision, Run, RunEvent, RunStatus, Turn
+from runs.models import CostRecord, Run, RunEvent, RunStatus
 from runs.tests.factories import make_run
 from runs.tests.workers import final_status, start_worker, stop, wait_for
 
@@ -150,13 +151,8 @@ def _check(run: Run, status: str, billed: dict, log: str) -> str:
     run.refresh_from_db()
     if status != RunStatus.COMPLETED:
         return f"the resumed run ended {status}: {run.error or run.halt_reason} {log[-500:]}"
-    turns = list(Turn.objects.filter(run=run).order_by("turn").values_list("turn", flat=True))
-    if turns != list(range(TURNS + 1)):
-        return f"turns stored {turns}, expected each of 0..{TURNS} once"
-    decisions = list(Decision.objects.filter(run=run).values_list("turn", "actor"))
-    expected = len(run.actors) * TURNS
-    if len(decisions) != expected or len(set(decisions)) != expected:
-        return f"{len(decisions)} decisions stored ({len(set(decisions))} distinct), expected {expected}"
+    if problem := turns_and_decisions_once(run, TURNS):
+        return problem
     paid = CostRecord.objects.filter(run=run, cached=False).aggregate(i=Sum("input_tokens"), o=Sum("output_tokens"))
     if (paid["i"] or 0, paid["o"] or 0) != (billed["prompt_tokens"], billed["completion_tokens"]):
         return (f"ledger {paid['i']} + {paid['o']} tokens, server billed {billed['prompt_tokens']} + "
