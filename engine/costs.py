@@ -49,26 +49,38 @@ class CostTracker:
         self.spent = already_spent
         self._reserved = 0.0
         self._new_records: list[CostRecord] = []
-        # Models whose real price this run has seen billed, and the one call in flight that will tell one.
+        # Models this execution has seen billed (their rates and token counts learnt), the one unbilled call sent
+        # alone when a top-rate reservation does not fit, and a signal for calls waiting on either.
         self._priced: set[str] = set()
-        self._probe: asyncio.Future[None] | None = None
+        self._probe_in_flight = False
+        self._changed = asyncio.Event()
         # A resumed run that already passed the warning line must not warn again.
         self._warned = credit_limit is not None and already_spent >= WARNING_RATIO * credit_limit
-        # A resumed run's provider starts from the price table again: what the ledger shows it was really
-        # billed must raise its projections before the first call, not after the first wave of them.
+        # A resumed run's provider starts from the price table again: what the ledger shows it was billed
+        # raises its prices before the first call. The models stay unbilled for this execution all the same
+        # (the server may be another, and how it counts tokens is not in the ledger), so they stay guarded.
         for record in ledger:
-            self._learn(record)
+            self._observe(record)
+
+    def _observe(self, record: CostRecord) -> None:
+        if isinstance(self.provider, LearnsPrices) and not record.cached and record.cost > 0:
+            self.provider.observe_cost(record.model, record.input_tokens, record.output_tokens, record.cost)
 
     def _learn(self, record: CostRecord) -> None:
-        if not isinstance(self.provider, LearnsPrices) or record.cached:
-            return
-        self._priced.add(record.model)
-        if record.cost > 0:
-            self.provider.observe_cost(record.model, record.input_tokens, record.output_tokens, record.cost)
+        """A call of this execution was billed: its model's price (and token counting) is known from now on,
+        unless the bill said nothing to learn from (a cost without token counts)."""
+        self._observe(record)
+        if not record.cached and (record.input_tokens + record.output_tokens > 0 or record.cost == 0):
+            self._priced.add(record.model)
+
+    def _signal(self) -> None:
+        """Wake the calls waiting for a model to be billed or for room under the limit."""
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     def _unbilled(self, model: str) -> LearnsPrices | None:
         """The provider, when a call of `model` must be guarded against a bill above the price table: under a
-        credit limit, through a provider that learns prices, for a model this run has not seen billed yet."""
+        credit limit, through a provider that learns prices, for a model this execution has not seen billed."""
         learns = self.provider if isinstance(self.provider, LearnsPrices) else None
         if self.credit_limit is None or learns is None or model in self._priced or not learns.learns_prices(model):
             return None
@@ -78,17 +90,26 @@ class CostTracker:
         # The tolerance keeps 0.1 + 0.1 + 0.1 within a limit of 0.3.
         return self.credit_limit is None or self.spent + self._reserved + projected <= self.credit_limit * (1 + 1e-9)
 
-    async def _probe_price(self, model: str) -> asyncio.Future[None] | None:
-        """Calls of models not yet billed whose top-rate reservation does not fit go one at a time, reserved
-        at the table's price: such calls sent together could overrun the limit before the first bill shows
-        a server's real price. Returns the future to resolve when this call is the one in flight."""
-        while self._unbilled(model) is not None:
-            if self._probe is None:
-                self._probe = asyncio.get_running_loop().create_future()
-                return self._probe
-            await asyncio.shield(self._probe)
-        return None
+    async def _guard(self, request: LLMRequest) -> tuple[float, bool]:
+        """The reservation for a call, and whether it is the unbilled call sent alone.
 
+        A model billed in this execution is reserved at its (learnt) price. An unbilled one is reserved at a
+        top rate (`max_cost_unbilled`: at least the fallback, a top-tier list price) when that is above its
+        table price and fits under the limit; otherwise its calls go one at a time at the table's price, the
+        others waiting until a bill or freed room changes that. No await between the decision and the
+        reservation the caller makes."""
+        while True:
+            unbilled = self._unbilled(request.model)
+            table = self.provider.max_cost(request)
+            if unbilled is None:
+                return table, False
+            top = unbilled.max_cost_unbilled(request)
+            if top > table and self._fits(top):
+                return top, False
+            if not self._probe_in_flight:
+                self._probe_in_flight = True
+                return table, True
+            await self._changed.wait()
     def reject(self, request: LLMRequest) -> None:
         """The answer to `request` was unusable: a provider that keeps answers (a cache) forgets it. The call
         stays booked: it was paid for."""
@@ -99,24 +120,19 @@ class CostTracker:
     async def complete(self, request: LLMRequest) -> LLMResponse:
         """Make the call if it cannot take the run past its credit limit, and book what it cost.
 
-        A server may bill more than the price table says. A model's bills teach the provider its real price;
-        until this run has seen one, its calls are reserved at a top-tier rate (`max_cost_unbilled`) while
-        that fits under the limit, and otherwise go one at a time at the table's price. So the limit holds
-        for any server billing at most that rate, and is passed by at most one call's excess otherwise."""
+        A server may bill more than the price table says. A model's bills teach the provider its real rates;
+        until this execution has seen one, its calls are reserved at a top rate, or sent one at a time (see
+        `_guard`). So the limit holds for any server billing at most the higher of the table and that rate;
+        a dearer server can pass it by the excess of the calls sent before its first bill arrives."""
         purpose = request.purpose
         PhaseName(purpose.phase)  # an unknown phase must fail before the call is paid, not after
-        unbilled = self._unbilled(request.model)
-        if unbilled is not None:
-            pessimistic = unbilled.max_cost_unbilled(request)
-            if self._fits(pessimistic):  # then reserved in _complete with no await in between
-                return await self._complete(request, purpose, pessimistic)
-        probe = await self._probe_price(request.model) if unbilled is not None else None
+        projected, alone = await self._guard(request)
         try:
-            return await self._complete(request, purpose, self.provider.max_cost(request))
+            return await self._complete(request, purpose, projected)
         finally:
-            if probe is not None:
-                self._probe = None
-                probe.set_result(None)
+            if alone:
+                self._probe_in_flight = False
+            self._signal()  # billed, failed or refused: room and prices may have changed
 
     async def _complete(self, request: LLMRequest, purpose, projected: float) -> LLMResponse:
         # Check and reserve with no await in between: concurrent calls see each other's reservations.

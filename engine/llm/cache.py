@@ -192,9 +192,11 @@ class CachingProvider:
             self.inner.observe_cost(model, input_tokens, output_tokens, cost)
 
     def max_cost_unbilled(self, request: LLMRequest) -> float:
-        if isinstance(self.inner, LearnsPrices) and self.max_cost(request) > 0:  # 0: answered from the cache
+        if self.enabled and self.cache.get(self.key(request)) is not None:
+            return 0.0  # answered from the cache: free
+        if isinstance(self.inner, LearnsPrices):
             return self.inner.max_cost_unbilled(request)
-        return self.max_cost(request)
+        return self.inner.max_cost(request)
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         if not self.enabled:

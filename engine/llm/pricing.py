@@ -136,25 +136,25 @@ class PriceBook:
 
     def observe(self, model: str, input_tokens: int, output_tokens: int, cost: float) -> None:
         """A provider billed `cost` for a call of `model`. If that is more than this book's price for those
-        tokens (a surcharge, a price rise, a dearer route), the model is priced higher from now on, so the
-        credit-limit projections made with this book keep covering what the provider really charges."""
+        tokens (a surcharge, a price rise, a dearer route, a flat rate), the model is priced higher from now on,
+        so credit-limit projections made with this book keep covering what the provider charges.
+
+        The bill does not say how it splits between input and output, so each rate is raised to the most it
+        could be: the whole bill over that kind of token, capped at the fallback (top-tier) rate. Whatever the
+        split, a server billing at most the fallback rate is then never under-projected, and a price is never
+        lowered by a later, cheaper bill."""
         if cost <= 0 or input_tokens < 0 or output_tokens < 0 or input_tokens + output_tokens == 0:
             return
         price = self.price(model)
-        listed = price.cost(input_tokens, output_tokens)
-        if cost <= listed * (1 + 1e-9):
+        if cost <= price.cost(input_tokens, output_tokens) * (1 + 1e-9):
             return
-        if listed > 0:  # both rates raised by the same factor: the table's input/output ratio is kept
-            factor = cost / listed
-            raised = ModelPrice(price.input_per_mtok * factor, price.output_per_mtok * factor, "reported")
-        else:
-            # Free in the book but billed: each rate is at most the whole bill over its own tokens (an
-            # upper bound whatever the split), and the fallback where the call had none of those tokens.
-            raised = ModelPrice(
-                cost * 1_000_000 / input_tokens if input_tokens else self.fallback.input_per_mtok,
-                cost * 1_000_000 / output_tokens if output_tokens else self.fallback.output_per_mtok,
-                "reported",
-            )
+        bound_in = min(cost * 1_000_000 / input_tokens, self.fallback.input_per_mtok) if input_tokens else 0.0
+        bound_out = min(cost * 1_000_000 / output_tokens, self.fallback.output_per_mtok) if output_tokens else 0.0
+        raised = ModelPrice(max(price.input_per_mtok, bound_in), max(price.output_per_mtok, bound_out), "reported")
+        covered = raised.cost(input_tokens, output_tokens)
+        if cost > covered:  # dearer than the fallback rate too: at least this bill again for a call like it
+            factor = cost / covered
+            raised = ModelPrice(raised.input_per_mtok * factor, raised.output_per_mtok * factor, "reported")
         self._cache[model] = raised
 
     def is_known(self, model: str) -> bool:

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import ErrorPolicy, Runner, RunStatus, Scenario
+from engine import ErrorPolicy, EventBus, Runner, RunStatus, Scenario
+from engine.costs import CostTracker, CreditLimitExceeded
+from engine.llm.cache import CachingProvider, MemoryResponseCache
 from engine.llm.openai_compatible import (
     Endpoint,
     OpenAICompatibleProvider,
@@ -202,3 +204,18 @@ async def test_with_room_under_the_limit_the_first_calls_of_unbilled_models_stil
         state = await run
     assert first_round >= len(scenario.actors), "the actors' first calls went together"
     assert state.status is RunStatus.COMPLETED
+
+
+async def test_a_model_the_table_calls_free_but_its_server_bills_stays_guarded_behind_the_response_cache():
+    """The table prices ollama/ models at 0; a server billing them anyway must not get a free pass through
+    the cache (its `max_cost` is 0 for them too, not only for answers it holds)."""
+    async with FakeLLMServer(report_cost=True, prompt_price=1e-5, completion_price=3e-5) as server:
+        inner = OpenAICompatibleProvider(Endpoint("local", server.base_url), retry=FAST)
+        provider = CachingProvider(inner, MemoryResponseCache(), scope="run")
+        tracker = CostTracker(provider=provider, bus=EventBus(), run_id="free", credit_limit=0.05)
+        requests = [LLMRequest(messages=(Message("user", f"Question {i}: " + "x" * 4000),), model="ollama/llama3",
+                               purpose=CallPurpose(task="decision", phase="decision", turn=1, actor=f"a{i}"))
+                    for i in range(20)]
+        results = await asyncio.gather(*(tracker.complete(r) for r in requests), return_exceptions=True)
+    assert tracker.spent <= 0.05, f"spent {tracker.spent:.4f} of a 0.05 limit"
+    assert any(isinstance(r, CreditLimitExceeded) for r in results) and any(not isinstance(r, BaseException) for r in results)

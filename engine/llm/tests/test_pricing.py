@@ -148,16 +148,31 @@ def test_pricing_never_touches_the_network(monkeypatch):
     assert not any(thread.name.startswith("genai_prices") for thread in threading.enumerate())
 
 
-def test_a_billed_cost_above_the_table_raises_the_models_price_from_then_on():
+def test_a_billed_cost_above_the_table_raises_each_rate_to_cover_any_split_of_the_bill():
     book = PriceBook({"vendor/model": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}})
     book.observe("vendor/model", 1000, 100, 0.0012)  # the table's own price: nothing learnt
-    assert book.price("vendor/model").cost(1000, 100) == pytest.approx(0.0012)
+    assert book.price("vendor/model").source == "price table"
     book.observe("vendor/model", 1000, 100, 0.0036)  # three times the table
     raised = book.price("vendor/model")
     assert raised.source == "reported"
-    assert raised.cost(1000, 100) == pytest.approx(0.0036) and raised.cost(0, 1000) == pytest.approx(0.006)
+    # The bill may have been all input (3.6 per million) or all output (36 per million): both are covered.
+    assert raised.input_per_mtok == pytest.approx(3.6) and raised.output_per_mtok == pytest.approx(36)
     book.observe("vendor/model", 1000, 100, 0.0012)  # a cheaper bill later never lowers it
     assert book.price("vendor/model") == raised
+
+
+def test_a_flat_rate_server_is_never_under_projected_for_a_prompt_heavy_call():
+    """Flat $5 per million tokens against a table of 0.15 / 0.60: scaling the table's rates by one factor
+    would leave the input rate too low for a call that is nearly all prompt."""
+    book = PriceBook({"cheap/model": {"input_per_mtok": 0.15, "output_per_mtok": 0.60}})
+    book.observe("cheap/model", 3000, 200, 3200 * 5e-6)
+    assert book.price("cheap/model").cost(3000, 20) >= 3020 * 5e-6
+
+
+def test_learnt_rates_stop_at_the_fallback_rate():
+    book = PriceBook({"vendor/model": {"input_per_mtok": 1.0, "output_per_mtok": 2.0}})
+    book.observe("vendor/model", 5000, 3, 0.01)  # 3 output tokens: "output could be 3,333 per million"
+    assert book.price("vendor/model").output_per_mtok == FALLBACK_PRICE.output_per_mtok
 
 
 def test_a_model_free_in_the_book_but_billed_is_priced_above_any_split_of_the_bill():
