@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from asgiref.sync import sync_to_async
 from django.db import transaction
-from django.db.models.functions import Now
+from django.db.models import Q
 from django.utils import timezone
 
 from engine import Event, EventType
@@ -112,9 +112,12 @@ def _seat(run: Run, actor: str) -> dict:
 
 
 def _worker_gone(run: Run) -> bool:
-    """A waiting run is at rest only once its worker has stored its last events and let go (`waiting_since`
-    is set then): before that, an event stored here could take a seq the worker is about to use."""
-    return run.status != RunStatus.WAITING_FOR_HUMAN or run.waiting_since is not None
+    """A run that stopped is at rest only once its executor has stored its last events and let go (claim
+    released; for a waiting run `waiting_since` set with it): before that, an event stored here could take a
+    seq the executor is about to use. A running run's seats change through its executor, not here."""
+    if run.status == RunStatus.WAITING_FOR_HUMAN:
+        return run.waiting_since is not None
+    return run.status == RunStatus.RUNNING or not run.claim
 
 
 def _still_saving(run: Run) -> RunConflict:
@@ -128,7 +131,9 @@ def _wait_for_worker(run_id: int) -> None:
     """A person who answers the moment the run starts waiting may be faster than the worker's last writes
     (a fraction of a second, more on a loaded machine): give it that time rather than refuse the answer."""
     deadline = time.monotonic() + WORKER_GRACE_SECONDS
-    busy = Run.objects.filter(pk=run_id, status=RunStatus.WAITING_FOR_HUMAN, waiting_since__isnull=True)
+    busy = Run.objects.filter(
+        Q(status=RunStatus.WAITING_FOR_HUMAN, waiting_since__isnull=True)
+        | (~Q(status__in=[RunStatus.RUNNING, RunStatus.WAITING_FOR_HUMAN]) & ~Q(claim="")), pk=run_id)
     while busy.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
 
@@ -240,8 +245,3 @@ def seat_timeout(*, run_id: int, now: datetime) -> Run | None:
         for seat in pending:
             _announce(run, EventType.SEAT_CONTROL_CHANGED, {"actor": seat.actor, "control": "ai", "reason": reason})
         return run_resume(run=run)
-
-
-def mark_waiting(*, run_id: int) -> None:
-    """When the run started waiting (the timeout counts from here; database time)."""
-    Run.objects.filter(pk=run_id, status=RunStatus.WAITING_FOR_HUMAN, waiting_since__isnull=True).update(waiting_since=Now())

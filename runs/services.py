@@ -304,19 +304,20 @@ def run_execute(
         final = None  # interrupted: the orchestrator saved the run PAUSED before letting go
         # (unless the interruption came before the orchestrator started: then nothing ran, and it pauses here)
         Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, claim=claim).update(
-            status=RunStatus.PAUSED, halt_reason="interrupted before the first phase", finished_at=Now()
+            status=RunStatus.PAUSED, halt_reason="interrupted before the first phase", finished_at=Now(), claim=""
         )
     if final is not None:
         # The orchestrator's own last save normally did this; make sure a failed save cannot leave it RUNNING.
         Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, claim=claim).update(
-            status=final.status.value, halt_reason=final.halt_reason or "", error=final.error or "", finished_at=Now()
+            status=final.status.value, halt_reason=final.halt_reason or "", error=final.error or "", finished_at=Now(),
+            claim="",  # its events were stored when the executor closed its recorder
         )
     run.refresh_from_db()
     return run
 
 
 async def _execute(run: Run, claim: str, config: ScenarioConfig, provider: LLMProvider, progress, controls, seats) -> ScenarioState:
-    from runs.seats import StoredSeats, mark_waiting  # seats build on this module
+    from runs.seats import StoredSeats  # seats build on this module
     # Only playing a run needs the orchestrator and its phases: every process imports this module (the admin
     # does), and `manage.py run_scenario --help` should not pay for them.
     from engine.orchestrator import ScenarioOrchestrator, standard_phases
@@ -341,12 +342,15 @@ async def _execute(run: Run, claim: str, config: ScenarioConfig, provider: LLMPr
     heartbeat = asyncio.create_task(_heartbeat(run.pk, claim, orchestrator, task))
     try:
         final = await orchestrator.execute(state)
-        heartbeat.cancel()  # before letting go: once `waiting_since` is set, a person may resume the run
-        # Every event of this executor stored before letting go: a person's decision takes the next seq.
-        await recorder.drain()
-        if final.status is EngineStatus.WAITING_FOR_HUMAN:
-            # The run is at rest, and people may decide, however long the relay to pages still takes.
-            await sync_to_async(mark_waiting, thread_sensitive=True)(run_id=run.pk)
+        heartbeat.cancel()  # before letting go: once released, a person may resume the run
+        # Let go even if interrupted meanwhile (Ctrl-C): a run left ended but held would refuse every
+        # decision and resume until its heartbeat went stale, and a waiting one for ever.
+        letting_go = asyncio.ensure_future(_let_go(recorder, run.pk, claim))
+        try:
+            await asyncio.shield(letting_go)
+        except asyncio.CancelledError:
+            await letting_go
+            raise
         return final
     except ValueError as exc:  # a state the orchestrator refuses (actors changed, cancelled): nothing ran
         await sync_to_async(_finish, thread_sensitive=True)(run, RunStatus.FAILED, error=str(exc))
@@ -354,7 +358,24 @@ async def _execute(run: Run, claim: str, config: ScenarioConfig, provider: LLMPr
     finally:
         heartbeat.cancel()
         await recorder.close()  # what an error or a cancellation left queued is stored too
+        await sync_to_async(_release, thread_sensitive=True)(run.pk, claim)  # after a pause or a cancellation
         await publisher.close()
+
+
+async def _let_go(recorder: RunEventRecorder, run_id: int, claim: str) -> None:
+    """Store every event of this executor, then release the run. Only then may web requests store events of
+    their own (a person's decision, a seat changing hands) or resume it: each takes the next seq."""
+    await recorder.drain()
+    await sync_to_async(_release, thread_sensitive=True)(run_id, claim)
+
+
+def _release(run_id: int, claim: str) -> None:
+    """Release a run this executor has stopped (its events stored); a waiting run starts its wait now (the
+    timeout counts from here). Idempotent; a run still RUNNING (its last save failed) is left to the caller."""
+    with transaction.atomic():  # waiting_since and the released claim together: either says "at rest"
+        mine = Run.objects.filter(pk=run_id, claim=claim)
+        mine.filter(status=RunStatus.WAITING_FOR_HUMAN, waiting_since__isnull=True).update(waiting_since=Now())
+        mine.exclude(status=RunStatus.RUNNING).update(claim="")
 
 
 def _beat(run_id: int, claim: str) -> tuple[bool, bool] | None:
@@ -363,7 +384,7 @@ def _beat(run_id: int, claim: str) -> tuple[bool, bool] | None:
         return Run.objects.values_list("pause_requested", "cancel_requested").get(pk=run_id)
     if Run.objects.filter(pk=run_id, claim=claim).exists():
         # This executor's own last save ended the run (waiting, completed...): it is finishing, not lost.
-        # Cancelling it now would skip what follows the save (the end event, `mark_waiting`).
+        # Cancelling it now would skip what follows the save (the end event, letting go of the run).
         return False, False
     return None
 
@@ -390,7 +411,8 @@ async def _heartbeat(run_id: int, claim: str, orchestrator: ScenarioOrchestrator
 
 
 def _finish(run: Run, status: str, *, error: str = "", reason: str = "") -> None:
-    Run.objects.filter(pk=run.pk).update(status=status, error=error, halt_reason=reason, finished_at=Now())
+    # Nothing ran (no event stored by this executor): the run is released at once.
+    Run.objects.filter(pk=run.pk).update(status=status, error=error, halt_reason=reason, finished_at=Now(), claim="")
     run.refresh_from_db()
 
 
@@ -420,8 +442,10 @@ def run_resume(*, run: Run, credit_limit: float | None = None, max_turns: int | 
     else:
         # The conditions are checked by the UPDATE itself, on database time: a run whose worker beats
         # again at this moment is no longer crashed, and is not taken from it.
-        # A waiting run only once its worker has let go (waiting_since set): see runs.seats.
-        resumable = Q(status__in=[s.value for s in selectors.RESUMABLE if s != RunStatus.WAITING_FOR_HUMAN]) | Q(
+        # A run at rest only once its executor has let go (claim released; for a waiting run, waiting_since
+        # set with it), or its heartbeat went stale (it died letting go): see _let_go and runs.seats.
+        let_go = Q(claim="") | Q(heartbeat_at__lt=_stale_before()) | Q(heartbeat_at__isnull=True)
+        resumable = Q(let_go, status__in=[s.value for s in selectors.RESUMABLE if s != RunStatus.WAITING_FOR_HUMAN]) | Q(
             status=RunStatus.WAITING_FOR_HUMAN, waiting_since__isnull=False) | Q(
             status=RunStatus.RUNNING, heartbeat_at__lt=_stale_before()
         ) | Q(status=RunStatus.RUNNING, heartbeat_at__isnull=True)

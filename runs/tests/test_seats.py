@@ -9,11 +9,13 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from django.utils import timezone
 from ninja.testing import TestClient
 
+from engine import EventType
 from engine.testing.fake_llm import FakeLLMServer
-from runs import seats, services
+from runs import persistence, seats, services
 from runs.models import Decision, Run, RunEvent, RunStatus
 from runs.tests.factories import make_run
 from scenariolab_site.api import api
@@ -208,7 +210,7 @@ def test_a_run_whose_worker_has_not_let_go_yet_takes_no_decision(owner, monkeypa
     assert client.post(f"/runs/{run.pk}/seats/{SEAT}/control", json={"control": "ai"}, user=owner).status_code == 409
     with pytest.raises(services.RunConflict):
         services.run_resume(run=Run.objects.get(pk=run.pk))
-    seats.mark_waiting(run_id=run.pk)
+    Run.objects.filter(pk=run.pk).update(waiting_since=timezone.now())  # the worker lets go
     assert client.post(f"/runs/{run.pk}/seats/{SEAT}/decision", json=payload, user=owner).status_code == 200
 
 
@@ -260,7 +262,7 @@ def test_a_decision_made_while_the_worker_finishes_waits_for_it(owner):
     run = services.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,)).pk)
     payload = decision_for(run)
     Run.objects.filter(pk=run.pk).update(waiting_since=None)  # the worker has not let go yet
-    letting_go = threading.Timer(0.5, seats.mark_waiting, kwargs={"run_id": run.pk})
+    letting_go = threading.Timer(0.5, lambda: Run.objects.filter(pk=run.pk).update(waiting_since=timezone.now()))
     letting_go.start()
     started = time.monotonic()
     response = client.post(f"/runs/{run.pk}/seats/{SEAT}/decision", json=payload, user=owner)
@@ -284,4 +286,63 @@ def test_a_heartbeat_after_the_run_began_waiting_does_not_stop_its_executor(owne
     assert run.status == RunStatus.WAITING_FOR_HUMAN and run.waiting_since is not None
     assert RunEvent.objects.filter(run=run, type="scenario_waiting").count() == 1
     decided = client.post(f"/runs/{run.pk}/seats/{SEAT}/decision", json=decision_for(run), user=owner)
+    assert decided.status_code == 200, decided.content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_seat_changed_while_a_paused_run_stores_its_last_events_never_takes_their_seq(monkeypatch):
+    """The run's last save made it PAUSED, but its executor still has events queued: a seat change from the
+    web must wait for the executor to let go (or be refused), never store an event at a seq it will use."""
+    monkeypatch.setattr(seats, "WORKER_GRACE_SECONDS", 0.3)
+    run = make_run(turns=3)
+    controls = services.RunControls()
+    real = persistence.record_events
+    web = {}
+
+    def change_the_seat_from_the_web() -> None:
+        try:
+            seats.seat_set_control(run=Run.objects.get(pk=run.pk), actor=SEAT, control="human")
+            web["answer"] = "changed"
+        except services.RunConflict as exc:
+            web["answer"] = str(exc)
+        finally:
+            connection.close()
+
+    def the_last_events_held_up_by_a_web_request(run_id, batch):
+        types = {event.type for event, _ in batch}
+        if EventType.TURN_COMPLETED in types:
+            controls.interrupt()
+        if "answer" not in web and Run.objects.get(pk=run_id).status == RunStatus.PAUSED:
+            request = threading.Thread(target=change_the_seat_from_the_web)
+            request.start()
+            request.join()
+        return real(run_id, batch)
+
+    monkeypatch.setattr(persistence, "record_events", the_last_events_held_up_by_a_web_request)
+    paused = services.run_execute(run_id=run.pk, controls=controls)
+    assert paused.status == RunStatus.PAUSED and "storing its last turn" in web["answer"]
+    assert_events_in_order(paused)
+    assert RunEvent.objects.filter(run=paused, type="scenario_paused").exists()
+    assert not paused.claim, "let go once its events were stored"
+    seats.seat_set_control(run=paused, actor=SEAT, control="human")  # now it is at rest
+    assert_events_in_order(paused)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_interruption_while_the_executor_lets_go_still_leaves_the_waiting_run_decidable(owner, monkeypatch):
+    run = make_run(turns=1, owner=owner, human_seats=(SEAT,))
+    controls = services.RunControls()
+    real = persistence.record_events
+
+    def interrupted_while_storing_the_last_events(run_id, batch):
+        if any(event.type is EventType.SCENARIO_WAITING for event, _ in batch):
+            controls.interrupt()  # Ctrl-C as the executor drains its events
+            time.sleep(0.05)
+        return real(run_id, batch)
+
+    monkeypatch.setattr(persistence, "record_events", interrupted_while_storing_the_last_events)
+    waiting = services.run_execute(run_id=run.pk, controls=controls)
+    assert controls.interrupted
+    assert waiting.status == RunStatus.WAITING_FOR_HUMAN and waiting.waiting_since is not None and not waiting.claim
+    decided = client.post(f"/runs/{run.pk}/seats/{SEAT}/decision", json=decision_for(waiting), user=owner)
     assert decided.status_code == 200, decided.content
