@@ -453,6 +453,8 @@ def run_resume(*, run: Run, credit_limit: float | None = None, max_turns: int | 
     if not updated:
         run.refresh_from_db()
         status = selectors.run_display_status(run)
+        if run.claim and run.status in [s.value for s in selectors.RESUMABLE]:
+            raise RunConflict(f"run {run.pk} is {status} and still storing its last events; try again in a moment")
         raise RunConflict(f"run {run.pk} is {status}: only a paused, halted, failed, completed or crashed run can be resumed")
     run.refresh_from_db()
     if enqueue:
