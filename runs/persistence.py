@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from asgiref.sync import sync_to_async
-from django.db import DatabaseError, connection, transaction
+from django.db import Error as DatabaseFailure, connection, transaction
 from django.db.models import Count, F, Max, Sum
 
 from engine import Event, EventType, FilesystemPersistence, ScenarioState
@@ -231,8 +231,11 @@ def load_run_state(run: models.Run) -> ScenarioState:
 def record_event(run_id: int, event: Event, *, ledger_position: int | None = None) -> None:
     """Store one event; a cost event also books its call at `ledger_position` and adds to the run's totals."""
     data = event.to_dict()["data"]
+    # Only a transaction of its own may skip the flush: inside a caller's (a person's decision and the
+    # resume it triggers) SET LOCAL would relax that whole transaction.
+    relaxed = connection.vendor == "postgresql" and event.type is not EventType.COST_INCURRED and not connection.in_atomic_block
     with transaction.atomic():
-        if connection.vendor == "postgresql" and event.type is not EventType.COST_INCURRED:
+        if relaxed:
             # Waiting for the WAL flush costs ~5 ms a commit here. A worker that dies still loses nothing
             # (the server has the row); only a crash of PostgreSQL itself could drop the last few progress
             # events, never a ledger line.
@@ -275,7 +278,7 @@ def record_events(run_id: int, batch: Sequence[Pending]) -> list[Exception | Non
         chunk = batch[start:start + BATCH]
         try:
             _record_together(run_id, chunk)
-        except DatabaseError:
+        except DatabaseFailure:  # any database error (InterfaceError too): try the events one by one
             if len(chunk) > 1:
                 logger.warning("run %s: %d events could not be stored together; storing them one by one",
                                run_id, len(chunk), exc_info=True)

@@ -76,3 +76,22 @@ def test_context_summaries_are_stored_once_and_rebuilt():
     again = load_run_state(run)
     assert again.summaries[: len(state.summaries)] == state.summaries and len(again.summaries) == len(state.summaries) + 1
     assert CostRecord.objects.filter(run=run, phase="summary").count() == len(again.summaries)
+
+
+def test_an_event_stored_inside_a_callers_transaction_leaves_its_commit_durable():
+    """A person's decision is stored with its events in one transaction: on PostgreSQL, an event's relaxed
+    flush (`synchronous_commit off`) must not spread to it. (SQLite has no such setting: nothing to check.)"""
+    from django.db import connection, transaction
+
+    from engine import Event
+    from runs.persistence import record_event
+
+    run = make_run(turns=1)
+    with transaction.atomic():
+        record_event(run.pk, Event(type=EventType.SEAT_CONTROL_CHANGED, data={"actor": "a", "control": "ai"},
+                                   run_id=run.engine_run_id, seq=1, timestamp=0.0, source="seats"))
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW synchronous_commit")
+                assert cursor.fetchone()[0] == "on"
+    assert RunEvent.objects.filter(run=run, seq=1).exists()
