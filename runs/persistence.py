@@ -357,7 +357,8 @@ class RunEventRecorder:
         if event.type is EventType.COST_INCURRED:
             position, self.next_position = self.next_position, self.next_position + 1
         batch = self._queue(event, position)
-        return AfterDelivery(self._stored(batch, event.seq)) if position is not None else None
+        # A task, not a bare coroutine: an emitter cancelled before it waits must not leave it never awaited.
+        return AfterDelivery(asyncio.ensure_future(self._stored(batch, event.seq))) if position is not None else None
 
     def _queue(self, event: Event, position: int | None) -> asyncio.Future[dict[int, Exception]]:
         loop = asyncio.get_running_loop()

@@ -127,3 +127,28 @@ def test_an_event_that_cannot_be_stored_costs_only_itself():
     async_to_sync(scenario)()
     assert [seq for seq, _ in _stored(run)] == [1, 2, 3] and pages == [1, 3]
     assert RunEvent.objects.get(run=run, seq=2).source == "elsewhere"
+
+
+def test_a_cost_event_whose_emitter_is_cancelled_is_still_stored_and_leaves_nothing_unawaited():
+    import gc
+    import warnings
+
+    run = make_run(turns=1)
+
+    async def emit_then_cancel() -> None:
+        recorder = RunEventRecorder(run.pk, ledger_size=0)
+        bus = EventBus()
+        bus.on("*", recorder)
+        emitting = asyncio.create_task(bus.emit(EventType.COST_INCURRED, _cost("a"), run_id="r"))
+        await asyncio.sleep(0)  # numbered and handed to the recorder, the emitter not yet waiting for the commit
+        emitting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await emitting
+        await recorder.close()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        async_to_sync(emit_then_cancel)()
+        gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)]
+    assert RunEvent.objects.filter(run=run, type="cost_incurred").count() == 1 and CostRecord.objects.filter(run=run).count() == 1
