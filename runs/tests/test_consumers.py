@@ -44,8 +44,10 @@ async def connect(run, user, after=None):
     return communicator, connected, code
 
 
-async def receive_all(communicator, timeout=0.5):
-    got = []
+async def receive_all(communicator, timeout=0.5, first_timeout=10):
+    """Every message until `timeout` s of silence. The first may take longer (the consumer's first reads on a
+    loaded machine: a clean-clone CI once saw none within 0.5 s), and every caller expects at least one."""
+    got = [await communicator.receive_json_from(timeout=first_timeout)]
     while not await communicator.receive_nothing(timeout=timeout):
         got.append(await communicator.receive_json_from())
     return got
