@@ -44,16 +44,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_http(url: str, timeout: float = 60) -> None:
+class ServerExited(RuntimeError):
+    """The server process being waited for ended before it answered."""
+
+
+def wait_for_http(url: str, timeout: float = 60, *, process: subprocess.Popen | None = None, every: float = 0.2) -> None:
+    """Poll `url` until it answers; with `process`, stop as soon as that server process has exited."""
     import httpx
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise ServerExited(f"the web server exited ({process.returncode})")
         try:
             httpx.get(url, timeout=1)
             return
         except httpx.HTTPError:
-            time.sleep(0.2)
+            time.sleep(every)
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 

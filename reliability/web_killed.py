@@ -43,6 +43,7 @@ from django.contrib.auth.models import User
 from django.db.models import Max
 from django.test import Client
 
+from bench.live_latency import ServerExited, wait_for_http
 from engine.testing.fake_llm import FakeLLMServer
 from reliability import Result
 from runs import services
@@ -315,19 +316,13 @@ def _start_web(port: int, **extra: str) -> subprocess.Popen:
     return web
 
 
-def _wait_for_http(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the web server exited ({process.returncode}): {_exceptions(stop(process))}")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise AssertionError(f"{url} did not answer within {timeout:.0f} s")
+def _wait_for_http(url: str, process: subprocess.Popen) -> None:
+    try:
+        wait_for_http(url, process=process, every=0.05)
+    except ServerExited as exc:
+        raise AssertionError(f"{exc}: {_exceptions(stop(process))}") from None
+    except RuntimeError as exc:
+        raise AssertionError(str(exc)) from None
 
 
 def _exceptions(log: str) -> str:
