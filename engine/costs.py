@@ -110,6 +110,7 @@ class CostTracker:
                 self._probe_in_flight = True
                 return table, True
             await self._changed.wait()
+
     def reject(self, request: LLMRequest) -> None:
         """The answer to `request` was unusable: a provider that keeps answers (a cache) forgets it. The call
         stays booked: it was paid for."""
@@ -132,7 +133,8 @@ class CostTracker:
         finally:
             if alone:
                 self._probe_in_flight = False
-            self._signal()  # billed, failed or refused: room and prices may have changed
+            if self.credit_limit is not None:  # only calls under a limit ever wait
+                self._signal()  # billed, failed or refused: room and prices may have changed
 
     async def _complete(self, request: LLMRequest, purpose, projected: float) -> LLMResponse:
         # Check and reserve with no await in between: concurrent calls see each other's reservations.

@@ -137,10 +137,12 @@ class OpenAICompatibleProvider:
         self._client: httpx.AsyncClient | None = None
         self._limit: asyncio.Semaphore | None = None
 
-    def max_cost(self, request: LLMRequest) -> float:
+    def _prompt_tokens(self, request: LLMRequest) -> int:
         # The estimate scaled by the most the server has counted over it (its tokenizer may count more).
-        prompt_tokens = math.ceil(_prompt_estimate(request) * self._prompt_ratio.get(request.model, 1.0))
-        return self.prices.price(request.model).cost(prompt_tokens, request.max_tokens)
+        return math.ceil(_prompt_estimate(request) * self._prompt_ratio.get(request.model, 1.0))
+
+    def max_cost(self, request: LLMRequest) -> float:
+        return self.prices.price(request.model).cost(self._prompt_tokens(request), request.max_tokens)
 
     def learns_prices(self, model: str) -> bool:
         return True  # any server may bill its own prices, even for a model the table calls free
@@ -149,8 +151,7 @@ class OpenAICompatibleProvider:
         self.prices.observe(model, input_tokens, output_tokens, cost)
 
     def max_cost_unbilled(self, request: LLMRequest) -> float:
-        prompt_tokens = math.ceil(_prompt_estimate(request) * self._prompt_ratio.get(request.model, 1.0))
-        return max(self.max_cost(request), self.prices.fallback.cost(prompt_tokens, request.max_tokens))
+        return max(self.max_cost(request), self.prices.fallback.cost(self._prompt_tokens(request), request.max_tokens))
 
     def _session(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
         loop = asyncio.get_running_loop()
