@@ -341,31 +341,28 @@ async def _execute(run: Run, claim: str, config: ScenarioConfig, provider: LLMPr
         controls.attach(asyncio.get_running_loop(), task)
     heartbeat = asyncio.create_task(_heartbeat(run.pk, claim, orchestrator, task))
     try:
-        final = await orchestrator.execute(state)
+        return await orchestrator.execute(state)
+    except ValueError as exc:  # a state the orchestrator refuses (actors changed, cancelled): nothing ran
+        await sync_to_async(_finish, thread_sensitive=True)(run, RunStatus.FAILED, error=str(exc))
+        return state.with_status(EngineStatus.FAILED, error=str(exc))
+    finally:
         heartbeat.cancel()  # before letting go: once released, a person may resume the run
-        # Let go even if interrupted meanwhile (Ctrl-C): a run left ended but held would refuse every
-        # decision and resume until its heartbeat went stale, and a waiting one for ever.
+        # However the execution ended (an error and a pause too), and even if interrupted meanwhile (Ctrl-C):
+        # a run left ended but held would refuse every decision and resume until its heartbeat went stale,
+        # and a waiting one for ever.
         letting_go = asyncio.ensure_future(_let_go(recorder, run.pk, claim))
         try:
             await asyncio.shield(letting_go)
         except asyncio.CancelledError:
             await letting_go
             raise
-        return final
-    except ValueError as exc:  # a state the orchestrator refuses (actors changed, cancelled): nothing ran
-        await sync_to_async(_finish, thread_sensitive=True)(run, RunStatus.FAILED, error=str(exc))
-        return state.with_status(EngineStatus.FAILED, error=str(exc))
-    finally:
-        heartbeat.cancel()
-        await recorder.close()  # what an error or a cancellation left queued is stored too
-        await sync_to_async(_release, thread_sensitive=True)(run.pk, claim)  # after a pause or a cancellation
         await publisher.close()
 
 
 async def _let_go(recorder: RunEventRecorder, run_id: int, claim: str) -> None:
     """Store every event of this executor, then release the run. Only then may web requests store events of
     their own (a person's decision, a seat changing hands) or resume it: each takes the next seq."""
-    await recorder.drain()
+    await recorder.close()  # every event stored, what an error or a cancellation left queued too
     await sync_to_async(_release, thread_sensitive=True)(run_id, claim)
 
 
