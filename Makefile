@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test test-scale-out reliability install install-dev migrate serve bench local-model local-demo clean
+.PHONY: demo test test-scale-out reliability install install-dev migrate serve deploy-check bench local-model local-demo clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,9 @@ $(DEV_STAMP): pyproject.toml | $(PY)
 install: $(STAMP)
 install-dev: $(DEV_STAMP)
 
-# The embedded profile keeps the channel layer's messages in a database of their own.
+# Every database of the profile (the embedded one keeps the channel layer's messages in a database of their own).
 migrate: $(STAMP)
 	$(PY) manage.py migrate --no-input
-	@if [ -z "$$REDIS_URL" ]; then $(PY) manage.py migrate --no-input --database channels -v 0; fi
 
 demo: migrate
 	$(PY) manage.py run_scenario ai-summit
@@ -38,6 +37,14 @@ serve: migrate
 	@$(PY) manage.py run_huey & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
 	$(PY) manage.py runserver 127.0.0.1:8000 --noreload
+
+# A production install (SCENARIOLAB_DEBUG=false and the rest of README's "Deploy for a team" in the environment),
+# prepared and checked: static files collected (hashed names, gzip and brotli copies), every database migrated,
+# and `check --deploy` without a single warning. Run it again after every upgrade.
+deploy-check: $(STAMP)
+	$(PY) manage.py collectstatic --no-input -v 0
+	$(PY) manage.py migrate --no-input
+	$(PY) manage.py check --deploy --fail-level WARNING
 
 # The whole suite on the embedded profile, then the persistence and worker tests again on PostgreSQL and
 # Redis (both run on these machines at 127.0.0.1; override the URLs to use others).

@@ -8,59 +8,36 @@ dropped; a relayed event that skips seqs (the layer dropped some) makes it read 
 
 from __future__ import annotations
 
-import json
-from collections import OrderedDict
+import logging
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from runs import selectors
-from runs.live import event_fragments, run_group, waiting_seats_fragment
-from runs.models import Run, RunEvent
+from runs.live import page_names, rendered_message, run_group, stored_status
+from runs.models import Run
+
+logger = logging.getLogger(__name__)
 
 CATCH_UP_BATCH = 200
-# Messages already rendered in this process. A stored event never changes and every page of a run gets the same
-# message, so twenty pages of a run cost one render and one encoding of each event, not twenty (with 200 sockets,
-# rendering per socket kept daphne's loop so busy that page loads took seconds). The key holds the event's type
-# and timestamp besides run and seq, so a run id used again (a test database flushed) never gets another's.
-RENDERED_KEPT = 1000
-_rendered: OrderedDict[tuple, str] = OrderedDict()
-
-
-def rendered_message(run_id: int, event: dict, *, names: dict[str, str], max_turns: int) -> str:
-    """The JSON text a page receives for a stored event, rendered once per process."""
-    if event.get("timestamp") is None:  # not an event the store or a worker made: nothing to key it by
-        return json.dumps(event_fragments(event, names=names, max_turns=max_turns))
-    # Microseconds: the store keeps them, so a relayed event and its stored copy share a key.
-    key = (run_id, event["seq"], max_turns, event["type"], round(float(event["timestamp"]), 6))
-    text = _rendered.get(key)
-    if text is None:
-        text = json.dumps(event_fragments(event, names=names, max_turns=max_turns))
-        _rendered[key] = text
-        if len(_rendered) > RENDERED_KEPT:
-            _rendered.popitem(last=False)
-    return text
+LIVE_UNAVAILABLE = 4503  # the close code that tells a page to follow the run by polling instead
 
 
 @database_sync_to_async
 def _visible_run(run_id: int, user) -> Run | None:
-    run = Run.objects.filter(pk=run_id).first()
+    run = selectors.run_get(run_id=run_id)
     return run if run is not None and selectors.run_visible_to(run, user) else None
 
 
 @database_sync_to_async
 def _stored_after(run_id: int, seq: int) -> list[dict]:
-    rows = RunEvent.objects.filter(run_id=run_id, seq__gt=seq).order_by("seq")[:CATCH_UP_BATCH]
-    return [{"seq": e.seq, "type": e.type, "data": e.data, "timestamp": e.timestamp.timestamp()} for e in rows]
+    return selectors.run_events_after(run_id=run_id, after=seq, limit=CATCH_UP_BATCH)
 
 
 @database_sync_to_async
 def _stored_status(run_id: int) -> dict | None:
-    run = Run.objects.filter(pk=run_id).first()
-    if run is None:
-        return None
-    return {"status": selectors.run_display_status(run), "reason": run.error or run.halt_reason,
-            "fragments": [waiting_seats_fragment(run)]}
+    run = selectors.run_get(run_id=run_id)
+    return None if run is None else stored_status(run)
 
 
 class RunConsumer(AsyncJsonWebsocketConsumer):
@@ -73,15 +50,24 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
             await self.accept()
             await self.close(code=4403)
             return
-        self.names = {a["short_name"]: a["name"] for a in run.actors}
+        self.names = page_names(run)
         self.max_turns = run.max_turns
         self.last_seq = _after(self.scope.get("query_string", b""))
-        await self.channel_layer.group_add(run_group(self.run_id), self.channel_name)
+        try:
+            await self.channel_layer.group_add(run_group(self.run_id), self.channel_name)
+        except Exception as exc:  # noqa: BLE001 - the layer is down or unprepared: the page polls instead
+            logger.warning("run %s: live updates unavailable, the channel layer refused the socket (%s: %s); "
+                           "pages follow runs by polling. Embedded profile: has `manage.py migrate` been run?",
+                           self.run_id, type(exc).__name__, exc)
+            await self.accept()
+            await self.close(code=LIVE_UNAVAILABLE)
+            return
+        self.joined = True
         await self.accept()
         await self.catch_up()
 
     async def disconnect(self, code: int) -> None:
-        if hasattr(self, "last_seq"):
+        if getattr(self, "joined", False):
             await self.channel_layer.group_discard(run_group(self.run_id), self.channel_name)
 
     async def receive_json(self, content, **kwargs) -> None:

@@ -9,8 +9,9 @@ that already shows its effect replaces rather than repeats it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -79,7 +80,7 @@ class LivePublisher:
                 # One line for the terminal; the traceback only at debug level.
                 if not self.failures:
                     logger.warning("could not relay events of %s (%s: %s); pages will fetch them from the store. "
-                                   "Embedded profile: has `manage.py migrate --database channels` been run?",
+                                   "Embedded profile: has `manage.py migrate` been run since the last upgrade?",
                                    self.group, type(exc).__name__, exc)
                     logger.debug("relay failure", exc_info=True)
                 self.failures += 1
@@ -187,7 +188,7 @@ def run_page_context(*, run: Run) -> dict[str, Any]:
     # page does not let a replayed older one (paused, waiting) override it.
     status_seq = RunEvent.objects.filter(run=run).aggregate(n=Max("seq"))["n"] or 0
     run.refresh_from_db()
-    names = {a["short_name"]: a["name"] for a in run.actors}
+    names = page_names(run)
     turns: dict[int, dict[str, Any]] = {}
 
     def turn(n: int) -> dict[str, Any]:
@@ -233,6 +234,52 @@ def run_page_context(*, run: Run) -> dict[str, Any]:
         "findings": list(ValidationResult.objects.filter(run=run, passed=False)),
         "checks_passed": ValidationResult.objects.filter(run=run, passed=True).count(),
     }
+
+
+# Messages already rendered in this process. A stored event never changes and every page of a run gets the same
+# message, so twenty pages of a run cost one render and one encoding of each event, not twenty (with 200 sockets,
+# rendering per socket kept daphne's loop so busy that page loads took seconds). The key holds the event's type
+# and timestamp besides run and seq, so a run id used again (a test database flushed) never gets another's.
+RENDERED_KEPT = 1000
+_rendered: OrderedDict[tuple, str] = OrderedDict()
+
+
+def rendered_message(run_id: int, event: dict, *, names: dict[str, str], max_turns: int) -> str:
+    """The JSON text a page receives for a stored event (over its socket, or polling), rendered once per process."""
+    if event.get("timestamp") is None:  # not an event the store or a worker made: nothing to key it by
+        return json.dumps(event_fragments(event, names=names, max_turns=max_turns))
+    # Microseconds: the store keeps them, so a relayed event and its stored copy share a key.
+    key = (run_id, event["seq"], max_turns, event["type"], round(float(event["timestamp"]), 6))
+    text = _rendered.get(key)
+    if text is None:
+        text = json.dumps(event_fragments(event, names=names, max_turns=max_turns))
+        _rendered[key] = text
+        if len(_rendered) > RENDERED_KEPT:
+            _rendered.popitem(last=False)
+    return text
+
+
+def stored_status(run: Run) -> dict[str, Any]:
+    """The run's status as stored now, with what goes with it (the seats it waits for): sent to pages with
+    every re-sync, so a page converges on it even if an event never reached the store."""
+    return {"status": selectors.run_display_status(run), "reason": run.error or run.halt_reason,
+            "fragments": [waiting_seats_fragment(run)]}
+
+
+def page_names(run: Run) -> dict[str, str]:
+    return {a["short_name"]: a["name"] for a in run.actors}
+
+
+def polled_messages(*, run: Run, after: int) -> str:
+    """What a page that cannot hold a socket (the channel layer down, a proxy without WebSockets) fetches every
+    few seconds: the messages of the stored events after `after`, as the socket sends them, and the status."""
+    events = selectors.run_events_after(run_id=run.pk, after=after, limit=POLLED_EVENTS)
+    names = page_names(run)
+    messages = [rendered_message(run.pk, event, names=names, max_turns=run.max_turns) for event in events]
+    return '{"events": [%s], "status": %s}' % (", ".join(messages), json.dumps(stored_status(run)))
+
+
+POLLED_EVENTS = 200
 
 
 def _waiting_seats(run: Run) -> list[dict[str, str]]:

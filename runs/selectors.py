@@ -11,7 +11,7 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from runs.models import CostRecord, Run, RunStatus
+from runs.models import CostRecord, Run, RunEvent, RunStatus
 
 CRASHED = "crashed"
 RESUMABLE = {RunStatus.PAUSED, RunStatus.HALTED, RunStatus.FAILED, RunStatus.COMPLETED, RunStatus.WAITING_FOR_HUMAN}
@@ -19,6 +19,12 @@ RESUMABLE = {RunStatus.PAUSED, RunStatus.HALTED, RunStatus.FAILED, RunStatus.COM
 
 def run_get(*, run_id: int) -> Run | None:
     return Run.objects.filter(pk=run_id).first()
+
+
+def run_events_after(*, run_id: int, after: int, limit: int) -> list[dict]:
+    """A run's stored events after a seq, in order, as the pages' messages are made from them."""
+    rows = RunEvent.objects.filter(run_id=run_id, seq__gt=after).order_by("seq")[:limit]
+    return [{"seq": e.seq, "type": e.type, "data": e.data, "timestamp": e.timestamp.timestamp()} for e in rows]
 
 
 def run_is_crashed(run: Run, *, now: datetime | None = None) -> bool:

@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.run_list, name="list"),
     path("compare/", views.run_compare, name="compare"),  # comparison
     path("<int:pk>/", views.run_detail, name="detail"),
+    path("<int:pk>/events/", views.run_live_events, name="live_events"),  # pages that cannot hold a socket
     path("<int:pk>/pause/", views.run_pause, name="pause"),
     path("<int:pk>/resume/", views.run_resume, name="resume"),
     path("<int:pk>/cancel/", views.run_cancel, name="cancel"),

@@ -17,7 +17,7 @@ from runs import branching, selectors, services
 from runs.comparison import MAX_RUNS as MAX_COMPARED
 from runs.comparison import ComparisonError, RunNotFound, diff_lines, run_comparison
 from runs.forms import RunBranchForm
-from runs.live import run_page_context
+from runs.live import polled_messages, run_page_context
 from runs.models import Run, RunStatus
 from runs.persistence import load_run_state
 
@@ -57,6 +57,20 @@ def run_list(request: HttpRequest) -> HttpResponse:
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = _visible_run(request, pk)
     return render(request, "runs/run_detail.html", run_page_context(run=run))
+
+
+@login_required
+def run_live_events(request: HttpRequest, pk: int) -> HttpResponse:
+    """The page's messages of the stored events after `?after=SEQ`, and the status: what the run page polls
+    when it cannot hold a socket."""
+    run = _visible_run(request, pk)
+    try:
+        after = max(0, int(request.GET.get("after", "0")))
+    except ValueError:
+        after = 0
+    response = HttpResponse(polled_messages(run=run, after=after), content_type="application/json")
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 def _optional_number(request: HttpRequest, name: str, kind: type) -> float | int | None:

@@ -1,7 +1,9 @@
-"""ASGI entry point: HTTP through Django, WebSockets through Channels with the session's user and an
-origin check (a page of another site cannot open a socket with our visitors' cookies)."""
+"""ASGI entry point: HTTP through Django (static files included, with debug off too), WebSockets through
+Channels with the session's user and an origin check (a page of another site cannot open a socket with our
+visitors' cookies). `daphne scenariolab_site.asgi:application` or `uvicorn` serves the whole site."""
 
 import os
+import sys
 
 from django.core.asgi import get_asgi_application
 
@@ -10,11 +12,30 @@ django_asgi_app = get_asgi_application()  # first: it sets up Django before the 
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from channels.security.websocket import WebsocketDenier  # noqa: E402
 
 from runs.routing import websocket_urlpatterns  # noqa: E402
+from scenariolab_site.checks import static_files_problem  # noqa: E402
+from scenariolab_site.proxies import origin_allowed  # noqa: E402
+
+if problem := static_files_problem():
+    sys.exit(problem)  # one line, before the server listens: not a 500 on every page
+
+
+class SameOrigin:
+    """Let a WebSocket in only from a page of the site itself: its Origin's scheme, host and port must be the
+    request's own (through a trusted proxy: as the browser saw them), or one of CSRF_TRUSTED_ORIGINS."""
+
+    def __init__(self, application) -> None:
+        self.application = application
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket" and not origin_allowed(scope):
+            return await WebsocketDenier()(scope, receive, send)
+        return await self.application(scope, receive, send)
+
 
 application = ProtocolTypeRouter({
     "http": django_asgi_app,
-    "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    "websocket": SameOrigin(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
 })

@@ -11,6 +11,7 @@ Two profiles from one code base, chosen by what the environment names:
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 
@@ -22,14 +23,54 @@ def env_bool(name: str, default: bool) -> bool:
     return default if value is None else value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
 DEBUG = env_bool("SCENARIOLAB_DEBUG", True)
-# The default key is only for a local, DEBUG, single-user install; a deployment must set its own.
-SECRET_KEY = os.environ.get("SCENARIOLAB_SECRET_KEY", "scenariolab-insecure-local-development-key")
-if not DEBUG and SECRET_KEY.startswith("scenariolab-insecure"):
-    raise RuntimeError("Set SCENARIOLAB_SECRET_KEY when SCENARIOLAB_DEBUG is off.")
-ALLOWED_HOSTS = [h for h in os.environ.get("SCENARIOLAB_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
-# Where people reach the site: the terminal prints run page links with it.
+# The development key is only for a local, DEBUG, single-user install; a deployment must set its own.
+DEVELOPMENT_SECRET_KEY = "scenariolab-insecure-local-development-key"
+SECRET_KEY = os.environ.get("SCENARIOLAB_SECRET_KEY", "").strip() or (DEVELOPMENT_SECRET_KEY if DEBUG else "")
+
+
+def secret_key_problem(key: str) -> str | None:
+    """Why a key must not sign a deployment's sessions, if it must not (stricter than `check --deploy`)."""
+    if not key:
+        return "is not set"
+    if key.startswith(("scenariolab-insecure", "django-insecure")):
+        return "is a development key"
+    if len(key) < 50:
+        return f"has {len(key)} characters, fewer than 50"
+    if len(set(key)) < 10:
+        return f"uses only {len(set(key))} distinct characters"
+    return None
+
+
+if not DEBUG and (problem := secret_key_problem(SECRET_KEY)):
+    # One line and no traceback: every request would otherwise answer 500, or sessions be forgeable.
+    sys.exit(f"SCENARIOLAB_SECRET_KEY {problem}: with SCENARIOLAB_DEBUG off set it to a long random value, "
+             "made with: python -c 'import secrets; print(secrets.token_urlsafe(50))'")
+ALLOWED_HOSTS = env_list("SCENARIOLAB_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+# Where people reach the site: the terminal prints run page links with it, and forms posted from it pass the
+# CSRF origin check even when a proxy hands the site another Host.
 SITE_URL = os.environ.get("SCENARIOLAB_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+# ---- behind a reverse proxy, over TLS ------------------------------------------------------------------------
+# A TLS-terminating proxy talks plain HTTP to the site: with SCENARIOLAB_BEHIND_PROXY the site believes its
+# X-Forwarded-Proto (so an https:// Origin matches, cookies stay Secure, redirects say https) and takes the
+# client's address from X-Forwarded-For (login throttling). Only turn it on behind a proxy that sets them.
+BEHIND_PROXY = env_bool("SCENARIOLAB_BEHIND_PROXY", False)
+if BEHIND_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+PROXY_COUNT = int(os.environ.get("SCENARIOLAB_PROXY_COUNT", "1" if BEHIND_PROXY else "0"))
+CSRF_TRUSTED_ORIGINS = env_list("SCENARIOLAB_CSRF_TRUSTED_ORIGINS") or ["{0.scheme}://{0.netloc}".format(urlsplit(SITE_URL))]
+# Cookies only over HTTPS once debug is off (Chromium and Firefox also keep Secure cookies on http://localhost).
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SCENARIOLAB_SECURE_COOKIES", not DEBUG)
+SECURE_SSL_REDIRECT = env_bool("SCENARIOLAB_SSL_REDIRECT", False)
+# HSTS is opt-in: once a browser has seen it, the site cannot go back to plain HTTP for that long.
+SECURE_HSTS_SECONDS = int(os.environ.get("SCENARIOLAB_HSTS_SECONDS", "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SCENARIOLAB_HSTS_INCLUDE_SUBDOMAINS", SECURE_HSTS_SECONDS > 0)
+SECURE_HSTS_PRELOAD = env_bool("SCENARIOLAB_HSTS_PRELOAD", SECURE_HSTS_SECONDS > 0)
 
 DATA_DIR = Path(os.environ.get("SCENARIOLAB_DATA_DIR", BASE_DIR / "var"))
 DATA_DIR.mkdir(parents=True, exist_ok=True)  # SQLite cannot create its own folder
@@ -44,6 +85,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "servestatic",
+    "axes",
     "channels",
     "huey.contrib.djhuey",
     "ninja",  # serves /api/docs from its own static files (no CDN)
@@ -51,6 +94,7 @@ INSTALLED_APPS = [
     "scenarios",
     "runs",
     "batches",
+    "scenariolab_site",  # `migrate` for every database of the profile; deployment checks
 ]
 # `manage.py runserver` is daphne's (websockets, and static files in DEBUG) when the daphne app comes first.
 # Only that command gets it: the app imports Twisted and autobahn on start-up (0.2-0.7 s), which every other
@@ -61,13 +105,29 @@ if sys.argv[1:2] == ["runserver"]:
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # The collected static files (compressed, names with their hash), from the ASGI application itself.
+    "servestatic.middleware.ServeStaticMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: turns a lockout into its answer
 ]
+
+# ---- signing in --------------------------------------------------------------------------------------------
+# django-axes counts failed sign-ins (the login page and the admin's) per username and client address; past
+# the limit that pair is refused (HTTP 429) until the cool-off has passed, even with the right password.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_ENABLED = env_bool("SCENARIOLAB_LOGIN_THROTTLE", True)
+AXES_FAILURE_LIMIT = int(os.environ.get("SCENARIOLAB_LOGIN_FAILURE_LIMIT", "10"))
+AXES_COOLOFF_TIME = float(os.environ.get("SCENARIOLAB_LOGIN_COOLOFF_MINUTES", "15")) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_DISABLE_ACCESS_LOG = True  # failures are what it needs; a row per successful sign-in is not
+AXES_CLIENT_IP_CALLABLE = "scenariolab_site.proxies.client_address"
 
 ROOT_URLCONF = "scenariolab_site.urls"
 
@@ -185,7 +245,17 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = DATA_DIR / "static"
+# `manage.py collectstatic` gathers every file here, each under a name holding its hash (so a browser may
+# keep it for ever) with gzip and brotli copies beside it; with debug off the site serves them from there.
+STATIC_ROOT = Path(os.environ.get("SCENARIOLAB_STATIC_ROOT", DATA_DIR / "static"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "servestatic.storage.CompressedManifestStaticFilesStorage"},
+}
+# Pages only ever name the hashed copies. Source maps are read by developer tools alone: compressing them
+# (brotli at its best, 5 MB of API-docs maps) was most of collectstatic's 19 s.
+SERVESTATIC_KEEP_ONLY_HASHED_FILES = True
+SERVESTATIC_SKIP_COMPRESS_EXTENSIONS = ["map", "jpg", "jpeg", "png", "gif", "webp", "zip", "gz", "br", "woff", "woff2"]
 # The JSON API: with this on, anyone may read (GET) without signing in; changes still need a token or a session.
 PUBLIC_READ = env_bool("SCENARIOLAB_PUBLIC_READ", False)
 

@@ -25,3 +25,6 @@ if not os.environ.get("SCENARIOLAB_TEST_PROCESS"):
 from scenariolab_site.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users
+# Pages name static files as they are in static/: the suite never runs collectstatic (the production tests do).
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
+SERVESTATIC_USE_FINDERS = True

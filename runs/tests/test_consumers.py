@@ -159,13 +159,13 @@ async def test_a_socket_quiet_for_longer_than_the_layers_blocking_read_still_get
 async def test_pages_of_one_run_share_each_events_rendering(played, monkeypatch):
     """Twenty pages of a run must not render each event twenty times: daphne renders it once, every socket
     gets the same text (200 viewers on 8 runs made page loads and handshakes take seconds)."""
-    from runs import consumers
+    from runs import live
 
     owner, run = played
     renders = []
-    real = consumers.event_fragments
-    monkeypatch.setattr(consumers, "event_fragments", lambda event, **kw: renders.append(event["seq"]) or real(event, **kw))
-    consumers._rendered.clear()
+    real = live.event_fragments
+    monkeypatch.setattr(live, "event_fragments", lambda event, **kw: renders.append(event["seq"]) or real(event, **kw))
+    live._rendered.clear()
     pages = [(await connect(run, owner))[0] for _ in range(3)]
     received = [await receive_all(page) for page in pages]
     stored = await sync_to_async(lambda: list(RunEvent.objects.filter(run=run).values_list("seq", flat=True)))()
@@ -178,7 +178,7 @@ async def test_pages_of_one_run_share_each_events_rendering(played, monkeypatch)
 
 async def test_a_rendered_event_is_not_taken_for_another_with_the_same_run_and_seq(played):
     """The cache's key: a run id and seq used again (a flushed test database) with another event renders anew."""
-    from runs.consumers import rendered_message
+    from runs.live import rendered_message
 
     _, run = played
     first = {"seq": 1, "type": "turn_completed", "data": {"turn": 1}, "timestamp": 1767225600.0}
@@ -186,3 +186,32 @@ async def test_a_rendered_event_is_not_taken_for_another_with_the_same_run_and_s
     assert json.loads(rendered_message(run.pk, first, names={}, max_turns=3))["data"]["completed"] == 1
     assert json.loads(rendered_message(run.pk, other, names={}, max_turns=3))["data"]["completed"] == 2
     assert json.loads(rendered_message(run.pk, first, names={}, max_turns=5))["data"]["max_turns"] == 5, "more turns: anew"
+
+
+class RefusingLayer:
+    """A channel layer that is down (or, embedded, has no table): joining a group fails as channels-lite's does;
+    its receive only ever waits (its polling task fails on its own)."""
+
+    extensions: list[str] = []
+
+    async def group_add(self, group, channel):
+        raise RuntimeError("no such table: channels_lite_groupmembership")
+
+    async def new_channel(self, prefix="specific."):
+        return prefix + "refused"
+
+    async def receive(self, channel):
+        await asyncio.Event().wait()
+
+
+async def test_a_socket_the_channel_layer_refuses_tells_the_page_to_poll(played, monkeypatch):
+    """Rather than a socket that dies and a page "reconnecting…" for ever: close code 4503, and the page
+    polls (static/js/run-live.js; the production browser test sees it follow a run that way)."""
+    from runs import consumers
+
+    owner, run = played
+    monkeypatch.setattr("channels.consumer.get_channel_layer", lambda alias="default": RefusingLayer())
+    communicator, connected, _ = await connect(run, owner)
+    assert connected, "accepted first, so the browser sees the close code"
+    closed = await communicator.receive_output(timeout=5)
+    assert closed == {"type": "websocket.close", "code": consumers.LIVE_UNAVAILABLE}

@@ -209,3 +209,23 @@ def test_downloads_hold_the_markdown_views_and_the_engine_state(owner):
     assert state["Content-Disposition"] == f'attachment; filename="ai-summit-run-{run.number:03d}-state.json"'
     body = json.loads(state.content)
     assert body["turn"] == 1 and body["status"] == "completed" and body["decisions"]
+
+
+def test_the_run_page_polls_the_messages_its_socket_would_send(client):
+    """What a page fetches when it cannot hold a socket: the stored events after its seq, rendered as the socket
+    sends them, and the stored status; someone else's run is a 404 as for its page."""
+    from runs.live import rendered_message
+
+    owner = User.objects.create_user("poller", password="pw")
+    run = services.run_execute(run_id=make_run(turns=1, owner=owner).pk)
+    client.force_login(owner)
+    body = client.get(f"/runs/{run.pk}/events/?after=3").json()
+    stored = list(run.events.filter(seq__gt=3).order_by("seq"))
+    assert [message["seq"] for message in body["events"]] == [event.seq for event in stored]
+    first = {"seq": stored[0].seq, "type": stored[0].type, "data": stored[0].data, "timestamp": stored[0].timestamp.timestamp()}
+    names = {a["short_name"]: a["name"] for a in run.actors}
+    assert body["events"][0] == json.loads(rendered_message(run.pk, first, names=names, max_turns=run.max_turns))
+    assert body["status"]["status"] == "completed"
+    assert client.get(f"/runs/{run.pk}/events/?after=nonsense").json()["events"][0]["seq"] == 1
+    client.force_login(User.objects.create_user("stranger", password="pw"))
+    assert client.get(f"/runs/{run.pk}/events/").status_code == 404

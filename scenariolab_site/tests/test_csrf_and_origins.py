@@ -117,3 +117,42 @@ async def test_the_run_socket_checks_the_origin(settings):
         if await _connect(run_pk, headers) is not accepted:
             wrong.append(f"Origin {origin!r}: {'refused' if accepted else 'accepted'}")
     assert not wrong, wrong
+
+
+def _socket_scope(origin: str | None, *, host: str = "localhost:8000", scheme: str = "ws", proto: str | None = None) -> dict:
+    headers = [(b"host", host.encode())]
+    if origin is not None:
+        headers.append((b"origin", origin.encode()))
+    if proto is not None:
+        headers.append((b"x-forwarded-proto", proto.encode()))
+    return {"type": "websocket", "scheme": scheme, "headers": headers}
+
+
+@pytest.mark.parametrize("origin, scheme, proto, allowed", [
+    ("http://localhost:8000", "ws", None, True),
+    ("http://LOCALHOST:8000", "ws", None, True),  # hosts are compared without case
+    ("http://localhost:8001", "ws", None, False),  # another port: another origin
+    ("http://localhost", "ws", None, False),
+    ("https://localhost:8000", "ws", None, False),  # a page over https, a socket over plain ws: not the same site
+    ("https://localhost:8000", "wss", None, True),
+    ("https://localhost:8000", "ws", "https", False),  # X-Forwarded-Proto is only believed behind a proxy
+])
+def test_the_socket_origin_must_match_scheme_host_and_port(settings, origin, scheme, proto, allowed):
+    from scenariolab_site.proxies import origin_allowed
+
+    settings.CSRF_TRUSTED_ORIGINS = []
+    assert origin_allowed(_socket_scope(origin, scheme=scheme, proto=proto)) is allowed
+
+
+def test_behind_a_proxy_the_forwarded_scheme_and_trusted_origins_count(settings):
+    from scenariolab_site.proxies import origin_allowed
+
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    settings.CSRF_TRUSTED_ORIGINS = ["https://lab.example.org", "https://*.example.net"]
+    assert origin_allowed(_socket_scope("https://localhost:8000", proto="https"))
+    assert not origin_allowed(_socket_scope("http://localhost:8000", proto="https"))
+    assert origin_allowed(_socket_scope("https://lab.example.org"))
+    assert origin_allowed(_socket_scope("https://team.example.net"))
+    assert not origin_allowed(_socket_scope("https://example.net.evil.org"))
+    assert not origin_allowed(_socket_scope("http://lab.example.org")), "a trusted origin is trusted with its scheme"
+    assert not origin_allowed(_socket_scope("https://lab.example.org", host="evil.example")), "the Host must be ours"

@@ -360,48 +360,100 @@
     if (element) element.textContent = text;
   }
 
+  // One message from the server, over the socket or polled: the stored status, or an event (in seq order).
+  // Returns false for an event after a gap (never expected from the server), which the caller asks for again.
+  function receive(message) {
+    if (message.type === "status") {  // the stored status, sent with every re-sync: not an event
+      if (message.data.status !== page.dataset.status) setStatus(message.data.status, message.data.reason);
+      (message.data.fragments || []).forEach(applyFragment);  // what goes with the status (waiting seats)
+      return true;
+    }
+    if (message.seq <= lastSeq) return true;
+    if (message.seq > lastSeq + 1) return false;
+    try {
+      apply(message);
+    } catch (error) {
+      // One event the page cannot show must not stop it from following the run.
+      console.error("run page: could not apply event " + message.seq + " (" + message.type + ")", error);
+    }
+    lastSeq = message.seq;
+    page.dataset.lastSeq = String(lastSeq);
+    // For other scripts (and the latency benchmark): which event the page now shows, and when it happened.
+    document.dispatchEvent(new CustomEvent("run:event", { detail: { seq: message.seq, type: message.type, timestamp: message.timestamp } }));
+    return true;
+  }
+
+  // Without a socket (the server's channel layer is down, or a proxy does not pass WebSockets) the page asks
+  // for the stored events after its last seq every few seconds, and tries the socket again now and then.
+  var POLL_MS = 3000;
+  var SOCKET_RETRY_MS = 30000;
+  var LIVE_UNAVAILABLE = 4503;
+  var polling = null;
+  var pollInFlight = false;
+
+  function poll() {
+    if (pollInFlight || !page.dataset.poll) return;
+    pollInFlight = true;
+    fetch(page.dataset.poll + "?after=" + lastSeq, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) { return response.ok ? response.json() : Promise.reject(response.status); })
+      .then(function (body) {
+        body.events.forEach(receive);
+        receive({ type: "status", data: body.status });
+      })
+      .catch(function () { /* the next poll asks again */ })
+      .then(function () { pollInFlight = false; });
+  }
+
+  function startPolling() {
+    if (polling !== null) return;
+    indicate("live updates unavailable: checking every " + POLL_MS / 1000 + " s");
+    poll();
+    polling = window.setInterval(function () { if (!finished) poll(); }, POLL_MS);
+  }
+
+  function stopPolling() {
+    if (polling === null) return;
+    window.clearInterval(polling);
+    polling = null;
+  }
+
   // A channel layer may drop a relayed event; the next one reveals the gap and the server fills it, but
   // nothing follows a run's last events. So a quiet page asks for anything after its last seq now and then.
   var QUIET_MS = 3000;
   var lastHeard = Date.now();
+  var fruitless = 0;  // sockets in a row that closed before a single message came through
 
   function connect() {
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
     var socket = new WebSocket(scheme + location.host + page.dataset.socket + "?after=" + lastSeq);
+    var heard = false;
     var resync = window.setInterval(function () {
       if (!finished && socket.readyState === WebSocket.OPEN && Date.now() - lastHeard >= QUIET_MS) {
         socket.send(JSON.stringify({ after: lastSeq }));
         lastHeard = Date.now();
       }
     }, QUIET_MS);
-    socket.onopen = function () { retries = 0; indicate("live"); };
+    socket.onopen = function () { if (polling === null) indicate("live"); };
     socket.onmessage = function (incoming) {
       lastHeard = Date.now();
-      var message = JSON.parse(incoming.data);
-      if (message.type === "status") {  // the stored status, sent with every re-sync: not an event
-        if (message.data.status !== page.dataset.status) setStatus(message.data.status, message.data.reason);
-        (message.data.fragments || []).forEach(applyFragment);  // what goes with the status (waiting seats)
-        return;
+      if (!heard) {
+        heard = true;
+        retries = 0;
+        fruitless = 0;
+        stopPolling();
+        indicate("live");
       }
-      if (message.seq <= lastSeq) return;
-      if (message.seq > lastSeq + 1) {  // never expected from the server; ask again rather than skip
-        socket.send(JSON.stringify({ after: lastSeq }));
-        return;
-      }
-      try {
-        apply(message);
-      } catch (error) {
-        // One event the page cannot show must not stop it from following the run.
-        console.error("run page: could not apply event " + message.seq + " (" + message.type + ")", error);
-      }
-      lastSeq = message.seq;
-      page.dataset.lastSeq = String(lastSeq);
-      // For other scripts (and the latency benchmark): which event the page now shows, and when it happened.
-      document.dispatchEvent(new CustomEvent("run:event", { detail: { seq: message.seq, type: message.type, timestamp: message.timestamp } }));
+      if (!receive(JSON.parse(incoming.data))) socket.send(JSON.stringify({ after: lastSeq }));
     };
     socket.onclose = function (closed) {
       window.clearInterval(resync);
       if (closed.code === 4403) { indicate("not allowed to follow this run"); return; }
+      if (!heard) fruitless += 1;
+      if (closed.code === LIVE_UNAVAILABLE || fruitless >= 3) {
+        startPolling();
+        window.setTimeout(connect, SOCKET_RETRY_MS);
+        return;
+      }
       indicate(finished ? "" : "reconnecting…");
       var delay = Math.min(10000, 500 * Math.pow(2, retries++));
       window.setTimeout(connect, delay);
