@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from accounts import services
 from accounts.forms import AdminApiTokenCreateForm
-from accounts.models import ApiToken
+from accounts.models import ApiToken, Quota
 
 
 class StatusFilter(admin.SimpleListFilter):
@@ -86,3 +86,20 @@ class ApiTokenAdmin(admin.ModelAdmin):
         }
         # AdminSite.admin_view wraps this in never_cache, so the answer carrying the token is not kept.
         return TemplateResponse(request, "admin/accounts/apitoken/create.html", context)
+
+
+@admin.register(Quota)
+class QuotaAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "max_credit_limit", "max_runs_under_way", "max_batch_runs", "max_batch_budget",
+                    "max_batch_parallel", "priority")
+    list_select_related = ("user", "group")
+    search_fields = ("user__username", "group__name")
+    autocomplete_fields = ("user", "group")
+    fieldsets = (
+        ("Whose", {"fields": ("user", "group"), "description": "One user, or every member of one group. A user's own "
+                   "quota wins over their groups'; of several groups, the most generous limit applies. Staff are "
+                   "unlimited unless a quota names them."}),
+        ("Limits (empty: no limit)", {"fields": ("max_credit_limit", "max_runs_under_way", "max_batch_runs",
+                                                 "max_batch_budget", "max_batch_parallel")}),
+        ("Queue", {"fields": ("priority",)}),
+    )

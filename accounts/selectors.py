@@ -1,7 +1,8 @@
-"""Reads of API tokens: a person's own tokens, and one of them by id."""
+"""Reads of accounts: a person's own API tokens, one of them by id, a user by name."""
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 
 from accounts.models import ApiToken
@@ -14,3 +15,7 @@ def api_tokens_for(*, owner) -> QuerySet[ApiToken]:
 def api_token_get_for(*, owner, token_id: int) -> ApiToken | None:
     """The token if it is `owner`'s; someone else's token is as absent as a missing one."""
     return ApiToken.objects.filter(owner=owner, pk=token_id).first()
+
+
+def user_get(*, username: str):
+    return get_user_model().objects.filter(username=username).first()

@@ -9,6 +9,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
+from accounts.quotas import QuotaExceeded
 from batches import selectors, services
 from batches.forms import EXAMPLE, BatchConfigForm
 from batches.models import Batch, BatchRun
@@ -66,11 +67,15 @@ class BatchAdmin(admin.ModelAdmin):
         form = BatchConfigForm(request.POST or None, initial={"config": EXAMPLE.format(slug=first.slug if first else "ai-summit")})
         plan = None
         if request.method == "POST" and form.is_valid():
-            if "start" in request.POST:
-                batch = services.batch_start(plan=form.plan, owner=request.user)
-                self.message_user(request, f"{batch} started: {len(form.plan.runs)} runs.", messages.SUCCESS)
-                return HttpResponseRedirect(reverse("admin:batches_batch_change", args=[batch.pk]))
             plan = form.plan
+            if "start" in request.POST:
+                try:
+                    batch = services.batch_start(plan=form.plan, owner=request.user)
+                except (services.BatchInputError, QuotaExceeded) as exc:
+                    form.add_error(None, str(exc))
+                else:
+                    self.message_user(request, f"{batch} started: {len(form.plan.runs)} runs.", messages.SUCCESS)
+                    return HttpResponseRedirect(reverse("admin:batches_batch_change", args=[batch.pk]))
         context = {**self.admin_site.each_context(request), "title": "Start a batch", "form": form, "plan": plan,
                    "opts": self.model._meta}
         return TemplateResponse(request, "batches/admin_start.html", context)

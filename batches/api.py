@@ -220,8 +220,8 @@ def _signed_in(request: HttpRequest):
 @router.post("/plan", response={200: PlanOut, **{k: ERRORS[k] for k in (400, 401, 403, 409, 422)}},
              summary="A dry run: the variations, runs, cost estimate and time a batch would take; nothing starts")
 def plan_batch(request, payload: BatchIn):
-    _signed_in(request)
-    return _plan(payload).summary()
+    # As it would start: within the caller's quota (refused past it, a budget and run limits filled in).
+    return services.batch_within_quota(plan=_plan(payload), owner=_signed_in(request)).summary()
 
 
 @router.post("/", response={201: BatchOut, **{k: ERRORS[k] for k in (400, 401, 403, 409, 422)}},
@@ -262,7 +262,7 @@ def pause_batch(request, batch_id: int):
 def resume_batch(request, batch_id: int, payload: ResumeIn | None = None):
     batch = _batch(request, batch_id, write=True)
     changes = payload.dict(exclude_none=True) if payload else {}
-    return _out(request, services.batch_resume(batch=batch, **changes), runs=True)
+    return _out(request, services.batch_resume(batch=batch, by=caller(request), **changes), runs=True)
 
 
 @router.post("/{batch_id}/cancel", response={200: BatchOut, **{k: ERRORS[k] for k in (401, 403, 404, 409)}},

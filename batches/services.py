@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models.functions import Now
 from django.utils.text import slugify
 
+from accounts.quotas import quota_batch, quota_credit_limit, user_limits
 from batches.models import Batch, BatchRun, BatchStatus
 from batches.selectors import ACTIVE, ENDED
 from engine import Scenario
@@ -203,22 +204,28 @@ class BatchPlan:
         }
 
 
-def _variation_plan(config: BatchConfig, base: Scenario, variation: Variation) -> VariationPlan:
+def _variation_plan(config: BatchConfig, base: Scenario, variation: Variation, *, largest: float | None = None) -> VariationPlan:
+    """`largest`: the largest credit limit the batch's owner may give a run (their quota), if any."""
     plan = run_plan(config=apply_variation(base, variation), turns=config.turns, provider=config.provider)
     high = plan.estimate.cost.high
     offline = plan.choice.offline
     limit = run_credit_limit(config, estimate_high=high, scenario_limit=plan.credit_limit, offline=offline)
-    plan = replace(plan, credit_limit=limit if limit is not None else plan.credit_limit)
+    limit = limit if limit is not None else plan.credit_limit
+    if largest is not None:
+        limit = largest if limit is None else min(limit, largest)
+    plan = replace(plan, credit_limit=limit)
     return VariationPlan(variation, plan, run_reserve(plan.credit_limit, estimate_high=high, offline=offline))
 
 
-def batch_plan(*, config: BatchConfig, base: BaseScenario) -> BatchPlan:
-    """Every variation checked against the scenario and planned (provider, estimate, credit limit)."""
+def batch_plan(*, config: BatchConfig, base: BaseScenario, owner=None) -> BatchPlan:
+    """Every variation checked against the scenario and planned (provider, estimate, credit limit, capped at the
+    largest `owner`'s quota allows)."""
     try:
         found = check_variations(config, base.config)
     except BatchConfigError as exc:
         raise BatchInputError(str(exc)) from None
-    plans = tuple(_variation_plan(config, base.config, variation) for variation in found)
+    largest = user_limits(owner).max_credit_limit
+    plans = tuple(_variation_plan(config, base.config, variation, largest=largest) for variation in found)
     runs = tuple(planned_runs(config, base_seeds=[v.run.config.config.seed for v in plans]))
     return BatchPlan(config, base, plans, runs)
 
@@ -227,7 +234,7 @@ def batch_plan(*, config: BatchConfig, base: BaseScenario) -> BatchPlan:
 def _enqueue(run: Run) -> None:
     from batches.tasks import execute_batch_run  # tasks import this module
 
-    execute_batch_run(run.pk)
+    execute_batch_run(run.pk, priority=run_selectors.run_queue_priority(run))
 
 
 def batch_create(*, plan: BatchPlan, owner=None) -> Batch:
@@ -254,8 +261,25 @@ def batch_create(*, plan: BatchPlan, owner=None) -> Batch:
     return batch
 
 
+def batch_within_quota(*, plan: BatchPlan, owner) -> BatchPlan:
+    """The plan as `owner` may start it: refused (QuotaRefused) if it has more runs, a larger budget, more runs
+    at once or a larger run credit limit than their quota allows; a batch without a budget gets their largest,
+    its runs' credit limits capped at their largest."""
+    config = plan.config
+    budget = quota_batch(owner, runs=len(plan.runs), budget_limit=config.budget_limit, max_parallel=config.max_parallel)
+    quota_credit_limit(owner, requested=config.cost_per_run_limit, planned=None)
+    if budget != config.budget_limit:
+        try:
+            config = BatchConfig.model_validate({**config.model_dump(mode="json"), "budget_limit": budget})
+        except ValueError as exc:
+            raise BatchInputError(f"with the budget of your quota (${budget:.2f}): {exc}") from None
+    return batch_plan(config=config, base=plan.base, owner=owner)
+
+
 def batch_start(*, plan: BatchPlan, owner=None, dispatch: Dispatch | None = None) -> Batch:
-    """Create the batch and start its first runs (on workers, unless `dispatch` plays them elsewhere)."""
+    """Create the batch within `owner`'s quota and start its first runs (on workers, unless `dispatch` plays
+    them elsewhere)."""
+    plan = batch_within_quota(plan=plan, owner=owner)
     batch = batch_create(plan=plan, owner=owner)
     batch_schedule(batch_id=batch.pk, dispatch=dispatch)
     batch.refresh_from_db()
@@ -284,12 +308,17 @@ def batch_schedule(*, batch_id: int, dispatch: Dispatch | None = None) -> list[R
         plans: dict[int, VariationPlan] = {}
         config = BatchConfig.model_validate(batch.config)
         base = Scenario.model_validate(batch.snapshot)
+        # The owner's quota: the largest credit limit of a run, and runs under way at once (theirs, of any kind).
+        limits = user_limits(batch.owner)
+        room = None if limits.max_runs_under_way is None else (
+            limits.max_runs_under_way - run_selectors.runs_under_way(owner=batch.owner))
         for row in pending:
-            if active >= batch.max_parallel:
+            if active >= batch.max_parallel or (room is not None and room <= 0):
                 break
             try:
                 if row.variation not in plans:
-                    plans[row.variation] = _variation_plan(config, base, Variation.from_v1(batch.variations[row.variation - 1]))
+                    plans[row.variation] = _variation_plan(config, base, Variation.from_v1(batch.variations[row.variation - 1]),
+                                                           largest=limits.max_credit_limit)
             except (RunInputError, BatchConfigError) as exc:
                 _halt(batch, f"{row.name} cannot start: {exc}")
                 break
@@ -306,6 +335,7 @@ def batch_schedule(*, batch_id: int, dispatch: Dispatch | None = None) -> list[R
             row.save(update_fields=["run", "reserved"])
             spent += variation.reserve or 0.0
             active += 1
+            room = None if room is None else room - 1
             started.append(run)
         if batch.status == BatchStatus.RUNNING and len(pending) == len(started) and active == 0 \
                 and all(run.status in ENDED for run in runs):
@@ -332,7 +362,8 @@ def batch_run_execute(*, run_id: int, dispatch: Dispatch | None = None, **option
     if row is not None and row.batch.status != BatchStatus.RUNNING:
         return None
     try:
-        return run_execute(run_id=run_id, **options)
+        # A worker that stops mid-run queues it again as a batch run, so its end still schedules the batch.
+        return run_execute(run_id=run_id, requeue=dispatch or _enqueue, **options)
     finally:
         if row is not None:
             batch_schedule(batch_id=row.batch_id, dispatch=dispatch)
@@ -363,13 +394,17 @@ def _pause_running(batch: Batch) -> None:
 
 
 def batch_resume(*, batch: Batch, budget_limit: float | None = None, max_parallel: int | None = None,
-                 dispatch: Dispatch | None = None) -> Batch:
+                 dispatch: Dispatch | None = None, by=None) -> Batch:
     """Go on with a paused or halted batch (optionally with a larger budget or more runs at once): runs it
-    paused, crashed runs and queued runs are handed out again, then new runs start as slots and budget allow."""
+    paused, crashed runs and queued runs are handed out again, then new runs start as slots and budget allow.
+    `by`: the person asking, whose quota a new budget and max_parallel must fit."""
     if budget_limit is not None and not budget_limit > 0:
         raise BatchInputError(f"the budget must be a positive number of USD, not {budget_limit}")
     if max_parallel is not None and not 1 <= max_parallel <= 64:
         raise BatchInputError(f"max_parallel must be between 1 and 64, not {max_parallel}")
+    if by is not None and (budget_limit is not None or max_parallel is not None):
+        quota_batch(by, runs=batch.batch_runs.count(), budget_limit=budget_limit,
+                    max_parallel=max_parallel if max_parallel is not None else batch.max_parallel)
     changes: dict = {"status": BatchStatus.RUNNING, "halt_reason": ""}
     if budget_limit is not None:
         changes["budget_limit"] = budget_limit

@@ -11,6 +11,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from accounts.quotas import QuotaExceeded
 from batches import selectors, services
 from batches.forms import EXAMPLE, BatchConfigForm
 from batches.models import Batch, BatchStatus
@@ -53,8 +54,17 @@ def batch_new(request: HttpRequest) -> HttpResponse:
     form = BatchConfigForm(request.POST or None, initial={"config": EXAMPLE.format(slug=first.slug if first else "ai-summit")})
     plan = None
     if request.method == "POST" and form.is_valid():
+        try:  # previewed as it would start: within the person's quota
+            form.plan = services.batch_within_quota(plan=form.plan, owner=request.user)
+        except (services.BatchInputError, QuotaExceeded) as exc:
+            form.add_error(None, str(exc))
+            return render(request, "batches/batch_new.html", {"form": form, "plan": None})
         if "start" in request.POST:
-            batch = services.batch_start(plan=form.plan, owner=request.user)
+            try:
+                batch = services.batch_start(plan=form.plan, owner=request.user)
+            except (services.BatchInputError, QuotaExceeded) as exc:
+                form.add_error(None, str(exc))
+                return render(request, "batches/batch_new.html", {"form": form, "plan": form.plan})
             messages.success(request, f"Batch {batch.pk} started: {len(form.plan.runs)} runs, up to {batch.max_parallel} at once.")
             return redirect("batches:detail", pk=batch.pk)
         plan = form.plan
@@ -77,7 +87,7 @@ def _steer(request: HttpRequest, pk: int, action, done: str, **params) -> HttpRe
     try:
         action(batch=batch, **params)
         messages.success(request, done)
-    except (services.BatchConflict, services.BatchInputError) as exc:
+    except (services.BatchConflict, services.BatchInputError, QuotaExceeded) as exc:
         messages.error(request, str(exc))
     return redirect(reverse("batches:detail", args=[batch.pk]))
 
@@ -97,7 +107,7 @@ def batch_resume(request: HttpRequest, pk: int) -> HttpResponse:
     except ValueError:
         messages.error(request, f"The budget must be a number of USD, not {budget!r}.")
         return redirect(reverse("batches:detail", args=[pk]))
-    return _steer(request, pk, services.batch_resume, "Resumed.", **params)
+    return _steer(request, pk, services.batch_resume, "Resumed.", by=request.user, **params)
 
 
 @login_required

@@ -29,6 +29,12 @@ class CreditLimitExceeded(Exception):
 
 
 
+class CallHeld(BaseException):
+    """A call not started because the run is pausing between calls (`CostTracker.hold`). Not an `Exception`: no
+    phase takes it for a failure of its own (no "decision failed" event); it ends the phase once the units of
+    work whose calls were answered have finished, and the orchestrator pauses the run."""
+
+
 class CostTracker:
     """Books every call of one run. `take_records()` hands new ledger lines to the orchestrator."""
 
@@ -54,6 +60,7 @@ class CostTracker:
         self._priced: set[str] = set()
         self._probe_in_flight = False
         self._changed = asyncio.Event()
+        self._holding = False  # `hold()`: no call starts any more
         # A resumed run that already passed the warning line must not warn again.
         self._warned = credit_limit is not None and already_spent >= WARNING_RATIO * credit_limit
         # A resumed run's provider starts from the price table again: what the ledger shows it was billed
@@ -111,6 +118,12 @@ class CostTracker:
                 return table, True
             await self._changed.wait()
 
+    def hold(self) -> None:
+        """Start no more calls: each new one raises `CallHeld`, while the calls already sent are answered and
+        booked, and the work waiting for them is finished. A run stopped this way has paid for nothing it does
+        not have in its ledger, and started nothing it must pay for again."""
+        self._holding = True
+
     def reject(self, request: LLMRequest) -> None:
         """The answer to `request` was unusable: a provider that keeps answers (a cache) forgets it. The call
         stays booked: it was paid for."""
@@ -137,6 +150,8 @@ class CostTracker:
                 self._signal()  # billed, failed or refused: room and prices may have changed
 
     async def _complete(self, request: LLMRequest, purpose, projected: float) -> LLMResponse:
+        if self._holding:
+            raise CallHeld(f"{purpose.task} for {purpose.actor or 'the world'}, turn {purpose.turn}: not started, the run is pausing")
         # Check and reserve with no await in between: concurrent calls see each other's reservations.
         if not self._fits(projected):
             label = f"{purpose.task} for {purpose.actor or 'the world'}, turn {purpose.turn}"

@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from engine.costs import CostTracker, CreditLimitExceeded
+from engine.costs import CallHeld, CostTracker, CreditLimitExceeded
 from engine.events import EventBus, EventType
 from engine.llm.provider import LLMError, LLMProvider
 from engine.phases.base import HaltRequested, Phase, PhaseContext
@@ -92,7 +92,10 @@ class ScenarioOrchestrator:
         self.phases: list[Phase] = list(phases or [])
         self.seats = seats or StateSeats()
         self._pause_requested = False
+        self._pause_reason = "paused on request"
+        self._pausing_between_calls = False
         self._cancel_requested = False
+        self._tracker: CostTracker | None = None
         self._running_phase: asyncio.Future[ScenarioState] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -102,9 +105,22 @@ class ScenarioOrchestrator:
         self.phases.append(phase)
 
     # ---- requests from outside (any thread) ---------------------------------------------------------
-    def request_pause(self) -> None:
-        """Stop at the next phase boundary with status PAUSED."""
+    def request_pause(self, *, reason: str = "paused on request", between_calls: bool = False) -> None:
+        """Stop with status PAUSED at the next phase boundary. With `between_calls`, sooner: no new model call
+        starts, and once the calls in flight have answered (each booked, the work it finished kept as the
+        phase's progress) the phase in flight is left where it is, to be continued on resume. What a stopping
+        worker asks for: it pays for nothing twice and waits at most for the longest call in flight."""
         self._pause_requested = True
+        self._pause_reason = reason
+        if not between_calls:
+            return
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            self._pausing_between_calls = True  # applies when execute() starts
+        elif threading.get_ident() == getattr(loop, "_thread_id", None):
+            self._pause_between_calls()
+        else:
+            loop.call_soon_threadsafe(self._pause_between_calls)
 
     def request_cancel(self) -> None:
         """Stop as soon as possible: the phase in flight is abandoned and the run ends CANCELLED."""
@@ -116,6 +132,11 @@ class ScenarioOrchestrator:
             self._interrupt()
         else:
             loop.call_soon_threadsafe(self._interrupt)  # Task.cancel is not thread-safe
+
+    def _pause_between_calls(self) -> None:
+        self._pausing_between_calls = True
+        if self._tracker is not None:
+            self._tracker.hold()
 
     def _interrupt(self) -> None:
         if self._running_phase is not None and not self._running_phase.done():
@@ -134,8 +155,8 @@ class ScenarioOrchestrator:
         try:
             return await self._execute(state)
         finally:
-            self._loop = self._wake = self._running_phase = self._current = None
-            self._pause_requested = self._cancel_requested = False
+            self._loop = self._wake = self._running_phase = self._current = self._tracker = None
+            self._pause_requested = self._cancel_requested = self._pausing_between_calls = False
 
     def _check_state_matches_scenario(self, state: ScenarioState) -> None:
         in_state = [a.short_name for a in state.actors]
@@ -148,6 +169,9 @@ class ScenarioOrchestrator:
             provider=self.provider, bus=self.bus, run_id=state.run_id, credit_limit=self.credit_limit, already_spent=state.total_cost,
             ledger=state.costs,
         )
+        self._tracker = tracker
+        if self._pausing_between_calls:  # asked for before the run was under way
+            self._pause_between_calls()
         ctx = PhaseContext(
             scenario=self.scenario,
             llm=tracker,
@@ -209,7 +233,7 @@ class ScenarioOrchestrator:
         if self._cancel_requested:
             raise _Stop(RunStatus.CANCELLED, reason="cancelled on request")
         if self._pause_requested:
-            raise _Stop(RunStatus.PAUSED, reason="paused on request")
+            raise _Stop(RunStatus.PAUSED, reason=self._pause_reason)
 
     async def _run_phase(self, phase: Phase, ctx: PhaseContext, tracker: CostTracker) -> None:
         assert self._current is not None
@@ -231,6 +255,8 @@ class ScenarioOrchestrator:
                     if self._cancel_requested and (outer is None or outer.cancelling() == 0):
                         raise _Stop(RunStatus.CANCELLED, reason="cancelled on request") from None
                     raise  # the caller's own cancellation: not ours to absorb
+                if isinstance(exc, CallHeld):  # pausing between calls: the calls sent are answered and booked
+                    raise _Stop(RunStatus.PAUSED, reason=self._pause_reason) from None
                 if not isinstance(exc, Exception):
                     raise
                 await self._judge_failure(phase, attempt, exc)

@@ -38,4 +38,8 @@ SCENARIOS: list[Scenario] = [
     Scenario("permissions", "reliability.permissions:run", full=3, bounded=0),
     Scenario("bad input", "reliability.bad_input:run", full=5, bounded=0),  # a trial per group; make test plays them bounded
     Scenario("load", "reliability.load:run", full=8, bounded=2),  # a trial per run: 8 on 2 workers, 200 viewers
+    Scenario("malformed zips", "reliability.malformed_zips:run", full=5, bounded=1),
+    Scenario("quota abuse", "reliability.quota_abuse:run", full=5, bounded=1, both_profiles=True),
+    # a trial per run: all played at once on 2 workers restarted with SIGTERM every ~1.5 s (bounded: one run, one worker)
+    Scenario("worker restarts", "reliability.worker_restarts:run", full=6, bounded=1, both_profiles=True),
 ]

@@ -11,6 +11,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from accounts.quotas import QuotaExceeded
 from runs import branching, live, selectors, services
 from runs.forms import RunBranchForm, RunStartForm
 from runs.models import CostRecord, Decision, Run, Turn
@@ -83,7 +84,7 @@ class RunAdmin(admin.ModelAdmin):
                     self.message_user(request, f"{run} is queued for a worker.", messages.SUCCESS)
                     return HttpResponseRedirect(reverse("admin:runs_run_change", args=[run.pk]))
                 plan = services.run_plan_for(scenario=scenario, **form.run_parameters())
-            except (services.RunInputError, services.RunConflict) as exc:
+            except (services.RunInputError, services.RunConflict, QuotaExceeded) as exc:
                 error = str(exc)
         context = {
             **self.admin_site.each_context(request), "title": "Start a run", "form": form, "plan": plan,
@@ -158,9 +159,9 @@ class RunAdmin(admin.ModelAdmin):
     def resume_runs(self, request, queryset) -> None:
         for run in queryset:
             try:
-                services.run_resume(run=run)
+                services.run_resume(run=run, by=request.user)
                 self.message_user(request, f"{run}: queued to resume.", messages.SUCCESS)
-            except (services.RunConflict, services.RunInputError) as exc:
+            except (services.RunConflict, services.RunInputError, QuotaExceeded) as exc:
                 self.message_user(request, f"{run}: {exc}", messages.ERROR)
 
     @admin.action(description="Cancel the selected runs", permissions=["control"])
@@ -207,7 +208,7 @@ class RunAdmin(admin.ModelAdmin):
             try:
                 child = branching.run_branch(run=run, at_turn=form.cleaned_data["at_turn"], intervention=form.intervention(),
                                              owner=request.user, start=form.cleaned_data["start"])
-            except (services.RunInputError, services.RunConflict) as exc:
+            except (services.RunInputError, services.RunConflict, QuotaExceeded) as exc:
                 form.add_error(None, str(exc))
             else:
                 self.message_user(request, f"{child}: branched from {run} at turn {child.branch_turn} ({child.status}).", messages.SUCCESS)

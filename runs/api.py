@@ -437,7 +437,7 @@ def pause_run(request, run_id: int):
 def resume_run(request, run_id: int, payload: ResumeIn | None = None):
     payload = payload or ResumeIn()
     return _steer(request, run_id, lambda run: services.run_resume(run=run, credit_limit=payload.credit_limit,
-                                                                   max_turns=payload.end_turn))
+                                                                   max_turns=payload.end_turn, by=caller(request)))
 
 
 @router.post("/{run_id}/cancel", response={200: RunOut, **{k: ERRORS[k] for k in (401, 403, 404, 409)}},

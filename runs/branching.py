@@ -18,6 +18,7 @@ from typing import Any, Literal
 from asgiref.sync import async_to_sync
 from django.db import transaction
 
+from accounts.quotas import quota_credit_limit
 from engine import FilesystemPersistence
 from engine.scenario.schema import Scenario as ScenarioConfig
 from engine.state import ActorState, WorldState
@@ -125,7 +126,7 @@ def run_branch(*, run: Run, at_turn: int, intervention: Intervention | None = No
 
     history = load_run_state(parent).with_history_until(at_turn, context_window=config.config.context_window_size)
     spent = history.total_cost
-    credit_limit = intervention.credit_limit if intervention.credit_limit is not None else parent.credit_limit
+    credit_limit = quota_credit_limit(owner, requested=intervention.credit_limit, planned=parent.credit_limit)
     if credit_limit is not None and credit_limit <= spent:
         raise RunInputError(f"run {parent.pk} had spent ${spent:.4f} by turn {at_turn}, which the branch's ledger keeps: "
                             f"its credit limit must be more than that, not {credit_limit}")
@@ -172,7 +173,7 @@ def run_branch(*, run: Run, at_turn: int, intervention: Intervention | None = No
         Run.objects.filter(pk=child.pk).update(finished_at=None)  # stored, not played: it has not finished anything
         child.refresh_from_db()
         if start:
-            child = services.run_resume(run=child)
+            child = services.run_resume(run=child, by=owner)
     if child.output_dir:  # after the commit, as every save: the files never show what the database lacks
         async_to_sync(FilesystemPersistence(Path(child.output_dir), per_run_folder=False).save)(state)
     child.refresh_from_db()

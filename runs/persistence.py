@@ -228,8 +228,16 @@ def load_run_state(run: models.Run) -> ScenarioState:
 
 
 # ---- events --------------------------------------------------------------------------------------------------
-def record_event(run_id: int, event: Event, *, ledger_position: int | None = None) -> None:
-    """Store one event; a cost event also books its call at `ledger_position` and adds to the run's totals."""
+def _check_claim(run_id: int, claim: str | None) -> None:
+    """Inside a write's transaction: refuse it (ClaimLost) unless this executor still owns the run. The run's
+    row stays locked until the commit, so a resume elsewhere cannot take the run between check and write."""
+    if claim is not None and not models.Run.objects.select_for_update().filter(pk=run_id, claim=claim).exists():
+        raise ClaimLost(f"run {run_id} is no longer this executor's (resumed or cancelled elsewhere): nothing more is stored")
+
+
+def record_event(run_id: int, event: Event, *, ledger_position: int | None = None, claim: str | None = None) -> None:
+    """Store one event; a cost event also books its call at `ledger_position` and adds to the run's totals.
+    With `claim`, only while the run is still this executor's (else ClaimLost, nothing stored)."""
     data = event.to_dict()["data"]
     # Only a transaction of its own may skip the flush: inside a caller's (a person's decision and the
     # resume it triggers) SET LOCAL would relax that whole transaction.
@@ -241,6 +249,7 @@ def record_event(run_id: int, event: Event, *, ledger_position: int | None = Non
             # events, never a ledger line.
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        _check_claim(run_id, claim)
         models.RunEvent.objects.create(
             run_id=run_id, seq=event.seq, type=event.type.value, data=data, source=event.source,
             timestamp=datetime.fromtimestamp(event.timestamp, UTC),
@@ -268,33 +277,35 @@ Pending = tuple[Event, "int | None"]  # an event and, for a cost event, its ledg
 BATCH = 100  # events in one transaction at most: a batch's queries stay the same whatever queued
 
 
-def record_events(run_id: int, batch: Sequence[Pending]) -> list[Exception | None]:
+def record_events(run_id: int, batch: Sequence[Pending], *, claim: str | None = None) -> list[Exception | None]:
     """Store events (in seq order) in one transaction per `BATCH`, each with the same few queries however many
     events it holds: the events, the cost events' ledger lines and the run's totals. If one fails (a seq already
     taken, a commit refused), its events are tried one by one (`record_event`), so only one at fault is lost.
-    Returns, per event, what failed."""
+    With `claim`, every transaction first checks the run is still this executor's: ClaimLost is raised, and
+    nothing of the batch stored, once it is not. Returns, per event, what failed."""
     outcomes: list[Exception | None] = []
     for start in range(0, len(batch), BATCH):
         chunk = batch[start:start + BATCH]
         try:
-            _record_together(run_id, chunk)
+            _record_together(run_id, chunk, claim)
         except DatabaseFailure:  # any database error (InterfaceError too): try the events one by one
             if len(chunk) > 1:
                 logger.warning("run %s: %d events could not be stored together; storing them one by one",
                                run_id, len(chunk), exc_info=True)
-            outcomes += [_record_one(run_id, event, position) for event, position in chunk]
+            outcomes += [_record_one(run_id, event, position, claim) for event, position in chunk]
         else:
             outcomes += [None] * len(chunk)
     return outcomes
 
 
-def _record_together(run_id: int, batch: Sequence[Pending]) -> None:
+def _record_together(run_id: int, batch: Sequence[Pending], claim: str | None) -> None:
     costs = [(event, position) for event, position in batch if event.type is EventType.COST_INCURRED and position is not None]
     relaxed = connection.vendor == "postgresql" and not costs and not connection.in_atomic_block
     with transaction.atomic():
         if relaxed:  # as in `record_event`: a transaction holding a ledger line is always flushed
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        _check_claim(run_id, claim)
         models.RunEvent.objects.bulk_create([
             models.RunEvent(run_id=run_id, seq=event.seq, type=event.type.value, data=event.to_dict()["data"],
                             source=event.source, timestamp=datetime.fromtimestamp(event.timestamp, UTC))
@@ -319,9 +330,11 @@ def _record_together(run_id: int, batch: Sequence[Pending]) -> None:
             )
 
 
-def _record_one(run_id: int, event: Event, position: int | None) -> Exception | None:
+def _record_one(run_id: int, event: Event, position: int | None, claim: str | None) -> Exception | None:
     try:
-        record_event(run_id, event, ledger_position=position)
+        record_event(run_id, event, ledger_position=position, claim=claim)
+    except ClaimLost:
+        raise
     except Exception as exc:  # noqa: BLE001 - one event lost, not the batch: the caller reports it
         return exc
     return None
@@ -340,10 +353,14 @@ class RunEventRecorder:
     Cost events arrive in the order the tracker booked the calls (it numbers the event as it books), so
     the n-th cost event is ledger line `ledger_size + n`: the same position the state gives the call."""
 
-    def __init__(self, run_id: int, *, ledger_size: int, then: Sequence[Callable[[Event], object]] = ()) -> None:
+    def __init__(self, run_id: int, *, ledger_size: int, then: Sequence[Callable[[Event], object]] = (),
+                 claim: str | None = None, on_claim_lost: Callable[[], object] | None = None) -> None:
         self.run_id = run_id
         self.next_position = ledger_size
         self.then = list(then)
+        self.claim = claim  # with a claim, each batch is stored only while the run is still this executor's
+        self.on_claim_lost = on_claim_lost
+        self.claim_lost = False
         self.transactions = 0  # batches written: what concurrent events cost in commits
         self._store = sync_to_async(record_events, thread_sensitive=True)
         self._pending: list[Pending] = []
@@ -388,7 +405,16 @@ class RunEventRecorder:
             self._pending, self._batch = [], None
             assert batch is not None
             try:
-                outcomes = await self._store(self.run_id, pending)
+                if self.claim_lost:
+                    raise ClaimLost(f"run {self.run_id} is no longer this executor's")
+                outcomes = await self._store(self.run_id, pending, claim=self.claim)
+            except ClaimLost as exc:
+                outcomes = [exc] * len(pending)
+                if not self.claim_lost:
+                    self.claim_lost = True
+                    logger.warning("run %s: %s; stopping this executor", self.run_id, exc)
+                    if self.on_claim_lost is not None:
+                        self.on_claim_lost()
             except Exception as exc:  # noqa: BLE001 - no event of the batch is stored
                 outcomes = [exc] * len(pending)
             self.transactions += 1
@@ -396,6 +422,8 @@ class RunEventRecorder:
             for (event, _), problem in zip(pending, outcomes, strict=True):
                 if problem is None:
                     await self._hand_on(event)
+                elif isinstance(problem, ClaimLost):
+                    failures[event.seq] = problem  # said once, above
                 else:
                     failures[event.seq] = problem
                     logger.error("run %s: event %s #%s could not be stored: %r", self.run_id, event.type.value,

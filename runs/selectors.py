@@ -11,6 +11,7 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from accounts.quotas import user_queue_priority
 from runs.models import CostRecord, Run, RunEvent, RunStatus
 
 CRASHED = "crashed"
@@ -25,6 +26,23 @@ def run_events_after(*, run_id: int, after: int, limit: int) -> list[dict]:
     """A run's stored events after a seq, in order, as the pages' messages are made from them."""
     rows = RunEvent.objects.filter(run_id=run_id, seq__gt=after).order_by("seq")[:limit]
     return [{"seq": e.seq, "type": e.type, "data": e.data, "timestamp": e.timestamp.timestamp()} for e in rows]
+
+
+def runs_under_way(*, owner) -> int:
+    """How many of `owner`'s runs are queued or running (what their quota's runs under way counts)."""
+    return Run.objects.filter(owner=owner, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).count()
+
+
+def run_queue_priority(run: Run) -> int:
+    """Where a run's task goes in the workers' queue, higher first (ties in the order queued): behind the runs its
+    owner has queued or running ahead of it, so the runs of different owners take turns. However many runs one
+    owner queues (a batch), another owner's run is next, and waits for at most one run to end. A staff-set
+    priority (the owner's quota: accounts.quotas) puts every run of its owner ahead of lower ones."""
+    ahead = Run.objects.filter(owner_id=run.owner_id, status__in=[RunStatus.QUEUED, RunStatus.RUNNING], pk__lt=run.pk).count()
+    return user_queue_priority(run.owner) * QUEUE_PRIORITY_STEP - ahead
+
+
+QUEUE_PRIORITY_STEP = 1_000_000  # a priority step outweighs any owner's queue
 
 
 def run_is_crashed(run: Run, *, now: datetime | None = None) -> bool:

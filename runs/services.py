@@ -14,20 +14,23 @@ import logging
 import math
 import os
 import socket
+import threading
 import uuid
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 from django.db.models.functions import Coalesce, Now
 
+from accounts.quotas import quota_check_under_way, quota_credit_limit
 from engine import Event, EventBus, ScenarioState
 from engine.estimate import CostEstimate, estimate_run_cost
 from engine.llm.cache import CachingProvider, SqliteResponseCache
@@ -193,9 +196,10 @@ def _check_seats(config: ScenarioConfig, human_seats: Sequence[str], timeout: fl
 
 
 def run_enqueue(*, run: Run) -> None:
+    """A task for any worker to play the run, placed in the queue so that owners take turns."""
     from runs.tasks import execute_run  # tasks import this module
 
-    execute_run(run.pk)
+    execute_run(run.pk, priority=selectors.run_queue_priority(run))
 
 
 def run_plan_for(*, scenario, human_seats: Sequence[str] = (), human_timeout_minutes: float | None = None, **params) -> RunPlan:
@@ -215,12 +219,36 @@ def run_plan_for(*, scenario, human_seats: Sequence[str] = (), human_timeout_min
 def run_start(
     *, scenario, owner=None, human_seats: Sequence[str] = (), human_timeout_minutes: float | None = None, **params
 ) -> Run:
-    """Create a run of a stored scenario and hand it to a worker."""
-    plan = run_plan_for(scenario=scenario, **params)
-    run = run_create(plan=plan, slug=scenario.slug, scenario=scenario, owner=owner, human_seats=human_seats,
-                     human_timeout_minutes=human_timeout_minutes)
-    transaction.on_commit(lambda: run_enqueue(run=run))
+    """Create a run of a stored scenario within `owner`'s quota and hand it to a worker."""
+    plan = run_plan_for(scenario=scenario, human_seats=human_seats, human_timeout_minutes=human_timeout_minutes, **params)
+    return run_submit(plan=plan, slug=scenario.slug, scenario=scenario, owner=owner, credit_limit=params.get("credit_limit"),
+                      human_seats=human_seats, human_timeout_minutes=human_timeout_minutes)
+
+
+def run_submit(
+    *, plan: RunPlan, slug: str, scenario=None, owner=None, credit_limit: float | None = None,
+    human_seats: Sequence[str] = (), human_timeout_minutes: float | None = None, enqueue: bool = True,
+) -> Run:
+    """Create a planned run for `owner`, within their quota: QuotaRefused for a `credit_limit` (as they asked for
+    it) above their largest, QuotaBusy when they have as many runs under way as they may; without a limit asked
+    for, the plan's is capped at their largest. Queued for a worker unless `enqueue` is off (a terminal plays it)."""
+    plan = replace(plan, credit_limit=quota_credit_limit(owner, requested=credit_limit, planned=plan.credit_limit))
+    with transaction.atomic():
+        _check_under_way(owner)
+        run = run_create(plan=plan, slug=slug, scenario=scenario, owner=owner, human_seats=human_seats,
+                         human_timeout_minutes=human_timeout_minutes)
+        if enqueue:
+            transaction.on_commit(lambda: run_enqueue(run=run))
     return run
+
+
+def _check_under_way(user, *, starting: int = 1) -> None:
+    """QuotaBusy if `starting` more runs would put `user` past their runs under way; inside the caller's
+    transaction, with the user's row locked, so two starts at once cannot both take the last place."""
+    if user is None or not user.is_authenticated:
+        return
+    get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
+    quota_check_under_way(user, starting=starting, under_way=selectors.runs_under_way(owner=user))
 
 
 # ---- execution ---------------------------------------------------------------------------------------------
@@ -251,16 +279,27 @@ def provider_for_run(run: Run, config: ScenarioConfig) -> LLMProvider:
     return provider
 
 
+WORKER_STOPPING = "the worker stopped (a restart or deploy): queued for the next worker"
+
+
 class RunControls:
-    """Lets another thread (a signal handler) interrupt an executing run: it stops PAUSED, saved."""
+    """Lets another thread (a signal handler) stop an executing run. `interrupt()` stops it at once, PAUSED
+    and saved (Ctrl-C); `hand_back(within=…)` pauses it between model calls (the calls in flight answered and
+    booked, none started) and has its executor queue it again for the next worker, interrupting it if a call
+    is still in flight `within` seconds later."""
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
+        self._orchestrator: ScenarioOrchestrator | None = None
+        self._deadline: threading.Timer | None = None
         self.interrupted = False
+        self.handed_back = False
 
-    def attach(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task) -> None:
-        self._loop, self._task = loop, task
+    def attach(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task, orchestrator: ScenarioOrchestrator) -> None:
+        self._loop, self._task, self._orchestrator = loop, task, orchestrator
+        if self.handed_back:  # asked before the run was under way
+            orchestrator.request_pause(reason=WORKER_STOPPING, between_calls=True)
         if self.interrupted:  # asked before the run was under way: stop as soon as it is
             loop.call_soon(task.cancel)
 
@@ -272,6 +311,39 @@ class RunControls:
         if self._loop is not None and self._task is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._task.cancel)
 
+    def hand_back(self, *, within: float) -> None:
+        if self.handed_back:
+            return
+        self.handed_back = True
+        if self._orchestrator is not None:
+            self._orchestrator.request_pause(reason=WORKER_STOPPING, between_calls=True)  # thread-safe
+        self._deadline = threading.Timer(within, self.interrupt)
+        self._deadline.daemon = True
+        self._deadline.start()
+
+    def detach(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._loop = self._task = self._orchestrator = None
+
+
+# The runs this process is executing, and whether it is stopping: a worker told to stop (SIGTERM) hands each back.
+_executing: set[RunControls] = set()
+_executing_lock = threading.Lock()
+_stopping = threading.Event()
+
+
+def worker_stop(*, within: float) -> int:
+    """This worker is stopping: every run it executes pauses between model calls and is queued again for the
+    next worker (interrupted after `within` seconds if a call is still in flight), and it claims no other.
+    Returns how many runs were handed back."""
+    _stopping.set()
+    with _executing_lock:
+        executing = list(_executing)
+    for controls in executing:
+        controls.hand_back(within=within)
+    return len(executing)
+
 
 def run_execute(
     *,
@@ -279,9 +351,17 @@ def run_execute(
     progress: Callable[[Event], object] | None = None,
     controls: RunControls | None = None,
     seats: SeatDesk | None = None,
+    requeue: Callable[[Run], None] | None = None,
 ) -> Run | None:
-    """Claim a QUEUED run and play it here to its end. None when another process claimed it first.
+    """Claim a QUEUED run and play it here to its end. None when another process claimed it first, or when this
+    worker is stopping (the run is left queued, handed to `requeue`: by default a new task for any worker).
     `seats` answers for human seats (a terminal); by default a human seat makes the run wait, stored."""
+    requeue = requeue or (lambda run: run_enqueue(run=run))
+    if _stopping.is_set():
+        run = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).first()
+        if run is not None:
+            requeue(run)  # its task was taken from the queue: the next worker needs another
+        return None
     claim = uuid.uuid4().hex
     # Database time (Now()) for heartbeats everywhere, so clocks of different machines never disagree.
     claimed = Run.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
@@ -298,25 +378,41 @@ def run_execute(
     except (RoutingError, ValueError, WorkerMisconfigured) as exc:
         _finish(run, RunStatus.FAILED, error=f"could not start: {exc}")
         return run
+    controls = controls or RunControls()
+    with _executing_lock:
+        _executing.add(controls)
     try:
-        final = async_to_sync(_execute)(run, claim, config, provider, progress, controls, seats)
-    except asyncio.CancelledError:
-        final = None  # interrupted: the orchestrator saved the run PAUSED before letting go
-        # (unless the interruption came before the orchestrator started: then nothing ran, and it pauses here)
-        Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, claim=claim).update(
-            status=RunStatus.PAUSED, halt_reason="interrupted before the first phase", finished_at=Now(), claim=""
-        )
-    if final is not None:
-        # The orchestrator's own last save normally did this; make sure a failed save cannot leave it RUNNING.
-        Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, claim=claim).update(
-            status=final.status.value, halt_reason=final.halt_reason or "", error=final.error or "", finished_at=Now(),
-            claim="",  # its events were stored when the executor closed its recorder
-        )
+        if _stopping.is_set():  # a stop that came between the check above and the claim
+            controls.hand_back(within=settings.WORKER_STOP_SECONDS)
+        try:
+            final = async_to_sync(_execute)(run, claim, config, provider, progress, controls, seats, requeue)
+        except asyncio.CancelledError:
+            final = None  # interrupted: the orchestrator saved the run PAUSED before letting go
+            # (unless the interruption came before the orchestrator started: then nothing ran, and it stops here)
+            if controls.handed_back:
+                if Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, claim=claim).update(
+                        status=RunStatus.QUEUED, claim=""):
+                    requeue(run)
+            else:
+                Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, claim=claim).update(
+                    status=RunStatus.PAUSED, halt_reason="interrupted before the first phase", finished_at=Now(), claim=""
+                )
+        if final is not None:
+            # The orchestrator's own last save normally did this; make sure a failed save cannot leave it RUNNING.
+            Run.objects.filter(pk=run.pk, status=RunStatus.RUNNING, claim=claim).update(
+                status=final.status.value, halt_reason=final.halt_reason or "", error=final.error or "",
+                finished_at=Now(), claim="",  # its events were stored when the executor closed its recorder
+            )
+    finally:
+        with _executing_lock:
+            _executing.discard(controls)
+        controls.detach()
     run.refresh_from_db()
     return run
 
 
-async def _execute(run: Run, claim: str, config: ScenarioConfig, provider: LLMProvider, progress, controls, seats) -> ScenarioState:
+async def _execute(run: Run, claim: str, config: ScenarioConfig, provider: LLMProvider, progress, controls: RunControls,
+                   seats, requeue: Callable[[Run], None]) -> ScenarioState:
     from runs.seats import StoredSeats  # seats build on this module
     # Only playing a run needs the orchestrator and its phases: every process imports this module (the admin
     # does), and `manage.py run_scenario --help` should not pay for them.
@@ -329,16 +425,18 @@ async def _execute(run: Run, claim: str, config: ScenarioConfig, provider: LLMPr
     publisher = LivePublisher(run.pk)
     # Pages (through the channel layer) and the terminal are handed each event by the recorder once it is
     # stored, so they never show what the database lacks; the recorder writes in batches, off the run's path.
-    recorder = RunEventRecorder(run.pk, ledger_size=ledger_size, then=[publisher] if progress is None else [publisher, progress])
+    task = asyncio.current_task()
+    # An executor that lost its claim (it looked dead and the run went on elsewhere) stores nothing more: the
+    # recorder checks the claim with every batch it writes, and stops the run at the first refusal.
+    recorder = RunEventRecorder(run.pk, ledger_size=ledger_size, claim=claim, on_claim_lost=task.cancel,
+                                then=[publisher] if progress is None else [publisher, progress])
     bus.on("*", recorder)
     orchestrator = ScenarioOrchestrator(
         scenario=config, provider=provider, bus=bus, max_turns=run.max_turns, credit_limit=run.credit_limit,
         persistence=OrmPersistence(run, claim=claim, recorder=recorder), phases=standard_phases(),
         seats=seats or StoredSeats(run.pk),
     )
-    task = asyncio.current_task()
-    if controls is not None:
-        controls.attach(asyncio.get_running_loop(), task)
+    controls.attach(asyncio.get_running_loop(), task, orchestrator)
     heartbeat = asyncio.create_task(_heartbeat(run.pk, claim, orchestrator, task))
     try:
         return await orchestrator.execute(state)
@@ -350,7 +448,7 @@ async def _execute(run: Run, claim: str, config: ScenarioConfig, provider: LLMPr
         # However the execution ended (an error and a pause too), and even if interrupted meanwhile (Ctrl-C):
         # a run left ended but held would refuse every decision and resume until its heartbeat went stale,
         # and a waiting one for ever.
-        letting_go = asyncio.ensure_future(_let_go(recorder, run.pk, claim))
+        letting_go = asyncio.ensure_future(_let_go(recorder, run.pk, claim, requeue if controls.handed_back else None))
         try:
             await asyncio.shield(letting_go)
         except asyncio.CancelledError:
@@ -359,19 +457,26 @@ async def _execute(run: Run, claim: str, config: ScenarioConfig, provider: LLMPr
         await publisher.close()
 
 
-async def _let_go(recorder: RunEventRecorder, run_id: int, claim: str) -> None:
+async def _let_go(recorder: RunEventRecorder, run_id: int, claim: str, requeue: Callable[[Run], None] | None) -> None:
     """Store every event of this executor, then release the run. Only then may web requests store events of
-    their own (a person's decision, a seat changing hands) or resume it: each takes the next seq."""
+    their own (a person's decision, a seat changing hands) or resume it: each takes the next seq. With
+    `requeue` (the worker is stopping), a run it paused is queued again and handed to `requeue`."""
     await recorder.close()  # every event stored, what an error or a cancellation left queued too
-    await sync_to_async(_release, thread_sensitive=True)(run_id, claim)
+    await sync_to_async(_release, thread_sensitive=True)(run_id, claim, requeue=requeue)
 
 
-def _release(run_id: int, claim: str) -> None:
+def _release(run_id: int, claim: str, *, requeue: Callable[[Run], None] | None = None) -> None:
     """Release a run this executor has stopped (its events stored); a waiting run starts its wait now (the
-    timeout counts from here). Idempotent; a run still RUNNING (its last save failed) is left to the caller."""
+    timeout counts from here). Idempotent; a run still RUNNING (its last save failed) is left to the caller.
+    With `requeue`, a run paused by its worker stopping (not by a person's pause) goes back to the queue, in the
+    same transaction: no moment where it looks paused and at rest, or crashed."""
     with transaction.atomic():  # waiting_since and the released claim together: either says "at rest"
         mine = Run.objects.filter(pk=run_id, claim=claim)
         mine.filter(status=RunStatus.WAITING_FOR_HUMAN, waiting_since__isnull=True).update(waiting_since=Now())
+        if requeue is not None and mine.filter(status=RunStatus.PAUSED, pause_requested=False, cancel_requested=False).update(
+                status=RunStatus.QUEUED, halt_reason="", finished_at=None, claim=""):
+            run = Run.objects.get(pk=run_id)
+            transaction.on_commit(lambda: requeue(run))
         mine.exclude(status=RunStatus.RUNNING).update(claim="")
 
 
@@ -419,12 +524,23 @@ def _stale_before():
     return Now() - timedelta(seconds=settings.RUN_STALE_SECONDS)
 
 
-def run_resume(*, run: Run, credit_limit: float | None = None, max_turns: int | None = None, enqueue: bool = True) -> Run:
+def run_resume(*, run: Run, credit_limit: float | None = None, max_turns: int | None = None, enqueue: bool = True,
+               by=None) -> Run:
     """Queue a paused, halted, failed, completed (to more turns) or crashed run to continue from its last
     stored state, its ledger intact. `enqueue=False` leaves it for the caller to execute in-process. A run
-    still queued is handed to the queue again (a lost task; a second task finds it claimed and does nothing)."""
+    still queued is handed to the queue again (a lost task; a second task finds it claimed and does nothing).
+    `by`: the person asking, whose quota the new credit limit and the run going back under way must fit."""
     if credit_limit is not None and not (math.isfinite(credit_limit) and credit_limit > 0):
         raise RunInputError(f"the credit limit must be a positive number of USD, not {credit_limit}")
+    if by is not None:
+        quota_credit_limit(by, requested=credit_limit, planned=None)
+    with transaction.atomic():
+        if by is not None and run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):  # not under way yet
+            _check_under_way(by)
+        return _resume(run, credit_limit=credit_limit, max_turns=max_turns, enqueue=enqueue)
+
+
+def _resume(run: Run, *, credit_limit: float | None, max_turns: int | None, enqueue: bool) -> Run:
     _check_batch_budget(run, credit_limit=credit_limit, max_turns=max_turns)
     new_turns = max_turns if max_turns is not None else run.max_turns
     if max_turns is not None and max_turns <= run.turn:

@@ -13,6 +13,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from accounts.quotas import QuotaExceeded
 from runs import branching, selectors, services
 from runs.comparison import MAX_RUNS as MAX_COMPARED
 from runs.comparison import ComparisonError, RunNotFound, diff_lines, run_comparison
@@ -103,9 +104,9 @@ def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         credit_limit = _optional_number(request, "credit_limit", float)
         end_turn = _optional_number(request, "end_turn", int)
-        services.run_resume(run=run, credit_limit=credit_limit, max_turns=end_turn)
+        services.run_resume(run=run, credit_limit=credit_limit, max_turns=end_turn, by=request.user)
         messages.success(request, f"{run}: queued to resume.")
-    except (services.RunConflict, services.RunInputError) as exc:
+    except (services.RunConflict, services.RunInputError, QuotaExceeded) as exc:
         messages.error(request, str(exc))
     return redirect(_detail_url(run))
 
@@ -192,7 +193,7 @@ def run_branch(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         child = branching.run_branch(run=run, at_turn=form.cleaned_data["at_turn"], intervention=form.intervention(),
                                      owner=request.user, start=form.cleaned_data["start"])
-    except (services.RunConflict, services.RunInputError) as exc:
+    except (services.RunConflict, services.RunInputError, QuotaExceeded) as exc:
         messages.error(request, f"{run}: could not branch: {exc}")
         return redirect(_detail_url(run))
     started = "queued for a worker" if child.status == RunStatus.QUEUED else "paused, ready to start"

@@ -150,7 +150,12 @@ def not_found(request: HttpRequest, rest: str = ""):
 
 
 def _register_service_errors() -> None:
+    from accounts.quotas import QuotaExceeded
     from runs.services import RunConflict, RunInputError
+
+    @api.exception_handler(QuotaExceeded)
+    def _quota(request, exc):
+        return _error(request, exc.status, exc.code, str(exc))
 
     @api.exception_handler(RunConflict)
     def _conflict(request, exc):

@@ -88,13 +88,14 @@ INSTALLED_APPS = [
     "servestatic",
     "axes",
     "channels",
-    "huey.contrib.djhuey",
     "ninja",  # serves /api/docs from its own static files (no CDN)
     "accounts",
     "scenarios",
     "runs",
     "batches",
     "scenariolab_site",  # `migrate` for every database of the profile; deployment checks
+    # After the apps: of two apps with a command of one name the first wins, and runs has its own run_huey.
+    "huey.contrib.djhuey",
 ]
 # `manage.py runserver` is daphne's (websockets, and static files in DEBUG) when the daphne app comes first.
 # Only that command gets it: the app imports Twisted and autobahn on start-up (0.2-0.7 s), which every other
@@ -186,7 +187,7 @@ HUEY_IMMEDIATE = env_bool("SCENARIOLAB_HUEY_IMMEDIATE", False)
 HUEY_NAME = os.environ.get("SCENARIOLAB_HUEY_NAME", "scenariolab")
 if REDIS_URL:
     HUEY = {
-        "huey_class": "huey.RedisHuey",
+        "huey_class": "huey.PriorityRedisHuey",  # runs of different owners take turns: runs.selectors.run_queue_priority
         "name": HUEY_NAME,
         "url": REDIS_URL,
         "immediate": HUEY_IMMEDIATE,
@@ -234,6 +235,26 @@ SCENARIO_LIBRARY_DIR = BASE_DIR / "scenarios" / "library"
 # A worker writes its heartbeat this often; a running run silent for STALE seconds is shown as crashed.
 RUN_HEARTBEAT_SECONDS = float(os.environ.get("SCENARIOLAB_HEARTBEAT_SECONDS", "5"))
 RUN_STALE_SECONDS = float(os.environ.get("SCENARIOLAB_STALE_SECONDS", "30"))
+
+
+def env_limit(name: str, default: str, kind: type = float):
+    """A quota from the environment: a number, or "none" for no limit."""
+    value = os.environ.get(name, default).strip().lower()
+    return None if value in ("", "none", "unlimited") else kind(value)
+
+
+# What a user may start when no quota of theirs or their groups' says otherwise (accounts.Quota, in the admin).
+QUOTA_DEFAULTS = {
+    "max_credit_limit": env_limit("SCENARIOLAB_QUOTA_MAX_CREDIT_LIMIT", "10"),
+    "max_runs_under_way": env_limit("SCENARIOLAB_QUOTA_MAX_RUNS_UNDER_WAY", "4", int),
+    "max_batch_runs": env_limit("SCENARIOLAB_QUOTA_MAX_BATCH_RUNS", "200", int),
+    "max_batch_budget": env_limit("SCENARIOLAB_QUOTA_MAX_BATCH_BUDGET", "50"),
+    "max_batch_parallel": env_limit("SCENARIOLAB_QUOTA_MAX_BATCH_PARALLEL", "4", int),
+}
+QUOTA_STAFF_UNLIMITED = env_bool("SCENARIOLAB_QUOTA_STAFF_UNLIMITED", True)
+# A worker told to stop (SIGTERM, SIGINT) pauses each of its runs between model calls and queues it again; a call
+# still in flight after this many seconds is abandoned (the run paused there, queued all the same).
+WORKER_STOP_SECONDS = float(os.environ.get("SCENARIOLAB_WORKER_STOP_SECONDS", "30"))
 # Response cache: "run" (answers reused within a run, so a resume never pays twice), "shared", or "off".
 LLM_CACHE_SCOPE = os.environ.get("SCENARIOLAB_CACHE", "run")
 

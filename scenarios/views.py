@@ -8,6 +8,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
+from accounts.quotas import QuotaExceeded
 from runs import services as run_services
 from runs.forms import ScenarioRunStartForm
 from scenarios import selectors
@@ -68,7 +69,7 @@ def scenario_detail(request: HttpRequest, slug: str) -> HttpResponse:
                 messages.success(request, f"{run} is queued for a worker.")
                 return redirect(reverse("runs:detail", args=[run.pk]))
             plan = run_services.run_plan_for(scenario=scenario, **parameters)
-        except (run_services.RunInputError, run_services.RunConflict) as exc:
+        except (run_services.RunInputError, run_services.RunConflict, QuotaExceeded) as exc:
             error = str(exc)
     context = {
         "scenario": scenario,

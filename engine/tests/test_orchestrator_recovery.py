@@ -211,3 +211,55 @@ async def test_resuming_with_another_scenario_is_refused(summit):
     smaller = summit.model_copy(update={"actors": summit.actors[:3]})
     with pytest.raises(ValueError, match="actors"):
         await Runner().run_async(smaller, max_turns=2, state=state)
+
+
+@pytest.mark.parametrize("phase, left_midway", [("communication", True), ("decision", True), ("world_update", False)])
+async def test_a_pause_between_calls_stops_once_the_calls_in_flight_are_booked(summit, phase, left_midway):
+    """What a stopping worker asks for: no new call starts, the calls already sent are answered and booked, and the
+    phase in flight is left mid-way. The provider was paid exactly for the ledger; the resumed run pays for nothing
+    twice and ends where an uninterrupted one does."""
+    from engine.orchestrator import ScenarioOrchestrator, standard_phases
+
+    class Slow:
+        """Priced calls that take a while, so several are in flight at once; counts what it was paid for."""
+
+        name = "slow"
+
+        def __init__(self) -> None:
+            self.inner = FixedCostProvider(summit, cost_per_call=0.01)
+            self.started = 0
+            self.on_call = None
+
+        def max_cost(self, request):
+            return 0.01
+
+        async def complete(self, request):
+            self.started += 1
+            if self.on_call is not None:
+                self.on_call(request)
+            await asyncio.sleep(0.02)
+            return dataclasses.replace(await self.inner.complete(request), provider=self.name)
+
+    straight_provider = Slow()
+    straight = await Runner(provider=straight_provider).run_async(summit, max_turns=2, run_id="same")
+    provider = Slow()
+    orchestrator = ScenarioOrchestrator(scenario=summit, provider=provider, max_turns=2, phases=standard_phases())
+
+    def stop_in_turn_two(request):
+        if request.purpose.turn == 2 and request.purpose.phase == phase:
+            orchestrator.request_pause(reason="the worker is stopping", between_calls=True)
+
+    provider.on_call = stop_in_turn_two
+    from engine.sdk import initial_state
+
+    paused = await orchestrator.execute(initial_state(summit, run_id="same"))
+    assert paused.status is RunStatus.PAUSED and paused.halt_reason == "the worker is stopping"
+    assert paused.turn == 1, "paused mid-turn"
+    # A phase of many calls is left mid-way; the world update's one call was in flight, so it finished.
+    assert (PhaseName(phase) not in paused.completed_phases) is left_midway
+    assert provider.started == provider.inner.calls == len(paused.costs), "every call sent was answered and booked"
+    assert provider.started < len(straight.costs)
+    resumed = await Runner(provider=provider).run_async(summit, max_turns=2, state=paused)
+    assert resumed.status is RunStatus.COMPLETED
+    assert provider.started == straight_provider.started == len(resumed.costs), "nothing paid twice"
+    assert as_json(resumed) == as_json(straight)

@@ -34,9 +34,9 @@ def test_a_progress_emitter_does_not_wait_for_the_database_and_a_cost_emitter_do
     gate = threading.Event()  # the database is held until the test opens it
     real = persistence.record_events
 
-    def held(run_id, batch):
+    def held(run_id, batch, **kwargs):
         gate.wait(10)
-        return real(run_id, batch)
+        return real(run_id, batch, **kwargs)
 
     monkeypatch.setattr(persistence, "record_events", held)
     pages: list[int] = []
@@ -152,3 +152,30 @@ def test_a_cost_event_whose_emitter_is_cancelled_is_still_stored_and_leaves_noth
         gc.collect()
     assert not [w for w in caught if "never awaited" in str(w.message)]
     assert RunEvent.objects.filter(run=run, type="cost_incurred").count() == 1 and CostRecord.objects.filter(run=run).count() == 1
+
+
+def test_an_executor_that_lost_its_claim_stores_nothing_more_and_is_told_to_stop():
+    """The run was resumed elsewhere while this executor looked dead: from its next batch on, none of its events
+    or ledger lines reach the database (the other executor numbers its own), and it is stopped once."""
+    run = make_run(turns=1)
+    Run.objects.filter(pk=run.pk).update(claim="mine")
+    stopped: list[bool] = []
+    pages: list[int] = []
+
+    async def scenario() -> None:
+        recorder = RunEventRecorder(run.pk, ledger_size=0, claim="mine", on_claim_lost=lambda: stopped.append(True),
+                                    then=[lambda e: pages.append(e.seq)])
+        bus = EventBus()
+        bus.on("*", recorder)
+        await bus.emit(EventType.TURN_STARTED, {"turn": 1}, run_id="r")
+        await recorder.drain()
+        await sync_to_async(lambda: Run.objects.filter(pk=run.pk).update(claim="theirs"))()  # a resume elsewhere
+        await bus.emit(EventType.PHASE_STARTED, {"turn": 1, "phase": "decision"}, run_id="r")
+        await bus.emit(EventType.COST_INCURRED, _cost("a"), run_id="r")
+        await bus.emit(EventType.PHASE_COMPLETED, {"turn": 1, "phase": "decision"}, run_id="r")
+        await recorder.close()
+
+    async_to_sync(scenario)()
+    assert _stored(run) == [(1, "turn_started")] and pages == [1]
+    assert not CostRecord.objects.filter(run=run).exists()
+    assert stopped == [True], "told to stop once"

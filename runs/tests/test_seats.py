@@ -308,7 +308,7 @@ def test_a_seat_changed_while_a_paused_run_stores_its_last_events_never_takes_th
         finally:
             connection.close()
 
-    def the_last_events_held_up_by_a_web_request(run_id, batch):
+    def the_last_events_held_up_by_a_web_request(run_id, batch, **kwargs):
         types = {event.type for event, _ in batch}
         if EventType.TURN_COMPLETED in types:
             controls.interrupt()
@@ -316,7 +316,7 @@ def test_a_seat_changed_while_a_paused_run_stores_its_last_events_never_takes_th
             request = threading.Thread(target=change_the_seat_from_the_web)
             request.start()
             request.join()
-        return real(run_id, batch)
+        return real(run_id, batch, **kwargs)
 
     monkeypatch.setattr(persistence, "record_events", the_last_events_held_up_by_a_web_request)
     paused = services.run_execute(run_id=run.pk, controls=controls)
@@ -334,11 +334,11 @@ def test_an_interruption_while_the_executor_lets_go_still_leaves_the_waiting_run
     controls = services.RunControls()
     real = persistence.record_events
 
-    def interrupted_while_storing_the_last_events(run_id, batch):
+    def interrupted_while_storing_the_last_events(run_id, batch, **kwargs):
         if any(event.type is EventType.SCENARIO_WAITING for event, _ in batch):
             controls.interrupt()  # Ctrl-C as the executor drains its events
             time.sleep(0.05)
-        return real(run_id, batch)
+        return real(run_id, batch, **kwargs)
 
     monkeypatch.setattr(persistence, "record_events", interrupted_while_storing_the_last_events)
     waiting = services.run_execute(run_id=run.pk, controls=controls)

@@ -21,9 +21,12 @@ from ninja.testing import TestClient
 from legacy_v1.run_scenario import main as v1_main
 from runs import selectors, services
 from runs.models import Communication, CostRecord, Decision, MetricRecord, Run, RunEvent, RunStatus, Turn, ValidationResult
+from runs.tests.factories import make_run
 from runs.v1_import import V1ImportError, run_import_v1, run_import_v1_zip
+from scenarios.archives import shown
 from scenarios.models import Scenario
 from scenarios.services import scenario_import_folder
+from scenarios.tests.factories import UNPACKABLE, make_zip_with
 from scenariolab_site.api import api
 
 pytestmark = pytest.mark.django_db
@@ -333,6 +336,33 @@ def test_zips_with_path_tricks_are_refused(name, link, words):
         run_import_v1_zip(upload=zip_with(name, link=link))
     assert words in str(caught.value) and "the uploaded archive" in str(caught.value)
     assert not Run.objects.exists()
+
+
+def stored_runs() -> list[list[tuple]]:
+    return [list(model.objects.order_by("pk").values_list()) for model in (Run, Turn, RunEvent, Scenario)]
+
+
+@pytest.mark.parametrize(("members", "entry", "words"), list(UNPACKABLE.values()), ids=list(UNPACKABLE))
+def test_a_member_that_cannot_be_unpacked_is_refused_naming_it(members, entry, words):
+    make_run()
+    before = stored_runs()
+    with pytest.raises(V1ImportError) as caught:
+        run_import_v1_zip(upload=make_zip_with(["harbour/scenario-state.json", *members]))
+    message = str(caught.value)
+    assert message.startswith("the uploaded archive: refusing the archive: ") and f"{shown(entry)} {words}" in message
+    assert message.endswith("; zip the run directory as it is on disk")
+    assert stored_runs() == before
+
+
+@pytest.mark.parametrize("shape", ["name-too-long", "too-deep", "file-then-folder", "folder-and-file-of-one-name"])
+def test_the_admin_shows_a_member_that_cannot_be_unpacked_as_a_form_error(client, staff, shape):
+    members, entry, words = UNPACKABLE[shape]
+    make_run()
+    before = stored_runs()
+    page = client.post(reverse("admin:runs_run_import_v1"), {"archive": upload(make_zip_with(members), "run.zip")})
+    assert page.status_code == 200
+    assert f"run.zip: refusing the archive: {shown(entry)} {words}" in page.context["form"].errors["archive"][0]
+    assert stored_runs() == before
 
 
 def test_a_zip_with_several_runs_is_refused(samples):

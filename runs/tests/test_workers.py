@@ -1,7 +1,9 @@
-"""Runs executed by real `run_huey` worker processes: on the queue, claimed once, resumed after kill -9."""
+"""Runs executed by real `run_huey` worker processes: on the queue, claimed once, resumed after kill -9, handed
+back to the queue by a worker told to stop."""
 
 import os
 import signal
+import time
 
 import pytest
 
@@ -97,3 +99,79 @@ def test_a_worker_killed_mid_call_is_resumed_with_nothing_lost_or_doubled(settin
     assert sum(r.input_tokens for r in paid) == billed["prompt_tokens"]
     assert sum(r.output_tokens for r in paid) == billed["completion_tokens"]
     assert billed["abandoned"] >= 1
+
+
+def _paid_equals_billed(run: Run, billed: dict) -> None:
+    paid = CostRecord.objects.filter(run=run, cached=False)
+    assert sum(r.input_tokens for r in paid) == billed["prompt_tokens"], "the ledger holds every token billed, once"
+    assert sum(r.output_tokens for r in paid) == billed["completion_tokens"]
+
+
+def test_sigterm_mid_turn_hands_the_run_to_the_next_worker_with_nothing_paid_twice():
+    """systemctl stop / a deploy: the worker pauses its run between model calls (those in flight answered and
+    booked, none started), stores it, queues it again and exits; the next worker completes it."""
+    server = FakeLLMServer(latency=0.3).start_in_thread()
+    llm = {"SCENARIOLAB_LLM_BASE_URL": server.base_url, "SCENARIOLAB_WORKER_STOP_SECONDS": "20"}
+    worker = None
+    try:
+        os.environ.update(llm)
+        run = make_run(turns=2)
+        worker = start_worker(**llm)
+        services.run_enqueue(run=run)
+        wait_for(lambda: CostRecord.objects.filter(run=run, turn=1).count() >= 4, what="turn 1 under way")
+        stopped_at = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+        took = time.monotonic() - stopped_at
+        log = stop(worker)
+        run.refresh_from_db()
+        assert run.status == RunStatus.QUEUED and not run.claim and run.turn < 2, (run.status, run.turn, log)
+        paused = RunEvent.objects.filter(run=run, type=EventType.SCENARIO_PAUSED).get()
+        assert paused.data["reason"] == services.WORKER_STOPPING
+        assert took < 5, f"a call lasts 0.3 s: the worker should be gone within a few, not {took:.1f} s"
+        assert server.stats["abandoned"] == 0, "no call was cut off"
+        _paid_equals_billed(run, server.stats)
+
+        worker = start_worker(**llm)  # no resume by anyone: the stopped worker queued it
+        status = wait_for(lambda: final_status(run), what="the next worker to finish the run")
+        log = stop(worker)
+        billed = server.stats
+    finally:
+        if worker is not None:
+            stop(worker)
+        for key in llm:
+            os.environ.pop(key, None)
+        server.stop()
+    assert status == RunStatus.COMPLETED, log
+    assert list(Turn.objects.filter(run=run).values_list("turn", flat=True)) == [0, 1, 2], "no turn twice"
+    assert Decision.objects.filter(run=run).count() == 2 * len(run.actors), "no decision twice"
+    assert not RunEvent.objects.filter(run=run, type__in=[EventType.SCENARIO_FAILED, EventType.TURN_FAILED]).exists()
+    _paid_equals_billed(run, billed)
+
+
+def test_a_call_still_in_flight_at_the_stop_bound_is_abandoned_and_the_run_queued_all_the_same():
+    server = FakeLLMServer(hang_seconds=60).start_in_thread()
+    server.set_faults([None] * 3 + ["hang"] * 30)
+    llm = {"SCENARIOLAB_LLM_BASE_URL": server.base_url, "SCENARIOLAB_LLM_TIMEOUT": "60", "SCENARIOLAB_WORKER_STOP_SECONDS": "1"}
+    worker = None
+    try:
+        os.environ.update(llm)
+        run = make_run(turns=1)
+        worker = start_worker(**llm)
+        services.run_enqueue(run=run)
+        wait_for(lambda: server.stats["faults"].get("hang", 0) > 0, what="a call that hangs")
+        stopped_at = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+        took = time.monotonic() - stopped_at
+        log = stop(worker)
+    finally:
+        if worker is not None:
+            stop(worker)
+        for key in llm:
+            os.environ.pop(key, None)
+        server.stop()
+    run.refresh_from_db()
+    assert run.status == RunStatus.QUEUED and not run.claim, (run.status, log)
+    assert took < 1 + 10, f"the bound is 1 s (then its last events are stored): it took {took:.1f} s"
+    _paid_equals_billed(run, server.stats)

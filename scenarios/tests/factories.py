@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import textwrap
+import warnings
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +108,43 @@ def make_zip(files: dict[str, str | bytes], *, prefix: str = "harbour/") -> byte
         for relative, content in files.items():
             archive.writestr(prefix + relative, content)
     return buffer.getvalue()
+
+
+def make_zip_with(names: Iterable[str], *, files: dict[str, str | bytes] | None = None) -> bytes:
+    """A zip of a valid folder under harbour/ (`files`, else scenario_files()), then a member for each of `names`
+    in that order (a name may come twice), each a line of text."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(buffer, "w") as archive:
+        warnings.simplefilter("ignore")  # zipfile warns of a name written twice, one of the shapes tested
+        for relative, content in (scenario_files() if files is None else files).items():
+            archive.writestr(f"harbour/{relative}", content)
+        for name in names:
+            archive.writestr(zipfile.ZipInfo(name), "" if name.endswith("/") else "x\n")
+    return buffer.getvalue()
+
+
+# Members no import may unpack beside the folder in harbour/: shape -> (the members, the one its refusal names,
+# the other words of the refusal).
+UNPACKABLE: dict[str, tuple[list[str], str, str]] = {
+    "name-too-long": (["harbour/background/" + "n" * 256 + ".md"], "harbour/background/" + "n" * 256 + ".md",
+                      "has a file or folder name of 259 bytes; shorten it to at most 255 bytes"),
+    "name-too-long-in-utf8": (["harbour/background/" + "é" * 128 + ".md"], "harbour/background/" + "é" * 128 + ".md",
+                              "has a file or folder name of 259 bytes"),
+    "path-too-long": (["harbour/" + "/".join(["p" * 200] * 6) + "/x.md"],
+                      "harbour/" + "/".join(["p" * 200] * 6) + "/x.md",
+                      "is a path of 1218 bytes; keep paths within 1024 bytes"),
+    "too-deep": (["harbour/" + "d/" * 40 + "x.md"], "harbour/" + "d/" * 40 + "x.md",
+                 "is 41 folders deep; keep files within 32 folders"),
+    "file-then-folder": (["harbour/notes", "harbour/notes/a.md"], "harbour/notes",
+                         "is a file, but 'harbour/notes/a.md' needs a folder of that name; rename one of them"),
+    "folder-then-file": (["harbour/notes/a.md", "harbour/notes"], "harbour/notes",
+                         "is a file, but 'harbour/notes/a.md' needs a folder of that name; rename one of them"),
+    "file-where-the-actors-folder-is": (["harbour/actors"], "harbour/actors", "is a file, but 'harbour/actors/"),
+    "same-name-twice": (["harbour/notes.md", "harbour/notes.md"], "harbour/notes.md",
+                        "is in the archive twice; keep one of them"),
+    "folder-and-file-of-one-name": (["harbour/notes/", "harbour/notes"], "harbour/notes",
+                                    "is in the archive twice (also as 'harbour/notes/'); keep one of them"),
+    "control-character": (["harbour/background/a\nb.md"], "harbour/background/a\nb.md",
+                          "has a control character in its name; rename it"),
+    "no-name": (["."], ".", "names no file or folder; leave it out"),
+}

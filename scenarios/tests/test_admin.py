@@ -13,9 +13,10 @@ from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import NoReverseMatch, reverse
 
+from scenarios.archives import shown
 from scenarios.models import Scenario
 from scenarios.services import scenario_to_engine
-from scenarios.tests.factories import make_scenario, make_zip, scenario_files
+from scenarios.tests.factories import UNPACKABLE, make_scenario, make_zip, make_zip_with, scenario_files
 
 pytestmark = pytest.mark.django_db
 CHANGELIST = "admin:scenarios_scenario_changelist"
@@ -237,6 +238,17 @@ def test_bad_uploads_show_errors_on_the_form_and_store_nothing(admin_client: Cli
     assert expected in response.content.decode()
     assert response.context["form"].errors["archive"]
     assert not Scenario.objects.exists()
+
+
+@pytest.mark.parametrize(("members", "entry", "words"), list(UNPACKABLE.values()), ids=list(UNPACKABLE))
+def test_a_member_that_cannot_be_unpacked_is_a_form_error_naming_it(admin_client: Client, members: list[str],
+                                                                    entry: str, words: str) -> None:
+    make_scenario(slug="harbour", name="Stored before")
+    before = scenario_to_engine(scenario=Scenario.objects.get()).model_dump()
+    response = admin_client.post(reverse(IMPORT), {"archive": upload_of(make_zip_with(members)), "update": "on"})
+    assert response.status_code == 200
+    assert f"{shown(entry)} {words}" in response.context["form"].errors["archive"][0]
+    assert scenario_to_engine(scenario=Scenario.objects.get()).model_dump() == before
 
 
 def test_import_into_an_existing_slug_needs_the_replace_box(admin_client: Client) -> None:

@@ -12,10 +12,11 @@ from django.test import override_settings
 from ninja.testing import TestClient
 
 from engine.scenario import Scenario as EngineScenario
+from scenarios.archives import shown
 from scenarios.models import Scenario
 from scenarios.selectors import scenario_get
 from scenarios.services import scenario_import_library, scenario_to_engine
-from scenarios.tests.factories import make_scenario, make_zip, scenario_files
+from scenarios.tests.factories import UNPACKABLE, make_scenario, make_zip, make_zip_with, scenario_files
 from scenariolab_site.api import api
 
 pytestmark = pytest.mark.django_db
@@ -330,6 +331,17 @@ def test_import_of_an_unusable_archive_is_400(people, content):
     body = assert_error(client.post("/scenarios/import", **upload(content), user=people["editor"]), 400, "bad_request")
     assert body["fields"][0]["loc"] == ["upload"]
     assert not Scenario.objects.exists()
+
+
+@pytest.mark.parametrize(("members", "entry", "words"), list(UNPACKABLE.values()), ids=list(UNPACKABLE))
+def test_import_of_a_member_that_cannot_be_unpacked_is_400_naming_it(people, members, entry, words):
+    make_scenario(slug="harbour", name="Stored before")
+    before = engine_dump("harbour")
+    body = assert_error(client.post("/scenarios/import", **upload(make_zip_with(members)), data={"update": "true"},
+                                    user=people["editor"]), 400, "bad_request")
+    assert f"{shown(entry)} {words}" in body["message"]
+    assert body["fields"] == [{"loc": ["upload"], "message": body["message"]}]
+    assert engine_dump("harbour") == before and Scenario.objects.count() == 1
 
 
 def test_import_of_a_broken_folder_is_422_with_file_key_and_line(people):

@@ -53,12 +53,17 @@ def test_a_hostile_folder_is_stored_whole_or_refused(files, slug, update):
         imported_whole_or_nothing(lambda: scenario_import_folder(path=folder, slug=slug, update=update))
 
 
-# Member names a zip can carry: path tricks, backslashes, drive letters, NUL, confusables, duplicates.
+# Member names a zip can carry: path tricks, backslashes, drive letters, NUL, confusables, duplicates, names
+# too long or too deep to unpack, a file where the scenario has a folder, a folder under one of its files, no name.
 member_names = st.one_of(
     st.sampled_from(["../evil.yaml", "../../etc/cron.d/x", "/etc/passwd", "C:/x.yaml", "a\\..\\..\\x.yaml",
                      "harbour/../../x.yaml", "harbour/actors/../../../x", "harbour/actors/ﬁshers.yaml",
                      "harbour/actors/fishers.yaml", "harbour/scenario.yaml", "scenario.yaml", "__MACOSX/._x",
-                     "harbour/.DS_Store", "harbour/", "harbour/actors/", "x\x00.yaml", "harbour/actors/a\x00b.yaml"]),
+                     "harbour/.DS_Store", "harbour/", "harbour/actors/", "x\x00.yaml", "harbour/actors/a\x00b.yaml",
+                     "harbour/" + "n" * 256, "harbour/actors/" + "é" * 128 + ".yaml", "harbour/" + "d/" * 40 + "x",
+                     "harbour/" + "/".join(["p" * 200] * 6), "harbour/actors", "harbour/scenario.yaml/x",
+                     "harbour/actors/fishers.yaml/", "harbour/./scenario.yaml", "harbour//actors/x.yaml", "", ".",
+                     "./", "harbour/a\nb.yaml", "harbour/\x7f"]),
     st.text(max_size=30),
 )
 
@@ -73,18 +78,18 @@ def hostile_zips(draw) -> bytes:
         for relative, content in files.items():
             archive.writestr(top + relative, content)
         for name in draw(st.one_of(st.just([]), st.lists(member_names, max_size=2))):
-            info = zipfile.ZipInfo(name or "x")
+            info = zipfile.ZipInfo(name)
             kind = draw(st.sampled_from(["file", "symlink", "encrypted", "executable"]))
             if kind == "symlink":
                 info.external_attr = (stat.S_IFLNK | 0o777) << 16
-            elif kind == "encrypted":
-                info.flag_bits |= 0x1
             elif kind == "executable":
                 info.external_attr = (stat.S_IFREG | 0o4755) << 16
             try:
                 archive.writestr(info, draw(st.binary(max_size=64)))
             except (ValueError, UnicodeError):
                 pass  # zipfile itself refuses to write some names
+            if kind == "encrypted":  # writestr clears the flag; the central directory, written at close, keeps it
+                info.flag_bits |= 0x1
     data = buffer.getvalue()
     damage = draw(st.sampled_from(["none", "none", "none", "truncate", "flip", "garbage"]))
     if damage == "truncate":

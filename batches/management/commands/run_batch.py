@@ -22,8 +22,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 from django.urls import reverse
 
+from accounts.quotas import QuotaExceeded, quota_batch
 from batches import selectors, services
 from batches.models import Batch, BatchStatus
+from runs.management.commands.run_scenario import acting_user
 from runs.models import Run
 
 EXIT_CODES = {BatchStatus.COMPLETED: 0, BatchStatus.CANCELLED: 1, BatchStatus.HALTED: 3, BatchStatus.PAUSED: 4}
@@ -82,11 +84,14 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="print the runs, estimated cost and time; start nothing")
         parser.add_argument("--resume", action="store_true", help="go on with the latest unfinished batch of this experiment")
         parser.add_argument("--background", action="store_true", help="queue the runs for the workers (make serve) and return")
+        parser.add_argument("--as", dest="as_user", metavar="USERNAME",
+                            help="act for this user: the batch is theirs (their batch list) and within their quota")
 
     def handle(self, *args, **options) -> None:
+        self.owner = acting_user(options["as_user"])
         try:
             self.start(options)
-        except (services.RunInputError, services.RunConflict) as exc:  # the batch errors are kinds of these
+        except (services.RunInputError, services.RunConflict, QuotaExceeded) as exc:  # the batch errors are kinds of these
             raise bad_input(str(exc)) from None
 
     def start(self, options) -> None:
@@ -103,22 +108,24 @@ class Command(BaseCommand):
         dispatch = None if workers is None else workers.dispatch
         if batch is None:
             base = services.batch_base_scenario(name=config.base_scenario, folders=True, relative_to=path.resolve().parent)
-            plan = services.batch_plan(config=config, base=base)
+            plan = services.batch_within_quota(plan=services.batch_plan(config=config, base=base), owner=self.owner)
             self.describe(plan)
             if options["dry_run"]:
                 self.stdout.write(f"Dry run: nothing started. To run it: python manage.py run_batch {path}")
                 return
-            batch = services.batch_start(plan=plan, dispatch=dispatch)
+            batch = services.batch_start(plan=plan, owner=self.owner, dispatch=dispatch)
         elif options["dry_run"]:
             self.stdout.write(f"Dry run: batch {batch.pk} would be resumed ({selectors.batch_progress(batch=batch).ended} runs ended).")
             return
         elif batch.status == BatchStatus.RUNNING:  # its player was stopped (killed, or its workers are gone)
+            quota_batch(self.owner, runs=batch.batch_runs.count(), budget_limit=config.budget_limit,
+                        max_parallel=config.max_parallel)
             Batch.objects.filter(pk=batch.pk).update(budget_limit=config.budget_limit, max_parallel=config.max_parallel)
             batch.refresh_from_db()
             services.batch_keep_going(batch=batch, dispatch=dispatch, queued=True)
         else:
             batch = services.batch_resume(batch=batch, budget_limit=config.budget_limit, max_parallel=config.max_parallel,
-                                          dispatch=dispatch)
+                                          dispatch=dispatch, by=self.owner)
         self.stdout.write(f"Batch {batch.pk}: {self.page(batch)}")
         if workers is None:
             self.stdout.write(f"Queued for the workers (start them with `make serve`); follow it at {self.page(batch)}")

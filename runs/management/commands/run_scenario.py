@@ -22,6 +22,8 @@ from django.utils.text import slugify
 from engine.events import EventType
 from engine.llm.routing import PROVIDER_CHOICES
 from engine.scenario.errors import ScenarioLoadError
+from accounts.quotas import QuotaExceeded
+from accounts.selectors import user_get
 from engine.scenario.schema import Scenario
 from runs import selectors
 from runs.models import Run, RunStatus
@@ -41,6 +43,16 @@ INTERRUPTED = 130
 
 def bad_input(message: str) -> CommandError:
     return CommandError(message, returncode=2)
+
+
+def acting_user(username: str | None):
+    """The user `--as` names (what starts is theirs, within their quota), or None: the machine's operator, unlimited."""
+    if username is None:
+        return None
+    user = user_get(username=username)
+    if user is None:
+        raise bad_input(f"--as {username}: no such user (create one with `manage.py createsuperuser`, or in the admin)")
+    return user
 
 
 def load_problem(exc: ScenarioLoadError) -> CommandError:
@@ -106,18 +118,21 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout (progress goes to stderr)")
         parser.add_argument("--human", action="append", default=[], metavar="ACTOR",
                             help="play this actor yourself: its decisions are asked here, at the prompt (repeatable)")
+        parser.add_argument("--as", dest="as_user", metavar="USERNAME",
+                            help="act for this user: the run is theirs (their run list) and within their quota")
 
     def handle(self, *args, **options) -> None:
         from runs import services
 
         self.json = options["json"]
         self.out = self.stderr if self.json else self.stdout
+        self.owner = acting_user(options["as_user"])
         if options["resume"] is not None:
             run = self.resume(options)
         else:
             run = self.create(options)
         if options["background"]:
-            services.run_enqueue(run=run)
+            services.run_enqueue(run=run)  # after run_submit's commit: the worker finds it stored
             self.say(f"Run {run.pk} queued for a worker (start one with `make serve`). Follow it at {self.page(run)}")
             self.finish(run, 0)
             return
@@ -178,8 +193,9 @@ class Command(BaseCommand):
         for line in describe_plan(plan, self.style):
             self.say(line)
         try:
-            return services.run_create(plan=plan, slug=slug, scenario=stored, human_seats=options["human"])
-        except services.RunInputError as exc:
+            return services.run_submit(plan=plan, slug=slug, scenario=stored, owner=self.owner, human_seats=options["human"],
+                                       credit_limit=options["credit_limit"], enqueue=False)
+        except (services.RunInputError, QuotaExceeded) as exc:
             raise bad_input(str(exc)) from None
 
     def resume(self, options) -> Run:
@@ -192,8 +208,9 @@ class Command(BaseCommand):
             raise bad_input(f"--turns must be at least 1, not {options['turns']}")
         max_turns = options["end_turn"] if options["turns"] is None else run.turn + options["turns"]
         try:
-            run = services.run_resume(run=run, credit_limit=options["credit_limit"], max_turns=max_turns, enqueue=False)
-        except (services.RunConflict, services.RunInputError) as exc:
+            run = services.run_resume(run=run, credit_limit=options["credit_limit"], max_turns=max_turns, enqueue=False,
+                                      by=self.owner)
+        except (services.RunConflict, services.RunInputError, QuotaExceeded) as exc:
             raise bad_input(str(exc)) from None
         self.say(self.style.MIGRATE_HEADING(f"Resuming {run} after turn {run.turn} of {run.max_turns}, ${run.total_cost:.4f} spent"))
         self.say(f"Provider: {run.provider}")

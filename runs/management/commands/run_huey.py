@@ -1,0 +1,53 @@
+"""`manage.py run_huey`: Huey's consumer, stopping gracefully on SIGTERM as well as SIGINT.
+
+A worker told to stop (systemctl stop or restart, a deploy, Ctrl-C) takes no new task, pauses every run it
+plays between model calls (the calls in flight answered and booked, none started) and queues each again for
+the next worker, then exits: nothing is paid twice and no run is left looking crashed. A call still in flight
+after SCENARIOLAB_WORKER_STOP_SECONDS is abandoned (the run is queued all the same); Huey itself waits that long
+and a little more for its threads. A second signal stops at once. SIGHUP restarts the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+from django.conf import settings
+from huey.consumer import Consumer
+from huey.contrib.djhuey.management.commands.run_huey import Command as HueyCommand
+
+from runs import services
+
+logger = logging.getLogger("huey")
+STORING_SECONDS = 15  # after the stop bound: the runs' last events and saves, before Huey gives up on its threads
+
+
+class StoppingConsumer(Consumer):
+    """Huey's consumer whose stop signals first hand the runs it plays back to the queue. Both SIGTERM and SIGINT
+    are graceful (Huey's own take SIGTERM as "stop now", which left runs running until they looked crashed)."""
+
+    def _set_signal_handlers(self) -> None:
+        self._signal_actions = {signal.SIGTERM: (False, True), signal.SIGINT: (False, True), signal.SIGHUP: (True, True)}
+        super()._set_signal_handlers()
+
+    def _handle_signal(self, signum, frame) -> None:
+        if self._signum is None:
+            handed = services.worker_stop(within=settings.WORKER_STOP_SECONDS)
+            logger.info("stopping: %d run(s) pause between model calls and go back to the queue", handed)
+        super()._handle_signal(signum, frame)
+
+
+class Command(HueyCommand):
+    help = "Run the Huey worker; SIGTERM or SIGINT hands its runs back to the queue before it exits."
+
+    def handle(self, *args, **options):
+        from huey.contrib.djhuey import HUEY
+
+        # Huey's own command builds its consumer with `create_consumer`; ours is the same with its signals.
+        original = HUEY.create_consumer
+        HUEY.create_consumer = lambda **values: StoppingConsumer(
+            HUEY, **{**values, "shutdown_timeout": settings.WORKER_STOP_SECONDS + STORING_SECONDS})
+        try:
+            super().handle(*args, **options)
+        finally:
+            HUEY.create_consumer = original
