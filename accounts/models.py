@@ -55,7 +55,7 @@ class Quota(models.Model):
     max_credit_limit = models.FloatField(null=True, blank=True, verbose_name="largest credit limit (USD)",
                                          help_text="of one run; a run started without a limit gets this one")
     max_runs_under_way = models.PositiveIntegerField(null=True, blank=True, verbose_name="runs under way at once",
-                                                     help_text="queued or running, batch runs included")
+                                                     help_text="queued, running or waiting for a person, batch runs included")
     max_batch_runs = models.PositiveIntegerField(null=True, blank=True, verbose_name="runs in one batch")
     max_batch_budget = models.FloatField(null=True, blank=True, verbose_name="largest batch budget (USD)",
                                          help_text="a batch started without a budget gets this one")

@@ -101,8 +101,9 @@ def quota_check_under_way(user, *, starting: int = 1, under_way: int) -> None:
     limits = user_limits(user)
     most = limits.max_runs_under_way
     if most is not None and under_way + starting > most:
-        raise QuotaBusy(f"{user.get_username()} has {under_way} run(s) queued or running, and {limits.source} allows "
-                        f"{most} at once: wait for one to end (or pause or cancel one), then start again")
+        raise QuotaBusy(f"{user.get_username()} has {under_way} run(s) queued, running or waiting for a person, and "
+                        f"{limits.source} allows {most} at once: wait for one to end (or pause or cancel one), then "
+                        "start again")
 
 
 def quota_batch(user, *, runs: int, budget_limit: float | None, max_parallel: int) -> float | None:

@@ -45,7 +45,17 @@ from engine.scenario.errors import ScenarioLoadError
 from engine.scenario.loader import MAX_FILE_BYTES, yaml_size_problem
 from runs import selectors as run_selectors
 from runs.models import Run, RunStatus
-from runs.services import RunConflict, RunInputError, RunPlan, run_cancel, run_create, run_pause, run_plan, run_resume
+from runs.services import (
+    RunConflict,
+    RunInputError,
+    RunPlan,
+    run_cancel,
+    run_create,
+    run_pause,
+    run_plan,
+    run_resume,
+    runs_room,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -308,10 +318,10 @@ def batch_schedule(*, batch_id: int, dispatch: Dispatch | None = None) -> list[R
         plans: dict[int, VariationPlan] = {}
         config = BatchConfig.model_validate(batch.config)
         base = Scenario.model_validate(batch.snapshot)
-        # The owner's quota: the largest credit limit of a run, and runs under way at once (theirs, of any kind).
+        # The owner's quota: the largest credit limit of a run, and runs under way at once (theirs, of any kind:
+        # their row stays locked until the commit, as when they start a run themselves).
         limits = user_limits(batch.owner)
-        room = None if limits.max_runs_under_way is None else (
-            limits.max_runs_under_way - run_selectors.runs_under_way(owner=batch.owner))
+        room = runs_room(owner=batch.owner)
         for row in pending:
             if active >= batch.max_parallel or (room is not None and room <= 0):
                 break
@@ -422,15 +432,23 @@ def batch_resume(*, batch: Batch, budget_limit: float | None = None, max_paralle
 
 def _hand_out_again(batch: Batch, dispatch: Dispatch, *, crashed_only: bool = False) -> None:
     """Queued runs (their task may have passed while the batch paused: a second task for a run finds it
-    claimed) and paused ones go to workers again; crashed runs are resumed."""
-    for run in _started_runs(batch):
-        if run.status == RunStatus.QUEUED and not crashed_only:
-            transaction.on_commit(lambda run=run: dispatch(run))
-        elif (run.status == RunStatus.PAUSED and not crashed_only) or run_selectors.run_is_crashed(run):
+    claimed) and crashed ones go to workers again; paused ones too, while the owner has room under way (the rest
+    wait for the next time the batch keeps going)."""
+    with transaction.atomic():
+        room = None if crashed_only else runs_room(owner=batch.owner)
+        for run in _started_runs(batch):
+            if run.status == RunStatus.QUEUED and not crashed_only:
+                transaction.on_commit(lambda run=run: dispatch(run))
+                continue
+            paused = run.status == RunStatus.PAUSED and not crashed_only and (room is None or room > 0)
+            if not paused and not run_selectors.run_is_crashed(run):  # a crashed run is under way already
+                continue
             try:
                 run = run_resume(run=run, enqueue=False)
             except RunConflict:
                 continue
+            if paused and room is not None:
+                room -= 1
             transaction.on_commit(lambda run=run: dispatch(run))
 
 

@@ -40,7 +40,7 @@ STOP_LIMIT = 10.0  # seconds from SIGTERM to exit: a call lasts CALL_SECONDS, st
 
 def run(trials: int, *, seed: int = 0) -> Result:
     if not trials:
-        return Result(NAME, 0, 0, "no trial")
+        return Result(NAME, 0, 0, "played in make test as runs/tests/test_workers.py's SIGTERM tests; in full by make reliability")
     rng = random.Random(seed)
     server = FakeLLMServer(latency=CALL_SECONDS).start_in_thread()
     env = {"SCENARIOLAB_LLM_BASE_URL": server.base_url, "SCENARIOLAB_WORKER_STOP_SECONDS": "20"}

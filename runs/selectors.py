@@ -28,9 +28,13 @@ def run_events_after(*, run_id: int, after: int, limit: int) -> list[dict]:
     return [{"seq": e.seq, "type": e.type, "data": e.data, "timestamp": e.timestamp.timestamp()} for e in rows]
 
 
+# What a quota's runs under way counts: runs that go on without anyone starting them again (a run waiting for a
+# person goes back to the queue the moment they decide).
+UNDER_WAY = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.WAITING_FOR_HUMAN)
+
+
 def runs_under_way(*, owner) -> int:
-    """How many of `owner`'s runs are queued or running (what their quota's runs under way counts)."""
-    return Run.objects.filter(owner=owner, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).count()
+    return Run.objects.filter(owner=owner, status__in=UNDER_WAY).count()
 
 
 def run_queue_priority(run: Run) -> int:

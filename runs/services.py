@@ -30,7 +30,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 from django.db.models.functions import Coalesce, Now
 
-from accounts.quotas import quota_check_under_way, quota_credit_limit
+from accounts.quotas import quota_check_under_way, quota_credit_limit, user_limits
 from engine import Event, EventBus, ScenarioState
 from engine.estimate import CostEstimate, estimate_run_cost
 from engine.llm.cache import CachingProvider, SqliteResponseCache
@@ -242,13 +242,31 @@ def run_submit(
     return run
 
 
+def _lock_user(user) -> None:
+    """Hold `user`'s row until the caller's transaction ends: whatever counts their runs under way and then starts
+    one (a start, a resume, a batch's scheduling) takes turns with the others, so two cannot take one last place."""
+    get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
+
+
 def _check_under_way(user, *, starting: int = 1) -> None:
-    """QuotaBusy if `starting` more runs would put `user` past their runs under way; inside the caller's
-    transaction, with the user's row locked, so two starts at once cannot both take the last place."""
+    """QuotaBusy if `starting` more runs would put `user` past their runs under way (inside the caller's
+    transaction, their row locked)."""
     if user is None or not user.is_authenticated:
         return
-    get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
+    _lock_user(user)
     quota_check_under_way(user, starting=starting, under_way=selectors.runs_under_way(owner=user))
+
+
+def runs_room(*, owner) -> int | None:
+    """How many more runs `owner` may have under way (None: no limit), their row locked until the caller's
+    transaction ends (it must be in one): for a batch handing out its runs."""
+    if owner is None:
+        return None
+    most = user_limits(owner).max_runs_under_way
+    if most is None:
+        return None
+    _lock_user(owner)
+    return most - selectors.runs_under_way(owner=owner)
 
 
 # ---- execution ---------------------------------------------------------------------------------------------
@@ -308,8 +326,12 @@ class RunControls:
         if self.interrupted:
             return
         self.interrupted = True
-        if self._loop is not None and self._task is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._task.cancel)
+        loop, task = self._loop, self._task  # a deadline timer may fire while the execution detaches
+        if loop is not None and task is not None:
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:  # the loop closed meanwhile: the execution is over
+                pass
 
     def hand_back(self, *, within: float) -> None:
         if self.handed_back:
@@ -473,10 +495,15 @@ def _release(run_id: int, claim: str, *, requeue: Callable[[Run], None] | None =
     with transaction.atomic():  # waiting_since and the released claim together: either says "at rest"
         mine = Run.objects.filter(pk=run_id, claim=claim)
         mine.filter(status=RunStatus.WAITING_FOR_HUMAN, waiting_since__isnull=True).update(waiting_since=Now())
-        if requeue is not None and mine.filter(status=RunStatus.PAUSED, pause_requested=False, cancel_requested=False).update(
-                status=RunStatus.QUEUED, halt_reason="", finished_at=None, claim=""):
-            run = Run.objects.get(pk=run_id)
-            transaction.on_commit(lambda: requeue(run))
+        if requeue is not None:
+            # Only a pause this stop caused (not a model server's trouble, nor a person's pause meanwhile).
+            stopped = mine.filter(Q(halt_reason=WORKER_STOPPING) | Q(halt_reason__startswith="interrupted"),
+                                  status=RunStatus.PAUSED)
+            stopped.filter(pause_requested=True).update(halt_reason="paused on request")
+            if stopped.filter(pause_requested=False, cancel_requested=False).update(
+                    status=RunStatus.QUEUED, halt_reason="", finished_at=None, claim=""):
+                run = Run.objects.get(pk=run_id)
+                transaction.on_commit(lambda: requeue(run))
         mine.exclude(status=RunStatus.RUNNING).update(claim="")
 
 
@@ -529,13 +556,16 @@ def run_resume(*, run: Run, credit_limit: float | None = None, max_turns: int | 
     """Queue a paused, halted, failed, completed (to more turns) or crashed run to continue from its last
     stored state, its ledger intact. `enqueue=False` leaves it for the caller to execute in-process. A run
     still queued is handed to the queue again (a lost task; a second task finds it claimed and does nothing).
-    `by`: the person asking, whose quota the new credit limit and the run going back under way must fit."""
+    `by`: the person asking, whose quota the new credit limit and the run going back under way must fit (a run
+    of its own whose limit is above their largest now, set before a quota, goes on at their largest)."""
     if credit_limit is not None and not (math.isfinite(credit_limit) and credit_limit > 0):
         raise RunInputError(f"the credit limit must be a positive number of USD, not {credit_limit}")
     if by is not None:
-        quota_credit_limit(by, requested=credit_limit, planned=None)
+        allowed = quota_credit_limit(by, requested=credit_limit, planned=run.credit_limit)
+        if credit_limit is None and allowed != run.credit_limit and getattr(run, "batch_run", None) is None:
+            credit_limit = allowed  # a batch's run keeps the share of its budget it was given
     with transaction.atomic():
-        if by is not None and run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):  # not under way yet
+        if by is not None and run.status not in selectors.UNDER_WAY:  # not under way yet
             _check_under_way(by)
         return _resume(run, credit_limit=credit_limit, max_turns=max_turns, enqueue=enqueue)
 

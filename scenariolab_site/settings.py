@@ -187,8 +187,11 @@ HUEY_IMMEDIATE = env_bool("SCENARIOLAB_HUEY_IMMEDIATE", False)
 HUEY_NAME = os.environ.get("SCENARIOLAB_HUEY_NAME", "scenariolab")
 if REDIS_URL:
     HUEY = {
-        "huey_class": "huey.PriorityRedisHuey",  # runs of different owners take turns: runs.selectors.run_queue_priority
-        "name": HUEY_NAME,
+        # Runs of different owners take turns (runs.selectors.run_queue_priority): a priority queue, a sorted set
+        # under a name of its own, since a Redis list under the plain name may hold an older version's tasks (a
+        # worker moves them over at start: runs/management/commands/run_huey.py).
+        "huey_class": "huey.PriorityRedisHuey",
+        "name": f"{HUEY_NAME}_fair",
         "url": REDIS_URL,
         "immediate": HUEY_IMMEDIATE,
         "consumer": {"workers": int(os.environ.get("SCENARIOLAB_WORKER_THREADS", "2")), "worker_type": "thread"},

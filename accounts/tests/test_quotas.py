@@ -86,7 +86,7 @@ def test_runs_under_way_at_once_are_limited_and_a_refusal_is_a_409(researcher):
     for _ in range(2):
         assert client.post("/runs/", json={"scenario": "ai-summit", "turns": 1}, user=researcher).status_code == 201
     third = client.post("/runs/", json={"scenario": "ai-summit", "turns": 1}, user=researcher)
-    assert_refused(third, 409, "quota_busy", "2 run(s) queued or running", "wait for one to end")
+    assert_refused(third, 409, "quota_busy", "2 run(s) queued, running or waiting for a person", "wait for one to end")
     first = Run.objects.order_by("pk").first()
     run_services.run_cancel(run=first)
     assert client.post("/runs/", json={"scenario": "ai-summit", "turns": 1}, user=researcher).status_code == 201
@@ -167,3 +167,25 @@ def test_a_higher_priority_puts_a_users_runs_first_in_the_queue(researcher):
     theirs = [make_run(turns=1, owner=boss) for _ in range(3)]
     assert [run_selectors.run_queue_priority(run) for run in mine] == [0, -1, -2], "behind the owner's own runs"
     assert min(run_selectors.run_queue_priority(run) for run in theirs) > 0
+
+
+def test_a_run_waiting_for_a_person_counts_as_under_way(researcher):
+    """It goes back to the queue the moment the person decides: starting another in the meantime would let the
+    user's runs under way pass the quota when the seats are answered."""
+    Quota.objects.create(user=researcher, max_runs_under_way=1)
+    waiting = run_services.run_execute(run_id=make_run(turns=1, owner=researcher, human_seats=("norvale",)).pk)
+    assert waiting.status == RunStatus.WAITING_FOR_HUMAN
+    assert_refused(client.post("/runs/", json={"scenario": "ai-summit", "turns": 1}, user=researcher), 409, "quota_busy")
+
+
+def test_a_resumed_batch_hands_its_paused_runs_back_only_within_the_owners_room(researcher):
+    from batches import services as batch_services
+
+    Quota.objects.create(user=researcher, max_runs_under_way=2, max_batch_parallel=2)
+    batch = Batch.objects.get(pk=client.post("/batches/", json=BATCH, user=researcher).json()["id"])
+    client.post(f"/batches/{batch.pk}/pause", user=researcher)
+    Run.objects.filter(batch_run__batch=batch, status=RunStatus.QUEUED).update(status=RunStatus.PAUSED)  # paused mid-run
+    assert client.post("/runs/", json={"scenario": "ai-summit", "turns": 1}, user=researcher).status_code == 201
+    batch_services.batch_resume(batch=batch, by=researcher)
+    assert run_selectors.runs_under_way(owner=researcher) == 2, "one place left: one paused run handed back"
+    assert Run.objects.filter(batch_run__batch=batch, status=RunStatus.PAUSED).count() == 1

@@ -175,3 +175,28 @@ def test_a_call_still_in_flight_at_the_stop_bound_is_abandoned_and_the_run_queue
     assert run.status == RunStatus.QUEUED and not run.claim, (run.status, log)
     assert took < 1 + 10, f"the bound is 1 s (then its last events are stored): it took {took:.1f} s"
     _paid_equals_billed(run, server.stats)
+
+
+def test_tasks_an_older_version_left_in_its_redis_list_are_played_after_the_upgrade():
+    """Before the fair queue, Huey's queue on Redis was a list under SCENARIOLAB_HUEY_NAME; the priority queue has
+    a key of its own, and a worker starting moves what the list still holds into it."""
+    from django.conf import settings
+    from huey import RedisHuey
+    from huey.contrib.djhuey import HUEY
+
+    from runs.tasks import execute_run
+
+    if not settings.REDIS_URL:
+        pytest.skip("a Redis queue only: make test-scale-out plays this on PostgreSQL + Redis")
+    older = RedisHuey(name=settings.HUEY_NAME, url=settings.REDIS_URL)
+    run = make_run(turns=1)
+    older.storage.enqueue(HUEY.serialize_task(execute_run.s(run.pk)))  # what a web process of the older version queued
+    assert HUEY.pending_count() == 0 and older.pending_count() == 1
+    worker = start_worker()
+    try:
+        status = wait_for(lambda: final_status(run), what="the upgraded worker to play the older task")
+    finally:
+        log = stop(worker)
+        older.storage.flush_queue()
+    assert status == RunStatus.COMPLETED, log
+    assert "moved 1 task(s) left in the queue of an older version" in log

@@ -451,7 +451,7 @@
       if (!heard) fruitless += 1;
       if (closed.code === LIVE_UNAVAILABLE || fruitless >= 3) {
         startPolling();
-        window.setTimeout(connect, SOCKET_RETRY_MS);
+        if (!finished) window.setTimeout(connect, SOCKET_RETRY_MS);
         return;
       }
       indicate(finished ? "" : "reconnecting…");

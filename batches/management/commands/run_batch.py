@@ -118,9 +118,9 @@ class Command(BaseCommand):
             self.stdout.write(f"Dry run: batch {batch.pk} would be resumed ({selectors.batch_progress(batch=batch).ended} runs ended).")
             return
         elif batch.status == BatchStatus.RUNNING:  # its player was stopped (killed, or its workers are gone)
-            quota_batch(self.owner, runs=batch.batch_runs.count(), budget_limit=config.budget_limit,
-                        max_parallel=config.max_parallel)
-            Batch.objects.filter(pk=batch.pk).update(budget_limit=config.budget_limit, max_parallel=config.max_parallel)
+            budget = quota_batch(self.owner, runs=batch.batch_runs.count(), budget_limit=config.budget_limit,
+                                 max_parallel=config.max_parallel)
+            Batch.objects.filter(pk=batch.pk).update(budget_limit=budget, max_parallel=config.max_parallel)
             batch.refresh_from_db()
             services.batch_keep_going(batch=batch, dispatch=dispatch, queued=True)
         else:
@@ -134,7 +134,8 @@ class Command(BaseCommand):
 
     # ---- planning ------------------------------------------------------------------------------------------
     def resume(self, config) -> Batch | None:
-        return (Batch.objects.filter(experiment_name=config.experiment_name)
+        mine = Batch.objects.filter(owner=self.owner) if self.owner is not None else Batch.objects.all()
+        return (mine.filter(experiment_name=config.experiment_name)
                 .exclude(status__in=[BatchStatus.COMPLETED, BatchStatus.CANCELLED]).order_by("-created_at", "-pk").first())
 
     def describe(self, plan: services.BatchPlan) -> None:

@@ -15,6 +15,7 @@ import signal
 from django.conf import settings
 from huey.consumer import Consumer
 from huey.contrib.djhuey.management.commands.run_huey import Command as HueyCommand
+from huey.storage import RedisPriorityQueue
 
 from runs import services
 
@@ -31,10 +32,28 @@ class StoppingConsumer(Consumer):
         super()._set_signal_handlers()
 
     def _handle_signal(self, signum, frame) -> None:
-        if self._signum is None:
-            handed = services.worker_stop(within=settings.WORKER_STOP_SECONDS)
-            logger.info("stopping: %d run(s) pause between model calls and go back to the queue", handed)
+        handed = services.worker_stop(within=settings.WORKER_STOP_SECONDS)
+        logger.info("stopping: %d run(s) pause between model calls and go back to the queue", handed)
         super()._handle_signal(signum, frame)
+        if signum != signal.SIGHUP:  # a second SIGTERM or SIGINT, whichever came first, stops at once
+            for other in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(other, signal.default_int_handler)
+
+
+def adopt_fifo_tasks(huey) -> int:
+    """Move the tasks a version before the fair queue left in its Redis list (the queue named SCENARIOLAB_HUEY_NAME)
+    into this priority queue, oldest first, so no run queued across an upgrade is stranded. Returns how many."""
+    storage = huey.storage
+    if not isinstance(storage, RedisPriorityQueue):
+        return 0
+    old = "huey.redis." + storage.clean_name(settings.HUEY_NAME)
+    if old == storage.queue_key or storage.conn.type(old) != b"list":
+        return 0
+    moved = 0
+    while (data := storage.conn.rpop(old)) is not None:  # the list's oldest task is at its right end
+        storage.enqueue(data, priority=0)
+        moved += 1
+    return moved
 
 
 class Command(HueyCommand):
@@ -42,6 +61,9 @@ class Command(HueyCommand):
 
     def handle(self, *args, **options):
         from huey.contrib.djhuey import HUEY
+
+        if moved := adopt_fifo_tasks(HUEY):
+            logger.warning("moved %d task(s) left in the queue of an older version into the fair queue", moved)
 
         # Huey's own command builds its consumer with `create_consumer`; ours is the same with its signals.
         original = HUEY.create_consumer
