@@ -34,7 +34,6 @@ import tempfile
 import threading
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,7 +48,7 @@ from reliability import Result
 from runs import services
 from runs.models import Run, RunEvent, RunStatus
 from runs.tests.factories import make_run
-from runs.tests.workers import MANAGE, final_status, start_worker, stop, wait_for, worker_environment
+from runs.tests.workers import MANAGE, environment, final_status, start_worker, stop, wait_for, worker_environment
 
 CHROMIUM = os.environ.get("SCENARIOLAB_CHROMIUM", "/usr/bin/chromium")
 # Each model call's latency: a turn of the summit (~70 events) lasts ~4 s. Trials 1, 3, … play one turn, so
@@ -213,7 +212,7 @@ def _trial(rng: random.Random, *, turns: int) -> Outcome:
     processes: list[subprocess.Popen] = []
     browser = Browser()
     try:
-        with _environment(**llm):  # the run's plan is made here, with the same server
+        with environment(**llm):  # the run's plan is made here, with the same server
             user = User.objects.create_user(f"viewer-{uuid.uuid4().hex[:8]}", password=PASSWORD)
             run = make_run(turns=turns, seed=rng.randrange(1 << 30), owner=user, use_cache=False)
             # The server, the worker and Chromium start side by side: each takes seconds on a busy machine.
@@ -345,18 +344,3 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-@contextmanager
-def _environment(**values: str):
-    """Set variables for the trial (the worker and server inherit them), then put back what was there."""
-    old = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value

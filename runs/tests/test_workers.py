@@ -3,7 +3,6 @@ back to the queue by a worker told to stop."""
 
 import os
 import signal
-import time
 
 import pytest
 
@@ -12,7 +11,7 @@ from engine.testing.fake_llm import FakeLLMServer
 from runs import services
 from runs.models import CostRecord, Decision, Run, RunEvent, RunStatus, Turn
 from runs.tests.factories import make_run
-from runs.tests.workers import final_status, start_worker, stop, wait_for
+from runs.tests.workers import environment, final_status, start_worker, stop, stop_with_sigterm, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.both_profiles]
 
@@ -114,33 +113,27 @@ def test_sigterm_mid_turn_hands_the_run_to_the_next_worker_with_nothing_paid_twi
     llm = {"SCENARIOLAB_LLM_BASE_URL": server.base_url, "SCENARIOLAB_WORKER_STOP_SECONDS": "20"}
     worker = None
     try:
-        os.environ.update(llm)
-        run = make_run(turns=2)
-        worker = start_worker(**llm)
-        services.run_enqueue(run=run)
-        wait_for(lambda: CostRecord.objects.filter(run=run, turn=1).count() >= 4, what="turn 1 under way")
-        stopped_at = time.monotonic()
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
-        took = time.monotonic() - stopped_at
-        log = stop(worker)
-        run.refresh_from_db()
-        assert run.status == RunStatus.QUEUED and not run.claim and run.turn < 2, (run.status, run.turn, log)
-        paused = RunEvent.objects.filter(run=run, type=EventType.SCENARIO_PAUSED).get()
-        assert paused.data["reason"] == services.WORKER_STOPPING
-        assert took < 5, f"a call lasts 0.3 s: the worker should be gone within a few, not {took:.1f} s"
-        assert server.stats["abandoned"] == 0, "no call was cut off"
-        _paid_equals_billed(run, server.stats)
+        with environment(**llm):
+            run = make_run(turns=2)
+            worker = start_worker(**llm)
+            services.run_enqueue(run=run)
+            wait_for(lambda: CostRecord.objects.filter(run=run, turn=1).count() >= 4, what="turn 1 under way")
+            took, log = stop_with_sigterm(worker)
+            run.refresh_from_db()
+            assert run.status == RunStatus.QUEUED and not run.claim and run.turn < 2, (run.status, run.turn, log)
+            paused = RunEvent.objects.filter(run=run, type=EventType.SCENARIO_PAUSED).get()
+            assert paused.data["reason"] == services.WORKER_STOPPING
+            assert took < 5, f"a call lasts 0.3 s: the worker should be gone within a few, not {took:.1f} s"
+            assert server.stats["abandoned"] == 0, "no call was cut off"
+            _paid_equals_billed(run, server.stats)
 
-        worker = start_worker(**llm)  # no resume by anyone: the stopped worker queued it
-        status = wait_for(lambda: final_status(run), what="the next worker to finish the run")
-        log = stop(worker)
-        billed = server.stats
+            worker = start_worker(**llm)  # no resume by anyone: the stopped worker queued it
+            status = wait_for(lambda: final_status(run), what="the next worker to finish the run")
+            log = stop(worker)
+            billed = server.stats
     finally:
         if worker is not None:
             stop(worker)
-        for key in llm:
-            os.environ.pop(key, None)
         server.stop()
     assert status == RunStatus.COMPLETED, log
     assert list(Turn.objects.filter(run=run).values_list("turn", flat=True)) == [0, 1, 2], "no turn twice"
@@ -155,21 +148,15 @@ def test_a_call_still_in_flight_at_the_stop_bound_is_abandoned_and_the_run_queue
     llm = {"SCENARIOLAB_LLM_BASE_URL": server.base_url, "SCENARIOLAB_LLM_TIMEOUT": "60", "SCENARIOLAB_WORKER_STOP_SECONDS": "1"}
     worker = None
     try:
-        os.environ.update(llm)
-        run = make_run(turns=1)
-        worker = start_worker(**llm)
-        services.run_enqueue(run=run)
-        wait_for(lambda: server.stats["faults"].get("hang", 0) > 0, what="a call that hangs")
-        stopped_at = time.monotonic()
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
-        took = time.monotonic() - stopped_at
-        log = stop(worker)
+        with environment(**llm):
+            run = make_run(turns=1)
+            worker = start_worker(**llm)
+            services.run_enqueue(run=run)
+            wait_for(lambda: server.stats["faults"].get("hang", 0) > 0, what="a call that hangs")
+            took, log = stop_with_sigterm(worker)
     finally:
         if worker is not None:
             stop(worker)
-        for key in llm:
-            os.environ.pop(key, None)
         server.stop()
     run.refresh_from_db()
     assert run.status == RunStatus.QUEUED and not run.claim, (run.status, log)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
@@ -57,6 +59,29 @@ def stop(worker: subprocess.Popen) -> str:
             worker.wait()
     worker.log.seek(0)
     return worker.log.read().decode(errors="replace")
+
+
+def stop_with_sigterm(worker: subprocess.Popen, *, timeout: float = 30) -> tuple[float, str]:
+    """Stop a worker as systemd does (SIGTERM): how long it took to exit, and what it logged."""
+    at = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout)
+    return time.monotonic() - at, stop(worker)
+
+
+@contextmanager
+def environment(**values: str):
+    """These variables in this process's environment (a run's plan reads them) for the block, then as before."""
+    old = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def wait_for(condition: Callable[[], object], *, timeout: float = 60, what: str = "the condition") -> object:
