@@ -96,14 +96,15 @@ def quota_credit_limit(user, *, requested: float | None, planned: float | None) 
     return largest if chosen is None or not math.isfinite(chosen) or chosen > largest else chosen
 
 
-def quota_check_under_way(user, *, starting: int = 1, under_way: int) -> None:
-    """Refuse (QuotaBusy) if `starting` more runs would put the user past their runs under way at once."""
+def quota_check_room(user, *, room: int | None) -> None:
+    """Refuse (QuotaBusy) a start when `user` has no `room` left under way (None: no limit)."""
+    if room is None or room > 0:
+        return
     limits = user_limits(user)
     most = limits.max_runs_under_way
-    if most is not None and under_way + starting > most:
-        raise QuotaBusy(f"{user.get_username()} has {under_way} run(s) queued, running or waiting for a person, and "
-                        f"{limits.source} allows {most} at once: wait for one to end (or pause or cancel one), then "
-                        "start again")
+    raise QuotaBusy(f"{user.get_username()} has {most - room} run(s) queued, running or waiting for a person, and "
+                    f"{limits.source} allows {most} at once: wait for one to end (or pause or cancel one), then "
+                    "start again")
 
 
 def quota_batch(user, *, runs: int, budget_limit: float | None, max_parallel: int) -> float | None:

@@ -30,7 +30,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 from django.db.models.functions import Coalesce, Now
 
-from accounts.quotas import quota_check_under_way, quota_credit_limit, user_limits
+from accounts.quotas import quota_check_room, quota_credit_limit, user_limits
 from engine import Event, EventBus, ScenarioState
 from engine.estimate import CostEstimate, estimate_run_cost
 from engine.llm.cache import CachingProvider, SqliteResponseCache
@@ -242,31 +242,22 @@ def run_submit(
     return run
 
 
-def _lock_user(user) -> None:
-    """Hold `user`'s row until the caller's transaction ends: whatever counts their runs under way and then starts
-    one (a start, a resume, a batch's scheduling) takes turns with the others, so two cannot take one last place."""
-    get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
-
-
-def _check_under_way(user, *, starting: int = 1) -> None:
-    """QuotaBusy if `starting` more runs would put `user` past their runs under way (inside the caller's
-    transaction, their row locked)."""
-    if user is None or not user.is_authenticated:
-        return
-    _lock_user(user)
-    quota_check_under_way(user, starting=starting, under_way=selectors.runs_under_way(owner=user))
-
-
 def runs_room(*, owner) -> int | None:
-    """How many more runs `owner` may have under way (None: no limit), their row locked until the caller's
-    transaction ends (it must be in one): for a batch handing out its runs."""
-    if owner is None:
+    """How many more runs `owner` may have under way (None: no limit). Their row stays locked until the caller's
+    transaction ends (it must be in one): whatever counts their runs under way and then starts one (a start, a
+    resume, a batch handing out its runs) takes turns with the others, so two cannot take one last place."""
+    if owner is None or not owner.is_authenticated:
         return None
     most = user_limits(owner).max_runs_under_way
     if most is None:
         return None
-    _lock_user(owner)
+    get_user_model().objects.select_for_update().filter(pk=owner.pk).exists()
     return most - selectors.runs_under_way(owner=owner)
+
+
+def _check_under_way(user) -> None:
+    """QuotaBusy if `user` has as many runs under way as they may (inside the caller's transaction)."""
+    quota_check_room(user, room=runs_room(owner=user))
 
 
 # ---- execution ---------------------------------------------------------------------------------------------
