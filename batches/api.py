@@ -12,7 +12,7 @@ from ninja import Query, Router, Schema
 from ninja.responses import Status
 from pydantic import AfterValidator, Field
 
-from batches import selectors, services
+from batches import planning, selectors, services
 from batches.models import Batch
 from engine.batch import BatchConfig, BatchConfigError
 from scenariolab_site.api_base import ERRORS, ApiError, caller
@@ -201,12 +201,12 @@ def _out(request: HttpRequest, batch: Batch, *, runs: bool = False) -> dict[str,
     return out
 
 
-def _plan(payload: BatchIn) -> services.BatchPlan:
+def _plan(payload: BatchIn) -> planning.BatchPlan:
     try:
         config = BatchConfig.parse(payload.dict(exclude_none=True))
     except BatchConfigError as exc:
         raise services.BatchInputError(str(exc)) from None
-    return services.batch_plan(config=config, base=services.batch_base_scenario(name=config.base_scenario))
+    return planning.batch_plan(config=config, base=planning.batch_base_scenario(name=config.base_scenario))
 
 
 def _signed_in(request: HttpRequest):
@@ -221,7 +221,7 @@ def _signed_in(request: HttpRequest):
              summary="A dry run: the variations, runs, cost estimate and time a batch would take; nothing starts")
 def plan_batch(request, payload: BatchIn):
     # As it would start: within the caller's quota (refused past it, a budget and run limits filled in).
-    return services.batch_within_quota(plan=_plan(payload), owner=_signed_in(request)).summary()
+    return planning.batch_within_quota(plan=_plan(payload), owner=_signed_in(request)).summary()
 
 
 @router.post("/", response={201: BatchOut, **{k: ERRORS[k] for k in (400, 401, 403, 409, 422)}},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from batches import services
+from batches import planning, services
 
 EXAMPLE = """\
 experiment_name: "Seed study"
@@ -34,8 +34,8 @@ class BatchConfigForm(forms.Form):
     def clean_config(self) -> str:
         text = self.cleaned_data["config"]
         try:
-            config = services.batch_config_parse(text=text)
-            self.plan = services.batch_plan(config=config, base=services.batch_base_scenario(name=config.base_scenario))
+            config = planning.batch_config_parse(text=text)
+            self.plan = planning.batch_plan(config=config, base=planning.batch_base_scenario(name=config.base_scenario))
         except (services.BatchInputError, services.BatchConflict, services.RunInputError) as exc:
             raise forms.ValidationError(str(exc)) from None
         return text

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts.quotas import QuotaExceeded
-from batches import selectors, services
+from batches import planning, selectors, services
 from batches.forms import EXAMPLE, BatchConfigForm
 from batches.models import Batch, BatchStatus
 
@@ -55,7 +55,7 @@ def batch_new(request: HttpRequest) -> HttpResponse:
     plan = None
     if request.method == "POST" and form.is_valid():
         try:  # previewed as it would start: within the person's quota
-            form.plan = services.batch_within_quota(plan=form.plan, owner=request.user)
+            form.plan = planning.batch_within_quota(plan=form.plan, owner=request.user)
         except (services.BatchInputError, QuotaExceeded) as exc:
             form.add_error(None, str(exc))
             return render(request, "batches/batch_new.html", {"form": form, "plan": None})

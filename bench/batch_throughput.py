@@ -36,7 +36,7 @@ def measure(workers: int, runs_per_variation: int, turns: int, latency: float) -
     from django.conf import settings
     from django.core.management import call_command
 
-    from batches import services
+    from batches import planning, services
     from batches.models import Batch, BatchStatus
     from engine.batch import BatchConfig
     from engine.testing.fake_llm import FakeLLMServer
@@ -59,7 +59,7 @@ def measure(workers: int, runs_per_variation: int, turns: int, latency: float) -
             "variations": [{"type": "scenario_parameter", "parameter": "seed", "values": [1, 101]}],
             "runs_per_variation": runs_per_variation, "max_parallel": workers,
         })
-        plan = services.batch_plan(config=config, base=services.batch_base_scenario(name="ai-summit"))
+        plan = planning.batch_plan(config=config, base=planning.batch_base_scenario(name="ai-summit"))
         started = time.perf_counter()
         batch = services.batch_start(plan=plan)
         while Batch.objects.get(pk=batch.pk).status not in (BatchStatus.COMPLETED, BatchStatus.HALTED):

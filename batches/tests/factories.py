@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from batches import services
+from batches import planning, services
 from batches.models import Batch
 from engine.batch import BatchConfig
 
@@ -25,9 +25,9 @@ def batch_config(**changes: Any) -> BatchConfig:
     return BatchConfig.parse({k: v for k, v in data.items() if v is not None})
 
 
-def plan_batch(config: BatchConfig | None = None) -> services.BatchPlan:
+def plan_batch(config: BatchConfig | None = None) -> planning.BatchPlan:
     config = config or batch_config()
-    return services.batch_plan(config=config, base=services.batch_base_scenario(name=config.base_scenario))
+    return planning.batch_plan(config=config, base=planning.batch_base_scenario(name=config.base_scenario))
 
 
 def start_batch(config: BatchConfig | None = None, *, owner=None, dispatch=None) -> Batch:

@@ -7,7 +7,7 @@ from django.conf import settings as django_settings
 from django.db.models import Sum
 from django.utils import timezone
 
-from batches import selectors, services
+from batches import planning, selectors, services
 from batches.models import Batch, BatchRun, BatchStatus
 from batches.tests.factories import batch_config, plan_batch, start_batch, play_queued
 from engine.testing.fake_llm import FakeLLMServer
@@ -47,19 +47,19 @@ def test_a_plan_refuses_what_does_not_fit_the_scenario():
     with pytest.raises(services.BatchInputError, match="no actor 'ghost'"):
         plan_batch(batch_config(variations=[{"type": "actor_model", "actor": "ghost", "values": ["m/x"]}]))
     with pytest.raises(services.BatchInputError, match="no scenario 'nowhere'"):
-        services.batch_base_scenario(name="nowhere")
+        planning.batch_base_scenario(name="nowhere")
     with pytest.raises(services.BatchInputError, match="runs_per_variation"):
-        services.batch_config_parse(text="experiment_name: x\nbase_scenario: ai-summit\nruns_per_variation: 0\n")
+        planning.batch_config_parse(text="experiment_name: x\nbase_scenario: ai-summit\nruns_per_variation: 0\n")
     with pytest.raises(services.BatchInputError, match="not valid YAML"):
-        services.batch_config_parse(text="experiment_name: [x\n")
+        planning.batch_config_parse(text="experiment_name: [x\n")
 
 
 def test_a_folder_is_a_base_scenario_for_the_terminal(settings):
     folder = settings.SCENARIO_LIBRARY_DIR / "ai-summit"
-    base = services.batch_base_scenario(name=str(folder), folders=True)
+    base = planning.batch_base_scenario(name=str(folder), folders=True)
     assert base.stored is None and base.slug == "ai-summit"
     with pytest.raises(services.BatchInputError, match="a stored scenario's slug$"):
-        services.batch_base_scenario(name=str(folder))
+        planning.batch_base_scenario(name=str(folder))
 
 
 def test_a_batch_starts_max_parallel_runs_then_one_more_as_each_ends_until_completed():

@@ -23,7 +23,7 @@ from django.db import close_old_connections
 from django.urls import reverse
 
 from accounts.quotas import QuotaExceeded, quota_batch
-from batches import selectors, services
+from batches import planning, selectors, services
 from batches.models import Batch, BatchStatus
 from runs.management.commands.run_scenario import acting_user
 from runs.models import Run
@@ -96,7 +96,7 @@ class Command(BaseCommand):
 
     def start(self, options) -> None:
         path = self.path = Path(options["config"])
-        config = services.batch_config_read(path=path)
+        config = planning.batch_config_read(path=path)
         background = options["background"]
         if options["resume"]:
             batch = self.resume(config)
@@ -107,8 +107,8 @@ class Command(BaseCommand):
         workers = None if background else LocalWorkers(config.max_parallel)
         dispatch = None if workers is None else workers.dispatch
         if batch is None:
-            base = services.batch_base_scenario(name=config.base_scenario, folders=True, relative_to=path.resolve().parent)
-            plan = services.batch_within_quota(plan=services.batch_plan(config=config, base=base), owner=self.owner)
+            base = planning.batch_base_scenario(name=config.base_scenario, folders=True, relative_to=path.resolve().parent)
+            plan = planning.batch_within_quota(plan=planning.batch_plan(config=config, base=base), owner=self.owner)
             self.describe(plan)
             if options["dry_run"]:
                 self.stdout.write(f"Dry run: nothing started. To run it: python manage.py run_batch {path}")
@@ -138,7 +138,7 @@ class Command(BaseCommand):
         return (mine.filter(experiment_name=config.experiment_name)
                 .exclude(status__in=[BatchStatus.COMPLETED, BatchStatus.CANCELLED]).order_by("-created_at", "-pk").first())
 
-    def describe(self, plan: services.BatchPlan) -> None:
+    def describe(self, plan: planning.BatchPlan) -> None:
         config, out = plan.config, self.stdout
         out.write(self.style.MIGRATE_HEADING(f"{config.experiment_name} — {plan.base.config.name}"))
         if config.description:
