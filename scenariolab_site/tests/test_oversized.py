@@ -15,7 +15,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from accounts.services import api_token_create
 from batches.models import Batch
-from batches.services import BatchInputError, batch_config_parse
+from batches.planning import BatchInputError, batch_config_parse
 from engine.scenario.tests.hostile import ALIAS_BOMB
 from runs import v1_import
 from runs.models import Run
