@@ -44,8 +44,10 @@ class MetricAnswer(BaseModel):
 def extract_by_pattern(metric: MetricDefinition, text: str, *, v1_form: bool = False) -> MetricValue:
     """Boolean metrics: does the pattern occur (in V1's dict form, as V1 read them: see `v1_pattern_value`).
     V1's integer, float and string metrics: read as V1 did. Otherwise the first group of the first match as a
-    number, or, for a pattern without a group, how many times it matches."""
-    pattern = re.compile(metric.extraction.pattern or "", re.IGNORECASE)
+    number, or, for a pattern without a group, how many times it matches. Of several patterns, the first that
+    matches is read."""
+    compiled = [re.compile(source, re.IGNORECASE) for source in metric.extraction.all_patterns or [""]]
+    pattern = next((candidate for candidate in compiled if candidate.search(text)), compiled[0])
     if metric.type == "boolean":
         return v1_pattern_value(pattern, text, "boolean") if v1_form else bool(pattern.search(text))
     if metric.type in V1_VALUE_TYPES:

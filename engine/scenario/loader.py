@@ -231,17 +231,18 @@ class _Reader:
                 loader.dispose()
         return None
 
-    def load(self, path: Path, model: type[M]) -> M | None:
+    def load(self, path: Path, model: type[M], *, defaults: dict[str, Any] | None = None) -> M | None:
+        """`defaults`: values for keys the file does not give (an actor's short name from its file's name)."""
         document, problems = self.parse(path, model)
         self.errors.extend(problems)
-        return self.validate(document, model) if document else None
+        return self.validate(document, model, defaults=defaults) if document else None
 
-    def validate(self, doc: _Document, model: type[M]) -> M | None:
+    def validate(self, doc: _Document, model: type[M], *, defaults: dict[str, Any] | None = None) -> M | None:
         self.warnings.extend(doc.warnings)
         models = model_paths(model, doc.data)
         self._warn_near_misses(doc, models)
         try:
-            return model.model_validate(doc.data)
+            return model.model_validate({**(defaults or {}), **doc.data})
         except ValidationError as exc:
             self.errors.extend(self._explain(doc, model, exc, models))
         except RecursionError:
@@ -430,7 +431,7 @@ def _load_actors(reader: _Reader, doc: _Document | None) -> list[ActorConfig]:
     actors: list[ActorConfig] = []
     owners: dict[str, str] = {}
     for path in paths:
-        actor = reader.load(path, ActorConfig)
+        actor = reader.load(path, ActorConfig, defaults={"short_name": path.stem})  # older files named it so
         if actor is None:
             continue
         rel = reader.rel(path)

@@ -110,6 +110,27 @@ def _one_value_per_setting(model: type[BaseModel], data: dict[str, Any],
 
 
 # ---- scenario.yaml ---------------------------------------------------------------------------------------
+TURN_KEYS = ("turns", "num_turns", "max_turns", "scenario_length")
+
+
+def _parameters(data: dict[str, Any]) -> dict[str, Any]:
+    """An older form kept the run's length under `parameters: {max_turns, turn_duration}`: read as `turns` and
+    `turn_duration` unless those are given (then they must agree). `parameters` itself stays, as written."""
+    parameters = data.get("parameters")
+    if not isinstance(parameters, dict):
+        return data
+    for inner, outer, others in (("max_turns", "max_turns", TURN_KEYS), ("turn_duration", "turn_duration", ("turn_duration",))):
+        if inner not in parameters:
+            continue
+        given = [key for key in others if key in data]
+        if not given:
+            data[outer] = parameters[inner]
+        elif given[0] != "scenario_length" and data[given[0]] != parameters[inner]:
+            raise v1_problem(("parameters", inner), f"parameters.{inner} ({_shown(parameters[inner])}) and "
+                             f"'{given[0]}' ({_shown(data[given[0]])}) set different values", other=(given[0],),
+                             fix="keep one of them")
+    return data
+
 class Toggle(OpenModel):
     """A feature switch; V1 also wrote a bare `true`/`false` in its place."""
 
@@ -217,18 +238,18 @@ def _v1_communications(data: dict[str, Any]) -> dict[str, Any]:
 
 
 class ScenarioConfig(OpenModel):
-    """scenario.yaml. V1's names are accepted: `num_turns` or `scenario_length` for `turns`, `context_window`
-    for `context_window_size`, and its communication switches (`enable_bilateral_communication`,
-    `enable_coalition_formation`, `enable_public_statements`, `communication_types`,
-    `max_communications_per_turn`) for features.communications."""
+    """scenario.yaml. Older names are accepted: `num_turns`, `max_turns` or `scenario_length` for `turns`,
+    `parameters: {max_turns, turn_duration}`, `context_window` for `context_window_size`, and V1's communication
+    switches (`enable_bilateral_communication`, `enable_coalition_formation`, `enable_public_statements`,
+    `communication_types`, `max_communications_per_turn`) for features.communications."""
 
-    v1_keys: ClassVar[tuple[str, ...]] = (*V1_COMMUNICATION_SWITCHES, "communication_types")
+    v1_keys: ClassVar[tuple[str, ...]] = (*V1_COMMUNICATION_SWITCHES, "communication_types", "parameters")
 
     name: str = Field(min_length=1)
     description: str = ""
     system_prompt: str = ""
     initial_world_state: str = Field(min_length=1)
-    turns: int = Field(ge=1, le=1000, validation_alias=AliasChoices("turns", "num_turns", "scenario_length"))
+    turns: int = Field(ge=1, le=1000, validation_alias=AliasChoices("turns", "num_turns", "max_turns", "scenario_length"))
     turn_duration: str = "1 turn"
     world_state_model: str = "openai/gpt-4o-mini"
     actors: list[str] = Field(default_factory=list, description="Actor file names (without .yaml) in order.")
@@ -242,7 +263,7 @@ class ScenarioConfig(OpenModel):
     def _v1_forms(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        data = dict(data)
+        data = _parameters(dict(data))
         length = data.get("scenario_length")
         if isinstance(length, dict):
             if "turns" in length:
@@ -349,28 +370,54 @@ class ActorConfig(OpenModel):
 
 
 # ---- metrics.yaml ----------------------------------------------------------------------------------------
+def _compiles(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+    return value
+
+
 class MetricExtraction(OpenModel):
+    """How a metric is read. `regex` is an older name of `pattern`; `patterns` (a list) are tried in order after
+    `pattern`, the first that matches giving the value."""
+
     type: Literal["pattern", "keyword", "llm", "manual"]
     pattern: str | None = None
+    patterns: list[str] = Field(default_factory=list)
     keywords: list[str] = Field(default_factory=list)
     scoring: Literal["count", "presence", "density"] = "count"
     prompt: str | None = None
     model: str | None = None
 
+    @field_validator("type", mode="before")
+    @classmethod
+    def _regex_is_pattern(cls, value: Any) -> Any:
+        return "pattern" if value == "regex" else value
+
     @field_validator("pattern")
     @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression: {exc}") from None
-        return value
+    def _pattern_compiles(cls, value: str | None) -> str | None:
+        return value if value is None else _compiles(value)
+
+    @field_validator("patterns", mode="before")
+    @classmethod
+    def _one_pattern_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns_compile(cls, value: list[str]) -> list[str]:
+        return [_compiles(item) for item in value]
+
+    @property
+    def all_patterns(self) -> list[str]:
+        return ([self.pattern] if self.pattern else []) + self.patterns
 
     @model_validator(mode="after")
     def _has_what_its_type_needs(self) -> MetricExtraction:
-        if self.type == "pattern" and not self.pattern:
-            raise ValueError("a pattern extraction needs `pattern:` (a regular expression)")
+        if self.type == "pattern" and not self.all_patterns:
+            raise ValueError("a pattern extraction needs `pattern:` (a regular expression) or `patterns:` (a list)")
         if self.type == "keyword" and not self.keywords:
             raise ValueError("a keyword extraction needs `keywords:` (a list of words or phrases)")
         if self.type == "llm" and not self.prompt:
@@ -385,7 +432,16 @@ class MetricThresholds(OpenModel):
     halt_on_critical: bool = False
 
 
+FLAT_EXTRACTION_KEYS = {"extraction_prompt": "prompt", "pattern": "pattern", "patterns": "patterns",
+                         "keywords": "keywords", "scoring": "scoring", "extraction_model": "model"}
+
+
 class MetricDefinition(OpenModel):
+    """One metric. An older flat form is read too: `extraction_type` (llm, keyword, pattern, regex, manual) with
+    `extraction_prompt`, `pattern`/`patterns` or `keywords` beside it, for the nested `extraction:`."""
+
+    v1_keys: ClassVar[tuple[str, ...]] = ("extraction_type", *FLAT_EXTRACTION_KEYS)
+
     name: str = Field(min_length=1)
     description: str = ""
     type: str = "continuous"
@@ -395,6 +451,19 @@ class MetricDefinition(OpenModel):
     actor_specific: bool = False
     actor: str | None = None
     thresholds: MetricThresholds | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_form(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "extraction_type" not in data or "extraction" in data:
+            return data
+        data = dict(data)
+        extraction = {"type": data.pop("extraction_type")}
+        for flat, nested in FLAT_EXTRACTION_KEYS.items():
+            if flat in data:
+                extraction[nested] = data.pop(flat)
+        data["extraction"] = extraction
+        return data
 
 
 class LegacyMetricDefinition(OpenModel):

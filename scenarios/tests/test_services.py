@@ -194,12 +194,12 @@ def test_symlink_in_archive_is_refused() -> None:
 
 
 def test_zip_of_a_broken_folder_names_the_archive_and_stores_nothing() -> None:
-    upload = io.BytesIO(make_zip(scenario_files(**{"actors/fishers.yaml": "name: Fishers\n"})))
+    upload = io.BytesIO(make_zip(scenario_files(**{"actors/fishers.yaml": "short_name: fishers\n"})))
     upload.name = "harbour.zip"
     with pytest.raises(ScenarioLoadError) as caught:
         scenario_import_zip(upload=upload)
     assert str(caught.value).startswith("Scenario folder harbour.zip/harbour has 1 problem:")
-    assert "actors/fishers.yaml" in str(caught.value) and "short_name: this key is required" in str(caught.value)
+    assert "actors/fishers.yaml" in str(caught.value) and "name: this key is required" in str(caught.value)
     assert not Scenario.objects.exists()
 
 

@@ -103,7 +103,7 @@ def test_legacy_metric_missing_its_pattern_fails_at_load(tmp_path: Path) -> None
     metrics = METRICS_DICT.replace("    pattern: '(\\d+) boats'\n", "")
     error = only_error(make_folder(tmp_path, valid_files(**{"metrics.yaml": metrics})))
     assert (error.key_path, error.line) == ("metrics.boats_at_sea", 2)
-    assert error.message == "a pattern extraction needs `pattern:` (a regular expression)"
+    assert error.message == "a pattern extraction needs `pattern:` (a regular expression) or `patterns:` (a list)"
 
 
 def test_metrics_that_are_neither_list_nor_mapping(tmp_path: Path) -> None:
