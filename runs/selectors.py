@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,6 +21,34 @@ RESUMABLE = {RunStatus.PAUSED, RunStatus.HALTED, RunStatus.FAILED, RunStatus.COM
 
 def run_get(*, run_id: int) -> Run | None:
     return Run.objects.filter(pk=run_id).first()
+
+
+RUN_LABEL = re.compile(r"^(?:(?P<scenario>[A-Za-z0-9][\w.-]*)[/:])?run-(?P<number>\d{1,9})/?$")
+
+
+def run_by_label(label: str) -> Run:
+    """The run a person names in a terminal: its id (`7`), its folder's name (`run-001`: unique across scenarios,
+    else which scenario must be said), `ai-summit/run-001`, or a run folder's path (`output/ai-summit/run-001`).
+    LookupError says why a label names no run, or several."""
+    text = label.strip()
+    if text.isdigit():
+        run = Run.objects.filter(pk=int(text)).first()
+        if run is None:
+            raise LookupError(f"No run {text}.")
+        return run
+    match = RUN_LABEL.match("/".join(text.rstrip("/").split("/")[-2:]) if "/" in text else text)
+    if match is None:
+        raise LookupError(f"{label!r} is not a run: give its id (7) or its folder's name (run-001, ai-summit/run-001)")
+    runs = Run.objects.filter(number=int(match["number"]))
+    if match["scenario"]:
+        runs = runs.filter(scenario_slug=match["scenario"])
+    found = list(runs.order_by("scenario_slug")[:10])
+    if not found:
+        raise LookupError(f"No run {text}.")
+    if len(found) > 1:
+        choices = ", ".join(f"{run.scenario_slug}/run-{run.number:03d}" for run in found)
+        raise LookupError(f"{text} names a run of several scenarios ({choices}): say which, e.g. {found[0].scenario_slug}/{text}")
+    return found[0]
 
 
 def run_events_after(*, run_id: int, after: int, limit: int) -> list[dict]:

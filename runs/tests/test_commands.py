@@ -11,7 +11,7 @@ from ninja.testing import TestClient
 
 from runs import services
 from runs.models import Run
-from runs.tests.factories import make_run
+from runs.tests.factories import make_run, summit_config
 from scenariolab_site.api import api
 from scenarios.tests.factories import SCENARIO_YAML, make_scenario, scenario_files, write_folder
 
@@ -136,6 +136,23 @@ def test_compare_json(two_runs):
     assert [run["id"] for run in printed["runs"]] == [first.pk, second.pk]
     assert printed["decision_turn"] == 2 and printed["metrics"] and printed["decisions"]
     assert printed["world_diffs"][0]["diff"].startswith(f"--- run {first.pk}, turn 2")
+
+
+def test_runs_are_named_by_their_folders_too(two_runs, tmp_path):
+    """As the V2 document's `scenario-lab compare run-001 run-002`: a folder's name, with its scenario when two
+    scenarios have a run of that number, or a run folder's path."""
+    first, second = two_runs
+    labels = (f"run-{first.number:03d}", f"ai-summit/run-{second.number:03d}")
+    by_label = json.loads(command("compare_runs", *labels, "--json"))
+    assert [run["id"] for run in by_label["runs"]] == [first.pk, second.pk]
+    path = json.loads(command("compare_runs", f"output/ai-summit/run-{first.number:03d}/", str(second.pk), "--json"))
+    assert [run["id"] for run in path["runs"]] == [first.pk, second.pk]
+    other = make_run(summit_config(), slug="canal-tolls")  # another scenario's run-001
+    assert other.number == first.number == 1
+    assert bad_input("compare_runs", "run-001", str(second.pk)).startswith(
+        "run-001 names a run of several scenarios (ai-summit/run-001, canal-tolls/run-001): say which")
+    assert bad_input("compare_runs", "ai-summit/run-099", str(second.pk)) == "No run ai-summit/run-099."
+    assert bad_input("compare_runs", "round-one", str(second.pk)).startswith("'round-one' is not a run")
 
 
 @pytest.mark.parametrize(

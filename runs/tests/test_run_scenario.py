@@ -40,7 +40,7 @@ def test_the_bundled_summit_runs_offline_end_to_end():
 
 
 def test_json_summary_on_stdout_and_progress_on_stderr():
-    done = run_scenario("ai-summit", "--turns", "1", "--json", "--seed", "5")
+    done = run_scenario("ai-summit", "--max-turns", "1", "--json", "--seed", "5")  # the V2 document's --turns
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["status"] == "completed" and summary["turn"] == 1 and summary["offline"] is True

@@ -1,4 +1,5 @@
-"""`manage.py compare_runs RUN_ID RUN_ID [...]`: stored runs side by side in the terminal.
+"""`manage.py compare_runs RUN RUN [...]`: stored runs side by side in the terminal; a run by its id or its
+folder's name (`run-001`, `ai-summit/run-001`).
 
 Per run its scenario, status, turns and costs; metrics per turn; each actor's decision at one turn; the final
 worlds as a unified diff against the first run's. Exit codes: 0, or 2 for bad input (one line saying what).
@@ -13,6 +14,7 @@ from django.core.management.base import BaseCommand
 
 from runs.comparison import ComparisonError, RunComparison, run_comparison
 from runs.management.commands.run_scenario import bad_input
+from runs.selectors import run_by_label
 
 ACTION_WIDTH = 110
 CELL_WIDTH = 12
@@ -22,15 +24,20 @@ class Command(BaseCommand):
     help = "Compare runs: costs by actor and phase, metrics per turn, decisions at a turn, a diff of the final worlds."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("run_ids", nargs="+", type=int, metavar="RUN_ID", help="two or more runs (their ids)")
+        parser.add_argument("runs", nargs="+", metavar="RUN",
+                            help="two or more runs: ids (7) or folder names (run-001, ai-summit/run-001)")
         parser.add_argument("--turn", type=int, help="whose decisions to compare (default: the last turn every run completed)")
         parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
 
     def handle(self, *args, **options) -> None:
-        if len(set(options["run_ids"])) < 2:
-            raise bad_input("Give at least two different runs to compare (their ids, as `run_scenario` prints them).")
         try:
-            comparison = run_comparison(run_ids=options["run_ids"], turn=options["turn"])
+            run_ids = [run_by_label(label).pk for label in options["runs"]]
+        except LookupError as exc:
+            raise bad_input(str(exc)) from None
+        if len(set(run_ids)) < 2:
+            raise bad_input("Give at least two different runs to compare (ids or folder names, as `run_scenario` prints them).")
+        try:
+            comparison = run_comparison(run_ids=run_ids, turn=options["turn"])
         except ComparisonError as exc:
             raise bad_input(str(exc)) from None
         if options["json"]:

@@ -106,7 +106,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("scenario", nargs="?", help="a stored scenario's slug (e.g. ai-summit) or a scenario folder")
         turns = parser.add_mutually_exclusive_group()
-        turns.add_argument("--turns", type=int, help="turns to play (default: the scenario's; with --resume: that many more)")
+        turns.add_argument("--turns", "--max-turns", dest="turns", type=int,
+                           help="turns to play (default: the scenario's; with --resume: that many more)")
         turns.add_argument("--end-turn", type=int, help="stop after this turn")
         parser.add_argument("--credit-limit", type=float, help="never spend more than this many USD (default: the scenario's)")
         parser.add_argument("--model", help="play every seat, the world and the judge with this model (e.g. local/gemma)")
