@@ -1,4 +1,6 @@
-"""The run socket: one group per run; stored events after the page's seq first, then live ones, never twice.
+"""The run sockets: one group per run; stored events after the client's seq first, then live ones, never twice.
+`RunConsumer` sends a page each event as the HTML fragments it shows; `RunStreamConsumer` sends a script each
+stored event as JSON.
 
 The consumer sends each event once, in seq order, whatever the channel layer does: it joins the run's
 group before reading the store, so nothing falls between the two; a relayed event it already sent is
@@ -111,3 +113,20 @@ def _after(query_string: bytes) -> int:
         return max(0, int(values[0]))
     except ValueError:
         return 0
+
+
+class RunStreamConsumer(RunConsumer):
+    """`ws /api/runs/<id>/stream?after=SEQ` for scripts: each message one stored event as JSON (`seq`, `type`,
+    `timestamp`, `data` in full), in seq order, none twice, none missing across reconnects (reconnect with the
+    last seq received as `after`). The same visibility as the run's page; a bearer token or the session."""
+
+    async def receive_json(self, content, **kwargs) -> None:
+        # A script may ask again for everything after a seq; the answer is events only, never a status message.
+        if isinstance(content, dict) and isinstance(content.get("after"), int) and content["after"] >= 0:
+            self.last_seq = min(self.last_seq, content["after"])
+            await self.catch_up()
+
+    async def send_event(self, event: dict) -> None:
+        await self.send_json({"seq": event["seq"], "type": event["type"], "timestamp": event["timestamp"],
+                              "data": event["data"]})
+        self.last_seq = event["seq"]

@@ -2,8 +2,9 @@
 
 from django.urls import path
 
-from runs.consumers import RunConsumer
+from runs.consumers import RunConsumer, RunStreamConsumer
 
 websocket_urlpatterns = [
     path("ws/runs/<int:pk>/", RunConsumer.as_asgi()),
+    path("api/runs/<int:pk>/stream", RunStreamConsumer.as_asgi()),
 ]
