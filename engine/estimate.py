@@ -65,6 +65,9 @@ class CostEstimate:
     turns: int
     provider: str
     lines: tuple[EstimateLine, ...] = ()
+    # A run with an end condition may stop after its first turn: the low end is one turn, the high end `turns`.
+    min_turns: int | None = None
+    end_condition: str | None = None
 
     @property
     def cost(self) -> CostRange:
@@ -97,8 +100,11 @@ class CostEstimate:
 
     def describe(self) -> str:
         cost, tokens = self.cost, self.tokens
+        turns = f"{self.turns} turns"
+        if self.min_turns is not None and self.min_turns < self.turns:
+            turns = f"{self.min_turns} to {self.turns} turns (it ends once {self.end_condition})"
         return (
-            f"Estimated cost for {self.turns} turns: ${cost.low:.4f} to ${cost.high:.4f} "
+            f"Estimated cost for {turns}: ${cost.low:.4f} to ${cost.high:.4f} "
             f"({tokens.low:,.0f} to {tokens.high:,.0f} tokens, at most {self.calls} model calls via {self.provider})"
         )
 
@@ -180,8 +186,10 @@ def _request(call: _Call, world_chars: int, max_tokens: int) -> LLMRequest:
 
 
 def estimate_run_cost(scenario: Scenario, provider: LLMProvider, *, turns: int | None = None) -> CostEstimate:
+    """The cost of `turns` turns (the scenario's by default); with an end condition, of one turn at the low end."""
     turns = scenario.config.turns if turns is None else turns
     config = scenario.config
+    fewest = 1 if config.end_condition else turns
     world = len(config.initial_world_state)
     # At worst the prompt carries the current world plus `context_window_size` earlier ones; the world
     # update reads the old world and the decisions, about as long again.
@@ -193,22 +201,23 @@ def estimate_run_cost(scenario: Scenario, provider: LLMProvider, *, turns: int |
         world_high = high_world * 2 if call.task == "world_update" else world if call.task == "summary" else high_world
         high = _request(call, world_high, call.max_tokens)
         low = _request(call, world, min(call.max_tokens, TYPICAL_OUTPUT_TOKENS.get(call.task, call.max_tokens)))
-        made = call.turns_made(turns)
+        made, least = call.turns_made(turns), call.turns_made(fewest)
         line = EstimateLine(
             actor=call.actor,
             phase=call.phase,
             model=call.model,
-            calls=CostRange(call.low_count * made, call.high_count * made),
+            calls=CostRange(call.low_count * least, call.high_count * made),
             input_tokens=CostRange(
-                call.low_count * made * estimate_tokens(low.prompt_text),
+                call.low_count * least * estimate_tokens(low.prompt_text),
                 call.high_count * made * estimate_tokens(high.prompt_text),
             ),
-            output_tokens=CostRange(call.low_count * made * low.max_tokens, call.high_count * made * high.max_tokens),
-            cost=CostRange(call.low_count * made * provider.max_cost(low), call.high_count * made * provider.max_cost(high)),
+            output_tokens=CostRange(call.low_count * least * low.max_tokens, call.high_count * made * high.max_tokens),
+            cost=CostRange(call.low_count * least * provider.max_cost(low), call.high_count * made * provider.max_cost(high)),
         )
         key = (call.actor, call.phase, call.model)
         lines[key] = _merge(lines[key], line) if key in lines else line
-    return CostEstimate(turns=turns, provider=provider.name, lines=tuple(lines.values()))
+    return CostEstimate(turns=turns, provider=provider.name, lines=tuple(lines.values()),
+                        min_turns=fewest if config.end_condition else None, end_condition=config.end_condition)
 
 
 def _merge(a: EstimateLine, b: EstimateLine) -> EstimateLine:

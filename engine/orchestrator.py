@@ -26,6 +26,7 @@ from engine.phases.persistence import StatePersistence, save_state
 from engine.phases.summary import SummaryPhase
 from engine.phases.validation import ValidationPhase
 from engine.phases.world_update import WorldUpdatePhase
+from engine.scenario.conditions import parse_condition
 from engine.scenario.schema import Scenario
 from engine.seats import AwaitingHuman, SeatDesk, StateSeats, pending_human_seats
 from engine.state import RunStatus, ScenarioState
@@ -91,6 +92,8 @@ class ScenarioOrchestrator:
         self.max_concurrency = max_concurrency
         self.phases: list[Phase] = list(phases or [])
         self.seats = seats or StateSeats()
+        text = scenario.config.end_condition
+        self.end_condition = parse_condition(text) if text else None
         self._pause_requested = False
         self._pause_reason = "paused on request"
         self._pausing_between_calls = False
@@ -228,6 +231,20 @@ class ScenarioOrchestrator:
         await self._emit(EventType.TURN_COMPLETED, {"turn": turn, "total_cost": self._current.total_cost})
         if self.persistence is not None:
             await save_state(self.persistence, self._current, self.bus)
+        self._check_end_condition()
+
+    def _check_end_condition(self) -> None:
+        """The scenario's end condition, over the metrics of the turn just completed: when it holds, the run is over."""
+        assert self._current is not None
+        if self.end_condition is None:
+            return
+        turn = self._current.turn
+        values = {m.name: float(m.value) for m in self._current.metrics
+                  if m.turn == turn and m.actor is None and isinstance(m.value, (int, float))}
+        if self.end_condition.holds(turns=turn, metrics=values):
+            shown = ", ".join(f"{name} = {values[name]:g}" for name in sorted(self.end_condition.names) if name in values)
+            raise _Stop(RunStatus.COMPLETED, reason=f"the end condition held after turn {turn}: "
+                                                    f"{self.end_condition.text}" + (f" ({shown})" if shown else ""))
 
     def _check_requests(self) -> None:
         if self._cancel_requested:

@@ -84,6 +84,7 @@ class RunPlan:
             "provider": self.choice.description,
             "offline": self.choice.offline,
             "turns": self.max_turns,
+            "min_turns": estimate.min_turns or self.max_turns,
             "cost": span(estimate.cost),
             "tokens": span(estimate.tokens),
             "calls": estimate.calls,

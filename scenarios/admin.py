@@ -159,7 +159,7 @@ class ScenarioAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": [("name", "slug"), "description", "system_prompt", "initial_world_state"]}),
         ("Play", {"fields": [("turns", "turn_duration"), ("world_state_model", "context_window_size"),
-                             ("credit_limit", "seed")]}),
+                             ("credit_limit", "seed"), "end_condition"]}),
         ("Features", {"fields": ["communication", "features"]}),
         ("Metrics, QA and outside events", {"classes": ["collapse"],
                                             "fields": ["metrics", "validation_rules", "exogenous_events"]}),

@@ -114,7 +114,9 @@ class EstimateOut(Schema):
     scenario: str
     provider: str = Field(description="Where answers would come from, as the run page says it.")
     offline: bool = Field(description="True when the built-in offline provider would play the run (free).")
-    turns: int
+    turns: int = Field(description="The most turns the run plays.")
+    min_turns: int = Field(description="The fewest: 1 when the scenario has an end condition (it may hold after any "
+                                       "turn), else `turns`.")
     cost: Range = Field(description="USD, a quiet run (low) to the worst case the credit limit must allow (high).")
     tokens: Range
     calls: int = Field(description="The most model calls the run can make.")

@@ -57,6 +57,11 @@ class Scenario(models.Model):
         null=True, blank=True, validators=[validate_positive], help_text="Default credit limit in USD."
     )
     seed = models.BigIntegerField(default=0)
+    end_condition = models.CharField(
+        max_length=500, blank=True,
+        help_text="the run ends once this holds after a turn, e.g. `cooperation_level >= 8 or turns >= 20` "
+                  "(metrics compared with numbers; `turns` is the cap); empty: it plays all its turns",
+    )
     metrics = models.JSONField(null=True, blank=True, help_text="metrics.yaml as JSON: {\"metrics\": [...]}")
     validation_rules = models.JSONField(null=True, blank=True, help_text="validation-rules.yaml as JSON.")
     exogenous_events = models.JSONField(null=True, blank=True, help_text="exogenous-events.yaml as JSON.")

@@ -51,7 +51,7 @@ from scenarios.models import Actor, BackgroundDocument, Scenario
 
 # What a scenario.yaml column holds; everything else there goes to `extra`.
 SCENARIO_COLUMNS = ("name", "description", "system_prompt", "initial_world_state", "turns", "turn_duration",
-                    "world_state_model", "context_window_size", "credit_limit", "seed")
+                    "world_state_model", "context_window_size", "credit_limit", "seed", "end_condition")
 ACTOR_COLUMNS = ("name", "short_name", "llm_model", "system_prompt", "description", "goals", "constraints",
                  "information_access", "expertise", "decision_making_style", "control")
 # The JSON columns and the engine model each one must satisfy.
@@ -159,8 +159,9 @@ def scenario_to_engine(*, scenario: Scenario) -> EngineScenario:
         features["communications"] = scenario.communication
     data: dict[str, Any] = {**(scenario.extra or {})} if isinstance(scenario.extra, dict) else {}
     data.update({column: getattr(scenario, column) for column in SCENARIO_COLUMNS})
-    if data["credit_limit"] is None:
-        del data["credit_limit"]  # unset, as in a file without the key
+    for unset in ("credit_limit", "end_condition"):
+        if data[unset] in (None, ""):
+            del data[unset]  # unset, as in a file without the key
     data["actors"] = stems
     if features:
         data["features"] = features
@@ -234,6 +235,7 @@ def scenario_from_engine(*, config: EngineScenario, slug: str | None = None) -> 
     row = Scenario.objects.select_for_update().filter(slug=slug).first() or Scenario(slug=slug)
     for column in SCENARIO_COLUMNS:
         setattr(row, column, getattr(cfg, column))
+    row.end_condition = cfg.end_condition or ""
     features = cfg.features.model_dump(mode="json", exclude_unset=True)
     features.pop("communications", None)
     row.communication = cfg.features.communications.model_dump(mode="json")

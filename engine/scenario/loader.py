@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from engine.scenario.conditions import parse_condition
 from engine.scenario.errors import (
     DataPath,
     FriendlyError,
@@ -492,6 +493,22 @@ def v1_public_statements(config: ScenarioConfig) -> ScenarioConfig:
     return config.model_copy(update={"features": features})
 
 
+def _check_condition_names(reader: _Reader, doc: _Document, text: str, metrics: MetricsConfig | None) -> None:
+    """An end condition reads the scenario's metrics (those of the world, one value a turn) and `turns`."""
+    known = {m.name for m in (metrics.definitions if metrics else []) if not m.actor_specific}
+    unknown = sorted(parse_condition(text).names - known)
+    if not unknown:
+        return
+    written = ("scenario_length", "condition") if isinstance(doc.data.get("scenario_length"), dict) else ("end_condition",)
+    spot = _locate(doc, written)
+    names = ", ".join(sorted(known)) or "none (metrics.yaml defines none)"
+    suggestion = closest(unknown[0], known, cutoff=0.6)
+    reader.errors.append(LocatedError(doc.rel, spot.key_path, spot.line,
+                                      f"the end condition reads {', '.join(map(repr, unknown))}, which is no metric of "
+                                      f"the world (metrics: {names}; and `turns`)",
+                                      f"did you mean '{suggestion}'?" if suggestion else None))
+
+
 def load_scenario_folder(path: str | Path) -> Scenario:
     """Load and validate every file of a scenario folder; raise ScenarioLoadError listing all problems."""
     try:
@@ -531,6 +548,9 @@ def load_scenario_folder(path: str | Path) -> Scenario:
                         ("exogenous-events", ExogenousEventsConfig)):
         found = reader.find(stem)
         optional[stem] = reader.load(found, model) if found else None
+
+    if config is not None and doc is not None and config.end_condition is not None:
+        _check_condition_names(reader, doc, config.end_condition, optional["metrics"])
 
     background: list[BackgroundDocument] = []
     for document_path in _listing(reader.folder("background")):

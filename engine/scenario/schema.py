@@ -26,6 +26,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from engine.scenario.conditions import ConditionError, parse_condition
+
 
 class OpenModel(BaseModel):
     """Unknown keys are kept (and exported again), never fatal."""
@@ -111,6 +113,37 @@ def _one_value_per_setting(model: type[BaseModel], data: dict[str, Any],
 
 # ---- scenario.yaml ---------------------------------------------------------------------------------------
 TURN_KEYS = ("turns", "num_turns", "max_turns", "scenario_length")
+
+
+def _condition_length(data: dict[str, Any]) -> dict[str, Any]:
+    """`scenario_length: {type: condition, condition: …, max_turns: N}` as `end_condition` and `turns`. The cap is
+    `max_turns` (or `turns`) there, else the scenario's own turns, else a top-level `or turns >= N` of the
+    condition; a condition with none of them could run for ever, and is refused. A condition that is not a
+    comparison of metrics next to the scenario's own turns is V1's prose: kept as written, the turns played."""
+    length = data.get("scenario_length")
+    if not isinstance(length, dict) or not (length.get("type") == "condition" or "condition" in length):
+        return data
+    text = length.get("condition")
+    if not isinstance(text, str):
+        raise v1_problem(("scenario_length", "condition") if "condition" in length else ("scenario_length",),
+                         "a condition length needs `condition:`, e.g. `cooperation_level >= 8 or turns >= 20`")
+    try:
+        condition = parse_condition(text)
+    except ConditionError as exc:
+        if any(key in data for key in TURN_KEYS if key != "scenario_length"):
+            return data  # V1 wrote a description of the end next to its turns: kept as written, the turns played
+        raise v1_problem(("scenario_length", "condition"), str(exc),
+                         fix="compare metrics with numbers, e.g. `cooperation_level >= 8 or turns >= 20`") from None
+    data = {key: value for key, value in data.items() if key != "scenario_length"}
+    data["end_condition"] = text
+    cap = length.get("max_turns", length.get("turns"))
+    if not any(key in data for key in TURN_KEYS):
+        cap = cap if cap is not None else condition.turn_cap
+        if cap is None:
+            raise v1_problem(("scenario_length",), "a condition length needs a cap on the turns it may play",
+                             fix="add `max_turns: N` under scenario_length, or `or turns >= N` to the condition")
+        data["turns"] = cap
+    return data
 
 
 def _parameters(data: dict[str, Any]) -> dict[str, Any]:
@@ -257,24 +290,30 @@ class ScenarioConfig(OpenModel):
     credit_limit: float | None = Field(None, gt=0, allow_inf_nan=False, description="Default credit limit in USD.")
     seed: int = 0
     features: Features = Field(default_factory=Features)
+    # The run ends once this holds after a turn (engine.scenario.conditions), `turns` being its cap.
+    end_condition: str | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _v1_forms(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        data = _parameters(dict(data))
+        data = _condition_length(_parameters(dict(data)))
         length = data.get("scenario_length")
-        if isinstance(length, dict):
-            if "turns" in length:
-                data["scenario_length"] = length["turns"]
-            elif "turns" not in data and "num_turns" not in data:
-                raise v1_problem(("scenario_length",), "a scenario here plays a fixed number of turns; V1's "
-                                 "scenario_length without `turns` (a condition) cannot be played",
-                                 fix="add `turns:` with the most turns to play")
-            # else: a condition next to `turns` stays as an unknown key, kept and exported; `turns` is played
+        if isinstance(length, dict) and "turns" in length:
+            data["scenario_length"] = length["turns"]
         data = _one_value_per_setting(cls, data, read={"scenario_length": _length_in_turns})
         return _v1_communications(data)
+
+    @field_validator("end_condition")
+    @classmethod
+    def _condition_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_condition(value)
+            except ConditionError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("turn_duration", mode="before")
     @classmethod

@@ -26,7 +26,7 @@ from scenarios.services import (
     scenario_to_engine,
     scenario_validate,
 )
-from scenarios.tests.factories import make_scenario, make_zip, scenario_files, write_folder
+from scenarios.tests.factories import SCENARIO_YAML, make_scenario, make_zip, scenario_files, write_folder
 
 pytestmark = pytest.mark.django_db
 COMPARED = {"source", "warnings"}
@@ -71,6 +71,16 @@ def test_unknown_keys_and_v1_metrics_survive_the_database(tmp_path: Path) -> Non
     again = scenario_to_engine(scenario=row)
     assert dump(again) == dump(EngineScenario.load(tmp_path / "harbour"))
     assert isinstance(again.metrics.metrics, dict)
+
+
+def test_an_end_condition_survives_the_database(tmp_path: Path) -> None:
+    text = SCENARIO_YAML.replace("turns: 4\n", "scenario_length:\n  type: condition\n  condition: boats_at_sea >= 30 or turns >= 6\n")
+    row = scenario_import_folder(path=write_folder(tmp_path / "harbour", scenario_files(**{"scenario.yaml": text})))
+    assert (row.end_condition, row.turns) == ("boats_at_sea >= 30 or turns >= 6", 6)
+    assert scenario_to_engine(scenario=row).config.end_condition == "boats_at_sea >= 30 or turns >= 6"
+    row.end_condition = ""
+    row.save()
+    assert scenario_to_engine(scenario=row).config.end_condition is None
 
 
 def test_update_replaces_actors_and_documents_by_slug(tmp_path: Path) -> None:

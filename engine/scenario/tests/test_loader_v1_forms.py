@@ -340,10 +340,13 @@ def test_unknown_communication_type(tmp_path: Path) -> None:
 
 
 def test_condition_scenario_length_without_turns(tmp_path: Path) -> None:
+    """A condition is a comparison of metrics (engine.scenario.conditions); prose with no turns to fall back on
+    cannot be played."""
     text = V1_SCENARIO.replace("num_turns: 5", "scenario_length:\n  type: condition\n  condition: peace")
     error = only_error(make_folder(tmp_path, v1_files(**{"scenario.yaml": text})))
-    assert (error.key_path, error.line) == ("scenario_length", 6)
-    assert error.suggestion == "add `turns:` with the most turns to play"
+    assert (error.key_path, error.line) == ("scenario_length.condition", 8)
+    assert "expected a comparison" in error.message
+    assert error.suggestion == "compare metrics with numbers, e.g. `cooperation_level >= 8 or turns >= 20`"
 
 
 def test_private_information_of_the_wrong_shape(tmp_path: Path) -> None:
