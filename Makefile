@@ -58,10 +58,16 @@ $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo -n"; fi; \
 	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null
 
+# The two passes run side by side (the scale-out one mostly waits on its servers and workers), each on
+# databases, queues and ports of its own; the scale-out pass's output follows the embedded one's.
 test: $(DEV_STAMP) $(CHROMIUM)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest
-	$(MAKE) --no-print-directory test-scale-out
+	@mkdir -p test-artifacts
+	@$(MAKE) --no-print-directory test-scale-out > test-artifacts/scale-out.log 2>&1 & scale_out=$$!; \
+	$(PY) -m pytest; embedded=$$?; \
+	wait $$scale_out; scaled=$$?; \
+	echo "---- PostgreSQL + Redis (make test-scale-out) ----"; cat test-artifacts/scale-out.log; \
+	test $$embedded -eq 0 && test $$scaled -eq 0
 
 test-scale-out: $(DEV_STAMP)
 	DATABASE_URL=$(SCALE_OUT_DATABASE_URL) REDIS_URL=$(SCALE_OUT_REDIS_URL) $(PY) -m pytest -m both_profiles -q
