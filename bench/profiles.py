@@ -83,18 +83,20 @@ def django_ready() -> None:
         call_command("migrate", database="channels", verbosity=0)
 
 
-def start(command: list[str], **env: str) -> subprocess.Popen:
-    """A process of the project (`manage.py …` or a bench script) with this environment plus `env`. Its output
-    goes to a file: a pipe nobody reads would fill up and stop it."""
+def start(command: list[str], *, environment: dict[str, str] | None = None, **env: str) -> subprocess.Popen:
+    """A process of the project (`manage.py …` or a bench script) with `environment` (by default this process's)
+    plus `env`. Its output goes to a file: a pipe nobody reads would fill up and stop it."""
     log = tempfile.TemporaryFile()
-    process = subprocess.Popen([sys.executable, *command], cwd=ROOT, env={**os.environ, **env}, stdout=log,
+    base = os.environ if environment is None else environment
+    process = subprocess.Popen([sys.executable, *command], cwd=ROOT, env={**base, **env}, stdout=log,
                                stderr=subprocess.STDOUT)
     process.log = log  # type: ignore[attr-defined]
     return process
 
 
-def stop(process: subprocess.Popen) -> str:
-    """Stop a process started by `start` (if still alive) and return the tail of what it printed."""
+def stop(process: subprocess.Popen, *, tail: int | None = 2000) -> str:
+    """Stop a process started by `start` (if still alive) and return the last `tail` characters it printed (None:
+    all of it)."""
     if process.poll() is None:
         process.terminate()
         try:
@@ -103,7 +105,8 @@ def stop(process: subprocess.Popen) -> str:
             process.kill()
             process.wait()
     process.log.seek(0)  # type: ignore[attr-defined]
-    return process.log.read().decode(errors="replace")[-2000:]  # type: ignore[attr-defined]
+    printed = process.log.read().decode(errors="replace")  # type: ignore[attr-defined]
+    return printed if tail is None else printed[-tail:]
 
 
 def wait_for(condition, *, timeout: float, what: str, every: float = 0.05):

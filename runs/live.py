@@ -20,7 +20,7 @@ from django.template.loader import render_to_string
 
 from engine import Event, EventType
 from engine.phases.metrics import threshold_reached
-from engine.scenario.schema import MetricDefinition
+from engine.scenario.metrics import MetricDefinition
 from runs import selectors
 from runs.metrics import metric_definition_dicts, run_metric_definitions
 from runs.models import Communication, CostRecord, Decision, MetricRecord, Run, RunEvent, Turn, ValidationResult

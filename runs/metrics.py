@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.phases.metrics import threshold_level
-from engine.scenario.schema import MetricDefinition
+from engine.scenario.metrics import MetricDefinition
 from engine.scenario.schema import Scenario as ScenarioConfig
 from runs.models import MetricRecord, Run
 

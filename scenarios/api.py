@@ -21,7 +21,8 @@ from pydantic import ValidationError as PydanticValidationError
 from engine.llm.routing import PROVIDER_CHOICES
 from engine.scenario.errors import closest, friendly, merge_alternatives
 from engine.scenario.export import actor_file_stems
-from engine.scenario.schema import SHORT_NAME, ActorConfig, BackgroundDocument, ExogenousEventsConfig, MetricsConfig
+from engine.scenario.schema import SHORT_NAME, ActorConfig, BackgroundDocument, ExogenousEventsConfig
+from engine.scenario.metrics import MetricsConfig
 from engine.scenario.schema import Scenario as EngineScenario
 from engine.scenario.schema import ScenarioConfig, ValidationRules
 from runs.services import run_plan_for

@@ -12,7 +12,7 @@ from engine.llm.parsing import parse_structured, validate_structured
 from engine.llm.provider import CallPurpose, StructuredOutputError
 from engine.phases.base import HaltRequested, PhaseContext, first_failure
 from engine.phases.prompts import request_room
-from engine.scenario.schema import MetricDefinition
+from engine.scenario.metrics import MetricDefinition
 from engine.state import MetricRecord, PhaseName, ScenarioState, as_dict
 from engine.token_budget import shorten
 

@@ -2,16 +2,8 @@
 
 from engine.scenario.errors import LocatedError, ScenarioLoadError
 from engine.scenario.loader import load_scenario_folder
-from engine.scenario.schema import (
-    ActorConfig,
-    BackgroundDocument,
-    ExogenousEventsConfig,
-    MetricDefinition,
-    MetricsConfig,
-    Scenario,
-    ScenarioConfig,
-    ValidationRules,
-)
+from engine.scenario.metrics import MetricDefinition, MetricsConfig
+from engine.scenario.schema import ActorConfig, BackgroundDocument, ExogenousEventsConfig, Scenario, ScenarioConfig, ValidationRules
 
 __all__ = [
     "ActorConfig",

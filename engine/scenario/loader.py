@@ -28,17 +28,8 @@ from engine.scenario.errors import (
     with_expected,
     yaml_problem,
 )
-from engine.scenario.schema import (
-    V1_FORM_ERROR,
-    V1_MOVED_KEYS,
-    ActorConfig,
-    BackgroundDocument,
-    ExogenousEventsConfig,
-    MetricsConfig,
-    Scenario,
-    ScenarioConfig,
-    ValidationRules,
-)
+from engine.scenario.schema import V1_FORM_ERROR, V1_MOVED_KEYS, ActorConfig, BackgroundDocument, ExogenousEventsConfig, Scenario, ScenarioConfig, ValidationRules
+from engine.scenario.metrics import MetricsConfig
 
 MAX_FILE_BYTES = 1024 * 1024  # scenario files are hand-written; anything bigger is a mistake or an attack
 MAX_NODES = 100_000  # counted with aliases expanded, so "billion laughs" documents are refused before building

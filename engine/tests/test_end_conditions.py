@@ -4,7 +4,7 @@ estimate is a range from one turn to the cap."""
 from __future__ import annotations
 
 from engine import Runner, RunStatus
-from engine.scenario.schema import MetricDefinition, MetricExtraction, MetricsConfig
+from engine.scenario.metrics import MetricDefinition, MetricExtraction, MetricsConfig
 
 
 def with_condition(summit, condition: str, turns: int):

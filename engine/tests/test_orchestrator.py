@@ -6,7 +6,7 @@ from engine import EventBus, EventType, FilesystemPersistence, Runner, RunStatus
 from engine.llm.offline import OfflineProvider
 from engine.orchestrator import ScenarioOrchestrator, standard_phases
 from engine.phases.base import PhaseContext
-from engine.scenario.schema import MetricDefinition, MetricsConfig
+from engine.scenario.metrics import MetricDefinition, MetricsConfig
 from engine.sdk import initial_state
 from engine.seats import StateSeats
 from engine.state import PhaseName, ScenarioState

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from engine import ErrorPolicy, EventBus, EventType, FilesystemPersistence, Runner, RunStatus
-from engine.scenario.schema import MetricDefinition, MetricExtraction, MetricsConfig, MetricThresholds
+from engine.scenario.metrics import MetricDefinition, MetricExtraction, MetricsConfig, MetricThresholds
 from engine.state import PhaseName, ScenarioState
 from engine.tests.conftest import NO_WAIT, as_json
 from engine.testing.providers import FailingProvider, FixedCostProvider, SleepingProvider

@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import User
 from ninja.testing import TestClient
 
-from engine.scenario.schema import MetricThresholds
+from engine.scenario.metrics import MetricThresholds
 from runs import services
 from runs.metrics import CSV_COLUMNS, MetricValueRow, metrics_csv
 from runs.models import MetricRecord, RunEvent

@@ -63,7 +63,7 @@ def test_the_values_table_has_a_row_per_turn_and_a_column_per_series(played):
 
 
 def test_per_actor_series_are_a_column_per_actor(played):
-    from engine.scenario.schema import MetricDefinition
+    from engine.scenario.metrics import MetricDefinition
     from runs.live import metric_series
 
     per_actor = MetricDefinition(name="firmness", actor_specific=True, extraction={"type": "keyword", "keywords": ["never"]})

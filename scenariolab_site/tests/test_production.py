@@ -17,13 +17,13 @@ import secrets
 import sqlite3
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 
 from bench.live_latency import free_port, wait_for_http
+from bench.profiles import start, stop
 from engine.testing.fake_llm import FakeLLMServer
 from scenariolab_site.settings import secret_key_problem
 from scenariolab_site.tests.tls_proxy import TLSProxy
@@ -138,28 +138,9 @@ def test_with_debug_off_uncollected_static_files_refuse_to_start_in_one_line(ins
 
 
 # ---- the site in a browser ---------------------------------------------------------------------------------------
-def start(env: dict[str, str], *args: str) -> subprocess.Popen:
-    log = tempfile.TemporaryFile()  # a file, not a pipe nobody reads
-    process = subprocess.Popen([sys.executable, *args], env=env, cwd=BASE, stdout=log, stderr=subprocess.STDOUT)
-    process.log = log  # type: ignore[attr-defined]
-    return process
-
-
-def stop(process: subprocess.Popen) -> str:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    process.log.seek(0)
-    return process.log.read().decode(errors="replace")
-
-
 def daphne(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    server = start(env, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "scenariolab_site.asgi:application")
+    server = start(["-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "scenariolab_site.asgi:application"], environment=env)
     url = f"http://127.0.0.1:{port}"
     wait_for_http(f"{url}/accounts/login/", process=server, every=0.1)
     return server, url
@@ -216,7 +197,7 @@ def site(installed):
     unprepared = Path(installed["folder"]) / "unmigrated-channels.sqlite3"
     processes = []
     try:
-        worker = start(env, str(MANAGE), "run_huey", "--workers", "2", "--delay", "0.1")
+        worker = start([str(MANAGE), "run_huey", "--workers", "2", "--delay", "0.1"], environment=env)
         processes.append(worker)
         plain, plain_url = daphne(direct)
         processes.append(plain)
@@ -232,7 +213,7 @@ def site(installed):
         playwright.stop()
         proxy.stop()
     finally:
-        logs = {process.args[-1]: stop(process) for process in processes}
+        logs = {process.args[-1]: stop(process, tail=None) for process in processes}
         llm.stop()
     errors = [f"{name}: {line}" for name, log in logs.items() for line in log.splitlines() if "Traceback" in line]
     assert not errors, "\n".join(errors)

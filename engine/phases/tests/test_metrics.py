@@ -16,7 +16,7 @@ from engine.phases.metrics import (
     threshold_level,
 )
 from engine.phases.tests.conftest import RUN_ID, SEED, ScriptedProvider, build_scenario, make_context
-from engine.scenario.schema import MetricDefinition
+from engine.scenario.metrics import MetricDefinition
 from engine.sdk import initial_state
 from engine.state import Decision, MetricRecord, PhaseName, WorldState
 from engine.testing.providers import FixedCostProvider

@@ -8,7 +8,7 @@ import pytest
 
 from engine.phases.metrics import MetricsPhase, convert_v1_value, extract_by_pattern, v1_pattern_value
 from engine.phases.tests.conftest import RUN_ID, SEED, build_scenario, make_context
-from engine.scenario.schema import LegacyMetricDefinition, MetricDefinition
+from engine.scenario.metrics import LegacyMetricDefinition, MetricDefinition
 from engine.sdk import initial_state
 from engine.state import WorldState
 
