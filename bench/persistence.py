@@ -70,7 +70,7 @@ def measure(turns: int, actors: int) -> dict:
             t0 = time.perf_counter()
             record_event(run.pk, event)
             event_ms.append((time.perf_counter() - t0) * 1000)
-            if event.type.value == "turn_completed":
+            if str(event.type) == "turn_completed":
                 break
         save_run_state(run.pk, state)
         per_turn.append((time.perf_counter() - started) * 1000)
@@ -79,7 +79,7 @@ def measure(turns: int, actors: int) -> dict:
         "turn_ms": statistics.median(per_turn),
         "event_ms": statistics.median(event_ms),
         "events_per_turn": len(event_ms) / turns,
-        "ledger_lines_per_turn": sum(1 for e in events if e.type.value == "cost_incurred") / turns,
+        "ledger_lines_per_turn": sum(1 for e in events if str(e.type) == "cost_incurred") / turns,
     }
 
 

@@ -23,18 +23,38 @@ _EXPORTS: dict[str, str] = {
     "ErrorPolicy": "engine.orchestrator",
     "ScenarioOrchestrator": "engine.orchestrator",
     "standard_phases": "engine.orchestrator",
+    "CommunicationPhase": "engine.phases.communication",
+    "DecisionPhase": "engine.phases.decision",
+    "ValidationPhase": "engine.phases.validation",
+    "WorldUpdatePhase": "engine.phases.world_update",
     "FilesystemPersistence": "engine.phases.persistence",
     "StatePersistence": "engine.phases.persistence",
     "Scenario": "engine.scenario.schema",
     "Runner": "engine.sdk",
     "initial_state": "engine.sdk",
+    "ActorState": "engine.state",
+    "Communication": "engine.state",
+    "CostRecord": "engine.state",
+    "Decision": "engine.state",
+    "MetricRecord": "engine.state",
+    "PhaseType": "engine.state",
     "RunStatus": "engine.state",
     "ScenarioState": "engine.state",
+    "ScenarioStatus": "engine.state",
+    "WorldState": "engine.state",
+    "get_event_bus": "engine.events",
+    "PhaseService": "engine.phases.base",
 }
 
 __all__ = [  # the same names as _EXPORTS, written out for linters and `from engine import *`
+    "ActorState",
+    "Communication",
+    "CommunicationPhase",
+    "CostRecord",
     "CostTracker",
     "CreditLimitExceeded",
+    "Decision",
+    "DecisionPhase",
     "ErrorPolicy",
     "Event",
     "EventBus",
@@ -43,13 +63,21 @@ __all__ = [  # the same names as _EXPORTS, written out for linters and `from eng
     "LLMProvider",
     "LLMRequest",
     "LLMResponse",
+    "MetricRecord",
     "OfflineProvider",
+    "PhaseService",
+    "PhaseType",
     "RunStatus",
     "Runner",
     "Scenario",
     "ScenarioOrchestrator",
     "ScenarioState",
+    "ScenarioStatus",
     "StatePersistence",
+    "ValidationPhase",
+    "WorldState",
+    "WorldUpdatePhase",
+    "get_event_bus",
     "initial_state",
     "standard_phases",
 ]
@@ -71,11 +99,27 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # the same names, eagerly, for type checkers and IDEs
     from engine.costs import CostTracker, CreditLimitExceeded
-    from engine.events import Event, EventBus, EventType
+    from engine.events import Event, EventBus, EventType, get_event_bus
     from engine.llm.offline import OfflineProvider
     from engine.llm.provider import LLMProvider, LLMRequest, LLMResponse
     from engine.orchestrator import ErrorPolicy, ScenarioOrchestrator, standard_phases
+    from engine.phases.base import PhaseService
+    from engine.phases.communication import CommunicationPhase
+    from engine.phases.decision import DecisionPhase
     from engine.phases.persistence import FilesystemPersistence, StatePersistence
+    from engine.phases.validation import ValidationPhase
+    from engine.phases.world_update import WorldUpdatePhase
     from engine.scenario.schema import Scenario
     from engine.sdk import Runner, initial_state
-    from engine.state import RunStatus, ScenarioState
+    from engine.state import (
+        ActorState,
+        Communication,
+        CostRecord,
+        Decision,
+        MetricRecord,
+        PhaseType,
+        RunStatus,
+        ScenarioState,
+        ScenarioStatus,
+        WorldState,
+    )

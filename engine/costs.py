@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from engine.events import EventBus, EventType
 from engine.llm.provider import LearnsPrices, LLMProvider, LLMRequest, LLMResponse
-from engine.state import CostRecord, PhaseName, as_dict
+from engine.state import CostRecord, PhaseType, as_dict
 
 WARNING_RATIO = 0.8
 
@@ -139,7 +140,7 @@ class CostTracker:
         `_guard`). So the limit holds for any server billing at most the higher of the table and that rate;
         a dearer server can pass it by the excess of the calls sent before its first bill arrives."""
         purpose = request.purpose
-        PhaseName(purpose.phase)  # an unknown phase must fail before the call is paid, not after
+        PhaseType(purpose.phase)  # an unknown phase must fail before the call is paid, not after
         projected, alone = await self._guard(request)
         try:
             return await self._complete(request, purpose, projected)
@@ -186,7 +187,8 @@ class CostTracker:
         purpose = request.purpose
         record = CostRecord(
             turn=purpose.turn,
-            phase=PhaseName(purpose.phase),
+            phase=PhaseType(purpose.phase),
+            timestamp=datetime.now(UTC),
             actor=purpose.actor,
             model=response.model,
             provider=response.provider,
@@ -196,17 +198,20 @@ class CostTracker:
             cached=response.cached,
         )
         self._new_records.append(record)
-        self.spent += record.cost
         self._learn(record)
+        await self._count(record, task=purpose.task, latency_ms=round(response.latency_ms, 3))
+
+    async def book_records(self, records: Iterable[CostRecord]) -> None:
+        """Count ledger lines a phase booked itself (in its state, not through `complete`): announced and held
+        against the limit like a call's. They are in the state already, so `take_records` does not return them."""
+        for record in records:
+            await self._count(record, task=record.phase.value, latency_ms=None)
+
+    async def _count(self, record: CostRecord, **extra: object) -> None:
+        self.spent += record.cost
         await self.bus.emit(
             EventType.COST_INCURRED,
-            {
-                **as_dict(record),
-                "task": purpose.task,
-                "latency_ms": round(response.latency_ms, 3),
-                "total_cost": self.spent,
-                "credit_limit": self.credit_limit,
-            },
+            {**as_dict(record), **extra, "total_cost": self.spent, "credit_limit": self.credit_limit},
             run_id=self.run_id,
             source="cost_tracker",
         )

@@ -79,6 +79,8 @@ class EventType(StrEnum):
 
 
 WILDCARD = "*"
+# The run an event belongs to when its emitter names none: scripts and plugins with a bus of their own.
+DEFAULT_RUN_ID = "default"
 
 JSONValue = Union[None, bool, int, float, str, tuple["JSONValue", ...], Mapping[str, "JSONValue"]]
 
@@ -116,21 +118,41 @@ def thaw_json(value: JSONValue) -> Any:
     return value
 
 
+def event_type_of(value: EventType | str) -> EventType | str:
+    """An engine event's name as its `EventType`; any other non-empty string as itself (a plugin's own event)."""
+    if isinstance(value, EventType):
+        return value
+    known = EventType._value2member_map_.get(value)
+    if known is not None:
+        return known  # type: ignore[return-value]
+    if not isinstance(value, str) or not value or value == WILDCARD:
+        raise ValueError(f"an event type is an EventType or a non-empty name other than '*', not {value!r}")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One thing that happened in a run. `seq` is monotonic per `run_id`, starting at 1."""
+    """One thing that happened in a run. `seq` is monotonic per `run_id`, starting at 1 (0: not emitted on a bus).
 
-    type: EventType
-    data: Mapping[str, JSONValue]
-    run_id: str
-    seq: int
+    `type` is an `EventType` for the engine's own events and a plain string for others; both compare equal to
+    their name (`event.type == "turn_completed"`). `data` is frozen on construction (see `freeze_json`).
+    """
+
+    type: EventType | str
+    data: Mapping[str, JSONValue] = field(default_factory=dict)
+    run_id: str = DEFAULT_RUN_ID
+    seq: int = 0
     timestamp: float = field(default_factory=time.time)
     source: str = "engine"
     correlation_id: str | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "type", event_type_of(self.type))
+        object.__setattr__(self, "data", freeze_json(self.data))
+
     def to_dict(self) -> dict[str, Any]:
         return {
-            "type": self.type.value,
+            "type": str(self.type),
             "data": thaw_json(self.data),
             "run_id": self.run_id,
             "seq": self.seq,
@@ -142,8 +164,8 @@ class Event:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Event:
         return cls(
-            type=EventType(raw["type"]),
-            data=freeze_json(raw.get("data") or {}),  # type: ignore[arg-type]
+            type=raw["type"],
+            data=raw.get("data") or {},
             run_id=raw["run_id"],
             seq=int(raw["seq"]),
             timestamp=float(raw["timestamp"]),
@@ -181,20 +203,24 @@ class EventBus:
     same way).
     """
 
-    def __init__(self, *, keep_history: bool = False, history_limit: int | None = None) -> None:
+    def __init__(self, *, keep_history: bool = False, max_history: int | None = None) -> None:
         self._subscriptions: list[tuple[str, Handler]] = []
         self._last_seq: dict[str, int] = {}
         self.keep_history = keep_history
         self._history: list[Event] = []
-        self._history_limit = history_limit
+        self._max_history = max_history
+        # The latest handler failures, for scripts and tests that ask (`get_errors`); each is also logged and
+        # announced as HANDLER_FAILED. Bounded: a handler failing on every event must not grow a long run.
+        self._errors: deque[tuple[Event, Exception]] = deque(maxlen=100)
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
         self._delivering: asyncio.Task | None = None
         self._nested: deque[Event] = deque()
 
     def on(self, event_type: EventType | str, handler: Handler | None = None) -> Any:
-        """Subscribe to one type (or "*" for all). Usable as `@bus.on(type)` or `bus.on(type, fn)`."""
-        key = WILDCARD if event_type == WILDCARD else EventType(event_type).value
+        """Subscribe to one type (an `EventType`, any other name for custom events, or "*" for all). Usable as
+        `@bus.on(type)` or `bus.on(type, fn)`."""
+        key = _key(event_type)
 
         def register(fn: Handler) -> Handler:
             self._subscriptions.append((key, fn))
@@ -203,8 +229,25 @@ class EventBus:
         return register(handler) if handler is not None else register
 
     def off(self, event_type: EventType | str, handler: Handler) -> None:
-        key = WILDCARD if event_type == WILDCARD else EventType(event_type).value
+        key = _key(event_type)
         self._subscriptions = [(k, h) for k, h in self._subscriptions if not (k == key and h == handler)]
+
+    def clear_handlers(self, event_type: EventType | str | None = None) -> None:
+        """Unsubscribe every handler (of one type, when given)."""
+        key = None if event_type is None else _key(event_type)
+        self._subscriptions = [(k, h) for k, h in self._subscriptions if key is not None and k != key]
+
+    @property
+    def handlers(self) -> dict[str, list[Handler]]:
+        """The subscriptions by event name ("*" for all), in delivery order. A copy: change them with on/off."""
+        grouped: dict[str, list[Handler]] = {}
+        for key, handler in self._subscriptions:
+            grouped.setdefault(key, []).append(handler)
+        return grouped
+
+    def get_errors(self) -> list[tuple[Event, Exception]]:
+        """The latest (up to 100) handler failures as (event, exception), oldest first."""
+        return list(self._errors)
 
     def resume_sequence(self, run_id: str, last_seq: int) -> None:
         """Continue numbering after `last_seq`, e.g. when a stored run is resumed in a new process."""
@@ -218,14 +261,14 @@ class EventBus:
         event_type: EventType | str,
         data: Mapping[str, Any] | None = None,
         *,
-        run_id: str,
+        run_id: str = DEFAULT_RUN_ID,
         source: str = "engine",
         correlation_id: str | None = None,
     ) -> Event:
         seq = self._last_seq.get(run_id, 0) + 1
         event = Event(
-            type=EventType(event_type),
-            data=freeze_json(data or {}),  # type: ignore[arg-type]
+            type=event_type,
+            data=data or {},
             run_id=run_id,
             seq=seq,
             source=source,
@@ -280,10 +323,11 @@ class EventBus:
     async def _deliver(self, event: Event, holds: list[_Hold]) -> None:
         if self.keep_history:
             self._history.append(event)
-            if self._history_limit is not None and len(self._history) > self._history_limit:
-                del self._history[: len(self._history) - self._history_limit]
+            if self._max_history is not None and len(self._history) > self._max_history:
+                del self._history[: len(self._history) - self._max_history]
+        name = str(event.type)
         for key, handler in list(self._subscriptions):
-            if key != WILDCARD and key != event.type.value:
+            if key != WILDCARD and key != name:
                 continue
             try:
                 result = handler(event)
@@ -295,31 +339,37 @@ class EventBus:
                 await self._report_handler_failure(event, handler, exc)
 
     async def _report_handler_failure(self, event: Event, handler: Handler, exc: Exception) -> None:
+        self._errors.append((event, exc))
         name = getattr(handler, "__qualname__", repr(handler))
-        logger.exception("event handler %s failed on %s #%s", name, event.type.value, event.seq)
+        logger.exception("event handler %s failed on %s #%s", name, event.type, event.seq)
         if event.type is EventType.HANDLER_FAILED:
             return  # a failing failure-handler is only logged, or it would loop forever
         await self.emit(
             EventType.HANDLER_FAILED,
-            {"event_type": event.type.value, "event_seq": event.seq, "handler": name, "error": repr(exc)},
+            {"event_type": str(event.type), "event_seq": event.seq, "handler": name, "error": repr(exc)},
             run_id=event.run_id,
             source="event_bus",
             correlation_id=event.correlation_id,
         )
 
     def get_history(self, event_type: EventType | str | None = None) -> list[Event]:
+        """The events delivered so far (with `keep_history`; the latest `max_history` of them), of one type if given."""
         if event_type is None:
             return list(self._history)
-        wanted = EventType(event_type)
-        return [event for event in self._history if event.type is wanted]
+        wanted = str(event_type_of(event_type))
+        return [event for event in self._history if event.type == wanted]
 
 
-_default_bus: EventBus | None = None
+def _key(event_type: EventType | str) -> str:
+    return WILDCARD if event_type == WILDCARD else str(event_type_of(event_type))
 
 
-def default_bus() -> EventBus:
+_process_bus: EventBus | None = None
+
+
+def get_event_bus() -> EventBus:
     """The optional process-wide bus, for scripts that do not want to pass one around."""
-    global _default_bus
-    if _default_bus is None:
-        _default_bus = EventBus()
-    return _default_bus
+    global _process_bus
+    if _process_bus is None:
+        _process_bus = EventBus()
+    return _process_bus

@@ -1,24 +1,33 @@
 """The turn loop: phases in order, the credit limit, pause / resume / cancel, and the error policy.
 
 `execute(state)` plays turns until `max_turns`, a pause, a halt, a cancel or a failure, and returns the
-state it stopped at. Calling `execute` again on a paused, halted, failed or interrupted state resumes it
-from the first phase not yet done. Whatever ends a run — even the caller's task being cancelled or Ctrl-C
-— the calls already paid are booked in the state's ledger before it is saved.
+state it stopped at; `execute_turn(state)` plays one. Calling `execute` again on a paused, halted, failed or
+interrupted state resumes it from the first phase not yet done. Whatever ends a run — even the caller's task
+being cancelled or Ctrl-C — the calls already paid are booked in the state's ledger before it is saved.
+
+A turn's phases are the scenario's standard ones (`standard_phases`, given by `Runner`) or any others, keyed
+by `PhaseType` and run in that type's order: the engine's `Phase` (`run(state, ctx)`, calling models through
+the context's cost tracker) or the V2 document's `PhaseService` (`execute(state)`). An orchestrator without a
+scenario runs phases that call no model; what they book with `state.with_cost` is counted like any call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import threading
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from engine.costs import CallHeld, CostTracker, CreditLimitExceeded
 from engine.events import EventBus, EventType
+from engine.llm.offline import OfflineProvider
 from engine.llm.provider import LLMError, LLMProvider
-from engine.phases.base import HaltRequested, Phase, PhaseContext
+from engine.phases.base import HaltRequested, Phase, PhaseContext, PhaseService, start_phase
 from engine.phases.communication import CommunicationPhase
 from engine.phases.decision import DecisionPhase
 from engine.phases.metrics import MetricsPhase
@@ -29,7 +38,7 @@ from engine.phases.world_update import WorldUpdatePhase
 from engine.scenario.conditions import parse_condition
 from engine.scenario.schema import Scenario
 from engine.seats import AwaitingHuman, SeatDesk, StateSeats, pending_human_seats
-from engine.state import RunStatus, ScenarioState
+from engine.state import PhaseType, ScenarioState, ScenarioStatus
 
 logger = logging.getLogger(__name__)
 
@@ -49,50 +58,70 @@ class ErrorPolicy:
 class _Stop(Exception):
     """Internal: the loop ends at the orchestrator's current state with this status."""
 
-    def __init__(self, status: RunStatus, *, reason: str | None = None, error: str | None = None) -> None:
+    def __init__(self, status: ScenarioStatus, *, reason: str | None = None, error: str | None = None) -> None:
         super().__init__(reason or error or status.value)
         self.status, self.reason, self.error = status, reason, error
 
 
 _END_EVENTS = {
-    RunStatus.COMPLETED: EventType.SCENARIO_COMPLETED,
-    RunStatus.PAUSED: EventType.SCENARIO_PAUSED,
-    RunStatus.HALTED: EventType.SCENARIO_HALTED,
-    RunStatus.CANCELLED: EventType.SCENARIO_CANCELLED,
-    RunStatus.FAILED: EventType.SCENARIO_FAILED,
-    RunStatus.WAITING_FOR_HUMAN: EventType.SCENARIO_WAITING,
+    ScenarioStatus.COMPLETED: EventType.SCENARIO_COMPLETED,
+    ScenarioStatus.PAUSED: EventType.SCENARIO_PAUSED,
+    ScenarioStatus.HALTED: EventType.SCENARIO_HALTED,
+    ScenarioStatus.CANCELLED: EventType.SCENARIO_CANCELLED,
+    ScenarioStatus.FAILED: EventType.SCENARIO_FAILED,
+    ScenarioStatus.WAITING_FOR_HUMAN: EventType.SCENARIO_WAITING,
 }
+
+
+class _NoModel:
+    """The provider of an orchestrator given none: its phases call no model."""
+
+    name = "none"
+
+    def max_cost(self, request: Any) -> float:
+        return 0.0
+
+    async def complete(self, request: Any) -> Any:
+        raise LLMError("this orchestrator has no model provider: give ScenarioOrchestrator(provider=...) for phases that call a model")
+
+
+AnyPhase = Phase | PhaseService
 
 
 class ScenarioOrchestrator:
     def __init__(
         self,
         *,
-        scenario: Scenario,
-        provider: LLMProvider,
+        scenario: Scenario | None = None,
+        provider: LLMProvider | None = None,
+        event_bus: EventBus | None = None,
         bus: EventBus | None = None,
         max_turns: int | None = None,
         credit_limit: float | None = None,
         persistence: StatePersistence | None = None,
         error_policy: ErrorPolicy | None = None,
         max_concurrency: int = 32,
-        phases: list[Phase] | None = None,
+        phases: Iterable[Phase] | Mapping[PhaseType, AnyPhase] | None = None,
         seats: SeatDesk | None = None,
     ) -> None:
-        limit = credit_limit if credit_limit is not None else scenario.config.credit_limit
+        if event_bus is not None and bus is not None and event_bus is not bus:
+            raise ValueError("give the orchestrator one bus: `event_bus` and `bus` are the same argument")
+        limit = credit_limit if credit_limit is not None or scenario is None else scenario.config.credit_limit
         if limit is not None and not (math.isfinite(limit) and limit > 0):
             raise ValueError(f"the credit limit must be a positive number of USD, not {limit!r}")
         self.scenario = scenario
-        self.provider = provider
-        self.bus = bus or EventBus()
-        self.max_turns = max_turns if max_turns is not None else scenario.config.turns
+        # A scenario's models answer offline unless a provider is given, as with `Runner`.
+        self.provider: LLMProvider = provider or (OfflineProvider(scenario) if scenario is not None else _NoModel())
+        self.event_bus = event_bus or bus or EventBus()
+        # Without a scenario and a turn count, a run goes on until a phase, the credit limit or a pause stops it.
+        self.max_turns = max_turns if max_turns is not None or scenario is None else scenario.config.turns
         self.credit_limit = limit
         self.persistence = persistence
         self.error_policy = error_policy or ErrorPolicy()
         self.max_concurrency = max_concurrency
-        self.phases: list[Phase] = list(phases or [])
+        self.phases = phases or {}  # type: ignore[assignment] - the setter keys them
         self.seats = seats or StateSeats()
-        text = scenario.config.end_condition
+        text = scenario.config.end_condition if scenario is not None else None
         self.end_condition = parse_condition(text) if text else None
         self._pause_requested = False
         self._pause_reason = "paused on request"
@@ -104,8 +133,36 @@ class ScenarioOrchestrator:
         self._wake: asyncio.Event | None = None
         self._current: ScenarioState | None = None
 
-    def register_phase(self, phase: Phase) -> None:
-        self.phases.append(phase)
+    @property
+    def bus(self) -> EventBus:
+        """`event_bus`, under the name this engine used before the V2 document's."""
+        return self.event_bus
+
+    @property
+    def phases(self) -> dict[PhaseType, AnyPhase]:
+        """A turn's phases by type, in the order they run. Change them with `register_phase`."""
+        return self._phases
+
+    @phases.setter
+    def phases(self, phases: Iterable[Phase] | Mapping[PhaseType, AnyPhase]) -> None:
+        pairs = phases.items() if isinstance(phases, Mapping) else ((phase.name, phase) for phase in phases)
+        keyed = {PhaseType(kind): phase for kind, phase in pairs}
+        self._phases = {kind: keyed[kind] for kind in PhaseType if kind in keyed}
+
+    def register_phase(self, phase_or_type: AnyPhase | PhaseType | str, service: AnyPhase | None = None) -> None:
+        """Run a phase in each turn, in place of any of the same type: `register_phase(PhaseType.X, service)`
+        (the V2 document's form, for a `PhaseService` or a `Phase`) or `register_phase(phase)` for a `Phase`,
+        whose `name` is its type."""
+        if service is None:
+            kind, service = getattr(phase_or_type, "name", None), phase_or_type  # type: ignore[assignment]
+            if not isinstance(kind, PhaseType):
+                raise ValueError("register_phase(phase) needs a Phase with a PhaseType `name`; "
+                                 "give the type of a PhaseService: register_phase(PhaseType.X, service)")
+        else:
+            kind = PhaseType(phase_or_type)  # type: ignore[arg-type]
+        if not callable(getattr(service, "run", None)) and not callable(getattr(service, "execute", None)):
+            raise TypeError(f"{service!r} is no phase: a phase has `async execute(state)` or `async run(state, ctx)`")
+        self.phases = {**self._phases, kind: service}
 
     # ---- requests from outside (any thread) ---------------------------------------------------------
     def request_pause(self, *, reason: str = "paused on request", between_calls: bool = False) -> None:
@@ -124,6 +181,20 @@ class ScenarioOrchestrator:
             self._pause_between_calls()
         else:
             loop.call_soon_threadsafe(self._pause_between_calls)
+
+    def pause(self) -> None:
+        """Pause at the next phase boundary (`request_pause`); the V2 document's name."""
+        self.request_pause()
+
+    def resume(self) -> None:
+        """Withdraw a pause not yet taken. A run already paused resumes by `execute(state)` with its state."""
+        self._pause_requested = False
+        self._pause_reason = "paused on request"
+
+    @property
+    def paused(self) -> bool:
+        """Whether a pause is asked for (and not yet withdrawn by `resume`)."""
+        return self._pause_requested
 
     def request_cancel(self) -> None:
         """Stop as soon as possible: the phase in flight is abandoned and the run ends CANCELLED."""
@@ -149,44 +220,65 @@ class ScenarioOrchestrator:
 
     # ---- the loop ----------------------------------------------------------------------------------
     async def execute(self, state: ScenarioState) -> ScenarioState:
+        async with self._executing(state) as (tracker, ctx):
+            return await self._execute(state, tracker, ctx)
+
+    async def execute_turn(self, state: ScenarioState) -> ScenarioState:
+        """Play the next turn of `state` and return the state after it: one step of `execute`, without the run's
+        start and end events. A stop within the turn (a pause, a halt, a failure) returns the state it stopped
+        at with that status; a run over (cancelled, or at `max_turns`) is refused."""
+        if self.max_turns is not None and state.turn >= self.max_turns:
+            raise ValueError(f"run {state.run_id} has played its {self.max_turns} turns")
+        async with self._executing(state) as (tracker, ctx):
+            self._current = state.with_started()
+            try:
+                await self._play_turn(ctx, tracker)
+                return self._booked(tracker)
+            except _Stop as stop:
+                return self._booked(tracker).with_status(stop.status, reason=stop.reason, error=stop.error)
+
+    @contextlib.asynccontextmanager
+    async def _executing(self, state: ScenarioState) -> AsyncIterator[tuple[CostTracker, PhaseContext]]:
         if self._loop is not None:
             raise ValueError("this orchestrator is already executing a run")
-        if state.status is RunStatus.CANCELLED:
+        if state.status is ScenarioStatus.CANCELLED:
             raise ValueError(f"run {state.run_id} was cancelled and cannot be resumed")
         self._check_state_matches_scenario(state)
         self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
         try:
-            return await self._execute(state)
+            tracker = CostTracker(
+                provider=self.provider, bus=self.event_bus, run_id=state.run_id, credit_limit=self.credit_limit,
+                already_spent=state.total_cost, ledger=state.costs,
+            )
+            self._tracker = tracker
+            if self._pausing_between_calls:  # asked for before the run was under way
+                self._pause_between_calls()
+            ctx = PhaseContext(
+                scenario=self.scenario,  # type: ignore[arg-type] - None only for phases that read no scenario
+                llm=tracker,
+                bus=self.event_bus,
+                run_id=state.run_id,
+                seed=state.seed,
+                max_turns=self.max_turns,
+                max_concurrency=self.max_concurrency,
+                seats=self.seats,
+            )
+            yield tracker, ctx
         finally:
             self._loop = self._wake = self._running_phase = self._current = self._tracker = None
             self._pause_requested = self._cancel_requested = self._pausing_between_calls = False
 
     def _check_state_matches_scenario(self, state: ScenarioState) -> None:
+        if self.scenario is None:
+            return
         in_state = [a.short_name for a in state.actors]
         in_scenario = [a.short_name for a in self.scenario.actors]
         if sorted(in_state) != sorted(in_scenario):
             raise ValueError(f"the run's actors {in_state} are not the scenario's {in_scenario}: resume it with the scenario it started with")
 
-    async def _execute(self, state: ScenarioState) -> ScenarioState:
-        tracker = CostTracker(
-            provider=self.provider, bus=self.bus, run_id=state.run_id, credit_limit=self.credit_limit, already_spent=state.total_cost,
-            ledger=state.costs,
-        )
-        self._tracker = tracker
-        if self._pausing_between_calls:  # asked for before the run was under way
-            self._pause_between_calls()
-        ctx = PhaseContext(
-            scenario=self.scenario,
-            llm=tracker,
-            bus=self.bus,
-            run_id=state.run_id,
-            seed=state.seed,
-            max_turns=self.max_turns,
-            max_concurrency=self.max_concurrency,
-            seats=self.seats,
-        )
+    async def _execute(self, state: ScenarioState, tracker: CostTracker, ctx: PhaseContext) -> ScenarioState:
         # A RUNNING state is one whose process died mid-run: it resumes like any other stop.
-        resumed = state.status is not RunStatus.PENDING
+        resumed = state.status is not ScenarioStatus.CREATED
         self._current = state.with_started()
         try:
             await self._announce(
@@ -195,16 +287,16 @@ class ScenarioOrchestrator:
                 provider=self.provider.name,
                 credit_limit=self.credit_limit,
             )
-            while self._current.turn < self.max_turns:
+            while self.max_turns is None or self._current.turn < self.max_turns:
                 await self._play_turn(ctx, tracker)
-            final = self._booked(tracker).with_status(RunStatus.COMPLETED)
+            final = self._booked(tracker).with_status(ScenarioStatus.COMPLETED)
         except _Stop as stop:
             final = self._booked(tracker).with_status(stop.status, reason=stop.reason, error=stop.error)
         except Exception as exc:  # noqa: BLE001 - e.g. a save that fails: the run fails, the caller gets a state
             logger.exception("run %s failed outside any phase", state.run_id)
-            final = self._booked(tracker).with_status(RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+            final = self._booked(tracker).with_status(ScenarioStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         except BaseException as exc:  # the caller's task cancelled, Ctrl-C: keep a resumable state, then go on
-            interrupted = self._booked(tracker).with_status(RunStatus.PAUSED, reason=f"interrupted ({type(exc).__name__})")
+            interrupted = self._booked(tracker).with_status(ScenarioStatus.PAUSED, reason=f"interrupted ({type(exc).__name__})")
             await asyncio.shield(self._finish(interrupted))
             raise
         await self._finish(final)
@@ -222,16 +314,30 @@ class ScenarioOrchestrator:
         self._check_requests()
         if not self._current.completed_phases:
             await self._emit(EventType.TURN_STARTED, {"turn": turn})
-        for phase in self.phases:
-            if phase.name in self._current.completed_phases:
+        for kind, phase in list(self._phases.items()):
+            if kind in self._current.completed_phases:
                 continue
             self._check_requests()
-            await self._run_phase(phase, ctx, tracker)
+            await self._run_phase(kind, phase, ctx, tracker)
         self._current = self._current.with_turn(turn)
         await self._emit(EventType.TURN_COMPLETED, {"turn": turn, "total_cost": self._current.total_cost})
         if self.persistence is not None:
-            await save_state(self.persistence, self._current, self.bus)
+            await save_state(self.persistence, self._current, self.event_bus)
         self._check_end_condition()
+        await self._check_credit_limit(tracker, turn)
+
+    async def _check_credit_limit(self, tracker: CostTracker, turn: int) -> None:
+        """A run whose spending has reached its limit stops at the turn's end: no call could fit any more, and
+        what phases book themselves (`state.with_cost`) is only known once they have spent it."""
+        if self.credit_limit is None or tracker.spent < self.credit_limit * (1 - 1e-9):
+            return
+        if self.max_turns is not None and turn >= self.max_turns:
+            return  # the run is over anyway
+        reason = (f"credit limit ${self.credit_limit:.4f} reached: ${tracker.spent:.4f} spent by the end of turn {turn}; "
+                  "resume with a higher limit to continue")
+        await self.event_bus.emit(EventType.CREDIT_LIMIT_EXCEEDED, {"spent": tracker.spent, "limit": self.credit_limit,
+                                  "turn": turn, "reason": reason}, run_id=tracker.run_id, source="orchestrator")
+        raise _Stop(ScenarioStatus.HALTED, reason=reason)
 
     def _check_end_condition(self) -> None:
         """The scenario's end condition, over the metrics of the turn just completed: when it holds, the run is over."""
@@ -243,25 +349,26 @@ class ScenarioOrchestrator:
                   if m.turn == turn and m.actor is None and isinstance(m.value, (int, float))}
         if self.end_condition.holds(turns=turn, metrics=values):
             shown = ", ".join(f"{name} = {values[name]:g}" for name in sorted(self.end_condition.names) if name in values)
-            raise _Stop(RunStatus.COMPLETED, reason=f"the end condition held after turn {turn}: "
+            raise _Stop(ScenarioStatus.COMPLETED, reason=f"the end condition held after turn {turn}: "
                                                     f"{self.end_condition.text}" + (f" ({shown})" if shown else ""))
 
     def _check_requests(self) -> None:
         if self._cancel_requested:
-            raise _Stop(RunStatus.CANCELLED, reason="cancelled on request")
+            raise _Stop(ScenarioStatus.CANCELLED, reason="cancelled on request")
         if self._pause_requested:
-            raise _Stop(RunStatus.PAUSED, reason=self._pause_reason)
+            raise _Stop(ScenarioStatus.PAUSED, reason=self._pause_reason)
 
-    async def _run_phase(self, phase: Phase, ctx: PhaseContext, tracker: CostTracker) -> None:
+    async def _run_phase(self, kind: PhaseType, phase: AnyPhase, ctx: PhaseContext, tracker: CostTracker) -> None:
         assert self._current is not None
         turn = self._current.current_turn
-        name = phase.name.value
+        name = kind.value
+        self._current = self._current.with_phase(kind)
         for attempt in range(1, self.error_policy.max_attempts + 1):
             await self._emit(EventType.PHASE_STARTED, {"turn": turn, "phase": name, "attempt": attempt})
             if self._cancel_requested:  # asked for by a PHASE_STARTED subscriber
-                raise _Stop(RunStatus.CANCELLED, reason="cancelled on request")
+                raise _Stop(ScenarioStatus.CANCELLED, reason="cancelled on request")
             ctx.progress = None
-            self._running_phase = asyncio.ensure_future(phase.run(self._current, ctx))
+            self._running_phase = asyncio.ensure_future(start_phase(phase, self._current, ctx))
             try:
                 new_state = await self._running_phase
             except BaseException as exc:
@@ -270,38 +377,52 @@ class ScenarioOrchestrator:
                 if isinstance(exc, asyncio.CancelledError):
                     outer = asyncio.current_task()
                     if self._cancel_requested and (outer is None or outer.cancelling() == 0):
-                        raise _Stop(RunStatus.CANCELLED, reason="cancelled on request") from None
+                        raise _Stop(ScenarioStatus.CANCELLED, reason="cancelled on request") from None
                     raise  # the caller's own cancellation: not ours to absorb
                 if isinstance(exc, CallHeld):  # pausing between calls: the calls sent are answered and booked
-                    raise _Stop(RunStatus.PAUSED, reason=self._pause_reason) from None
+                    raise _Stop(ScenarioStatus.PAUSED, reason=self._pause_reason) from None
                 if not isinstance(exc, Exception):
                     raise
-                await self._judge_failure(phase, attempt, exc)
+                await self._judge_failure(kind, attempt, exc)
                 await self._wait_before_retry(attempt)
                 self._check_requests()
                 continue
             finally:
                 self._running_phase = None
-            self._current = new_state
-            self._current = self._booked(tracker).with_phase_completed(phase.name)
+            self._current = await self._with_phase_costs(new_state, tracker, turn)
+            self._current = self._booked(tracker).with_phase_completed(kind)
             await self._emit(EventType.PHASE_COMPLETED, {"turn": turn, "phase": name})
             return
 
-    async def _judge_failure(self, phase: Phase, attempt: int, cause: BaseException) -> None:
+    async def _with_phase_costs(self, new_state: ScenarioState, tracker: CostTracker, turn: int) -> ScenarioState:
+        """`new_state`, with the ledger lines the phase booked itself (`state.with_cost`) counted by the tracker:
+        announced, warned about and held against the limit like any call's. A line without a turn is this turn's."""
+        assert self._current is not None
+        before = len(self._current.costs)
+        if len(new_state.costs) == before:
+            return new_state
+        if new_state.costs[:before] != self._current.costs:
+            raise ValueError("a phase may add ledger lines (state.with_cost) but never change or drop them")
+        now = datetime.now(UTC)
+        added = tuple(replace(r, turn=r.turn or turn, timestamp=r.timestamp or now) for r in new_state.costs[before:])
+        await tracker.book_records(added)
+        return replace(new_state, costs=(*self._current.costs, *added))
+
+    async def _judge_failure(self, kind: PhaseType, attempt: int, cause: BaseException) -> None:
         """Raise _Stop if the failure ends the run; return if the phase should be tried again."""
         assert self._current is not None
-        turn, name = self._current.current_turn, phase.name.value
+        turn, name = self._current.current_turn, kind.value
         if isinstance(cause, CreditLimitExceeded):
             await self._emit(EventType.PHASE_FAILED, {"turn": turn, "phase": name, "attempt": attempt, "error": str(cause)})
-            raise _Stop(RunStatus.HALTED, reason=str(cause))
+            raise _Stop(ScenarioStatus.HALTED, reason=str(cause))
         if isinstance(cause, AwaitingHuman):
             # Not a failure: the models' decisions are kept (the phase's progress) and the run waits, stored.
-            raise _Stop(RunStatus.WAITING_FOR_HUMAN, reason=str(cause))
+            raise _Stop(ScenarioStatus.WAITING_FOR_HUMAN, reason=str(cause))
         if isinstance(cause, HaltRequested):
             # The phase's work is done; the halt comes after it so a resume starts with the next phase.
-            self._current = self._current.with_phase_completed(phase.name)
+            self._current = self._current.with_phase_completed(kind)
             await self._emit(EventType.PHASE_COMPLETED, {"turn": turn, "phase": name})
-            raise _Stop(RunStatus.HALTED, reason=str(cause))
+            raise _Stop(ScenarioStatus.HALTED, reason=str(cause))
         error = f"{type(cause).__name__}: {cause}"
         logger.warning("phase %s of turn %s failed (attempt %s): %s", name, turn, attempt, error)
         await self._emit(EventType.PHASE_FAILED, {"turn": turn, "phase": name, "attempt": attempt, "error": error})
@@ -310,8 +431,8 @@ class ScenarioOrchestrator:
             if isinstance(cause, LLMError):
                 # The model or its server let us down (outage, garbage after every re-ask): nothing is
                 # wrong with the run, so it waits, resumable, with the reason.
-                raise _Stop(RunStatus.PAUSED, reason=f"turn {turn}, phase {name}: {cause}")
-            raise _Stop(RunStatus.FAILED, error=f"turn {turn}, phase {name}: {error}")
+                raise _Stop(ScenarioStatus.PAUSED, reason=f"turn {turn}, phase {name}: {cause}")
+            raise _Stop(ScenarioStatus.FAILED, error=f"turn {turn}, phase {name}: {error}")
 
     async def _wait_before_retry(self, attempt: int) -> None:
         """Sleep before a retry, but wake at once for a cancel."""
@@ -324,7 +445,7 @@ class ScenarioOrchestrator:
     # ---- events and the end ------------------------------------------------------------------------
     async def _emit(self, event_type: EventType, data: dict[str, Any]) -> None:
         assert self._current is not None
-        await self.bus.emit(
+        await self.event_bus.emit(
             event_type, data, run_id=self._current.run_id, source="orchestrator", correlation_id=f"turn-{data['turn']}"
         )
 
@@ -334,14 +455,14 @@ class ScenarioOrchestrator:
             data["reason"] = state.halt_reason
         if state.error:
             data["error"] = state.error
-        if state.status is RunStatus.WAITING_FOR_HUMAN:
+        if state.status is ScenarioStatus.WAITING_FOR_HUMAN:
             data["seats"] = [actor.short_name for actor in pending_human_seats(state)]
-        await self.bus.emit(event_type, data, run_id=state.run_id, source="orchestrator")
+        await self.event_bus.emit(event_type, data, run_id=state.run_id, source="orchestrator")
 
     async def _finish(self, state: ScenarioState) -> None:
         if self.persistence is not None:
             try:
-                await save_state(self.persistence, state, self.bus)
+                await save_state(self.persistence, state, self.event_bus)
             except Exception:  # noqa: BLE001 - the run has ended either way; say so rather than lose the end
                 logger.exception("could not save the final state of run %s", state.run_id)
         await self._announce(_END_EVENTS[state.status], state, total_cost=state.total_cost)

@@ -4,26 +4,52 @@
     scenario = Scenario.load("scenarios/library/ai-summit")
     runner = Runner()
 
-    @runner.on("turn_completed")
+    @runner.on("turn_complete")
     def show(event): print(event.data["turn"])
 
-    state = runner.run(scenario, max_turns=3)
+    result = runner.run(scenario, max_turns=3)
+    print(result.turns, result.total_cost)
+
+A run's result is its final `ScenarioState`: `turns`, `total_cost`, `status` and every record are on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import uuid
-from collections.abc import Callable
+from pathlib import Path
+from collections.abc import Callable, Mapping
 
-from engine.events import Event, EventBus, EventType
+from engine.events import WILDCARD, Event, EventBus, EventType
 from engine.llm.offline import OfflineProvider
 from engine.llm.provider import LLMProvider
-from engine.orchestrator import ErrorPolicy, ScenarioOrchestrator, standard_phases
+from engine.orchestrator import AnyPhase, ErrorPolicy, ScenarioOrchestrator, standard_phases
 from engine.phases.persistence import StatePersistence
 from engine.scenario.schema import Scenario
 from engine.seats import SeatDesk
-from engine.state import ActorState, ScenarioState, WorldState
+from engine.state import ActorState, PhaseType, ScenarioState, WorldState
+
+# The V2 document's short event names (`runner.on('turn_complete')`): a verb's stem for its past tense.
+_SHORT_ENDINGS = {"_complete": "_completed", "_start": "_started", "_fail": "_failed", "_pause": "_paused",
+                  "_resume": "_resumed", "_halt": "_halted", "_cancel": "_cancelled", "_record": "_recorded",
+                  "_update": "_updated", "_save": "_saved", "_send": "_sent", "_cross": "_crossed", "_incur": "_incurred"}
+
+
+def event_name(name: EventType | str) -> EventType | str:
+    """An engine event by its name or the document's short form ("turn_complete" is "turn_completed"), or "*".
+    An unknown name is refused with the closest ones: the runner only emits the engine's events."""
+    if name == WILDCARD or isinstance(name, EventType):
+        return name
+    known = {event.value for event in EventType}
+    if name in known:
+        return EventType(name)
+    for short, full in _SHORT_ENDINGS.items():
+        if name.endswith(short) and name[: -len(short)] + full in known:
+            return EventType(name[: -len(short)] + full)
+    close = difflib.get_close_matches(name, sorted(known), n=3)
+    raise ValueError(f"no engine event is called {name!r}" + (f"; did you mean {', '.join(close)}?" if close else
+                     "; the names are EventType's values, e.g. turn_completed"))
 
 
 def initial_state(scenario: Scenario, *, run_id: str | None = None, seed: int | None = None) -> ScenarioState:
@@ -33,13 +59,16 @@ def initial_state(scenario: Scenario, *, run_id: str | None = None, seed: int | 
         scenario_name=scenario.name,
         turn_duration=scenario.config.turn_duration,
         seed=scenario.config.seed if seed is None else seed,
-        actors=tuple(ActorState(a.short_name, a.name, a.llm_model, a.control) for a in scenario.actors),
+        scenario_id=Path(scenario.source).name if scenario.source else "",
+        actors=tuple(ActorState(short_name=a.short_name, name=a.name, model=a.llm_model, control=a.control)
+                     for a in scenario.actors),
         world_states=(WorldState(turn=0, content=scenario.config.initial_world_state.strip()),),
     )
 
 
 class Runner:
-    """Runs scenarios with one provider, bus and (optional) persistence."""
+    """Runs scenarios with one provider, bus and (optional) persistence. `phases` adds phases to the standard
+    turn or replaces some of them, by type (`{PhaseType.PERSISTENCE: Exporter()}`)."""
 
     def __init__(
         self,
@@ -50,7 +79,9 @@ class Runner:
         error_policy: ErrorPolicy | None = None,
         max_concurrency: int = 32,
         seats: SeatDesk | None = None,
+        phases: Mapping[PhaseType, AnyPhase] | None = None,
     ) -> None:
+        self.phases = dict(phases or {})
         self.provider = provider
         self.seats = seats
         self.bus = bus or EventBus()
@@ -60,10 +91,11 @@ class Runner:
         self.orchestrator: ScenarioOrchestrator | None = None
 
     def on(self, event_type: EventType | str) -> Callable[[Callable[[Event], object]], Callable[[Event], object]]:
-        return self.bus.on(event_type)
+        """Subscribe to an engine event by name, short name (`"turn_complete"`) or "*", as a decorator."""
+        return self.bus.on(event_name(event_type))
 
     def orchestrator_for(self, scenario: Scenario, *, max_turns: int | None, credit_limit: float | None) -> ScenarioOrchestrator:
-        return ScenarioOrchestrator(
+        orchestrator = ScenarioOrchestrator(
             scenario=scenario,
             provider=self.provider or OfflineProvider(scenario),
             bus=self.bus,
@@ -75,6 +107,9 @@ class Runner:
             phases=standard_phases(),
             seats=self.seats,
         )
+        for kind, phase in self.phases.items():
+            orchestrator.register_phase(kind, phase)
+        return orchestrator
 
     async def run_async(
         self,

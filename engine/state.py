@@ -8,37 +8,75 @@ compared field by field. Totals (by actor, phase, turn) are computed from the re
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 
-class RunStatus(StrEnum):
-    PENDING = "pending"
+class ScenarioStatus(StrEnum):
+    CREATED = "created"  # not started yet
     RUNNING = "running"
     PAUSED = "paused"
-    HALTED = "halted"
+    HALTED = "halted"  # stopped by a rule: the credit limit, a critical metric, a fatal QA finding
     CANCELLED = "cancelled"
     COMPLETED = "completed"
     FAILED = "failed"
     # A human holds a seat and has not decided yet: the run is stored and no worker waits with it.
     WAITING_FOR_HUMAN = "waiting_for_human"
 
+    @classmethod
+    def _missing_(cls, value: object) -> ScenarioStatus | None:
+        return cls.CREATED if value == "pending" else None  # states saved before the document's name was taken
 
-class PhaseName(StrEnum):
+
+RunStatus = ScenarioStatus  # the name scripts written before the V2 document's `ScenarioStatus` import
+
+
+class PhaseType(StrEnum):
+    """The phases of a turn, in the order they run. The standard turn has no coalition or persistence phase:
+    those are slots for custom phases (`ScenarioOrchestrator.register_phase`); coalitions are negotiated in the
+    communication phase and a state is saved after each turn."""
+
     SUMMARY = "summary"  # model-written summaries of turns older than the context window
     COMMUNICATION = "communication"
+    COALITION = "coalition"
     DECISION = "decision"
     WORLD_UPDATE = "world_update"
     METRICS = "metrics"
     VALIDATION = "validation"
+    PERSISTENCE = "persistence"
 
 
 class CommunicationKind(StrEnum):
     BILATERAL = "bilateral"
     COALITION = "coalition"
     PUBLIC = "public"
+
+
+class Amount(float):
+    """A sum of USD that may also be called: `state.total_cost` and the V2 document's `state.total_cost()` both
+    give it."""
+
+    __slots__ = ()
+
+    def __call__(self) -> float:
+        return float(self)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# Timestamps and metadata ride along with a record but are not part of what it says: two plays of the same turn
+# (one at once, one resumed) are equal records, and records stay hashable.
+def _stamp(default_now: bool = False) -> Any:
+    return field(default_factory=_now, compare=False) if default_now else field(default=None, compare=False)
+
+
+def _metadata() -> Any:
+    return field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,33 +91,86 @@ class ExogenousOccurrence:
 @dataclass(frozen=True, slots=True)
 class WorldState:
     turn: int
-    content: str
+    content: str  # Markdown
     exogenous_events: tuple[ExogenousOccurrence, ...] = ()
+    timestamp: datetime = _stamp(default_now=True)
+    metadata: Mapping[str, Any] = _metadata()
+
+    def with_content(self, content: str) -> WorldState:
+        return replace(self, content=content, timestamp=_now())
 
 
-@dataclass(frozen=True, slots=True)
-class ActorState:
-    short_name: str
-    name: str
-    model: str
-    control: str = "ai"  # "ai" or "human"
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Decision:
+    """What one actor decided in one turn. `goals` is the document's name for `long_term_goals`."""
+
     turn: int
     actor: str
     long_term_goals: tuple[str, ...]
     short_term_priorities: tuple[str, ...]
     reasoning: str
     action: str
-    model: str = ""
-    provider: str = ""
+    model: str
+    provider: str
+    timestamp: datetime | None = _stamp()
+    metadata: Mapping[str, Any] = _metadata()
+
+    def __init__(
+        self,
+        turn: int,
+        actor: str,
+        long_term_goals: Sequence[str] = (),
+        short_term_priorities: Sequence[str] = (),
+        reasoning: str = "",
+        action: str = "",
+        model: str = "",
+        provider: str = "",
+        timestamp: datetime | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        goals: Sequence[str] | None = None,
+    ) -> None:
+        if goals is not None:
+            if long_term_goals and tuple(long_term_goals) != tuple(goals):
+                raise ValueError("give a decision's goals once: `goals` and `long_term_goals` are the same field")
+            long_term_goals = goals
+        values = dict(turn=turn, actor=actor, long_term_goals=tuple(long_term_goals),
+                      short_term_priorities=tuple(short_term_priorities), reasoning=reasoning, action=action,
+                      model=model, provider=provider, timestamp=timestamp, metadata=dict(metadata or {}))
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def goals(self) -> tuple[str, ...]:
+        return self.long_term_goals
 
 
 @dataclass(frozen=True, slots=True)
+class ActorState:
+    """An actor of a run. `current_goals` and `recent_decisions` (the last five) are kept by `with_decision` for
+    code that follows one actor; a run's state keeps every decision once, in `ScenarioState.decisions`."""
+
+    short_name: str
+    name: str
+    model: str
+    control: str = "ai"  # "ai" or "human"
+    current_goals: tuple[str, ...] = ()
+    recent_decisions: tuple[Decision, ...] = ()
+    private_information: str = ""
+    metadata: Mapping[str, Any] = _metadata()
+
+    def with_decision(self, decision: Decision) -> ActorState:
+        return replace(self, recent_decisions=(*self.recent_decisions, decision)[-RECENT_DECISIONS:],
+                       current_goals=decision.goals)
+
+
+RECENT_DECISIONS = 5
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class Communication:
-    """One message. A bilateral or coalition negotiation is the messages sharing turn, kind and channel."""
+    """One message. A bilateral or coalition negotiation is the messages sharing turn, kind and channel.
+    `type` is the document's name for `kind`."""
 
     id: str
     turn: int
@@ -88,6 +179,34 @@ class Communication:
     recipients: tuple[str, ...]
     content: str
     in_reply_to: str | None = None
+    timestamp: datetime | None = _stamp()
+    metadata: Mapping[str, Any] = _metadata()
+
+    def __init__(
+        self,
+        id: str,  # noqa: A002 - the record's field name
+        turn: int,
+        kind: CommunicationKind | str | None = None,
+        sender: str = "",
+        recipients: Sequence[str] = (),
+        content: str = "",
+        in_reply_to: str | None = None,
+        timestamp: datetime | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        type: CommunicationKind | str | None = None,  # noqa: A002 - the document's name
+    ) -> None:
+        if (kind is None) == (type is None):
+            raise ValueError("give a message's kind once (bilateral, coalition or public), as `kind` or `type`")
+        values = dict(id=id, turn=turn, kind=CommunicationKind(kind if kind is not None else type), sender=sender,
+                      recipients=tuple(recipients), content=content, in_reply_to=in_reply_to, timestamp=timestamp,
+                      metadata=dict(metadata or {}))
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def type(self) -> CommunicationKind:
+        return self.kind
 
     @property
     def participants(self) -> tuple[str, ...]:
@@ -99,17 +218,27 @@ class Communication:
 
 @dataclass(frozen=True, slots=True)
 class CostRecord:
-    """One model call in the ledger. `actor` is None for calls made for the whole world (world update)."""
+    """One model call in the ledger. `actor` is None for calls made for the whole world (world update).
+    `phase` may be given by name; `turn` 0 in a record a custom phase books means the turn being played."""
 
-    turn: int
-    phase: PhaseName
-    actor: str | None
-    model: str
-    provider: str
-    input_tokens: int
-    output_tokens: int
-    cost: float
+    turn: int = 0
+    phase: PhaseType = None  # type: ignore[assignment] - required: checked below
+    actor: str | None = None
+    model: str = ""
+    provider: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
     cached: bool = False
+    timestamp: datetime | None = _stamp()
+    metadata: Mapping[str, Any] = _metadata()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.phase, PhaseType):
+            try:
+                object.__setattr__(self, "phase", PhaseType(self.phase))
+            except ValueError:
+                raise ValueError(f"a cost record's phase is one of {', '.join(PhaseType)}, not {self.phase!r}") from None
 
     @property
     def tokens(self) -> int:
@@ -150,23 +279,49 @@ class ContextSummary:
         return self.last_turn
 
 
+class DecisionLog(tuple):
+    """A run's decisions, in the order they were made. Also read by actor, as the V2 document's
+    `decisions[actor]`: `state.decisions["upland"]` is that actor's latest decision."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            for decision in reversed(self):
+                if decision.actor == key:
+                    return decision
+            raise KeyError(key)
+        return tuple.__getitem__(self, key)
+
+    def __contains__(self, item: object) -> bool:
+        if isinstance(item, str):
+            return any(decision.actor == item for decision in self)
+        return tuple.__contains__(self, item)
+
+    def get(self, actor: str, default: Decision | None = None) -> Decision | None:
+        try:
+            return self[actor]
+        except KeyError:
+            return default
+
+
 @dataclass(frozen=True, slots=True)
 class ScenarioState:
     """A run at one moment. `turn` is the last completed turn (0 before the first)."""
 
     run_id: str
     scenario_name: str
-    actors: tuple[ActorState, ...]
-    world_states: tuple[WorldState, ...]
+    actors: tuple[ActorState, ...] = ()
+    world_states: tuple[WorldState, ...] = (WorldState(turn=0, content=""),)
     turn_duration: str = ""
     seed: int = 0
-    status: RunStatus = RunStatus.PENDING
+    status: ScenarioStatus = ScenarioStatus.CREATED
     turn: int = 0
-    completed_phases: tuple[PhaseName, ...] = ()  # phases done within turn + 1, so a resume skips them
+    completed_phases: tuple[PhaseType, ...] = ()  # phases done within turn + 1, so a resume skips them
     # Steps within a phase that leave no record of their own (an actor who chose to say nothing), so a
     # resume does not pay for them twice. Cleared with each new turn.
     completed_steps: tuple[str, ...] = ()
-    decisions: tuple[Decision, ...] = ()
+    decisions: DecisionLog = DecisionLog()
     communications: tuple[Communication, ...] = ()
     costs: tuple[CostRecord, ...] = ()
     metrics: tuple[MetricRecord, ...] = ()
@@ -174,16 +329,40 @@ class ScenarioState:
     summaries: tuple[ContextSummary, ...] = ()
     halt_reason: str | None = None
     error: str | None = None
+    # Where the run is and came from, not what it holds: the scenario's folder name where known (V1 files and the
+    # site's rows keep it elsewhere), the phase in flight (None between turns) and when the run first started.
+    scenario_id: str = field(default="", compare=False)
+    current_phase: PhaseType | None = field(default=None, compare=False)
+    started_at: datetime | None = _stamp()
+
+    def __post_init__(self) -> None:
+        if type(self.decisions) is not DecisionLog:
+            object.__setattr__(self, "decisions", DecisionLog(self.decisions))
 
     # ---- reading -------------------------------------------------------------------------------------
     @property
+    def world_state(self) -> WorldState:
+        return self.world_states[-1]
+
+    @property
     def world(self) -> WorldState:
+        """`world_state` under the name scripts written before the V2 document's use."""
         return self.world_states[-1]
 
     @property
     def current_turn(self) -> int:
         """The turn being played (or about to be)."""
         return self.turn + 1
+
+    @property
+    def turns(self) -> int:
+        """The turns played: what the V2 document's run result calls `turns`."""
+        return self.turn
+
+    @property
+    def state(self) -> ScenarioState:
+        """The state itself: a run's result is its final state (`Runner().run(...).state` in the V2 document)."""
+        return self
 
     def actor(self, short_name: str) -> ActorState:
         for actor in self.actors:
@@ -204,12 +383,18 @@ class ScenarioState:
         return tuple(v for v in self.validations if v.turn == turn)
 
     @property
-    def total_cost(self) -> float:
-        return sum(record.cost for record in self.costs)
+    def total_cost(self) -> Amount:
+        return Amount(sum(record.cost for record in self.costs))
 
     @property
     def total_tokens(self) -> int:
         return sum(record.tokens for record in self.costs)
+
+    def actor_cost(self, actor: str | None) -> float:
+        return sum(record.cost for record in self.costs if record.actor == actor)
+
+    def phase_cost(self, phase: PhaseType | str) -> float:
+        return sum(record.cost for record in self.costs if record.phase == phase)
 
     def cost_by_actor(self) -> dict[str, float]:
         return _sum_by(self.costs, lambda r: r.actor or "world")
@@ -225,22 +410,37 @@ class ScenarioState:
         return tuple(sorted({record.provider for record in self.costs}))
 
     # ---- transformations -----------------------------------------------------------------------------
-    def with_status(self, status: RunStatus, *, reason: str | None = None, error: str | None = None) -> ScenarioState:
+    def with_status(self, status: ScenarioStatus, *, reason: str | None = None, error: str | None = None) -> ScenarioState:
         return replace(self, status=status, halt_reason=reason, error=error)
 
     def with_started(self) -> ScenarioState:
-        return self.with_status(RunStatus.RUNNING)
+        return replace(self, status=ScenarioStatus.RUNNING, halt_reason=None, error=None,
+                       started_at=self.started_at or _now())
+
+    def with_phase(self, phase: PhaseType | None) -> ScenarioState:
+        return replace(self, current_phase=phase)
 
     def with_world_state(self, world: WorldState) -> ScenarioState:
         kept = tuple(w for w in self.world_states if w.turn != world.turn)
         return replace(self, world_states=tuple(sorted((*kept, world), key=lambda w: w.turn)))
 
-    def with_decision(self, decision: Decision) -> ScenarioState:
+    def with_decision(self, decision_or_actor: Decision | str, decision: Decision | None = None) -> ScenarioState:
+        """Record a decision (replacing the same actor's in the same turn): `with_decision(decision)`, or the
+        document's `with_decision(actor, decision)`."""
+        if isinstance(decision_or_actor, str):
+            if decision is None or decision.actor != decision_or_actor:
+                raise ValueError(f"with_decision({decision_or_actor!r}, decision) needs that actor's decision, "
+                                 f"not {decision.actor if decision else None!r}'s")
+        else:
+            decision = decision_or_actor
         kept = tuple(d for d in self.decisions if (d.turn, d.actor) != (decision.turn, decision.actor))
-        return replace(self, decisions=(*kept, decision))
+        return replace(self, decisions=DecisionLog((*kept, decision)))
 
     def with_communication(self, communication: Communication) -> ScenarioState:
         return replace(self, communications=(*self.communications, communication))
+
+    def with_cost(self, record: CostRecord) -> ScenarioState:
+        return self.with_costs((record,))
 
     def with_costs(self, records: Iterable[CostRecord]) -> ScenarioState:
         return replace(self, costs=(*self.costs, *records))
@@ -255,11 +455,20 @@ class ScenarioState:
         kept = tuple(s for s in self.summaries if (s.first_turn, s.last_turn) != (summary.first_turn, summary.last_turn))
         return replace(self, summaries=(*kept, summary))
 
-    def with_actor(self, actor: ActorState) -> ScenarioState:
-        self.actor(actor.short_name)  # raises for an unknown actor
+    def with_actor(self, actor_or_name: ActorState | str, actor: ActorState | None = None) -> ScenarioState:
+        """Replace an actor's record: `with_actor(actor)`. The document's `with_actor(short_name, actor)` also
+        adds an actor the state does not have yet."""
+        if isinstance(actor_or_name, str):
+            if actor is None or actor.short_name != actor_or_name:
+                raise ValueError(f"with_actor({actor_or_name!r}, actor) needs the actor whose short name that is")
+            if all(a.short_name != actor.short_name for a in self.actors):
+                return replace(self, actors=(*self.actors, actor))
+        else:
+            actor = actor_or_name
+            self.actor(actor.short_name)  # raises for an unknown actor: adding one is said with its name
         return replace(self, actors=tuple(actor if a.short_name == actor.short_name else a for a in self.actors))
 
-    def with_phase_completed(self, phase: PhaseName) -> ScenarioState:
+    def with_phase_completed(self, phase: PhaseType) -> ScenarioState:
         if phase in self.completed_phases:
             return self
         return replace(self, completed_phases=(*self.completed_phases, phase))
@@ -278,7 +487,7 @@ class ScenarioState:
 
     def with_turn(self, turn: int) -> ScenarioState:
         """Mark `turn` as completed; the next turn starts with no phase or step done."""
-        return replace(self, turn=turn, completed_phases=(), completed_steps=())
+        return replace(self, turn=turn, completed_phases=(), completed_steps=(), current_phase=None)
 
     def with_history_until(self, turn: int, *, context_window: int = 0) -> ScenarioState:
         """The run as it stood when `turn` had just completed: later turns' records and ledger lines dropped.
@@ -305,8 +514,11 @@ class ScenarioState:
         )
 
     # ---- serialisation -------------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        return _to_json(self)
+    def to_dict(self, *, stamps: bool = True) -> dict[str, Any]:
+        """The state as JSON values. Without `stamps`, only what the run says, not when or where it was: no
+        timestamps, phase in flight or metadata, so two plays of the same run give the same dict (what `==`
+        compares)."""
+        return _to_json(self, stamps=stamps)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ScenarioState:
@@ -331,13 +543,18 @@ _NESTED: dict[tuple[type, str], type] = {
     (ScenarioState, "validations"): ValidationResult,
     (ScenarioState, "summaries"): ContextSummary,
     (WorldState, "exogenous_events"): ExogenousOccurrence,
+    (ActorState, "recent_decisions"): Decision,
 }
 _ENUMS: dict[tuple[type, str], type] = {
-    (ScenarioState, "status"): RunStatus,
-    (ScenarioState, "completed_phases"): PhaseName,
+    (ScenarioState, "status"): ScenarioStatus,
+    (ScenarioState, "completed_phases"): PhaseType,
+    (ScenarioState, "current_phase"): PhaseType,
     (Communication, "kind"): CommunicationKind,
-    (CostRecord, "phase"): PhaseName,
+    (CostRecord, "phase"): PhaseType,
 }
+
+
+_DATETIMES = frozenset({"timestamp", "started_at"})
 
 
 def as_dict(record: Any) -> Any:
@@ -345,13 +562,17 @@ def as_dict(record: Any) -> Any:
     return _to_json(record)
 
 
-def _to_json(record: Any) -> Any:
+def _to_json(record: Any, *, stamps: bool = True) -> Any:
     if isinstance(record, StrEnum):
         return record.value
     if isinstance(record, tuple):
-        return [_to_json(item) for item in record]
+        return [_to_json(item, stamps=stamps) for item in record]
+    if isinstance(record, datetime):
+        return record.isoformat()
+    if isinstance(record, Mapping):
+        return {key: _to_json(value, stamps=stamps) for key, value in record.items()}
     if hasattr(record, "__dataclass_fields__"):
-        return {f.name: _to_json(getattr(record, f.name)) for f in fields(record)}
+        return {f.name: _to_json(getattr(record, f.name), stamps=stamps) for f in fields(record) if stamps or f.compare}
     return record
 
 
@@ -365,8 +586,10 @@ def _from_json(cls: type, raw: Mapping[str, Any]) -> Any:
         enum = _ENUMS.get((cls, f.name))
         if nested is not None:
             value = tuple(_from_json(nested, item) for item in value)
-        elif enum is not None:
+        elif enum is not None and value is not None:
             value = tuple(enum(v) for v in value) if isinstance(value, list) else enum(value)
+        elif f.name in _DATETIMES and isinstance(value, str):
+            value = datetime.fromisoformat(value)
         elif isinstance(value, list):
             value = tuple(value)
         values[f.name] = value
@@ -382,9 +605,12 @@ __all__ = [
     "Decision",
     "ExogenousOccurrence",
     "MetricRecord",
-    "PhaseName",
+    "Amount",
+    "DecisionLog",
+    "PhaseType",
     "RunStatus",
     "ScenarioState",
+    "ScenarioStatus",
     "ValidationResult",
     "WorldState",
     "as_dict",

@@ -241,7 +241,7 @@ class RunLog:
         data = dict(event.data)
         if event.type is EventType.COST_INCURRED:
             return  # one a call: the ledger is in scenario-state.json
-        line = f"{datetime.now():%Y-%m-%d %H:%M:%S} - scenario_lab - INFO - {event.type.value} {json.dumps(data, default=str)[:500]}\n"
+        line = f"{datetime.now():%Y-%m-%d %H:%M:%S} - scenario_lab - INFO - {str(event.type)} {json.dumps(data, default=str)[:500]}\n"
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(line)
 

@@ -30,7 +30,7 @@ from engine.estimate import estimate_run_cost  # noqa: E402
 from engine.seats import TerminalSeats  # noqa: E402
 from engine.llm.routing import RoutingError, provider_from_environment  # noqa: E402
 from engine.scenario.errors import ScenarioLoadError  # noqa: E402
-from engine.state import RunStatus, ScenarioState  # noqa: E402
+from engine.state import ScenarioStatus, ScenarioState  # noqa: E402
 from engine.v1 import (  # noqa: E402
     STATE_FILE,
     RunDirectoryError,
@@ -232,7 +232,7 @@ def report(final: ScenarioState, folder: Path, persistence: V1RunDirectory, out:
     if final.error:
         log.info("Error: %s", final.error)
     log.info("Files: %s", folder)
-    if final.status is RunStatus.WAITING_FOR_HUMAN:
+    if final.status is ScenarioStatus.WAITING_FOR_HUMAN:
         log.info("A person plays %s: resume in a terminal to be asked for the decision.",
                  ", ".join(a.name for a in final.actors if a.control == "human"))
     if status.status != "completed":
@@ -242,9 +242,9 @@ def report(final: ScenarioState, folder: Path, persistence: V1RunDirectory, out:
 
 def exit_code(final: ScenarioState, total_turns: int) -> int:
     status = v1_status(final, total_turns)
-    if status.halt_reason == "error" and final.status is RunStatus.HALTED:
+    if status.halt_reason == "error" and final.status is ScenarioStatus.HALTED:
         return HALTED_BY_FINDING
-    if final.status is RunStatus.WAITING_FOR_HUMAN:
+    if final.status is ScenarioStatus.WAITING_FOR_HUMAN:
         return WAITING_FOR_PERSON
     return EXIT[status.halt_reason or "completed"]
 

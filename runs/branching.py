@@ -22,7 +22,7 @@ from accounts.quotas import quota_credit_limit
 from engine import FilesystemPersistence
 from engine.scenario.schema import Scenario as ScenarioConfig
 from engine.state import ActorState, WorldState
-from engine.state import RunStatus as EngineStatus
+from engine.state import ScenarioStatus
 from runs import services
 from runs.models import CostRecord, Run, Turn
 from runs.persistence import load_run_state, store_state
@@ -167,7 +167,7 @@ def run_branch(*, run: Run, at_turn: int, intervention: Intervention | None = No
                         actors=tuple(ActorState(**seat) for seat in child.actors))
         if intervention.world_state is not None:
             state = state.with_world_state(WorldState(at_turn, intervention.world_state, world_before.exogenous_events))
-        state = state.with_status(EngineStatus.PAUSED, reason=f"branched from {parent} (run {parent.pk}) at turn {at_turn}: "
+        state = state.with_status(ScenarioStatus.PAUSED, reason=f"branched from {parent} (run {parent.pk}) at turn {at_turn}: "
                                   f"start it to play turns {at_turn + 1} to {end_turn}")
         store_state(child, state, source="branch", location=f"run {child.pk}, turn {at_turn} (branched from run {parent.pk})")
         Run.objects.filter(pk=child.pk).update(finished_at=None)  # stored, not played: it has not finished anything

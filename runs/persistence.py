@@ -30,7 +30,7 @@ from django.db.models import Count, F, Max, Sum
 from engine import Event, EventType, FilesystemPersistence, ScenarioState
 from engine.events import AfterDelivery
 from engine.state import CostRecord
-from engine.state import RunStatus as EngineStatus
+from engine.state import ScenarioStatus
 from runs import models
 
 logger = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ def save_run_state(run_id: int, state: ScenarioState, *, claim: str | None = Non
         run.completed_phases = [p.value for p in state.completed_phases]
         run.completed_steps = list(state.completed_steps)
         changed = ["total_cost", "total_tokens", "calls", "turn", "completed_phases", "completed_steps"]
-        if state.status is not EngineStatus.RUNNING:
+        if state.status is not ScenarioStatus.RUNNING:
             run.status = state.status.value
             run.halt_reason = state.halt_reason or ""
             run.error = state.error or ""
@@ -177,16 +177,16 @@ def load_run_state(run: models.Run) -> ScenarioState:
     """The engine state of a run, from its rows: what a resume continues from."""
     from engine.state import (
         ActorState, Communication, CommunicationKind, ContextSummary, Decision, ExogenousOccurrence, MetricRecord,
-        PhaseName, ValidationResult, WorldState,
+        PhaseType, ValidationResult, WorldState,
     )
 
-    # The engine only tells a new run (PENDING) from one to continue (anything else).
+    # The engine only tells a new run (CREATED) from one to continue (anything else).
     if not run.events.exists():
-        status = EngineStatus.PENDING
-    elif run.status in {s.value for s in EngineStatus}:
-        status = EngineStatus(run.status)
+        status = ScenarioStatus.CREATED
+    elif run.status in {s.value for s in ScenarioStatus}:
+        status = ScenarioStatus(run.status)
     else:
-        status = EngineStatus.RUNNING  # queued again to resume
+        status = ScenarioStatus.RUNNING  # queued again to resume
     return ScenarioState(
         run_id=run.engine_run_id,
         scenario_name=run.scenario_name,
@@ -199,7 +199,7 @@ def load_run_state(run: models.Run) -> ScenarioState:
         seed=run.seed,
         status=status,
         turn=run.turn,
-        completed_phases=tuple(PhaseName(p) for p in run.completed_phases),
+        completed_phases=tuple(PhaseType(p) for p in run.completed_phases),
         completed_steps=tuple(run.completed_steps),
         decisions=tuple(
             Decision(d.turn, d.actor, tuple(d.long_term_goals), tuple(d.short_term_priorities), d.reasoning,
@@ -212,8 +212,8 @@ def load_run_state(run: models.Run) -> ScenarioState:
             for c in run.communications.all()
         ),
         costs=tuple(
-            CostRecord(c.turn, PhaseName(c.phase), c.actor or None, c.model, c.provider, c.input_tokens,
-                       c.output_tokens, c.cost, c.cached)
+            CostRecord(c.turn, PhaseType(c.phase), c.actor or None, c.model, c.provider, c.input_tokens,
+                       c.output_tokens, c.cost, c.cached, timestamp=c.recorded_at)
             for c in run.cost_records.all()
         ),
         metrics=tuple(MetricRecord(m.turn, m.name, m.value, m.actor or None, m.source) for m in run.metric_records.all()),
@@ -251,7 +251,7 @@ def record_event(run_id: int, event: Event, *, ledger_position: int | None = Non
                 cursor.execute("SET LOCAL synchronous_commit TO OFF")
         _check_claim(run_id, claim)
         models.RunEvent.objects.create(
-            run_id=run_id, seq=event.seq, type=event.type.value, data=data, source=event.source,
+            run_id=run_id, seq=event.seq, type=str(event.type), data=data, source=event.source,
             timestamp=datetime.fromtimestamp(event.timestamp, UTC),
         )
         if event.type is EventType.COST_INCURRED and ledger_position is not None:
@@ -307,7 +307,7 @@ def _record_together(run_id: int, batch: Sequence[Pending], claim: str | None) -
                 cursor.execute("SET LOCAL synchronous_commit TO OFF")
         _check_claim(run_id, claim)
         models.RunEvent.objects.bulk_create([
-            models.RunEvent(run_id=run_id, seq=event.seq, type=event.type.value, data=event.to_dict()["data"],
+            models.RunEvent(run_id=run_id, seq=event.seq, type=str(event.type), data=event.to_dict()["data"],
                             source=event.source, timestamp=datetime.fromtimestamp(event.timestamp, UTC))
             for event, _ in batch
         ])
@@ -426,7 +426,7 @@ class RunEventRecorder:
                     failures[event.seq] = problem  # said once, above
                 else:
                     failures[event.seq] = problem
-                    logger.error("run %s: event %s #%s could not be stored: %r", self.run_id, event.type.value,
+                    logger.error("run %s: event %s #%s could not be stored: %r", self.run_id, str(event.type),
                                  event.seq, problem)
             if not batch.done():
                 batch.set_result(failures)
@@ -438,7 +438,7 @@ class RunEventRecorder:
                 if inspect.isawaitable(result):
                     await result
             except Exception:  # noqa: BLE001 - a watcher must never stop the recording
-                logger.exception("run %s: %r failed on %s #%s", self.run_id, handler, event.type.value, event.seq)
+                logger.exception("run %s: %r failed on %s #%s", self.run_id, handler, str(event.type), event.seq)
 
     async def drain(self) -> None:
         """Wait until every event delivered so far is stored and handed on."""

@@ -38,7 +38,7 @@ from engine.llm.provider import LLMProvider
 from engine.seats import SeatDesk
 from engine.llm.routing import PROVIDER_CHOICES, ProviderChoice, RoutingError, provider_from_environment, with_model
 from engine.scenario.schema import Scenario as ScenarioConfig
-from engine.state import RunStatus as EngineStatus
+from engine.state import ScenarioStatus
 from engine.views.markdown import run_views
 from runs import selectors
 from runs.live import LivePublisher
@@ -456,7 +456,7 @@ async def _execute(run: Run, claim: str, config: ScenarioConfig, provider: LLMPr
         return await orchestrator.execute(state)
     except ValueError as exc:  # a state the orchestrator refuses (actors changed, cancelled): nothing ran
         await sync_to_async(_finish, thread_sensitive=True)(run, RunStatus.FAILED, error=str(exc))
-        return state.with_status(EngineStatus.FAILED, error=str(exc))
+        return state.with_status(ScenarioStatus.FAILED, error=str(exc))
     finally:
         heartbeat.cancel()  # before letting go: once released, a person may resume the run
         # However the execution ended (an error and a pause too), and even if interrupted meanwhile (Ctrl-C):

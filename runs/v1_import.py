@@ -26,7 +26,7 @@ from django.utils.text import slugify
 from engine import ScenarioState
 from engine.scenario.errors import ScenarioLoadError
 from engine.scenario.schema import Scenario as ScenarioConfig
-from engine.state import RunStatus as EngineStatus
+from engine.state import ScenarioStatus
 from engine.v1 import (
     STATE_FILE,
     RunDirectoryError,
@@ -233,16 +233,16 @@ def _storable(state: ScenarioState, document: StateDocument, *, max_turns: int) 
     v1_status = document.status or ""
     v1_reason = document.halt_reason or ""
     engine_written = document.engine is not None and document.engine.status is not None
-    if state.status is EngineStatus.COMPLETED and state.turn >= max_turns:
-        state = state.with_status(EngineStatus.COMPLETED)
-    elif engine_written and state.status in (EngineStatus.PAUSED, EngineStatus.HALTED, EngineStatus.FAILED, EngineStatus.CANCELLED):
+    if state.status is ScenarioStatus.COMPLETED and state.turn >= max_turns:
+        state = state.with_status(ScenarioStatus.COMPLETED)
+    elif engine_written and state.status in (ScenarioStatus.PAUSED, ScenarioStatus.HALTED, ScenarioStatus.FAILED, ScenarioStatus.CANCELLED):
         pass  # this project wrote it, with its own reason
-    elif v1_status == "running" or state.status in (EngineStatus.RUNNING, EngineStatus.PENDING):
-        state = state.with_status(EngineStatus.PAUSED, reason=f"the V1 run stopped while running after turn {state.turn} "
+    elif v1_status == "running" or state.status in (ScenarioStatus.RUNNING, ScenarioStatus.CREATED):
+        state = state.with_status(ScenarioStatus.PAUSED, reason=f"the V1 run stopped while running after turn {state.turn} "
                                   "(interrupted or crashed); resume it to play on")
     else:
-        reason = v1_reason or ("end_turn" if state.status is EngineStatus.COMPLETED else "error")
-        state = state.with_status(EngineStatus.HALTED, reason=_halt_text(reason, state.turn), error=state.error)
+        reason = v1_reason or ("end_turn" if state.status is ScenarioStatus.COMPLETED else "error")
+        state = state.with_status(ScenarioStatus.HALTED, reason=_halt_text(reason, state.turn), error=state.error)
     return state
 
 

@@ -7,7 +7,7 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -17,7 +17,7 @@ from engine.llm.parsing import json_schema_for, parse_structured, validate_struc
 from engine.llm.provider import CallPurpose, LLMRequest, LLMResponse, Message, StructuredOutputError
 from engine.scenario.schema import Scenario
 from engine.seats import SeatDesk, StateSeats
-from engine.state import PhaseName, ScenarioState
+from engine.state import PhaseType, ScenarioState
 from engine.token_budget import MESSAGE_OVERHEAD_TOKENS, estimate_tokens, prompt_budget, request_tokens, scenario_context_length, shorten
 
 logger = logging.getLogger(__name__)
@@ -142,11 +142,30 @@ async def refresh_seats(state: ScenarioState, ctx: PhaseContext) -> ScenarioStat
 
 
 class Phase(Protocol):
-    name: PhaseName
+    """The engine's phase: models are called through `ctx.llm`, the cost tracker."""
+
+    name: PhaseType
 
     async def run(self, state: ScenarioState, ctx: PhaseContext) -> ScenarioState:
         """Play this phase of turn `state.current_turn` and return the new state."""
         ...
+
+
+@runtime_checkable
+class PhaseService(Protocol):
+    """The V2 document's phase: state in, new state out. Registered with its type
+    (`ScenarioOrchestrator.register_phase(PhaseType.X, service)`); what it books with `state.with_cost` is
+    counted against the credit limit like a model call."""
+
+    async def execute(self, state: ScenarioState) -> ScenarioState: ...
+
+
+def start_phase(phase: Phase | PhaseService, state: ScenarioState, ctx: PhaseContext) -> Awaitable[ScenarioState]:
+    """The coroutine that plays `phase` on `state`, whichever of the two kinds it is."""
+    run = getattr(phase, "run", None)
+    if callable(run):
+        return run(state, ctx)
+    return phase.execute(state)  # type: ignore[union-attr]
 
 
 def first_failure(results: Iterable[object]) -> BaseException | None:

@@ -19,7 +19,7 @@ from engine.phases.base import PhaseContext, first_failure, refresh_seats
 from engine.phases.prompts import actor_system_prompt, describe_message, other_actors, request_room, situation
 from engine.scenario.schema import ActorConfig, CommunicationSettings
 from engine.seats import HUMAN
-from engine.state import Communication, CommunicationKind, PhaseName, ScenarioState
+from engine.state import Communication, CommunicationKind, PhaseType, ScenarioState
 
 
 class Conversation(BaseModel):
@@ -64,7 +64,7 @@ def outreach_step(actor: str) -> str:
 
 
 class CommunicationPhase:
-    name = PhaseName.COMMUNICATION
+    name = PhaseType.COMMUNICATION
 
     async def run(self, state: ScenarioState, ctx: PhaseContext) -> ScenarioState:
         settings = ctx.scenario.config.features.communications
@@ -212,7 +212,7 @@ async def reply_to(state: ScenarioState, opening: Communication, responder: str,
     request = ctx.request(
         purpose=CallPurpose(
             task="reply",
-            phase=PhaseName.COMMUNICATION.value,
+            phase=PhaseType.COMMUNICATION.value,
             turn=turn,
             actor=responder,
             hints={"to": opening.sender, "kind": opening.kind.value},

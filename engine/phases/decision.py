@@ -14,7 +14,7 @@ from engine.phases.prompts import actor_system_prompt, situation
 from engine.scenario.schema import ActorConfig, Scenario
 from engine.phases.communication import announce_message, reply_to
 from engine.seats import HUMAN, AwaitingHuman, SeatView, proposals_for, seat_view, with_human_decision
-from engine.state import Decision, PhaseName, ScenarioState
+from engine.state import Decision, PhaseType, ScenarioState
 
 
 class DecisionOutput(BaseModel):
@@ -64,7 +64,7 @@ def decision_prompts(state: ScenarioState, scenario: Scenario, actor: ActorConfi
 
 
 class DecisionPhase:
-    name = PhaseName.DECISION
+    name = PhaseType.DECISION
 
     async def run(self, state: ScenarioState, ctx: PhaseContext) -> ScenarioState:
         turn = state.current_turn

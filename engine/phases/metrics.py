@@ -13,7 +13,7 @@ from engine.llm.provider import CallPurpose, StructuredOutputError
 from engine.phases.base import HaltRequested, PhaseContext, first_failure
 from engine.phases.prompts import request_room
 from engine.scenario.metrics import MetricDefinition
-from engine.state import MetricRecord, PhaseName, ScenarioState, as_dict
+from engine.state import MetricRecord, PhaseType, ScenarioState, as_dict
 from engine.token_budget import shorten
 
 MetricValue = float | int | bool | str | None
@@ -153,7 +153,7 @@ def threshold_reached(metric: MetricDefinition, value: MetricValue) -> tuple[str
 
 
 class MetricsPhase:
-    name = PhaseName.METRICS
+    name = PhaseType.METRICS
 
     async def run(self, state: ScenarioState, ctx: PhaseContext) -> ScenarioState:
         if not ctx.scenario.config.features.metrics_extraction.enabled:
@@ -222,7 +222,7 @@ class MetricsPhase:
     async def _measure(self, state: ScenarioState, metric: MetricDefinition, actor: str | None, ctx: PhaseContext) -> MetricValue:
         turn = state.current_turn
         if actor is None:
-            text = state.world.content
+            text = state.world_state.content
         else:
             decision = state.decisions_in(turn).get(actor)
             text = f"{decision.reasoning}\n\n{decision.action}" if decision else ""

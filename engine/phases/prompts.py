@@ -263,7 +263,7 @@ def situation(
     trimming the past as the module says; only the past is ever trimmed."""
     window = scenario.config.context_window_size
     header = f"# Turn {state.current_turn} of {max_turns or scenario.config.turns} ({scenario.config.turn_duration} per turn)"
-    current = f"## Current world state\n\n{state.world.content.strip()}"
+    current = f"## Current world state\n\n{state.world_state.content.strip()}"
     shown = visible_messages(state, actor, state.current_turn) if actor is not None and messages else ""
 
     def render(history: _History) -> str:

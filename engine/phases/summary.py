@@ -28,7 +28,7 @@ from engine.phases.base import PhaseContext
 from engine.phases.prompts import latest_summary, request_room, summarised_until
 from engine.phases.world_update import actions_text, public_statements_text
 from engine.scenario.schema import Scenario
-from engine.state import ContextSummary, PhaseName, ScenarioState
+from engine.state import ContextSummary, PhaseType, ScenarioState
 from engine.token_budget import estimate_tokens, shorten
 
 logger = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def summary_prompt(previous: ContextSummary | None, records: list[str], last_tur
 
 
 class SummaryPhase:
-    name = PhaseName.SUMMARY
+    name = PhaseType.SUMMARY
 
     async def run(self, state: ScenarioState, ctx: PhaseContext) -> ScenarioState:
         if not ctx.scenario.config.features.context_management.enabled:

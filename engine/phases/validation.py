@@ -22,7 +22,7 @@ from engine.phases.base import HaltRequested, PhaseContext, first_failure
 from engine.phases.prompts import bullet_list, describe_message, fitted_texts, request_room
 from engine.phases.world_update import actions_text
 from engine.scenario.schema import ActorConfig, Scenario, ValidationCheck
-from engine.state import PhaseName, ScenarioState, ValidationResult, as_dict
+from engine.state import PhaseType, ScenarioState, ValidationResult, as_dict
 
 ACTOR_PLACEHOLDERS = (
     "actor_profile",
@@ -83,7 +83,7 @@ def parse_verdict(text: str) -> ValidationOutput:
 
 
 class ValidationPhase:
-    name = PhaseName.VALIDATION
+    name = PhaseType.VALIDATION
 
     async def run(self, state: ScenarioState, ctx: PhaseContext) -> ScenarioState:
         rules = ctx.scenario.validation
@@ -185,7 +185,7 @@ class ValidationPhase:
             "world_state": previous,
             "public_world_state": previous,
             "previous_world_state": previous,
-            "new_world_state": state.world.content,
+            "new_world_state": state.world_state.content,
             "actor_actions": actions_text(state, turn),
         }
         if actor is None:

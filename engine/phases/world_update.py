@@ -15,7 +15,7 @@ from engine.llm.provider import CallPurpose, LLMError
 from engine.phases.base import PhaseContext
 from engine.phases.exogenous import events_for_turn
 from engine.phases.prompts import recent_history, request_room, world_system_prompt
-from engine.state import CommunicationKind, PhaseName, ScenarioState, WorldState
+from engine.state import CommunicationKind, PhaseType, ScenarioState, WorldState
 
 WORLD_INSTRUCTIONS = (
     "Write the new world state at the end of this turn, in Markdown. Show the concrete consequences of each "
@@ -40,7 +40,7 @@ def public_statements_text(state: ScenarioState, turn: int) -> str:
 
 
 class WorldUpdatePhase:
-    name = PhaseName.WORLD_UPDATE
+    name = PhaseType.WORLD_UPDATE
 
     async def run(self, state: ScenarioState, ctx: PhaseContext) -> ScenarioState:
         turn = state.current_turn
@@ -48,7 +48,7 @@ class WorldUpdatePhase:
         enabled = ctx.scenario.config.features.exogenous_events.enabled
         events = events_for_turn(config, state, turn) if (config and enabled) else ()
         present = [
-            f"## World state before turn {turn}\n\n{state.world.content.strip()}",
+            f"## World state before turn {turn}\n\n{state.world_state.content.strip()}",
             f"## Actions taken in turn {turn}\n\n{actions_text(state, turn) or '(no actions)'}",
         ]
         statements = public_statements_text(state, turn)

@@ -12,8 +12,8 @@ NO_WAIT = ErrorPolicy(max_attempts=2, retry_delay=0)
 
 
 def as_json(state: ScenarioState) -> dict:
-    """The state as it would be stored, for whole-run comparisons."""
-    return json.loads(json.dumps(state.to_dict()))
+    """The state as it would be stored, without its timestamps, for whole-run comparisons."""
+    return json.loads(json.dumps(state.to_dict(stamps=False)))
 
 
 @pytest.fixture(scope="session")

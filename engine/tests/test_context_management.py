@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from engine import Runner, RunStatus
+from engine import Runner, ScenarioStatus
 from engine.estimate import estimate_run_cost
 from engine.llm.offline import OfflineProvider
 from engine.llm.openai_compatible import Endpoint, OpenAICompatibleProvider, RetryPolicy
@@ -19,7 +19,7 @@ from engine.llm.provider import LLMRequest, LLMResponse
 from engine.phases.tests.conftest import build_scenario
 from engine.scenario import load_scenario_folder
 from engine.scenario.schema import ContextManagement
-from engine.state import CommunicationKind, PhaseName, ScenarioState
+from engine.state import CommunicationKind, PhaseType, ScenarioState
 from engine.testing.fake_llm import FakeLLMServer
 from engine.testing.providers import FailingProvider, FixedCostProvider
 from engine.tests.conftest import as_json
@@ -123,7 +123,7 @@ def thirty_turns():
 async def long_run(small_models, thirty_turns) -> tuple[ScenarioState, RecordingProvider]:
     provider = RecordingProvider(thirty_turns, inner=garbage_sometimes(thirty_turns))
     state = await Runner(provider=provider).run_async(thirty_turns, run_id="long")
-    assert state.status is RunStatus.COMPLETED and state.turn == 30
+    assert state.status is ScenarioStatus.COMPLETED and state.turn == 30
     return state, provider
 
 
@@ -177,7 +177,7 @@ async def test_each_turn_range_is_summarised_once_and_booked_under_summary(long_
     expected = [(1, last) for last in range(1, 30 - WINDOW)]  # from turn WINDOW + 2 on, one turn leaves the window
     assert summary_ranges(provider.requests) == expected
     assert [(s.first_turn, s.last_turn) for s in state.summaries] == expected
-    ledger = [c for c in state.costs if c.phase is PhaseName.SUMMARY]
+    ledger = [c for c in state.costs if c.phase is PhaseType.SUMMARY]
     assert [(c.turn, c.actor) for c in ledger] == [(turn, None) for turn in range(WINDOW + 2, 31)]
 
 
@@ -213,7 +213,7 @@ async def test_a_pause_inside_a_turn_then_resume_pays_no_summary_twice(small_mod
             runner.pause()
 
     paused = await runner.run_async(thirty_turns, run_id="r")
-    assert paused.status is RunStatus.PAUSED and paused.turn == 11 and paused.summaries[-1].last_turn == 12 - 1 - WINDOW
+    assert paused.status is ScenarioStatus.PAUSED and paused.turn == 11 and paused.summaries[-1].last_turn == 12 - 1 - WINDOW
     second = RecordingProvider(thirty_turns)
     resumed = await Runner(provider=second).run_async(thirty_turns, state=paused)
     assert summary_ranges(second.requests)[0] == (1, 13 - 1 - WINDOW)  # turn 12's summary was not asked for again
@@ -226,7 +226,7 @@ async def test_a_branch_reuses_the_parents_summaries(long_run, thirty_turns):
     provider = RecordingProvider(thirty_turns)
     start = parent.with_history_until(20, context_window=WINDOW)
     branch = await Runner(provider=provider).run_async(thirty_turns, state=start)
-    assert branch.status is RunStatus.COMPLETED
+    assert branch.status is ScenarioStatus.COMPLETED
     # By turn 20 the parent had summarised turns 1..20-WINDOW-1; the later summaries (written after the branch
     # point, their ledger lines dropped with it) are the branch's own to pay for.
     assert [(s.first_turn, s.last_turn) for s in start.summaries] == [(1, k) for k in range(1, 20 - WINDOW)]
@@ -260,7 +260,7 @@ async def test_the_fake_server_writes_summaries_as_prose():
     async with FakeLLMServer() as server:
         provider = OpenAICompatibleProvider(Endpoint("local", server.base_url), retry=RetryPolicy(max_retries=1, base_delay=0.01))
         state = await Runner(provider=provider).run_async(scenario, run_id="served")
-    assert state.status is RunStatus.COMPLETED
+    assert state.status is ScenarioStatus.COMPLETED
     assert [(s.first_turn, s.last_turn) for s in state.summaries] == [(1, 1), (1, 2)]
     assert all(s.text.startswith("The outcome ") and "**ACTION:**" not in s.text for s in state.summaries)
 

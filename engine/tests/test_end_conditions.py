@@ -3,7 +3,7 @@ estimate is a range from one turn to the cap."""
 
 from __future__ import annotations
 
-from engine import Runner, RunStatus
+from engine import Runner, ScenarioStatus
 from engine.scenario.metrics import MetricDefinition, MetricExtraction, MetricsConfig
 
 
@@ -16,13 +16,13 @@ def with_condition(summit, condition: str, turns: int):
 
 async def test_a_run_ends_completed_at_the_turn_its_condition_holds(summit):
     state = await Runner().run_async(with_condition(summit, "mentions >= 0 and turns >= 2", 5))
-    assert state.status is RunStatus.COMPLETED and state.turn == 2
+    assert state.status is ScenarioStatus.COMPLETED and state.turn == 2
     assert state.halt_reason.startswith("the end condition held after turn 2: mentions >= 0 and turns >= 2 (mentions = ")
 
 
 async def test_a_condition_that_never_holds_stops_at_the_cap(summit):
     state = await Runner().run_async(with_condition(summit, "mentions >= 1000000", 2))
-    assert state.status is RunStatus.COMPLETED and state.turn == 2 and not state.halt_reason
+    assert state.status is ScenarioStatus.COMPLETED and state.turn == 2 and not state.halt_reason
 
 
 def test_the_estimate_is_a_range_from_one_turn_to_the_cap(summit):

@@ -4,14 +4,14 @@ import logging
 
 import pytest
 
-from engine.events import Event, EventBus, EventType, default_bus, thaw_json
+from engine.events import Event, EventBus, EventType, get_event_bus, thaw_json
 
 
 async def test_handlers_for_a_type_and_wildcard_run_in_registration_order():
     bus = EventBus()
     seen: list[str] = []
     bus.on(EventType.TURN_STARTED, lambda e: seen.append("first"))
-    bus.on("*", lambda e: seen.append(f"wild:{e.type.value}"))
+    bus.on("*", lambda e: seen.append(f"wild:{str(e.type)}"))
 
     @bus.on("turn_started")
     async def third(event: Event) -> None:
@@ -104,13 +104,44 @@ async def test_event_round_trips_through_dict():
     assert thaw_json(again.data) == {"cost": 0.5, "actor": None}
 
 
-async def test_unknown_event_type_is_refused():
+async def test_a_custom_event_name_is_its_own_type_and_an_engine_name_is_the_enum():
+    bus = EventBus(keep_history=True)
+    seen = []
+    bus.on("plugin_scored", seen.append)
+    custom = await bus.emit("plugin_scored", {"score": 3})
+    engine_event = await bus.emit("turn_completed", {"turn": 1})
+    assert custom.type == "plugin_scored" and not isinstance(custom.type, EventType)
+    assert engine_event.type is EventType.TURN_COMPLETED
+    assert seen == [custom] and custom.run_id == engine_event.run_id == "default" and (custom.seq, engine_event.seq) == (1, 2)
+    assert Event.from_dict(custom.to_dict()) == custom
+
+
+@pytest.mark.parametrize("name", ["", "*", 7])
+async def test_an_event_needs_a_name(name):
     with pytest.raises(ValueError):
-        EventBus().on("no_such_event", print)
+        await EventBus().emit(name)
 
 
-def test_default_bus_is_one_object():
-    assert default_bus() is default_bus()
+async def test_handler_failures_are_kept_for_get_errors_and_handlers_listed_by_name():
+    bus = EventBus()
+
+    def boom(event):
+        raise KeyError("x")
+
+    bus.on("tick", boom)
+    bus.on("*", print)
+    assert bus.handlers == {"tick": [boom], "*": [print]}
+    await bus.emit("tick")
+    [(event, error)] = bus.get_errors()
+    assert event.type == "tick" and isinstance(error, KeyError)
+    bus.clear_handlers("tick")
+    assert bus.handlers == {"*": [print]}
+    bus.clear_handlers()
+    assert bus.handlers == {}
+
+
+def test_get_event_bus_is_one_object():
+    assert get_event_bus() is get_event_bus()
 
 
 async def test_a_failure_report_reaches_later_subscribers_after_the_event_itself():

@@ -2,14 +2,14 @@ import asyncio
 
 import pytest
 
-from engine import EventBus, EventType, FilesystemPersistence, Runner, RunStatus
+from engine import EventBus, EventType, FilesystemPersistence, Runner, ScenarioStatus
 from engine.llm.offline import OfflineProvider
 from engine.orchestrator import ScenarioOrchestrator, standard_phases
 from engine.phases.base import PhaseContext
 from engine.scenario.metrics import MetricDefinition, MetricsConfig
 from engine.sdk import initial_state
 from engine.seats import StateSeats
-from engine.state import PhaseName, ScenarioState
+from engine.state import PhaseType, ScenarioState
 from engine.tests.conftest import NO_WAIT, as_json
 from engine.testing.providers import FailingProvider, FixedCostProvider, SleepingProvider
 
@@ -18,7 +18,7 @@ from engine.testing.providers import FailingProvider, FixedCostProvider, Sleepin
 async def test_runs_to_max_turns(summit):
     bus = EventBus(keep_history=True)
     state = await Runner(bus=bus).run_async(summit, max_turns=2, run_id="r")
-    assert state.status is RunStatus.COMPLETED
+    assert state.status is ScenarioStatus.COMPLETED
     assert state.turn == 2
     assert [w.turn for w in state.world_states] == [0, 1, 2]
     assert set(state.decisions_in(2)) == {a.short_name for a in summit.actors}
@@ -40,7 +40,7 @@ async def test_credit_limit_halts_before_the_call_that_could_pass_it(summit):
     bus = EventBus(keep_history=True)
     provider = FixedCostProvider(summit, cost_per_call=0.01)
     state = await Runner(provider=provider, bus=bus).run_async(summit, max_turns=3, credit_limit=0.255, run_id="r")
-    assert state.status is RunStatus.HALTED
+    assert state.status is ScenarioStatus.HALTED
     assert "credit limit" in state.halt_reason
     assert state.total_cost <= 0.255
     assert state.total_cost == pytest.approx(0.25)  # 25 calls fit; the 26th was refused
@@ -54,13 +54,13 @@ async def test_credit_limit_halts_before_the_call_that_could_pass_it(summit):
 async def test_a_halted_run_resumes_with_a_higher_limit_to_the_same_end(summit):
     cheap = Runner(provider=FixedCostProvider(summit, cost_per_call=0.01))
     halted = await cheap.run_async(summit, max_turns=2, credit_limit=0.3, run_id="r")
-    assert halted.status is RunStatus.HALTED
+    assert halted.status is ScenarioStatus.HALTED
     bus = EventBus(keep_history=True)
     resumed = await Runner(provider=FixedCostProvider(summit, cost_per_call=0.01), bus=bus).run_async(
         summit, max_turns=2, credit_limit=10, state=halted
     )
     straight = await Runner(provider=FixedCostProvider(summit, cost_per_call=0.01)).run_async(summit, max_turns=2, credit_limit=10, run_id="r")
-    assert resumed.status is RunStatus.COMPLETED
+    assert resumed.status is ScenarioStatus.COMPLETED
     assert bus.get_history()[0].type is EventType.SCENARIO_RESUMED
     assert as_json(resumed) == as_json(straight), "no call repeated, none lost"
 
@@ -81,7 +81,7 @@ async def test_the_limit_holds_with_concurrent_calls(summit):
             return await priced.complete(request)
 
     state = await Runner(provider=SlowPriced()).run_async(summit, max_turns=3, credit_limit=0.75)
-    assert state.status is RunStatus.HALTED
+    assert state.status is ScenarioStatus.HALTED
     assert state.total_cost <= 0.75 + 1e-9
 
 
@@ -95,10 +95,10 @@ async def test_pause_then_resume_reaches_the_same_final_state(summit):
             runner.pause()
 
     paused = await runner.run_async(summit, max_turns=3, run_id="same")
-    assert paused.status is RunStatus.PAUSED
-    assert paused.turn == 1 and PhaseName.DECISION in paused.completed_phases
+    assert paused.status is ScenarioStatus.PAUSED
+    assert paused.turn == 1 and PhaseType.DECISION in paused.completed_phases
     resumed = await Runner().run_async(summit, max_turns=3, state=paused)
-    assert resumed.status is RunStatus.COMPLETED
+    assert resumed.status is ScenarioStatus.COMPLETED
     assert as_json(resumed) == as_json(straight)
 
 
@@ -120,7 +120,7 @@ async def test_a_phase_that_fails_once_is_retried(summit):
     provider = FailingProvider(summit, fails=first_call_of("world_update"))
     state = await Runner(provider=provider, bus=bus, error_policy=NO_WAIT).run_async(summit, max_turns=1)
     failures = bus.get_history(EventType.PHASE_FAILED)
-    assert state.status is RunStatus.COMPLETED
+    assert state.status is ScenarioStatus.COMPLETED
     assert [(e.data["phase"], e.data["attempt"]) for e in failures] == [("world_update", 1)]
 
 
@@ -128,20 +128,20 @@ async def test_a_provider_that_keeps_failing_pauses_the_run_with_the_reason(summ
     bus = EventBus(keep_history=True)
     provider = FailingProvider(summit, fails=lambda request, n: request.purpose.task == "world_update" and request.purpose.turn == 2)
     state = await Runner(provider=provider, bus=bus, error_policy=NO_WAIT).run_async(summit, max_turns=3)
-    assert state.status is RunStatus.PAUSED
+    assert state.status is ScenarioStatus.PAUSED
     assert "world_update" in state.halt_reason and "simulated outage" in state.halt_reason
     assert state.turn == 1, "turn 1 is kept"
-    assert PhaseName.DECISION in state.completed_phases, "turn 2's decisions are kept for the resume"
+    assert PhaseType.DECISION in state.completed_phases, "turn 2's decisions are kept for the resume"
     assert len(bus.get_history(EventType.PHASE_FAILED)) == 2
     assert len(bus.get_history(EventType.TURN_FAILED)) == 1
     assert bus.get_history()[-1].type is EventType.SCENARIO_PAUSED
     recovered = await Runner(error_policy=NO_WAIT).run_async(summit, max_turns=3, state=state)
-    assert recovered.status is RunStatus.COMPLETED and recovered.turn == 3
+    assert recovered.status is ScenarioStatus.COMPLETED and recovered.turn == 3
 
 
 async def test_a_phase_with_a_bug_fails_the_run_and_keeps_the_last_good_state(summit):
     class Broken:
-        name = PhaseName.METRICS
+        name = PhaseType.METRICS
 
         async def run(self, state, ctx):
             if state.current_turn == 2:
@@ -152,7 +152,7 @@ async def test_a_phase_with_a_bug_fails_the_run_and_keeps_the_last_good_state(su
     orchestrator = ScenarioOrchestrator(scenario=summit, provider=OfflineProvider(summit), bus=bus, max_turns=3, error_policy=NO_WAIT)
     orchestrator.register_phase(Broken())
     state = await orchestrator.execute(initial_state(summit))
-    assert state.status is RunStatus.FAILED and "KeyError" in state.error and state.turn == 1
+    assert state.status is ScenarioStatus.FAILED and "KeyError" in state.error and state.turn == 1
     assert bus.get_history()[-1].type is EventType.SCENARIO_FAILED
 
 
@@ -160,7 +160,7 @@ async def test_garbage_answers_fail_the_decision_with_an_event(summit):
     bus = EventBus(keep_history=True)
     provider = FailingProvider(summit, fails=lambda request, n: request.purpose.task == "decision", garbage="I refuse to answer in JSON.")
     state = await Runner(provider=provider, bus=bus, error_policy=NO_WAIT).run_async(summit, max_turns=1)
-    assert state.status is RunStatus.PAUSED and "decision" in state.halt_reason
+    assert state.status is ScenarioStatus.PAUSED and "decision" in state.halt_reason
     assert provider.calls >= 2 * 3 * len(summit.actors), "each attempt asked each actor three times (two re-asks)"
     failed = bus.get_history(EventType.ACTOR_DECISION_FAILED)
     assert {e.data["actor"] for e in failed} == {a.short_name for a in summit.actors}
@@ -173,7 +173,7 @@ async def test_cancel_stops_a_phase_in_flight(summit):
     await asyncio.sleep(0.2)  # the first outreach calls are now sleeping
     runner.cancel()
     state = await asyncio.wait_for(run, timeout=5)
-    assert state.status is RunStatus.CANCELLED
+    assert state.status is ScenarioStatus.CANCELLED
     assert state.communications == () and state.costs == ()
     with pytest.raises(ValueError, match="cancelled"):
         await Runner().run_async(summit, state=state)
@@ -191,10 +191,10 @@ async def test_a_custom_phase_is_registered_and_run_in_order(summit):
             return state
 
     orchestrator = ScenarioOrchestrator(scenario=summit, provider=OfflineProvider(summit), max_turns=2)
-    orchestrator.register_phase(Recorder(PhaseName.DECISION))
-    orchestrator.register_phase(Recorder(PhaseName.METRICS))
+    orchestrator.register_phase(Recorder(PhaseType.DECISION))
+    orchestrator.register_phase(Recorder(PhaseType.METRICS))
     state = await orchestrator.execute(initial_state(summit))
-    assert state.status is RunStatus.COMPLETED
+    assert state.status is ScenarioStatus.COMPLETED
     assert order == [(1, "decision"), (1, "metrics"), (2, "decision"), (2, "metrics")]
 
 
@@ -245,7 +245,7 @@ async def test_every_event_type_is_emitted_by_the_engine(summit, tmp_path):
     await runner_with().run_async(summit.model_copy(update={"metrics": MetricsConfig(metrics=[talk])}), max_turns=1)
 
     class Broken:
-        name = PhaseName.METRICS
+        name = PhaseType.METRICS
 
         async def run(self, state, ctx):
             raise RuntimeError("a bug")
@@ -260,10 +260,10 @@ async def test_every_event_type_is_emitted_by_the_engine(summit, tmp_path):
 
 def test_standard_phases_run_in_the_documented_order():
     assert [p.name for p in standard_phases()] == [
-        PhaseName.SUMMARY,
-        PhaseName.COMMUNICATION,
-        PhaseName.DECISION,
-        PhaseName.WORLD_UPDATE,
-        PhaseName.METRICS,
-        PhaseName.VALIDATION,
+        PhaseType.SUMMARY,
+        PhaseType.COMMUNICATION,
+        PhaseType.DECISION,
+        PhaseType.WORLD_UPDATE,
+        PhaseType.METRICS,
+        PhaseType.VALIDATION,
     ]

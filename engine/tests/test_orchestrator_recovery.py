@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from engine import ErrorPolicy, EventBus, EventType, FilesystemPersistence, Runner, RunStatus
+from engine import ErrorPolicy, EventBus, EventType, FilesystemPersistence, Runner, ScenarioStatus
 from engine.scenario.metrics import MetricDefinition, MetricExtraction, MetricsConfig, MetricThresholds
-from engine.state import PhaseName, ScenarioState
+from engine.state import PhaseType, ScenarioState
 from engine.tests.conftest import NO_WAIT, as_json
 from engine.testing.providers import FailingProvider, FixedCostProvider, SleepingProvider
 
@@ -60,22 +60,22 @@ async def test_an_outside_cancellation_saves_a_resumable_state_with_every_paid_c
     with pytest.raises(asyncio.CancelledError):
         await run
     stored = await FilesystemPersistence(tmp_path).load("cut")
-    assert stored.status is RunStatus.PAUSED and "interrupted" in stored.halt_reason
+    assert stored.status is ScenarioStatus.PAUSED and "interrupted" in stored.halt_reason
     assert len(stored.costs) == provider.calls, "every paid call is in the ledger"
     paid_before = provider.calls
     resumed = await Runner(provider=provider).run_async(summit, max_turns=3, state=stored)
     straight = await Runner(provider=FixedCostProvider(summit, cost_per_call=0.001)).run_async(summit, max_turns=3, run_id="cut")
-    assert resumed.status is RunStatus.COMPLETED
+    assert resumed.status is ScenarioStatus.COMPLETED
     assert len(resumed.costs) == provider.calls and provider.calls - paid_before <= len(straight.costs) - len(stored.costs) + 5
     assert as_json(resumed)["decisions"] == as_json(straight)["decisions"]
 
 
 async def test_a_state_left_running_by_a_crash_can_be_resumed(summit):
     done = await Runner().run_async(summit, max_turns=1, run_id="crashed")
-    crashed = dataclasses.replace(done, status=RunStatus.RUNNING)  # what a killed process leaves on disk
+    crashed = dataclasses.replace(done, status=ScenarioStatus.RUNNING)  # what a killed process leaves on disk
     bus = EventBus(keep_history=True)
     state = await Runner(bus=bus).run_async(summit, max_turns=2, state=crashed)
-    assert state.status is RunStatus.COMPLETED and state.turn == 2
+    assert state.status is ScenarioStatus.COMPLETED and state.turn == 2
     assert bus.get_history()[0].type is EventType.SCENARIO_RESUMED
 
 
@@ -89,7 +89,7 @@ async def test_a_cancel_asked_for_when_a_phase_starts_pays_for_nothing_in_it(sum
             runner.cancel()
 
     state = await runner.run_async(summit, max_turns=1)
-    assert state.status is RunStatus.CANCELLED
+    assert state.status is ScenarioStatus.CANCELLED
     assert state.decisions == () and {c.phase.value for c in state.costs} == {"communication"}
     assert provider.calls == len(state.costs)
 
@@ -105,7 +105,7 @@ async def test_a_cancel_during_the_retry_wait_stops_at_once(summit):
 
     started = time.perf_counter()
     state = await asyncio.wait_for(runner.run_async(summit, max_turns=1), timeout=10)
-    assert state.status is RunStatus.CANCELLED
+    assert state.status is ScenarioStatus.CANCELLED
     assert time.perf_counter() - started < 5
     assert len(bus.get_history(EventType.PHASE_FAILED)) == 1, "no second attempt was made"
 
@@ -118,12 +118,12 @@ async def test_a_cancel_from_another_thread_is_honoured(summit):
     await asyncio.sleep(0.3)
     runner.cancel()
     await asyncio.to_thread(worker.join, 10)
-    assert result and result[0].status is RunStatus.CANCELLED
+    assert result and result[0].status is ScenarioStatus.CANCELLED
 
 
 async def test_a_pause_during_the_last_failing_attempt_keeps_the_failure(summit):
     class Broken:
-        name = PhaseName.METRICS
+        name = PhaseType.METRICS
 
         async def run(self, state, ctx):
             raise RuntimeError("a bug")
@@ -137,7 +137,7 @@ async def test_a_pause_during_the_last_failing_attempt_keeps_the_failure(summit)
             runner.pause()
 
     state = await runner.run_async(summit, max_turns=1)
-    assert state.status is RunStatus.FAILED and "a bug" in state.error
+    assert state.status is ScenarioStatus.FAILED and "a bug" in state.error
 
 
 async def test_a_pause_at_a_turn_boundary_does_not_start_the_turn_twice(summit):
@@ -161,7 +161,7 @@ async def test_a_retried_phase_ends_with_the_same_records_as_an_uninterrupted_on
         retried = await Runner(error_policy=NO_WAIT, provider=FailingProvider(summit, fails=fail_first(task, turn=1))).run_async(
             summit, max_turns=2, run_id="same"
         )
-        assert retried.status is RunStatus.COMPLETED
+        assert retried.status is ScenarioStatus.COMPLETED
         for records in ("communications", "decisions", "metrics", "validations"):
             assert as_json(retried)[records] == as_json(straight)[records], f"{records} after a failed {task}"
 
@@ -177,7 +177,7 @@ async def test_a_metric_halt_survives_a_retry_of_its_phase(summit):
     state = await Runner(error_policy=NO_WAIT, provider=FailingProvider(scenario, fails=fail_first("metric"))).run_async(
         scenario, max_turns=3
     )
-    assert state.status is RunStatus.HALTED and state.turn == 0
+    assert state.status is ScenarioStatus.HALTED and state.turn == 0
     assert "always_critical" in state.halt_reason
 
 
@@ -190,14 +190,14 @@ async def test_a_failing_save_fails_the_run_and_returns_its_state(summit):
             return None
 
     state = await Runner(persistence=BrokenDisk()).run_async(summit, max_turns=2)
-    assert state.status is RunStatus.FAILED and "disk full" in state.error
+    assert state.status is ScenarioStatus.FAILED and "disk full" in state.error
     assert state.turn == 1
 
 
 async def test_the_limit_is_not_lost_to_float_rounding(summit):
     provider = FixedCostProvider(summit, cost_per_call=0.1)
     state = await Runner(provider=provider).run_async(summit, max_turns=1, credit_limit=0.3)
-    assert state.status is RunStatus.HALTED and len(state.costs) == 3
+    assert state.status is ScenarioStatus.HALTED and len(state.costs) == 3
 
 
 @pytest.mark.parametrize("limit", [float("inf"), float("nan"), 0, -1])
@@ -253,13 +253,13 @@ async def test_a_pause_between_calls_stops_once_the_calls_in_flight_are_booked(s
     from engine.sdk import initial_state
 
     paused = await orchestrator.execute(initial_state(summit, run_id="same"))
-    assert paused.status is RunStatus.PAUSED and paused.halt_reason == "the worker is stopping"
+    assert paused.status is ScenarioStatus.PAUSED and paused.halt_reason == "the worker is stopping"
     assert paused.turn == 1, "paused mid-turn"
     # A phase of many calls is left mid-way; the world update's one call was in flight, so it finished.
-    assert (PhaseName(phase) not in paused.completed_phases) is left_midway
+    assert (PhaseType(phase) not in paused.completed_phases) is left_midway
     assert provider.started == provider.inner.calls == len(paused.costs), "every call sent was answered and booked"
     assert provider.started < len(straight.costs)
     resumed = await Runner(provider=provider).run_async(summit, max_turns=2, state=paused)
-    assert resumed.status is RunStatus.COMPLETED
+    assert resumed.status is ScenarioStatus.COMPLETED
     assert provider.started == straight_provider.started == len(resumed.costs), "nothing paid twice"
     assert as_json(resumed) == as_json(straight)

@@ -18,7 +18,7 @@ from engine.seats import (
     seat_view,
     with_human_decision,
 )
-from engine.state import PhaseName, RunStatus, ScenarioState
+from engine.state import PhaseType, ScenarioStatus, ScenarioState
 from engine.testing.providers import RecordingProvider
 from engine.tests.conftest import NO_WAIT
 
@@ -38,7 +38,7 @@ def a_decision(view) -> dict:
 
 class HandedBackForDecisions(StateSeats):
     async def control(self, state, actor):
-        if actor == SEAT and PhaseName.COMMUNICATION in state.completed_phases:
+        if actor == SEAT and PhaseType.COMMUNICATION in state.completed_phases:
             return "ai"
         return state.actor(actor).control
 
@@ -50,7 +50,7 @@ async def test_the_run_waits_after_the_models_decide_and_shows_the_seat_the_mode
     runner.on(EventType.SCENARIO_WAITING)(ends.append)
     waiting = await runner.run_async(summit, max_turns=2, state=seated(summit))
 
-    assert waiting.status is RunStatus.WAITING_FOR_HUMAN and waiting.turn == 0
+    assert waiting.status is ScenarioStatus.WAITING_FOR_HUMAN and waiting.turn == 0
     assert recording.prompts(task="outreach") and recording.prompts(task="reply")  # the models talked
     assert not waiting.decisions_in(1)  # and decide after the person, whose replies they are to read
     assert [a.short_name for a in pending_human_seats(waiting)] == [SEAT]
@@ -77,13 +77,13 @@ async def test_a_human_decision_resumes_the_run_and_is_recorded_as_human(summit)
     proposers: set[str] = set()
     for turn in (1, 2):
         state = await runner.run_async(summit, max_turns=2, state=state)
-        assert state.status is RunStatus.WAITING_FOR_HUMAN and state.current_turn == turn
+        assert state.status is ScenarioStatus.WAITING_FOR_HUMAN and state.current_turn == turn
         view = seat_view(state, summit, SEAT, max_turns=2)
         proposers.update(p.sender for p in view.proposals)
         state = with_human_decision(state, SEAT, human_decision(**a_decision(view)))
         assert not proposals_for(state, SEAT, turn)  # every proposal answered
     done = await runner.run_async(summit, max_turns=2, state=state)
-    assert done.status is RunStatus.COMPLETED and done.turn == 2
+    assert done.status is ScenarioStatus.COMPLETED and done.turn == 2
     mine = [d for d in done.decisions if d.actor == SEAT]
     assert [d.provider for d in mine] == ["human", "human"]
     assert mine[0].long_term_goals == ("A binding treaty", "A safety institute") and mine[0].action == "We table the text."
@@ -99,7 +99,7 @@ def test_a_decision_is_checked_like_a_models_answer(summit):
     with pytest.raises(HumanDecisionError) as caught:
         human_decision(long_term_goals="", short_term_priorities="- x", reasoning=" ", action="Act", replies={"nope": "hi"})
     assert set(caught.value.problems) == {"long_term_goals", "reasoning", "replies.nope"}
-    assert state.status is RunStatus.PENDING
+    assert state.status is ScenarioStatus.CREATED
 
 
 async def test_a_person_at_the_terminal_decides_in_place(summit):
@@ -110,7 +110,7 @@ async def test_a_person_at_the_terminal_decides_in_place(summit):
 
     done = await Runner(seats=TerminalSeats(ask=ask, out=open("/dev/null", "w")), error_policy=NO_WAIT).run_async(
         summit, max_turns=1, state=seated(summit))
-    assert done.status is RunStatus.COMPLETED
+    assert done.status is ScenarioStatus.COMPLETED
     assert done.decisions_in(1)[SEAT].provider == "human" and done.decisions_in(1)[SEAT].long_term_goals == ("Treaty", "Institute")
 
 
@@ -120,7 +120,7 @@ async def test_no_one_at_the_terminal_means_the_run_waits(summit):
 
     waiting = await Runner(seats=TerminalSeats(ask=closed, out=open("/dev/null", "w")), error_policy=NO_WAIT).run_async(
         summit, max_turns=1, state=seated(summit))
-    assert waiting.status is RunStatus.WAITING_FOR_HUMAN
+    assert waiting.status is ScenarioStatus.WAITING_FOR_HUMAN
 
 
 class TakenOverAtTurn2(StateSeats):
@@ -133,6 +133,6 @@ async def test_a_seat_taken_over_mid_run_is_announced_and_waits(summit):
     changes = []
     runner.on(EventType.SEAT_CONTROL_CHANGED)(changes.append)
     waiting = await runner.run_async(summit, max_turns=3)
-    assert waiting.status is RunStatus.WAITING_FOR_HUMAN and waiting.turn == 1
+    assert waiting.status is ScenarioStatus.WAITING_FOR_HUMAN and waiting.turn == 1
     assert waiting.actor(SEAT).control == "human"
     assert [(e.data["actor"], e.data["control"]) for e in changes] == [(SEAT, "human")]

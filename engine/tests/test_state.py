@@ -13,8 +13,8 @@ from engine.state import (
     Decision,
     ExogenousOccurrence,
     MetricRecord,
-    PhaseName,
-    RunStatus,
+    PhaseType,
+    ScenarioStatus,
     ScenarioState,
     ValidationResult,
     WorldState,
@@ -31,9 +31,9 @@ states = st.builds(
     scenario_name=text,
     turn_duration=text,
     seed=st.integers(-(2**31), 2**31),
-    status=st.sampled_from(RunStatus),
+    status=st.sampled_from(ScenarioStatus),
     turn=turn,
-    completed_phases=st.lists(st.sampled_from(PhaseName), unique=True).map(tuple),
+    completed_phases=st.lists(st.sampled_from(PhaseType), unique=True).map(tuple),
     completed_steps=st.lists(name, unique=True, max_size=3).map(tuple),
     actors=st.lists(st.builds(ActorState, name, text, text, st.sampled_from(["ai", "human"])), max_size=4).map(tuple),
     world_states=st.lists(
@@ -50,7 +50,7 @@ states = st.builds(
         max_size=3,
     ).map(tuple),
     costs=st.lists(
-        st.builds(CostRecord, turn, st.sampled_from(PhaseName), st.none() | name, text, text, st.integers(0, 10**6), st.integers(0, 10**6), money, st.booleans()),
+        st.builds(CostRecord, turn, st.sampled_from(PhaseType), st.none() | name, text, text, st.integers(0, 10**6), st.integers(0, 10**6), money, st.booleans()),
         max_size=4,
     ).map(tuple),
     metrics=st.lists(
@@ -90,7 +90,7 @@ def test_state_and_its_records_are_immutable():
     with pytest.raises(dataclasses.FrozenInstanceError):
         state.turn = 3  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
-        state.world.content = "changed"  # type: ignore[misc]
+        state.world_state.content = "changed"  # type: ignore[misc]
     assert isinstance(state.decisions, tuple) and isinstance(state.actors, tuple)
 
 
@@ -98,9 +98,9 @@ def test_with_methods_return_new_states_and_leave_the_old_one_alone():
     state = make_state()
     decision = Decision(1, "a", ("g",), ("p",), "why", "act")
     new = state.with_decision(decision).with_world_state(WorldState(1, "next")).with_turn(1)
-    assert state.decisions == () and state.turn == 0 and state.world.content == "start"
-    assert new.decisions == (decision,) and new.turn == 1 and new.world.content == "next"
-    assert new.with_started().status is RunStatus.RUNNING
+    assert state.decisions == () and state.turn == 0 and state.world_state.content == "start"
+    assert new.decisions == (decision,) and new.turn == 1 and new.world_state.content == "next"
+    assert new.with_started().status is ScenarioStatus.RUNNING
 
 
 def test_with_decision_replaces_the_same_actor_and_turn():
@@ -111,8 +111,8 @@ def test_with_decision_replaces_the_same_actor_and_turn():
 
 
 def test_with_turn_resets_completed_phases():
-    state = make_state().with_phase_completed(PhaseName.DECISION).with_phase_completed(PhaseName.DECISION)
-    assert state.completed_phases == (PhaseName.DECISION,)
+    state = make_state().with_phase_completed(PhaseType.DECISION).with_phase_completed(PhaseType.DECISION)
+    assert state.completed_phases == (PhaseType.DECISION,)
     stepped = state.with_step_completed("outreach:a")
     assert stepped.completed_steps == ("outreach:a",)
     assert state.with_turn(1).completed_phases == () and stepped.with_turn(1).completed_steps == ()
@@ -121,10 +121,10 @@ def test_with_turn_resets_completed_phases():
 def test_totals_are_computed_from_the_ledger():
     state = make_state().with_costs(
         [
-            cost("a", PhaseName.DECISION, 1, 0.25),
-            cost("b", PhaseName.DECISION, 1, 0.5),
-            cost(None, PhaseName.WORLD_UPDATE, 1, 1.0),
-            cost("a", PhaseName.COMMUNICATION, 2, 0.125),
+            cost("a", PhaseType.DECISION, 1, 0.25),
+            cost("b", PhaseType.DECISION, 1, 0.5),
+            cost(None, PhaseType.WORLD_UPDATE, 1, 1.0),
+            cost("a", PhaseType.COMMUNICATION, 2, 0.125),
         ]
     )
     assert state.total_cost == pytest.approx(1.875)

@@ -15,9 +15,9 @@ from statistics import fmean
 from typing import Any
 
 from engine.scenario.schema import Scenario
-from engine.state import Communication, CommunicationKind, CostRecord, MetricRecord, PhaseName, ScenarioState, ValidationResult
+from engine.state import Communication, CommunicationKind, CostRecord, MetricRecord, PhaseType, ScenarioState, ValidationResult
 
-ACTOR_PHASES = (PhaseName.COMMUNICATION, PhaseName.DECISION)  # the calls V1 booked under an actor's name
+ACTOR_PHASES = (PhaseType.COMMUNICATION, PhaseType.DECISION)  # the calls V1 booked under an actor's name
 TITLES = {CommunicationKind.BILATERAL: "Bilateral Negotiation", CommunicationKind.COALITION: "Coalition Communication"}
 
 
@@ -101,7 +101,7 @@ def validation_tokens(state: ScenarioState, turn: int) -> dict[str | None, int]:
     another's, and the checks of one actor are counted together."""
     tokens: dict[str | None, int] = defaultdict(int)
     for record in state.costs:
-        if record.turn == turn and record.phase is PhaseName.VALIDATION:
+        if record.turn == turn and record.phase is PhaseType.VALIDATION:
             tokens[record.actor] += record.tokens
     return dict(tokens)
 
@@ -154,7 +154,7 @@ def validation_summary_markdown(state: ScenarioState, *, generated_at: datetime)
     if not results:
         out += ["*No validation checks performed.*", ""]
         return "\n".join(out)
-    lines = [r for r in state.costs if r.phase is PhaseName.VALIDATION]
+    lines = [r for r in state.costs if r.phase is PhaseType.VALIDATION]
     passed = sum(1 for r in results if r.passed)
     failed = len(results) - passed
     out += [
@@ -210,14 +210,14 @@ def cost_tables(state: ScenarioState) -> dict[str, Any]:
             entry["total_tokens"] += record.tokens
             entry["total_cost"] += record.cost
             turn["actor_costs"][name] = turn["actor_costs"].get(name, 0.0) + record.cost
-        elif record.phase is PhaseName.WORLD_UPDATE:
+        elif record.phase is PhaseType.WORLD_UPDATE:
             world.append(_line(record))
             turn["world_state_cost"] += record.cost
     return {"costs_by_actor": by_actor, "costs_by_turn": by_turn, "world_state_costs": world}
 
 
 def validation_costs(state: ScenarioState, scenario: Scenario) -> dict[str, Any]:
-    lines = [r for r in state.costs if r.phase is PhaseName.VALIDATION]
+    lines = [r for r in state.costs if r.phase is PhaseType.VALIDATION]
     return {
         "total_tokens": sum(r.tokens for r in lines),
         "total_cost_usd": round(sum(r.cost for r in lines), 4),

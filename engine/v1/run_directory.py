@@ -19,7 +19,7 @@ from typing import Any
 from engine.phases.persistence import write_atomically
 from engine.scenario.loader import DEFINITION, YAML_SUFFIXES
 from engine.scenario.schema import Scenario
-from engine.state import RunStatus, ScenarioState
+from engine.state import ScenarioStatus, ScenarioState
 from engine.v1.files import (
     conversation_file_name,
     conversation_markdown,
@@ -237,7 +237,7 @@ def branch_run_directory(
     folder = Path(target) if target is not None else next_run_folder(source.parent)
     if (folder / STATE_FILE).exists():
         raise RunDirectoryError(f"{folder} already holds a run; choose another output folder")
-    child = replace(state.with_history_until(at_turn), run_id=uuid.uuid4().hex).with_status(RunStatus.HALTED, reason="branched")
+    child = replace(state.with_history_until(at_turn), run_id=uuid.uuid4().hex).with_status(ScenarioStatus.HALTED, reason="branched")
     metadata = replace(
         RunMetadata.from_reading(reading, scenario_path=scenario.source or "", output_path=str(folder),
                                  total_turns=scenario.config.turns, now=clock(), until=at_turn),

@@ -25,8 +25,8 @@ from engine.state import (
     CostRecord,
     Decision,
     MetricRecord,
-    PhaseName,
-    RunStatus,
+    PhaseType,
+    ScenarioStatus,
     ScenarioState,
     WorldState,
     as_dict,
@@ -55,19 +55,19 @@ def v1_status(state: ScenarioState, total_turns: int) -> V1Status:
     """The engine's status in V1's words. A run stopped by `--end-turn` is COMPLETED to the engine (it did all
     it was asked) but `halted` with `end_turn` to V1, and resumable."""
     reason = (state.halt_reason or "").lower()
-    if state.status is RunStatus.RUNNING or state.status is RunStatus.PENDING:
+    if state.status is ScenarioStatus.RUNNING or state.status is ScenarioStatus.CREATED:
         return V1Status("running", None)
-    if state.status is RunStatus.COMPLETED:
+    if state.status is ScenarioStatus.COMPLETED:
         return V1Status("completed", None) if state.turn >= total_turns else V1Status("halted", "end_turn")
     if reason == "branched":
         return V1Status("halted", "branched")
-    if state.status is RunStatus.HALTED:
+    if state.status is ScenarioStatus.HALTED:
         return V1Status("halted", "credit_limit" if "credit limit" in reason else "error")
-    if state.status is RunStatus.PAUSED:
+    if state.status is ScenarioStatus.PAUSED:
         if "interrupted" in reason or "on request" in reason:
             return V1Status("halted", "manual")
         return V1Status("halted", "rate_limit" if ("429" in reason or "rate limit" in reason) else "api_error")
-    if state.status in (RunStatus.CANCELLED, RunStatus.WAITING_FOR_HUMAN):  # a person is to act: resumable
+    if state.status in (ScenarioStatus.CANCELLED, ScenarioStatus.WAITING_FOR_HUMAN):  # a person is to act: resumable
         return V1Status("halted", "manual")
     return V1Status("halted", "error")
 
@@ -131,7 +131,7 @@ def v1_state_document(state: ScenarioState, meta: RunMetadata, *, scenario: Scen
     status = v1_status(state, meta.total_turns)
     tokens: dict[tuple[int, str], int] = {}
     for record in state.costs:
-        if record.actor and record.phase is PhaseName.DECISION:
+        if record.actor and record.phase is PhaseType.DECISION:
             tokens[(record.turn, record.actor)] = tokens.get((record.turn, record.actor), 0) + record.tokens
     decisions: dict[str, dict[str, Any]] = {}
     for decision in state.decisions:
@@ -179,7 +179,7 @@ def v1_state_document(state: ScenarioState, meta: RunMetadata, *, scenario: Scen
         "total_turns": meta.total_turns,
         "completed_turns": list(range(1, state.turn + 1)),
         "world_state": {
-            "current_state": state.world.content,
+            "current_state": state.world_state.content,
             "current_turn": state.turn,
             "turn_duration": state.turn_duration,
             "scenario_name": state.scenario_name,
@@ -387,10 +387,10 @@ def _decisions(table: dict[int, dict[str, DecisionEntry]], known: _Actors, kept:
     return decisions, answers
 
 
-def _engine_status(doc: StateDocument) -> RunStatus:
+def _engine_status(doc: StateDocument) -> ScenarioStatus:
     if doc.engine is not None and doc.engine.status is not None:
         return doc.engine.status
-    return {"completed": RunStatus.COMPLETED, "running": RunStatus.RUNNING}.get(str(doc.status), RunStatus.HALTED)
+    return {"completed": ScenarioStatus.COMPLETED, "running": ScenarioStatus.RUNNING}.get(str(doc.status), ScenarioStatus.HALTED)
 
 
 def _communications(section: CommunicationSection | None, known: _Actors, turn: int) -> tuple[Communication, ...]:
@@ -449,7 +449,7 @@ def _costs(section: CostSection | None, known: _Actors, actors: list[ActorState]
             records.append(CostRecord(line.turn, ACTOR_PHASES[1], known.short_of.get(name, name),
                                       entry.model or models.get(name, ""), "v1", line.tokens or 0, 0, line.cost or 0.0))
     for line in section.world_state_costs or ():
-        records.append(CostRecord(line.turn, PhaseName.WORLD_UPDATE, None, "", "v1", line.tokens or 0, 0, line.cost or 0.0))
+        records.append(CostRecord(line.turn, PhaseType.WORLD_UPDATE, None, "", "v1", line.tokens or 0, 0, line.cost or 0.0))
     return tuple(sorted(records, key=lambda r: r.turn))
 
 

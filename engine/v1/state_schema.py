@@ -19,8 +19,8 @@ from engine.state import (
     ContextSummary,
     CostRecord,
     ExogenousOccurrence,
-    PhaseName,
-    RunStatus,
+    PhaseType,
+    ScenarioStatus,
     ValidationResult,
 )
 
@@ -165,10 +165,10 @@ class EngineSection(_Part):
 
     run_id: str | None = None
     seed: int | None = None
-    status: RunStatus | None = None
+    status: ScenarioStatus | None = None
     halt_reason: str | None = None
     error: str | None = None
-    completed_phases: list[PhaseName] = Field(default_factory=list)
+    completed_phases: list[PhaseType] = Field(default_factory=list)
     completed_steps: list[str] = Field(default_factory=list)
     validation_results: list[Finding] = Field(default_factory=list)
     summaries: list[Summary] = Field(default_factory=list)

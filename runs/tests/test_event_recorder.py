@@ -10,7 +10,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 
 from engine import EventBus, EventType
 from engine.state import CostRecord as EngineCost
-from engine.state import PhaseName, as_dict
+from engine.state import PhaseType, as_dict
 from runs import persistence
 from runs.models import CostRecord, Run, RunEvent
 from runs.persistence import OrmPersistence, RunEventRecorder, load_run_state
@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.both_profiles]
 
 
 def _cost(actor: str, cost: float = 0.01) -> dict:
-    record = EngineCost(turn=1, phase=PhaseName.DECISION, actor=actor, model="m", provider="p", input_tokens=10,
+    record = EngineCost(turn=1, phase=PhaseType.DECISION, actor=actor, model="m", provider="p", input_tokens=10,
                         output_tokens=5, cost=cost, cached=False)
     return {**as_dict(record), "task": "decision"}
 

@@ -279,7 +279,7 @@ def test_a_heartbeat_after_the_run_began_waiting_does_not_stop_its_executor(owne
     settings.RUN_HEARTBEAT_SECONDS = 0.02
 
     async def slow_after_the_last_save(event):
-        if event.type.value == slow_event and event.data.get("status", "waiting_for_human") == "waiting_for_human":
+        if str(event.type) == slow_event and event.data.get("status", "waiting_for_human") == "waiting_for_human":
             await asyncio.sleep(0.2)  # several heartbeats
 
     run = services.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,)).pk, progress=slow_after_the_last_save)

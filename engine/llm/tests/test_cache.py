@@ -278,7 +278,7 @@ def test_processes_can_share_one_file(tmp_path):
 
 # ---- a whole run ---------------------------------------------------------------------------------------------
 def without_costs(state: engine.ScenarioState) -> dict:
-    data = state.to_dict()
+    data = state.to_dict(stamps=False)
     data.pop("costs")
     return data
 
@@ -288,7 +288,7 @@ def test_a_run_replayed_from_the_cache_is_identical_and_free(tmp_path):
     with SqliteResponseCache(tmp_path / "cache.sqlite3") as cache:
         paid = FixedCostProvider(scenario, cost_per_call=0.01)
         first = engine.Runner(provider=CachingProvider(paid, cache)).run(scenario, max_turns=2, run_id="r")
-        assert first.status is engine.RunStatus.COMPLETED
+        assert first.status is engine.ScenarioStatus.COMPLETED
         assert paid.calls > 0 and first.total_cost > 0
         assert not any(record.cached for record in first.costs)
 
@@ -299,7 +299,7 @@ def test_a_run_replayed_from_the_cache_is_identical_and_free(tmp_path):
             scenario, max_turns=2, run_id="r", credit_limit=0.001
         )
 
-    assert second.status is engine.RunStatus.COMPLETED, second.error or second.halt_reason
+    assert second.status is engine.ScenarioStatus.COMPLETED, second.error or second.halt_reason
     assert without_costs(second) == without_costs(first)
     assert second.total_cost == 0
     assert len(second.costs) == len(first.costs)
@@ -311,7 +311,7 @@ async def test_an_unusable_answer_is_never_replayed_from_the_cache():
     """A model that answers garbage for a while: the first attempt at the phase uses up its re-asks on
     garbage; the retry must ask the model again, not be handed the same garbage from the cache."""
     from engine import ErrorPolicy, Runner, Scenario
-    from engine.state import RunStatus
+    from engine.state import ScenarioStatus
     from engine.testing.providers import FailingProvider
 
     summit = Scenario.load(Path(__file__).resolve().parents[3] / "scenarios" / "library" / "ai-summit")
@@ -326,5 +326,5 @@ async def test_an_unusable_answer_is_never_replayed_from_the_cache():
     inner = FailingProvider(summit, fails=garbage_at_first, garbage="not json at all")
     cached = CachingProvider(inner, MemoryResponseCache())
     state = await Runner(provider=cached, error_policy=ErrorPolicy(max_attempts=2, retry_delay=0)).run_async(summit, max_turns=1)
-    assert state.status is RunStatus.COMPLETED, state.halt_reason or state.error
+    assert state.status is ScenarioStatus.COMPLETED, state.halt_reason or state.error
     assert bad_until["calls"] == 4  # the retry reached the model

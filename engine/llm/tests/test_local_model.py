@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import ErrorPolicy, FilesystemPersistence, Runner, RunStatus, Scenario
+from engine import ErrorPolicy, FilesystemPersistence, Runner, ScenarioStatus, Scenario
 from engine.llm.local_model import MODEL, LocalModelServer, client_environment, missing_packages
 from engine.llm.routing import provider_from_environment, with_model
 from engine.scenario.schema import CommunicationSettings, Toggle
@@ -43,8 +43,8 @@ def test_one_turn_of_ai_summit_against_the_local_model(tmp_path):
         state = runner.run(scenario, max_turns=1, run_id="local-gemma")
 
     assert not choice.offline and "local at http://127.0.0.1" in choice.description
-    assert state.status is RunStatus.COMPLETED, state.halt_reason or state.error
-    assert state.turn == 1 and state.world.turn == 1 and state.world.content.strip()
+    assert state.status is ScenarioStatus.COMPLETED, state.halt_reason or state.error
+    assert state.turn == 1 and state.world_state.turn == 1 and state.world_state.content.strip()
     assert set(state.decisions_in(1)) == {a.short_name for a in scenario.actors}
     assert state.costs and {c.provider for c in state.costs} == {"local"}
     assert all(c.input_tokens > 0 for c in state.costs), "usage comes from the server"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import ErrorPolicy, EventBus, Runner, RunStatus, Scenario
+from engine import ErrorPolicy, EventBus, Runner, ScenarioStatus, Scenario
 from engine.costs import CostTracker, CreditLimitExceeded
 from engine.llm.cache import CachingProvider, MemoryResponseCache
 from engine.llm.openai_compatible import (
@@ -134,8 +134,8 @@ async def test_a_run_through_faults_books_exactly_what_the_server_billed():
         state = await runner.run_async(scenario, max_turns=2, run_id="faulty")
         await server.idle()  # the last hang may still be noticing that its client left
         stats = server.stats
-    assert state.status in (RunStatus.COMPLETED, RunStatus.PAUSED), state.error
-    if state.status is RunStatus.PAUSED:
+    assert state.status in (ScenarioStatus.COMPLETED, ScenarioStatus.PAUSED), state.error
+    if state.status is ScenarioStatus.PAUSED:
         assert state.halt_reason
     assert sum(stats["faults"].values()) > 10, "the run really met faults"
     assert stats["faults"]["hang"] > 0 and stats["abandoned"] == stats["faults"]["hang"], "timed-out calls billed nothing"
@@ -177,12 +177,12 @@ async def test_a_server_billing_more_than_the_price_table_still_never_takes_a_ru
             state = await Runner(provider=provider).run_async(scenario, max_turns=3, credit_limit=limit, run_id="dear", state=state)
             limits.append((limit, state.status, round(state.total_cost, 6)))
             assert state.total_cost <= limit, limits
-            assert state.status is RunStatus.HALTED and "credit limit" in state.halt_reason, limits
+            assert state.status is ScenarioStatus.HALTED and "credit limit" in state.halt_reason, limits
         # Just above what is spent: a call at the table's price would fit, one at the billed price does not.
         limit = state.total_cost + 0.005
         provider = OpenAICompatibleProvider(Endpoint("local", server.base_url), retry=FAST)
         resumed = await Runner(provider=provider).run_async(scenario, max_turns=3, credit_limit=limit, run_id="dear", state=state)
-        assert resumed.total_cost == state.total_cost and resumed.status is RunStatus.HALTED, "no call was made"
+        assert resumed.total_cost == state.total_cost and resumed.status is ScenarioStatus.HALTED, "no call was made"
         billed = server.stats
     paid = sum(c.input_tokens * 1e-5 + c.output_tokens * 3e-5 for c in state.costs)
     assert paid == pytest.approx(state.total_cost) and sum(c.input_tokens for c in state.costs) == billed["prompt_tokens"]
@@ -203,7 +203,7 @@ async def test_with_room_under_the_limit_the_first_calls_of_unbilled_models_stil
         server.release_answers()
         state = await run
     assert first_round >= len(scenario.actors), "the actors' first calls went together"
-    assert state.status is RunStatus.COMPLETED
+    assert state.status is ScenarioStatus.COMPLETED
 
 
 async def test_a_model_the_table_calls_free_but_its_server_bills_stays_guarded_behind_the_response_cache():

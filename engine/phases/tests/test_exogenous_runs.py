@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from engine import EventBus, EventType, Runner, RunStatus
+from engine import EventBus, EventType, Runner, ScenarioStatus
 from engine.llm.offline import OfflineProvider
 from engine.phases.tests.conftest import ScriptedProvider, build_scenario
 from engine.state import ScenarioState
@@ -59,7 +59,7 @@ def announced(bus: EventBus) -> dict[int, list[tuple[str, str]]]:
 
 async def fresh(seed: int) -> ScenarioState:
     state = await runner().run_async(SCENARIO, max_turns=TURNS, seed=seed, run_id=f"fresh-{seed}")
-    assert state.status is RunStatus.COMPLETED
+    assert state.status is ScenarioStatus.COMPLETED
     return state
 
 
@@ -72,20 +72,20 @@ async def paused_then_resumed(seed: int, pause_after: dict) -> ScenarioState:
             first.pause()
 
     paused = await first.run_async(SCENARIO, max_turns=TURNS, seed=seed, run_id=f"resumed-{seed}")
-    assert paused.status is RunStatus.PAUSED
+    assert paused.status is ScenarioStatus.PAUSED
     stored = ScenarioState.from_dict(paused.to_dict())  # as a new process would read it back
     bus = EventBus(keep_history=True)
     resumed = await runner(bus).run_async(SCENARIO, max_turns=TURNS, state=stored)
-    assert resumed.status is RunStatus.COMPLETED
+    assert resumed.status is ScenarioStatus.COMPLETED
     # the resumed process announces exactly the events of the turns it wrote
-    assert announced(bus) == {t: e for t, e in fired(resumed).items() if t > paused.world.turn and e}
+    assert announced(bus) == {t: e for t, e in fired(resumed).items() if t > paused.world_state.turn and e}
     return resumed
 
 
 async def branched(parent: ScenarioState, turn: int, **changes) -> ScenarioState:
     start = replace(parent.with_history_until(turn), **changes)
     state = await runner().run_async(SCENARIO, max_turns=TURNS, state=start)
-    assert state.status is RunStatus.COMPLETED and state.turn == TURNS
+    assert state.status is ScenarioStatus.COMPLETED and state.turn == TURNS
     return state
 
 

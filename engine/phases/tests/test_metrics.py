@@ -18,7 +18,7 @@ from engine.phases.metrics import (
 from engine.phases.tests.conftest import RUN_ID, SEED, ScriptedProvider, build_scenario, make_context
 from engine.scenario.metrics import MetricDefinition
 from engine.sdk import initial_state
-from engine.state import Decision, MetricRecord, PhaseName, WorldState
+from engine.state import Decision, MetricRecord, PhaseType, WorldState
 from engine.testing.providers import FixedCostProvider
 
 
@@ -169,7 +169,7 @@ async def test_only_llm_metrics_cost_a_call_booked_under_metrics():
     ctx = make_context(scenario)
     await MetricsPhase().run(played(scenario), ctx)
     [record] = ctx.llm.take_records()
-    assert (record.phase, record.actor, record.provider, record.cost) == (PhaseName.METRICS, None, "offline", 0.0)
+    assert (record.phase, record.actor, record.provider, record.cost) == (PhaseType.METRICS, None, "offline", 0.0)
     assert record.model == "test/world-model"  # no validation model in this scenario
 
 
@@ -213,7 +213,7 @@ async def test_an_llm_metric_is_answered_from_the_response_cache_the_second_time
         state = await MetricsPhase().run(played(scenario), ctx)
         [record] = ctx.llm.take_records()
         values.append(state.metrics_in(1)[0].value)
-        assert record.phase == PhaseName.METRICS
+        assert record.phase == PhaseType.METRICS
     assert paid.calls == 1, "the second judgement came from the cache"
     assert (record.cached, record.cost) == (True, 0.0)
     assert values[0] == values[1] is not None

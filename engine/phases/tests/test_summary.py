@@ -9,7 +9,7 @@ from engine.llm.offline import OfflineProvider
 from engine.phases.summary import SUMMARY_MAX_TOKENS, SUMMARY_REQUEST_PHRASE, SummaryPhase, summary_model
 from engine.phases.tests.conftest import RUN_ID, SEED, ScriptedProvider, build_scenario
 from engine.sdk import initial_state
-from engine.state import Communication, CommunicationKind, ContextSummary, Decision, PhaseName, ScenarioState, WorldState
+from engine.state import Communication, CommunicationKind, ContextSummary, Decision, PhaseType, ScenarioState, WorldState
 from engine.testing import fake_chat
 from engine.token_budget import CONTEXT_LENGTHS_VARIABLE, request_tokens, scenario_context_length, prompt_budget
 
@@ -62,7 +62,7 @@ async def test_the_turns_that_left_the_window_are_summarised_once_and_booked_und
     assert request.max_tokens == SUMMARY_MAX_TOKENS and (request.purpose.turn, request.purpose.actor) == (5, None)
     [cost] = [e.data for e in ctx.bus.get_history(EventType.COST_INCURRED)]
     assert (cost["phase"], cost["task"], cost["turn"], cost["actor"]) == ("summary", "summary", 5, None)
-    assert [r.phase for r in ctx.llm.take_records()] == [PhaseName.SUMMARY]
+    assert [r.phase for r in ctx.llm.take_records()] == [PhaseType.SUMMARY]
 
     again = await SummaryPhase().run(after, make_ctx(provider, scenario=scenario))
     assert again == after and len(provider.requests) == 1, "a turn range is paid for once"

@@ -218,7 +218,7 @@ async def test_started_failed_and_completed_events():
     [completed] = ctx.bus.get_history(EventType.VALIDATION_COMPLETED)
     assert (completed.data["passed"], completed.data["failed"]) == (3, 1)
     assert len(completed.data["results"]) == 4
-    order = [e.type for e in ctx.bus.get_history() if e.type.value.startswith("validation")]
+    order = [e.type for e in ctx.bus.get_history() if str(e.type).startswith("validation")]
     assert order == [EventType.VALIDATION_STARTED, EventType.VALIDATION_FAILED, EventType.VALIDATION_COMPLETED]
 
 

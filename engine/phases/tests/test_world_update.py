@@ -9,7 +9,7 @@ from engine.llm.provider import LLMError
 from engine.phases.tests.conftest import RUN_ID, SEED, ScriptedProvider, build_scenario, make_context
 from engine.phases.world_update import WorldUpdatePhase, actions_text, public_statements_text
 from engine.sdk import initial_state
-from engine.state import Communication, CommunicationKind, Decision, PhaseName
+from engine.state import Communication, CommunicationKind, Decision, PhaseType
 
 FLOOD = {
     "scheduled_events": [
@@ -36,7 +36,7 @@ async def test_a_new_world_state_for_the_current_turn():
     provider = ScriptedProvider({"world_update": f"\n  {NEW_WORLD}\n"})
     state, _ = await run(scenario, provider)
     assert [w.turn for w in state.world_states] == [0, 1]
-    assert state.world.content == NEW_WORLD
+    assert state.world_state.content == NEW_WORLD
     assert state.world_states[0].content == scenario.config.initial_world_state.strip()
 
 
@@ -45,7 +45,7 @@ async def test_the_prompt_holds_the_old_world_and_every_action():
     await run(build_scenario(), provider)
     [request] = provider.requests
     assert request.model == "test/world-model"
-    assert request.purpose.phase == PhaseName.WORLD_UPDATE.value and request.purpose.actor is None
+    assert request.purpose.phase == PhaseType.WORLD_UPDATE.value and request.purpose.actor is None
     assert "Three parties meet in Kessel" in request.prompt_text
     assert "### Upland Province\nUpland offers gauge data." in request.prompt_text
     assert "### Growers' Cooperative\nThe growers cut quotas by 5%." in request.prompt_text
@@ -55,7 +55,7 @@ async def test_the_prompt_holds_the_old_world_and_every_action():
 async def test_scheduled_outside_events_are_recorded_in_the_world_and_the_prompt():
     provider = ScriptedProvider({"world_update": NEW_WORLD})
     state, _ = await run(build_scenario(exogenous=FLOOD), provider)
-    [event] = state.world.exogenous_events
+    [event] = state.world_state.exogenous_events
     assert (event.name, event.kind) == ("Spring flood", "scheduled")
     assert "- **Spring flood**: Meltwater raises the lake by a metre." in provider.requests[0].prompt_text
     assert provider.requests[0].purpose.hints["events"] == ["Spring flood"]
@@ -65,7 +65,7 @@ async def test_no_outside_events_when_the_feature_is_off():
     scenario = build_scenario(exogenous=FLOOD, features={"exogenous_events": False})
     provider = ScriptedProvider({"world_update": NEW_WORLD})
     state, _ = await run(scenario, provider)
-    assert state.world.exogenous_events == ()
+    assert state.world_state.exogenous_events == ()
     assert "Spring flood" not in provider.requests[0].prompt_text
 
 
@@ -73,8 +73,8 @@ async def test_no_outside_events_on_unscheduled_turns():
     scenario = build_scenario(exogenous=FLOOD)
     start = decided(initial_state(scenario, run_id=RUN_ID, seed=SEED).with_turn(1))  # playing turn 2
     state, _ = await run(scenario, ScriptedProvider({"world_update": NEW_WORLD}), start)
-    assert state.world.turn == 2
-    assert state.world.exogenous_events == ()
+    assert state.world_state.turn == 2
+    assert state.world_state.exogenous_events == ()
 
 
 async def test_world_state_updated_event():
@@ -114,6 +114,6 @@ async def test_the_offline_world_update_is_booked_as_a_world_call():
     ctx = make_context(scenario)
     start = decided(initial_state(scenario, run_id=RUN_ID, seed=SEED))
     state = await WorldUpdatePhase().run(start, ctx)
-    assert state.world.turn == 1 and state.world.content
+    assert state.world_state.turn == 1 and state.world_state.content
     [record] = ctx.llm.take_records()
-    assert (record.phase, record.actor, record.provider) == (PhaseName.WORLD_UPDATE, None, "offline")
+    assert (record.phase, record.actor, record.provider) == (PhaseType.WORLD_UPDATE, None, "offline")

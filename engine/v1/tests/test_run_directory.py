@@ -12,7 +12,7 @@ import pytest
 
 from engine import Runner
 from engine.scenario import load_scenario_folder
-from engine.state import CommunicationKind, PhaseName, RunStatus
+from engine.state import CommunicationKind, PhaseType, ScenarioStatus
 from engine.v1 import (
     RunDirectoryError,
     RunFilesNotWritten,
@@ -49,7 +49,7 @@ def test_a_run_stopped_inside_a_turn_resumes_from_its_phase(tmp_path):
             runner.pause()
 
     paused = runner.run(scenario)
-    assert paused.status is RunStatus.PAUSED and paused.turn == 1 and PhaseName.DECISION in paused.completed_phases
+    assert paused.status is ScenarioStatus.PAUSED and paused.turn == 1 and PhaseType.DECISION in paused.completed_phases
     read, document = read_run_directory(tmp_path / "run", scenario=scenario)
     assert read == paused and document["halt_reason"] == "manual"
 
@@ -62,15 +62,15 @@ def test_v1_statuses():
     def status(**changes):
         return tuple(v1_status(ScenarioState(**{**base, **changes}), scenario_turns))
 
-    assert status(status=RunStatus.COMPLETED, turn=3) == ("completed", None)
-    assert status(status=RunStatus.COMPLETED, turn=2) == ("halted", "end_turn")
-    assert status(status=RunStatus.HALTED, halt_reason="credit limit $1.0000 reached: …") == ("halted", "credit_limit")
-    assert status(status=RunStatus.PAUSED, halt_reason="interrupted (CancelledError)") == ("halted", "manual")
-    assert status(status=RunStatus.PAUSED, halt_reason="turn 2, phase decision: HTTP 429 Too Many Requests") == ("halted", "rate_limit")
-    assert status(status=RunStatus.PAUSED, halt_reason="turn 2, phase decision: HTTP 503") == ("halted", "api_error")
-    assert status(status=RunStatus.FAILED, error="boom") == ("halted", "error")
-    assert status(status=RunStatus.HALTED, halt_reason="branched") == ("halted", "branched")
-    assert status(status=RunStatus.RUNNING) == ("running", None)
+    assert status(status=ScenarioStatus.COMPLETED, turn=3) == ("completed", None)
+    assert status(status=ScenarioStatus.COMPLETED, turn=2) == ("halted", "end_turn")
+    assert status(status=ScenarioStatus.HALTED, halt_reason="credit limit $1.0000 reached: …") == ("halted", "credit_limit")
+    assert status(status=ScenarioStatus.PAUSED, halt_reason="interrupted (CancelledError)") == ("halted", "manual")
+    assert status(status=ScenarioStatus.PAUSED, halt_reason="turn 2, phase decision: HTTP 429 Too Many Requests") == ("halted", "rate_limit")
+    assert status(status=ScenarioStatus.PAUSED, halt_reason="turn 2, phase decision: HTTP 503") == ("halted", "api_error")
+    assert status(status=ScenarioStatus.FAILED, error="boom") == ("halted", "error")
+    assert status(status=ScenarioStatus.HALTED, halt_reason="branched") == ("halted", "branched")
+    assert status(status=ScenarioStatus.RUNNING) == ("running", None)
 
 
 def test_next_run_folder_counts_from_the_highest(tmp_path):
@@ -91,7 +91,7 @@ def test_a_broken_state_file_names_the_file(tmp_path, content):
 @needs_samples
 def test_reads_a_completed_run_written_by_v1():
     state, document = read_run_directory(V1_SAMPLES / "runs" / "test-coalition-3actors-run-001")
-    assert state.status is RunStatus.COMPLETED and state.turn == 3
+    assert state.status is ScenarioStatus.COMPLETED and state.turn == 3
     assert [w.turn for w in state.world_states] == [0, 1, 2, 3]
     assert {a.short_name for a in state.actors} == {"us", "eu", "china"}
     assert len(state.decisions) == 9 and {d.actor for d in state.decisions} == {"us", "eu", "china"}
@@ -108,7 +108,7 @@ def test_reads_a_completed_run_written_by_v1():
 @needs_samples
 def test_reads_a_halted_run_written_by_v1():
     state, document = read_run_directory(V1_SAMPLES / "runs" / "test-regulation-negotiation-run-halted")
-    assert (state.status, state.turn, state.halt_reason) == (RunStatus.HALTED, 1, "end_turn")
+    assert (state.status, state.turn, state.halt_reason) == (ScenarioStatus.HALTED, 1, "end_turn")
     assert state.total_tokens == json.loads((V1_SAMPLES / "runs" / "test-regulation-negotiation-run-halted" / "scenario-state.json").read_text())["cost_tracker_state"]["total_tokens"]
     assert document["execution_metadata"]["output_path"]
     assert isinstance(datetime.fromisoformat(document["execution_metadata"]["started_at"]), datetime)
@@ -148,7 +148,7 @@ def test_actors_with_long_names_play_a_whole_run(tmp_path):
         path.write_text(text.replace(f"name: {name}", f"name: {name} " + "of the Upper and Lower River Basins " * 3, 1), encoding="utf-8")
     scenario = load_scenario_folder(folder)
     state = Runner(persistence=V1RunDirectory(tmp_path / "run", scenario, scenario_path="x")).run(scenario)
-    assert state.status is RunStatus.COMPLETED and state.turn == 3
+    assert state.status is ScenarioStatus.COMPLETED and state.turn == 3
     talks = [p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(("bilateral-", "coalition-"))]
     assert talks and all(len(name.encode()) <= 200 for name in talks)
 
@@ -157,9 +157,9 @@ def test_a_file_that_cannot_be_written_still_leaves_the_state_saved(tmp_path):
     scenario = load_scenario_folder(write_v1_scenario(tmp_path))
     (tmp_path / "run" / "world-state-001.md").mkdir(parents=True)  # in the way of turn 1's world file
     state = Runner(persistence=V1RunDirectory(tmp_path / "run", scenario, scenario_path="x")).run(scenario)
-    assert state.status is RunStatus.FAILED and state.turn == 1 and "world-state-001.md" in state.error
+    assert state.status is ScenarioStatus.FAILED and state.turn == 1 and "world-state-001.md" in state.error
     read, document = read_run_directory(tmp_path / "run", scenario=scenario)
-    assert read.turn == 1 and read.status is RunStatus.FAILED, "turn 1 is not played (and paid) again on resume"
+    assert read.turn == 1 and read.status is ScenarioStatus.FAILED, "turn 1 is not played (and paid) again on resume"
     assert (document["status"], document["halt_reason"]) == ("halted", "error")
     assert "world-state-001.md" in document["execution_metadata"]["engine"]["error"]
     assert (tmp_path / "run" / "highland-001.md").is_file(), "the other files of the turn are written"
@@ -174,7 +174,7 @@ def qa_state(results, lines):
         actors=(ActorState("a", "Alpha", "m"), ActorState("b", "Beta", "m")),
         world_states=(WorldState(0, "w"), WorldState(1, "w")),
         validations=tuple(ValidationResult(1, check, True, "low", actor) for check, actor in results),
-        costs=tuple(CostRecord(1, PhaseName.VALIDATION, actor, "m", "p", tokens, 0, 0.0) for actor, tokens in lines),
+        costs=tuple(CostRecord(1, PhaseType.VALIDATION, actor, "m", "p", tokens, 0, 0.0) for actor, tokens in lines),
     )
 
 

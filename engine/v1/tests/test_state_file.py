@@ -13,7 +13,7 @@ import pytest
 
 from engine import Runner
 from engine.scenario import load_scenario_folder
-from engine.state import RunStatus
+from engine.state import ScenarioStatus
 from engine.v1 import RunDirectoryError, V1RunDirectory, V1StateError, read_run, read_run_directory, state_from_v1
 from legacy_v1.tests.folders import write_v1_scenario
 
@@ -201,7 +201,7 @@ def test_a_v1_directory_reopened_keeps_v1s_answers_and_files(tmp_path):
     reading = read_run(run_dir, scenario=scenario)
 
     # A save at the turn V1 stopped after (a halt, a pause before the next turn completes) changes none of V1's files.
-    V1RunDirectory.reopen(run_dir, scenario, reading, scenario_path="x").write(reading.state.with_status(RunStatus.PAUSED, reason="paused on request"))
+    V1RunDirectory.reopen(run_dir, scenario, reading, scenario_path="x").write(reading.state.with_status(ScenarioStatus.PAUSED, reason="paused on request"))
     assert {p.name: p.read_bytes() for p in run_dir.glob("*.md")} == files
     after = json.loads((run_dir / "scenario-state.json").read_text(encoding="utf-8"))
     for name, entry in before["world_state"]["actor_decisions"]["1"].items():
