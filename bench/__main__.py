@@ -45,6 +45,7 @@ BENCHMARKS = (
     Benchmark("live", "live_latency.py", quick=("--events", "20")),
     Benchmark("batch", "batch_throughput.py", quick=("--runs-per-variation", "1", "--latency", "0.01")),
     Benchmark("api", "api_load.py", quick=("--seconds", "1", "--turns", "1", "--concurrency", "4")),
+    Benchmark("v2", "v2_targets.py", quick=("--turns", "2", "--repeats", "1", "--latency", "0")),
 )
 
 

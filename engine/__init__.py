@@ -25,6 +25,8 @@ _EXPORTS: dict[str, str] = {
     "standard_phases": "engine.orchestrator",
     "CommunicationPhase": "engine.phases.communication",
     "DecisionPhase": "engine.phases.decision",
+    "MetricsPhase": "engine.phases.metrics",
+    "SummaryPhase": "engine.phases.summary",
     "ValidationPhase": "engine.phases.validation",
     "WorldUpdatePhase": "engine.phases.world_update",
     "FilesystemPersistence": "engine.phases.persistence",
@@ -64,6 +66,7 @@ __all__ = [  # the same names as _EXPORTS, written out for linters and `from eng
     "LLMRequest",
     "LLMResponse",
     "MetricRecord",
+    "MetricsPhase",
     "OfflineProvider",
     "PhaseService",
     "PhaseType",
@@ -74,6 +77,7 @@ __all__ = [  # the same names as _EXPORTS, written out for linters and `from eng
     "ScenarioState",
     "ScenarioStatus",
     "StatePersistence",
+    "SummaryPhase",
     "ValidationPhase",
     "WorldState",
     "WorldUpdatePhase",
@@ -106,7 +110,9 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers and IDEs
     from engine.phases.base import PhaseService
     from engine.phases.communication import CommunicationPhase
     from engine.phases.decision import DecisionPhase
+    from engine.phases.metrics import MetricsPhase
     from engine.phases.persistence import FilesystemPersistence, StatePersistence
+    from engine.phases.summary import SummaryPhase
     from engine.phases.validation import ValidationPhase
     from engine.phases.world_update import WorldUpdatePhase
     from engine.scenario.schema import Scenario

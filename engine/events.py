@@ -91,22 +91,65 @@ def freeze_json(value: Any, path: str = "data") -> JSONValue:
     Lists become tuples and dicts become mappingproxies, so an Event's payload cannot be changed after
     it is emitted; `thaw_json` turns it back into plain JSON types.
     """
-    if value is None or isinstance(value, (bool, int, str)):
+    try:
+        return _freeze(value)
+    except _NotJSON as problem:
+        where = path + "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in reversed(problem.steps))
+        raise TypeError(f"{where} {problem.what}") from None
+
+
+class _NotJSON(Exception):
+    """Raised deep inside a value; each level adds its key on the way out, so a value that freezes never pays
+    for the path of every item."""
+
+    def __init__(self, what: str) -> None:
+        self.what, self.steps = what, []
+
+
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def _freeze(value: Any) -> JSONValue:
+    # Payloads are mostly flat mappings of strings and numbers: the scalar checks are inlined in the loops, as
+    # every event's data passes through here.
+    kind = type(value)
+    if kind in _SCALARS:
         return value
-    if isinstance(value, float):
+    if kind is float or isinstance(value, float):
         if not math.isfinite(value):
-            raise TypeError(f"{path} is {value!r}; JSON has no NaN or infinity")
+            raise _NotJSON(f"is {value!r}; JSON has no NaN or infinity")
+        return value
+    if isinstance(value, (str, int)):  # a str or int subclass (an enum member)
         return value
     if isinstance(value, Mapping):
         frozen = {}
         for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"{path} has a non-string key {key!r}")
-            frozen[key] = freeze_json(item, f"{path}.{key}")
+            if type(key) is not str and not isinstance(key, str):
+                raise _NotJSON(f"has a non-string key {key!r}")
+            item_kind = type(item)
+            if item_kind in _SCALARS or (item_kind is float and item - item == 0):  # x - x is 0 for a finite float only
+                frozen[key] = item
+                continue
+            try:
+                frozen[key] = _freeze(item)
+            except _NotJSON as problem:
+                problem.steps.append(key)
+                raise
         return MappingProxyType(frozen)
     if isinstance(value, (list, tuple)):
-        return tuple(freeze_json(item, f"{path}[{i}]") for i, item in enumerate(value))
-    raise TypeError(f"{path} is a {type(value).__name__}, which is not JSON-serialisable")
+        items = []
+        for index, item in enumerate(value):
+            item_kind = type(item)
+            if item_kind in _SCALARS or (item_kind is float and item - item == 0):
+                items.append(item)
+                continue
+            try:
+                items.append(_freeze(item))
+            except _NotJSON as problem:
+                problem.steps.append(index)
+                raise
+        return tuple(items)
+    raise _NotJSON(f"is a {type(value).__name__}, which is not JSON-serialisable")
 
 
 def thaw_json(value: JSONValue) -> Any:
@@ -116,6 +159,44 @@ def thaw_json(value: JSONValue) -> Any:
     if isinstance(value, tuple):
         return [thaw_json(item) for item in value]
     return value
+
+
+_FINISHED = object()
+
+
+def _step(coroutine: Any) -> Any:
+    """Run a handler's coroutine up to its first wait, in the emitter's task: `_FINISHED` if it ran to its end
+    (most handlers log, count or queue, and never wait), else what it waits on. Its failure is raised here."""
+    try:
+        return coroutine.send(None)
+    except StopIteration:
+        return _FINISHED
+
+
+async def _finish(coroutine: Any, waiting_on: Any) -> None:
+    """The rest of a coroutine `_step` began, driven as its own task would drive it: wait for the future it
+    yielded (or one loop pass for a bare `yield`), resume it, and pass a cancellation into it."""
+    while True:
+        try:
+            if waiting_on is None:
+                await asyncio.sleep(0)
+            elif asyncio.isfuture(waiting_on) and waiting_on._asyncio_future_blocking:
+                waiting_on._asyncio_future_blocking = False  # the protocol: whoever takes a yielded future resets it
+                await asyncio.wait((waiting_on,))
+            else:
+                raise RuntimeError(f"an event handler's coroutine yielded {waiting_on!r}, which asyncio cannot wait on")
+        except asyncio.CancelledError as cancel:
+            if waiting_on is not None:
+                waiting_on.cancel()
+            try:
+                waiting_on = coroutine.throw(cancel)
+            except StopIteration:
+                return
+            continue
+        try:
+            waiting_on = coroutine.send(None)
+        except StopIteration:
+            return
 
 
 def event_type_of(value: EventType | str) -> EventType | str:
@@ -188,6 +269,7 @@ class AfterDelivery:
 
 Handler = Callable[[Event], Union[None, Awaitable[None], AfterDelivery]]
 _Hold = tuple[Event, Handler, Awaitable[object]]
+_Rest = tuple[Awaitable[object], Handler, list[Handler]]  # a delivery's awaited handler and the handlers after it
 
 
 class EventBus:
@@ -215,6 +297,7 @@ class EventBus:
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
         self._delivering: asyncio.Task | None = None
+        self._waiting = 0  # emitters waiting for the delivery lock
         self._nested: deque[Event] = deque()
 
     def on(self, event_type: EventType | str, handler: Handler | None = None) -> Any:
@@ -265,23 +348,34 @@ class EventBus:
         source: str = "engine",
         correlation_id: str | None = None,
     ) -> Event:
-        seq = self._last_seq.get(run_id, 0) + 1
-        event = Event(
-            type=event_type,
-            data=data or {},
-            run_id=run_id,
-            seq=seq,
-            source=source,
-            correlation_id=correlation_id,
-        )
-        self._last_seq[run_id] = seq
-        if asyncio.current_task() is self._delivering:
+        event = self._number(event_type, data, run_id, source, correlation_id)
+        task = asyncio.current_task()
+        if task is not None and task is self._delivering:
             # Emitted by a handler: queued behind the event being handled, whose emitter awaits its holds.
-            await self._publish(event)
-        else:
-            # Shielded: an emitter cancelled while waiting its turn (a cancelled phase, Ctrl-C) still has its
-            # event delivered, so every numbered event reaches every subscriber and seq has no gaps.
-            await self._await_holds(await asyncio.shield(self._publish(event)))
+            self._nested.append(event)
+            return event
+        lock = self._delivery_lock()
+        if self._delivering is None and self._waiting == 0 and not lock.locked():
+            # Nobody delivering or waiting: delivered from this task, with no task of its own, as long as the
+            # handlers return at once. Nothing before the hand-over waits, so no cancellation can cut it short.
+            holds: list[_Hold] = []
+            handed_over = self._deliver_now(event, holds, task)
+            if handed_over is not None:
+                await lock.acquire()  # free, as nothing has waited since the check: taken at once
+                holds = await asyncio.shield(self._deliver_rest(*handed_over, holds))
+            if holds:
+                await self._await_holds(holds)
+            return event
+        # Shielded: an emitter cancelled while waiting its turn (a cancelled phase, Ctrl-C) still has its
+        # event delivered, so every numbered event reaches every subscriber and seq has no gaps.
+        await self._await_holds(await asyncio.shield(self._publish(event)))
+        return event
+
+    def _number(self, event_type: EventType | str, data: Mapping[str, Any] | None, run_id: str, source: str,
+                correlation_id: str | None) -> Event:
+        seq = self._last_seq.get(run_id, 0) + 1
+        event = Event(type=event_type, data=data or {}, run_id=run_id, seq=seq, source=source, correlation_id=correlation_id)
+        self._last_seq[run_id] = seq
         return event
 
     def _delivery_lock(self) -> asyncio.Lock:
@@ -292,43 +386,92 @@ class EventBus:
 
     async def publish(self, event: Event) -> None:
         """Deliver an already-numbered event (replays and relays use this; `emit` numbers new ones)."""
+        task = asyncio.current_task()
+        if task is not None and task is self._delivering:
+            self._nested.append(event)
+            return
         await self._await_holds(await self._publish(event))
 
     async def _publish(self, event: Event) -> list[_Hold]:
-        """Deliver `event` (and what its handlers emit); return what its emitter must still wait for."""
-        task = asyncio.current_task()
-        if task is not None and task is self._delivering:
-            self._nested.append(event)  # emitted by a handler: delivered after the event being handled
-            return []
+        """Deliver `event` (and what its handlers emit) in turn; return what its emitter must still wait for."""
         holds: list[_Hold] = []
         # No await between numbering (in emit) and queueing here, and the lock is FIFO: seq order holds.
-        async with self._delivery_lock():
-            self._delivering = task
-            try:
-                await self._deliver(event, holds)
-                while self._nested:
-                    await self._deliver(self._nested.popleft(), holds)
-            finally:
-                self._delivering = None
+        self._waiting += 1
+        try:
+            await self._delivery_lock().acquire()
+        finally:
+            self._waiting -= 1
+        self._delivering = asyncio.current_task()
+        try:
+            await self._deliver(event, self._handlers_of(event), holds)
+            while self._nested:
+                queued = self._nested.popleft()
+                await self._deliver(queued, self._handlers_of(queued), holds)
+        finally:
+            self._delivering = None
+            self._delivery_lock().release()
         return holds
 
-    async def _await_holds(self, holds: list[_Hold]) -> None:
-        for event, handler, awaitable in holds:
-            try:
-                # Shielded: an emitter cancelled while it waits must not cancel what others may wait for too.
-                await asyncio.shield(awaitable)
-            except Exception as exc:  # noqa: BLE001 - as a failing handler: reported, never stops the run
-                await self._report_handler_failure(event, handler, exc)
+    def _deliver_now(self, event: Event, holds: list[_Hold], task: asyncio.Task | None) -> tuple[Event, _Rest] | None:
+        """Deliver `event` and what its handlers emit while every handler returns at once; at the first that
+        must be waited for, stop and return that event with the rest of its delivery."""
+        self._delivering = task
+        try:
+            current: Event | None = event
+            while current is not None:
+                rest = self._call_until_wait(current, self._handlers_of(current), holds)
+                if rest is not None:
+                    return current, rest
+                current = self._nested.popleft() if self._nested else None
+            return None
+        finally:
+            self._delivering = None
 
-    async def _deliver(self, event: Event, holds: list[_Hold]) -> None:
+    async def _deliver_rest(self, event: Event, rest: _Rest, holds: list[_Hold]) -> list[_Hold]:
+        """Finish a delivery `emit` began, in a task of its own (shielded from the emitter's cancellation) that
+        holds the delivery lock until every queued event is delivered."""
+        self._delivering = asyncio.current_task()
+        try:
+            pending, handler, handlers = rest
+            await self._wait_for(event, handler, pending)
+            await self._deliver(event, handlers, holds)
+            while self._nested:
+                queued = self._nested.popleft()
+                await self._deliver(queued, self._handlers_of(queued), holds)
+        finally:
+            self._delivering = None
+            self._delivery_lock().release()
+        return holds
+
+    def _handlers_of(self, event: Event) -> list[Handler]:
+        """The subscribers of `event` as they stand when its delivery starts (history kept first)."""
         if self.keep_history:
             self._history.append(event)
             if self._max_history is not None and len(self._history) > self._max_history:
                 del self._history[: len(self._history) - self._max_history]
         name = str(event.type)
-        for key, handler in list(self._subscriptions):
-            if key != WILDCARD and key != name:
-                continue
+        return [handler for key, handler in self._subscriptions if key == WILDCARD or key == name]
+
+    def _call_until_wait(self, event: Event, handlers: list[Handler], holds: list[_Hold]) -> _Rest | None:
+        """Call handlers in order until one returns something to wait for: return it, with the handlers after it.
+        A coroutine is run up to its first wait first (most handlers never wait, and cost no task then)."""
+        for index, handler in enumerate(handlers):
+            try:
+                result = handler(event)
+                if isinstance(result, AfterDelivery):
+                    holds.append((event, handler, result.awaitable))
+                elif inspect.iscoroutine(result):
+                    waiting_on = _step(result)
+                    if waiting_on is not _FINISHED:
+                        return _finish(result, waiting_on), handler, handlers[index + 1:]
+                elif inspect.isawaitable(result):
+                    return result, handler, handlers[index + 1:]
+            except Exception as exc:  # noqa: BLE001 - a subscriber must never stop the run
+                self._queue_failure(event, handler, exc)
+        return None
+
+    async def _deliver(self, event: Event, handlers: list[Handler], holds: list[_Hold]) -> None:
+        for handler in handlers:
             try:
                 result = handler(event)
                 if isinstance(result, AfterDelivery):
@@ -336,21 +479,41 @@ class EventBus:
                 elif inspect.isawaitable(result):
                     await result
             except Exception as exc:  # noqa: BLE001 - a subscriber must never stop the run
-                await self._report_handler_failure(event, handler, exc)
+                self._queue_failure(event, handler, exc)
 
-    async def _report_handler_failure(self, event: Event, handler: Handler, exc: Exception) -> None:
+    async def _wait_for(self, event: Event, handler: Handler, pending: Awaitable[object]) -> None:
+        try:
+            await pending
+        except Exception as exc:  # noqa: BLE001 - a subscriber must never stop the run
+            self._queue_failure(event, handler, exc)
+
+    async def _await_holds(self, holds: list[_Hold]) -> None:
+        for event, handler, awaitable in holds:
+            try:
+                # Shielded: an emitter cancelled while it waits must not cancel what others may wait for too.
+                await asyncio.shield(awaitable)
+            except Exception as exc:  # noqa: BLE001 - as a failing handler: reported, never stops the run
+                failure = self._failure_event(event, handler, exc)
+                if failure is not None:
+                    await self.publish(failure)
+
+    def _queue_failure(self, event: Event, handler: Handler, exc: Exception) -> None:
+        """A handler failed during a delivery: its report is delivered right after the event being handled."""
+        failure = self._failure_event(event, handler, exc)
+        if failure is not None:
+            self._nested.append(failure)
+
+    def _failure_event(self, event: Event, handler: Handler, exc: Exception) -> Event | None:
+        """Log and keep a handler's failure; the HANDLER_FAILED event that reports it (none for a failing report,
+        which would loop forever)."""
         self._errors.append((event, exc))
         name = getattr(handler, "__qualname__", repr(handler))
-        logger.exception("event handler %s failed on %s #%s", name, event.type, event.seq)
+        logger.exception("event handler %s failed on %s #%s", name, event.type, event.seq, exc_info=exc)
         if event.type is EventType.HANDLER_FAILED:
-            return  # a failing failure-handler is only logged, or it would loop forever
-        await self.emit(
-            EventType.HANDLER_FAILED,
-            {"event_type": str(event.type), "event_seq": event.seq, "handler": name, "error": repr(exc)},
-            run_id=event.run_id,
-            source="event_bus",
-            correlation_id=event.correlation_id,
-        )
+            return None
+        return self._number(EventType.HANDLER_FAILED,
+                            {"event_type": str(event.type), "event_seq": event.seq, "handler": name, "error": repr(exc)},
+                            event.run_id, "event_bus", event.correlation_id)
 
     def get_history(self, event_type: EventType | str | None = None) -> list[Event]:
         """The events delivered so far (with `keep_history`; the latest `max_history` of them), of one type if given."""

@@ -7,12 +7,13 @@ compared field by field. Totals (by actor, phase, turn) are computed from the re
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TextIO
 
 
 class ScenarioStatus(StrEnum):
@@ -520,6 +521,11 @@ class ScenarioState:
         compares)."""
         return _to_json(self, stamps=stamps)
 
+    def write_json(self, handle: TextIO) -> None:
+        """Write `to_dict()` as JSON to an open file, record by record: the state is never copied whole into
+        plain dicts and one string first (for a long run that copy was the largest thing a save held)."""
+        json.dump(self, handle, indent=2, ensure_ascii=False, default=_shallow_json)
+
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ScenarioState:
         return _from_json(cls, raw)
@@ -560,6 +566,17 @@ _DATETIMES = frozenset({"timestamp", "started_at"})
 def as_dict(record: Any) -> Any:
     """Any state record (or tuple of them) as plain JSON values: the one serialisation events reuse."""
     return _to_json(record)
+
+
+def _shallow_json(value: Any) -> Any:
+    """One level of a record as JSON types, for json.dump's `default` (which encodes what this returns)."""
+    if hasattr(value, "__dataclass_fields__"):
+        return {f.name: getattr(value, f.name) for f in fields(value)}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not part of a state's JSON")
 
 
 def _to_json(record: Any, *, stamps: bool = True) -> Any:

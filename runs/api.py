@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db.models import Max
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
-from ninja import Query, Router, Schema
+from ninja import Body, Query, Router, Schema
 from ninja.responses import Status
 from pydantic import AfterValidator, Field
 
@@ -21,6 +21,8 @@ from runs.models import Communication, CostRecord, Decision, MetricRecord, Run, 
 from scenariolab_site.api_base import ERRORS, ApiError, caller
 
 router = Router(tags=["runs"])
+# Mounted under /api/scenarios/: the V2 document's `POST /api/scenarios/{id}/execute`, which starts a run.
+scenario_router = Router(tags=["runs"])
 MAX_LIMIT = 200
 
 
@@ -46,6 +48,21 @@ class RunStartIn(Schema):
     human_seats: list[Annotated[str, Field(max_length=64)]] = Field(
         default_factory=list, max_length=50, description="short names of the actors a person plays")
     human_timeout_minutes: float | None = Field(None, gt=0, le=60 * 24 * 30, description="hand a waiting seat to the model after this long; empty: wait")
+
+
+class ExecuteIn(Schema):
+    """A run's options, as for POST /api/runs/ without the scenario (it is in the path). `max_turns` is the V2
+    document's name for `turns`."""
+
+    turns: int | None = Field(None, ge=1, le=1000)
+    max_turns: int | None = Field(None, ge=1, le=1000, description="the V2 document's name for turns")
+    credit_limit: float | None = Field(None, gt=0, description="USD; default: the scenario's")
+    model: Text = Field("", max_length=200)
+    provider: Text = Field("", max_length=32)
+    seed: int | None = Field(None, ge=-BIGINT - 1, le=BIGINT)
+    use_cache: bool = True
+    human_seats: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=50)
+    human_timeout_minutes: float | None = Field(None, gt=0, le=60 * 24 * 30)
 
 
 class RunOut(Schema):
@@ -219,15 +236,31 @@ def _turn_filter(queryset, turn: int | None):
 @router.post("/", response={201: RunOut, **{k: v for k, v in ERRORS.items() if k in (400, 401, 403, 404, 409, 422)}},
              summary="Start a run of a scenario on a worker")
 def start_run(request, payload: RunStartIn):
+    return _start(request, payload.scenario, payload.dict(exclude={"scenario"}))
+
+
+@scenario_router.post("/{slug}/execute", response={201: RunOut, **{k: v for k, v in ERRORS.items() if k in (400, 401, 403, 404, 409, 422)}},
+                      summary="Start a run of this scenario (the V2 document's execute)")
+def execute_scenario(request, slug: str, payload: ExecuteIn = Body(None)):
+    """The run it starts is followed as any other: GET /api/runs/{id}, POST /api/runs/{id}/pause,
+    ws /api/runs/{id}/stream."""
+    params = (payload or ExecuteIn()).dict()
+    max_turns = params.pop("max_turns")
+    if max_turns is not None and params["turns"] not in (None, max_turns):
+        raise ApiError(422, "invalid_request", "give turns or max_turns, not two different numbers")
+    params["turns"] = params["turns"] or max_turns
+    return _start(request, slug, params)
+
+
+def _start(request, slug: str, params: dict):
     from scenarios.selectors import scenario_get
 
     user = caller(request)
     if not user.is_authenticated:
         raise ApiError(403, "forbidden", "starting a run needs a token or a signed-in session")
-    scenario = scenario_get(slug=payload.scenario)
+    scenario = scenario_get(slug=slug)
     if scenario is None:
-        raise Http404(f"no scenario {payload.scenario!r}")
-    params = payload.dict(exclude={"scenario"})
+        raise Http404(f"no scenario {slug!r}")
     run = services.run_start(scenario=scenario, owner=user, **params)
     return Status(201, _out(request, run, 0))
 

@@ -168,5 +168,6 @@ def _register_service_errors() -> None:
 
 _register_service_errors()
 api.add_router("/scenarios/", "scenarios.api.router")
+api.add_router("/scenarios/", "runs.api.scenario_router")
 api.add_router("/runs/", "runs.api.router")
 api.add_router("/batches/", "batches.api.router")

@@ -10,8 +10,9 @@ import asyncio
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TextIO, runtime_checkable
 
 from engine.events import EventBus, EventType
 from engine.state import ScenarioState
@@ -28,13 +29,17 @@ class StatePersistence(Protocol):
         ...
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a crash never leaves a half-written file behind."""
+def write_atomically(path: Path, content: str | Callable[[TextIO], None]) -> None:
+    """Write via a temporary file and rename, so a crash never leaves a half-written file behind. `content` is
+    the text, or a function writing it to the open file (a large document streamed, never held whole)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+            if callable(content):
+                content(handle)
+            else:
+                handle.write(content)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -63,7 +68,7 @@ class FilesystemPersistence:
                 write_atomically(path, view.render())
         # The state goes last: a reader that finds it finds the views of the same moment beside it.
         state_path = folder / "state.json"
-        write_atomically(state_path, json.dumps(state.to_dict(), indent=2, ensure_ascii=False))
+        write_atomically(state_path, state.write_json)
         return str(state_path)
 
     async def load(self, run_id: str) -> ScenarioState | None:

@@ -255,3 +255,44 @@ async def test_an_emitter_cancelled_while_it_waits_does_not_cancel_what_others_w
     assert not committed.cancelled()
     committed.set_result(None)
     assert (await asyncio.wait_for(second, 1)).seq == 2
+
+
+async def test_an_async_handler_that_waits_is_finished_even_when_its_emitter_is_cancelled():
+    bus = EventBus()
+    seen: list[str] = []
+    release = asyncio.Event()
+
+    async def waits(event):
+        seen.append(f"start {event.seq}")
+        await release.wait()
+        seen.append(f"end {event.seq}")
+
+    async def after(event):
+        seen.append(f"after {event.seq}")
+
+    bus.on("*", waits)
+    bus.on("*", after)
+    emitter = asyncio.create_task(bus.emit("tick"))
+    await asyncio.sleep(0)
+    assert seen == ["start 1"], "begun in the emitter's own task, up to its first wait"
+    emitter.cancel()
+    queued = asyncio.create_task(bus.emit("tock"))
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.gather(emitter, queued, return_exceptions=True)
+    assert seen == ["start 1", "end 1", "after 1", "start 2", "end 2", "after 2"]
+
+
+async def test_an_async_handler_failing_after_a_wait_is_reported_after_its_event(caplog):
+    bus = EventBus(keep_history=True)
+
+    async def fails_later(event):
+        if event.type == "tick":
+            await asyncio.sleep(0)
+            raise RuntimeError("late")
+
+    bus.on("*", fails_later)
+    await bus.emit("tick")
+    await bus.emit("tock")
+    assert [(str(e.type), e.seq) for e in bus.get_history()] == [("tick", 1), ("handler_failed", 2), ("tock", 3)]
+    assert isinstance(bus.get_errors()[0][1], RuntimeError)

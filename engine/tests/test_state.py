@@ -148,3 +148,13 @@ def test_communication_visibility():
     assert private.visible_to("b") and not private.visible_to("c")
     assert public.visible_to("c")
     assert private.participants == ("a", "b")
+
+
+@settings(max_examples=40, deadline=None)
+@given(states)
+def test_a_state_written_as_json_record_by_record_is_its_to_dict(state):
+    import io
+
+    handle = io.StringIO()
+    state.write_json(handle)
+    assert json.loads(handle.getvalue()) == json.loads(json.dumps(state.to_dict()))

@@ -78,6 +78,32 @@ def test_start_a_run_and_read_it_back(people):
     assert got["last_seq"] == RunEvent.objects.filter(run=run).count()
 
 
+def test_the_v2_execute_route_starts_a_run_followed_under_api_runs(people):
+    scenario_import_library()
+    response = client.post("/scenarios/ai-summit/execute", json={"max_turns": 1, "credit_limit": 5.0}, user=people["owner"])
+    assert response.status_code == 201, response.content
+    run = Run.objects.get(pk=response.json()["id"])
+    assert run.max_turns == 1 and run.credit_limit == 5.0 and run.owner == people["owner"]
+    assert client.post("/scenarios/ai-summit/execute", user=people["owner"]).status_code == 201, "no body: the defaults"
+    followed = client.get(f"/runs/{run.pk}", user=people["owner"])
+    assert followed.status_code == 200 and followed.json()["status"] == "queued"
+
+
+@pytest.mark.parametrize(
+    ("who", "path", "payload", "status", "code"),
+    [
+        ("anonymous", "/scenarios/ai-summit/execute", {}, 401, "unauthenticated"),
+        ("owner", "/scenarios/no-such/execute", {}, 404, "not_found"),
+        ("owner", "/scenarios/ai-summit/execute", {"turns": 2, "max_turns": 3}, 422, "invalid_request"),
+        ("owner", "/scenarios/ai-summit/execute", {"max_turns": 0}, 422, "invalid_request"),
+    ],
+)
+def test_the_execute_route_refuses_with_the_error_shape(people, who, path, payload, status, code):
+    scenario_import_library()
+    assert_error(client.post(path, json=payload, **as_(people, who)), status, code)
+    assert not Run.objects.exists()
+
+
 @pytest.mark.parametrize(
     ("payload", "status", "code"),
     [
