@@ -267,3 +267,84 @@ def test_standard_phases_run_in_the_documented_order():
         PhaseType.METRICS,
         PhaseType.VALIDATION,
     ]
+
+
+# ---- phase services: the V2 document's form --------------------------------------------------------------------
+def bare_state() -> ScenarioState:
+    return ScenarioState(scenario_id="bare", scenario_name="Bare", run_id="run-bare")
+
+
+def test_register_phase_refuses_what_is_no_phase():
+    orchestrator = ScenarioOrchestrator()
+    with pytest.raises(TypeError, match="no phase"):
+        orchestrator.register_phase(PhaseType.DECISION, object())
+    with pytest.raises(ValueError, match="PhaseType"):
+        orchestrator.register_phase(object())
+    with pytest.raises(ValueError):
+        orchestrator.register_phase("not-a-phase-type", Counting())
+    assert orchestrator.phases == {}
+
+
+class Counting:
+    def __init__(self):
+        self.turns = []
+
+    async def execute(self, state):
+        self.turns.append(state.current_turn)
+        return state
+
+
+async def test_a_service_registered_again_replaces_the_first_and_phases_run_in_type_order():
+    orchestrator = ScenarioOrchestrator(max_turns=1)
+    first, second, talks = Counting(), Counting(), Counting()
+    orchestrator.register_phase(PhaseType.WORLD_UPDATE, first)
+    orchestrator.register_phase(PhaseType.COMMUNICATION, talks)
+    orchestrator.register_phase(PhaseType.WORLD_UPDATE, second)
+    assert list(orchestrator.phases) == [PhaseType.COMMUNICATION, PhaseType.WORLD_UPDATE]
+    assert (await orchestrator.execute(bare_state())).status is ScenarioStatus.COMPLETED
+    assert (first.turns, second.turns, talks.turns) == ([], [1], [1])
+
+
+async def test_a_phase_that_drops_ledger_lines_fails_the_run_and_the_ledger_keeps_them():
+    from engine.state import CostRecord
+
+    class Booking:
+        async def execute(self, state):
+            return state.with_cost(CostRecord(phase="decision", actor="a", cost=0.1))
+
+    class Forgetting:
+        async def execute(self, state):
+            from dataclasses import replace
+
+            return replace(state, costs=())
+
+    orchestrator = ScenarioOrchestrator(max_turns=2, error_policy=NO_WAIT)
+    orchestrator.register_phase(PhaseType.DECISION, Booking())
+    orchestrator.register_phase(PhaseType.METRICS, Forgetting())
+    state = await orchestrator.execute(bare_state())
+    assert state.status is ScenarioStatus.FAILED and "never change or drop" in state.error
+    assert [(c.turn, c.cost) for c in state.costs] == [(1, 0.1)] and state.costs[0].timestamp is not None
+
+
+async def test_execute_turn_plays_one_turn_and_refuses_a_run_that_is_over():
+    orchestrator = ScenarioOrchestrator(max_turns=1)
+    counting = Counting()
+    orchestrator.register_phase(PhaseType.DECISION, counting)
+    after = await orchestrator.execute_turn(bare_state())
+    assert after.turn == 1 and after.status is ScenarioStatus.RUNNING and after.current_phase is None
+    assert counting.turns == [1]
+    with pytest.raises(ValueError, match="played its 1 turns"):
+        await orchestrator.execute_turn(after)
+
+
+async def test_a_run_whose_spending_reaches_the_limit_halts_at_the_turns_end_and_resumes_with_a_higher_one(summit):
+    bus = EventBus(keep_history=True)
+    provider = FixedCostProvider(summit, cost_per_call=0.01)
+    spent_in_a_turn = (await Runner(provider=FixedCostProvider(summit, cost_per_call=0.01)).run_async(summit, max_turns=1)).total_cost
+    halted = await Runner(provider=provider, bus=bus).run_async(summit, max_turns=3, credit_limit=spent_in_a_turn)
+    assert halted.status is ScenarioStatus.HALTED and halted.turn == 1 and halted.completed_phases == ()
+    assert "by the end of turn 1" in halted.halt_reason and halted.total_cost == pytest.approx(spent_in_a_turn)
+    [exceeded] = bus.get_history(EventType.CREDIT_LIMIT_EXCEEDED)
+    assert exceeded.data["turn"] == 1 and not bus.get_history(EventType.TURN_STARTED)[1:], "turn 2 never began"
+    resumed = await Runner(provider=FixedCostProvider(summit, cost_per_call=0.01)).run_async(summit, max_turns=3, credit_limit=1.0, state=halted)
+    assert resumed.status is ScenarioStatus.COMPLETED and resumed.turn == 3
