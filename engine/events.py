@@ -402,15 +402,7 @@ class EventBus:
         finally:
             self._waiting -= 1
         self._delivering = asyncio.current_task()
-        try:
-            await self._deliver(event, self._handlers_of(event), holds)
-            while self._nested:
-                queued = self._nested.popleft()
-                await self._deliver(queued, self._handlers_of(queued), holds)
-        finally:
-            self._delivering = None
-            self._delivery_lock().release()
-        return holds
+        return await self._hold_until_delivered(self._deliver(event, self._handlers_of(event), holds), holds)
 
     def _deliver_now(self, event: Event, holds: list[_Hold], task: asyncio.Task | None) -> tuple[Event, _Rest] | None:
         """Deliver `event` and what its handlers emit while every handler returns at once; at the first that
@@ -431,10 +423,18 @@ class EventBus:
         """Finish a delivery `emit` began, in a task of its own (shielded from the emitter's cancellation) that
         holds the delivery lock until every queued event is delivered."""
         self._delivering = asyncio.current_task()
+        return await self._hold_until_delivered(self._go_on(event, rest, holds), holds)
+
+    async def _go_on(self, event: Event, rest: _Rest, holds: list[_Hold]) -> None:
+        pending, handler, handlers = rest
+        await self._wait_for(event, handler, pending)
+        await self._deliver(event, handlers, holds)
+
+    async def _hold_until_delivered(self, delivery: Awaitable[None], holds: list[_Hold]) -> list[_Hold]:
+        """With the delivery lock held by this task: finish `delivery`, deliver what its handlers emitted
+        meanwhile, then let the next emitter in."""
         try:
-            pending, handler, handlers = rest
-            await self._wait_for(event, handler, pending)
-            await self._deliver(event, handlers, holds)
+            await delivery
             while self._nested:
                 queued = self._nested.popleft()
                 await self._deliver(queued, self._handlers_of(queued), holds)

@@ -240,7 +240,7 @@ def start_run(request, payload: RunStartIn):
 
 
 @scenario_router.post("/{slug}/execute", response={201: RunOut, **{k: v for k, v in ERRORS.items() if k in (400, 401, 403, 404, 409, 422)}},
-                      summary="Start a run of this scenario (the V2 document's execute)")
+                      operation_id="scenarios_execute", summary="Start a run of this scenario (the V2 document's execute)")
 def execute_scenario(request, slug: str, payload: ExecuteIn = Body(None)):
     """The run it starts is followed as any other: GET /api/runs/{id}, POST /api/runs/{id}/pause,
     ws /api/runs/{id}/stream."""

@@ -436,6 +436,7 @@ def test_openapi_documents_every_route_and_its_errors():
         "scenarios_export": {200, 401, 404, 422},
         "scenarios_validate": {200, 401, 403, 404},
         "scenarios_estimate": {200, 400, 401, 404, 409, 422},
+        "scenarios_execute": {201, 400, 401, 403, 404, 409, 422},
     }
     assert set(operations) == set(declared)
     for operation, statuses in declared.items():  # the API adds 400/401/413/422 to every operation
