@@ -1,4 +1,4 @@
-"""Event types, the frozen Event record and the EventBus that carries them.
+"""The frozen Event record and the EventBus that carries it (the types are in `engine.event_types`).
 
 Events are the spine of Scenario Lab: every state change the engine makes is announced as an Event with a
 per-run sequence number, so that persistence, live pages and the terminal can follow a run without the
@@ -10,156 +10,21 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
-from types import MappingProxyType
 from typing import Any, Union
 
+from engine.event_types import EventType
+from engine.frozen_json import JSONValue, freeze_json, thaw_json
+
 logger = logging.getLogger(__name__)
-
-
-class EventType(StrEnum):
-    """Every kind of event the engine emits. The value is the wire name (`"turn_completed"`)."""
-
-    # Scenario lifecycle. data: {"status", "turn", "max_turns"} plus "reason" / "error" where relevant.
-    SCENARIO_STARTED = "scenario_started"
-    SCENARIO_RESUMED = "scenario_resumed"
-    SCENARIO_PAUSED = "scenario_paused"
-    SCENARIO_HALTED = "scenario_halted"
-    SCENARIO_CANCELLED = "scenario_cancelled"
-    SCENARIO_COMPLETED = "scenario_completed"
-    SCENARIO_FAILED = "scenario_failed"
-    # The run stopped until a person decides for a human seat. data as the other ends, plus "seats".
-    SCENARIO_WAITING = "scenario_waiting"
-    # A seat changed hands (taken over by a person, handed back, or given to the model after a timeout).
-    # data: {"actor", "control" ("ai" | "human"), "reason"}.
-    SEAT_CONTROL_CHANGED = "seat_control_changed"
-    # Turns. data: {"turn"} plus "error" on failure.
-    TURN_STARTED = "turn_started"
-    TURN_COMPLETED = "turn_completed"
-    TURN_FAILED = "turn_failed"
-    # Phases. data: {"turn", "phase"} plus "attempt", "error".
-    PHASE_STARTED = "phase_started"
-    PHASE_COMPLETED = "phase_completed"
-    PHASE_FAILED = "phase_failed"
-    # Actor decisions. data: {"turn", "actor"} plus the decision fields or "error".
-    ACTOR_DECISION_STARTED = "actor_decision_started"
-    ACTOR_DECISION_COMPLETED = "actor_decision_completed"
-    ACTOR_DECISION_FAILED = "actor_decision_failed"
-    # A message between actors. data: Communication.to_dict().
-    COMMUNICATION_SENT = "communication_sent"
-    # data: {"turn", "content", "exogenous_events"}.
-    WORLD_STATE_UPDATED = "world_state_updated"
-    # An outside event the world update used, one per event, just before that turn's world_state_updated.
-    # data: {"turn", "name", "kind" (scheduled, trend, random, conditional), "text"}.
-    EXOGENOUS_EVENT = "exogenous_event"
-    # Costs. data: CostRecord.to_dict() plus running totals; warning/exceeded: {"spent", "limit", ...}.
-    COST_INCURRED = "cost_incurred"
-    CREDIT_LIMIT_WARNING = "credit_limit_warning"
-    CREDIT_LIMIT_EXCEEDED = "credit_limit_exceeded"
-    # data: MetricRecord.to_dict() plus "threshold" (None, "warning" or "critical").
-    METRIC_RECORDED = "metric_recorded"
-    # A value at or past a warning or critical threshold, after its metric_recorded. data: {"turn",
-    # "name", "actor", "value", "level" ("warning" | "critical"), "limit" (the threshold reached), "direction"
-    # ("above" | "below"), "previous_level" (the same series' level the turn before: None for a new crossing),
-    # "halts" (true when the scenario stops the run at this level)}.
-    METRIC_THRESHOLD_CROSSED = "metric_threshold_crossed"
-    # Validation. started: {"turn", "checks"}; completed: {"turn", "results"}; failed: a failing result.
-    VALIDATION_STARTED = "validation_started"
-    VALIDATION_COMPLETED = "validation_completed"
-    VALIDATION_FAILED = "validation_failed"
-    # data: {"turn", "status", "location"}.
-    STATE_SAVED = "state_saved"
-    # A subscriber raised. data: {"event_type", "handler", "error"}.
-    HANDLER_FAILED = "handler_failed"
 
 
 WILDCARD = "*"
 # The run an event belongs to when its emitter names none: scripts and plugins with a bus of their own.
 DEFAULT_RUN_ID = "default"
-
-JSONValue = Union[None, bool, int, float, str, tuple["JSONValue", ...], Mapping[str, "JSONValue"]]
-
-
-def freeze_json(value: Any, path: str = "data") -> JSONValue:
-    """Return a read-only copy of a JSON-compatible value, or raise TypeError naming the offending path.
-
-    Lists become tuples and dicts become mappingproxies, so an Event's payload cannot be changed after
-    it is emitted; `thaw_json` turns it back into plain JSON types.
-    """
-    try:
-        return _freeze(value)
-    except _NotJSON as problem:
-        where = path + "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in reversed(problem.steps))
-        raise TypeError(f"{where} {problem.what}") from None
-
-
-class _NotJSON(Exception):
-    """Raised deep inside a value; each level adds its key on the way out, so a value that freezes never pays
-    for the path of every item."""
-
-    def __init__(self, what: str) -> None:
-        self.what, self.steps = what, []
-
-
-_SCALARS = frozenset({str, int, bool, type(None)})
-
-
-def _freeze(value: Any) -> JSONValue:
-    # Payloads are mostly flat mappings of strings and numbers: the scalar checks are inlined in the loops, as
-    # every event's data passes through here.
-    kind = type(value)
-    if kind in _SCALARS:
-        return value
-    if kind is float or isinstance(value, float):
-        if not math.isfinite(value):
-            raise _NotJSON(f"is {value!r}; JSON has no NaN or infinity")
-        return value
-    if isinstance(value, (str, int)):  # a str or int subclass (an enum member)
-        return value
-    if isinstance(value, Mapping):
-        frozen = {}
-        for key, item in value.items():
-            if type(key) is not str and not isinstance(key, str):
-                raise _NotJSON(f"has a non-string key {key!r}")
-            item_kind = type(item)
-            if item_kind in _SCALARS or (item_kind is float and item - item == 0):  # x - x is 0 for a finite float only
-                frozen[key] = item
-                continue
-            try:
-                frozen[key] = _freeze(item)
-            except _NotJSON as problem:
-                problem.steps.append(key)
-                raise
-        return MappingProxyType(frozen)
-    if isinstance(value, (list, tuple)):
-        items = []
-        for index, item in enumerate(value):
-            item_kind = type(item)
-            if item_kind in _SCALARS or (item_kind is float and item - item == 0):
-                items.append(item)
-                continue
-            try:
-                items.append(_freeze(item))
-            except _NotJSON as problem:
-                problem.steps.append(index)
-                raise
-        return tuple(items)
-    raise _NotJSON(f"is a {type(value).__name__}, which is not JSON-serialisable")
-
-
-def thaw_json(value: JSONValue) -> Any:
-    """Plain dict/list copy of a frozen JSON value (what `json.dumps` accepts)."""
-    if isinstance(value, Mapping):
-        return {key: thaw_json(item) for key, item in value.items()}
-    if isinstance(value, tuple):
-        return [thaw_json(item) for item in value]
-    return value
-
 
 _FINISHED = object()
 
@@ -536,3 +401,7 @@ def get_event_bus() -> EventBus:
     if _process_bus is None:
         _process_bus = EventBus()
     return _process_bus
+
+
+__all__ = ["AfterDelivery", "DEFAULT_RUN_ID", "Event", "EventBus", "EventType", "Handler", "JSONValue", "WILDCARD",
+           "event_type_of", "freeze_json", "get_event_bus", "thaw_json"]

@@ -26,12 +26,13 @@ from typing import Any
 from engine.costs import CallHeld, CostTracker, CreditLimitExceeded
 from engine.events import EventBus, EventType
 from engine.llm.offline import OfflineProvider
-from engine.llm.provider import LLMError, LLMProvider
+from engine.llm.provider import LLMError, LLMProvider, NoModelProvider
 from engine.phases.base import HaltRequested, Phase, PhaseContext, PhaseService, start_phase
 from engine.phases.communication import CommunicationPhase
 from engine.phases.decision import DecisionPhase
 from engine.phases.metrics import MetricsPhase
 from engine.phases.persistence import StatePersistence, save_state
+from engine.phases.registry import AnyPhase, in_turn_order, typed_phase
 from engine.phases.summary import SummaryPhase
 from engine.phases.validation import ValidationPhase
 from engine.phases.world_update import WorldUpdatePhase
@@ -73,21 +74,6 @@ _END_EVENTS = {
 }
 
 
-class _NoModel:
-    """The provider of an orchestrator given none: its phases call no model."""
-
-    name = "none"
-
-    def max_cost(self, request: Any) -> float:
-        return 0.0
-
-    async def complete(self, request: Any) -> Any:
-        raise LLMError("this orchestrator has no model provider: give ScenarioOrchestrator(provider=...) for phases that call a model")
-
-
-AnyPhase = Phase | PhaseService
-
-
 class ScenarioOrchestrator:
     def __init__(
         self,
@@ -111,7 +97,7 @@ class ScenarioOrchestrator:
             raise ValueError(f"the credit limit must be a positive number of USD, not {limit!r}")
         self.scenario = scenario
         # A scenario's models answer offline unless a provider is given, as with `Runner`.
-        self.provider: LLMProvider = provider or (OfflineProvider(scenario) if scenario is not None else _NoModel())
+        self.provider: LLMProvider = provider or (OfflineProvider(scenario) if scenario is not None else NoModelProvider())
         self.event_bus = event_bus or bus or EventBus()
         # Without a scenario and a turn count, a run goes on until a phase, the credit limit or a pause stops it.
         self.max_turns = max_turns if max_turns is not None or scenario is None else scenario.config.turns
@@ -145,24 +131,14 @@ class ScenarioOrchestrator:
 
     @phases.setter
     def phases(self, phases: Iterable[Phase] | Mapping[PhaseType, AnyPhase]) -> None:
-        pairs = phases.items() if isinstance(phases, Mapping) else ((phase.name, phase) for phase in phases)
-        keyed = {PhaseType(kind): phase for kind, phase in pairs}
-        self._phases = {kind: keyed[kind] for kind in PhaseType if kind in keyed}
+        self._phases = in_turn_order(phases)
 
     def register_phase(self, phase_or_type: AnyPhase | PhaseType | str, service: AnyPhase | None = None) -> None:
         """Run a phase in each turn, in place of any of the same type: `register_phase(PhaseType.X, service)`
         (the V2 document's form, for a `PhaseService` or a `Phase`) or `register_phase(phase)` for a `Phase`,
         whose `name` is its type."""
-        if service is None:
-            kind, service = getattr(phase_or_type, "name", None), phase_or_type  # type: ignore[assignment]
-            if not isinstance(kind, PhaseType):
-                raise ValueError("register_phase(phase) needs a Phase with a PhaseType `name`; "
-                                 "give the type of a PhaseService: register_phase(PhaseType.X, service)")
-        else:
-            kind = PhaseType(phase_or_type)  # type: ignore[arg-type]
-        if not callable(getattr(service, "run", None)) and not callable(getattr(service, "execute", None)):
-            raise TypeError(f"{service!r} is no phase: a phase has `async execute(state)` or `async run(state, ctx)`")
-        self.phases = {**self._phases, kind: service}
+        kind, phase = typed_phase(phase_or_type, service)
+        self.phases = {**self._phases, kind: phase}
 
     # ---- requests from outside (any thread) ---------------------------------------------------------
     def request_pause(self, *, reason: str = "paused on request", between_calls: bool = False) -> None:
@@ -472,3 +448,7 @@ def standard_phases() -> list[Phase]:
     """The phases of a turn, in order. The summary of turns older than the context window comes first, so
     every prompt of the turn reads the same one."""
     return [SummaryPhase(), CommunicationPhase(), DecisionPhase(), WorldUpdatePhase(), MetricsPhase(), ValidationPhase()]
+
+
+# PhaseService too: the V2 document imports it from its orchestrator's module.
+__all__ = ["AnyPhase", "ErrorPolicy", "PhaseService", "ScenarioOrchestrator", "standard_phases"]

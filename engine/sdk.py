@@ -24,8 +24,9 @@ from collections.abc import Callable, Mapping
 from engine.events import WILDCARD, Event, EventBus, EventType
 from engine.llm.offline import OfflineProvider
 from engine.llm.provider import LLMProvider
-from engine.orchestrator import AnyPhase, ErrorPolicy, ScenarioOrchestrator, standard_phases
+from engine.orchestrator import ErrorPolicy, ScenarioOrchestrator, standard_phases
 from engine.phases.persistence import StatePersistence
+from engine.phases.registry import AnyPhase
 from engine.scenario.schema import Scenario
 from engine.seats import SeatDesk
 from engine.state import ActorState, PhaseType, ScenarioState, WorldState

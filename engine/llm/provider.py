@@ -91,6 +91,18 @@ class LearnsPrices(Protocol):
         ...
 
 
+class NoModelProvider:
+    """The provider of an orchestrator given none: its phases call no model, and one that does is told how."""
+
+    name = "none"
+
+    def max_cost(self, request: LLMRequest) -> float:
+        return 0.0
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        raise LLMError("this orchestrator has no model provider: give ScenarioOrchestrator(provider=...) for phases that call a model")
+
+
 class LLMError(Exception):
     """The model or its server let the run down: the error policy retries the phase, then pauses the run."""
 

@@ -296,3 +296,19 @@ async def test_runner_phases_add_to_the_standard_turn(summit, tmp_path):
     result = await Runner(phases={PhaseType.PERSISTENCE: Exporter()}).run_async(summit, max_turns=2)
     assert sorted(os.listdir(tmp_path)) == ["turn-1.md", "turn-2.md"]
     assert (tmp_path / "turn-2.md").read_text() == result.world_state.content
+
+
+def test_the_documents_modules_are_the_engines_under_their_names():
+    """`scenario_lab.core.events`, `.models.state` and `.core.orchestrator` are these modules: what the original
+    project's tests import from each is here."""
+    import engine.events
+    import engine.orchestrator
+    import engine.state
+
+    for module, names in [
+        (engine.events, ["EventBus", "Event", "EventType"]),
+        (engine.state, ["ScenarioState", "ScenarioStatus", "PhaseType", "WorldState", "ActorState", "Decision",
+                        "Communication", "CostRecord", "MetricRecord"]),
+        (engine.orchestrator, ["ScenarioOrchestrator", "PhaseService"]),
+    ]:
+        assert [name for name in names if not hasattr(module, name)] == [], module.__name__
