@@ -8,6 +8,7 @@ engine knowing about any of them.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import time
@@ -25,44 +26,6 @@ logger = logging.getLogger(__name__)
 WILDCARD = "*"
 # The run an event belongs to when its emitter names none: scripts and plugins with a bus of their own.
 DEFAULT_RUN_ID = "default"
-
-_FINISHED = object()
-
-
-def _step(coroutine: Any) -> Any:
-    """Run a handler's coroutine up to its first wait, in the emitter's task: `_FINISHED` if it ran to its end
-    (most handlers log, count or queue, and never wait), else what it waits on. Its failure is raised here."""
-    try:
-        return coroutine.send(None)
-    except StopIteration:
-        return _FINISHED
-
-
-async def _finish(coroutine: Any, waiting_on: Any) -> None:
-    """The rest of a coroutine `_step` began, driven as its own task would drive it: wait for the future it
-    yielded (or one loop pass for a bare `yield`), resume it, and pass a cancellation into it."""
-    while True:
-        try:
-            if waiting_on is None:
-                await asyncio.sleep(0)
-            elif asyncio.isfuture(waiting_on) and waiting_on._asyncio_future_blocking:
-                waiting_on._asyncio_future_blocking = False  # the protocol: whoever takes a yielded future resets it
-                await asyncio.wait((waiting_on,))
-            else:
-                raise RuntimeError(f"an event handler's coroutine yielded {waiting_on!r}, which asyncio cannot wait on")
-        except asyncio.CancelledError as cancel:
-            if waiting_on is not None:
-                waiting_on.cancel()
-            try:
-                waiting_on = coroutine.throw(cancel)
-            except StopIteration:
-                return
-            continue
-        try:
-            waiting_on = coroutine.send(None)
-        except StopIteration:
-            return
-
 
 def event_type_of(value: EventType | str) -> EventType | str:
     """An engine event's name as its `EventType`; any other non-empty string as itself (a plugin's own event)."""
@@ -150,7 +113,11 @@ class EventBus:
     same way).
     """
 
-    def __init__(self, *, keep_history: bool = False, max_history: int | None = None) -> None:
+    def __init__(self, *, keep_history: bool = False, max_history: int | None = None, history_limit: int | None = None) -> None:
+        if history_limit is not None:  # the name `max_history` had before the V2 document's
+            if max_history not in (None, history_limit):
+                raise ValueError("give the history's size once: `history_limit` is the older name of `max_history`")
+            max_history = history_limit
         self._subscriptions: list[tuple[str, Handler]] = []
         self._last_seq: dict[str, int] = {}
         self.keep_history = keep_history
@@ -219,21 +186,19 @@ class EventBus:
             # Emitted by a handler: queued behind the event being handled, whose emitter awaits its holds.
             self._nested.append(event)
             return event
-        lock = self._delivery_lock()
-        if self._delivering is None and self._waiting == 0 and not lock.locked():
-            # Nobody delivering or waiting: delivered from this task, with no task of its own, as long as the
-            # handlers return at once. Nothing before the hand-over waits, so no cancellation can cut it short.
+        if self._delivering is None and self._waiting == 0 and not self._delivery_lock().locked():
+            # Nobody delivering or waiting: sync handlers are called from here, in a copy of the emitter's
+            # context (as a task of their own would have), with no task and no trip round the event loop.
             holds: list[_Hold] = []
-            handed_over = self._deliver_now(event, holds, task)
-            if handed_over is not None:
-                await lock.acquire()  # free, as nothing has waited since the check: taken at once
-                holds = await asyncio.shield(self._deliver_rest(*handed_over, holds))
+            context = contextvars.copy_context()
+            rest = context.run(self._deliver_now, event, holds, task)
+            if rest is not None:  # a handler to wait for: the rest of the delivery goes on in a task
+                await self._delivery_lock().acquire()  # free, and nothing has waited since the check: taken at once
+                holds = await asyncio.shield(self._hand_over(*rest, holds, context))
             if holds:
                 await self._await_holds(holds)
             return event
-        # Shielded: an emitter cancelled while waiting its turn (a cancelled phase, Ctrl-C) still has its
-        # event delivered, so every numbered event reaches every subscriber and seq has no gaps.
-        await self._await_holds(await asyncio.shield(self._publish(event)))
+        await self._await_holds(await asyncio.shield(self._queue(event)))
         return event
 
     def _number(self, event_type: EventType | str, data: Mapping[str, Any] | None, run_id: str, source: str,
@@ -255,17 +220,31 @@ class EventBus:
         if task is not None and task is self._delivering:
             self._nested.append(event)
             return
-        await self._await_holds(await self._publish(event))
+        # Shielded like an emit: a numbered event reaches every subscriber whatever happens to its publisher.
+        await self._await_holds(await asyncio.shield(self._queue(event)))
 
-    async def _publish(self, event: Event) -> list[_Hold]:
+    def _queue(self, event: Event) -> asyncio.Future[list[_Hold]]:
+        """Deliver `event` in a task of its own, behind every delivery under way or waiting. It counts as waiting
+        from this moment (not from its task's first step), so no later emit can overtake it."""
+        self._waiting += 1
+        counted = [True]
+
+        def done_waiting(_: object = None) -> None:
+            if counted[0]:
+                counted[0] = False
+                self._waiting -= 1
+
+        delivery = asyncio.ensure_future(self._publish(event, done_waiting))
+        delivery.add_done_callback(done_waiting)  # a task cancelled before its first step still stops waiting
+        return delivery
+
+    async def _publish(self, event: Event, done_waiting: Callable[[], None]) -> list[_Hold]:
         """Deliver `event` (and what its handlers emit) in turn; return what its emitter must still wait for."""
         holds: list[_Hold] = []
-        # No await between numbering (in emit) and queueing here, and the lock is FIFO: seq order holds.
-        self._waiting += 1
         try:
-            await self._delivery_lock().acquire()
+            await self._delivery_lock().acquire()  # FIFO: deliveries keep the order their events were numbered in
         finally:
-            self._waiting -= 1
+            done_waiting()
         self._delivering = asyncio.current_task()
         return await self._hold_until_delivered(self._deliver(event, self._handlers_of(event), holds), holds)
 
@@ -284,11 +263,27 @@ class EventBus:
         finally:
             self._delivering = None
 
-    async def _deliver_rest(self, event: Event, rest: _Rest, holds: list[_Hold]) -> list[_Hold]:
-        """Finish a delivery `emit` began, in a task of its own (shielded from the emitter's cancellation) that
-        holds the delivery lock until every queued event is delivered."""
-        self._delivering = asyncio.current_task()
-        return await self._hold_until_delivered(self._go_on(event, rest, holds), holds)
+    def _hand_over(self, event: Event, rest: _Rest, holds: list[_Hold], context: contextvars.Context) -> asyncio.Future[list[_Hold]]:
+        """The rest of a delivery `emit` began, in a task of its own (in the context the delivery's first handlers
+        ran in) that holds the delivery lock (emit took it) until every queued event is delivered."""
+        lock = self._delivery_lock()
+        started = [False]
+
+        async def deliver_rest() -> list[_Hold]:
+            started[0] = True
+            self._delivering = asyncio.current_task()
+            return await self._hold_until_delivered(self._go_on(event, rest, holds), holds)
+
+        def release_if_never_started(_: object) -> None:
+            if not started[0]:  # cancelled before its first step: its `finally` never ran
+                self._delivering = None
+                lock.release()
+                if inspect.iscoroutine(rest[0]):
+                    rest[0].close()  # the handler's coroutine, never to run
+
+        delivery = asyncio.get_running_loop().create_task(deliver_rest(), context=context)
+        delivery.add_done_callback(release_if_never_started)
+        return delivery
 
     async def _go_on(self, event: Event, rest: _Rest, holds: list[_Hold]) -> None:
         pending, handler, handlers = rest
@@ -318,17 +313,13 @@ class EventBus:
         return [handler for key, handler in self._subscriptions if key == WILDCARD or key == name]
 
     def _call_until_wait(self, event: Event, handlers: list[Handler], holds: list[_Hold]) -> _Rest | None:
-        """Call handlers in order until one returns something to wait for: return it, with the handlers after it.
-        A coroutine is run up to its first wait first (most handlers never wait, and cost no task then)."""
+        """Call handlers in order until one returns something to wait for (an async handler's coroutine): return
+        it, with the handlers after it, for a task of its own to await."""
         for index, handler in enumerate(handlers):
             try:
                 result = handler(event)
                 if isinstance(result, AfterDelivery):
                     holds.append((event, handler, result.awaitable))
-                elif inspect.iscoroutine(result):
-                    waiting_on = _step(result)
-                    if waiting_on is not _FINISHED:
-                        return _finish(result, waiting_on), handler, handlers[index + 1:]
                 elif inspect.isawaitable(result):
                     return result, handler, handlers[index + 1:]
             except Exception as exc:  # noqa: BLE001 - a subscriber must never stop the run
@@ -403,5 +394,8 @@ def get_event_bus() -> EventBus:
     return _process_bus
 
 
+default_bus = get_event_bus  # the name scripts written before the V2 document's `get_event_bus` call
+
+
 __all__ = ["AfterDelivery", "DEFAULT_RUN_ID", "Event", "EventBus", "EventType", "Handler", "JSONValue", "WILDCARD",
-           "event_type_of", "freeze_json", "get_event_bus", "thaw_json"]
+           "default_bus", "event_type_of", "freeze_json", "get_event_bus", "thaw_json"]

@@ -21,6 +21,7 @@ import threading
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 from engine.costs import CallHeld, CostTracker, CreditLimitExceeded
@@ -39,7 +40,7 @@ from engine.phases.world_update import WorldUpdatePhase
 from engine.scenario.conditions import parse_condition
 from engine.scenario.schema import Scenario
 from engine.seats import AwaitingHuman, SeatDesk, StateSeats, pending_human_seats
-from engine.state import PhaseType, ScenarioState, ScenarioStatus
+from engine.state import CostRecord, PhaseType, ScenarioState, ScenarioStatus
 
 logger = logging.getLogger(__name__)
 
@@ -125,9 +126,9 @@ class ScenarioOrchestrator:
         return self.event_bus
 
     @property
-    def phases(self) -> dict[PhaseType, AnyPhase]:
-        """A turn's phases by type, in the order they run. Change them with `register_phase`."""
-        return self._phases
+    def phases(self) -> Mapping[PhaseType, AnyPhase]:
+        """A turn's phases by type, in the order they run (read-only: change them with `register_phase`)."""
+        return MappingProxyType(self._phases)
 
     @phases.setter
     def phases(self, phases: Iterable[Phase] | Mapping[PhaseType, AnyPhase]) -> None:
@@ -212,6 +213,9 @@ class ScenarioOrchestrator:
                 return self._booked(tracker)
             except _Stop as stop:
                 return self._booked(tracker).with_status(stop.status, reason=stop.reason, error=stop.error)
+            except Exception as exc:  # noqa: BLE001 - as `execute`: the caller gets a state, with what was paid
+                logger.exception("run %s failed outside any phase", state.run_id)
+                return self._booked(tracker).with_status(ScenarioStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
 
     @contextlib.asynccontextmanager
     async def _executing(self, state: ScenarioState) -> AsyncIterator[tuple[CostTracker, PhaseContext]]:
@@ -289,6 +293,7 @@ class ScenarioOrchestrator:
         turn = self._current.current_turn
         self._check_requests()
         if not self._current.completed_phases:
+            await self._check_credit_limit(tracker, turn - 1)  # a run halted at its limit, resumed without more room
             await self._emit(EventType.TURN_STARTED, {"turn": turn})
         for kind, phase in list(self._phases.items()):
             if kind in self._current.completed_phases:
@@ -303,8 +308,9 @@ class ScenarioOrchestrator:
         await self._check_credit_limit(tracker, turn)
 
     async def _check_credit_limit(self, tracker: CostTracker, turn: int) -> None:
-        """A run whose spending has reached its limit stops at the turn's end: no call could fit any more, and
-        what phases book themselves (`state.with_cost`) is only known once they have spent it."""
+        """A run whose spending has reached its limit stops at the end of `turn` (or before the next turn begins,
+        when it is resumed without more room): no call could fit any more, and what phases book themselves
+        (`state.with_cost`) is only known once they have spent it."""
         if self.credit_limit is None or tracker.spent < self.credit_limit * (1 - 1e-9):
             return
         if self.max_turns is not None and turn >= self.max_turns:
@@ -365,24 +371,24 @@ class ScenarioOrchestrator:
                 continue
             finally:
                 self._running_phase = None
-            self._current = await self._with_phase_costs(new_state, tracker, turn)
-            self._current = self._booked(tracker).with_phase_completed(kind)
+            own = await self._own_ledger_lines(new_state, tracker, turn)
+            self._current = replace(new_state, costs=self._current.costs)
+            self._current = self._booked(tracker).with_costs(own).with_phase_completed(kind)
             await self._emit(EventType.PHASE_COMPLETED, {"turn": turn, "phase": name})
             return
 
-    async def _with_phase_costs(self, new_state: ScenarioState, tracker: CostTracker, turn: int) -> ScenarioState:
-        """`new_state`, with the ledger lines the phase booked itself (`state.with_cost`) counted by the tracker:
-        announced, warned about and held against the limit like any call's. A line without a turn is this turn's."""
+    async def _own_ledger_lines(self, new_state: ScenarioState, tracker: CostTracker, turn: int) -> tuple[CostRecord, ...]:
+        """The ledger lines a phase booked itself (`state.with_cost`), counted by the tracker: announced, warned
+        about and held against the limit like a call's, after the calls the phase made (in the ledger too). A
+        line without a turn is this turn's."""
         assert self._current is not None
         before = len(self._current.costs)
-        if len(new_state.costs) == before:
-            return new_state
         if new_state.costs[:before] != self._current.costs:
             raise ValueError("a phase may add ledger lines (state.with_cost) but never change or drop them")
         now = datetime.now(UTC)
-        added = tuple(replace(r, turn=r.turn or turn, timestamp=r.timestamp or now) for r in new_state.costs[before:])
-        await tracker.book_records(added)
-        return replace(new_state, costs=(*self._current.costs, *added))
+        own = tuple(replace(r, turn=r.turn or turn, timestamp=r.timestamp or now) for r in new_state.costs[before:])
+        await tracker.book_records(own)
+        return own
 
     async def _judge_failure(self, kind: PhaseType, attempt: int, cause: BaseException) -> None:
         """Raise _Stop if the failure ends the run; return if the phase should be tried again."""

@@ -28,6 +28,9 @@ class PhaseType(StrEnum):
     PERSISTENCE = "persistence"
 
 
+PhaseName = PhaseType  # the name scripts written before the V2 document's `PhaseType` import
+
+
 class CommunicationKind(StrEnum):
     BILATERAL = "bilateral"
     COALITION = "coalition"

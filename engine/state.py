@@ -26,6 +26,7 @@ from engine.records import (
     DecisionLog,
     ExogenousOccurrence,
     MetricRecord,
+    PhaseName,
     PhaseType,
     ValidationResult,
     WorldState,
@@ -44,6 +45,7 @@ class ScenarioStatus(StrEnum):
     FAILED = "failed"
     # A human holds a seat and has not decided yet: the run is stored and no worker waits with it.
     WAITING_FOR_HUMAN = "waiting_for_human"
+    PENDING = "created"  # the name CREATED had before the V2 document's; an alias, never listed
 
     @classmethod
     def _missing_(cls, value: object) -> ScenarioStatus | None:
@@ -260,6 +262,8 @@ class ScenarioState:
         return replace(
             self,
             turn=turn,
+            current_phase=None,
+            started_at=None,  # a branch is a run of its own, started when it is
             completed_phases=(),
             completed_steps=(),
             world_states=upto(self.world_states),
@@ -381,6 +385,7 @@ __all__ = [
     "DecisionLog",
     "ExogenousOccurrence",
     "MetricRecord",
+    "PhaseName",
     "PhaseType",
     "RunStatus",
     "ScenarioState",

@@ -348,3 +348,59 @@ async def test_a_run_whose_spending_reaches_the_limit_halts_at_the_turns_end_and
     assert exceeded.data["turn"] == 1 and not bus.get_history(EventType.TURN_STARTED)[1:], "turn 2 never began"
     resumed = await Runner(provider=FixedCostProvider(summit, cost_per_call=0.01)).run_async(summit, max_turns=3, credit_limit=1.0, state=halted)
     assert resumed.status is ScenarioStatus.COMPLETED and resumed.turn == 3
+
+
+class Spending:
+    """Books 0.6 a turn itself, as a phase with a price of its own would."""
+
+    async def execute(self, state):
+        from engine.state import CostRecord
+
+        return state.with_cost(CostRecord(phase="decision", actor="a", cost=0.6))
+
+
+async def test_a_run_halted_at_its_limit_and_resumed_without_more_room_plays_no_turn():
+    def orchestrator():
+        made = ScenarioOrchestrator(max_turns=5, credit_limit=1.0)
+        made.register_phase(PhaseType.DECISION, Spending())
+        return made
+
+    halted = await orchestrator().execute(bare_state())
+    assert halted.status is ScenarioStatus.HALTED and halted.turn == 2 and halted.total_cost == pytest.approx(1.2)
+    again = await orchestrator().execute(halted)
+    assert again.status is ScenarioStatus.HALTED and again.turn == 2 and again.total_cost == pytest.approx(1.2)
+    assert "by the end of turn 2" in again.halt_reason
+
+
+async def test_a_phase_that_calls_models_and_books_lines_itself_keeps_the_ledger_in_the_order_of_its_events(summit):
+    from engine.phases.decision import DecisionPhase
+    from engine.state import CostRecord
+
+    class DecidingWithAFee(DecisionPhase):
+        async def run(self, state, ctx):
+            decided = await super().run(state, ctx)
+            return decided.with_cost(CostRecord(phase="decision", actor=None, model="fee", cost=0.01))
+
+    bus = EventBus(keep_history=True)
+    orchestrator = ScenarioOrchestrator(scenario=summit, provider=FixedCostProvider(summit, cost_per_call=0.001),
+                                        event_bus=bus, max_turns=1)
+    orchestrator.register_phase(DecidingWithAFee())
+    state = await orchestrator.execute(initial_state(summit))
+    assert state.status is ScenarioStatus.COMPLETED
+    announced = [(e.data["model"], e.data["cost"]) for e in bus.get_history(EventType.COST_INCURRED)]
+    assert [(c.model, c.cost) for c in state.costs] == announced and announced[-1] == ("fee", 0.01)
+
+
+async def test_execute_turn_returns_a_failed_state_as_execute_does():
+    class Forgetting:
+        async def execute(self, state):
+            from dataclasses import replace
+
+            return replace(state, costs=())
+
+    orchestrator = ScenarioOrchestrator(max_turns=2)
+    orchestrator.register_phase(PhaseType.DECISION, Spending())
+    orchestrator.register_phase(PhaseType.METRICS, Forgetting())
+    failed = await orchestrator.execute_turn(bare_state())
+    assert failed.status is ScenarioStatus.FAILED and "never change or drop" in failed.error
+    assert [c.cost for c in failed.costs] == [0.6]
