@@ -1,1 +1,1 @@
-"""Runs: executing scenarios, their records, live pages and API (filled in by the site issue)."""
+"""Runs: executing scenarios, their records, live pages and API."""

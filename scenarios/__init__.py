@@ -1,1 +1,1 @@
-"""Scenarios: the scenario library, its models and admin (filled in by the site issue)."""
+"""Scenarios: the scenario library, its models and admin."""
