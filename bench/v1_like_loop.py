@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from engine.llm.provider import CallPurpose, LLMProvider, LLMRequest, Message
-from engine.scenario.schema import Scenario
+from engine.scenario.folder import Scenario
 
 # The ledger's phase for each task the engine calls a model for.
 PHASE_OF = {"summary": "summary", "outreach": "communication", "reply": "communication", "decision": "decision",

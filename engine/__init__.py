@@ -31,7 +31,7 @@ _EXPORTS: dict[str, str] = {
     "WorldUpdatePhase": "engine.phases.world_update",
     "FilesystemPersistence": "engine.phases.persistence",
     "StatePersistence": "engine.phases.persistence",
-    "Scenario": "engine.scenario.schema",
+    "Scenario": "engine.scenario.folder",
     "Runner": "engine.sdk",
     "initial_state": "engine.sdk",
     "ActorState": "engine.state",
@@ -115,7 +115,7 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers and IDEs
     from engine.phases.summary import SummaryPhase
     from engine.phases.validation import ValidationPhase
     from engine.phases.world_update import WorldUpdatePhase
-    from engine.scenario.schema import Scenario
+    from engine.scenario.folder import Scenario
     from engine.sdk import Runner, initial_state
     from engine.state import (
         ActorState,

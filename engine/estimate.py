@@ -23,7 +23,7 @@ from engine.llm.provider import CallPurpose, LLMProvider, LLMRequest, Message, e
 from engine.phases.prompts import actor_system_prompt
 from engine.phases.summary import SUMMARY_MAX_TOKENS, summary_model, summary_system_prompt
 from engine.phases.validation import is_per_actor
-from engine.scenario.schema import Scenario
+from engine.scenario.folder import Scenario
 
 # Typical answer lengths in tokens, from offline and real runs of the bundled scenarios: the low end.
 TYPICAL_OUTPUT_TOKENS = {

@@ -38,7 +38,7 @@ from engine.phases.summary import SummaryPhase
 from engine.phases.validation import ValidationPhase
 from engine.phases.world_update import WorldUpdatePhase
 from engine.scenario.conditions import parse_condition
-from engine.scenario.schema import Scenario
+from engine.scenario.folder import Scenario
 from engine.seats import AwaitingHuman, SeatDesk, StateSeats, pending_human_seats
 from engine.state import CostRecord, PhaseType, ScenarioState, ScenarioStatus
 

@@ -27,7 +27,7 @@ from engine.llm.provider import LLMProvider
 from engine.orchestrator import ErrorPolicy, ScenarioOrchestrator, standard_phases
 from engine.phases.persistence import StatePersistence
 from engine.phases.registry import AnyPhase
-from engine.scenario.schema import Scenario
+from engine.scenario.folder import Scenario
 from engine.seats import SeatDesk
 from engine.state import ActorState, PhaseType, ScenarioState, WorldState
 

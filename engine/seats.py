@@ -18,7 +18,7 @@ from typing import Protocol, TextIO
 
 from pydantic import ValidationError
 
-from engine.scenario.schema import Scenario
+from engine.scenario.folder import Scenario
 from engine.state import ActorState, Communication, Decision, ScenarioState
 
 HUMAN = "human"

@@ -22,7 +22,7 @@ from typing import Literal
 from genai_prices import Usage, calc_price
 
 from engine.llm.provider import LLMRequest
-from engine.scenario.schema import Scenario
+from engine.scenario.folder import Scenario
 
 CONTEXT_LENGTHS_VARIABLE = "SCENARIOLAB_CONTEXT_LENGTHS"
 # An unknown model is assumed small: a prompt made too short loses old detail, one too long fails the call.

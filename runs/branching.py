@@ -20,7 +20,7 @@ from django.db import transaction
 
 from accounts.quotas import quota_credit_limit
 from engine import FilesystemPersistence
-from engine.scenario.schema import Scenario as ScenarioConfig
+from engine.scenario.folder import Scenario as EngineScenario
 from engine.state import ActorState, WorldState
 from engine.state import ScenarioStatus
 from runs import services
@@ -118,7 +118,7 @@ def run_branch(*, run: Run, at_turn: int, intervention: Intervention | None = No
     if isinstance(at_turn, bool) or not isinstance(at_turn, int) or not 1 <= at_turn <= parent.turn:
         raise RunInputError(f"run {parent.pk} has completed turns 1 to {parent.turn}: branch at one of them, not {at_turn}")
     try:
-        config = ScenarioConfig.model_validate(parent.snapshot)
+        config = EngineScenario.model_validate(parent.snapshot)
     except ValueError as exc:
         raise RunConflict(f"run {parent.pk}'s frozen scenario no longer loads, so it cannot be branched: {exc}") from None
     seats = {seat["short_name"]: dict(seat) for seat in parent.actors}
@@ -219,7 +219,7 @@ def _check(intervention: Intervention, *, parent: Run, at_turn: int, seats: dict
     text(intervention.note, "intervention.note", blank=True, limit=MAX_NOTE)
 
 
-def _applied(intervention: Intervention, config: ScenarioConfig, seats: dict[str, dict]) -> tuple[ScenarioConfig, dict[str, dict], dict]:
+def _applied(intervention: Intervention, config: EngineScenario, seats: dict[str, dict]) -> tuple[EngineScenario, dict[str, dict], dict]:
     """The child's scenario and seats with the actors' changes made, and the values they replaced."""
     before: dict[str, Any] = {}
     actors = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 
 from engine.llm.routing import PROVIDER_CHOICES
-from engine.scenario.schema import Scenario as ScenarioConfig
+from engine.scenario.folder import Scenario as EngineScenario
 from runs.branching import ActorChange, Intervention
 from scenarios.models import Scenario
 
@@ -60,7 +60,7 @@ class RunBranchForm(forms.Form):
         super().__init__(data, **kwargs)
         self.run = run
         self.fields["at_turn"].choices = [(n, f"turn {n}") for n in range(run.turn, 0, -1)]
-        config = ScenarioConfig.model_validate(run.snapshot)
+        config = EngineScenario.model_validate(run.snapshot)
         self.seats: dict[str, dict] = {}
         for seat in run.actors:
             name = seat["short_name"]

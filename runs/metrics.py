@@ -10,7 +10,7 @@ from typing import Any
 
 from engine.phases.metrics import threshold_level
 from engine.scenario.metrics import MetricDefinition
-from engine.scenario.schema import Scenario as ScenarioConfig
+from engine.scenario.folder import Scenario as EngineScenario
 from runs.models import MetricRecord, Run
 
 CSV_COLUMNS = ("turn", "metric", "actor", "value", "unit", "source", "threshold")
@@ -35,7 +35,7 @@ class MetricValueRow:
 
 def run_metric_definitions(*, run: Run) -> list[MetricDefinition]:
     """The metrics of the scenario as the run froze it (V1's dict form included)."""
-    return ScenarioConfig.model_validate(run.snapshot).metric_definitions
+    return EngineScenario.model_validate(run.snapshot).metric_definitions
 
 
 def metric_definition_dicts(definitions: list[MetricDefinition]) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from engine import Event, EventType
 from engine.events import freeze_json
-from engine.scenario.schema import Scenario as ScenarioConfig
+from engine.scenario.folder import Scenario as EngineScenario
 from engine.phases.decision import decision_event_data
 from engine.seats import (
     CONTROLS,
@@ -99,7 +99,7 @@ def seat_view_for(*, run: Run, actor: str) -> SeatView:
     _seat(run, actor)
     if actor not in {seat.actor for seat in run_pending_seats(run=run)}:
         raise RunConflict(f"run {run.pk} is not waiting for {actor}: it is {selectors.run_display_status(run)}")
-    return seat_view(load_run_state(run), ScenarioConfig.model_validate(run.snapshot), actor, max_turns=run.max_turns)
+    return seat_view(load_run_state(run), EngineScenario.model_validate(run.snapshot), actor, max_turns=run.max_turns)
 
 
 # ---- writing -------------------------------------------------------------------------------------------------
@@ -188,7 +188,7 @@ def seat_decide(
             raise RunConflict(f"run {run.pk} is not waiting for a decision from {actor} (it is {selectors.run_display_status(run)})")
         if not _worker_gone(run):
             raise _still_saving(run)
-        view = seat_view(state, ScenarioConfig.model_validate(run.snapshot), actor, max_turns=run.max_turns)
+        view = seat_view(state, EngineScenario.model_validate(run.snapshot), actor, max_turns=run.max_turns)
         try:
             decision = human_decision(long_term_goals=long_term_goals, short_term_priorities=short_term_priorities,
                                       reasoning=reasoning, action=action, replies=replies, proposals=view.proposals)

@@ -37,7 +37,7 @@ from engine.llm.cache import CachingProvider, SqliteResponseCache
 from engine.llm.provider import LLMProvider
 from engine.seats import SeatDesk
 from engine.llm.routing import PROVIDER_CHOICES, ProviderChoice, RoutingError, provider_from_environment, with_model
-from engine.scenario.schema import Scenario as ScenarioConfig
+from engine.scenario.folder import Scenario as EngineScenario
 from engine.state import ScenarioStatus
 from engine.views.markdown import run_views
 from runs import selectors
@@ -63,7 +63,7 @@ class RunConflict(Exception):
 class RunPlan:
     """What a run will be, decided before it exists: shown to people (estimate, provider) before they start."""
 
-    config: ScenarioConfig
+    config: EngineScenario
     choice: ProviderChoice
     estimate: CostEstimate
     max_turns: int
@@ -100,7 +100,7 @@ class RunPlan:
 
 def run_plan(
     *,
-    config: ScenarioConfig,
+    config: EngineScenario,
     turns: int | None = None,
     credit_limit: float | None = None,
     seed: int | None = None,
@@ -187,7 +187,7 @@ def run_create(
     raise RunConflict(f"could not number a new run of {slug}: too many runs starting at once, try again")
 
 
-def _check_seats(config: ScenarioConfig, human_seats: Sequence[str], timeout: float | None) -> None:
+def _check_seats(config: EngineScenario, human_seats: Sequence[str], timeout: float | None) -> None:
     known = {a.short_name for a in config.actors}
     unknown = [seat for seat in human_seats if seat not in known]
     if unknown:
@@ -270,7 +270,7 @@ class WorkerMisconfigured(Exception):
     """This process cannot serve the run the way it was planned (a key or base URL is missing here)."""
 
 
-def provider_for_run(run: Run, config: ScenarioConfig) -> LLMProvider:
+def provider_for_run(run: Run, config: EngineScenario) -> LLMProvider:
     """The run's provider in this process's environment. A run planned offline stays offline whatever keys
     this process holds, and a run planned against real models never falls back to the offline provider."""
     choice = provider_from_environment(config, provider="offline" if run.offline else (run.provider_override or None))
@@ -387,7 +387,7 @@ def run_execute(
         return None
     run = Run.objects.get(pk=run_id)
     try:
-        config = ScenarioConfig.model_validate(run.snapshot)
+        config = EngineScenario.model_validate(run.snapshot)
         provider = provider_for_run(run, config)
     except (RoutingError, ValueError, WorkerMisconfigured) as exc:
         _finish(run, RunStatus.FAILED, error=f"could not start: {exc}")
@@ -425,7 +425,7 @@ def run_execute(
     return run
 
 
-async def _execute(run: Run, claim: str, config: ScenarioConfig, provider: LLMProvider, progress, controls: RunControls,
+async def _execute(run: Run, claim: str, config: EngineScenario, provider: LLMProvider, progress, controls: RunControls,
                    seats, requeue: Callable[[Run], None]) -> ScenarioState:
     from runs.seats import StoredSeats  # seats build on this module
     # Only playing a run needs the orchestrator and its phases: every process imports this module (the admin

@@ -25,7 +25,7 @@ from django.utils.text import slugify
 
 from engine import ScenarioState
 from engine.scenario.errors import ScenarioLoadError
-from engine.scenario.schema import Scenario as ScenarioConfig
+from engine.scenario.folder import Scenario as EngineScenario
 from engine.state import ScenarioStatus
 from engine.v1 import (
     STATE_FILE,
@@ -204,7 +204,7 @@ def _stored_or_imported(path: Path) -> Scenario:
     if stored is not None:
         return stored
     try:
-        config = ScenarioConfig.load(path)
+        config = EngineScenario.load(path)
         stored = Scenario.objects.filter(name=config.name).order_by("pk").first()
         return stored if stored is not None else scenario_import_folder(path=path, slug=slug)
     except ScenarioLoadError as exc:
@@ -213,7 +213,7 @@ def _stored_or_imported(path: Path) -> Scenario:
         raise V1ImportError(str(exc)) from None
 
 
-def _check_actors(state: ScenarioState, config: ScenarioConfig, stored: Scenario, *, state_file: str) -> None:
+def _check_actors(state: ScenarioState, config: EngineScenario, stored: Scenario, *, state_file: str) -> None:
     in_run = sorted(a.short_name for a in state.actors)
     in_scenario = sorted(a.short_name for a in config.actors)
     if in_run != in_scenario:
@@ -246,7 +246,7 @@ def _storable(state: ScenarioState, document: StateDocument, *, max_turns: int) 
     return state
 
 
-def _create_run(state: ScenarioState, document: StateDocument, config: ScenarioConfig, stored: Scenario, *,
+def _create_run(state: ScenarioState, document: StateDocument, config: EngineScenario, stored: Scenario, *,
                 owner, max_turns: int, label: str, key: str) -> Run:
     """The run row as `run_create` makes every run (number, snapshot, seats, turn 0), described as imported."""
     meta = document.execution_metadata

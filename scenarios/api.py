@@ -23,7 +23,7 @@ from engine.scenario.errors import closest, friendly, merge_alternatives
 from engine.scenario.export import actor_file_stems
 from engine.scenario.schema import SHORT_NAME, ActorConfig, BackgroundDocument, ExogenousEventsConfig
 from engine.scenario.metrics import MetricsConfig
-from engine.scenario.schema import Scenario as EngineScenario
+from engine.scenario.folder import Scenario as EngineScenario
 from engine.scenario.schema import ScenarioConfig, ValidationRules
 from runs.services import run_plan_for
 from scenariolab_site.api_base import ERRORS, ApiError, caller

@@ -29,7 +29,7 @@ from engine.scenario.errors import (
 )
 from engine.scenario.export import actor_file_stems, scenario_folder_files
 from engine.scenario.schema import BackgroundDocument as EngineDocument
-from engine.scenario.schema import Scenario as EngineScenario
+from engine.scenario.folder import Scenario as EngineScenario
 from engine.scenario.schema import SHORT_NAME, ActorConfig, CommunicationSettings, ExogenousEventsConfig, Features, ScenarioConfig, ValidationRules
 from engine.scenario.metrics import MetricsConfig
 from scenarios.archives import (  # noqa: F401 - ScenarioImportError and the limits are part of this API

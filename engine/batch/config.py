@@ -12,7 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine.llm.routing import PROVIDER_CHOICES
-from engine.scenario.schema import Scenario, ScenarioConfig
+from engine.scenario.schema import ScenarioConfig
+from engine.scenario.folder import Scenario
 
 MAX_RUNS = 10_000
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-from engine.scenario.schema import Scenario
+from engine.scenario.folder import Scenario
 from engine.batch.config import Variation
 
 

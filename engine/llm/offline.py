@@ -14,7 +14,8 @@ import random
 import re
 
 from engine.llm.provider import LLMRequest, LLMResponse, estimate_tokens
-from engine.scenario.schema import ActorConfig, Scenario
+from engine.scenario.schema import ActorConfig
+from engine.scenario.folder import Scenario
 
 PROVIDER_NAME = "offline"
 

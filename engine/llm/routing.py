@@ -16,7 +16,7 @@ from engine.llm.offline import OfflineProvider
 from engine.llm.openai_compatible import STRUCTURED_OUTPUTS, Endpoint, OpenAICompatibleProvider
 from engine.llm.pricing import PriceBook
 from engine.llm.provider import LearnsPrices, LLMProvider, LLMRequest, LLMResponse
-from engine.scenario.schema import Scenario
+from engine.scenario.folder import Scenario
 
 OPENROUTER_URL = "https://openrouter.ai/api/v1"
 OPENAI_URL = "https://api.openai.com/v1"

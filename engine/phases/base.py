@@ -15,7 +15,7 @@ from engine.costs import CostTracker, CreditLimitExceeded
 from engine.events import Event, EventBus, EventType
 from engine.llm.parsing import json_schema_for, parse_structured, validate_structured
 from engine.llm.provider import CallPurpose, LLMRequest, LLMResponse, Message, StructuredOutputError
-from engine.scenario.schema import Scenario
+from engine.scenario.folder import Scenario
 from engine.seats import SeatDesk, StateSeats
 from engine.state import PhaseType, ScenarioState
 from engine.token_budget import MESSAGE_OVERHEAD_TOKENS, estimate_tokens, prompt_budget, request_tokens, scenario_context_length, shorten

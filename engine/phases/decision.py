@@ -11,7 +11,8 @@ from engine.llm.parsing import NonBlankText
 from engine.llm.provider import CallPurpose
 from engine.phases.base import PhaseContext, first_failure, refresh_seats
 from engine.phases.prompts import actor_system_prompt, situation
-from engine.scenario.schema import ActorConfig, Scenario
+from engine.scenario.schema import ActorConfig
+from engine.scenario.folder import Scenario
 from engine.phases.communication import announce_message, reply_to
 from engine.seats import HUMAN, AwaitingHuman, SeatView, proposals_for, seat_view, with_human_decision
 from engine.state import Decision, PhaseType, ScenarioState

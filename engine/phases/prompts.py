@@ -19,7 +19,8 @@ from typing import Literal
 from pydantic import BaseModel
 
 from engine.llm.parsing import json_schema_for
-from engine.scenario.schema import ActorConfig, Scenario
+from engine.scenario.schema import ActorConfig
+from engine.scenario.folder import Scenario
 from engine.state import Communication, CommunicationKind, ContextSummary, Decision, ScenarioState, WorldState
 from engine.token_budget import MESSAGE_OVERHEAD_TOKENS, estimate_tokens, prompt_budget, scenario_context_length, shorten
 

@@ -27,7 +27,7 @@ from engine.llm.provider import CallPurpose, LLMError
 from engine.phases.base import PhaseContext
 from engine.phases.prompts import latest_summary, request_room, summarised_until
 from engine.phases.world_update import actions_text, public_statements_text
-from engine.scenario.schema import Scenario
+from engine.scenario.folder import Scenario
 from engine.state import ContextSummary, PhaseType, ScenarioState
 from engine.token_budget import estimate_tokens, shorten
 

@@ -21,7 +21,8 @@ from engine.llm.provider import CallPurpose, StructuredOutputError
 from engine.phases.base import HaltRequested, PhaseContext, first_failure
 from engine.phases.prompts import bullet_list, describe_message, fitted_texts, request_room
 from engine.phases.world_update import actions_text
-from engine.scenario.schema import ActorConfig, Scenario, ValidationCheck
+from engine.scenario.schema import ActorConfig, ValidationCheck
+from engine.scenario.folder import Scenario
 from engine.state import PhaseType, ScenarioState, ValidationResult, as_dict
 
 ACTOR_PLACEHOLDERS = (

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from engine.scenario.schema import Scenario
+from engine.scenario.folder import Scenario
 
 _YAML_SUFFIX = re.compile(r"\.ya?ml$")
 

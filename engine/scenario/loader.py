@@ -1,4 +1,5 @@
-"""Reads a scenario folder into a validated Scenario, reporting every problem with its file and line."""
+"""Reads a scenario folder and validates each file, reporting every problem with its file and line; the parts
+become a `Scenario` in `engine.scenario.folder`."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from engine.scenario.errors import (
     with_expected,
     yaml_problem,
 )
-from engine.scenario.schema import V1_FORM_ERROR, V1_MOVED_KEYS, ActorConfig, BackgroundDocument, ExogenousEventsConfig, Scenario, ScenarioConfig, ValidationRules
+from engine.scenario.schema import V1_FORM_ERROR, V1_MOVED_KEYS, ActorConfig, BackgroundDocument, ExogenousEventsConfig, ScenarioConfig, ValidationRules
 from engine.scenario.metrics import MetricsConfig
 
 MAX_FILE_BYTES = 1024 * 1024  # scenario files are hand-written; anything bigger is a mistake or an attack
@@ -500,8 +501,9 @@ def _check_condition_names(reader: _Reader, doc: _Document, text: str, metrics: 
                                       f"did you mean '{suggestion}'?" if suggestion else None))
 
 
-def load_scenario_folder(path: str | Path) -> Scenario:
-    """Load and validate every file of a scenario folder; raise ScenarioLoadError listing all problems."""
+def read_scenario_folder(path: str | Path) -> dict[str, Any]:
+    """Read and validate every file of a scenario folder: the parts of its `Scenario`, by field (see
+    `engine.scenario.folder`); raise ScenarioLoadError listing all problems."""
     try:
         folder = Path(path).expanduser().resolve()
     except (OSError, RuntimeError, ValueError) as exc:  # e.g. a NUL byte in the path, or a symlink loop
@@ -557,13 +559,13 @@ def load_scenario_folder(path: str | Path) -> Scenario:
         files = list(dict.fromkeys(error.file for error in reader.errors))
         ordered = sorted(reader.errors, key=lambda error: (files.index(error.file), error.line or 0))
         raise ScenarioLoadError(str(folder), ordered)
-    return Scenario(
-        config=config,
-        actors=actors,
-        metrics=optional["metrics"],
-        validation=optional["validation-rules"],
-        exogenous_events=optional["exogenous-events"],
-        background=background,
-        source=str(base),
-        warnings=reader.warnings,
-    )
+    return {
+        "config": config,
+        "actors": actors,
+        "metrics": optional["metrics"],
+        "validation": optional["validation-rules"],
+        "exogenous_events": optional["exogenous-events"],
+        "background": background,
+        "source": str(base),
+        "warnings": reader.warnings,
+    }

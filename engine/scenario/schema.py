@@ -10,7 +10,6 @@ and exports back without losing anything. V1's names are read, the engine's are 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -26,7 +25,6 @@ from pydantic_core import PydanticCustomError
 
 from engine.scenario.base import OpenModel
 from engine.scenario.conditions import ConditionError, parse_condition
-from engine.scenario.metrics import MetricDefinition, MetricsConfig
 
 
 def _as_list_of_text(value: Any) -> Any:
@@ -622,45 +620,3 @@ class BackgroundDocument(BaseModel):
 
     name: str
     text: str
-
-
-class Scenario(BaseModel):
-    """Everything a scenario folder says, validated. `Scenario.load(path)` reads one."""
-
-    config: ScenarioConfig
-    actors: list[ActorConfig]
-    metrics: MetricsConfig | None = None
-    validation: ValidationRules | None = None
-    exogenous_events: ExogenousEventsConfig | None = None
-    background: list[BackgroundDocument] = Field(default_factory=list)
-    source: str | None = Field(None, description="The folder it was loaded from, if any.")
-    warnings: list[str] = Field(default_factory=list)
-
-    @classmethod
-    def load(cls, path: str | Path) -> Scenario:
-        from engine.scenario.loader import load_scenario_folder
-
-        return load_scenario_folder(path)
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    def actor(self, short_name: str) -> ActorConfig:
-        for actor in self.actors:
-            if actor.short_name == short_name:
-                return actor
-        raise KeyError(f"no actor with short name {short_name!r}")
-
-    @property
-    def judge_model(self) -> str:
-        """The model for QA checks and model-judged metrics: the validation model, else the world model."""
-        return self.validation.validation_model if self.validation else self.config.world_state_model
-
-    @property
-    def metric_definitions(self) -> list[MetricDefinition]:
-        return self.metrics.definitions if self.metrics else []
-
-    @property
-    def background_text(self) -> str:
-        return "\n\n".join(f"## {doc.name}\n\n{doc.text.strip()}" for doc in self.background)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from engine.llm.offline import OfflineProvider
 from engine.llm.provider import LLMError, LLMRequest, LLMResponse
-from engine.scenario.schema import Scenario
+from engine.scenario.folder import Scenario
 
 
 class FixedCostProvider:

@@ -14,7 +14,7 @@ from datetime import datetime
 from statistics import fmean
 from typing import Any
 
-from engine.scenario.schema import Scenario
+from engine.scenario.folder import Scenario
 from engine.state import Communication, CommunicationKind, CostRecord, MetricRecord, PhaseType, ScenarioState, ValidationResult
 
 ACTOR_PHASES = (PhaseType.COMMUNICATION, PhaseType.DECISION)  # the calls V1 booked under an actor's name

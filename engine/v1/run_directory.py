@@ -18,7 +18,7 @@ from typing import Any
 
 from engine.phases.persistence import write_atomically
 from engine.scenario.loader import DEFINITION, YAML_SUFFIXES
-from engine.scenario.schema import Scenario
+from engine.scenario.folder import Scenario
 from engine.state import ScenarioStatus, ScenarioState
 from engine.v1.files import (
     conversation_file_name,

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from engine.scenario.schema import SHORT_NAME, Scenario
+from engine.scenario.schema import SHORT_NAME
+
+from engine.scenario.folder import Scenario
 from engine.state import (
     ActorState,
     Communication,

@@ -15,7 +15,7 @@ import pytest
 import engine
 from engine.llm.cache import CachingProvider, MemoryResponseCache, ResponseCache, SqliteResponseCache, cache_key
 from engine.llm.provider import CallPurpose, LLMError, LLMRequest, LLMResponse, Message
-from engine.scenario.schema import Scenario
+from engine.scenario.folder import Scenario
 from engine.testing.providers import FixedCostProvider
 
 REPO_ROOT = Path(__file__).resolve().parents[3]

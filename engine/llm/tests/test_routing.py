@@ -7,7 +7,7 @@ import pytest
 from engine.llm.offline import OfflineProvider
 from engine.llm.openai_compatible import OpenAICompatibleProvider
 from engine.llm.routing import RoutingError, endpoints_from_environment, provider_from_environment, with_model
-from engine.scenario.schema import Scenario
+from engine.scenario.folder import Scenario
 
 SUMMIT = Path(__file__).resolve().parents[3] / "scenarios" / "library" / "ai-summit"
 

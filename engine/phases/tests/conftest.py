@@ -17,7 +17,8 @@ from engine.events import EventBus
 from engine.llm.offline import OfflineProvider
 from engine.llm.provider import LLMProvider, LLMRequest, LLMResponse, estimate_tokens
 from engine.phases.base import PhaseContext
-from engine.scenario.schema import ActorConfig, BackgroundDocument, ExogenousEventsConfig, Scenario, ScenarioConfig, ValidationRules
+from engine.scenario.schema import ActorConfig, BackgroundDocument, ExogenousEventsConfig, ScenarioConfig, ValidationRules
+from engine.scenario.folder import Scenario
 from engine.scenario.metrics import MetricsConfig
 from engine.sdk import initial_state
 from engine.state import ScenarioState

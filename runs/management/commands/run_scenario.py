@@ -24,7 +24,7 @@ from engine.llm.routing import PROVIDER_CHOICES
 from engine.scenario.errors import ScenarioLoadError
 from accounts.quotas import QuotaExceeded
 from accounts.selectors import user_get
-from engine.scenario.schema import Scenario
+from engine.scenario.folder import Scenario
 from runs import selectors
 from runs.models import Run, RunStatus
 
