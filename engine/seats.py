@@ -18,6 +18,7 @@ from typing import Protocol, TextIO
 
 from pydantic import ValidationError
 
+from engine.phases.decision_form import DecisionOutput, decision_prompts  # a person decides as a model does
 from engine.scenario.folder import Scenario
 from engine.state import ActorState, Communication, Decision, ScenarioState
 
@@ -111,8 +112,6 @@ def human_decision(
     replies: Mapping[str, str] | None = None, proposals: tuple[Communication, ...] = (),
 ) -> HumanDecision:
     """A decision as a form or an API sends it (lists or one item per line), checked like a model's answer."""
-    from engine.phases.decision import DecisionOutput  # the same rules as a model's decision
-
     goals, priorities = _lines(long_term_goals), _lines(short_term_priorities)
     problems: dict[str, str] = {}
     try:
@@ -154,8 +153,6 @@ def with_human_decision(state: ScenarioState, actor: str, decision: HumanDecisio
 
 def seat_view(state: ScenarioState, scenario: Scenario, actor: str, *, max_turns: int | None = None) -> SeatView:
     """The view of `actor`'s seat in the turn being played: the decision phase's own prompts."""
-    from engine.phases.decision import decision_prompts  # one builder, so the person sees what a model would
-
     system, user = decision_prompts(state, scenario, scenario.actor(actor), max_turns=max_turns)
     turn = state.current_turn
     return SeatView(turn, actor, state.actor(actor).name, system, user, proposals_for(state, actor, turn))

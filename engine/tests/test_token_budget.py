@@ -6,7 +6,7 @@ import pytest
 
 from engine.llm.parsing import json_schema_for
 from engine.llm.provider import CallPurpose, LLMRequest, Message
-from engine.phases.decision import DecisionOutput
+from engine.phases.decision_form import DecisionOutput
 from engine.phases.tests.conftest import build_scenario
 from engine.token_budget import (
     CONTEXT_LENGTHS_VARIABLE,

@@ -7,7 +7,7 @@ import pytest
 from engine.llm.offline import OfflineProvider, scenario_topics
 from engine.llm.provider import CallPurpose, LLMRequest, Message
 from engine.phases.communication import OutreachOutput, ReplyOutput
-from engine.phases.decision import DecisionOutput
+from engine.phases.decision_form import DecisionOutput
 from engine.phases.tests.conftest import build_scenario
 from engine.phases.validation import ValidationOutput
 

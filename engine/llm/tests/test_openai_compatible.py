@@ -21,7 +21,7 @@ from engine.llm.parsing import json_schema_for, parse_structured
 from engine.llm.pricing import PriceBook
 from engine.llm.provider import CallPurpose, LLMRequest, Message
 from engine.llm.routing import ModelRouter, with_model
-from engine.phases.decision import DecisionOutput
+from engine.phases.decision_form import DecisionOutput
 from engine.testing.fake_llm import FakeLLMServer
 
 SUMMIT = Path(__file__).resolve().parents[3] / "scenarios" / "library" / "ai-summit"
