@@ -15,7 +15,7 @@ from pydantic import AfterValidator, Field
 from batches import planning, selectors, services
 from batches.models import Batch
 from engine.batch import BatchConfig, BatchConfigError
-from scenariolab_site.api_base import ERRORS, ApiError, caller
+from scenariolab_site.api_base import ApiError, caller, errors
 
 router = Router(tags=["batches"])
 BIGINT = 2**63 - 1
@@ -217,14 +217,14 @@ def _signed_in(request: HttpRequest):
 
 
 # ---- routes ----------------------------------------------------------------------------------------------
-@router.post("/plan", response={200: PlanOut, **{k: ERRORS[k] for k in (400, 401, 403, 409, 422)}},
+@router.post("/plan", response={200: PlanOut, **errors(400, 401, 403, 409, 422)},
              summary="A dry run: the variations, runs, cost estimate and time a batch would take; nothing starts")
 def plan_batch(request, payload: BatchIn):
     # As it would start: within the caller's quota (refused past it, a budget and run limits filled in).
     return planning.batch_within_quota(plan=_plan(payload), owner=_signed_in(request)).summary()
 
 
-@router.post("/", response={201: BatchOut, **{k: ERRORS[k] for k in (400, 401, 403, 409, 422)}},
+@router.post("/", response={201: BatchOut, **errors(400, 401, 403, 409, 422)},
              summary="Start a batch: its runs go to workers, at most max_parallel at once, within the budget")
 def start_batch(request, payload: BatchIn):
     user = _signed_in(request)
@@ -232,32 +232,32 @@ def start_batch(request, payload: BatchIn):
     return Status(201, _out(request, batch, runs=True))
 
 
-@router.get("/", response={200: BatchPage, **{k: ERRORS[k] for k in (401, 422)}}, summary="List batches")
+@router.get("/", response={200: BatchPage, **errors(401, 422)}, summary="List batches")
 def list_batches(request, limit: int = Query(50, ge=1, le=200), offset: int = Query(0, ge=0, le=2**31 - 1)):
     batches = Batch.objects.select_related("owner") if settings.PUBLIC_READ else selectors.batches_for(caller(request))
     page = list(selectors.with_progress(batches)[offset: offset + limit])
     return {"count": batches.count(), "items": [_out(request, batch) for batch in page]}
 
 
-@router.get("/{batch_id}", response={200: BatchOut, **{k: ERRORS[k] for k in (401, 404)}},
+@router.get("/{batch_id}", response={200: BatchOut, **errors(401, 404)},
             summary="A batch: status, progress by run, spending against the budget")
 def get_batch(request, batch_id: int):
     return _out(request, _batch(request, batch_id), runs=True)
 
 
-@router.get("/{batch_id}/statistics", response={200: StatisticsOut, **{k: ERRORS[k] for k in (401, 404)}},
+@router.get("/{batch_id}/statistics", response={200: StatisticsOut, **errors(401, 404)},
             summary="Per variation: success rate, cost per run, and each metric's mean, sd, 95% CI, min, max")
 def batch_statistics(request, batch_id: int):
     return {"variations": [s.to_dict() for s in selectors.batch_statistics(batch=_batch(request, batch_id))]}
 
 
-@router.post("/{batch_id}/pause", response={200: BatchOut, **{k: ERRORS[k] for k in (401, 403, 404, 409)}},
+@router.post("/{batch_id}/pause", response={200: BatchOut, **errors(401, 403, 404, 409)},
              summary="No run starts; running runs pause at their next phase boundary")
 def pause_batch(request, batch_id: int):
     return _out(request, services.batch_pause(batch=_batch(request, batch_id, write=True)), runs=True)
 
 
-@router.post("/{batch_id}/resume", response={200: BatchOut, **{k: ERRORS[k] for k in (400, 401, 403, 404, 409, 422)}},
+@router.post("/{batch_id}/resume", response={200: BatchOut, **errors(400, 401, 403, 404, 409, 422)},
              summary="Go on with a paused or halted batch, optionally with a larger budget or more runs at once")
 def resume_batch(request, batch_id: int, payload: ResumeIn | None = None):
     batch = _batch(request, batch_id, write=True)
@@ -265,7 +265,7 @@ def resume_batch(request, batch_id: int, payload: ResumeIn | None = None):
     return _out(request, services.batch_resume(batch=batch, by=caller(request), **changes), runs=True)
 
 
-@router.post("/{batch_id}/cancel", response={200: BatchOut, **{k: ERRORS[k] for k in (401, 403, 404, 409)}},
+@router.post("/{batch_id}/cancel", response={200: BatchOut, **errors(401, 403, 404, 409)},
              summary="Stop the batch: no run starts again, runs under way are cancelled")
 def cancel_batch(request, batch_id: int):
     return _out(request, services.batch_cancel(batch=_batch(request, batch_id, write=True)), runs=True)

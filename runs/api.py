@@ -18,7 +18,7 @@ from runs.metrics import export_filename, metrics_csv, metrics_export, run_metri
 from runs.comparison import MAX_RUNS as MAX_COMPARED
 from runs.comparison import ComparisonError, RunNotFound, run_comparison
 from runs.models import Communication, CostRecord, Decision, MetricRecord, Run, RunEvent, Turn, ValidationResult
-from scenariolab_site.api_base import ERRORS, ApiError, caller
+from scenariolab_site.api_base import ApiError, caller, errors
 
 router = Router(tags=["runs"])
 # Mounted under /api/scenarios/: the V2 document's `POST /api/scenarios/{id}/execute`, which starts a run.
@@ -233,13 +233,13 @@ def _turn_filter(queryset, turn: int | None):
 
 
 # ---- routes ----------------------------------------------------------------------------------------------
-@router.post("/", response={201: RunOut, **{k: v for k, v in ERRORS.items() if k in (400, 401, 403, 404, 409, 422)}},
+@router.post("/", response={201: RunOut, **errors(400, 401, 403, 404, 409, 422)},
              summary="Start a run of a scenario on a worker")
 def start_run(request, payload: RunStartIn):
     return _start(request, payload.scenario, payload.dict(exclude={"scenario"}))
 
 
-@scenario_router.post("/{slug}/execute", response={201: RunOut, **{k: v for k, v in ERRORS.items() if k in (400, 401, 403, 404, 409, 422)}},
+@scenario_router.post("/{slug}/execute", response={201: RunOut, **errors(400, 401, 403, 404, 409, 422)},
                       operation_id="scenarios_execute", summary="Start a run of this scenario (the V2 document's execute)")
 def execute_scenario(request, slug: str, payload: ExecuteIn = Body(None)):
     """The run it starts is followed as any other: GET /api/runs/{id}, POST /api/runs/{id}/pause,
@@ -265,7 +265,7 @@ def _start(request, slug: str, params: dict):
     return Status(201, _out(request, run, 0))
 
 
-@router.get("/", response={200: RunPage, **{k: ERRORS[k] for k in (401, 422)}}, summary="List runs")
+@router.get("/", response={200: RunPage, **errors(401, 422)}, summary="List runs")
 def list_runs(request, scenario: Text | None = Query(None, max_length=100), status: Text | None = Query(None, max_length=16),
               owner: Text | None = Query(None, max_length=150), limit: int = Query(50, ge=1, le=MAX_LIMIT),
               offset: int = Query(0, ge=0, le=2**31 - 1)):
@@ -352,7 +352,7 @@ class ComparisonOut(Schema):
     actor_names: dict[str, str]
 
 
-@router.get("/compare", response={200: ComparisonOut, **{k: ERRORS[k] for k in (400, 401, 404, 422)}},
+@router.get("/compare", response={200: ComparisonOut, **errors(400, 401, 404, 422)},
             summary="Two or more runs side by side: costs, metrics per turn, decisions at a turn, final-world diffs")
 def compare_runs(request, ids: list[Annotated[int, Field(ge=1, le=BIGINT)]] = Query(..., max_length=MAX_COMPARED, description="two or more run ids, in the order to show them"),
                  turn: int | None = Query(None, description="whose decisions to compare (default: the last turn every run completed)")):
@@ -370,25 +370,25 @@ def compare_runs(request, ids: list[Annotated[int, Field(ge=1, le=BIGINT)]] = Qu
 # ---- end of comparison -------------------------------------------------------------------------------------------
 
 
-@router.get("/{run_id}", response={200: RunOut, **{k: ERRORS[k] for k in (401, 404)}},
+@router.get("/{run_id}", response={200: RunOut, **errors(401, 404)},
             summary="A run: status, progress, totals, provider, halt reason")
 def get_run(request, run_id: int):
     return _out(request, _run(request, run_id))
 
 
-@router.get("/{run_id}/turns", response={200: list[TurnOut], **{k: ERRORS[k] for k in (401, 404)}},
+@router.get("/{run_id}/turns", response={200: list[TurnOut], **errors(401, 404)},
             summary="The world after each turn (turn 0: the start)")
 def run_turns(request, run_id: int):
     return list(Turn.objects.filter(run=_run(request, run_id)).order_by("turn"))
 
 
-@router.get("/{run_id}/decisions", response={200: list[DecisionOut], **{k: ERRORS[k] for k in (401, 404, 422)}},
+@router.get("/{run_id}/decisions", response={200: list[DecisionOut], **errors(401, 404, 422)},
             summary="Each actor's decision per turn")
 def run_decisions(request, run_id: int, turn: int | None = Query(None, ge=0)):
     return list(_turn_filter(Decision.objects.filter(run=_run(request, run_id)), turn))
 
 
-@router.get("/{run_id}/communications", response={200: list[CommunicationOut], **{k: ERRORS[k] for k in (401, 404, 422)}},
+@router.get("/{run_id}/communications", response={200: list[CommunicationOut], **errors(401, 404, 422)},
             summary="Messages between actors")
 def run_communications(request, run_id: int, turn: int | None = Query(None, ge=0)):
     rows = _turn_filter(Communication.objects.filter(run=_run(request, run_id)), turn)
@@ -396,7 +396,7 @@ def run_communications(request, run_id: int, turn: int | None = Query(None, ge=0
              "content": m.content, "in_reply_to": m.in_reply_to or None} for m in rows]
 
 
-@router.get("/{run_id}/costs", response={200: CostsOut, **{k: ERRORS[k] for k in (401, 404)}},
+@router.get("/{run_id}/costs", response={200: CostsOut, **errors(401, 404)},
             summary="The ledger (one line per model call) and its breakdowns by actor, phase and turn")
 def run_costs(request, run_id: int):
     run = _run(request, run_id)
@@ -409,7 +409,7 @@ def run_costs(request, run_id: int):
             "by_turn": {str(k): v for k, v in breakdown["by_turn"].items()}, "records": records}
 
 
-@router.get("/{run_id}/metrics", response={200: list[MetricOut], **{k: ERRORS[k] for k in (401, 404)}},
+@router.get("/{run_id}/metrics", response={200: list[MetricOut], **errors(401, 404)},
             summary="Metric values per turn")
 def run_metrics(request, run_id: int):
     return [{"turn": m.turn, "name": m.name, "actor": m.actor or None, "value": m.value, "source": m.source}
@@ -417,7 +417,7 @@ def run_metrics(request, run_id: int):
 
 
 # ---- metrics export: CSV and JSON downloads (runs.metrics) ------------------------------------------------------
-@router.get("/{run_id}/metrics.csv", response={200: None, **{k: ERRORS[k] for k in (401, 404)}},
+@router.get("/{run_id}/metrics.csv", response={200: None, **errors(401, 404)},
             summary="Metric values as CSV: turn, metric, actor, value, unit, source, threshold (one line per value)")
 def export_run_metrics_csv(request, run_id: int):
     run = _run(request, run_id)
@@ -426,7 +426,7 @@ def export_run_metrics_csv(request, run_id: int):
     return response
 
 
-@router.get("/{run_id}/metrics.json", response={200: None, **{k: ERRORS[k] for k in (401, 404)}},
+@router.get("/{run_id}/metrics.json", response={200: None, **errors(401, 404)},
             summary="Metric values as a JSON download: the run, the metrics' definitions (units, thresholds), every value")
 def export_run_metrics_json(request, run_id: int):
     run = _run(request, run_id)
@@ -435,7 +435,7 @@ def export_run_metrics_json(request, run_id: int):
     return response
 
 
-@router.get("/{run_id}/validations", response={200: list[ValidationOut], **{k: ERRORS[k] for k in (401, 404)}},
+@router.get("/{run_id}/validations", response={200: list[ValidationOut], **errors(401, 404)},
             summary="Validation findings per turn")
 def run_validations(request, run_id: int):
     return [{"turn": v.turn, "check": v.check_name, "passed": v.passed, "severity": v.severity, "actor": v.actor or None,
@@ -443,7 +443,7 @@ def run_validations(request, run_id: int):
             for v in ValidationResult.objects.filter(run=_run(request, run_id)).order_by("turn", "position")]
 
 
-@router.get("/{run_id}/events", response={200: EventPage, **{k: ERRORS[k] for k in (401, 404, 422)}},
+@router.get("/{run_id}/events", response={200: EventPage, **errors(401, 404, 422)},
             summary="The run's events after a seq, in order (poll with next_after to follow a run)")
 def run_events(request, run_id: int, after: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)):
     run = _run(request, run_id)
@@ -459,13 +459,13 @@ def _steer(request, run_id: int, action) -> dict:
     return _out(request, action(run))
 
 
-@router.post("/{run_id}/pause", response={200: RunOut, **{k: ERRORS[k] for k in (401, 403, 404, 409)}},
+@router.post("/{run_id}/pause", response={200: RunOut, **errors(401, 403, 404, 409)},
              summary="Pause at the next phase boundary")
 def pause_run(request, run_id: int):
     return _steer(request, run_id, lambda run: services.run_pause(run=run))
 
 
-@router.post("/{run_id}/resume", response={200: RunOut, **{k: ERRORS[k] for k in (400, 401, 403, 404, 409, 422)}},
+@router.post("/{run_id}/resume", response={200: RunOut, **errors(400, 401, 403, 404, 409, 422)},
              summary="Resume a paused, halted, failed, crashed or completed run (optionally with a new credit limit)")
 def resume_run(request, run_id: int, payload: ResumeIn | None = None):
     payload = payload or ResumeIn()
@@ -473,7 +473,7 @@ def resume_run(request, run_id: int, payload: ResumeIn | None = None):
                                                                    max_turns=payload.end_turn, by=caller(request)))
 
 
-@router.post("/{run_id}/cancel", response={200: RunOut, **{k: ERRORS[k] for k in (401, 403, 404, 409)}},
+@router.post("/{run_id}/cancel", response={200: RunOut, **errors(401, 403, 404, 409)},
              summary="Cancel a run (a running one stops at its next heartbeat)")
 def cancel_run(request, run_id: int):
     return _steer(request, run_id, lambda run: services.run_cancel(run=run))
@@ -524,7 +524,7 @@ class FamilyOut(Schema):
     runs: list[FamilyMemberOut] = Field(description="root first, each run followed by its branches")
 
 
-@router.post("/{run_id}/branch", response={201: RunOut, **{k: ERRORS[k] for k in (400, 401, 403, 404, 409, 422)}},
+@router.post("/{run_id}/branch", response={201: RunOut, **errors(400, 401, 403, 404, 409, 422)},
              summary="Branch a run at a completed turn, with an intervention (optionally started at once)")
 def branch_run(request, run_id: int, payload: BranchIn):
     from runs.branching import Intervention, run_branch
@@ -536,7 +536,7 @@ def branch_run(request, run_id: int, payload: BranchIn):
     return Status(201, _out(request, child))
 
 
-@router.get("/{run_id}/family", response={200: FamilyOut, **{k: ERRORS[k] for k in (401, 404)}},
+@router.get("/{run_id}/family", response={200: FamilyOut, **errors(401, 404)},
             summary="The run's family tree: its root, every branch, their branch turns and interventions")
 def run_family(request, run_id: int):
     run = _run(request, run_id)
@@ -605,7 +605,7 @@ def _seat_page(request: HttpRequest, run_id: int, actor: str) -> str:
     return request.build_absolute_uri(reverse("runs:seat", args=[run_id, actor]))
 
 
-@router.get("/seats/pending", response={200: list[PendingSeatOut], **{k: ERRORS[k] for k in (401,)}},
+@router.get("/seats/pending", response={200: list[PendingSeatOut], **errors(401)},
             summary="Seats waiting for a person, in the runs you may change")
 def pending_seats(request):
     user = caller(request)
@@ -616,7 +616,7 @@ def pending_seats(request):
     ]
 
 
-@router.get("/{run_id}/seats", response={200: list[SeatOut], **{k: ERRORS[k] for k in (401, 404)}},
+@router.get("/{run_id}/seats", response={200: list[SeatOut], **errors(401, 404)},
             summary="Who plays each actor, and which seats the run waits for")
 def run_seats(request, run_id: int):
     run = _run(request, run_id)
@@ -625,7 +625,7 @@ def run_seats(request, run_id: int):
              "waiting": a["short_name"] in waiting} for a in run.actors]
 
 
-@router.get("/{run_id}/seats/{actor}", response={200: SeatViewOut, **{k: ERRORS[k] for k in (400, 401, 403, 404, 409)}},
+@router.get("/{run_id}/seats/{actor}", response={200: SeatViewOut, **errors(400, 401, 403, 404, 409)},
             summary="What the person in a waiting seat sees: the model's prompts and the proposals to answer")
 def seat_view(request, run_id: int, actor: str):
     run = _run(request, run_id, write=True)  # a seat's prompt holds the actor's private information
@@ -635,13 +635,13 @@ def seat_view(request, run_id: int, actor: str):
                                               "recipients": list(p.recipients), "content": p.content} for p in view.proposals]}
 
 
-@router.post("/{run_id}/seats/{actor}/decision", response={200: RunOut, **{k: ERRORS[k] for k in (400, 401, 403, 404, 409, 422)}},
+@router.post("/{run_id}/seats/{actor}/decision", response={200: RunOut, **errors(400, 401, 403, 404, 409, 422)},
              summary="Decide for a waiting human seat; the run goes on once no seat is pending")
 def decide_seat(request, run_id: int, actor: str, payload: SeatDecisionIn):
     return _steer(request, run_id, lambda run: seats.seat_decide(run=run, actor=actor, **payload.dict()))
 
 
-@router.post("/{run_id}/seats/{actor}/control", response={200: RunOut, **{k: ERRORS[k] for k in (400, 401, 403, 404, 409, 422)}},
+@router.post("/{run_id}/seats/{actor}/control", response={200: RunOut, **errors(400, 401, 403, 404, 409, 422)},
              summary="Take a seat over (human) or hand it back to the model (ai)")
 def control_seat(request, run_id: int, actor: str, payload: SeatControlIn):
     who = caller(request).get_username()
@@ -652,7 +652,7 @@ def control_seat(request, run_id: int, actor: str, payload: SeatControlIn):
 # ---- end of human seats ----------------------------------------------------------------------------------------
 
 
-@router.get("/{run_id}/export", response={200: None, **{k: ERRORS[k] for k in (401, 404)}},
+@router.get("/{run_id}/export", response={200: None, **errors(401, 404)},
             summary="The run's Markdown files and state JSON as a zip")
 def export_run(request, run_id: int):
     run = _run(request, run_id)

@@ -22,6 +22,11 @@ class ErrorOut(Schema):
 ERRORS: dict[int | str, type[Schema]] = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut}
 
 
+def errors(*codes: int) -> dict[int, type[Schema]]:
+    """The error responses an operation documents, for its `response=` (every one has the one error shape)."""
+    return {code: ERRORS[code] for code in codes}
+
+
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, fields: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)

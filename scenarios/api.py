@@ -26,7 +26,7 @@ from engine.scenario.metrics import MetricsConfig
 from engine.scenario.folder import Scenario as EngineScenario
 from engine.scenario.schema import ScenarioConfig, ValidationRules
 from runs.services import run_plan_for
-from scenariolab_site.api_base import ERRORS, ApiError, caller
+from scenariolab_site.api_base import ApiError, caller, errors
 from scenarios.models import Scenario
 from scenarios.selectors import scenario_get, scenario_list
 from scenarios.services import (
@@ -44,10 +44,6 @@ router = Router(tags=["scenarios"])
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_PAGE = 200
 ENGINE_KEYS = ("config", "actors", "metrics", "validation", "exogenous_events", "background")
-
-
-def _errors(*codes: int) -> dict[int, type[Schema]]:
-    return {code: ERRORS[code] for code in codes}
 
 
 # ---- schemas --------------------------------------------------------------------------------------------------
@@ -308,7 +304,7 @@ class ScenarioPages(LimitOffsetPagination):
 
 
 # ---- routes ---------------------------------------------------------------------------------------------------
-@router.get("/", response={200: list[ScenarioSummary], **_errors(401, 422)}, operation_id="scenarios_list",
+@router.get("/", response={200: list[ScenarioSummary], **errors(401, 422)}, operation_id="scenarios_list",
             summary="List scenarios")
 @paginate(ScenarioPages, max_limit=MAX_PAGE)
 def list_scenarios(request: HttpRequest):
@@ -317,7 +313,7 @@ def list_scenarios(request: HttpRequest):
 
 
 # Before the /{slug} routes, so that "import" is never taken for a slug.
-@router.post("/import", response={200: ScenarioDetail, 201: ScenarioDetail, **_errors(400, 401, 403, 409, 422)},
+@router.post("/import", response={200: ScenarioDetail, 201: ScenarioDetail, **errors(400, 401, 403, 409, 422)},
              operation_id="scenarios_import", summary="Import a scenario folder from a zip")
 def import_scenario(request: HttpRequest, upload: File[UploadedFile],
                     slug: Form[str | None] = None, update: Form[bool] = False):
@@ -344,14 +340,14 @@ def import_scenario(request: HttpRequest, upload: File[UploadedFile],
     return Status(201 if row.created_at >= started else 200, _detail(_found(row.slug)))
 
 
-@router.get("/{slug}", response={200: ScenarioDetail, **_errors(401, 404)}, operation_id="scenarios_get",
+@router.get("/{slug}", response={200: ScenarioDetail, **errors(401, 404)}, operation_id="scenarios_get",
             summary="Get a scenario with its actors")
 def get_scenario(request: HttpRequest, slug: str):
     """The scenario, its actors and its engine configuration (`engine`: the body create and update take)."""
     return _detail(_found(slug))
 
 
-@router.post("/", response={201: ScenarioDetail, **_errors(401, 403, 409, 422)}, operation_id="scenarios_create",
+@router.post("/", response={201: ScenarioDetail, **errors(401, 403, 409, 422)}, operation_id="scenarios_create",
              summary="Create a scenario from JSON", openapi_extra=_body_schema())
 def create_scenario(request: HttpRequest, payload: dict[str, Any] = Body(...)):
     """Store a new scenario from the engine's Scenario shape plus `slug`. Needs scenarios.add_scenario.
@@ -370,7 +366,7 @@ def create_scenario(request: HttpRequest, payload: dict[str, Any] = Body(...)):
     return Status(201, _detail(_store(scenario, slug)))
 
 
-@router.put("/{slug}", response={200: ScenarioDetail, **_errors(401, 403, 404, 422)}, operation_id="scenarios_update",
+@router.put("/{slug}", response={200: ScenarioDetail, **errors(401, 403, 404, 422)}, operation_id="scenarios_update",
             summary="Replace a scenario from JSON", openapi_extra=_body_schema())
 def update_scenario(request: HttpRequest, slug: str, payload: dict[str, Any] = Body(...)):
     """Replace the scenario (actors and background documents included) with the body. Needs
@@ -385,7 +381,7 @@ def update_scenario(request: HttpRequest, slug: str, payload: dict[str, Any] = B
     return _detail(_store(_engine_scenario(data), slug))
 
 
-@router.get("/{slug}/export", response=_errors(401, 404, 422), operation_id="scenarios_export",
+@router.get("/{slug}/export", response=errors(401, 404, 422), operation_id="scenarios_export",
             summary="Export a scenario folder as a zip", openapi_extra=_ZIP_RESPONSE)
 def export_scenario(request: HttpRequest, slug: str):
     """The folder as a zip, which imports again to the same scenario. 422 when the stored scenario does not
@@ -396,7 +392,7 @@ def export_scenario(request: HttpRequest, slug: str):
     return response
 
 
-@router.post("/{slug}/validate", response={200: ValidationOut, **_errors(401, 403, 404)},
+@router.post("/{slug}/validate", response={200: ValidationOut, **errors(401, 403, 404)},
              operation_id="scenarios_validate", summary="Validate a stored scenario")
 def validate_scenario(request: HttpRequest, slug: str):
     """Every problem of the stored scenario, each naming the file it exports to and the key. Answers 200
@@ -408,7 +404,7 @@ def validate_scenario(request: HttpRequest, slug: str):
     return {"valid": True, "problems": []}
 
 
-@router.get("/{slug}/estimate", response={200: EstimateOut, **_errors(400, 401, 404, 409, 422)},
+@router.get("/{slug}/estimate", response={200: EstimateOut, **errors(400, 401, 404, 409, 422)},
             operation_id="scenarios_estimate", summary="Estimate the cost of a run")
 def estimate_scenario(
     request: HttpRequest,
