@@ -1,0 +1,113 @@
+"""Human seats (`runs.seats`): pending seats, what a seat sees, a person's decision, taking a seat over."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from django.http import HttpRequest
+from django.urls import reverse
+from ninja import Schema
+from pydantic import Field
+
+from runs import seats, selectors
+from scenariolab_site.api_base import caller, errors
+
+from runs.api.common import RunOut, Text, run_for, steer, router
+
+
+class SeatOut(Schema):
+    actor: str
+    name: str
+    control: str = Field(description="ai or human")
+    model: str
+    waiting: bool = Field(description="the run waits for this seat's decision")
+
+
+class ProposalOut(Schema):
+    id: str
+    kind: str
+    sender: str
+    recipients: list[str]
+    content: str
+
+
+class SeatViewOut(Schema):
+    run: int
+    actor: str
+    actor_name: str
+    turn: int
+    system: str = Field(description="the seat's system prompt, as a model would read it")
+    user: str = Field(description="the decision prompt, as a model would read it")
+    proposals: list[ProposalOut] = Field(description="proposals addressed to the seat that await its reply")
+
+
+class PendingSeatOut(Schema):
+    run: int
+    scenario: str
+    actor: str
+    name: str
+    turn: int
+    waiting_since: datetime | None
+    page: str
+
+
+class SeatDecisionIn(Schema):
+    long_term_goals: list[Annotated[Text, Field(max_length=2000)]] = Field(min_length=1, max_length=8)
+    short_term_priorities: list[Annotated[Text, Field(max_length=2000)]] = Field(min_length=1, max_length=8)
+    reasoning: Text = Field(max_length=20000)
+    action: Text = Field(max_length=20000)
+    replies: dict[Annotated[Text, Field(max_length=200)], Annotated[Text, Field(max_length=20000)]] = Field(
+        default_factory=dict, max_length=50, description="proposal id -> your reply; every pending proposal needs one")
+
+
+class SeatControlIn(Schema):
+    control: Literal["ai", "human"] = Field(description="human: take the seat over; ai: hand it back to the model")
+
+
+def _seat_page(request: HttpRequest, run_id: int, actor: str) -> str:
+    return request.build_absolute_uri(reverse("runs:seat", args=[run_id, actor]))
+
+
+@router.get("/seats/pending", response={200: list[PendingSeatOut], **errors(401)},
+            summary="Seats waiting for a person, in the runs you may change")
+def pending_seats(request):
+    user = caller(request)
+    return [
+        {"run": seat.run.pk, "scenario": seat.run.scenario_slug, "actor": seat.actor, "name": seat.name, "turn": seat.turn,
+         "waiting_since": seat.waiting_since, "page": _seat_page(request, seat.run.pk, seat.actor)}
+        for seat in seats.seats_pending(runs=selectors.runs_for(user))
+    ]
+
+
+@router.get("/{run_id}/seats", response={200: list[SeatOut], **errors(401, 404)},
+            summary="Who plays each actor, and which seats the run waits for")
+def run_seats(request, run_id: int):
+    run = run_for(request, run_id)
+    waiting = {seat.actor for seat in seats.run_pending_seats(run=run)}
+    return [{"actor": a["short_name"], "name": a["name"], "control": a.get("control", "ai"), "model": a["model"],
+             "waiting": a["short_name"] in waiting} for a in run.actors]
+
+
+@router.get("/{run_id}/seats/{actor}", response={200: SeatViewOut, **errors(400, 401, 403, 404, 409)},
+            summary="What the person in a waiting seat sees: the model's prompts and the proposals to answer")
+def seat_view(request, run_id: int, actor: str):
+    run = run_for(request, run_id, write=True)  # a seat's prompt holds the actor's private information
+    view = seats.seat_view_for(run=run, actor=actor)
+    return {"run": run.pk, "actor": view.actor, "actor_name": view.actor_name, "turn": view.turn, "system": view.system,
+            "user": view.user, "proposals": [{"id": p.id, "kind": p.kind.value, "sender": p.sender,
+                                              "recipients": list(p.recipients), "content": p.content} for p in view.proposals]}
+
+
+@router.post("/{run_id}/seats/{actor}/decision", response={200: RunOut, **errors(400, 401, 403, 404, 409, 422)},
+             summary="Decide for a waiting human seat; the run goes on once no seat is pending")
+def decide_seat(request, run_id: int, actor: str, payload: SeatDecisionIn):
+    return steer(request, run_id, lambda run: seats.seat_decide(run=run, actor=actor, **payload.dict()))
+
+
+@router.post("/{run_id}/seats/{actor}/control", response={200: RunOut, **errors(400, 401, 403, 404, 409, 422)},
+             summary="Take a seat over (human) or hand it back to the model (ai)")
+def control_seat(request, run_id: int, actor: str, payload: SeatControlIn):
+    who = caller(request).get_username()
+    reason = f"{'taken over' if payload.control == 'human' else 'handed back'} by {who}"
+    return steer(request, run_id, lambda run: seats.seat_set_control(run=run, actor=actor, control=payload.control, reason=reason))
