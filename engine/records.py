@@ -31,6 +31,11 @@ class PhaseType(StrEnum):
 PhaseName = PhaseType  # the name scripts written before the V2 document's `PhaseType` import
 
 
+# The ledger's actor for calls made for the whole world (world update, judged metrics, QA checks), in every cost
+# breakdown: the engine's, the site's pages and API, the terminal's and the comparison's.
+WORLD = "world"
+
+
 class CommunicationKind(StrEnum):
     BILATERAL = "bilateral"
     COALITION = "coalition"

@@ -29,6 +29,7 @@ from engine.records import (
     PhaseName,
     PhaseType,
     ValidationResult,
+    WORLD,
     WorldState,
     utc_now,
     stamp_field,
@@ -157,7 +158,7 @@ class ScenarioState:
         return sum(record.cost for record in self.costs if record.phase == phase)
 
     def cost_by_actor(self) -> dict[str, float]:
-        return _sum_by(self.costs, lambda r: r.actor or "world")
+        return _sum_by(self.costs, lambda r: r.actor or WORLD)
 
     def cost_by_phase(self) -> dict[str, float]:
         return _sum_by(self.costs, lambda r: r.phase.value)
@@ -391,6 +392,7 @@ __all__ = [
     "ScenarioState",
     "ScenarioStatus",
     "ValidationResult",
+    "WORLD",
     "WorldState",
     "as_dict",
 ]

@@ -127,7 +127,7 @@ class RunAdmin(admin.ModelAdmin):
         if run is not None:
             seq = live.snapshot_seq(run)
             extra_context = {**(extra_context or {}), "live": {
-                "after_seq": seq, "costs": live.cost_breakdown_at(run, seq), "status": selectors.run_display_status(run),
+                "after_seq": seq, "costs": selectors.cost_breakdown_at(run, seq), "status": selectors.run_display_status(run),
             }}
         return super().change_view(request, object_id, form_url, extra_context)
 

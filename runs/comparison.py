@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import OuterRef, QuerySet, Subquery, Sum
+from django.db.models import OuterRef, QuerySet, Subquery
 
 from engine.seats import HUMAN
 from runs import selectors
@@ -186,12 +186,10 @@ def _number(value: Any) -> float | int | None:
 
 
 def _costs_by(runs: list[Run], field: str) -> dict[int, dict[str, float]]:
-    """Each run's cost summed by `field` in one query for all runs; "world" for calls made for no actor."""
-    rows = (CostRecord.objects.filter(run__in=runs).values("run", field).annotate(cost=Sum("cost"))
-            .order_by("run", field))
+    """Each run's cost summed by `field` in one query for all runs (`ledger_sums`)."""
     costs: dict[int, dict[str, float]] = {run.pk: {} for run in runs}
-    for row in rows:
-        costs[row["run"]][row[field] or "world"] = row["cost"]
+    for line in selectors.ledger_sums(CostRecord.objects.filter(run__in=runs), ("run", field)):
+        costs[line["run"]][line[field]] = line["cost"]
     return costs
 
 

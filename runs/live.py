@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from typing import Any
 
 from channels.layers import get_channel_layer
-from django.db.models import Max, Q
+from django.db.models import Max
 from django.template.loader import render_to_string
 
 from engine import Event, EventType
@@ -23,7 +23,7 @@ from engine.phases.metrics import threshold_reached
 from engine.scenario.metrics import MetricDefinition
 from runs import selectors
 from runs.metrics import metric_definition_dicts, run_metric_definitions
-from runs.models import Communication, CostRecord, Decision, MetricRecord, Run, RunEvent, Turn, ValidationResult
+from runs.models import Communication, Decision, MetricRecord, Run, RunEvent, Turn, ValidationResult
 
 logger = logging.getLogger(__name__)
 
@@ -117,35 +117,6 @@ def snapshot_seq(run: Run) -> int:
     return RunEvent.objects.filter(run=run, type=EventType.STATE_SAVED).aggregate(n=Max("seq"))["n"] or 0
 
 
-def cost_breakdown_at(run: Run, seq: int) -> dict[str, Any]:
-    """Totals of the ledger lines announced up to `seq` (and lines booked at a save, which have no event)."""
-    lines = CostRecord.objects.filter(run=run).filter(Q(seq__lte=seq) | Q(seq__isnull=True))
-    by_actor: dict[str, float] = defaultdict(float)
-    by_phase: dict[str, float] = defaultdict(float)
-    total, tokens, calls = 0.0, 0, 0
-    for actor, phase, cost, inp, out in lines.values_list("actor", "phase", "cost", "input_tokens", "output_tokens"):
-        by_actor[actor or "world"] += cost
-        by_phase[phase] += cost
-        total += cost
-        tokens += inp + out
-        calls += 1
-    return {"total": total, "tokens": tokens, "calls": calls, "by_actor": dict(sorted(by_actor.items())),
-            "by_phase": dict(sorted(by_phase.items()))}
-
-
-def cost_lines_at(run: Run, seq: int) -> list[dict[str, Any]]:
-    """The ledger up to `seq` summed by turn, actor and phase: what the cost-by-turn chart and table start from."""
-    lines = CostRecord.objects.filter(run=run).filter(Q(seq__lte=seq) | Q(seq__isnull=True))
-    sums: dict[tuple[int, str, str], dict[str, Any]] = {}
-    for turn, actor, phase, cost, inp, out in lines.values_list("turn", "actor", "phase", "cost", "input_tokens", "output_tokens"):
-        line = sums.setdefault((turn, actor or "world", phase), {"turn": turn, "actor": actor or "world", "phase": phase,
-                                                                 "cost": 0.0, "tokens": 0, "calls": 0})
-        line["cost"] += cost
-        line["tokens"] += inp + out
-        line["calls"] += 1
-    return [sums[key] for key in sorted(sums)]
-
-
 def cost_by_turn(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
     turns: dict[int, dict[str, Any]] = {}
     for line in lines:
@@ -209,8 +180,8 @@ def run_page_context(*, run: Run) -> dict[str, Any]:
     for record in metrics:
         key = f"{record['name']}|{record['actor']}" if record["actor"] else record["name"]
         table.setdefault(record["turn"], {})[key] = record["value"]
-    costs = cost_breakdown_at(run, seq)
-    cost_lines = cost_lines_at(run, seq)
+    costs = selectors.cost_breakdown_at(run, seq)
+    cost_lines = selectors.cost_lines_at(run, seq)
     return {
         "run": run,
         "status": selectors.run_display_status(run),

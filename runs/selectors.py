@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -13,6 +14,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from accounts.quotas import user_queue_priority
+from engine.state import WORLD
 from runs.models import CostRecord, Run, RunEvent, RunStatus
 
 CRASHED = "crashed"
@@ -110,20 +112,48 @@ def run_progress(run: Run) -> str:
     return f"{run.turn}/{run.max_turns}"
 
 
+def ledger_sums(lines: QuerySet[CostRecord], by: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The ledger lines summed by the fields `by` (of actor, phase, turn, run), in one query: each group's fields
+    with its cost, tokens and calls. A call made for no actor is the world's (`WORLD`), as in the engine's own
+    breakdown: every cost figure of pages, API, terminal and comparison comes from here."""
+    rows = (lines.values(*by).annotate(cost=Sum("cost"), input=Sum("input_tokens"), output=Sum("output_tokens"),
+                                       calls=Count("id")).order_by(*by))
+    return [{**{field: (row[field] or WORLD) if field == "actor" else row[field] for field in by},
+             "cost": row["cost"], "tokens": row["input"] + row["output"], "calls": row["calls"]} for row in rows]
+
+
 def run_cost_breakdown(*, run: Run) -> dict[str, dict]:
-    """Cost, tokens and calls by actor, phase and turn, summed by the database from the ledger."""
-    ledger = CostRecord.objects.filter(run=run)
+    """Cost, tokens and calls by actor, phase and turn."""
+    sums = ledger_sums(CostRecord.objects.filter(run=run), ("actor", "phase", "turn"))
+    return {f"by_{field}": _folded(sums, field) for field in ("actor", "phase", "turn")}
 
-    def grouped(field: str) -> dict:
-        rows = ledger.values(field).annotate(cost=Sum("cost"), input=Sum("input_tokens"), output=Sum("output_tokens"), calls=Count("id"))
-        return {
-            (row[field] if row[field] != "" else "world"): {
-                "cost": row["cost"], "tokens": row["input"] + row["output"], "calls": row["calls"],
-            }
-            for row in rows.order_by(field)
-        }
 
-    return {"by_actor": grouped("actor"), "by_phase": grouped("phase"), "by_turn": grouped("turn")}
+def cost_breakdown_at(run: Run, seq: int) -> dict[str, Any]:
+    """Totals of the ledger lines announced up to `seq` (and lines booked at a save, which have no event)."""
+    sums = ledger_sums(_ledger_at(run, seq), ("actor", "phase"))
+    return {"total": sum(s["cost"] for s in sums), "tokens": sum(s["tokens"] for s in sums),
+            "calls": sum(s["calls"] for s in sums),
+            "by_actor": {key: line["cost"] for key, line in _folded(sums, "actor").items()},
+            "by_phase": {key: line["cost"] for key, line in _folded(sums, "phase").items()}}
+
+
+def cost_lines_at(run: Run, seq: int) -> list[dict[str, Any]]:
+    """The ledger up to `seq` summed by turn, actor and phase: what the cost-by-turn chart and table start from."""
+    return ledger_sums(_ledger_at(run, seq), ("turn", "actor", "phase"))
+
+
+def _ledger_at(run: Run, seq: int) -> QuerySet[CostRecord]:
+    return CostRecord.objects.filter(run=run).filter(Q(seq__lte=seq) | Q(seq__isnull=True))
+
+
+def _folded(sums: list[dict[str, Any]], field: str) -> dict[Any, dict[str, Any]]:
+    """Finer sums folded into one entry per value of `field`, in that value's order."""
+    folded: dict[Any, dict[str, Any]] = {}
+    for line in sums:
+        into = folded.setdefault(line[field], {"cost": 0.0, "tokens": 0, "calls": 0})
+        for key in ("cost", "tokens", "calls"):
+            into[key] += line[key]
+    return dict(sorted(folded.items()))
 
 
 def runs_for(user) -> QuerySet[Run]:

@@ -156,7 +156,7 @@ def test_costs_and_metrics_are_truncated_to_the_branch_turn(calls, parent, owner
     state = load_run_state(child)
     assert state.turn == 2 and state.total_cost == pytest.approx(child.total_cost) and state.seed == parent.seed
     # The page's first state counts the copied ledger (its lines have no event of the child's).
-    assert live.cost_breakdown_at(child, live.snapshot_seq(child))["calls"] == child.calls
+    assert selectors.cost_breakdown_at(child, live.snapshot_seq(child))["calls"] == child.calls
     assert list(RunEvent.objects.filter(run=child).values_list("seq", "type")) == [(1, "state_saved")]
 
     folder = Path(child.output_dir)

@@ -9,7 +9,8 @@ from django.urls import reverse
 
 from engine import EventType
 from runs import services
-from runs.live import cost_breakdown_at, event_fragments, snapshot_seq
+from runs.live import event_fragments, snapshot_seq
+from runs.selectors import cost_breakdown_at
 from runs.models import Decision, RunEvent
 from runs.tests.factories import make_run
 

@@ -10,7 +10,8 @@ from django.urls import reverse
 
 from engine import EventType
 from runs import services
-from runs.live import cost_lines_at, event_fragments, run_page_context, snapshot_seq
+from runs.live import event_fragments, run_page_context, snapshot_seq
+from runs.selectors import cost_lines_at
 from runs.models import CostRecord, MetricRecord, RunEvent
 from runs.tests.factories import make_run
 from runs.tests.test_metrics_export import alarmed_summit
