@@ -254,9 +254,8 @@ POLLED_EVENTS = 200
 
 
 def _waiting_seats(run: Run) -> list[dict[str, str]]:
-    from runs.seats import run_pending_seats  # seats build on the services, which use this module
 
-    return [{"actor": seat.actor, "name": seat.name} for seat in run_pending_seats(run=run)]
+    return [{"actor": seat.actor, "name": seat.name} for seat in selectors.run_pending_seats(run=run)]
 
 
 def waiting_seats_fragment(run: Run) -> dict[str, str]:

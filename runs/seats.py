@@ -3,17 +3,16 @@
 A run that reaches a human seat stops as WAITING_FOR_HUMAN with the models' decisions stored; no worker
 waits with it. `seat_decide` stores the person's decision and queues the run again once no seat is pending.
 Seats change hands through the run's `actors` row: an executing worker reads it at every turn
-(`StoredSeats`); for a run at rest the change is announced here, as an event of the run.
+(`runs.desk.StoredSeats`); for a run at rest the change is announced here, as an event of the run. Which seats a run
+waits for is a read: `runs.selectors.run_pending_seats`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -24,8 +23,6 @@ from engine.scenario.folder import Scenario as EngineScenario
 from engine.phases.decision import decision_event_data
 from engine.seats import (
     CONTROLS,
-    HUMAN,
-    HumanDecision,
     HumanDecisionError,
     SeatView,
     human_decision,
@@ -33,71 +30,20 @@ from engine.seats import (
     seat_view,
     with_human_decision,
 )
-from engine.state import ScenarioState, as_dict
+from engine.state import as_dict
 from runs import selectors
 from runs.live import publish_stored
-from runs.models import Decision, Run, RunEvent, RunStatus
+from runs.models import Run, RunEvent, RunStatus
 from runs.persistence import load_run_state, record_event, save_run_state
 from runs.services import RunConflict, RunInputError, run_resume
 
 
 
-class StoredSeats:
-    """The desk of a run executed by a worker: control as the run's row says now; decisions come later."""
-
-    def __init__(self, run_id: int) -> None:
-        self.run_id = run_id
-
-    async def control(self, state: ScenarioState, actor: str) -> str:
-        actors = await sync_to_async(_actors, thread_sensitive=True)(self.run_id)
-        return actors.get(actor, state.actor(actor).control)
-
-    async def decision(self, view: SeatView) -> HumanDecision | None:
-        return None
-
-
-def _actors(run_id: int) -> dict[str, str]:
-    return {a["short_name"]: a.get("control", "ai") for a in Run.objects.values_list("actors", flat=True).get(pk=run_id)}
-
-
 # ---- reading -------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PendingSeat:
-    run: Run
-    actor: str
-    name: str
-    turn: int
-    waiting_since: datetime | None
-
-
-def _pending_in(runs: list[Run]) -> list[PendingSeat]:
-    """`pending_human_seats` of each waiting run, read from its rows as `load_run_state` builds them (seats from
-    `actors`, the turn being played after `turn`, its stored decisions): one query for all, not each whole state."""
-    waiting = [run for run in runs if run.status == RunStatus.WAITING_FOR_HUMAN]
-    if not waiting:
-        return []
-    playing = {run.turn + 1 for run in waiting}
-    decided = set(Decision.objects.filter(run__in=waiting, turn__in=playing).values_list("run_id", "turn", "actor"))
-    return [PendingSeat(run, a["short_name"], a["name"], run.turn + 1, run.waiting_since)
-            for run in waiting for a in run.actors
-            if a.get("control", "ai") == HUMAN and (run.pk, run.turn + 1, a["short_name"]) not in decided]
-
-
-def run_pending_seats(*, run: Run) -> list[PendingSeat]:
-    """The seats a waiting run waits for (none unless it is WAITING_FOR_HUMAN)."""
-    return _pending_in([run])
-
-
-def seats_pending(*, runs) -> list[PendingSeat]:
-    """Every pending seat of `runs` (a queryset the caller may see), oldest wait first."""
-    pending = _pending_in(list(runs.filter(status=RunStatus.WAITING_FOR_HUMAN).defer("snapshot")))
-    return sorted(pending, key=lambda seat: (seat.waiting_since or timezone.now(), seat.run.pk))
-
-
 def seat_view_for(*, run: Run, actor: str) -> SeatView:
     """What the person in `actor`'s seat sees: the decision prompt a model would read, and the proposals."""
     _seat(run, actor)
-    if actor not in {seat.actor for seat in run_pending_seats(run=run)}:
+    if actor not in {seat.actor for seat in selectors.run_pending_seats(run=run)}:
         raise RunConflict(f"run {run.pk} is not waiting for {actor}: it is {selectors.run_display_status(run)}")
     return seat_view(load_run_state(run), EngineScenario.model_validate(run.snapshot), actor, max_turns=run.max_turns)
 
@@ -167,7 +113,7 @@ def seat_set_control(*, run: Run, actor: str, control: str, reason: str = "") ->
         run.save(update_fields=["actors"])
         if run.status != RunStatus.RUNNING:  # a worker announces the change itself when it reads it
             _announce(run, EventType.SEAT_CONTROL_CHANGED, {"actor": actor, "control": control, "reason": reason or "changed on request"})
-        if run.status == RunStatus.WAITING_FOR_HUMAN and not run_pending_seats(run=run):
+        if run.status == RunStatus.WAITING_FOR_HUMAN and not selectors.run_pending_seats(run=run):
             run = run_resume(run=run)
     return run
 
@@ -236,7 +182,7 @@ def seat_timeout(*, run_id: int, now: datetime) -> Run | None:
         if (run.status != RunStatus.WAITING_FOR_HUMAN or run.waiting_since is None or run.human_timeout_minutes is None
                 or run.waiting_since + timedelta(minutes=run.human_timeout_minutes) > now):
             return None
-        pending = run_pending_seats(run=run)
+        pending = selectors.run_pending_seats(run=run)
         if not pending:
             return None
         reason = f"no decision within {run.human_timeout_minutes:g} minutes: the model takes the seat"

@@ -14,8 +14,9 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from accounts.quotas import user_queue_priority
+from engine.seats import HUMAN
 from engine.state import WORLD
-from runs.models import CostRecord, Run, RunEvent, RunStatus
+from runs.models import CostRecord, Decision, Run, RunEvent, RunStatus
 
 CRASHED = "crashed"
 RESUMABLE = {RunStatus.PAUSED, RunStatus.HALTED, RunStatus.FAILED, RunStatus.COMPLETED, RunStatus.WAITING_FOR_HUMAN}
@@ -298,3 +299,37 @@ def run_family(*, run: Run, user=None) -> list[FamilyMember]:
 
     add(root, 0)
     return members
+
+
+# ---- human seats ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PendingSeat:
+    run: Run
+    actor: str
+    name: str
+    turn: int
+    waiting_since: datetime | None
+
+
+def _pending_in(runs: list[Run]) -> list[PendingSeat]:
+    """`pending_human_seats` of each waiting run, read from its rows as `load_run_state` builds them (seats from
+    `actors`, the turn being played after `turn`, its stored decisions): one query for all, not each whole state."""
+    waiting = [run for run in runs if run.status == RunStatus.WAITING_FOR_HUMAN]
+    if not waiting:
+        return []
+    playing = {run.turn + 1 for run in waiting}
+    decided = set(Decision.objects.filter(run__in=waiting, turn__in=playing).values_list("run_id", "turn", "actor"))
+    return [PendingSeat(run, a["short_name"], a["name"], run.turn + 1, run.waiting_since)
+            for run in waiting for a in run.actors
+            if a.get("control", "ai") == HUMAN and (run.pk, run.turn + 1, a["short_name"]) not in decided]
+
+
+def run_pending_seats(*, run: Run) -> list[PendingSeat]:
+    """The seats a waiting run waits for (none unless it is WAITING_FOR_HUMAN)."""
+    return _pending_in([run])
+
+
+def seats_pending(*, runs) -> list[PendingSeat]:
+    """Every pending seat of `runs` (a queryset the caller may see), oldest wait first."""
+    pending = _pending_in(list(runs.filter(status=RunStatus.WAITING_FOR_HUMAN).defer("snapshot")))
+    return sorted(pending, key=lambda seat: (seat.waiting_since or timezone.now(), seat.run.pk))

@@ -36,6 +36,7 @@ from engine.estimate import CostEstimate, estimate_run_cost
 from engine.llm.cache import CachingProvider, SqliteResponseCache
 from engine.llm.provider import LLMProvider
 from engine.seats import SeatDesk
+from runs.desk import StoredSeats
 from engine.llm.routing import PROVIDER_CHOICES, ProviderChoice, RoutingError, provider_from_environment, with_model
 from engine.scenario.folder import Scenario as EngineScenario
 from engine.state import ScenarioStatus
@@ -427,7 +428,6 @@ def run_execute(
 
 async def _execute(run: Run, claim: str, config: EngineScenario, provider: LLMProvider, progress, controls: RunControls,
                    seats, requeue: Callable[[Run], None]) -> ScenarioState:
-    from runs.seats import StoredSeats  # seats build on this module
     # Only playing a run needs the orchestrator and its phases: every process imports this module (the admin
     # does), and `manage.py run_scenario --help` should not pay for them.
     from engine.orchestrator import ScenarioOrchestrator, standard_phases

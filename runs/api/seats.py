@@ -76,7 +76,7 @@ def pending_seats(request):
     return [
         {"run": seat.run.pk, "scenario": seat.run.scenario_slug, "actor": seat.actor, "name": seat.name, "turn": seat.turn,
          "waiting_since": seat.waiting_since, "page": _seat_page(request, seat.run.pk, seat.actor)}
-        for seat in seats.seats_pending(runs=selectors.runs_for(user))
+        for seat in selectors.seats_pending(runs=selectors.runs_for(user))
     ]
 
 
@@ -84,7 +84,7 @@ def pending_seats(request):
             summary="Who plays each actor, and which seats the run waits for")
 def run_seats(request, run_id: int):
     run = run_for(request, run_id)
-    waiting = {seat.actor for seat in seats.run_pending_seats(run=run)}
+    waiting = {seat.actor for seat in selectors.run_pending_seats(run=run)}
     return [{"actor": a["short_name"], "name": a["name"], "control": a.get("control", "ai"), "model": a["model"],
              "waiting": a["short_name"] in waiting} for a in run.actors]
 

@@ -152,7 +152,7 @@ class Command(BaseCommand):
             # --background), a human seat makes the run wait for its page instead.
             ask_here = sys.stdin.isatty() and not self.json and any(a.get("control") == "human" for a in run.actors)
             from engine.seats import TerminalSeats
-            from runs.seats import StoredSeats
+            from runs.desk import StoredSeats
 
             desk = TerminalSeats(out=sys.stdout, controls=StoredSeats(run.pk)) if ask_here else None
             executed = services.run_execute(run_id=run.pk, progress=self.progress, controls=controls, seats=desk)
