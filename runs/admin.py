@@ -12,6 +12,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from accounts.quotas import QuotaExceeded
+from runs.downloads import markdown_zip_response
 from runs import branching, live, selectors, services
 from runs.forms import RunBranchForm, RunStartForm
 from runs.models import CostRecord, Decision, Run, Turn
@@ -176,9 +177,7 @@ class RunAdmin(admin.ModelAdmin):
     @admin.action(description="Download the Markdown files (zip)", permissions=["view"])
     def download_markdown(self, request, queryset):
         run = queryset.first()
-        response = HttpResponse(services.run_markdown_zip(run=run), content_type="application/zip")
-        response["Content-Disposition"] = f'attachment; filename="{run.scenario_slug}-run-{run.number:03d}.zip"'
-        return response
+        return markdown_zip_response(run)
 
     # ---- branching: a Branch page per run, linked from its lineage field --------------------------------------
     @admin.display(description="branches")

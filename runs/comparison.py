@@ -16,6 +16,7 @@ from typing import Any
 from django.db.models import OuterRef, QuerySet, Subquery
 
 from engine.seats import HUMAN
+from engine.run_names import run_folder_name
 from runs import selectors
 from runs.models import CostRecord, Decision, MetricRecord, Run, Turn
 
@@ -61,7 +62,7 @@ class ComparedRun:
 
     @property
     def label(self) -> str:
-        return f"#{self.id} {self.scenario} run-{self.number:03d}"
+        return f"#{self.id} {self.scenario} {run_folder_name(self.number)}"
 
 
 @dataclass(frozen=True)

@@ -100,4 +100,4 @@ def metrics_export(*, run: Run) -> dict[str, Any]:
 
 
 def export_filename(run: Run, suffix: str) -> str:
-    return f"{run.scenario_slug}-run-{run.number:03d}-metrics{suffix}"
+    return f"{run.file_stem}-metrics{suffix}"

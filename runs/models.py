@@ -10,6 +10,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from engine.run_names import run_folder_name
+
 
 class RunStatus(models.TextChoices):
     QUEUED = "queued"  # waiting for a worker (new, or asked to resume)
@@ -81,7 +83,17 @@ class Run(models.Model):
         constraints = [models.UniqueConstraint(fields=["scenario_slug", "number"], name="run_number_per_scenario")]
 
     def __str__(self) -> str:
-        return f"{self.scenario_name} run-{self.number:03d}"
+        return f"{self.scenario_name} {self.label}"
+
+    @property
+    def label(self) -> str:
+        """Its name within its scenario (`run-007`), as its folder and V1 name it."""
+        return run_folder_name(self.number)
+
+    @property
+    def file_stem(self) -> str:
+        """What its downloads are called: `ai-summit-run-007`."""
+        return f"{self.scenario_slug}-{self.label}"
 
     @property
     def engine_run_id(self) -> str:

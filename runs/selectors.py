@@ -49,7 +49,7 @@ def run_by_label(label: str) -> Run:
     if not found:
         raise LookupError(f"No run {text}.")
     if len(found) > 1:
-        choices = ", ".join(f"{run.scenario_slug}/run-{run.number:03d}" for run in found)
+        choices = ", ".join(f"{run.scenario_slug}/{run.label}" for run in found)
         raise LookupError(f"{text} names a run of several scenarios ({choices}): say which, e.g. {found[0].scenario_slug}/{text}")
     return found[0]
 

@@ -39,6 +39,7 @@ from engine.seats import SeatDesk
 from runs.desk import StoredSeats
 from engine.llm.routing import PROVIDER_CHOICES, ProviderChoice, RoutingError, provider_from_environment, with_model
 from engine.scenario.folder import Scenario as EngineScenario
+from engine.run_names import highest_run_number, run_folder_name
 from engine.state import ScenarioStatus
 from engine.views.markdown import run_views
 from runs import selectors
@@ -138,11 +139,7 @@ def run_plan(
 def _next_number(slug: str) -> int:
     """One more than any run of this scenario in the database or on disk, so no folder is reused."""
     highest = Run.objects.filter(scenario_slug=slug).aggregate(n=Max("number"))["n"] or 0
-    folder = Path(settings.RUNS_OUTPUT_DIR) / slug
-    if folder.is_dir():
-        on_disk = [int(p.name[4:]) for p in folder.glob("run-*") if p.name[4:].isdigit()]
-        highest = max([highest, *on_disk])
-    return highest + 1
+    return max(highest, highest_run_number(Path(settings.RUNS_OUTPUT_DIR) / slug)) + 1
 
 
 def run_create(
@@ -179,7 +176,7 @@ def run_create(
                         for a in config.actors
                     ],
                     human_timeout_minutes=human_timeout_minutes,
-                    output_dir=str(Path(settings.RUNS_OUTPUT_DIR) / slug / f"run-{number:03d}"),
+                    output_dir=str(Path(settings.RUNS_OUTPUT_DIR) / slug / run_folder_name(number)),
                 )
                 Turn.objects.create(run=run, turn=0, position=0, world_state=config.config.initial_world_state.strip())
                 return run
@@ -642,7 +639,7 @@ def run_markdown_zip(*, run: Run) -> bytes:
     import json
 
     state = load_run_state(run)
-    folder = f"{run.scenario_slug}-run-{run.number:03d}"
+    folder = run.file_stem
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for view in run_views(state):

@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts.quotas import QuotaExceeded
+from runs.downloads import markdown_zip_response
 from runs import branching, selectors, services
 from runs.comparison import MAX_RUNS as MAX_COMPARED
 from runs.comparison import ComparisonError, RunNotFound, diff_lines, run_comparison
@@ -125,15 +126,13 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _download_name(run: Run, suffix: str) -> str:
-    return f"{run.scenario_slug}-run-{run.number:03d}{suffix}"
+    return f"{run.file_stem}{suffix}"
 
 
 @login_required
 def run_markdown_zip(request: HttpRequest, pk: int) -> HttpResponse:
     run = _visible_run(request, pk)
-    response = HttpResponse(services.run_markdown_zip(run=run), content_type="application/zip")
-    response["Content-Disposition"] = f'attachment; filename="{_download_name(run, ".zip")}"'
-    return response
+    return markdown_zip_response(run)
 
 
 @login_required

@@ -17,6 +17,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from engine.phases.persistence import write_atomically
+from engine.run_names import highest_run_number, run_folder_name
 from engine.scenario.loader import DEFINITION, YAML_SUFFIXES
 from engine.scenario.folder import Scenario
 from engine.state import ScenarioStatus, ScenarioState
@@ -41,13 +42,7 @@ class RunDirectoryError(ValueError):
 
 def next_run_folder(scenario_output: Path) -> Path:
     """`run-NNN` one above the highest existing number (V1's rule: gaps are not reused)."""
-    numbers = [0]
-    if scenario_output.is_dir():
-        for entry in scenario_output.iterdir():
-            prefix, _, number = entry.name.partition("-")
-            if prefix == "run" and number.isdigit() and entry.is_dir():
-                numbers.append(int(number))
-    return scenario_output / f"run-{max(numbers) + 1:03d}"
+    return scenario_output / run_folder_name(highest_run_number(scenario_output) + 1)
 
 
 def read_state_document(folder: Path) -> dict[str, Any]:

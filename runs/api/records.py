@@ -12,6 +12,7 @@ from ninja import Body, Query, Schema
 from ninja.responses import Status
 from pydantic import Field
 
+from runs.downloads import markdown_zip_response
 from runs import selectors, services
 from runs.metrics import export_filename, metrics_csv, metrics_export, run_metric_rows
 from runs.models import Communication, CostRecord, Decision, MetricRecord, Run, RunEvent, Turn, ValidationResult
@@ -325,6 +326,4 @@ def cancel_run(request, run_id: int):
             summary="The run's Markdown files and state JSON as a zip")
 def export_run(request, run_id: int):
     run = run_for(request, run_id)
-    response = HttpResponse(services.run_markdown_zip(run=run), content_type="application/zip")
-    response["Content-Disposition"] = f'attachment; filename="{run.scenario_slug}-run-{run.number:03d}.zip"'
-    return response
+    return markdown_zip_response(run)

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from engine.run_names import run_folder_name
 from runs.comparison import ComparisonError, RunComparison, run_comparison
 from runs.management.commands.run_scenario import bad_input
 from runs.selectors import run_by_label
@@ -52,7 +53,7 @@ class Command(BaseCommand):
         lines: list[str] = []
         for run in runs:
             offline = " (offline)" if run.offline else ""
-            lines.append(heading(f"Run {run.id}: {run.scenario} run-{run.number:03d}, {run.status}, "
+            lines.append(heading(f"Run {run.id}: {run.scenario} {run_folder_name(run.number)}, {run.status}, "
                                  f"{run.turn} of {run.max_turns} turns, ${run.total_cost:.4f} over {run.calls} calls{offline}"))
             lines.append(f"  provider: {run.provider}")
             for label, costs in (("by actor", run.cost_by_actor), ("by phase", run.cost_by_phase)):
