@@ -29,7 +29,8 @@ from engine.scenario.errors import (
     with_expected,
     yaml_problem,
 )
-from engine.scenario.schema import V1_FORM_ERROR, V1_MOVED_KEYS, ActorConfig, BackgroundDocument, ExogenousEventsConfig, ScenarioConfig, ValidationRules
+from engine.scenario.v1_forms import V1_FORM_ERROR, V1_MOVED_KEYS
+from engine.scenario.schema import ActorConfig, BackgroundDocument, ExogenousEventsConfig, ScenarioConfig, ValidationRules
 from engine.scenario.metrics import MetricsConfig
 
 MAX_FILE_BYTES = 1024 * 1024  # scenario files are hand-written; anything bigger is a mistake or an attack
