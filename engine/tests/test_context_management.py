@@ -25,7 +25,7 @@ from engine.testing.providers import FailingProvider, FixedCostProvider
 from engine.tests.conftest import as_json
 from engine.token_budget import CONTEXT_LENGTHS_VARIABLE, prompt_budget, request_tokens, scenario_context_length
 from engine.v1 import V1RunDirectory, read_run_directory
-from legacy_v1.tests.folders import write_v1_scenario
+from engine.testing.v1_folders import write_v1_scenario
 
 MANAGED = {"context_management": {"enabled": True}}
 WINDOW = 3

@@ -1,10 +1,12 @@
-"""The engine is plain Python: no module under engine/ may import Django, Channels, Huey or their kin."""
+"""The engine is plain Python: no module under engine/ (its tests included) may import Django, Channels, Huey or
+their kin, nor the apps or V1's command lines built on it."""
 
 import ast
 from pathlib import Path
 
 ENGINE = Path(__file__).resolve().parents[1]
-FORBIDDEN = {"django", "channels", "channels_redis", "channels_lite", "huey", "daphne", "ninja", "runs", "scenarios", "scenariolab_site"}
+FORBIDDEN = {"django", "channels", "channels_redis", "channels_lite", "huey", "daphne", "ninja",
+             "runs", "scenarios", "batches", "accounts", "scenariolab_site", "legacy_v1"}
 
 
 def imported_roots(tree: ast.AST) -> set[str]:

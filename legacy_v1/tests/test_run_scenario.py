@@ -17,7 +17,7 @@ import pytest
 
 from engine.testing.fake_llm import FakeLLMServer
 from legacy_v1.run_scenario import main
-from legacy_v1.tests.folders import write_v1_scenario
+from engine.testing.v1_folders import write_v1_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 # The original project's folders and runs sit beside the repository (../shared/v1-samples), in CI as here.

@@ -114,7 +114,7 @@ def test_ctrl_c_pauses_cleanly_and_says_how_to_resume():
 
 
 def test_a_v1_folder_runs_and_a_definition_folder_is_named_after_its_parent(tmp_path):
-    from legacy_v1.tests.folders import write_v1_scenario
+    from engine.testing.v1_folders import write_v1_scenario
 
     folder = write_v1_scenario(tmp_path / "river", name="definition")  # V1 kept some scenarios in <name>/definition/
     done = run_scenario(str(folder), "--turns", "1", "--json")

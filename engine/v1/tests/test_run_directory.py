@@ -24,7 +24,7 @@ from engine.v1 import (
 )
 from engine.v1.files import validation_report_markdown
 from engine.v1.state_file import v1_status
-from legacy_v1.tests.folders import write_v1_scenario
+from engine.testing.v1_folders import write_v1_scenario
 
 V1_SAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "v1-samples"
 needs_samples = pytest.mark.skipif(not V1_SAMPLES.is_dir(), reason=f"V1 samples not found at {V1_SAMPLES}")

@@ -15,7 +15,7 @@ from engine import Runner
 from engine.scenario import load_scenario_folder
 from engine.state import ScenarioStatus
 from engine.v1 import RunDirectoryError, V1RunDirectory, V1StateError, read_run, read_run_directory, state_from_v1
-from legacy_v1.tests.folders import write_v1_scenario
+from engine.testing.v1_folders import write_v1_scenario
 
 V1_SAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "v1-samples"
 needs_samples = pytest.mark.skipif(not V1_SAMPLES.is_dir(), reason=f"V1 samples not found at {V1_SAMPLES}")

@@ -17,7 +17,7 @@ from engine import Runner
 from engine.scenario import load_scenario_folder
 from engine.scenario.tests.hostile import FUZZ, nasty_text
 from engine.v1 import RunDirectoryError, V1RunDirectory, V1StateError, read_run_directory, state_from_v1
-from legacy_v1.tests.folders import write_v1_scenario
+from engine.testing.v1_folders import write_v1_scenario
 
 # Some generated files are hundreds of KB; hypothesis warns that their repr is large, which is the point.
 pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")

@@ -1,4 +1,5 @@
-"""A V1-format scenario folder written by the tests: three delegations, three turns, every V1 file kind."""
+"""A V1-format scenario folder for tests: three delegations, three turns, every V1 file kind (engine, V1 command line
+and site tests share it)."""
 
 from __future__ import annotations
 
