@@ -9,7 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Max, Q, QuerySet, Sum
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -333,3 +333,51 @@ def seats_pending(*, runs) -> list[PendingSeat]:
     """Every pending seat of `runs` (a queryset the caller may see), oldest wait first."""
     pending = _pending_in(list(runs.filter(status=RunStatus.WAITING_FOR_HUMAN).defer("snapshot")))
     return sorted(pending, key=lambda seat: (seat.waiting_since or timezone.now(), seat.run.pk))
+
+
+# ---- a run's records, as the API reads them ------------------------------------------------------------------
+def runs_readable(user) -> QuerySet[Run]:
+    """The runs `user` may read: every run when reading is public (SCENARIOLAB_PUBLIC_READ), else `runs_for`."""
+    return Run.objects.select_related("owner", "scenario") if settings.PUBLIC_READ else runs_for(user)
+
+
+def run_by_id(run_id: int) -> Run | None:
+    return Run.objects.select_related("owner", "scenario").filter(pk=run_id).first()
+
+
+def runs_listed(*, user, scenario: str | None = None, status: str | None = None, owner: str | None = None) -> QuerySet[Run]:
+    """The runs a listing shows (every run with public reading on, else the caller's), newest first, without the
+    frozen scenario (often the largest column, not part of a run's summary)."""
+    runs = runs_readable(user)
+    if scenario:
+        runs = runs.filter(scenario_slug=scenario)
+    if status:
+        runs = runs_with_status(runs, status)
+    if owner:
+        runs = runs.filter(owner__username=owner)
+    return runs.order_by("-created_at", "-id").defer("snapshot")
+
+
+def last_seqs(runs: list[Run]) -> dict[int, int]:
+    """Each run's last event seq, in one query (0 for a run with none)."""
+    found = dict(RunEvent.objects.filter(run__in=runs).values("run").annotate(n=Max("seq")).values_list("run", "n"))
+    return {run.pk: found.get(run.pk, 0) for run in runs}
+
+
+def last_seq(run: Run) -> int:
+    return RunEvent.objects.filter(run=run).aggregate(n=Max("seq"))["n"] or 0
+
+
+def run_records(model, run: Run, *, turn: int | None = None, order: tuple[str, ...] = ()) -> QuerySet:
+    """A run's rows of one record kind (turns, decisions, messages, ledger lines, metrics, QA findings), of one
+    turn when given."""
+    rows = model.objects.filter(run=run)
+    if turn is not None:
+        rows = rows.filter(turn=turn)
+    return rows.order_by(*order) if order else rows
+
+
+def events_after(run: Run, after: int, limit: int) -> tuple[list[RunEvent], bool]:
+    """Up to `limit` of the run's events after seq `after`, in order, and whether more follow."""
+    rows = list(RunEvent.objects.filter(run=run, seq__gt=after).order_by("seq")[: limit + 1])
+    return rows[:limit], len(rows) > limit

@@ -7,14 +7,13 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from django.conf import settings
-from django.db.models import Max
 from django.http import Http404, HttpRequest
 from django.urls import reverse
 from ninja import Router, Schema
 from pydantic import AfterValidator, Field
 
 from runs import selectors
-from runs.models import Run, RunEvent
+from runs.models import Run
 from scenariolab_site.api_base import ApiError, caller
 
 router = Router(tags=["runs"])
@@ -69,7 +68,7 @@ def may_read(run: Run, user) -> bool:
 
 def run_for(request: HttpRequest, run_id: int, *, write: bool = False) -> Run:
     """The run if the caller may see it (and change it, with `write`); 404 otherwise, as pages answer."""
-    run = Run.objects.select_related("owner", "scenario").filter(pk=run_id).first()
+    run = selectors.run_by_id(run_id)
     user = caller(request)
     if run is None or not may_read(run, user):
         raise Http404(f"no run {run_id}")
@@ -80,7 +79,7 @@ def run_for(request: HttpRequest, run_id: int, *, write: bool = False) -> Run:
 
 def run_json(request: HttpRequest, run: Run, last_seq: int | None = None) -> dict[str, Any]:
     if last_seq is None:
-        last_seq = RunEvent.objects.filter(run=run).aggregate(n=Max("seq"))["n"] or 0
+        last_seq = selectors.last_seq(run)
     return {
         "id": run.pk, "scenario": run.scenario_slug, "scenario_name": run.scenario_name, "number": run.number,
         "status": selectors.run_display_status(run), "turn": run.turn, "max_turns": run.max_turns,
@@ -94,8 +93,6 @@ def run_json(request: HttpRequest, run: Run, last_seq: int | None = None) -> dic
     }
 
 
-def turn_filter(queryset, turn: int | None):
-    return queryset if turn is None else queryset.filter(turn=turn)
 
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from django.conf import settings
 from django.http import Http404
 from django.urls import reverse
 from ninja import Query, Schema
@@ -13,7 +12,6 @@ from pydantic import Field
 from runs import selectors
 from runs.comparison import MAX_RUNS as MAX_COMPARED
 from runs.comparison import ComparisonError, RunNotFound, run_comparison
-from runs.models import Run
 from scenariolab_site.api_base import ApiError, caller, errors
 
 from runs.api.common import BIGINT, router
@@ -82,7 +80,7 @@ class ComparisonOut(Schema):
             summary="Two or more runs side by side: costs, metrics per turn, decisions at a turn, final-world diffs")
 def compare_runs(request, ids: list[Annotated[int, Field(ge=1, le=BIGINT)]] = Query(..., max_length=MAX_COMPARED, description="two or more run ids, in the order to show them"),
                  turn: int | None = Query(None, description="whose decisions to compare (default: the last turn every run completed)")):
-    among = Run.objects.all() if settings.PUBLIC_READ else selectors.runs_for(caller(request))
+    among = selectors.runs_readable(caller(request))
     try:
         comparison = run_comparison(run_ids=ids, turn=turn, among=among)
     except RunNotFound as exc:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from django.conf import settings
-from django.db.models import Max
 from django.http import Http404, HttpResponse, JsonResponse
 from ninja import Body, Query, Schema
 from ninja.responses import Status
@@ -15,10 +13,10 @@ from pydantic import Field
 from runs.downloads import markdown_zip_response
 from runs import selectors, services
 from runs.metrics import export_filename, metrics_csv, metrics_export, run_metric_rows
-from runs.models import Communication, CostRecord, Decision, MetricRecord, Run, RunEvent, Turn, ValidationResult
+from runs.models import Communication, CostRecord, Decision, MetricRecord, Turn, ValidationResult
 from scenariolab_site.api_base import ApiError, caller, errors
 
-from runs.api.common import (BIGINT, MAX_LIMIT, RunOut, Text, run_json, run_for, steer, turn_filter, router,
+from runs.api.common import (BIGINT, MAX_LIMIT, RunOut, Text, run_json, run_for, steer, router,
                              scenario_router)
 
 
@@ -189,20 +187,11 @@ def _start(request, slug: str, params: dict):
 def list_runs(request, scenario: Text | None = Query(None, max_length=100), status: Text | None = Query(None, max_length=16),
               owner: Text | None = Query(None, max_length=150), limit: int = Query(50, ge=1, le=MAX_LIMIT),
               offset: int = Query(0, ge=0, le=2**31 - 1)):
-    user = caller(request)
-    runs = Run.objects.select_related("owner", "scenario") if settings.PUBLIC_READ else selectors.runs_for(user)
-    if scenario:
-        runs = runs.filter(scenario_slug=scenario)
-    if status:
-        runs = selectors.runs_with_status(runs, status)
-    if owner:
-        runs = runs.filter(owner__username=owner)
-    # The frozen scenario (often the largest column) is not part of a run's summary.
-    runs = runs.order_by("-created_at", "-id").defer("snapshot")
+    runs = selectors.runs_listed(user=caller(request), scenario=scenario, status=status, owner=owner)
     page = list(runs[offset: offset + limit])
-    seqs = dict(RunEvent.objects.filter(run__in=page).values("run").annotate(n=Max("seq")).values_list("run", "n"))
+    seqs = selectors.last_seqs(page)
     return {"count": _total(runs, page, offset=offset, limit=limit),
-            "items": [run_json(request, run, seqs.get(run.pk, 0)) for run in page]}
+            "items": [run_json(request, run, seqs[run.pk]) for run in page]}
 
 
 def _total(rows, page: list, *, offset: int, limit: int) -> int:
@@ -224,19 +213,19 @@ def get_run(request, run_id: int):
 @router.get("/{run_id}/turns", response={200: list[TurnOut], **errors(401, 404)},
             summary="The world after each turn (turn 0: the start)")
 def run_turns(request, run_id: int):
-    return list(Turn.objects.filter(run=run_for(request, run_id)).order_by("turn"))
+    return list(selectors.run_records(Turn, run_for(request, run_id), order=("turn",)))
 
 
 @router.get("/{run_id}/decisions", response={200: list[DecisionOut], **errors(401, 404, 422)},
             summary="Each actor's decision per turn")
 def run_decisions(request, run_id: int, turn: int | None = Query(None, ge=0)):
-    return list(turn_filter(Decision.objects.filter(run=run_for(request, run_id)), turn))
+    return list(selectors.run_records(Decision, run_for(request, run_id), turn=turn))
 
 
 @router.get("/{run_id}/communications", response={200: list[CommunicationOut], **errors(401, 404, 422)},
             summary="Messages between actors")
 def run_communications(request, run_id: int, turn: int | None = Query(None, ge=0)):
-    rows = turn_filter(Communication.objects.filter(run=run_for(request, run_id)), turn)
+    rows = selectors.run_records(Communication, run_for(request, run_id), turn=turn)
     return [{"turn": m.turn, "id": m.message_id, "kind": m.kind, "sender": m.sender, "recipients": m.recipients,
              "content": m.content, "in_reply_to": m.in_reply_to or None} for m in rows]
 
@@ -248,7 +237,7 @@ def run_costs(request, run_id: int):
     breakdown = selectors.run_cost_breakdown(run=run)
     records = [{**{f: getattr(r, f) for f in ("position", "seq", "turn", "phase", "task", "model", "provider",
                                                 "input_tokens", "output_tokens", "cost", "cached")},
-                "actor": r.actor or None} for r in CostRecord.objects.filter(run=run)]
+                "actor": r.actor or None} for r in selectors.run_records(CostRecord, run)]
     return {"total_cost": run.total_cost, "total_tokens": run.total_tokens, "calls": run.calls,
             "credit_limit": run.credit_limit, "by_actor": breakdown["by_actor"], "by_phase": breakdown["by_phase"],
             "by_turn": {str(k): v for k, v in breakdown["by_turn"].items()}, "records": records}
@@ -258,7 +247,7 @@ def run_costs(request, run_id: int):
             summary="Metric values per turn")
 def run_metrics(request, run_id: int):
     return [{"turn": m.turn, "name": m.name, "actor": m.actor or None, "value": m.value, "source": m.source}
-            for m in MetricRecord.objects.filter(run=run_for(request, run_id)).order_by("turn", "position")]
+            for m in selectors.run_records(MetricRecord, run_for(request, run_id), order=("turn", "position"))]
 
 
 # ---- metrics export: CSV and JSON downloads (runs.metrics) ------------------------------------------------------
@@ -285,16 +274,14 @@ def export_run_metrics_json(request, run_id: int):
 def run_validations(request, run_id: int):
     return [{"turn": v.turn, "check": v.check_name, "passed": v.passed, "severity": v.severity, "actor": v.actor or None,
              "issues": v.issues, "explanation": v.explanation}
-            for v in ValidationResult.objects.filter(run=run_for(request, run_id)).order_by("turn", "position")]
+            for v in selectors.run_records(ValidationResult, run_for(request, run_id), order=("turn", "position"))]
 
 
 @router.get("/{run_id}/events", response={200: EventPage, **errors(401, 404, 422)},
             summary="The run's events after a seq, in order (poll with next_after to follow a run)")
 def run_events(request, run_id: int, after: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)):
     run = run_for(request, run_id)
-    rows = list(RunEvent.objects.filter(run=run, seq__gt=after).order_by("seq")[: limit + 1])
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows, more = selectors.events_after(run, after, limit)
     return {"events": rows, "next_after": rows[-1].seq if rows else after, "has_more": more,
             "status": selectors.run_display_status(run)}
 
