@@ -125,10 +125,6 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect(_detail_url(run))
 
 
-def _download_name(run: Run, suffix: str) -> str:
-    return f"{run.file_stem}{suffix}"
-
-
 @login_required
 def run_markdown_zip(request: HttpRequest, pk: int) -> HttpResponse:
     run = _visible_run(request, pk)
@@ -140,7 +136,7 @@ def run_state_json(request: HttpRequest, pk: int) -> HttpResponse:
     run = _visible_run(request, pk)
     body = json.dumps(load_run_state(run).to_dict(), indent=2, ensure_ascii=False)
     response = HttpResponse(body, content_type="application/json; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{_download_name(run, "-state.json")}"'
+    response["Content-Disposition"] = f'attachment; filename="{run.file_stem}-state.json"'
     return response
 
 
