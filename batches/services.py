@@ -4,7 +4,7 @@ Scheduling: `batch_schedule` starts a batch's next planned runs while fewer than
 and the budget has room for the next run's credit limit (engine.batch.budget_allows). It runs under a lock
 on the batch's row, so two runs ending at once never both take the last slot or the last dollar. It is
 called when a batch starts or resumes, and when one of its runs ends: batch runs are queued as
-`batches.tasks.execute_batch_run`, which plays the run (runs.services.run_execute) and then schedules its
+`batches.tasks.execute_batch_run`, which plays the run (runs.execution.executor.run_execute) and then schedules its
 batch, in the worker that played it, so the next run starts at once without a hook in the runs app. A
 periodic task (`batches_keep_going`, once a minute) catches what no run's end announces: a run resumed or
 cancelled from its own page, a worker killed mid-run (its run is resumed), a run that escaped a pause.
@@ -144,7 +144,7 @@ def _halt(batch: Batch, reason: str) -> None:
 def batch_run_execute(*, run_id: int, dispatch: Dispatch | None = None, **options) -> Run | None:
     """Play a batch's run here (a worker's task, or `run_batch` in the terminal), then start what can start.
     A run of a batch that is not running stays queued: resuming the batch hands it out again."""
-    from runs.services import run_execute
+    from runs.execution.executor import run_execute
 
     row = BatchRun.objects.select_related("batch").filter(run_id=run_id).first()
     if row is not None and row.batch.status != BatchStatus.RUNNING:

@@ -38,7 +38,7 @@ def measure(turns: int, actors: int) -> dict:
 
     from bench.engine_overhead import SUMMIT, with_actors
     from engine import EventBus, Runner, Scenario
-    from runs.persistence import record_event, save_run_state
+    from runs.execution.store import append_events, save_run_state
     from runs.services import run_create, run_plan
 
     call_command("migrate", verbosity=0)
@@ -68,7 +68,7 @@ def measure(turns: int, actors: int) -> dict:
             event = events[cursor]
             cursor += 1
             t0 = time.perf_counter()
-            record_event(run.pk, event)
+            append_events(run.pk, [event])
             event_ms.append((time.perf_counter() - t0) * 1000)
             if str(event.type) == "turn_completed":
                 break

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TextIO
 
@@ -89,11 +89,13 @@ class StateSeats:
 # ---- the pure part: pending seats, checking and applying a decision ------------------------------------------
 def proposals_for(state: ScenarioState, actor: str, turn: int) -> tuple[Communication, ...]:
     """Bilateral and coalition openings of `turn` addressed to `actor` that it has not answered."""
-    answered = {m.in_reply_to for m in state.communications_in(turn) if m.sender == actor and m.in_reply_to}
-    return tuple(
-        m for m in state.communications_in(turn)
-        if m.in_reply_to is None and actor in m.recipients and m.id not in answered
-    )
+    return open_proposals(state.communications_in(turn), actor)
+
+
+def open_proposals(messages: Sequence[Communication], actor: str) -> tuple[Communication, ...]:
+    """The openings among one turn's `messages` addressed to `actor` that it has not answered."""
+    answered = {m.in_reply_to for m in messages if m.sender == actor and m.in_reply_to}
+    return tuple(m for m in messages if m.in_reply_to is None and actor in m.recipients and m.id not in answered)
 
 
 def pending_human_seats(state: ScenarioState) -> tuple[ActorState, ...]:

@@ -19,6 +19,7 @@ from django.db.models import Sum
 from engine.testing.fake_llm import FAULT_KINDS, FakeLLMServer
 from reliability import Result
 from runs import services
+from runs.execution import executor
 from runs.models import CostRecord, Run, RunStatus
 from runs.tests.factories import make_run
 
@@ -62,7 +63,7 @@ def _trial(rng: random.Random, rate: float, stops: Counter, faults: Counter) -> 
         limit = rng.choice([None, rng.uniform(0.03, 0.3)])
         run = make_run(turns=TURNS, seed=rng.randrange(1 << 30), credit_limit=limit)
         for _ in range(MAX_STOPS):
-            run = services.run_execute(run_id=run.pk)
+            run = executor.run_execute(run_id=run.pk)
             spent = CostRecord.objects.filter(run=run).aggregate(c=Sum("cost"))["c"] or 0.0
             if run.credit_limit is not None and spent > run.credit_limit * (1 + 1e-9):
                 return f"spent {spent:.6f} USD over the credit limit {run.credit_limit:.6f} ({run.status})"

@@ -62,11 +62,11 @@ def run(trials: int, *, seed: int = 0) -> Result:
 
 
 def _origins(csrf, tag: str) -> None:
-    from runs import services
+    from runs.execution import executor
     from runs.tests.factories import make_run
 
     owner = User.objects.create_user(f"socket{tag}", password="pw")
-    run = services.run_execute(run_id=make_run(turns=1, owner=owner).pk)
+    run = executor.run_execute(run_id=make_run(turns=1, owner=owner).pk)
     client = Client()
     client.force_login(owner)
     cookie = (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())

@@ -25,6 +25,7 @@ from accounts.services import api_token_create
 from batches.models import Batch
 from reliability import Result
 from runs import services
+from runs.execution import executor
 from runs.models import Run, RunStatus
 from scenarios.services import scenario_import_library
 
@@ -116,7 +117,7 @@ def _resume_past_the_largest(abuser: Abuser, rng: random.Random) -> str:
 
 
 def _branch_past_the_largest(abuser: Abuser, rng: random.Random) -> str:
-    parent = services.run_execute(run_id=services.run_create(
+    parent = executor.run_execute(run_id=services.run_create(
         plan=services.run_plan(config=_summit(), turns=1, provider="offline"), slug="ai-summit", owner=abuser.user).pk)
     before = abuser.runs()
     response = abuser.post(f"/api/runs/{parent.pk}/branch", {"at_turn": 1, "intervention": {"credit_limit": 1e12, "end_turn": 2}})

@@ -25,7 +25,7 @@ from engine.state import ActorState, WorldState
 from engine.state import ScenarioStatus
 from runs import services
 from runs.models import CostRecord, Run, Turn
-from runs.persistence import load_run_state, store_state
+from runs.execution.store import book_ledger_lines, load_run_state, store_state
 from runs.services import RunConflict, RunInputError
 
 CONTROLS = ("ai", "human")
@@ -246,7 +246,7 @@ def _copy_ledger(parent: Run, child: Run, at_turn: int) -> None:
     """The parent's ledger lines up to the branch turn, as they were booked (task and latency too). Their
     events are the parent's, so they carry no seq: the child's page counts them as booked at its first save."""
     lines = parent.cost_records.filter(turn__lte=at_turn).order_by("position")
-    CostRecord.objects.bulk_create([
+    book_ledger_lines(child.pk, [
         CostRecord(run=child, position=i, seq=None, turn=line.turn, phase=line.phase, actor=line.actor, task=line.task,
                    model=line.model, provider=line.provider, input_tokens=line.input_tokens,
                    output_tokens=line.output_tokens, cost=line.cost, cached=line.cached, latency_ms=line.latency_ms)

@@ -16,7 +16,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from runs import selectors
-from runs.live import page_names, rendered_message, run_group, stored_status
+from runs.execution.relay import run_group
+from runs.live import page_names, rendered_message, stored_status
 from runs.models import Run
 
 logger = logging.getLogger(__name__)

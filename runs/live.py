@@ -1,4 +1,5 @@
-"""Live run pages: the worker's publisher, the HTML fragments each event becomes, and the page's first state.
+"""Live run pages: the HTML fragments each event becomes, and the page's first state (the relay that carries
+stored events to pages is `runs.execution.relay`).
 
 A page shows a snapshot taken at a seq S (the rows as the last save left them, and the ledger lines of
 events up to S), then applies every event after S: first the stored ones (catch-up from `RunEvent`), then
@@ -8,24 +9,18 @@ that already shows its effect replaces rather than repeats it.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 from collections import OrderedDict
 from typing import Any
 
-from channels.layers import get_channel_layer
-from django.db.models import Max
 from django.template.loader import render_to_string
 
-from engine import Event, EventType
+from engine import EventType
 from engine.phases.metrics import threshold_reached
 from engine.scenario.metrics import MetricDefinition
 from runs import selectors
 from runs.metrics import metric_definition_dicts, run_metric_definitions
-from runs.models import Communication, Decision, MetricRecord, Run, RunEvent, Turn, ValidationResult
-
-logger = logging.getLogger(__name__)
+from runs.models import Run
 
 LIFECYCLE = {
     EventType.SCENARIO_STARTED, EventType.SCENARIO_RESUMED, EventType.SCENARIO_PAUSED, EventType.SCENARIO_HALTED,
@@ -33,90 +28,7 @@ LIFECYCLE = {
 }
 
 
-BATCH = 100  # events in one relayed message at most
-
-
-def run_group(run_id: int) -> str:
-    return f"run-{run_id}"
-
-
-class LivePublisher:
-    """A bus subscriber, after the recorder: hands each stored event to the channel layer.
-
-    Sending happens in a task of its own, in order, so a slow channel layer never slows the run; a send
-    that fails costs nothing but latency, because pages catch up from `RunEvent`."""
-
-    def __init__(self, run_id: int, layer=None) -> None:
-        self.group = run_group(run_id)
-        self.layer = layer if layer is not None else get_channel_layer()
-        self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
-        self._task: asyncio.Task | None = None
-        self.failures = 0
-
-    async def __call__(self, event: Event) -> None:
-        if self.layer is None:
-            return
-        if self._task is None:
-            self._task = asyncio.create_task(self._send_in_order())
-        self._queue.put_nowait(event)
-
-    async def _send_in_order(self) -> None:
-        """One message per batch: what queued up while the last send was in flight goes out together, so a
-        burst of events (a phase's calls returning at once) costs the layer one write, not dozens."""
-        done = False
-        while not done:
-            batch = [await self._queue.get()]
-            while not self._queue.empty() and len(batch) < BATCH:
-                batch.append(self._queue.get_nowait())
-            if batch[-1] is None:
-                done = True
-                batch.pop()
-            if not batch:
-                continue
-            try:
-                await self.layer.group_send(self.group, {"type": "run.events", "events": [e.to_dict() for e in batch]})
-            except Exception as exc:  # noqa: BLE001 - the page catches up from the store
-                # Said once per run, with the cause: a layer that is down fails every send the same way.
-                # One line for the terminal; the traceback only at debug level.
-                if not self.failures:
-                    logger.warning("could not relay events of %s (%s: %s); pages will fetch them from the store. "
-                                   "Embedded profile: has `manage.py migrate` been run since the last upgrade?",
-                                   self.group, type(exc).__name__, exc)
-                    logger.debug("relay failure", exc_info=True)
-                self.failures += 1
-
-    async def close(self, timeout: float = 5.0) -> None:
-        """Send what is queued (for at most `timeout` seconds), then stop."""
-        if self._task is None:
-            return
-        self._queue.put_nowait(None)
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), timeout)
-        except TimeoutError:
-            self._task.cancel()
-
-
-def publish_stored(run_id: int, events: list[Event]) -> None:
-    """Relay events stored outside a worker (a person's decision, a seat changing hands) to open pages.
-    Best effort, like the worker's: a page that misses them catches up from the store."""
-    from asgiref.sync import async_to_sync
-
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(run_group(run_id), {"type": "run.events", "events": [e.to_dict() for e in events]})
-    except Exception as exc:  # noqa: BLE001 - pages re-sync from the store
-        logger.warning("could not relay events of run %s (%s: %s); pages will fetch them from the store",
-                       run_id, type(exc).__name__, exc)
-
-
 # ---- the page's first state ----------------------------------------------------------------------------------
-def snapshot_seq(run: Run) -> int:
-    """The seq the stored rows correspond to: the last state_saved event (0 before the first save)."""
-    return RunEvent.objects.filter(run=run, type=EventType.STATE_SAVED).aggregate(n=Max("seq"))["n"] or 0
-
-
 def cost_by_turn(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
     turns: dict[int, dict[str, Any]] = {}
     for line in lines:
@@ -154,25 +66,22 @@ def metric_alert(metric: MetricDefinition | None, record: dict[str, Any]) -> dic
 
 def run_page_context(*, run: Run) -> dict[str, Any]:
     """Everything the run page shows on first load, consistent with `after_seq`."""
-    seq = snapshot_seq(run)
-    # The status is read after the newest seq: lifecycle events up to `status_seq` are already in it, so the
-    # page does not let a replayed older one (paused, waiting) override it.
-    status_seq = RunEvent.objects.filter(run=run).aggregate(n=Max("seq"))["n"] or 0
-    run.refresh_from_db()
+    records = selectors.run_page_records(run)  # refreshes `run` after the newest seq
+    seq = records.snapshot_seq
     names = page_names(run)
     turns: dict[int, dict[str, Any]] = {}
 
     def turn(n: int) -> dict[str, Any]:
         return turns.setdefault(n, {"number": n, "world": None, "messages": [], "decisions": [], "outside_events": []})
 
-    for t in Turn.objects.filter(run=run).exclude(turn=0):
+    for t in records.turns:
         turn(t.turn)["world"] = t
         turn(t.turn)["outside_events"] = [{**event, "turn": t.turn} for event in t.exogenous_events]
-    for m in Communication.objects.filter(run=run):
+    for m in records.messages:
         turn(m.turn)["messages"].append(m)
-    for d in Decision.objects.filter(run=run):
+    for d in records.decisions:
         turn(d.turn)["decisions"].append(d)
-    metrics = list(MetricRecord.objects.filter(run=run).order_by("turn", "position").values("turn", "name", "actor", "value"))
+    metrics = records.metrics
     definitions = run_metric_definitions(run=run)
     by_name = {metric.name: metric for metric in definitions}
     series = metric_series(definitions, names)
@@ -187,8 +96,8 @@ def run_page_context(*, run: Run) -> dict[str, Any]:
         "status": selectors.run_display_status(run),
         "resumable": selectors.run_is_resumable(run),
         "after_seq": seq,
-        "status_seq": status_seq,
-        "initial_world": Turn.objects.filter(run=run, turn=0).first(),
+        "status_seq": records.status_seq,
+        "initial_world": records.initial_world,
         "turns": [turns[n] for n in sorted(turns)],
         "names": names,
         "models": sorted({a["model"] for a in run.actors} | {run.snapshot["config"].get("world_state_model", "")} - {""}),
@@ -202,8 +111,8 @@ def run_page_context(*, run: Run) -> dict[str, Any]:
         "cost_lines": cost_lines,
         "cost_by_turn": cost_by_turn(cost_lines),
         "waiting_seats": _waiting_seats(run),
-        "findings": list(ValidationResult.objects.filter(run=run, passed=False)),
-        "checks_passed": ValidationResult.objects.filter(run=run, passed=True).count(),
+        "findings": records.findings,
+        "checks_passed": records.checks_passed,
     }
 
 

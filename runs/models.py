@@ -1,6 +1,6 @@
 """A run and its records: turns, decisions, messages, the cost ledger, metrics, QA findings and events.
 
-Records are written by the ORM persistence (`runs.persistence`) from the engine's state and events; nothing
+Records are written by the ORM persistence (`runs.execution`) from the engine's state and events; nothing
 here holds business logic. A run's `ScenarioState` can be rebuilt from these rows alone (`position` keeps
 each record's place in the state), so a run resumes in any process on any machine.
 """
@@ -65,6 +65,8 @@ class Run(models.Model):
     calls = models.PositiveIntegerField(default=0)
     halt_reason = models.TextField(blank=True)
     error = models.TextField(blank=True)
+    # The number of the run's last stored event: the store numbers each event it appends from here.
+    last_seq = models.PositiveIntegerField(default=0)
 
     worker = models.CharField(max_length=200, blank=True)
     # Changes with every claim: an executor that lost its claim (it looked crashed and the run was resumed
@@ -136,6 +138,27 @@ class Decision(RunRecord):
     class Meta(RunRecord.Meta):
         default_related_name = "decisions"
         constraints = [models.UniqueConstraint(fields=["run", "turn", "actor"], name="one_decision_per_actor_turn")]
+
+
+class HumanDecision(models.Model):
+    """A person's answer for a seat the run waits for, as submitted: the run's executor applies it (the
+    seat's `Decision` and its replies) when the run goes on, as it applies a model's."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="human_decisions")
+    turn = models.PositiveIntegerField()
+    actor = models.CharField(max_length=64)
+    long_term_goals = models.JSONField(default=list)
+    short_term_priorities = models.JSONField(default=list)
+    reasoning = models.TextField()
+    action = models.TextField()
+    replies = models.JSONField(default=dict, help_text="proposal id -> the reply")
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    decided_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["turn", "decided_at"]
+        constraints = [models.UniqueConstraint(fields=["run", "turn", "actor"], name="one_human_decision_per_seat_turn")]
 
 
 class Communication(RunRecord):

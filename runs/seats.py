@@ -1,42 +1,32 @@
 """Human seats of stored runs: who holds each seat, what a waiting seat shows, a person's decision, timeouts.
 
 A run that reaches a human seat stops as WAITING_FOR_HUMAN with the models' decisions stored; no worker
-waits with it. `seat_decide` stores the person's decision and queues the run again once no seat is pending.
-Seats change hands through the run's `actors` row: an executing worker reads it at every turn
-(`runs.desk.StoredSeats`); for a run at rest the change is announced here, as an event of the run. Which seats a run
-waits for is a read: `runs.selectors.run_pending_seats`.
+waits with it. `seat_decide` checks a person's answer as a model's would be checked and stores it; once no
+seat is pending the run goes back to the queue, and its executor applies the answers as it applies a model's
+decision (its desk, `runs.execution.desk.StoredSeats`, hands them over), so a request never rewrites the
+run. If the executor has not let go of the run yet, it queues the run itself as it lets go.
+
+Seats change hands through the run's `actors` row: an executing worker reads it at every turn; for a run at
+rest the change is announced here, as an event of the run. Which seats a run waits for is a read:
+`runs.selectors.run_pending_seats`.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from engine import Event, EventType
-from engine.events import freeze_json
 from engine.scenario.folder import Scenario as EngineScenario
-from engine.phases.decision import decision_event_data
-from engine.seats import (
-    CONTROLS,
-    HumanDecisionError,
-    SeatView,
-    human_decision,
-    pending_human_seats,
-    seat_view,
-    with_human_decision,
-)
-from engine.state import as_dict
+from engine.seats import CONTROLS, HumanDecisionError, SeatView, human_decision, seat_view
 from runs import selectors
-from runs.live import publish_stored
-from runs.models import Run, RunEvent, RunStatus
-from runs.persistence import load_run_state, record_event, save_run_state
+from runs.execution.relay import publish_stored
+from runs.execution.store import append_events, load_run_state, store_human_decision
+from runs.models import Run, RunStatus
 from runs.services import RunConflict, RunInputError, run_resume
-
 
 
 # ---- reading -------------------------------------------------------------------------------------------------
@@ -57,41 +47,18 @@ def _seat(run: Run, actor: str) -> dict:
     raise RunInputError(f"run {run.pk} has no actor {actor!r} (its actors: {known})")
 
 
-def _worker_gone(run: Run) -> bool:
-    """A run that stopped is at rest only once its executor has stored its last events and let go (claim
-    released; for a waiting run `waiting_since` set with it): before that, an event stored here could take a
-    seq the executor is about to use. A running run's seats change through its executor, not here."""
-    if run.status == RunStatus.WAITING_FOR_HUMAN:
-        return run.waiting_since is not None
-    return run.status == RunStatus.RUNNING or not run.claim
+def _announce(run: Run, event_type: EventType, data: Mapping) -> None:
+    """Store an event of the run (the store numbers it), then relay it to open pages once committed."""
+    stored = append_events(run.pk, [Event(type=event_type, data=dict(data), run_id=run.engine_run_id, source="seats")])
+    transaction.on_commit(lambda: publish_stored(run.pk, stored))
 
 
-def _still_saving(run: Run) -> RunConflict:
-    return RunConflict(f"run {run.pk} is storing its last turn; try again in a moment")
-
-
-WORKER_GRACE_SECONDS = 10.0
-
-
-def _wait_for_worker(run_id: int) -> None:
-    """A person who answers the moment the run starts waiting may be faster than the worker's last writes
-    (a fraction of a second, more on a loaded machine): give it that time rather than refuse the answer."""
-    deadline = time.monotonic() + WORKER_GRACE_SECONDS
-    busy = Run.objects.filter(
-        Q(status=RunStatus.WAITING_FOR_HUMAN, waiting_since__isnull=True)
-        | (~Q(status__in=[RunStatus.RUNNING, RunStatus.WAITING_FOR_HUMAN]) & ~Q(claim="")), pk=run_id)
-    while busy.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def _announce(run: Run, event_type: EventType, data: Mapping) -> Event:
-    """Store an event of a run no worker is executing (the caller holds the row lock), then relay it."""
-    last = RunEvent.objects.filter(run=run).order_by("-seq").values_list("seq", flat=True).first() or 0
-    event = Event(type=event_type, data=freeze_json(dict(data)), run_id=run.engine_run_id, seq=last + 1, timestamp=time.time(),
-                  source="seats")
-    record_event(run.pk, event)
-    transaction.on_commit(lambda: publish_stored(run.pk, [event]))
-    return event
+def _go_on_if_decided(run: Run) -> Run:
+    """Queue a waiting run whose seats have all been answered or handed to the model, if its executor has let
+    go of it (`waiting_since` is set as it does); an executor still letting go queues it itself."""
+    if run.status == RunStatus.WAITING_FOR_HUMAN and run.waiting_since is not None and not selectors.run_pending_seats(run=run):
+        return run_resume(run=run)
+    return run
 
 
 def seat_set_control(*, run: Run, actor: str, control: str, reason: str = "") -> Run:
@@ -99,7 +66,6 @@ def seat_set_control(*, run: Run, actor: str, control: str, reason: str = "") ->
     next turn if a worker is playing it. A waiting seat handed to the model lets the run go on."""
     if control not in CONTROLS:
         raise RunInputError(f"control must be 'ai' or 'human', not {control!r}")
-    _wait_for_worker(run.pk)
     with transaction.atomic():
         run = Run.objects.select_for_update().get(pk=run.pk)
         if run.status in (RunStatus.COMPLETED, RunStatus.CANCELLED):
@@ -107,48 +73,35 @@ def seat_set_control(*, run: Run, actor: str, control: str, reason: str = "") ->
         seat = _seat(run, actor)
         if seat.get("control", "ai") == control:
             return run
-        if not _worker_gone(run):
-            raise _still_saving(run)
         run.actors = [{**a, "control": control} if a["short_name"] == actor else a for a in run.actors]
         run.save(update_fields=["actors"])
         if run.status != RunStatus.RUNNING:  # a worker announces the change itself when it reads it
             _announce(run, EventType.SEAT_CONTROL_CHANGED, {"actor": actor, "control": control, "reason": reason or "changed on request"})
-        if run.status == RunStatus.WAITING_FOR_HUMAN and not selectors.run_pending_seats(run=run):
-            run = run_resume(run=run)
-    return run
+        return _go_on_if_decided(run)
 
 
 def seat_decide(
     *, run: Run, actor: str, long_term_goals: str | list[str], short_term_priorities: str | list[str],
-    reasoning: str, action: str, replies: Mapping[str, str] | None = None,
+    reasoning: str, action: str, replies: Mapping[str, str] | None = None, by=None,
 ) -> Run:
     """Store a person's decision for the seat the run waits for, and its replies to proposals; the run is
     queued again when no other seat is pending. A decision that would not pass as a model's is refused
-    (RunInputError naming each field)."""
-    _wait_for_worker(run.pk)
+    (SeatDecisionError naming each field). `by`: who decided."""
     with transaction.atomic():
         run = Run.objects.select_for_update().get(pk=run.pk)
         _seat(run, actor)
-        state = load_run_state(run)
-        if run.status != RunStatus.WAITING_FOR_HUMAN or actor not in {a.short_name for a in pending_human_seats(state)}:
+        pending = {seat.actor: seat for seat in selectors.run_pending_seats(run=run)}
+        if actor not in pending:
             raise RunConflict(f"run {run.pk} is not waiting for a decision from {actor} (it is {selectors.run_display_status(run)})")
-        if not _worker_gone(run):
-            raise _still_saving(run)
-        view = seat_view(state, EngineScenario.model_validate(run.snapshot), actor, max_turns=run.max_turns)
+        turn = pending[actor].turn
         try:
             decision = human_decision(long_term_goals=long_term_goals, short_term_priorities=short_term_priorities,
-                                      reasoning=reasoning, action=action, replies=replies, proposals=view.proposals)
+                                      reasoning=reasoning, action=action, replies=replies,
+                                      proposals=selectors.seat_proposals(run=run, actor=actor, turn=turn))
         except HumanDecisionError as exc:
             raise SeatDecisionError(exc.problems) from None
-        decided = with_human_decision(state, actor, decision)
-        save_run_state(run.pk, decided)
-        for message in decided.communications[len(state.communications):]:
-            _announce(run, EventType.COMMUNICATION_SENT, {**as_dict(message), "kind": message.kind.value})
-        _announce(run, EventType.ACTOR_DECISION_COMPLETED, decision_event_data(decided.decisions_in(state.current_turn)[actor]))
-        run.refresh_from_db()
-        if not pending_human_seats(decided):
-            run = run_resume(run=run)
-    return run
+        store_human_decision(run.pk, turn, actor, decision, by=by)
+        return _go_on_if_decided(run)
 
 
 class SeatDecisionError(RunInputError):

@@ -14,9 +14,14 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from accounts.quotas import user_queue_priority
-from engine.seats import HUMAN
+from engine.event_types import EventType
+from engine.seats import HUMAN, open_proposals
+from engine.state import Communication as EngineCommunication
 from engine.state import WORLD
-from runs.models import CostRecord, Decision, Run, RunEvent, RunStatus
+from runs.execution.mapping import communication_of
+from runs.models import (
+    Communication, CostRecord, Decision, HumanDecision, MetricRecord, Run, RunEvent, RunStatus, Turn, ValidationResult,
+)
 
 CRASHED = "crashed"
 RESUMABLE = {RunStatus.PAUSED, RunStatus.HALTED, RunStatus.FAILED, RunStatus.COMPLETED, RunStatus.WAITING_FOR_HUMAN}
@@ -313,12 +318,16 @@ class PendingSeat:
 
 def _pending_in(runs: list[Run]) -> list[PendingSeat]:
     """`pending_human_seats` of each waiting run, read from its rows as `load_run_state` builds them (seats from
-    `actors`, the turn being played after `turn`, its stored decisions): one query for all, not each whole state."""
+    `actors`, the turn being played after `turn`, its stored decisions and the answers people gave): one query
+    for all, not each whole state."""
     waiting = [run for run in runs if run.status == RunStatus.WAITING_FOR_HUMAN]
     if not waiting:
         return []
     playing = {run.turn + 1 for run in waiting}
-    decided = set(Decision.objects.filter(run__in=waiting, turn__in=playing).values_list("run_id", "turn", "actor"))
+    # A seat whose person has answered is no longer pending, though its executor has not applied the answer yet.
+    keys = ("run_id", "turn", "actor")
+    decided = set(Decision.objects.filter(run__in=waiting, turn__in=playing).order_by().values_list(*keys).union(
+        HumanDecision.objects.filter(run__in=waiting, turn__in=playing).order_by().values_list(*keys)))
     return [PendingSeat(run, a["short_name"], a["name"], run.turn + 1, run.waiting_since)
             for run in waiting for a in run.actors
             if a.get("control", "ai") == HUMAN and (run.pk, run.turn + 1, a["short_name"]) not in decided]
@@ -327,6 +336,11 @@ def _pending_in(runs: list[Run]) -> list[PendingSeat]:
 def run_pending_seats(*, run: Run) -> list[PendingSeat]:
     """The seats a waiting run waits for (none unless it is WAITING_FOR_HUMAN)."""
     return _pending_in([run])
+
+
+def seat_proposals(*, run: Run, actor: str, turn: int) -> tuple[EngineCommunication, ...]:
+    """The proposals of `turn` that `actor` has yet to answer: what a person's decision must reply to."""
+    return open_proposals([communication_of(row) for row in Communication.objects.filter(run=run, turn=turn)], actor)
 
 
 def seats_pending(*, runs) -> list[PendingSeat]:
@@ -381,3 +395,41 @@ def events_after(run: Run, after: int, limit: int) -> tuple[list[RunEvent], bool
     """Up to `limit` of the run's events after seq `after`, in order, and whether more follow."""
     rows = list(RunEvent.objects.filter(run=run, seq__gt=after).order_by("seq")[: limit + 1])
     return rows[:limit], len(rows) > limit
+
+
+# ---- the run page's first state ------------------------------------------------------------------------------
+def snapshot_seq(run: Run) -> int:
+    """The seq the stored rows correspond to: the last state_saved event (0 before the first save)."""
+    return RunEvent.objects.filter(run=run, type=EventType.STATE_SAVED).aggregate(n=Max("seq"))["n"] or 0
+
+
+@dataclass(frozen=True)
+class RunPageRecords:
+    snapshot_seq: int  # the rows below are the state as of this event
+    status_seq: int  # the run's status (refreshed) includes every lifecycle event up to this one
+    initial_world: Turn | None
+    turns: list[Turn]
+    messages: list[Communication]
+    decisions: list[Decision]
+    metrics: list[dict[str, Any]]
+    findings: list[ValidationResult]
+    checks_passed: int
+
+
+def run_page_records(run: Run) -> RunPageRecords:
+    """The rows a run page is first drawn from; `run` is refreshed after the newest seq is read, so a replayed
+    older lifecycle event (paused, waiting) never overrides the status the page shows."""
+    seq = snapshot_seq(run)
+    status_seq = last_seq(run)
+    run.refresh_from_db()
+    return RunPageRecords(
+        snapshot_seq=seq,
+        status_seq=status_seq,
+        initial_world=Turn.objects.filter(run=run, turn=0).first(),
+        turns=list(Turn.objects.filter(run=run).exclude(turn=0)),
+        messages=list(Communication.objects.filter(run=run)),
+        decisions=list(Decision.objects.filter(run=run)),
+        metrics=list(MetricRecord.objects.filter(run=run).order_by("turn", "position").values("turn", "name", "actor", "value")),
+        findings=list(ValidationResult.objects.filter(run=run, passed=False)),
+        checks_passed=ValidationResult.objects.filter(run=run, passed=True).count(),
+    )

@@ -3,13 +3,14 @@
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
-from runs import seats, services
+from runs import seats
+from runs.execution import executor
 
 
 @db_task(context=False)
 def execute_run(run_id: int) -> None:
     # A second worker handed the same run finds it already claimed and does nothing.
-    services.run_execute(run_id=run_id)
+    executor.run_execute(run_id=run_id)
 
 
 @db_periodic_task(crontab(minute="*"))

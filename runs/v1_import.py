@@ -38,7 +38,7 @@ from engine.v1 import (
 )
 from runs import services
 from runs.models import Run, Turn
-from runs.persistence import store_state
+from runs.execution.store import store_state
 from scenarios.archives import extract_safely
 from scenarios.models import Scenario
 from scenarios.selectors import scenario_get

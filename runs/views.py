@@ -21,7 +21,7 @@ from runs.comparison import ComparisonError, RunNotFound, diff_lines, run_compar
 from runs.forms import RunBranchForm
 from runs.live import polled_messages, run_page_context
 from runs.models import Run, RunStatus
-from runs.persistence import load_run_state
+from runs.execution.store import load_run_state
 
 RUNS_PER_PAGE = 50
 
@@ -214,7 +214,7 @@ def seat_detail(request: HttpRequest, pk: int, actor: str) -> HttpResponse:
     if request.method == "POST":
         if form.is_valid():
             try:
-                seats.seat_decide(run=run, actor=actor, **form.decision())
+                seats.seat_decide(run=run, actor=actor, by=request.user, **form.decision())
                 messages.success(request, f"Your decision for {view.actor_name} is recorded; the run goes on.")
                 return redirect(_detail_url(run))
             except seats.SeatDecisionError as exc:

@@ -15,6 +15,7 @@ from accounts.quotas import UNLIMITED, Limits, user_limits
 from batches.models import Batch
 from runs import selectors as run_selectors
 from runs import services as run_services
+from runs.execution import executor
 from runs.models import Run, RunStatus
 from runs.tests.factories import make_run
 from scenariolab_site.api import api
@@ -95,7 +96,7 @@ def test_runs_under_way_at_once_are_limited_and_a_refusal_is_a_409(researcher):
 
 def test_resuming_counts_as_starting(researcher):
     Quota.objects.create(user=researcher, max_runs_under_way=1, max_credit_limit=5)
-    paused = run_services.run_execute(run_id=make_run(turns=1, owner=researcher).pk)
+    paused = executor.run_execute(run_id=make_run(turns=1, owner=researcher).pk)
     Run.objects.filter(pk=paused.pk).update(status=RunStatus.PAUSED)
     client.post("/runs/", json={"scenario": "ai-summit", "turns": 1}, user=researcher)
     assert_refused(client.post(f"/runs/{paused.pk}/resume", json={"end_turn": 3}, user=researcher), 409, "quota_busy")
@@ -173,7 +174,7 @@ def test_a_run_waiting_for_a_person_counts_as_under_way(researcher):
     """It goes back to the queue the moment the person decides: starting another in the meantime would let the
     user's runs under way pass the quota when the seats are answered."""
     Quota.objects.create(user=researcher, max_runs_under_way=1)
-    waiting = run_services.run_execute(run_id=make_run(turns=1, owner=researcher, human_seats=("norvale",)).pk)
+    waiting = executor.run_execute(run_id=make_run(turns=1, owner=researcher, human_seats=("norvale",)).pk)
     assert waiting.status == RunStatus.WAITING_FOR_HUMAN
     assert_refused(client.post("/runs/", json={"scenario": "ai-summit", "turns": 1}, user=researcher), 409, "quota_busy")
 

@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 
 from accounts.services import api_token_create
 from bench.live_latency import free_port, wait_for_http
-from runs import services
+from runs.execution import executor
 from runs.models import RunEvent
 from runs.tests.factories import make_run
 from runs.tests.workers import stop, worker_environment
@@ -23,7 +23,7 @@ CLIENT = Path(__file__).resolve().parents[1] / "stream_client.py"
 def test_the_example_follows_a_run_from_a_seq_to_its_end_and_refuses_a_run_not_its_owners():
     owner = User.objects.create_user("scripter", password="pw")
     stranger = User.objects.create_user("stranger", password="pw")
-    run = services.run_execute(run_id=make_run(turns=2, owner=owner).pk)
+    run = executor.run_execute(run_id=make_run(turns=2, owner=owner).pk)
     started = RunEvent.objects.get(run=run, type="turn_started", data__turn=2).seq
     port = free_port()
     log = tempfile.TemporaryFile()  # a file, not a pipe nobody reads

@@ -102,7 +102,7 @@ def seat_view(request, run_id: int, actor: str):
 @router.post("/{run_id}/seats/{actor}/decision", response={200: RunOut, **errors(400, 401, 403, 404, 409, 422)},
              summary="Decide for a waiting human seat; the run goes on once no seat is pending")
 def decide_seat(request, run_id: int, actor: str, payload: SeatDecisionIn):
-    return steer(request, run_id, lambda run: seats.seat_decide(run=run, actor=actor, **payload.dict()))
+    return steer(request, run_id, lambda run: seats.seat_decide(run=run, actor=actor, by=request.user, **payload.dict()))
 
 
 @router.post("/{run_id}/seats/{actor}/control", response={200: RunOut, **errors(400, 401, 403, 404, 409, 422)},

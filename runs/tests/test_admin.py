@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
 
-from runs import services
+from runs.execution import executor
 from runs.models import Run, RunStatus
 from runs.tests.factories import make_run
 from scenarios.services import scenario_import_library
@@ -44,7 +44,7 @@ def test_a_bad_credit_limit_is_a_form_error_and_starts_nothing(client, staff, su
 
 
 def test_list_and_read_only_detail_show_status_progress_cost_and_records(client, staff):
-    run = services.run_execute(run_id=make_run(turns=1).pk)
+    run = executor.run_execute(run_id=make_run(turns=1).pk)
     listing = client.get(reverse("admin:runs_run_changelist")).content.decode()
     assert "completed" in listing and "1/1" in listing and "offline (no model called)" in listing
     detail = client.get(reverse("admin:runs_run_change", args=[run.pk]))
@@ -55,7 +55,7 @@ def test_list_and_read_only_detail_show_status_progress_cost_and_records(client,
 
 
 def test_actions_cancel_resume_and_download(client, staff):
-    queued, paused = make_run(turns=1), services.run_execute(run_id=make_run(turns=1).pk)
+    queued, paused = make_run(turns=1), executor.run_execute(run_id=make_run(turns=1).pk)
     Run.objects.filter(pk=paused.pk).update(status=RunStatus.PAUSED)
     changelist = reverse("admin:runs_run_changelist")
 

@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth.models import User
 from ninja.testing import TestClient
 
-from runs import services
+from runs.execution import executor
 from runs.models import Run, RunEvent, RunStatus
 from runs.tests.factories import make_run
 from scenarios.services import scenario_import_library
@@ -29,7 +29,7 @@ def people():
 @pytest.fixture
 def played(people):
     """A completed two-turn run of the owner's."""
-    return services.run_execute(run_id=make_run(turns=2, owner=people["owner"]).pk)
+    return executor.run_execute(run_id=make_run(turns=2, owner=people["owner"]).pk)
 
 
 def as_(people, who):
@@ -72,7 +72,7 @@ def test_start_a_run_and_read_it_back(people):
     assert body["status"] == "queued" and run.owner == people["owner"] and run.max_turns == 2 and run.seed == 4
     assert body["offline"] is True and body["page"].endswith(f"/runs/{run.pk}/")
 
-    services.run_execute(run_id=run.pk)
+    executor.run_execute(run_id=run.pk)
     got = client.get(f"/runs/{run.pk}", user=people["owner"]).json()
     assert got["status"] == "completed" and got["turn"] == 2 and got["calls"] > 0
     assert got["last_seq"] == RunEvent.objects.filter(run=run).count()

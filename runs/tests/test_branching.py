@@ -17,13 +17,14 @@ from ninja.testing import TestClient
 
 from engine.llm.provider import LLMRequest, LLMResponse
 from engine.testing.providers import FixedCostProvider
-from runs import live, selectors, services
+from runs import selectors, services
+from runs.execution import executor
 from runs.branching import ActorChange, Intervention, run_branch
 from runs.forms import RunBranchForm
 from runs.models import (
     Communication, CostRecord, Decision, MetricRecord, Run, RunEvent, RunStatus, Turn, ValidationResult,
 )
-from runs.persistence import load_run_state
+from runs.execution.store import load_run_state
 from runs.tests.factories import make_run
 from scenariolab_site.api import api
 
@@ -60,7 +61,7 @@ def calls(monkeypatch) -> dict[int, Recording]:
         made[run.pk] = Recording(FixedCostProvider(config, cost_per_call=COST))
         return made[run.pk]
 
-    monkeypatch.setattr(services, "provider_for_run", provider_for_run)
+    monkeypatch.setattr(executor, "provider_for_run", provider_for_run)
     return made
 
 
@@ -72,14 +73,14 @@ def owner() -> User:
 @pytest.fixture
 def parent(calls, owner) -> Run:
     """A completed three-turn run of the owner's."""
-    run = services.run_execute(run_id=make_run(turns=3, owner=owner, seed=3).pk)
+    run = executor.run_execute(run_id=make_run(turns=3, owner=owner, seed=3).pk)
     assert run.status == RunStatus.COMPLETED and run.turn == 3
     return run
 
 
 def play(run: Run) -> Run:
     """Start a stored run (a branch) and play it here, as a worker would."""
-    return services.run_execute(run_id=services.run_resume(run=run, enqueue=False).pk)
+    return executor.run_execute(run_id=services.run_resume(run=run, enqueue=False).pk)
 
 
 def system_prompt(request: LLMRequest) -> str:
@@ -156,7 +157,7 @@ def test_costs_and_metrics_are_truncated_to_the_branch_turn(calls, parent, owner
     state = load_run_state(child)
     assert state.turn == 2 and state.total_cost == pytest.approx(child.total_cost) and state.seed == parent.seed
     # The page's first state counts the copied ledger (its lines have no event of the child's).
-    assert selectors.cost_breakdown_at(child, live.snapshot_seq(child))["calls"] == child.calls
+    assert selectors.cost_breakdown_at(child, selectors.snapshot_seq(child))["calls"] == child.calls
     assert list(RunEvent.objects.filter(run=child).values_list("seq", "type")) == [(1, "state_saved")]
 
     folder = Path(child.output_dir)
@@ -228,7 +229,7 @@ def test_the_credit_limit_of_a_branch_counts_the_shared_ledger(calls, parent, ow
     child = play(run_branch(run=parent, at_turn=1, intervention=Intervention(credit_limit=spent + 2.5 * COST), owner=owner))
     assert child.status == RunStatus.HALTED and "credit limit" in child.halt_reason
     assert spent < child.total_cost <= spent + 2.5 * COST
-    resumed = services.run_execute(run_id=services.run_resume(run=child, credit_limit=1.0, enqueue=False).pk)
+    resumed = executor.run_execute(run_id=services.run_resume(run=child, credit_limit=1.0, enqueue=False).pk)
     assert resumed.status == RunStatus.COMPLETED
 
 

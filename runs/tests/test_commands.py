@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from ninja.testing import TestClient
 
-from runs import services
+from runs.execution import executor
 from runs.models import Run
 from runs.tests.factories import make_run, summit_config
 from scenariolab_site.api import api
@@ -114,7 +114,7 @@ def test_estimate_a_folder_with_one_problem(tmp_path):
 # ---- compare_runs --------------------------------------------------------------------------------------------
 @pytest.fixture
 def two_runs():
-    return [services.run_execute(run_id=make_run(turns=2, seed=seed).pk) for seed in (1, 2)]
+    return [executor.run_execute(run_id=make_run(turns=2, seed=seed).pk) for seed in (1, 2)]
 
 
 def test_compare_two_runs(two_runs):

@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from runs import services
+from runs.execution import executor
 from runs.comparison import ComparisonError, MetricRow, RunNotFound, diff_lines, run_comparison
 from runs.models import Decision, MetricRecord, Run, RunStatus, Turn
 from runs.templatetags.markdown import render_markdown
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db(databases="__all__")
 
 
 def played(**params):
-    return services.run_execute(run_id=make_run(**params).pk)
+    return executor.run_execute(run_id=make_run(**params).pk)
 
 
 def test_two_runs_side_by_side():

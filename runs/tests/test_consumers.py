@@ -11,8 +11,8 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 
-from runs import services
-from runs.live import run_group
+from runs.execution import executor
+from runs.execution.relay import run_group
 from runs.models import RunEvent
 from runs.routing import websocket_urlpatterns
 from runs.tests.factories import make_run
@@ -32,7 +32,7 @@ def played():
     """An owner and a finished one-turn run of theirs, its events stored."""
     owner = User.objects.create_user("owner", password="pw")
     run = make_run(turns=1, owner=owner)
-    services.run_execute(run_id=run.pk)
+    executor.run_execute(run_id=run.pk)
     return owner, run
 
 

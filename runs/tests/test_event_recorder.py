@@ -11,9 +11,10 @@ from asgiref.sync import async_to_sync, sync_to_async
 from engine import EventBus, EventType
 from engine.state import CostRecord as EngineCost
 from engine.state import PhaseType, as_dict
-from runs import persistence
+from runs.execution import recorder as recording
 from runs.models import CostRecord, Run, RunEvent
-from runs.persistence import OrmPersistence, RunEventRecorder, load_run_state
+from runs.execution.recorder import OrmPersistence, RunEventRecorder
+from runs.execution.store import load_run_state
 from runs.tests.factories import make_run
 
 pytestmark = [pytest.mark.django_db, pytest.mark.both_profiles]
@@ -32,13 +33,13 @@ def _stored(run: Run) -> list[tuple[int, str]]:
 def test_a_progress_emitter_does_not_wait_for_the_database_and_a_cost_emitter_does(monkeypatch):
     run = make_run(turns=1)
     gate = threading.Event()  # the database is held until the test opens it
-    real = persistence.record_events
+    real = recording.store_batch
 
     def held(run_id, batch, **kwargs):
         gate.wait(10)
         return real(run_id, batch, **kwargs)
 
-    monkeypatch.setattr(persistence, "record_events", held)
+    monkeypatch.setattr(recording, "store_batch", held)
     pages: list[int] = []
 
     async def scenario() -> None:
@@ -87,13 +88,13 @@ def test_concurrent_calls_events_are_stored_in_fewer_transactions_than_events():
 def test_a_save_waits_for_the_events_delivered_before_it(monkeypatch):
     run = make_run(turns=1)
     seen_by_save: list[int] = []
-    real = persistence.save_run_state
+    real = recording.save_run_state
 
     def save(run_id, state, **kwargs):
         seen_by_save.append(RunEvent.objects.filter(run_id=run_id).count())
         real(run_id, state, **kwargs)
 
-    monkeypatch.setattr(persistence, "save_run_state", save)
+    monkeypatch.setattr(recording, "save_run_state", save)
     state = load_run_state(run)
 
     async def scenario() -> None:
@@ -109,24 +110,33 @@ def test_a_save_waits_for_the_events_delivered_before_it(monkeypatch):
     assert seen_by_save == [3]
 
 
-def test_an_event_that_cannot_be_stored_costs_only_itself():
-    """A seq already taken (another process stored it): that event is lost and said so, the rest of its
-    batch is stored, and pages are not handed the one the database lacks."""
+def test_an_event_that_cannot_be_stored_costs_only_itself(monkeypatch):
+    """The database refuses one event (here a fault injected into the store for turn 2's): that event is lost
+    and said so, the rest of its batch is stored, numbered without a gap, and pages are not handed the one the
+    database lacks."""
+    from django.db import DatabaseError
+
     run = make_run(turns=1)
-    RunEvent.objects.create(run=run, seq=2, type="turn_started", data={}, source="elsewhere",
-                            timestamp=run.created_at)
-    pages: list[int] = []
+    real = recording.append_events
+
+    def refusing_turn_2(run_id, events, **kwargs):
+        if any(event.data.get("turn") == 2 for event in events):
+            raise DatabaseError("refused")
+        return real(run_id, events, **kwargs)
+
+    monkeypatch.setattr(recording, "append_events", refusing_turn_2)
+    pages: list[tuple[int, int]] = []
 
     async def scenario() -> None:
-        recorder = RunEventRecorder(run.pk, ledger_size=0, then=[lambda e: pages.append(e.seq)])
+        recorder = RunEventRecorder(run.pk, ledger_size=0, then=[lambda e: pages.append((e.seq, e.data["turn"]))])
         bus = EventBus(keep_history=True)
         bus.on("*", recorder)
         await asyncio.gather(*(bus.emit(EventType.TURN_STARTED, {"turn": n}, run_id="r") for n in (1, 2, 3)))
         await recorder.close()
 
     async_to_sync(scenario)()
-    assert [seq for seq, _ in _stored(run)] == [1, 2, 3] and pages == [1, 3]
-    assert RunEvent.objects.get(run=run, seq=2).source == "elsewhere"
+    stored = list(RunEvent.objects.filter(run=run).order_by("seq").values_list("seq", "data__turn"))
+    assert stored == [(1, 1), (2, 3)] and pages == stored
 
 
 def test_a_cost_event_whose_emitter_is_cancelled_is_still_stored_and_leaves_nothing_unawaited():

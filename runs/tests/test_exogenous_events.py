@@ -7,7 +7,7 @@ from ninja.testing import TestClient
 
 from engine import EventType
 from engine.scenario.schema import ScheduledEvent
-from runs import services
+from runs.execution import executor
 from runs.live import event_fragments
 from runs.models import RunEvent
 from runs.tests.factories import make_run, summit_config
@@ -30,7 +30,7 @@ def played(owner):
     """A completed two-turn offline run of the summit with a strike scheduled for turn 2."""
     scenario = summit_config()
     scenario.exogenous_events.scheduled_events.append(ScheduledEvent.model_validate(STRIKE))
-    return services.run_execute(run_id=make_run(scenario, turns=2, owner=owner).pk)
+    return executor.run_execute(run_id=make_run(scenario, turns=2, owner=owner).pk)
 
 
 def test_the_turns_api_lists_each_turns_fired_events(played, owner):

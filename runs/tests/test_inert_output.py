@@ -12,7 +12,7 @@ from django.test import Client
 
 from batches.tests.factories import start_batch
 from engine.testing.fake_llm import FakeLLMServer
-from runs import services
+from runs.execution import executor
 from runs.models import RunStatus
 from runs.tests.factories import make_run
 
@@ -74,8 +74,8 @@ def _read_everything() -> tuple[list[str], int]:
     import uuid
 
     staff = User.objects.create_user(f"staff-{uuid.uuid4().hex[:6]}", password="pw", is_staff=True, is_superuser=True)
-    played = services.run_execute(run_id=make_run(turns=1, owner=staff, use_cache=False).pk)
-    seated = services.run_execute(run_id=make_run(turns=1, owner=staff, use_cache=False, human_seats=("norvale",)).pk)
+    played = executor.run_execute(run_id=make_run(turns=1, owner=staff, use_cache=False).pk)
+    seated = executor.run_execute(run_id=make_run(turns=1, owner=staff, use_cache=False, human_seats=("norvale",)).pk)
     assert played.status == RunStatus.COMPLETED and not played.offline
     assert seated.status == RunStatus.WAITING_FOR_HUMAN
     batch = start_batch(owner=staff)

@@ -10,7 +10,7 @@ from django.contrib.auth.models import User
 from ninja.testing import TestClient
 
 from engine.scenario.metrics import MetricThresholds
-from runs import services
+from runs.execution import executor
 from runs.metrics import CSV_COLUMNS, MetricValueRow, metrics_csv
 from runs.models import MetricRecord, RunEvent
 from runs.tests.factories import make_run, summit_config
@@ -35,7 +35,7 @@ def alarmed_summit():
 
 @pytest.fixture
 def played(owner):
-    return services.run_execute(run_id=make_run(alarmed_summit(), turns=2, owner=owner).pk)
+    return executor.run_execute(run_id=make_run(alarmed_summit(), turns=2, owner=owner).pk)
 
 
 def test_the_csv_has_a_line_per_stored_value_with_unit_and_threshold(played, owner):

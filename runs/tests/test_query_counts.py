@@ -17,7 +17,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from engine import EventType, Scenario
-from runs import persistence, services
+from runs.execution import recorder as recording
+from runs.execution import executor
 from runs.models import Run, RunStatus
 from runs.tests.factories import make_run, summit_config
 from runs.tests.querycount import assert_flat, measure
@@ -40,8 +41,8 @@ def owner(client) -> User:
 @pytest.fixture
 def pair(owner) -> tuple[Run, Run]:
     """A small and a larger completed run of the owner's."""
-    small = services.run_execute(run_id=make_run(two_actor_config(), turns=1, owner=owner).pk)
-    large = services.run_execute(run_id=make_run(turns=2, owner=owner).pk)
+    small = executor.run_execute(run_id=make_run(two_actor_config(), turns=1, owner=owner).pk)
+    large = executor.run_execute(run_id=make_run(turns=2, owner=owner).pk)
     assert small.status == large.status == RunStatus.COMPLETED
     assert large.events.count() > 2 * small.events.count() and len(large.actors) > len(small.actors)
     return small, large
@@ -63,7 +64,7 @@ RUN_READS = [
 def test_the_reads_of_a_run_cost_the_same_queries_whatever_its_size(client, pair, owner):
     """One test for every read, so the two runs are played once; every failure is listed."""
     small, large = pair
-    third = services.run_execute(run_id=make_run(two_actor_config(), turns=1, owner=owner).pk)
+    third = executor.run_execute(run_id=make_run(two_actor_config(), turns=1, owner=owner).pk)
     two, three = f"ids={small.pk}&ids={third.pk}", f"ids={small.pk}&ids={third.pk}&ids={large.pk}"
     cases = [(reverse("runs:detail", args=[small.pk]), reverse("runs:detail", args=[large.pk]), 16),
              *[(f"/api/runs/{small.pk}{path}", f"/api/runs/{large.pk}{path}", ceiling) for path, ceiling in RUN_READS],
@@ -139,7 +140,7 @@ def test_the_worker_stores_every_turn_with_the_same_queries(monkeypatch):
     batch holding cost events (the claim, the events, the check that a save did not book a line first, the ledger
     lines, the run's totals), 15 per save (the run
     locked, 5 deletes of a partial turn, 5 inserts, the ledger's totals, the run's progress)."""
-    real_record, real_save = persistence.record_events, persistence.save_run_state
+    real_record, real_save = recording.store_batch, recording.save_run_state
     per_batch: dict[bool, set[int]] = defaultdict(set)
     sizes: list[int] = []
     saves: list[tuple[int, int]] = []
@@ -164,11 +165,11 @@ def test_the_worker_stores_every_turn_with_the_same_queries(monkeypatch):
         inside[len(ends)] += logged() - before
         ends.append(logged())
 
-    monkeypatch.setattr(persistence, "record_events", record)
-    monkeypatch.setattr(persistence, "save_run_state", save)
+    monkeypatch.setattr(recording, "store_batch", record)
+    monkeypatch.setattr(recording, "save_run_state", save)
     connection.queries_log.clear()
     with CaptureQueriesContext(connection):  # logs every query, as DEBUG would
-        run = services.run_execute(run_id=make_run(turns=4).pk)
+        run = executor.run_execute(run_id=make_run(turns=4).pk)
         end = logged()
     assert run.status == RunStatus.COMPLETED and [turn for turn, _ in saves][:4] == [1, 2, 3, 4]
     assert end < connection.queries_log.maxlen
@@ -187,7 +188,7 @@ def test_the_worker_stores_every_turn_with_the_same_queries(monkeypatch):
 
 # ---- human seats: the runs waiting for a person --------------------------------------------------------------
 def _waiting_run(owner: User) -> Run:
-    run = services.run_execute(run_id=make_run(turns=2, owner=owner, human_seats=("norvale", "meridian")).pk)
+    run = executor.run_execute(run_id=make_run(turns=2, owner=owner, human_seats=("norvale", "meridian")).pk)
     assert run.status == RunStatus.WAITING_FOR_HUMAN
     return run
 

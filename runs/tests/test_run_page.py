@@ -8,8 +8,9 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 
 from engine import EventType
-from runs import services
-from runs.live import event_fragments, snapshot_seq
+from runs.execution import executor
+from runs.live import event_fragments
+from runs.selectors import snapshot_seq
 from runs.selectors import cost_breakdown_at
 from runs.models import Decision, RunEvent
 from runs.tests.factories import make_run
@@ -25,7 +26,7 @@ def owner(client):
 
 
 def test_a_finished_run_shows_its_turns_costs_provider_and_controls(client, owner):
-    run = services.run_execute(run_id=make_run(turns=2, owner=owner).pk)
+    run = executor.run_execute(run_id=make_run(turns=2, owner=owner).pk)
     page = client.get(reverse("runs:detail", args=[run.pk]))
     assert page.status_code == 200
     html = page.content.decode()
@@ -42,7 +43,7 @@ def test_a_finished_run_shows_its_turns_costs_provider_and_controls(client, owne
 
 
 def test_the_snapshot_costs_count_only_lines_announced_up_to_its_seq():
-    run = services.run_execute(run_id=make_run(turns=1).pk)
+    run = executor.run_execute(run_id=make_run(turns=1).pk)
     middle = RunEvent.objects.filter(run=run, type=EventType.COST_INCURRED).order_by("seq")[5].seq
     assert cost_breakdown_at(run, middle)["calls"] == 6
     assert cost_breakdown_at(run, 10**9)["calls"] == run.calls
@@ -76,7 +77,7 @@ class Elements(HTMLParser):
 def test_the_admin_run_page_has_the_live_panel(client):
     admin = User.objects.create_superuser("admin", "a@example.org", "pw")
     client.force_login(admin)
-    run = services.run_execute(run_id=make_run(turns=1).pk)
+    run = executor.run_execute(run_id=make_run(turns=1).pk)
     html = client.get(reverse("admin:runs_run_change", args=[run.pk])).content.decode()
     assert f'data-socket="/ws/runs/{run.pk}/"' in html and "run-live.js" in html and 'id="turn-progress"' in html
     assert Decision.objects.filter(run=run).exists()

@@ -9,8 +9,9 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 
 from engine import EventType
-from runs import services
-from runs.live import event_fragments, run_page_context, snapshot_seq
+from runs.execution import executor
+from runs.live import event_fragments, run_page_context
+from runs.selectors import snapshot_seq
 from runs.selectors import cost_lines_at
 from runs.models import CostRecord, MetricRecord, RunEvent
 from runs.tests.factories import make_run
@@ -28,7 +29,7 @@ def owner(client):
 
 @pytest.fixture
 def played(owner):
-    return services.run_execute(run_id=make_run(alarmed_summit(), turns=2, owner=owner).pk)
+    return executor.run_execute(run_id=make_run(alarmed_summit(), turns=2, owner=owner).pk)
 
 
 def json_script(html: str, element_id: str):

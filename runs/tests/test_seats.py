@@ -15,8 +15,10 @@ from ninja.testing import TestClient
 
 from engine import EventType
 from engine.testing.fake_llm import FakeLLMServer
-from runs import persistence, seats, services
-from runs.models import Decision, Run, RunEvent, RunStatus
+from runs import seats, services
+from runs.execution import recorder as recording
+from runs.execution import executor
+from runs.models import Decision, HumanDecision, Run, RunEvent, RunStatus
 from runs.tests.factories import make_run
 from scenariolab_site.api import api
 
@@ -47,7 +49,7 @@ def assert_events_in_order(run: Run) -> None:
 
 
 def test_a_run_waits_for_its_human_seat_and_goes_on_after_each_decision(owner):
-    run = services.run_execute(run_id=make_run(turns=2, owner=owner, human_seats=(SEAT,)).pk)
+    run = executor.run_execute(run_id=make_run(turns=2, owner=owner, human_seats=(SEAT,)).pk)
     assert run.status == RunStatus.WAITING_FOR_HUMAN and run.turn == 0 and run.waiting_since is not None
     assert not run.claim or run.worker  # no worker holds it: the executor returned
     assert not Decision.objects.filter(run=run, turn=1).exists()  # the models decide after the person
@@ -67,7 +69,7 @@ def test_a_run_waits_for_its_human_seat_and_goes_on_after_each_decision(owner):
         assert decided.json()["status"] == "queued"
         again = client.post(f"/runs/{run.pk}/seats/{SEAT}/decision", json=payload, user=owner)
         assert again.status_code == 409  # decided already: the run no longer waits for this seat
-        run = services.run_execute(run_id=run.pk)
+        run = executor.run_execute(run_id=run.pk)
         assert run.status == (RunStatus.WAITING_FOR_HUMAN if turn == 1 else RunStatus.COMPLETED)
 
     mine = Decision.objects.filter(run=run, actor=SEAT).order_by("turn")
@@ -79,7 +81,7 @@ def test_a_run_waits_for_its_human_seat_and_goes_on_after_each_decision(owner):
 
 
 def test_a_decision_that_would_not_pass_as_a_models_is_refused_with_each_field(owner):
-    run = services.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,)).pk)
+    run = executor.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,)).pk)
     bad = decision_for(run, reasoning=" ", replies={"not-a-proposal": "hi"})
     response = client.post(f"/runs/{run.pk}/seats/{SEAT}/decision", json=bad, user=owner)
     assert response.status_code == 400
@@ -90,7 +92,7 @@ def test_a_decision_that_would_not_pass_as_a_models_is_refused_with_each_field(o
 
 
 def test_strangers_cannot_see_or_fill_a_seat(owner):
-    run = services.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,)).pk)
+    run = executor.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,)).pk)
     other = User.objects.create_user("other", password="pw")
     assert client.get(f"/runs/{run.pk}/seats/{SEAT}", user=other).status_code == 404
     assert client.post(f"/runs/{run.pk}/seats/{SEAT}/decision", json=decision_for(run), user=other).status_code == 404
@@ -104,7 +106,7 @@ def test_unknown_seats_are_refused_at_the_start():
 
 
 def test_a_seat_past_its_timeout_goes_to_the_model(owner):
-    run = services.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,), human_timeout_minutes=0.01).pk)
+    run = executor.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,), human_timeout_minutes=0.01).pk)
     assert run.status == RunStatus.WAITING_FOR_HUMAN
     assert seats.seats_hand_over_expired(now=timezone.now() - timedelta(minutes=1)) == []  # not yet
     time.sleep(0.7)  # past 0.01 minutes
@@ -114,14 +116,14 @@ def test_a_seat_past_its_timeout_goes_to_the_model(owner):
     assert run.status == RunStatus.QUEUED and {a["short_name"]: a["control"] for a in run.actors}[SEAT] == "ai"
     changed = RunEvent.objects.get(run=run, type="seat_control_changed")
     assert changed.data["control"] == "ai" and "minutes" in changed.data["reason"]
-    run = services.run_execute(run_id=run.pk)
+    run = executor.run_execute(run_id=run.pk)
     assert run.status == RunStatus.COMPLETED
     assert Decision.objects.get(run=run, actor=SEAT).provider == "offline"
     assert_events_in_order(run)
 
 
 def test_a_waiting_run_without_a_timeout_keeps_waiting(owner):
-    run = services.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,)).pk)
+    run = executor.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,)).pk)
     assert seats.seats_hand_over_expired(now=timezone.now() + timedelta(days=365)) == []
     assert Run.objects.get(pk=run.pk).status == RunStatus.WAITING_FOR_HUMAN
 
@@ -132,7 +134,7 @@ def test_a_seat_taken_over_mid_run_then_handed_back_through_the_api(owner, monke
     monkeypatch.setenv("SCENARIOLAB_LLM_BASE_URL", server.base_url)
     try:
         run = make_run(turns=3, owner=owner)
-        worker = threading.Thread(target=services.run_execute, kwargs={"run_id": run.pk})
+        worker = threading.Thread(target=executor.run_execute, kwargs={"run_id": run.pk})
         worker.start()
         deadline = time.monotonic() + 60
         while Run.objects.get(pk=run.pk).turn < 1 and time.monotonic() < deadline:
@@ -148,7 +150,7 @@ def test_a_seat_taken_over_mid_run_then_handed_back_through_the_api(owner, monke
 
         handed = client.post(f"/runs/{run.pk}/seats/{SEAT}/control", json={"control": "ai"}, user=owner)
         assert handed.status_code == 200 and handed.json()["status"] == "queued"
-        run = services.run_execute(run_id=run.pk)
+        run = executor.run_execute(run_id=run.pk)
         assert run.status == RunStatus.COMPLETED and run.turn == 3
         providers = dict(Decision.objects.filter(run=run, actor=SEAT).values_list("turn", "provider"))
         assert providers[waited_at] != "human" and set(providers) == {1, 2, 3}
@@ -160,7 +162,7 @@ def test_a_seat_taken_over_mid_run_then_handed_back_through_the_api(owner, monke
 
 # ---- pages ---------------------------------------------------------------------------------------------------
 def test_the_seat_page_shows_the_prompt_and_takes_the_decision(owner, client):
-    run = services.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,)).pk)
+    run = executor.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,)).pk)
     client.force_login(owner)
     page = client.get(f"/runs/{run.pk}/")
     assert f'href="seats/{SEAT}/"' in page.content.decode() and "The run waits for a person" in page.content.decode()
@@ -180,42 +182,61 @@ def test_the_seat_page_shows_the_prompt_and_takes_the_decision(owner, client):
     done = client.post(f"/runs/{run.pk}/seats/{SEAT}/", form)
     assert done.status_code == 302 and done["Location"] == f"/runs/{run.pk}/"
     assert Run.objects.get(pk=run.pk).status == RunStatus.QUEUED
+    answer = HumanDecision.objects.get(run=run, actor=SEAT)
+    assert answer.decided_by == owner and answer.turn == 1
+    assert not Decision.objects.filter(run=run, actor=SEAT).exists(), "applied by the run's executor, not the request"
+    run = executor.run_execute(run_id=run.pk)
     decision = Decision.objects.get(run=run, actor=SEAT)
     assert decision.provider == "human" and decision.long_term_goals == ["Treaty", "Institute"]
-    run = services.run_execute(run_id=run.pk)
     page = client.get(f"/runs/{run.pk}/").content.decode()
     assert 'id="decision-1-norvale"' in page and 'class="human-badge">human' in page
 
 
 def test_take_a_seat_and_hand_it_back_from_the_run_page(owner, client):
-    run = services.run_execute(run_id=make_run(turns=2, owner=owner).pk)
+    run = executor.run_execute(run_id=make_run(turns=2, owner=owner).pk)
     client.force_login(owner)
     services.run_resume(run=run, max_turns=3, enqueue=False)
     client.post(f"/runs/{run.pk}/seats/{SEAT}/control/", {"control": "human"})
     assert {a["short_name"]: a["control"] for a in Run.objects.get(pk=run.pk).actors}[SEAT] == "human"
-    run = services.run_execute(run_id=run.pk)
+    run = executor.run_execute(run_id=run.pk)
     assert run.status == RunStatus.WAITING_FOR_HUMAN
     client.post(f"/runs/{run.pk}/seats/{SEAT}/control/", {"control": "ai"})
     run.refresh_from_db()
     assert run.status == RunStatus.QUEUED
-    assert services.run_execute(run_id=run.pk).status == RunStatus.COMPLETED
+    assert executor.run_execute(run_id=run.pk).status == RunStatus.COMPLETED
 
 
-def test_a_run_whose_worker_has_not_let_go_yet_takes_no_decision(owner, monkeypatch):
-    monkeypatch.setattr(seats, "WORKER_GRACE_SECONDS", 0.2)
-    run = services.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,)).pk)
+def test_a_decision_made_before_the_worker_lets_go_is_kept_and_the_worker_queues_the_run(owner, django_capture_on_commit_callbacks):
+    """Between the executor's last save (the run is WAITING_FOR_HUMAN) and its letting go, a person may already
+    answer: the answer is stored at once (no waiting in the request), and the executor, letting go, finds every
+    seat answered and queues the run itself."""
+    run = executor.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,)).pk)
     payload = decision_for(run)
-    Run.objects.filter(pk=run.pk).update(waiting_since=None)  # as between the worker's last save and its end
-    assert client.post(f"/runs/{run.pk}/seats/{SEAT}/decision", json=payload, user=owner).status_code == 409
-    assert client.post(f"/runs/{run.pk}/seats/{SEAT}/control", json={"control": "ai"}, user=owner).status_code == 409
+    Run.objects.filter(pk=run.pk).update(waiting_since=None, claim="c1")  # as between the last save and the end
+    decided = client.post(f"/runs/{run.pk}/seats/{SEAT}/decision", json=payload, user=owner)
+    assert decided.status_code == 200 and decided.json()["status"] == "waiting_for_human"
     with pytest.raises(services.RunConflict):
-        services.run_resume(run=Run.objects.get(pk=run.pk))
-    Run.objects.filter(pk=run.pk).update(waiting_since=timezone.now())  # the worker lets go
-    assert client.post(f"/runs/{run.pk}/seats/{SEAT}/decision", json=payload, user=owner).status_code == 200
+        services.run_resume(run=Run.objects.get(pk=run.pk))  # still the executor's
+    queued: list[Run] = []
+    with django_capture_on_commit_callbacks(execute=True):
+        executor._release(run.pk, "c1", requeue=queued.append)
+    run.refresh_from_db()
+    assert run.status == RunStatus.QUEUED and not run.claim and [r.pk for r in queued] == [run.pk]
+    assert executor.run_execute(run_id=run.pk).status == RunStatus.COMPLETED
+    assert Decision.objects.get(run=run, actor=SEAT).provider == "human"
+
+
+def test_a_waiting_run_still_let_go_by_its_executor_waits_when_a_seat_is_unanswered(owner):
+    run = executor.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,)).pk)
+    Run.objects.filter(pk=run.pk).update(waiting_since=None, claim="c1")
+    queued: list[Run] = []
+    executor._release(run.pk, "c1", requeue=queued.append)
+    run.refresh_from_db()
+    assert run.status == RunStatus.WAITING_FOR_HUMAN and run.waiting_since is not None and not run.claim and not queued
 
 
 def test_a_decision_that_lands_first_keeps_the_seat_from_the_timeout(owner):
-    run = services.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,), human_timeout_minutes=0.01).pk)
+    run = executor.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,), human_timeout_minutes=0.01).pk)
     seats.seat_decide(run=run, actor=SEAT, **decision_for(run))
     later = timezone.now() + timedelta(minutes=5)
     assert seats.seat_timeout(run_id=run.pk, now=later) is None and seats.seats_hand_over_expired(now=later) == []
@@ -226,7 +247,7 @@ def test_a_decision_that_lands_first_keeps_the_seat_from_the_timeout(owner):
 
 @pytest.mark.parametrize("field", ["long_term_goals", "reasoning"])
 def test_control_characters_and_huge_texts_are_refused_not_stored(owner, client, field):
-    run = services.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,)).pk)
+    run = executor.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,)).pk)
     payload = decision_for(run)
     payload[field] = ["bad\x00goal"] if field == "long_term_goals" else "bad\x00text"
     assert client_api_status(run, owner, payload) in (400, 422)
@@ -249,26 +270,12 @@ def client_api_status(run: Run, user, payload: dict) -> int:
 def test_the_periodic_status_carries_the_links_to_waiting_seats(owner):
     from runs.live import waiting_seats_fragment
 
-    run = services.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,)).pk)
+    run = executor.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,)).pk)
     html = waiting_seats_fragment(run)["html"]
     assert f'href="seats/{SEAT}/"' in html and "hidden" not in html
     seats.seat_decide(run=run, actor=SEAT, **decision_for(run))
     run.refresh_from_db()
     assert 'hidden' in waiting_seats_fragment(run)["html"]  # gone once decided
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_decision_made_while_the_worker_finishes_waits_for_it(owner):
-    run = services.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,)).pk)
-    payload = decision_for(run)
-    Run.objects.filter(pk=run.pk).update(waiting_since=None)  # the worker has not let go yet
-    letting_go = threading.Timer(0.5, lambda: Run.objects.filter(pk=run.pk).update(waiting_since=timezone.now()))
-    letting_go.start()
-    started = time.monotonic()
-    response = client.post(f"/runs/{run.pk}/seats/{SEAT}/decision", json=payload, user=owner)
-    letting_go.join()
-    assert response.status_code == 200 and response.json()["status"] == "queued"
-    assert time.monotonic() - started >= 0.4  # it waited for the worker instead of refusing
 
 
 @pytest.mark.parametrize("slow_event", ["scenario_waiting", "state_saved"])
@@ -282,7 +289,7 @@ def test_a_heartbeat_after_the_run_began_waiting_does_not_stop_its_executor(owne
         if str(event.type) == slow_event and event.data.get("status", "waiting_for_human") == "waiting_for_human":
             await asyncio.sleep(0.2)  # several heartbeats
 
-    run = services.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,)).pk, progress=slow_after_the_last_save)
+    run = executor.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,)).pk, progress=slow_after_the_last_save)
     assert run.status == RunStatus.WAITING_FOR_HUMAN and run.waiting_since is not None
     assert RunEvent.objects.filter(run=run, type="scenario_waiting").count() == 1
     decided = client.post(f"/runs/{run.pk}/seats/{SEAT}/decision", json=decision_for(run), user=owner)
@@ -292,11 +299,10 @@ def test_a_heartbeat_after_the_run_began_waiting_does_not_stop_its_executor(owne
 @pytest.mark.django_db(transaction=True)
 def test_a_seat_changed_while_a_paused_run_stores_its_last_events_never_takes_their_seq(monkeypatch):
     """The run's last save made it PAUSED, but its executor still has events queued: a seat change from the
-    web must wait for the executor to let go (or be refused), never store an event at a seq it will use."""
-    monkeypatch.setattr(seats, "WORKER_GRACE_SECONDS", 0.3)
+    web is stored at once, numbered by the store between the executor's events, never at a number they use."""
     run = make_run(turns=3)
-    controls = services.RunControls()
-    real = persistence.record_events
+    controls = executor.RunControls()
+    real = recording.store_batch
     web = {}
 
     def change_the_seat_from_the_web() -> None:
@@ -318,21 +324,22 @@ def test_a_seat_changed_while_a_paused_run_stores_its_last_events_never_takes_th
             request.join()
         return real(run_id, batch, **kwargs)
 
-    monkeypatch.setattr(persistence, "record_events", the_last_events_held_up_by_a_web_request)
-    paused = services.run_execute(run_id=run.pk, controls=controls)
-    assert paused.status == RunStatus.PAUSED and "storing its last turn" in web["answer"]
+    monkeypatch.setattr(recording, "store_batch", the_last_events_held_up_by_a_web_request)
+    paused = executor.run_execute(run_id=run.pk, controls=controls)
+    assert paused.status == RunStatus.PAUSED and web["answer"] == "changed"
     assert_events_in_order(paused)
-    assert RunEvent.objects.filter(run=paused, type="scenario_paused").exists()
+    changed = RunEvent.objects.get(run=paused, type="seat_control_changed")
+    paused_at = RunEvent.objects.get(run=paused, type="scenario_paused")
+    assert changed.seq < paused_at.seq, "stored while the executor still had its last events to store"
     assert not paused.claim, "let go once its events were stored"
-    seats.seat_set_control(run=paused, actor=SEAT, control="human")  # now it is at rest
-    assert_events_in_order(paused)
+    assert {a["short_name"]: a["control"] for a in paused.actors}[SEAT] == "human"
 
 
 @pytest.mark.django_db(transaction=True)
 def test_an_interruption_while_the_executor_lets_go_still_leaves_the_waiting_run_decidable(owner, monkeypatch):
     run = make_run(turns=1, owner=owner, human_seats=(SEAT,))
-    controls = services.RunControls()
-    real = persistence.record_events
+    controls = executor.RunControls()
+    real = recording.store_batch
 
     def interrupted_while_storing_the_last_events(run_id, batch, **kwargs):
         if any(event.type is EventType.SCENARIO_WAITING for event, _ in batch):
@@ -340,8 +347,8 @@ def test_an_interruption_while_the_executor_lets_go_still_leaves_the_waiting_run
             time.sleep(0.05)
         return real(run_id, batch, **kwargs)
 
-    monkeypatch.setattr(persistence, "record_events", interrupted_while_storing_the_last_events)
-    waiting = services.run_execute(run_id=run.pk, controls=controls)
+    monkeypatch.setattr(recording, "store_batch", interrupted_while_storing_the_last_events)
+    waiting = executor.run_execute(run_id=run.pk, controls=controls)
     assert controls.interrupted
     assert waiting.status == RunStatus.WAITING_FOR_HUMAN and waiting.waiting_since is not None and not waiting.claim
     decided = client.post(f"/runs/{run.pk}/seats/{SEAT}/decision", json=decision_for(waiting), user=owner)

@@ -13,8 +13,9 @@ from django.utils import timezone
 from engine import EventType
 from engine.testing.fake_llm import FakeLLMServer
 from runs import selectors, services
+from runs.execution import executor
 from runs.models import CostRecord, Decision, Run, RunEvent, RunStatus
-from runs.persistence import compact_ledger, load_run_state
+from runs.execution.store import compact_ledger, load_run_state
 from runs.tests.factories import make_run
 
 pytestmark = pytest.mark.django_db
@@ -22,25 +23,25 @@ pytestmark = pytest.mark.django_db
 
 def test_a_run_is_claimed_once():
     run = make_run(turns=1)
-    assert services.run_execute(run_id=run.pk).status == RunStatus.COMPLETED
-    assert services.run_execute(run_id=run.pk) is None, "a second executor finds it claimed"
+    assert executor.run_execute(run_id=run.pk).status == RunStatus.COMPLETED
+    assert executor.run_execute(run_id=run.pk) is None, "a second executor finds it claimed"
     assert RunEvent.objects.filter(run=run, type=EventType.SCENARIO_STARTED).count() == 1
 
 
 def test_pause_then_resume_reaches_the_state_of_an_uninterrupted_run():
     whole = make_run(turns=3, seed=3)
-    services.run_execute(run_id=whole.pk)
+    executor.run_execute(run_id=whole.pk)
 
     paused = make_run(turns=3, seed=3)
-    controls = services.RunControls()
+    controls = executor.RunControls()
 
     def pause_after_turn_one(event):
         if event.type is EventType.TURN_COMPLETED and event.data["turn"] == 1:
             controls.interrupt()
 
-    first = services.run_execute(run_id=paused.pk, progress=pause_after_turn_one, controls=controls)
+    first = executor.run_execute(run_id=paused.pk, progress=pause_after_turn_one, controls=controls)
     assert first.status == RunStatus.PAUSED and first.turn < 3
-    resumed = services.run_execute(run_id=services.run_resume(run=first, enqueue=False).pk)
+    resumed = executor.run_execute(run_id=services.run_resume(run=first, enqueue=False).pk)
 
     assert resumed.status == RunStatus.COMPLETED and resumed.turn == 3
     a, b = load_run_state(Run.objects.get(pk=whole.pk)), load_run_state(resumed)
@@ -63,23 +64,23 @@ def test_a_stale_heartbeat_shows_a_crash_that_can_be_resumed(settings):
     Run.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=settings.RUN_STALE_SECONDS + 1))
     run.refresh_from_db()
     assert selectors.run_display_status(run) == "crashed"
-    done = services.run_execute(run_id=services.run_resume(run=run, enqueue=False).pk)
+    done = executor.run_execute(run_id=services.run_resume(run=run, enqueue=False).pk)
     assert done.status == RunStatus.COMPLETED
 
 
 def test_cancel_stops_a_queued_run_and_a_cancelled_run_stays_cancelled():
     run = services.run_cancel(run=make_run(turns=1))
     assert run.status == RunStatus.CANCELLED
-    assert services.run_execute(run_id=run.pk) is None
+    assert executor.run_execute(run_id=run.pk) is None
     with pytest.raises(services.RunConflict, match="cancelled"):
         services.run_resume(run=run)
 
 
 def test_a_completed_run_resumes_only_to_more_turns():
-    run = services.run_execute(run_id=make_run(turns=1).pk)
+    run = executor.run_execute(run_id=make_run(turns=1).pk)
     with pytest.raises(services.RunConflict, match="more turns"):
         services.run_resume(run=run)
-    more = services.run_execute(run_id=services.run_resume(run=run, max_turns=2, enqueue=False).pk)
+    more = executor.run_execute(run_id=services.run_resume(run=run, max_turns=2, enqueue=False).pk)
     assert more.status == RunStatus.COMPLETED and more.turn == 2
 
 
@@ -96,11 +97,11 @@ def test_the_credit_limit_halts_a_priced_run_and_a_higher_limit_resumes_it(monke
         monkeypatch.setenv("SCENARIOLAB_LLM_BASE_URL", server.base_url)
         run = make_run(turns=2, credit_limit=0.002, use_cache=False)
         assert not run.offline
-        halted = services.run_execute(run_id=run.pk)
+        halted = executor.run_execute(run_id=run.pk)
         assert halted.status == RunStatus.HALTED and "credit limit" in halted.halt_reason
         assert 0 < halted.total_cost <= 0.002
 
-        resumed = services.run_execute(run_id=services.run_resume(run=halted, credit_limit=5.0, enqueue=False).pk)
+        resumed = executor.run_execute(run_id=services.run_resume(run=halted, credit_limit=5.0, enqueue=False).pk)
         billed = server.stats
     finally:
         server.stop()
@@ -113,7 +114,7 @@ def test_the_credit_limit_halts_a_priced_run_and_a_higher_limit_resumes_it(monke
 
 
 def test_the_markdown_zip_holds_every_view_of_the_run():
-    run = services.run_execute(run_id=make_run(turns=2).pk)
+    run = executor.run_execute(run_id=make_run(turns=2).pk)
     archive = zipfile.ZipFile(io.BytesIO(services.run_markdown_zip(run=run)))
     names = {name.split("/", 1)[1] for name in archive.namelist()}
     assert {"world-state-000.md", "world-state-002.md", "summary.md", "state.json"} <= names
@@ -125,7 +126,7 @@ def test_a_run_planned_offline_stays_offline_in_a_process_that_has_a_server(monk
     run = make_run(turns=1)
     assert run.offline
     monkeypatch.setenv("SCENARIOLAB_LLM_BASE_URL", "http://127.0.0.1:9/v1")  # nothing listens there
-    done = services.run_execute(run_id=run.pk)
+    done = executor.run_execute(run_id=run.pk)
     assert done.status == RunStatus.COMPLETED
     assert set(CostRecord.objects.filter(run=run).values_list("provider", flat=True)) == {"offline"}
 
@@ -134,7 +135,7 @@ def test_a_worker_without_the_planned_server_fails_the_run_with_the_reason(monke
     monkeypatch.setenv("SCENARIOLAB_LLM_BASE_URL", "http://127.0.0.1:9/v1")
     run = make_run(turns=1)
     monkeypatch.delenv("SCENARIOLAB_LLM_BASE_URL")
-    done = services.run_execute(run_id=run.pk)
+    done = executor.run_execute(run_id=run.pk)
     assert done.status == RunStatus.FAILED
     assert "no API key or base URL" in done.error and "resume" in done.error
     assert not CostRecord.objects.filter(run=run).exists()
@@ -144,13 +145,13 @@ def test_a_worker_without_the_planned_server_fails_the_run_with_the_reason(monke
 def test_a_phase_cancelled_with_cost_events_in_line_loses_no_ledger_line_and_no_event():
     """Ctrl-C lands while several actors' calls have returned and their cost events wait to be stored."""
     run = make_run(turns=1)
-    controls = services.RunControls()
+    controls = executor.RunControls()
 
     def interrupt_at_first_decision_cost(event):
         if event.type is EventType.COST_INCURRED and event.data["phase"] == "decision":
             controls.interrupt()
 
-    paused = services.run_execute(run_id=run.pk, progress=interrupt_at_first_decision_cost, controls=controls)
+    paused = executor.run_execute(run_id=run.pk, progress=interrupt_at_first_decision_cost, controls=controls)
     saved = json.loads((Path(paused.output_dir) / "state.json").read_text())
 
     assert paused.status == RunStatus.PAUSED
@@ -173,21 +174,21 @@ def test_an_executor_that_lost_its_claim_stops_and_writes_nothing_more(settings)
             taken.append(await Run.objects.filter(pk=run.pk).aupdate(claim="another-process"))
             await asyncio.sleep(0.2)  # the next heartbeat notices
 
-    services.run_execute(run_id=run.pk, progress=taken_over_after_turn_one)
+    executor.run_execute(run_id=run.pk, progress=taken_over_after_turn_one)
     run.refresh_from_db()
     assert taken and run.claim == "another-process"
     assert run.turn <= 1 and run.status == RunStatus.RUNNING, "the old executor saved nothing after losing the claim"
 
 
 def test_the_ledger_is_renumbered_when_a_line_went_missing_before_a_crash():
-    run = services.run_execute(run_id=make_run(turns=1).pk)
+    run = executor.run_execute(run_id=make_run(turns=1).pk)
     CostRecord.objects.filter(run=run, position=3).delete()  # a recorder write that failed, then a crash
     assert compact_ledger(run.pk) == run.calls - 1
     assert list(CostRecord.objects.filter(run=run).values_list("position", flat=True)) == list(range(run.calls - 1))
 
 
 def test_an_end_turn_already_played_is_refused():
-    run = services.run_execute(run_id=make_run(turns=2).pk)
+    run = executor.run_execute(run_id=make_run(turns=2).pk)
     Run.objects.filter(pk=run.pk).update(status=RunStatus.PAUSED)
     run.refresh_from_db()
     with pytest.raises(services.RunInputError, match="end turn must be after"):
@@ -197,4 +198,4 @@ def test_an_end_turn_already_played_is_refused():
 def test_a_queued_run_whose_task_was_lost_can_be_queued_again():
     run = make_run(turns=1)
     assert services.run_resume(run=run, enqueue=False).status == RunStatus.QUEUED
-    assert services.run_execute(run_id=run.pk).status == RunStatus.COMPLETED
+    assert executor.run_execute(run_id=run.pk).status == RunStatus.COMPLETED

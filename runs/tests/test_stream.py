@@ -13,7 +13,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from accounts.services import api_token_create
-from runs import services
+from runs.execution import executor
 from runs.models import RunEvent
 from runs.tests.factories import make_run
 
@@ -28,7 +28,7 @@ def in_memory_layer(settings):
 @pytest.fixture
 def played():
     owner = User.objects.create_user("owner", password="pw")
-    run = services.run_execute(run_id=make_run(turns=1, owner=owner).pk)
+    run = executor.run_execute(run_id=make_run(turns=1, owner=owner).pk)
     return owner, run
 
 

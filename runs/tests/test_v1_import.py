@@ -20,6 +20,7 @@ from ninja.testing import TestClient
 
 from legacy_v1.run_scenario import main as v1_main
 from runs import selectors, services
+from runs.execution import executor
 from runs.models import Communication, CostRecord, Decision, MetricRecord, Run, RunEvent, RunStatus, Turn, ValidationResult
 from runs.tests.factories import make_run
 from runs.v1_import import V1ImportError, run_import_v1, run_import_v1_zip
@@ -178,7 +179,7 @@ def test_a_halted_run_imported_is_resumed_to_the_end_on_the_same_ledger(samples)
     imported = list(CostRecord.objects.filter(run=run).values_list("position", "turn", "actor", "input_tokens", "output_tokens"))
 
     services.run_resume(run=run, enqueue=False)
-    finished = services.run_execute(run_id=run.pk)
+    finished = executor.run_execute(run_id=run.pk)
     assert finished.status == RunStatus.COMPLETED and finished.turn == 3
     assert list(CostRecord.objects.filter(run=run).values_list("position", "turn", "actor", "input_tokens", "output_tokens")[:len(imported)]) == imported
     assert Decision.objects.filter(run=run).count() == 9

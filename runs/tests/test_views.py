@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from runs import services
+from runs.execution import executor
 from runs.models import Run, RunStatus
 from runs.tests.factories import make_run
 
@@ -45,7 +45,7 @@ def who(name: str, owner: User):
 
 # ---- the list ----------------------------------------------------------------------------------------------
 def test_the_list_shows_status_progress_cost_provider_and_scenario(owner):
-    finished = services.run_execute(run_id=make_run(turns=1, owner=owner, credit_limit=2.5).pk)
+    finished = executor.run_execute(run_id=make_run(turns=1, owner=owner, credit_limit=2.5).pk)
     queued = make_run(turns=3, owner=owner)
     page = client_for(owner).get(reverse("runs:list"))
     assert page.status_code == 200
@@ -195,7 +195,7 @@ def test_resume_refuses_bad_numbers_with_a_message(owner, run):
 
 # ---- downloads ---------------------------------------------------------------------------------------------
 def test_downloads_hold_the_markdown_views_and_the_engine_state(owner):
-    run = services.run_execute(run_id=make_run(turns=1, owner=owner).pk)
+    run = executor.run_execute(run_id=make_run(turns=1, owner=owner).pk)
     client = client_for(owner)
 
     archive = client.get(reverse("runs:markdown_zip", args=[run.pk]))
@@ -217,7 +217,7 @@ def test_the_run_page_polls_the_messages_its_socket_would_send(client):
     from runs.live import rendered_message
 
     owner = User.objects.create_user("poller", password="pw")
-    run = services.run_execute(run_id=make_run(turns=1, owner=owner).pk)
+    run = executor.run_execute(run_id=make_run(turns=1, owner=owner).pk)
     client.force_login(owner)
     body = client.get(f"/runs/{run.pk}/events/?after=3").json()
     stored = list(run.events.filter(seq__gt=3).order_by("seq"))

@@ -9,6 +9,7 @@ import pytest
 from engine import EventType
 from engine.testing.fake_llm import FakeLLMServer
 from runs import services
+from runs.execution import executor
 from runs.models import CostRecord, Decision, Run, RunEvent, RunStatus, Turn
 from runs.tests.factories import make_run
 from runs.tests.workers import environment, final_status, start_worker, stop, stop_with_sigterm, wait_for
@@ -125,7 +126,7 @@ def test_sigterm_mid_turn_hands_the_run_to_the_next_worker_with_nothing_paid_twi
             run.refresh_from_db()
             assert run.status == RunStatus.QUEUED and not run.claim and run.turn < 2, (run.status, run.turn, log)
             paused = RunEvent.objects.filter(run=run, type=EventType.SCENARIO_PAUSED).get()
-            assert paused.data["reason"] == services.WORKER_STOPPING
+            assert paused.data["reason"] == executor.WORKER_STOPPING
             assert took < 5, f"a call lasts 0.3 s: the worker should be gone within a few, not {took:.1f} s"
             assert server.stats["abandoned"] == 0, "no call was cut off"
             _paid_equals_billed(run, server.stats)

@@ -17,7 +17,7 @@ from schemathesis.checks import content_type_conformance, not_a_server_error, re
 from schemathesis.specs.openapi.checks import status_code_conformance
 
 from accounts.services import api_token_create
-from runs import services
+from runs.execution import executor
 from runs.tests.factories import make_run
 from scenarios.services import scenario_import_library
 
@@ -42,7 +42,7 @@ def token(db):
     """A staff user's token and something to find: the bundled scenarios and a finished run."""
     staff = User.objects.create_user("fuzzer", password="pw", is_staff=True, is_superuser=True)
     scenario_import_library()
-    services.run_execute(run_id=make_run(turns=1, owner=staff).pk)
+    executor.run_execute(run_id=make_run(turns=1, owner=staff).pk)
     return api_token_create(owner=staff, name="schemathesis")[1]
 
 

@@ -96,14 +96,14 @@ async def test_the_run_socket_checks_the_origin(settings):
     """Through the whole ASGI application, with the owner's session cookie: only our own origin gets in."""
     from asgiref.sync import sync_to_async
 
-    from runs import services
+    from runs.execution import executor
     from runs.tests.factories import make_run
 
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
     def setup():
         owner = User.objects.create_user("owner", password="pw")
-        run = services.run_execute(run_id=make_run(turns=1, owner=owner).pk)
+        run = executor.run_execute(run_id=make_run(turns=1, owner=owner).pk)
         client = Client()
         client.force_login(owner)
         return run.pk, client.cookies["sessionid"].value

@@ -31,7 +31,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from accounts.services import api_token_create
 from batches.models import Batch
 from batches.tests.factories import start_batch
-from runs import services
+from runs.execution import executor
 from runs.models import Run
 from runs.tests.factories import make_run
 from scenarios.services import scenario_import_library
@@ -226,7 +226,7 @@ def make_world(tag: str = "") -> World:
     staff = User.objects.create_user(f"staff{tag}", password="pw", is_staff=True)
     seat = "norvale"
     seat_run = make_run(turns=1, owner=owner, human_seats=(seat,))
-    seat_run = services.run_execute(run_id=seat_run.pk)
+    seat_run = executor.run_execute(run_id=seat_run.pk)
     played_run = make_run(turns=1, owner=owner)  # queued: reading and refusing need no records
     batch = start_batch(owner=owner)
     token, _ = api_token_create(owner=owner, name="owner's token")

@@ -18,7 +18,7 @@ from django.db import router
 from django.test import Client
 
 from engine.testing.fake_llm import FakeLLMServer
-from runs import services
+from runs.execution import executor
 from runs.models import Run, RunStatus
 from runs.tests.factories import make_run
 from scenariolab_site.tests.test_permission_matrix import _walk
@@ -90,9 +90,9 @@ def places_holding_the_key(monkeypatch) -> tuple[list[str], int]:
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             monkeypatch.setenv("SCENARIOLAB_LLM_BASE_URL", good.base_url)
-            worked = services.run_execute(run_id=make_run(turns=1, owner=staff, use_cache=False).pk)
+            worked = executor.run_execute(run_id=make_run(turns=1, owner=staff, use_cache=False).pk)
             monkeypatch.setenv("SCENARIOLAB_LLM_BASE_URL", wrong.base_url)
-            refused = services.run_execute(run_id=make_run(turns=1, owner=staff, use_cache=False).pk)
+            refused = executor.run_execute(run_id=make_run(turns=1, owner=staff, use_cache=False).pk)
         billed = good.stats
     finally:
         good.stop()

@@ -202,7 +202,7 @@ def test_metric_answer(text, data, expected):
 
 
 async def test_an_llm_metric_is_answered_from_the_response_cache_the_second_time():
-    """The site wraps a run's provider in a CachingProvider (runs.services.provider_for_run): the same judgement
+    """The site wraps a run's provider in a CachingProvider (runs.execution.executor.provider_for_run): the same judgement
     asked again is a free replay, still booked under metrics with `cached` set."""
     scenario = build_scenario(metrics=[METRICS[3]])
     paid = FixedCostProvider(scenario, cost_per_call=0.01)

@@ -17,7 +17,7 @@ from huey.consumer import Consumer
 from huey.contrib.djhuey.management.commands.run_huey import Command as HueyCommand
 from huey.storage import RedisPriorityQueue
 
-from runs import services
+from runs.execution import executor
 
 logger = logging.getLogger("huey")
 STORING_SECONDS = 15  # after the stop bound: the runs' last events and saves, before Huey gives up on its threads
@@ -32,7 +32,7 @@ class StoppingConsumer(Consumer):
         super()._set_signal_handlers()
 
     def _handle_signal(self, signum, frame) -> None:
-        handed = services.worker_stop(within=settings.WORKER_STOP_SECONDS)
+        handed = executor.worker_stop(within=settings.WORKER_STOP_SECONDS)
         logger.info("stopping: %d run(s) pause between model calls and go back to the queue", handed)
         super()._handle_signal(signum, frame)
         if signum != signal.SIGHUP:  # a second SIGTERM or SIGINT, whichever came first, stops at once

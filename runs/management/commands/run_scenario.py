@@ -124,6 +124,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         from runs import services
+        from runs.execution import executor
 
         self.json = options["json"]
         self.out = self.stderr if self.json else self.stdout
@@ -138,7 +139,7 @@ class Command(BaseCommand):
             self.finish(run, 0)
             return
         self.credit_limit = run.credit_limit
-        controls = services.RunControls()
+        controls = executor.RunControls()
 
         def on_ctrl_c(*_) -> None:
             # The first Ctrl-C pauses cleanly (the run is saved); a second one quits at once, as usual.
@@ -152,10 +153,10 @@ class Command(BaseCommand):
             # --background), a human seat makes the run wait for its page instead.
             ask_here = sys.stdin.isatty() and not self.json and any(a.get("control") == "human" for a in run.actors)
             from engine.seats import TerminalSeats
-            from runs.desk import StoredSeats
+            from runs.execution.desk import StoredSeats
 
             desk = TerminalSeats(out=sys.stdout, controls=StoredSeats(run.pk)) if ask_here else None
-            executed = services.run_execute(run_id=run.pk, progress=self.progress, controls=controls, seats=desk)
+            executed = executor.run_execute(run_id=run.pk, progress=self.progress, controls=controls, seats=desk)
         finally:
             signal.signal(signal.SIGINT, previous)
         if executed is None:

@@ -1,5 +1,5 @@
-"""The seat desk of a run a worker executes: who holds each seat, read from the run's row at every turn, so a seat
-taken over or handed back on the run's page is honoured by the next turn."""
+"""The seat desk of a stored run: who holds each seat, read from the run's row at every turn (a seat taken over
+or handed back on the run's page is honoured by the next turn), and the answers people gave on its pages."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from asgiref.sync import sync_to_async
 
 from engine.seats import HumanDecision, SeatView
 from engine.state import ScenarioState
+from runs.execution.store import human_decision_for
 from runs.models import Run
 
 
 class StoredSeats:
-    """The desk of a run executed by a worker: control as the run's row says now; decisions come later."""
+    """The desk of a run executed here or by a worker: control as the run's row says now; a person's decision
+    once they have given it (else None, and the run waits for it, stored)."""
 
     def __init__(self, run_id: int) -> None:
         self.run_id = run_id
@@ -21,7 +23,7 @@ class StoredSeats:
         return actors.get(actor, state.actor(actor).control)
 
     async def decision(self, view: SeatView) -> HumanDecision | None:
-        return None
+        return await sync_to_async(human_decision_for, thread_sensitive=True)(self.run_id, view.turn, view.actor)
 
 
 def _actors(run_id: int) -> dict[str, str]:
