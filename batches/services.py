@@ -1,7 +1,7 @@
 """Batch experiments: start, schedule runs on workers, pause, resume, cancel (planning: batches.planning).
 
 Scheduling: `batch_schedule` starts a batch's next planned runs while fewer than `max_parallel` are active
-and the budget has room for the next run's credit limit (engine.batch.budget_allows). It runs under a lock
+and the budget has room for the next run's credit limit (engine.batch.BatchScheduler). It runs under a lock
 on the batch's row, so two runs ending at once never both take the last slot or the last dollar. It is
 called when a batch starts or resumes, and when one of its runs ends: batch runs are queued as
 `batches.tasks.execute_batch_run`, which plays the run (runs.execution.executor.run_execute) and then schedules its
@@ -24,7 +24,7 @@ from batches.models import Batch, BatchRun, BatchStatus
 from batches.planning import BatchConflict, BatchInputError, BatchPlan, VariationPlan, batch_within_quota, variation_plan
 from batches.selectors import ACTIVE, ENDED
 from engine import Scenario
-from engine.batch import BatchConfig, BatchConfigError, RunSpending, Variation, budget_allows, committed
+from engine.batch import BatchConfig, BatchConfigError, BatchScheduler, RunSpending, Variation, committed
 from runs import selectors as run_selectors
 from runs.models import Run, RunStatus
 from runs.services import RunConflict, RunInputError, run_cancel, run_create, run_pause, run_resume, runs_room
@@ -90,8 +90,6 @@ def batch_schedule(*, batch_id: int, dispatch: Dispatch | None = None) -> list[R
             return []
         rows = list(batch.batch_runs.select_related("run").order_by("position"))
         runs = [row.run for row in rows if row.run is not None]
-        active = sum(run.status in ACTIVE for run in runs)
-        spent = committed(_spending(row) for row in rows if row.run is not None)
         pending = [row for row in rows if row.run is None]
         plans: dict[int, VariationPlan] = {}
         config = BatchConfig.model_validate(batch.config)
@@ -99,9 +97,12 @@ def batch_schedule(*, batch_id: int, dispatch: Dispatch | None = None) -> list[R
         # The owner's quota: the largest credit limit of a run, and runs under way at once (theirs, of any kind:
         # their row stays locked until the commit, as when they start a run themselves).
         limits = user_limits(batch.owner)
-        room = runs_room(owner=batch.owner)
+        scheduler = BatchScheduler(
+            budget_limit=batch.budget_limit, max_parallel=batch.max_parallel, room=runs_room(owner=batch.owner),
+            active=sum(run.status in ACTIVE for run in runs), committed=committed(_spending(row) for row in rows if row.run is not None),
+        )
         for row in pending:
-            if active >= batch.max_parallel or (room is not None and room <= 0):
+            if not scheduler.has_slot:
                 break
             try:
                 if row.variation not in plans:
@@ -111,21 +112,16 @@ def batch_schedule(*, batch_id: int, dispatch: Dispatch | None = None) -> list[R
                 _halt(batch, f"{row.name} cannot start: {exc}")
                 break
             variation = plans[row.variation]
-            if not budget_allows(budget_limit=batch.budget_limit, committed=spent, run_limit=variation.reserve):
-                if active == 0:  # nothing under way can give money back: the batch stops here
-                    need = "an unbounded run" if variation.reserve is None else f"up to ${variation.reserve:.4f}"
-                    _halt(batch, f"budget: ${max(0.0, batch.budget_limit - spent):.4f} of ${batch.budget_limit:.2f} "
-                                 f"left, and {row.name} may cost {need}")
+            if not scheduler.admit(row.name, variation.reserve):
+                if scheduler.halt_reason:  # nothing under way can give money back: the batch stops here
+                    _halt(batch, scheduler.halt_reason)
                 break
             run = run_create(plan=replace(variation.run, seed=row.seed), slug=batch.scenario_slug,
                              scenario=batch.scenario, owner=batch.owner)
             row.run, row.reserved = run, variation.reserve
             row.save(update_fields=["run", "reserved"])
-            spent += variation.reserve or 0.0
-            active += 1
-            room = None if room is None else room - 1
             started.append(run)
-        if batch.status == BatchStatus.RUNNING and len(pending) == len(started) and active == 0 \
+        if batch.status == BatchStatus.RUNNING and len(pending) == len(started) and scheduler.active == 0 \
                 and all(run.status in ENDED for run in runs):
             batch.status = BatchStatus.COMPLETED
             batch.save(update_fields=["status"])

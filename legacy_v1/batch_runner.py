@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -39,10 +38,11 @@ if __package__ in (None, ""):  # run as a script: make the project importable wi
 
 import yaml  # noqa: E402
 
-from engine import Event, EventType, Runner, Scenario  # noqa: E402
+from engine import Runner, Scenario  # noqa: E402
 from engine.batch import (  # noqa: E402
     BatchConfig,
     BatchConfigError,
+    BatchScheduler,
     PlannedRun,
     RunSpending,
     Variation,
@@ -62,6 +62,7 @@ from engine.scenario.errors import ScenarioLoadError  # noqa: E402
 from engine.scenario.export import export_scenario_folder  # noqa: E402
 from engine.state import ScenarioState  # noqa: E402
 from engine.v1 import RunDirectoryError, V1RunDirectory, read_run_directory, v1_status  # noqa: E402
+from legacy_v1.batch_files import BatchCosts, BatchState, RunLog, now, write_json  # noqa: E402
 
 RUN_SCENARIO = Path(__file__).resolve().parent / "run_scenario.py"
 STATE_FILE, COSTS_FILE, SUMMARY_FILE, CONFIG_COPY = "batch-state.json", "batch-costs.json", "batch-summary.json", "batch-config.yaml"
@@ -71,16 +72,6 @@ log = logging.getLogger("scenario_lab.batch")
 
 class BadInput(Exception):
     """Exit 2 with this message."""
-
-
-def _now() -> str:
-    return datetime.now().isoformat()
-
-
-def write_json(path: Path, document: Any) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8")
-    temporary.replace(path)
 
 
 # ---- the planned batch -------------------------------------------------------------------------------------
@@ -137,113 +128,6 @@ def set_up_variations(config: BatchConfig, base: Scenario) -> list[VariationSetu
         setups.append(VariationSetup(variation, scenario, choice.provider, choice.description, estimate.cost.low,
                                      estimate.cost.high, limit, run_reserve(limit, estimate_high=estimate.cost.high)))
     return setups
-
-
-# ---- the files: batch-costs.json and batch-state.json -------------------------------------------------------
-@dataclass
-class BatchCosts:
-    """batch-costs.json, as V1's cost manager wrote it; one entry per run (a resumed run's entry is replaced,
-    its ledger holding every call of every attempt), so the totals are the sum of the runs' ledgers."""
-
-    budget_limit: float | None
-    cost_per_run_limit: float | None
-    run_costs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    runs_budget_exceeded: int = 0
-    start_time: str | None = None
-    end_time: str | None = None
-
-    @classmethod
-    def read(cls, path: Path, config: BatchConfig) -> BatchCosts:
-        costs = cls(config.budget_limit, config.cost_per_run_limit)
-        if path.is_file():
-            data = json.loads(path.read_text(encoding="utf-8"))
-            summary = data.get("summary") or {}
-            costs.start_time = summary.get("start_time")
-            costs.runs_budget_exceeded = int(summary.get("runs_budget_exceeded") or 0)
-            costs.run_costs = {entry["run_id"]: entry for entry in data.get("run_costs") or []}
-        return costs
-
-    def record(self, run_id: str, variation_id: int, cost: float, *, success: bool, over_limit: bool) -> None:
-        self.run_costs[run_id] = {"run_id": run_id, "variation_id": variation_id, "cost": cost, "success": success,
-                                  "timestamp": _now()}
-        if over_limit:
-            self.runs_budget_exceeded += 1
-
-    @property
-    def total_spent(self) -> float:
-        return sum(entry["cost"] for entry in self.run_costs.values())
-
-    def summary(self) -> dict[str, Any]:
-        completed = sum(1 for e in self.run_costs.values() if e["success"])
-        spent = self.total_spent
-        duration = None
-        if self.start_time and self.end_time:
-            duration = (datetime.fromisoformat(self.end_time) - datetime.fromisoformat(self.start_time)).total_seconds()
-        return {
-            "total_spent": spent,
-            "budget_limit": self.budget_limit,
-            "cost_per_run_limit": self.cost_per_run_limit,
-            "remaining_budget": None if self.budget_limit is None else max(0.0, self.budget_limit - spent),
-            "runs_completed": completed,
-            "runs_failed": len(self.run_costs) - completed,
-            "runs_budget_exceeded": self.runs_budget_exceeded,
-            "avg_cost_per_run": spent / completed if completed else None,  # V1's: over completed runs
-            "duration_seconds": duration,
-            "start_time": self.start_time,
-            "end_time": self.end_time,
-        }
-
-    def document(self) -> dict[str, Any]:
-        by_variation: dict[int, list[dict[str, Any]]] = {}
-        for entry in self.run_costs.values():
-            by_variation.setdefault(entry["variation_id"], []).append(entry)
-        statistics = {
-            str(variation): {"total_cost": sum(e["cost"] for e in entries), "num_runs": len(entries),
-                             "successful_runs": sum(1 for e in entries if e["success"]),
-                             "avg_cost_per_run": sum(e["cost"] for e in entries) / len(entries)}
-            for variation, entries in sorted(by_variation.items())
-        }
-        return {"summary": self.summary(), "run_costs": list(self.run_costs.values()), "variation_statistics": statistics}
-
-
-@dataclass
-class BatchState:
-    """batch-state.json: what resuming needs (V1's keys)."""
-
-    completed_runs: list[str] = field(default_factory=list)
-    failed_runs: list[dict[str, Any]] = field(default_factory=list)
-    start_time: str | None = None
-
-    @classmethod
-    def read(cls, path: Path) -> BatchState | None:
-        if not path.is_file():
-            return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(list(data.get("completed_runs") or []), list(data.get("failed_runs") or []), data.get("start_time"))
-
-    def settle(self, run_id: str, *, success: bool, status: str, error: str | None) -> None:
-        self.failed_runs = [f for f in self.failed_runs if f.get("run_id") != run_id]
-        if success:
-            if run_id not in self.completed_runs:
-                self.completed_runs.append(run_id)
-        else:
-            self.failed_runs.append({"run_id": run_id, "error": error, "status": status})
-
-
-class RunLog:
-    """A run's scenario.log: its events, one line each (runs play side by side, so not the shared logger)."""
-
-    def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / "scenario.log"
-
-    def __call__(self, event: Event) -> None:
-        data = dict(event.data)
-        if event.type is EventType.COST_INCURRED:
-            return  # one a call: the ledger is in scenario-state.json
-        line = f"{datetime.now():%Y-%m-%d %H:%M:%S} - scenario_lab - INFO - {str(event.type)} {json.dumps(data, default=str)[:500]}\n"
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(line)
 
 
 # ---- the batch ---------------------------------------------------------------------------------------------
@@ -334,7 +218,7 @@ class BatchRunner:
         costs = BatchCosts.read(self.output / COSTS_FILE, self.config) if state is not None else BatchCosts(
             self.config.budget_limit, self.config.cost_per_run_limit)
         state = state or BatchState()
-        state.start_time = state.start_time or _now()
+        state.start_time = state.start_time or now()
         costs.start_time = costs.start_time or state.start_time
         costs.end_time = None
         return state, costs
@@ -415,19 +299,18 @@ class BatchRunner:
             run_id: RunSpending(entry["cost"], None, ended=True) for run_id, entry in costs.run_costs.items()}
         try:
             while pending or playing:
-                while pending and len(playing) < self.config.max_parallel:
+                scheduler = BatchScheduler(budget_limit=self.config.budget_limit, max_parallel=self.config.max_parallel,
+                                           active=len(playing), committed=committed(holding.values()))
+                while pending and scheduler.has_slot:
                     planned = pending[0]
                     reserve = self.setup(planned.variation_id).reserve
-                    others = committed(s for run_id, s in holding.items() if run_id != planned.name)
-                    if not budget_allows(budget_limit=self.config.budget_limit, committed=others, run_limit=reserve):
-                        if not playing:
-                            need = "an unbounded run" if reserve is None else f"up to ${reserve:.4f}"
-                            self.stop_reason = (f"budget: ${max(0.0, self.config.budget_limit - others):.4f} of "
-                                                f"${self.config.budget_limit:.2f} left, and {planned.name} may cost {need}")
+                    previous = holding.get(planned.name)
+                    if not scheduler.admit(planned.name, reserve, held=previous.committed if previous else 0.0):
+                        if scheduler.halt_reason:
+                            self.stop_reason = scheduler.halt_reason
                             pending = []
                         break
                     pending.pop(0)
-                    previous = holding.get(planned.name)
                     holding[planned.name] = RunSpending(previous.cost if previous else 0.0, reserve, ended=False)
                     if self.progress:
                         self.say(f"▶ [{len(state.completed_runs) + len(playing) + 1}/{len(self.runs)}] {planned.name}: "
@@ -483,7 +366,7 @@ class BatchRunner:
             asyncio.run(self.run_all(state, costs))
         except KeyboardInterrupt:
             interrupted = True
-        costs.end_time = _now()
+        costs.end_time = now()
         self.save(state, costs)
         summary = self.write_summary(state, costs)
         self.say(f"Runs completed: {summary['runs_completed']}/{summary['total_runs_planned']}   failed: {summary['runs_failed']}")

@@ -203,3 +203,29 @@ def test_variation_statistics_by_hand():
 
 def test_the_dry_run_time_estimate():
     assert estimated_seconds(runs=5, max_parallel=2, turns=2, offline=False) == 3 * 2 * 6 * 4.0
+
+
+# ---- the scheduler both batch runners use -------------------------------------------------------------------
+def test_the_scheduler_fills_free_slots_within_the_owners_room_in_plan_order():
+    from engine.batch import BatchScheduler
+
+    scheduler = BatchScheduler(budget_limit=None, max_parallel=3, active=1, committed=0.0, room=5)
+    assert [scheduler.admit(name, None) for name in ("r1", "r2", "r3")] == [True, True, False]
+    assert not scheduler.has_slot and scheduler.halt_reason is None
+    roomless = BatchScheduler(budget_limit=None, max_parallel=3, active=0, committed=0.0, room=1)
+    assert [roomless.admit(name, None) for name in ("r1", "r2")] == [True, False]
+
+
+def test_the_scheduler_holds_each_runs_reserve_and_stops_the_batch_only_when_nothing_can_give_money_back():
+    from engine.batch import BatchScheduler
+
+    scheduler = BatchScheduler(budget_limit=1.0, max_parallel=4, active=0, committed=0.25)
+    assert scheduler.admit("r1", 0.5) and scheduler.committed == 0.75
+    assert not scheduler.admit("r2", 0.5) and scheduler.halt_reason is None  # r1 may still give money back
+    idle = BatchScheduler(budget_limit=1.0, max_parallel=4, active=0, committed=0.75)
+    assert not idle.admit("r2", 0.5)
+    assert idle.halt_reason == "budget: $0.2500 of $1.00 left, and r2 may cost up to $0.5000"
+    assert not BatchScheduler(budget_limit=1.0, max_parallel=4, active=0, committed=0.0).admit("r3", None)  # unbounded
+    # A run continued holds what it spent before: its new reserve replaces that, not adds to it.
+    again = BatchScheduler(budget_limit=1.0, max_parallel=4, active=0, committed=0.75)
+    assert again.admit("r1", 0.5, held=0.5) and again.committed == 0.75
