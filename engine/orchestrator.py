@@ -40,7 +40,7 @@ from engine.phases.world_update import WorldUpdatePhase
 from engine.scenario.conditions import parse_condition
 from engine.scenario.folder import Scenario
 from engine.seats import AwaitingHuman, SeatDesk, StateSeats, pending_human_seats
-from engine.state import CostRecord, PhaseType, ScenarioState, ScenarioStatus
+from engine.state import STATUS_AFTER, CostRecord, PhaseType, ScenarioState, ScenarioStatus
 
 logger = logging.getLogger(__name__)
 
@@ -65,14 +65,8 @@ class _Stop(Exception):
         self.status, self.reason, self.error = status, reason, error
 
 
-_END_EVENTS = {
-    ScenarioStatus.COMPLETED: EventType.SCENARIO_COMPLETED,
-    ScenarioStatus.PAUSED: EventType.SCENARIO_PAUSED,
-    ScenarioStatus.HALTED: EventType.SCENARIO_HALTED,
-    ScenarioStatus.CANCELLED: EventType.SCENARIO_CANCELLED,
-    ScenarioStatus.FAILED: EventType.SCENARIO_FAILED,
-    ScenarioStatus.WAITING_FOR_HUMAN: EventType.SCENARIO_WAITING,
-}
+# The event announcing each way a run stops.
+_END_EVENTS = {status: event for event, status in STATUS_AFTER.items() if status is not ScenarioStatus.RUNNING}
 
 
 class ScenarioOrchestrator:

@@ -16,6 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, TextIO
 
+from engine.event_types import EventType
 from engine.records import (
     ActorState,
     Communication,
@@ -54,6 +55,19 @@ class ScenarioStatus(StrEnum):
 
 
 RunStatus = ScenarioStatus  # the name scripts written before the V2 document's `ScenarioStatus` import
+
+# The run's status once each lifecycle event has happened: what the orchestrator announces a stop with, and
+# what a page following the events shows.
+STATUS_AFTER: Mapping[EventType, ScenarioStatus] = {
+    EventType.SCENARIO_STARTED: ScenarioStatus.RUNNING,
+    EventType.SCENARIO_RESUMED: ScenarioStatus.RUNNING,
+    EventType.SCENARIO_COMPLETED: ScenarioStatus.COMPLETED,
+    EventType.SCENARIO_PAUSED: ScenarioStatus.PAUSED,
+    EventType.SCENARIO_HALTED: ScenarioStatus.HALTED,
+    EventType.SCENARIO_CANCELLED: ScenarioStatus.CANCELLED,
+    EventType.SCENARIO_FAILED: ScenarioStatus.FAILED,
+    EventType.SCENARIO_WAITING: ScenarioStatus.WAITING_FOR_HUMAN,
+}
 
 
 class Amount(float):

@@ -16,16 +16,14 @@ from typing import Any
 from django.template.loader import render_to_string
 
 from engine import EventType
+from engine.state import STATUS_AFTER
 from engine.phases.metrics import threshold_reached
 from engine.scenario.metrics import MetricDefinition
 from runs import selectors
 from runs.metrics import metric_definition_dicts, run_metric_definitions
 from runs.models import Run
 
-LIFECYCLE = {
-    EventType.SCENARIO_STARTED, EventType.SCENARIO_RESUMED, EventType.SCENARIO_PAUSED, EventType.SCENARIO_HALTED,
-    EventType.SCENARIO_CANCELLED, EventType.SCENARIO_COMPLETED, EventType.SCENARIO_FAILED, EventType.SCENARIO_WAITING,
-}
+LIFECYCLE = frozenset(STATUS_AFTER)  # the events that change a run's status
 
 
 # ---- the page's first state ----------------------------------------------------------------------------------
@@ -190,7 +188,7 @@ def event_fragments(event: dict[str, Any], *, names: dict[str, str], max_turns: 
         out["fragments"].append(_turn_section(turn))
         out["data"] = {"playing": turn, "max_turns": max_turns}
     elif kind == EventType.COMMUNICATION_SENT:
-        message = {"message_id": data["id"], "turn": turn, "kind": data["kind"], "sender": data["sender"],
+        message = {"id": data["id"], "turn": turn, "kind": data["kind"], "sender": data["sender"],
                    "recipients": data["recipients"], "content": data["content"], "in_reply_to": data["in_reply_to"]}
         out["fragments"] += _turn_then(turn, _fragment(f"#turn-{turn}-messages", "runs/partials/message.html",
                                                        {"message": message, "names": names}))
@@ -208,8 +206,7 @@ def event_fragments(event: dict[str, Any], *, names: dict[str, str], max_turns: 
         out["fragments"] += _turn_then(turn, _fragment(f"#turn-{turn}-outside-events", "runs/partials/outside_event.html",
                                                        {"event": outside}))
     elif kind == EventType.VALIDATION_FAILED:
-        finding = {**data, "check_name": data.get("check", "")}
-        out["fragments"].append(_fragment("#findings", "runs/partials/finding.html", {"finding": finding, "names": names}))
+        out["fragments"].append(_fragment("#findings", "runs/partials/finding.html", {"finding": data, "names": names}))
     elif kind == EventType.TURN_COMPLETED:
         out["data"] = {"completed": turn, "max_turns": max_turns}
     elif kind == EventType.COST_INCURRED:
@@ -222,19 +219,11 @@ def event_fragments(event: dict[str, Any], *, names: dict[str, str], max_turns: 
         alert = {key: data.get(key) for key in ("turn", "name", "actor", "value", "level", "limit", "direction", "halts")}
         out["fragments"].append(_fragment("#metric-alerts", "runs/partials/metric_alert.html", {"alert": alert, "names": names}))
     elif kind in LIFECYCLE:
-        out["data"] = {"status": STATUS_AFTER[kind], "reason": data.get("reason") or data.get("error") or ""}
+        out["data"] = {"status": STATUS_AFTER[kind].value, "reason": data.get("reason") or data.get("error") or ""}
         # The links to the seats a run waits for (relative: the page is /runs/<id>/), gone once it goes on.
         waiting = [{"actor": a, "name": names.get(a, a)} for a in data.get("seats", ())] if kind == EventType.SCENARIO_WAITING else []
         out["fragments"].append(_fragment("#seats-panel", "runs/partials/waiting_seats.html", {"waiting_seats": waiting, "run_url": ""}))
     return out
-
-
-STATUS_AFTER = {
-    EventType.SCENARIO_STARTED: "running", EventType.SCENARIO_RESUMED: "running", EventType.SCENARIO_PAUSED: "paused",
-    EventType.SCENARIO_HALTED: "halted", EventType.SCENARIO_CANCELLED: "cancelled",
-    EventType.SCENARIO_COMPLETED: "completed", EventType.SCENARIO_FAILED: "failed",
-    EventType.SCENARIO_WAITING: "waiting_for_human",
-}
 
 
 def _turn_section(turn: int) -> dict[str, str]:

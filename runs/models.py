@@ -11,17 +11,15 @@ from django.conf import settings
 from django.db import models
 
 from engine.run_names import run_folder_name
+from engine.state import ScenarioStatus
 
 
-class RunStatus(models.TextChoices):
-    QUEUED = "queued"  # waiting for a worker (new, or asked to resume)
-    RUNNING = "running"
-    PAUSED = "paused"
-    HALTED = "halted"
-    CANCELLED = "cancelled"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    WAITING_FOR_HUMAN = "waiting_for_human"  # stored, no worker held: a human seat has not decided yet
+# A run's status is the engine's (`ScenarioStatus`), but for one: a run waiting for a worker (new, or asked to
+# resume) is `queued`, where its state says `created` or what it stopped as. One list of values, so a status
+# added to the engine is a run's status too.
+RunStatus = models.TextChoices(
+    "RunStatus", [("QUEUED", "queued")] + [(s.name, s.value) for s in ScenarioStatus if s is not ScenarioStatus.CREATED]
+)
 
 
 class Run(models.Model):

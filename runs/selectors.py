@@ -17,8 +17,9 @@ from accounts.quotas import user_queue_priority
 from engine.event_types import EventType
 from engine.seats import HUMAN, open_proposals
 from engine.state import Communication as EngineCommunication
+from engine.state import ValidationResult as EngineValidationResult
 from engine.state import WORLD
-from runs.execution.mapping import communication_of
+from runs.execution.mapping import communication_of, validation_of
 from runs.models import (
     Communication, CostRecord, Decision, HumanDecision, MetricRecord, Run, RunEvent, RunStatus, Turn, ValidationResult,
 )
@@ -409,10 +410,10 @@ class RunPageRecords:
     status_seq: int  # the run's status (refreshed) includes every lifecycle event up to this one
     initial_world: Turn | None
     turns: list[Turn]
-    messages: list[Communication]
+    messages: list[EngineCommunication]  # engine records: pages use the engine's names (`id`, `check`)
     decisions: list[Decision]
     metrics: list[dict[str, Any]]
-    findings: list[ValidationResult]
+    findings: list[EngineValidationResult]
     checks_passed: int
 
 
@@ -427,9 +428,9 @@ def run_page_records(run: Run) -> RunPageRecords:
         status_seq=status_seq,
         initial_world=Turn.objects.filter(run=run, turn=0).first(),
         turns=list(Turn.objects.filter(run=run).exclude(turn=0)),
-        messages=list(Communication.objects.filter(run=run)),
+        messages=[communication_of(row) for row in Communication.objects.filter(run=run)],
         decisions=list(Decision.objects.filter(run=run)),
         metrics=list(MetricRecord.objects.filter(run=run).order_by("turn", "position").values("turn", "name", "actor", "value")),
-        findings=list(ValidationResult.objects.filter(run=run, passed=False)),
+        findings=[validation_of(row) for row in ValidationResult.objects.filter(run=run, passed=False)],
         checks_passed=ValidationResult.objects.filter(run=run, passed=True).count(),
     )

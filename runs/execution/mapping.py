@@ -128,10 +128,7 @@ def state_from_rows(run: models.Run) -> ScenarioState:
             for c in run.cost_records.all()
         ),
         metrics=tuple(MetricRecord(m.turn, m.name, m.value, m.actor or None, m.source) for m in run.metric_records.all()),
-        validations=tuple(
-            ValidationResult(v.turn, v.check_name, v.passed, v.severity, v.actor or None, tuple(v.issues), v.explanation)
-            for v in run.validation_results.all()
-        ),
+        validations=tuple(validation_of(v) for v in run.validation_results.all()),
         summaries=tuple(ContextSummary(c.first_turn, c.turn, c.text) for c in run.context_summaries.all()),
         halt_reason=run.halt_reason or None,
         error=run.error or None,
@@ -143,7 +140,14 @@ def decision_of(row: models.Decision) -> Decision:
                     row.action, row.model, row.provider)
 
 
+def validation_of(row: models.ValidationResult) -> ValidationResult:
+    # The column is `check_name`: `check` would hide Django's Model.check().
+    return ValidationResult(row.turn, row.check_name, row.passed, row.severity, row.actor or None, tuple(row.issues),
+                            row.explanation)
+
+
 def communication_of(row: models.Communication) -> Communication:
+    # The column is `message_id`: `id` is the row's primary key.
     return Communication(row.message_id, row.turn, CommunicationKind(row.kind), row.sender, tuple(row.recipients),
                          row.content, row.in_reply_to or None)
 
