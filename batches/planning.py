@@ -26,7 +26,7 @@ from engine.batch import (
     run_reserve,
 )
 from engine.scenario.errors import ScenarioLoadError
-from engine.scenario.loader import MAX_FILE_BYTES, yaml_size_problem
+from engine.scenario.reader import MAX_FILE_BYTES, yaml_size_problem
 from runs.services import RunConflict, RunInputError, RunPlan, run_plan
 
 

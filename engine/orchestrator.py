@@ -28,15 +28,10 @@ from engine.costs import CallHeld, CostTracker, CreditLimitExceeded
 from engine.events import EventBus, EventType
 from engine.llm.offline import OfflineProvider
 from engine.llm.provider import LLMError, LLMProvider, NoModelProvider
+from engine.phases.standard import standard_phases
 from engine.phases.base import HaltRequested, Phase, PhaseContext, PhaseService, start_phase
-from engine.phases.communication import CommunicationPhase
-from engine.phases.decision import DecisionPhase
-from engine.phases.metrics import MetricsPhase
 from engine.phases.persistence import StatePersistence, save_state
 from engine.phases.registry import AnyPhase, in_turn_order, typed_phase
-from engine.phases.summary import SummaryPhase
-from engine.phases.validation import ValidationPhase
-from engine.phases.world_update import WorldUpdatePhase
 from engine.scenario.conditions import parse_condition
 from engine.scenario.folder import Scenario
 from engine.seats import AwaitingHuman, SeatDesk, StateSeats, pending_human_seats
@@ -444,11 +439,5 @@ class ScenarioOrchestrator:
         await self._announce(_END_EVENTS[state.status], state, total_cost=state.total_cost)
 
 
-def standard_phases() -> list[Phase]:
-    """The phases of a turn, in order. The summary of turns older than the context window comes first, so
-    every prompt of the turn reads the same one."""
-    return [SummaryPhase(), CommunicationPhase(), DecisionPhase(), WorldUpdatePhase(), MetricsPhase(), ValidationPhase()]
-
-
-# PhaseService too: the V2 document imports it from its orchestrator's module.
+# PhaseService and standard_phases too: the V2 document imports them from its orchestrator's module.
 __all__ = ["AnyPhase", "ErrorPolicy", "PhaseService", "ScenarioOrchestrator", "standard_phases"]

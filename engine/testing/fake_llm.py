@@ -15,7 +15,8 @@ sections, or a bare number when the last user message asks for "only a number".
 Faults (FAULT_KINDS) come from a script, a seeded random rate, the `X-Fake-Fault` header or POST /faults.
 Only 200 answers bill tokens; truncated and schema-violating 200s bill too, as a provider's would. A hang
 whose client hangs up is abandoned unbilled (`abandoned` in /stats), as llama.cpp and vLLM abort it.
-The HTTP is plain asyncio streams: HTTP/1.1 with keep-alive and Content-Length request bodies.
+The HTTP (`engine.testing.fake_http`) is plain asyncio streams: HTTP/1.1 with keep-alive and Content-Length
+request bodies.
 """
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Any
 
 from engine.testing.fake_chat import (RESPONSE_FORMATS, ChatRequest, HTTPError, parse_chat, prose_answer, truncate_answer,
                                       with_text_suffix)
+from engine.testing.fake_http import (
+    MAX_HEAD_BYTES, SSE_HEAD, Request, client_leaves, json_body, read_request, send, send_error, send_events, send_json,
+)
 from engine.testing.json_schema_instance import build_instance, sentence, violate_schema
 
 FAULT_KINDS = ("rate_limit", "server_error", "unavailable", "hang", "truncated_json", "invalid_schema",
@@ -46,8 +48,6 @@ FAULT_KINDS = ("rate_limit", "server_error", "unavailable", "hang", "truncated_j
 FAULT_STATUS = {"rate_limit": 429, "server_error": 500, "unavailable": 503, "bad_gateway": 502}
 # Random faults leave out "hang" by default: one 30 s hang in a benchmark would swamp every other number.
 DEFAULT_RANDOM_FAULTS = tuple(kind for kind in FAULT_KINDS if kind != "hang")
-MAX_HEAD_BYTES = 64 * 1024
-MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
 def _fault_key(kind: str) -> str:
@@ -60,19 +60,6 @@ def _check_faults(script: Iterable[str | None]) -> list[str | None]:
     if unknown:
         raise ValueError(f"unknown fault kinds {unknown}; known: {', '.join(FAULT_KINDS)}")
     return script
-
-
-@dataclass
-class Request:
-    method: str
-    path: str
-    version: str
-    headers: dict[str, str]  # lower-cased names
-    body: bytes
-
-    @property
-    def keep_alive(self) -> bool:  # HTTP/1.0 clients get one answer per connection: simple and always right
-        return self.version == "HTTP/1.1" and self.headers.get("connection", "").lower() != "close"
 
 
 class FakeLLMServer:
@@ -230,55 +217,24 @@ class FakeLLMServer:
             keep_alive = True
             while keep_alive:
                 try:
-                    request = await self._read_request(reader)
+                    request = await read_request(reader)
                     if request is None:
                         return
                     keep_alive = await self._dispatch(request, reader, writer)
                 except HTTPError as exc:  # framing is broken: answer, then hang up
-                    await self._send_error(writer, exc, keep_alive=False)
+                    await send_error(writer, exc, keep_alive=False)
                     return
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass  # the client went away, or close() ended a hanging answer: nobody to answer
         except Exception:  # a bug must cost one connection, never the server
             with contextlib.suppress(Exception, asyncio.CancelledError):
-                await self._send_error(writer, HTTPError(500, "internal error in the fake server"), keep_alive=False)
+                await send_error(writer, HTTPError(500, "internal error in the fake server"), keep_alive=False)
         finally:
             # Never end cancelled: Python 3.11's stream callback logs a cancelled handler task as an error.
             writer.close()
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await writer.wait_closed()
             self._tasks.discard(task)  # only now, so close() waits for this last step too
-
-    async def _read_request(self, reader: asyncio.StreamReader) -> Request | None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError as exc:
-            if exc.partial.strip():
-                raise HTTPError(400, "incomplete request head", close=True) from None
-            return None  # a clean close between requests
-        except asyncio.LimitOverrunError:
-            raise HTTPError(431, "request head too large", close=True) from None
-        lines = head.decode("latin-1").strip("\r\n").split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or not parts[1].startswith("/"):
-            raise HTTPError(400, "malformed request line", close=True)
-        if parts[2] not in ("HTTP/1.1", "HTTP/1.0"):
-            raise HTTPError(505, "only HTTP/1.0 and HTTP/1.1 are spoken here", close=True)
-        headers = {}
-        for line in lines[1:]:
-            name, colon, value = line.partition(":")
-            if not colon or not name.strip():
-                raise HTTPError(400, "malformed header line", close=True)
-            headers[name.strip().lower()] = value.strip()
-        if "transfer-encoding" in headers:
-            raise HTTPError(400, "only Content-Length request bodies are supported", close=True)
-        length = headers.get("content-length", "0")
-        if not length.isdigit():
-            raise HTTPError(400, "invalid Content-Length", close=True)
-        if int(length) > MAX_BODY_BYTES:
-            raise HTTPError(413, "request body too large", close=True)
-        body = await reader.readexactly(int(length))
-        return Request(parts[0].upper(), parts[1].split("?", 1)[0], parts[2], headers, body)
 
     async def _dispatch(self, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         """Answer one request; True when the connection stays open for the next."""
@@ -298,13 +254,13 @@ class FakeLLMServer:
                 await self._chat(request, reader, writer, keep_alive)
             elif request.path == "/v1/models":
                 data = [{"id": model, "object": "model", "created": 0, "owned_by": "fake-llm"} for model in self.models]
-                await self._send_json(writer, 200, {"object": "list", "data": data}, keep_alive=keep_alive)
+                await send_json(writer, 200, {"object": "list", "data": data}, keep_alive=keep_alive)
             else:
-                await self._send_json(writer, 200, self._control(request), keep_alive=keep_alive)
+                await send_json(writer, 200, self._control(request), keep_alive=keep_alive)
         except HTTPError as exc:
             if exc.close:
                 raise
-            await self._send_error(writer, exc, keep_alive=keep_alive)
+            await send_error(writer, exc, keep_alive=keep_alive)
         return keep_alive
 
     def _control(self, request: Request) -> dict[str, Any]:
@@ -314,7 +270,7 @@ class FakeLLMServer:
         if request.path.startswith("/stats"):
             return self.stats
         if request.method == "POST":
-            payload = self._json_body(request)
+            payload = json_body(request)
             script = payload.get("script") if isinstance(payload, dict) else None
             if not isinstance(script, list):
                 raise HTTPError(400, 'expected {"script": [fault names or null, ...]}')
@@ -325,30 +281,6 @@ class FakeLLMServer:
         with self._lock:
             return {"script": list(self._script), "fault_rate": self.fault_rate, "fault_kinds": list(self.fault_kinds)}
 
-    async def _send(self, writer: asyncio.StreamWriter, status: int, head: dict[str, str], body: bytes) -> None:
-        lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", *(f"{k}: {v}" for k, v in head.items())]
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-        await writer.drain()
-
-    async def _send_json(self, writer: asyncio.StreamWriter, status: int, payload: Any, *, keep_alive: bool,
-                         headers: dict[str, str] | None = None) -> None:
-        body = json.dumps(payload).encode()
-        head = {"Content-Type": "application/json", "Content-Length": str(len(body)),
-                "Connection": "keep-alive" if keep_alive else "close", **(headers or {})}
-        await self._send(writer, status, head, body)
-
-    async def _send_error(self, writer: asyncio.StreamWriter, exc: HTTPError, *, keep_alive: bool) -> None:
-        kind = "invalid_request_error" if exc.status < 500 else "server_error"
-        payload = {"error": {"message": exc.message, "type": kind, "code": exc.status}}
-        await self._send_json(writer, exc.status, payload, keep_alive=keep_alive, headers=exc.headers)
-
-    @staticmethod
-    def _json_body(request: Request) -> Any:
-        try:
-            return json.loads(request.body or b"null")
-        except (ValueError, UnicodeDecodeError):
-            raise HTTPError(400, "the body is not valid JSON") from None
-
     async def _chat(self, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     keep_alive: bool) -> None:
         with self._lock:
@@ -356,7 +288,7 @@ class FakeLLMServer:
             self._in_flight += 1
             self._stats["max_concurrent_requests"] = max(self._stats["max_concurrent_requests"], self._in_flight)
         try:
-            chat = parse_chat(self._json_body(request), response_formats=self.response_formats)
+            chat = parse_chat(json_body(request), response_formats=self.response_formats)
             fault = self._choose_fault(request)
             if fault is not None:
                 with self._lock:
@@ -365,7 +297,7 @@ class FakeLLMServer:
                 retry = {"Retry-After": f"{self.retry_after:g}"} if fault in ("rate_limit", "unavailable") else None
                 raise HTTPError(FAULT_STATUS[fault], f"injected fault: {fault}", headers=retry)
             if fault == "hang":  # then answer normally, long after a sane client has given up
-                if await self._client_leaves(reader, self.hang_seconds):
+                if await client_leaves(reader, self.hang_seconds):
                     # Like llama.cpp or vLLM, a stalled request whose client hung up is aborted before it
                     # generates anything: nothing is billed, so the client's ledger can match /stats exactly.
                     with self._lock:
@@ -397,20 +329,10 @@ class FakeLLMServer:
                     {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]
                 answer = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
                           "created": int(time.time()), "model": chat.model, "choices": choices, "usage": usage}
-                await self._send_json(writer, 200, answer, keep_alive=keep_alive)
+                await send_json(writer, 200, answer, keep_alive=keep_alive)
         finally:
             with self._lock:
                 self._in_flight -= 1
-
-    @staticmethod
-    async def _client_leaves(reader: asyncio.StreamReader, seconds: float) -> bool:
-        """Wait up to `seconds`; True as soon as the client closes its end (the reader sees EOF)."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if reader.at_eof():
-                return True
-            await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-        return reader.at_eof()
 
     def _content(self, chat: ChatRequest, fault: str | None) -> str | None:
         if fault == "empty_choices":
@@ -432,8 +354,7 @@ class FakeLLMServer:
     async def _stream(self, writer: asyncio.StreamWriter, chat: ChatRequest, content: str | None,
                       usage: dict[str, Any]) -> None:
         """SSE in a chunked body; the connection stays usable after the terminating chunk."""
-        head = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "Transfer-Encoding": "chunked"}
-        await self._send(writer, 200, head, b"")
+        await send(writer, 200, SSE_HEAD, b"")
         base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion.chunk",
                 "created": int(time.time()), "model": chat.model}
         events: list[dict[str, Any]] = []
@@ -443,12 +364,7 @@ class FakeLLMServer:
             events = [{**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]} for delta in deltas]
             events[-1]["choices"][0]["finish_reason"] = "stop"
         events.append({**base, "choices": [], "usage": usage})  # as OpenAI sends with stream_options.include_usage
-        for data in [*(json.dumps(event) for event in events), "[DONE]"]:
-            raw = f"data: {data}\n\n".encode()
-            writer.write(f"{len(raw):x}\r\n".encode() + raw + b"\r\n")
-            await writer.drain()
-        writer.write(b"0\r\n\r\n")
-        await writer.drain()
+        await send_events(writer, [*(json.dumps(event) for event in events), "[DONE]"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,7 +18,8 @@ from engine.v1.run_directory import (
     read_state_document,
     scenario_folder_name,
 )
-from engine.v1.state_file import STATE_FILE, V1Reading, V1Status, state_from_v1, v1_status
+from engine.v1.state_file import STATE_FILE, V1Status, v1_status
+from engine.v1.state_reading import V1Reading, state_from_v1
 from engine.v1.state_schema import StateDocument, V1StateError, parse_time
 
 __all__ = [

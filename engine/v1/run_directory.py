@@ -18,7 +18,8 @@ from typing import Any
 
 from engine.phases.persistence import write_atomically
 from engine.run_names import highest_run_number, run_folder_name
-from engine.scenario.loader import DEFINITION, YAML_SUFFIXES
+from engine.scenario.loader import DEFINITION
+from engine.scenario.reader import YAML_SUFFIXES
 from engine.scenario.folder import Scenario
 from engine.state import ScenarioStatus, ScenarioState
 from engine.v1.files import (
@@ -30,7 +31,9 @@ from engine.v1.files import (
     validation_report_markdown,
     validation_summary_markdown,
 )
-from engine.v1.state_file import STATE_FILE, RunMetadata, V1Reading, V1StateError, state_from_v1, v1_state_document, v1_status
+from engine.v1.state_file import STATE_FILE, RunMetadata, v1_state_document, v1_status
+from engine.v1.state_reading import V1Reading, metadata_from_reading, state_from_v1
+from engine.v1.state_schema import V1StateError
 from engine.views.markdown import OFFLINE_NOTICE, decision_markdown, world_state_markdown
 
 log = logging.getLogger(__name__)
@@ -134,7 +137,7 @@ class V1RunDirectory:
         """Continue writing a directory read with `read_run`: keep its start time, branch lineage, turn times,
         the decisions' answers as written, and its files of completed turns."""
         clock = options.get("clock", datetime.now)
-        metadata = RunMetadata.from_reading(reading, scenario_path=options.get("scenario_path") or "", output_path=str(folder),
+        metadata = metadata_from_reading(reading, scenario_path=options.get("scenario_path") or "", output_path=str(folder),
                                             total_turns=scenario.config.turns, now=clock())
         return cls(folder, scenario, metadata=metadata, **{**options, "scenario_path": metadata.scenario_path})
 
@@ -234,7 +237,7 @@ def branch_run_directory(
         raise RunDirectoryError(f"{folder} already holds a run; choose another output folder")
     child = replace(state.with_history_until(at_turn), run_id=uuid.uuid4().hex).with_status(ScenarioStatus.HALTED, reason="branched")
     metadata = replace(
-        RunMetadata.from_reading(reading, scenario_path=scenario.source or "", output_path=str(folder),
+        metadata_from_reading(reading, scenario_path=scenario.source or "", output_path=str(folder),
                                  total_turns=scenario.config.turns, now=clock(), until=at_turn),
         output_path=str(folder), started_at=clock(), branched_from=str(source), branch_point=at_turn,
     )
