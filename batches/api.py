@@ -234,7 +234,7 @@ def start_batch(request, payload: BatchIn):
 
 @router.get("/", response={200: BatchPage, **errors(401, 422)}, summary="List batches")
 def list_batches(request, limit: int = Query(50, ge=1, le=200), offset: int = Query(0, ge=0, le=2**31 - 1)):
-    batches = Batch.objects.select_related("owner") if settings.PUBLIC_READ else selectors.batches_for(caller(request))
+    batches = selectors.batches_readable(caller(request))
     page = list(selectors.with_progress(batches)[offset: offset + limit])
     return {"count": batches.count(), "items": [_out(request, batch) for batch in page]}
 

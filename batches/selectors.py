@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db.models import Prefetch, QuerySet, Sum
 
 from batches.models import Batch, BatchRun
@@ -28,6 +29,11 @@ def batches_for(user) -> QuerySet[Batch]:
         return Batch.objects.none()
     batches = Batch.objects.select_related("owner", "scenario")
     return batches if user.is_staff else batches.filter(owner=user)
+
+
+def batches_readable(user) -> QuerySet[Batch]:
+    """The batches `user` may read: every batch when reading is public (SCENARIOLAB_PUBLIC_READ), else `batches_for`."""
+    return Batch.objects.select_related("owner") if settings.PUBLIC_READ else batches_for(user)
 
 
 def batch_visible_to(batch: Batch, user) -> bool:

@@ -46,7 +46,9 @@ def run(trials: int, *, seed: int = 0) -> Result:
             try:
                 check()
             except Exception as exc:  # noqa: BLE001 - every failing check is reported, not the first only
-                problems.append(f"{name}: {str(exc).splitlines()[0][:300]}")
+                lines = str(exc).splitlines()
+                # The message's heading and its first item ("unexpected outcomes:" alone says nothing).
+                problems.append(f"{name}: {' '.join(lines[:2])[:300]}")
         if problems:
             failures.append(f"trial {trial + 1}: " + "; ".join(problems))
         else:

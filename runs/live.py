@@ -193,11 +193,8 @@ def event_fragments(event: dict[str, Any], *, names: dict[str, str], max_turns: 
         out["fragments"] += _turn_then(turn, _fragment(f"#turn-{turn}-messages", "runs/partials/message.html",
                                                        {"message": message, "names": names}))
     elif kind == EventType.ACTOR_DECISION_COMPLETED:
-        decision = {"turn": turn, "actor": data["actor"], "action": data.get("action", ""),
-                    "reasoning": data.get("reasoning", ""), "short_term_priorities": data.get("short_term_priorities", []),
-                    "model": data.get("model", ""), "provider": data.get("provider", "")}
         out["fragments"] += _turn_then(turn, _fragment(f"#turn-{turn}-decisions", "runs/partials/decision.html",
-                                                       {"decision": decision, "names": names}))
+                                                       {"decision": data, "names": names}))
     elif kind == EventType.WORLD_STATE_UPDATED:
         out["fragments"] += _turn_then(turn, _fragment(f"#turn-{turn}-world", "runs/partials/world.html",
                                                        {"world": {"turn": turn, "world_state": data["content"]}}))

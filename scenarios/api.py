@@ -28,7 +28,7 @@ from engine.scenario.schema import ScenarioConfig, ValidationRules
 from runs.services import run_plan_for
 from scenariolab_site.api_base import ApiError, caller, errors
 from scenarios.models import Scenario
-from scenarios.selectors import scenario_get, scenario_list
+from scenarios.selectors import scenario_get, scenario_list, scenario_slug_exists
 from scenarios.services import (
     ScenarioImportError,
     ScenarioSlugTaken,
@@ -360,7 +360,7 @@ def create_scenario(request: HttpRequest, payload: dict[str, Any] = Body(...)):
     slug = _check_slug(slug) if slug is not None else None
     if slug is None:
         slug = slugify(scenario.name)[:100] or "scenario"
-    if Scenario.objects.filter(slug=slug).exists():
+    if scenario_slug_exists(slug=slug):
         raise ApiError(409, "conflict", f"a scenario with slug {slug!r} already exists; update it with PUT "
                                         f"/api/scenarios/{slug} or choose another slug", [{"loc": ["slug"], "message": "taken"}])
     return Status(201, _detail(_store(scenario, slug)))

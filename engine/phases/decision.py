@@ -11,7 +11,7 @@ from engine.scenario.schema import ActorConfig
 from engine.phases.communication import announce_message, reply_to
 from engine.phases.decision_form import DecisionOutput, decision_prompts
 from engine.seats import HUMAN, AwaitingHuman, SeatView, proposals_for, seat_view, with_human_decision
-from engine.state import Decision, PhaseType, ScenarioState
+from engine.state import Decision, PhaseType, ScenarioState, as_dict
 
 
 class DecisionPhase:
@@ -98,12 +98,12 @@ class DecisionPhase:
 
 
 def decision_event_data(decision: Decision) -> dict:
-    """The payload of ACTOR_DECISION_COMPLETED, whoever decided (a model, a person here or on a page)."""
-    return {
-        "turn": decision.turn, "actor": decision.actor, "long_term_goals": list(decision.long_term_goals),
-        "short_term_priorities": list(decision.short_term_priorities), "reasoning": decision.reasoning,
-        "action": decision.action, "model": decision.model, "provider": decision.provider,
-    }
+    """The payload of ACTOR_DECISION_COMPLETED, whoever decided (a model, a person here or on a page): every
+    field of the decision but its stamps, so a field added to `Decision` is announced without more code."""
+    data = as_dict(decision)
+    for stamp in ("timestamp", "metadata"):
+        data.pop(stamp, None)
+    return data
 
 
 async def announce_decision(decision: Decision, ctx: PhaseContext) -> None:
