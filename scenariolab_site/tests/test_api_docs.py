@@ -13,7 +13,8 @@ def test_api_docs_are_served_from_local_static_files(client):
     sources = re.findall(r'(?:src|href)="([^"]+)"', html)
     assert any("swagger-ui-bundle.js" in s for s in sources)
     assert all(s.startswith("/") for s in sources if s.endswith((".js", ".css"))), sources
-    assert "cdn" not in html.lower()
+    # No address on a CDN anywhere in the page (the word alone may turn up in a random CSRF token).
+    assert not re.search(r"(?:https?:)?//[\w.-]*cdn", html, re.IGNORECASE)
     schema = client.get("/api/openapi.json").json()
     assert "/api/runs/" in schema["paths"] and "/api/scenarios/" in schema["paths"]
 
