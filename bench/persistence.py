@@ -61,6 +61,8 @@ def measure(turns: int, actors: int) -> dict:
     events = bus.get_history()
 
     run = run_create(plan=run_plan(config=config, turns=turns), slug=f"bench-{os.getpid()}")
+    claim = "bench"  # appended as a worker does: each write checks the executor still owns the run
+    type(run).objects.filter(pk=run.pk).update(claim=claim)
     per_turn, event_ms, cursor = [], [], 0
     for state in kept.states[:turns]:
         started = time.perf_counter()
@@ -68,11 +70,11 @@ def measure(turns: int, actors: int) -> dict:
             event = events[cursor]
             cursor += 1
             t0 = time.perf_counter()
-            append_events(run.pk, [event])
+            append_events(run.pk, [event], claim=claim)
             event_ms.append((time.perf_counter() - t0) * 1000)
             if str(event.type) == "turn_completed":
                 break
-        save_run_state(run.pk, state)
+        save_run_state(run.pk, state, claim=claim)
         per_turn.append((time.perf_counter() - started) * 1000)
     return {
         "database": connection.vendor,
