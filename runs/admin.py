@@ -13,9 +13,9 @@ from django.utils.safestring import mark_safe
 
 from accounts.quotas import QuotaExceeded
 from runs.downloads import markdown_zip_response
-from runs import branching, selectors, services
+from runs import branching, roles, selectors, services
 from runs.forms import RunBranchForm, RunStartForm
-from runs.models import CostRecord, Decision, Run, Turn
+from runs.models import CostRecord, Decision, Run, RunRole, Turn
 from runs.v1_import import V1ImportError, V1RunAlreadyImported, V1ScenarioNotFound, run_import_v1_zip
 from scenarios.models import Scenario
 
@@ -215,3 +215,35 @@ class RunAdmin(admin.ModelAdmin):
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "title": f"Branch {run}",
                    "form": form, "original": run}
         return TemplateResponse(request, "admin/runs/run/branch.html", context)
+
+
+class RunRoleForm(forms.ModelForm):
+    class Meta:
+        model = RunRole
+        fields = ("run", "user", "group", "role", "seats", "view")
+
+    def clean(self):
+        data = super().clean()
+        if (data.get("user") is None) == (data.get("group") is None):
+            raise forms.ValidationError("give the role to one user or to one group")
+        run = data.get("run")
+        if run is not None:
+            problems = roles.role_problems(run, role=data.get("role", ""), seats=data.get("seats") or [])
+            if problems:
+                raise forms.ValidationError(problems)
+        return data
+
+
+@admin.register(RunRole)
+class RunRoleAdmin(admin.ModelAdmin):
+    """Parts in runs besides the owner's: a facilitator, a player of seats, an observer; to a user or a group."""
+
+    form = RunRoleForm
+    list_display = ("run", "user", "group", "role", "seats", "view", "granted_at")
+    list_filter = ("role", "view")
+    search_fields = ("user__username", "group__name", "run__scenario_slug")
+    raw_id_fields = ("run", "user")
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        roles.seats_to_people(obj)  # a player's seats are played by people from the next decision

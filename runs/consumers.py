@@ -29,7 +29,7 @@ LIVE_UNAVAILABLE = 4503  # the close code that tells a page to follow the run by
 @database_sync_to_async
 def _visible_run(run_id: int, user) -> Run | None:
     run = selectors.run_get(run_id=run_id)
-    return run if run is not None and selectors.run_visible_to(run, user) else None
+    return run if run is not None and user.has_perm("runs.see_run", run) else None
 
 
 @database_sync_to_async

@@ -100,6 +100,42 @@ class Run(models.Model):
         return str(self.pk)
 
 
+class RunRole(models.Model):
+    """Someone's part in a run besides its owner's: a facilitator (sees everything, steers, assigns seats), a
+    player of one or more seats (decides for them, sees what their actor may know) or an observer (reads the
+    run, in full or only what is public). Given to a user or to everyone in a Django group."""
+
+    class Role(models.TextChoices):
+        FACILITATOR = "facilitator"
+        PLAYER = "player"
+        OBSERVER = "observer"
+
+    class View(models.TextChoices):
+        FULL = "full"  # every actor's messages, reasoning and private information
+        PUBLIC = "public"  # the world, public statements and decisions' actions only
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="roles")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="run_roles")
+    group = models.ForeignKey("auth.Group", null=True, blank=True, on_delete=models.CASCADE, related_name="run_roles")
+    role = models.CharField(max_length=20, choices=Role.choices)
+    seats = models.JSONField(default=list, blank=True, help_text="a player's actors (short names)")
+    view = models.CharField(max_length=10, choices=View.choices, default=View.FULL, help_text="what an observer sees")
+    granted_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "granted_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(user__isnull=False, group__isnull=True)
+                                   | models.Q(user__isnull=True, group__isnull=False), name="run_role_for_a_user_or_a_group"),
+            models.UniqueConstraint(fields=["run", "user"], condition=models.Q(user__isnull=False), name="one_role_per_user_and_run"),
+            models.UniqueConstraint(fields=["run", "group"], condition=models.Q(group__isnull=False), name="one_role_per_group_and_run"),
+        ]
+
+    def __str__(self) -> str:
+        who = self.user.get_username() if self.user_id else f"group {self.group}"
+        return f"{who}: {self.role} of run {self.run_id}"
+
+
 class RunRecord(models.Model):
     """What every record of a run has: its run, its turn, and its place in the state's list."""
 

@@ -21,7 +21,7 @@ from engine.state import ValidationResult as EngineValidationResult
 from engine.state import WORLD
 from runs.execution.mapping import communication_of, validation_of
 from runs.models import (
-    Communication, CostRecord, Decision, HumanDecision, MetricRecord, Run, RunEvent, RunStatus, Turn, ValidationResult,
+    Communication, CostRecord, Decision, HumanDecision, MetricRecord, Run, RunEvent, RunRole, RunStatus, Turn, ValidationResult,
 )
 
 CRASHED = "crashed"
@@ -164,15 +164,47 @@ def _folded(sums: list[dict[str, Any]], field: str) -> dict[Any, dict[str, Any]]
 
 
 def runs_for(user) -> QuerySet[Run]:
-    """The runs a person may see: staff see every run, everyone else their own, anonymous visitors none."""
+    """The runs a person may see: staff see every run, everyone else their own and those they have a part in
+    (`RunRole`, theirs or their group's), anonymous visitors none."""
     if not user.is_authenticated:
         return Run.objects.none()
     runs = Run.objects.select_related("owner", "scenario")
-    return runs if user.is_staff else runs.filter(owner=user)
+    if user.is_staff:
+        return runs
+    shared = RunRole.objects.filter(Q(user=user) | Q(group__in=user.groups.all())).values("run_id")
+    return runs.filter(Q(owner=user) | Q(pk__in=shared))
 
 
-def run_visible_to(run: Run, user) -> bool:
-    return user.is_authenticated and (user.is_staff or run.owner_id == user.pk)
+@dataclass(frozen=True)
+class RunPart:
+    """What someone who is not the run's owner holds in it, their own role and their groups' together: the
+    strongest role, every seat they play, and the fullest view."""
+
+    role: str
+    seats: frozenset[str]
+    view: str
+
+
+_STRENGTH = {RunRole.Role.OBSERVER: 0, RunRole.Role.PLAYER: 1, RunRole.Role.FACILITATOR: 2}
+
+
+def run_part(run: Run, user) -> RunPart | None:
+    """`user`'s part in `run` (None: none), in one query. The owner and staff never need it: the rules ask
+    for it only when neither applies."""
+    if not user.is_authenticated:
+        return None
+    rows = list(RunRole.objects.filter(Q(user=user) | Q(group__in=user.groups.all()), run=run))
+    if not rows:
+        return None
+    return RunPart(
+        role=max((row.role for row in rows), key=_STRENGTH.__getitem__),
+        seats=frozenset(seat for row in rows if row.role == RunRole.Role.PLAYER for seat in row.seats),
+        view=RunRole.View.FULL if any(row.view == RunRole.View.FULL for row in rows) else RunRole.View.PUBLIC,
+    )
+
+
+def run_roles(run: Run) -> list[RunRole]:
+    return list(RunRole.objects.filter(run=run).select_related("user", "group"))
 
 
 # ---- branches: lineage and family trees ----------------------------------------------------------------------

@@ -8,6 +8,7 @@ import json
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -15,6 +16,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.quotas import QuotaExceeded
 from runs.downloads import markdown_zip_response
+from runs.rules import Seat
 from runs import branching, selectors, services
 from runs.comparison import MAX_RUNS as MAX_COMPARED
 from runs.comparison import ComparisonError, RunNotFound, diff_lines, run_comparison
@@ -26,11 +28,14 @@ from runs.execution.store import load_run_state
 RUNS_PER_PAGE = 50
 
 
-def _visible_run(request: HttpRequest, pk: int) -> Run:
-    """The run, if this person may see it. Someone else's run is a 404, not a 403: its existence is private."""
+def _visible_run(request: HttpRequest, pk: int, *, steer: bool = False) -> Run:
+    """The run, if this person may see it (and steer it, with `steer`: else 403). A run they have no part in is
+    a 404, not a 403: its existence is private."""
     run = selectors.run_get(run_id=pk)
-    if run is None or not selectors.run_visible_to(run, request.user):
+    if run is None or not request.user.has_perm("runs.see_run", run):
         raise Http404("no such run")
+    if steer and not request.user.has_perm("runs.steer_run", run):
+        raise PermissionDenied("only the run's owner, a facilitator or staff may do this")
     return run
 
 
@@ -88,7 +93,7 @@ def _optional_number(request: HttpRequest, name: str, kind: type) -> float | int
 @login_required
 @require_POST
 def run_pause(request: HttpRequest, pk: int) -> HttpResponse:
-    run = _visible_run(request, pk)
+    run = _visible_run(request, pk, steer=True)
     try:
         services.run_pause(run=run)
         messages.success(request, f"{run}: pausing at the next phase boundary.")
@@ -101,7 +106,7 @@ def run_pause(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
     """Optional `credit_limit` (USD) and `end_turn` (play up to and including this turn)."""
-    run = _visible_run(request, pk)
+    run = _visible_run(request, pk, steer=True)
     try:
         credit_limit = _optional_number(request, "credit_limit", float)
         end_turn = _optional_number(request, "end_turn", int)
@@ -115,7 +120,7 @@ def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    run = _visible_run(request, pk)
+    run = _visible_run(request, pk, steer=True)
     try:
         run = services.run_cancel(run=run)
         # An idle run stops at once; an executing one stops when its worker next reads the request.
@@ -179,7 +184,7 @@ def run_compare(request: HttpRequest) -> HttpResponse:
 @require_POST
 def run_branch(request: HttpRequest, pk: int) -> HttpResponse:
     """A new run from a completed turn of this one, with the changes of the branch form; opens the branch."""
-    run = _visible_run(request, pk)
+    run = _visible_run(request, pk, steer=True)
     form = RunBranchForm(request.POST, run=run)
     if not form.is_valid():
         problems = "; ".join(f"{name.replace('_', ' ')}: {' '.join(errors)}" for name, errors in form.errors.items())
@@ -204,6 +209,8 @@ def seat_detail(request: HttpRequest, pk: int, actor: str) -> HttpResponse:
     from runs.forms import SeatDecisionForm
 
     run = _visible_run(request, pk)
+    if not request.user.has_perm("runs.decide_for_seat", Seat(run, actor)):
+        raise PermissionDenied(f"the seat {actor} is not yours to play")
     try:
         view = seats.seat_view_for(run=run, actor=actor)
     except (services.RunConflict, services.RunInputError) as exc:
@@ -238,7 +245,7 @@ def seat_control(request: HttpRequest, pk: int, actor: str) -> HttpResponse:
     """`control=human` takes the seat over, `control=ai` hands it back to the model."""
     from runs import seats
 
-    run = _visible_run(request, pk)
+    run = _visible_run(request, pk, steer=True)
     control = request.POST.get("control", "")
     try:
         seats.seat_set_control(run=run, actor=actor, control=control,

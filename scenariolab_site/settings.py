@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "axes",
     "channels",
     "ninja",  # serves /api/docs from its own static files (no CDN)
+    "rules.apps.AutodiscoverRulesConfig",  # loads each app's rules.py: object permissions (who may see or steer a run)
     "accounts",
     "scenarios",
     "runs",
@@ -120,7 +121,11 @@ MIDDLEWARE = [
 # ---- signing in --------------------------------------------------------------------------------------------
 # django-axes counts failed sign-ins (the login page and the admin's) per username and client address; past
 # the limit that pair is refused (HTTP 429) until the cool-off has passed, even with the right password.
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "rules.permissions.ObjectPermissionBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 AXES_ENABLED = env_bool("SCENARIOLAB_LOGIN_THROTTLE", True)
 AXES_FAILURE_LIMIT = int(os.environ.get("SCENARIOLAB_LOGIN_FAILURE_LIMIT", "10"))
 AXES_COOLOFF_TIME = float(os.environ.get("SCENARIOLAB_LOGIN_COOLOFF_MINUTES", "15")) / 60  # hours

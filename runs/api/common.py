@@ -63,7 +63,7 @@ class RunOut(Schema):
 
 
 def may_read(run: Run, user) -> bool:
-    return settings.PUBLIC_READ or selectors.run_visible_to(run, user)
+    return settings.PUBLIC_READ or user.has_perm("runs.see_run", run)
 
 
 def run_for(request: HttpRequest, run_id: int, *, write: bool = False) -> Run:
@@ -72,8 +72,8 @@ def run_for(request: HttpRequest, run_id: int, *, write: bool = False) -> Run:
     user = caller(request)
     if run is None or not may_read(run, user):
         raise Http404(f"no run {run_id}")
-    if write and not selectors.run_visible_to(run, user):
-        raise ApiError(403, "forbidden", f"run {run_id} is not yours: only its owner or staff may change it")
+    if write and not user.has_perm("runs.steer_run", run):
+        raise ApiError(403, "forbidden", f"run {run_id} is not yours to steer: only its owner, a facilitator or staff may change it")
     return run
 
 

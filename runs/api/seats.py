@@ -11,9 +11,10 @@ from ninja import Schema
 from pydantic import Field
 
 from runs import seats, selectors
-from scenariolab_site.api_base import caller, errors
+from runs.rules import Seat
+from scenariolab_site.api_base import ApiError, caller, errors
 
-from runs.api.common import RunOut, Text, run_for, steer, router
+from runs.api.common import RunOut, Text, run_for, run_json, steer, router
 
 
 class SeatOut(Schema):
@@ -65,6 +66,14 @@ class SeatControlIn(Schema):
     control: Literal["ai", "human"] = Field(description="human: take the seat over; ai: hand it back to the model")
 
 
+def _seat_run(request: HttpRequest, run_id: int, actor: str):
+    """The run, if the caller may decide for `actor`'s seat in it: whoever steers the run, or its player."""
+    run = run_for(request, run_id)
+    if not caller(request).has_perm("runs.decide_for_seat", Seat(run, actor)):
+        raise ApiError(403, "forbidden", f"the seat {actor} of run {run_id} is not yours to play")
+    return run
+
+
 def _seat_page(request: HttpRequest, run_id: int, actor: str) -> str:
     return request.build_absolute_uri(reverse("runs:seat", args=[run_id, actor]))
 
@@ -92,7 +101,7 @@ def run_seats(request, run_id: int):
 @router.get("/{run_id}/seats/{actor}", response={200: SeatViewOut, **errors(400, 401, 403, 404, 409)},
             summary="What the person in a waiting seat sees: the model's prompts and the proposals to answer")
 def seat_view(request, run_id: int, actor: str):
-    run = run_for(request, run_id, write=True)  # a seat's prompt holds the actor's private information
+    run = _seat_run(request, run_id, actor)  # a seat's prompt holds the actor's private information
     view = seats.seat_view_for(run=run, actor=actor)
     return {"run": run.pk, "actor": view.actor, "actor_name": view.actor_name, "turn": view.turn, "system": view.system,
             "user": view.user, "proposals": [{"id": p.id, "kind": p.kind.value, "sender": p.sender,
@@ -102,7 +111,8 @@ def seat_view(request, run_id: int, actor: str):
 @router.post("/{run_id}/seats/{actor}/decision", response={200: RunOut, **errors(400, 401, 403, 404, 409, 422)},
              summary="Decide for a waiting human seat; the run goes on once no seat is pending")
 def decide_seat(request, run_id: int, actor: str, payload: SeatDecisionIn):
-    return steer(request, run_id, lambda run: seats.seat_decide(run=run, actor=actor, by=request.user, **payload.dict()))
+    run = _seat_run(request, run_id, actor)
+    return run_json(request, seats.seat_decide(run=run, actor=actor, by=request.user, **payload.dict()))
 
 
 @router.post("/{run_id}/seats/{actor}/control", response={200: RunOut, **errors(400, 401, 403, 404, 409, 422)},
