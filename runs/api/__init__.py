@@ -1,6 +1,6 @@
-"""The runs routers of the JSON API, one module per part: records, comparison, branches, human seats."""
+"""The runs routers of the JSON API, one module per part: records, comparison, branches, roles, human seats."""
 
-from runs.api import branches, comparison, records, seats  # noqa: F401 - each registers its routes
+from runs.api import branches, comparison, records, roles, seats  # noqa: F401 - each registers its routes
 from runs.api.common import router, scenario_router
 
 __all__ = ["router", "scenario_router"]

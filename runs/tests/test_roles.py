@@ -94,3 +94,27 @@ def test_a_wrong_role_is_refused_naming_the_fix(people, role, seats, problem):
     with pytest.raises(services.RunInputError, match=problem):
         roles.run_role_grant(run=run, role=role, user=people["stranger"], seats=seats)
     assert not RunRole.objects.exists()
+
+
+def test_roles_over_the_api(people):
+    run = make_run(turns=1, owner=people["owner"])
+    url = f"/runs/{run.pk}/roles"
+    granted = api_client.post(url, json={"role": "player", "user": "norvale_player", "seats": ["norvale"]}, user=people["owner"])
+    assert granted.status_code == 201, granted.content
+    assert granted.json()["seats"] == ["norvale"] and granted.json()["user"] == "norvale_player"
+    assert {a["short_name"]: a["control"] for a in Run.objects.get(pk=run.pk).actors}["norvale"] == "human"
+    # Reading the roles is anyone's with a part; granting is the steerers'.
+    assert [r["role"] for r in api_client.get(url, user=people["norvale_player"]).json()] == ["player"]
+    refused = api_client.post(url, json={"role": "observer", "user": "stranger"}, user=people["norvale_player"])
+    assert refused.status_code == 403
+    assert api_client.get(url, user=people["stranger"]).status_code == 404
+    for body, problem in [({"role": "player", "user": "nobody", "seats": ["norvale"]}, "no user 'nobody'"),
+                          ({"role": "player", "user": "stranger", "seats": ["atlantis"]}, "no actor 'atlantis'"),
+                          ({"role": "observer"}, "one user"),
+                          ({"role": "observer", "group": "no-such-group"}, "no group")]:
+        answer = api_client.post(url, json=body, user=people["owner"])
+        assert answer.status_code == 400 and problem in answer.json()["message"], answer.content
+    part = granted.json()["id"]
+    assert api_client.delete(f"{url}/{part}", user=people["norvale_player"]).status_code == 403
+    assert api_client.delete(f"{url}/{part}", user=people["owner"]).status_code == 204
+    assert api_client.get(f"/runs/{run.pk}", user=people["norvale_player"]).status_code == 404

@@ -54,6 +54,7 @@ API_BODIES = {
     "branch": {"at_turn": 1},
     "decision": {"long_term_goals": ["x"], "short_term_priorities": ["x"], "reasoning": "x", "action": "x"},
     "control": {"control": "ai"},
+    "roles": {"role": "observer", "user": "nobody"},
 }
 
 
@@ -134,6 +135,7 @@ def _fill(route: str, name: str | None, world: World) -> str | None:
         "batch_id": str(world.batch.pk),
         "content_type_id": str(ContentType.objects.get_for_model(Run).pk),
         "id": str(world.owner.pk),
+        "role_id": "1",  # a run's role: refused before it is looked for, to anyone who may not steer the run
     }
     if route.startswith("accounts/tokens/"):
         values["pk"] = str(world.token_pk)

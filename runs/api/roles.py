@@ -1,0 +1,79 @@
+"""Parts in a run besides its owner's (`runs.roles`): list, grant, withdraw. Whoever steers the run grants."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from ninja import Schema
+from ninja.responses import Status
+from pydantic import Field
+
+from runs import roles, selectors
+from runs.models import RunRole
+from scenariolab_site.api_base import ApiError, errors
+
+from runs.api.common import Text, router, run_for
+
+
+class RoleIn(Schema):
+    role: Literal["facilitator", "player", "observer"]
+    user: Text | None = Field(None, max_length=150, description="a username; or give `group`")
+    group: Text | None = Field(None, max_length=150, description="a Django group's name; or give `user`")
+    seats: list[Annotated[Text, Field(max_length=64)]] = Field(default_factory=list, max_length=100,
+                                                              description="a player's actors (short names)")
+    view: Literal["full", "public"] = Field("full", description="what an observer sees")
+
+
+class RoleOut(Schema):
+    id: int
+    role: str
+    user: str | None
+    group: str | None
+    seats: list[str]
+    view: str
+    granted_at: datetime
+
+
+def _out(part: RunRole) -> dict:
+    return {"id": part.pk, "role": part.role, "user": part.user.get_username() if part.user_id else None,
+            "group": part.group.name if part.group_id else None, "seats": part.seats, "view": part.view,
+            "granted_at": part.granted_at}
+
+
+@router.get("/{run_id}/roles", response={200: list[RoleOut], **errors(401, 404)},
+            summary="Who has a part in the run besides its owner: facilitators, players (with their seats), observers")
+def list_roles(request, run_id: int):
+    return [_out(part) for part in selectors.run_roles(run_for(request, run_id))]
+
+
+@router.post("/{run_id}/roles", response={201: RoleOut, **errors(400, 401, 403, 404, 422)},
+             summary="Give a user or a group a part in the run (replacing the one they had); a player's seats go to people")
+def grant_role(request, run_id: int, payload: RoleIn):
+    run = run_for(request, run_id, write=True)
+    if (payload.user is None) == (payload.group is None):
+        raise ApiError(400, "bad_request", "give the role to one user (`user`) or to one group (`group`)")
+    user = group = None
+    if payload.user is not None:
+        user = get_user_model().objects.filter(username=payload.user).first()
+        if user is None:
+            raise ApiError(400, "bad_request", f"no user {payload.user!r}", [{"loc": ["user"], "message": "unknown"}])
+    else:
+        group = Group.objects.filter(name=payload.group).first()
+        if group is None:
+            raise ApiError(400, "bad_request", f"no group {payload.group!r}", [{"loc": ["group"], "message": "unknown"}])
+    part = roles.run_role_grant(run=run, role=payload.role, user=user, group=group, seats=payload.seats, view=payload.view)
+    return Status(201, _out(part))
+
+
+@router.delete("/{run_id}/roles/{role_id}", response={204: None, **errors(401, 403, 404)},
+               summary="Take a part back (its seats stay with people)")
+def withdraw_role(request, run_id: int, role_id: int):
+    run = run_for(request, run_id, write=True)
+    part = RunRole.objects.filter(run=run, pk=role_id).first()
+    if part is None:
+        raise ApiError(404, "not_found", f"run {run_id} has no role {role_id}")
+    roles.run_role_withdraw(part=part)
+    return Status(204, None)
