@@ -79,13 +79,14 @@ def _seat_page(request: HttpRequest, run_id: int, actor: str) -> str:
 
 
 @router.get("/seats/pending", response={200: list[PendingSeatOut], **errors(401)},
-            summary="Seats waiting for a person, in the runs you may change")
+            summary="Seats waiting for you: in the runs you steer, every one; in the others, those assigned to you")
 def pending_seats(request):
     user = caller(request)
     return [
         {"run": seat.run.pk, "scenario": seat.run.scenario_slug, "actor": seat.actor, "name": seat.name, "turn": seat.turn,
          "waiting_since": seat.waiting_since, "page": _seat_page(request, seat.run.pk, seat.actor)}
         for seat in selectors.seats_pending(runs=selectors.runs_for(user))
+        if user.has_perm("runs.decide_for_seat", Seat(seat.run, seat.actor))
     ]
 
 

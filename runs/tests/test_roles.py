@@ -39,6 +39,10 @@ def waiting(people) -> Run:
 def test_a_players_seats_go_to_people_and_each_player_decides_only_their_own(people, waiting):
     assert {a["short_name"]: a["control"] for a in waiting.actors}["norvale"] == "human"
     assert {seat.actor for seat in selectors.run_pending_seats(run=waiting)} == {"norvale", "meridian"}
+    mine = {name: [(s["run"], s["actor"]) for s in api_client.get("/runs/seats/pending", user=people[name]).json()]
+            for name in ("norvale_player", "facilitator", "observer")}
+    assert mine == {"norvale_player": [(waiting.pk, "norvale")], "observer": [],
+                    "facilitator": [(waiting.pk, "norvale"), (waiting.pk, "meridian")]}, mine
     url = f"/runs/{waiting.pk}/seats/{{}}/decision"
     refused = api_client.post(url.format("meridian"), json=decision_for(waiting, "meridian"), user=people["norvale_player"])
     assert refused.status_code == 403 and not HumanDecision.objects.exists()
