@@ -14,6 +14,7 @@ from django.utils.safestring import mark_safe
 from accounts.quotas import QuotaExceeded
 from runs.downloads import markdown_zip_response
 from runs import branching, roles, selectors, services
+from runs import record_selectors
 from runs.forms import RunBranchForm, RunStartForm
 from runs.models import CostRecord, Decision, Run, RunRole, Turn
 from runs.v1_import import V1ImportError, V1RunAlreadyImported, V1ScenarioNotFound, run_import_v1_zip
@@ -126,7 +127,7 @@ class RunAdmin(admin.ModelAdmin):
         # The live panel: the same socket and script as the run page, from the same snapshot seq.
         run = Run.objects.filter(pk=object_id).first()
         if run is not None:
-            seq = selectors.snapshot_seq(run)
+            seq = record_selectors.snapshot_seq(run)
             extra_context = {**(extra_context or {}), "live": {
                 "after_seq": seq, "costs": selectors.cost_breakdown_at(run, seq), "status": selectors.run_display_status(run),
             }}

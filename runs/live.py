@@ -20,6 +20,7 @@ from engine.state import STATUS_AFTER
 from engine.phases.metrics import threshold_reached
 from engine.scenario.metrics import MetricDefinition
 from runs import selectors
+from runs import record_selectors
 from runs.metrics import metric_definition_dicts, run_metric_definitions
 from runs.models import Run
 
@@ -64,7 +65,7 @@ def metric_alert(metric: MetricDefinition | None, record: dict[str, Any]) -> dic
 
 def run_page_context(*, run: Run) -> dict[str, Any]:
     """Everything the run page shows on first load, consistent with `after_seq`."""
-    records = selectors.run_page_records(run)  # refreshes `run` after the newest seq
+    records = record_selectors.run_page_records(run)  # refreshes `run` after the newest seq
     seq = records.snapshot_seq
     names = page_names(run)
     turns: dict[int, dict[str, Any]] = {}

@@ -13,6 +13,7 @@ from ninja import Router, Schema
 from pydantic import AfterValidator, Field
 
 from runs import selectors
+from runs import record_selectors
 from runs.models import Run
 from scenariolab_site.api_base import ApiError, caller
 
@@ -79,7 +80,7 @@ def run_for(request: HttpRequest, run_id: int, *, write: bool = False) -> Run:
 
 def run_json(request: HttpRequest, run: Run, last_seq: int | None = None) -> dict[str, Any]:
     if last_seq is None:
-        last_seq = selectors.last_seq(run)
+        last_seq = record_selectors.last_seq(run)
     return {
         "id": run.pk, "scenario": run.scenario_slug, "scenario_name": run.scenario_name, "number": run.number,
         "status": selectors.run_display_status(run), "turn": run.turn, "max_turns": run.max_turns,

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from runs.downloads import markdown_zip_response
 from runs import selectors, services
+from runs import record_selectors
 from runs.metrics import export_filename, metrics_csv, metrics_export, run_metric_rows
 from runs.models import Communication, CostRecord, Decision, MetricRecord, Turn, ValidationResult
 from scenariolab_site.api_base import ApiError, caller, errors
@@ -189,7 +190,7 @@ def list_runs(request, scenario: Text | None = Query(None, max_length=100), stat
               offset: int = Query(0, ge=0, le=2**31 - 1)):
     runs = selectors.runs_listed(user=caller(request), scenario=scenario, status=status, owner=owner)
     page = list(runs[offset: offset + limit])
-    seqs = selectors.last_seqs(page)
+    seqs = record_selectors.last_seqs(page)
     return {"count": _total(runs, page, offset=offset, limit=limit),
             "items": [run_json(request, run, seqs[run.pk]) for run in page]}
 
@@ -213,19 +214,19 @@ def get_run(request, run_id: int):
 @router.get("/{run_id}/turns", response={200: list[TurnOut], **errors(401, 404)},
             summary="The world after each turn (turn 0: the start)")
 def run_turns(request, run_id: int):
-    return list(selectors.run_records(Turn, run_for(request, run_id), order=("turn",)))
+    return list(record_selectors.run_records(Turn, run_for(request, run_id), order=("turn",)))
 
 
 @router.get("/{run_id}/decisions", response={200: list[DecisionOut], **errors(401, 404, 422)},
             summary="Each actor's decision per turn")
 def run_decisions(request, run_id: int, turn: int | None = Query(None, ge=0)):
-    return list(selectors.run_records(Decision, run_for(request, run_id), turn=turn))
+    return list(record_selectors.run_records(Decision, run_for(request, run_id), turn=turn))
 
 
 @router.get("/{run_id}/communications", response={200: list[CommunicationOut], **errors(401, 404, 422)},
             summary="Messages between actors")
 def run_communications(request, run_id: int, turn: int | None = Query(None, ge=0)):
-    rows = selectors.run_records(Communication, run_for(request, run_id), turn=turn)
+    rows = record_selectors.run_records(Communication, run_for(request, run_id), turn=turn)
     return [{"turn": m.turn, "id": m.message_id, "kind": m.kind, "sender": m.sender, "recipients": m.recipients,
              "content": m.content, "in_reply_to": m.in_reply_to or None} for m in rows]
 
@@ -237,7 +238,7 @@ def run_costs(request, run_id: int):
     breakdown = selectors.run_cost_breakdown(run=run)
     records = [{**{f: getattr(r, f) for f in ("position", "seq", "turn", "phase", "task", "model", "provider",
                                                 "input_tokens", "output_tokens", "cost", "cached")},
-                "actor": r.actor or None} for r in selectors.run_records(CostRecord, run)]
+                "actor": r.actor or None} for r in record_selectors.run_records(CostRecord, run)]
     return {"total_cost": run.total_cost, "total_tokens": run.total_tokens, "calls": run.calls,
             "credit_limit": run.credit_limit, "by_actor": breakdown["by_actor"], "by_phase": breakdown["by_phase"],
             "by_turn": {str(k): v for k, v in breakdown["by_turn"].items()}, "records": records}
@@ -247,7 +248,7 @@ def run_costs(request, run_id: int):
             summary="Metric values per turn")
 def run_metrics(request, run_id: int):
     return [{"turn": m.turn, "name": m.name, "actor": m.actor or None, "value": m.value, "source": m.source}
-            for m in selectors.run_records(MetricRecord, run_for(request, run_id), order=("turn", "position"))]
+            for m in record_selectors.run_records(MetricRecord, run_for(request, run_id), order=("turn", "position"))]
 
 
 # ---- metrics export: CSV and JSON downloads (runs.metrics) ------------------------------------------------------
@@ -274,14 +275,14 @@ def export_run_metrics_json(request, run_id: int):
 def run_validations(request, run_id: int):
     return [{"turn": v.turn, "check": v.check_name, "passed": v.passed, "severity": v.severity, "actor": v.actor or None,
              "issues": v.issues, "explanation": v.explanation}
-            for v in selectors.run_records(ValidationResult, run_for(request, run_id), order=("turn", "position"))]
+            for v in record_selectors.run_records(ValidationResult, run_for(request, run_id), order=("turn", "position"))]
 
 
 @router.get("/{run_id}/events", response={200: EventPage, **errors(401, 404, 422)},
             summary="The run's events after a seq, in order (poll with next_after to follow a run)")
 def run_events(request, run_id: int, after: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)):
     run = run_for(request, run_id)
-    rows, more = selectors.events_after(run, after, limit)
+    rows, more = record_selectors.events_after(run, after, limit)
     return {"events": rows, "next_after": rows[-1].seq if rows else after, "has_more": more,
             "status": selectors.run_display_status(run)}
 

@@ -18,6 +18,7 @@ from ninja.testing import TestClient
 from engine.llm.provider import LLMRequest, LLMResponse
 from engine.testing.providers import FixedCostProvider
 from runs import selectors, services
+from runs import record_selectors
 from runs.execution import executor
 from runs.branching import ActorChange, Intervention, run_branch
 from runs.forms import RunBranchForm
@@ -157,7 +158,7 @@ def test_costs_and_metrics_are_truncated_to_the_branch_turn(calls, parent, owner
     state = load_run_state(child)
     assert state.turn == 2 and state.total_cost == pytest.approx(child.total_cost) and state.seed == parent.seed
     # The page's first state counts the copied ledger (its lines have no event of the child's).
-    assert selectors.cost_breakdown_at(child, selectors.snapshot_seq(child))["calls"] == child.calls
+    assert selectors.cost_breakdown_at(child, record_selectors.snapshot_seq(child))["calls"] == child.calls
     assert list(RunEvent.objects.filter(run=child).values_list("seq", "type")) == [(1, "state_saved")]
 
     folder = Path(child.output_dir)

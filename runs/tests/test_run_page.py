@@ -10,7 +10,7 @@ from django.urls import reverse
 from engine import EventType
 from runs.execution import executor
 from runs.live import event_fragments
-from runs.selectors import snapshot_seq
+from runs.record_selectors import snapshot_seq
 from runs.selectors import cost_breakdown_at
 from runs.models import Decision, RunEvent
 from runs.tests.factories import make_run

@@ -11,7 +11,7 @@ from django.urls import reverse
 from engine import EventType
 from runs.execution import executor
 from runs.live import event_fragments, run_page_context
-from runs.selectors import snapshot_seq
+from runs.record_selectors import snapshot_seq
 from runs.selectors import cost_lines_at
 from runs.models import CostRecord, MetricRecord, RunEvent
 from runs.tests.factories import make_run
