@@ -13,8 +13,7 @@ from django.utils.safestring import mark_safe
 
 from accounts.quotas import QuotaExceeded
 from runs.downloads import markdown_zip_response
-from runs import branching, roles, selectors, services
-from runs import record_selectors
+from runs import branching, record_selectors, roles, selectors, services
 from runs.forms import RunBranchForm, RunStartForm
 from runs.models import CostRecord, Decision, Run, RunRole, Turn
 from runs.v1_import import V1ImportError, V1RunAlreadyImported, V1ScenarioNotFound, run_import_v1_zip
@@ -225,11 +224,10 @@ class RunRoleForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        if (data.get("user") is None) == (data.get("group") is None):
-            raise forms.ValidationError("give the role to one user or to one group")
         run = data.get("run")
         if run is not None:
-            problems = roles.role_problems(run, role=data.get("role", ""), seats=data.get("seats") or [])
+            problems = roles.role_problems(run, role=data.get("role", ""), seats=data.get("seats") or [],
+                                           user=data.get("user"), group=data.get("group"))
             if problems:
                 raise forms.ValidationError(problems)
         return data

@@ -12,9 +12,10 @@ from runs.models import Run, RunRole
 from runs.services import RunInputError
 
 
-def role_problems(run: Run, *, role: str, seats: Sequence[str]) -> list[str]:
-    """What is wrong with giving `role` (and, to a player, `seats`) in `run`: each problem says how to mend it."""
-    problems = []
+def role_problems(run: Run, *, role: str, seats: Sequence[str], user=None, group=None) -> list[str]:
+    """What is wrong with giving `role` (and, to a player, `seats`) in `run` to `user` or `group`: each problem
+    says how to mend it."""
+    problems = [] if (user is None) != (group is None) else ["give the role to one user or to one group"]
     if role not in RunRole.Role.values:
         problems.append(f"role must be one of {', '.join(RunRole.Role.values)}, not {role!r}")
     known = [a["short_name"] for a in run.actors]
@@ -33,17 +34,14 @@ def seats_to_people(part: RunRole) -> None:
     who = part.user.get_username() if part.user_id else f"group {part.group}"
     for actor in part.seats:
         if next(a for a in part.run.actors if a["short_name"] == actor).get("control", "ai") != "human":
-            seat_services.seat_set_control(run=part.run, actor=actor, control="human", reason=f"assigned to {who}")
-            part.run.refresh_from_db()
+            part.run = seat_services.seat_set_control(run=part.run, actor=actor, control="human", reason=f"assigned to {who}")
 
 
 def run_role_grant(*, run: Run, role: str, user=None, group=None, seats: Sequence[str] = (),
                    view: str = RunRole.View.FULL) -> RunRole:
     """Give `user` (or everyone in `group`) `role` in `run`, replacing the part they had; a player's seats go to
     people. RunInputError naming what is wrong otherwise."""
-    if (user is None) == (group is None):
-        raise RunInputError("give a role to one user or to one group")
-    problems = role_problems(run, role=role, seats=seats)
+    problems = role_problems(run, role=role, seats=seats, user=user, group=group)
     if view not in RunRole.View.values:
         problems.append(f"view must be one of {', '.join(RunRole.View.values)}, not {view!r}")
     if problems:

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import rules
 
 from runs.models import Run, RunRole
-from runs.selectors import run_part
+from runs.selectors import RunPart, run_part
 
 
 class Seat(NamedTuple):
@@ -21,35 +21,43 @@ class Seat(NamedTuple):
     actor: str
 
 
-@rules.predicate
-def is_owner(user, run: Run) -> bool:
-    return user.is_authenticated and run.owner_id == user.pk
+def _run(target: Run | Seat) -> Run:
+    """The run a rule is asked about: a seat's rules are its run's, and its player's."""
+    return target.run if isinstance(target, Seat) else target
 
 
 @rules.predicate
-def has_a_part(user, run: Run) -> bool:
-    return run_part(run, user) is not None
+def is_owner(user, target: Run | Seat) -> bool:
+    return user.is_authenticated and _run(target).owner_id == user.pk
 
 
-@rules.predicate
-def is_facilitator(user, run: Run) -> bool:
-    part = run_part(run, user)
+def _part(predicate, user, target: Run | Seat) -> RunPart | None:
+    """`user`'s part in the run, read once per permission check: the check's predicates share its context."""
+    if "part" not in predicate.context:
+        predicate.context["part"] = run_part(_run(target), user)
+    return predicate.context["part"]
+
+
+@rules.predicate(bind=True)
+def has_a_part(self, user, target: Run | Seat) -> bool:
+    return _part(self, user, target) is not None
+
+
+@rules.predicate(bind=True)
+def is_facilitator(self, user, target: Run | Seat) -> bool:
+    part = _part(self, user, target)
     return part is not None and part.role == RunRole.Role.FACILITATOR
 
 
-@rules.predicate
-def steers_the_seats_run(user, seat: Seat) -> bool:
-    return user.is_staff or is_owner(user, seat.run) or is_facilitator(user, seat.run)
-
-
-@rules.predicate
-def plays_the_seat(user, seat: Seat) -> bool:
-    part = run_part(seat.run, user)
+@rules.predicate(bind=True)
+def plays_the_seat(self, user, seat: Seat) -> bool:
+    part = _part(self, user, seat)
     return part is not None and part.role == RunRole.Role.PLAYER and seat.actor in part.seats
 
 
 may_steer = rules.is_staff | is_owner | is_facilitator
 
+
 rules.add_perm("runs.see_run", rules.is_authenticated & (may_steer | has_a_part))
 rules.add_perm("runs.steer_run", rules.is_authenticated & may_steer)
-rules.add_perm("runs.decide_for_seat", rules.is_authenticated & (steers_the_seats_run | plays_the_seat))
+rules.add_perm("runs.decide_for_seat", rules.is_authenticated & (may_steer | plays_the_seat))

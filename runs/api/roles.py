@@ -53,14 +53,12 @@ def list_roles(request, run_id: int):
              summary="Give a user or a group a part in the run (replacing the one they had); a player's seats go to people")
 def grant_role(request, run_id: int, payload: RoleIn):
     run = run_for(request, run_id, write=True)
-    if (payload.user is None) == (payload.group is None):
-        raise ApiError(400, "bad_request", "give the role to one user (`user`) or to one group (`group`)")
     user = group = None
     if payload.user is not None:
         user = get_user_model().objects.filter(username=payload.user).first()
         if user is None:
             raise ApiError(400, "bad_request", f"no user {payload.user!r}", [{"loc": ["user"], "message": "unknown"}])
-    else:
+    if payload.group is not None:
         group = Group.objects.filter(name=payload.group).first()
         if group is None:
             raise ApiError(400, "bad_request", f"no group {payload.group!r}", [{"loc": ["group"], "message": "unknown"}])
