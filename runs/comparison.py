@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,9 @@ from django.db.models import OuterRef, QuerySet, Subquery
 
 from engine.seats import HUMAN
 from engine.run_names import run_folder_name
+from engine.visibility import FULL, Viewpoint
 from runs import selectors
+from runs.execution.mapping import decision_of
 from runs.models import CostRecord, Decision, MetricRecord, Run, Turn
 
 MAX_RUNS = 20  # what a page or an API call compares at once; a table or chart wider than this reads badly
@@ -141,10 +143,12 @@ class RunComparison:
         return result
 
 
-def run_comparison(*, run_ids: Sequence[int], turn: int | None = None, among: QuerySet[Run] | None = None) -> RunComparison:
+def run_comparison(*, run_ids: Sequence[int], turn: int | None = None, among: QuerySet[Run] | None = None,
+                   viewpoint_of: Callable[[Run], Viewpoint] = lambda run: FULL) -> RunComparison:
     """Compare two or more stored runs in the order given (a run named twice is compared once). `turn`: whose
     decisions to compare (default: the last turn every run completed). `among`: the runs that may be compared
     (a person's, `selectors.runs_for`); any other is reported exactly like one that does not exist.
+    `viewpoint_of`: what the reader may know of each run (`runs.reading`); decisions show no more.
 
     Raises RunNotFound for a run that is not there, ComparisonError for other bad input."""
     run_ids = list(dict.fromkeys(run_ids))
@@ -176,7 +180,7 @@ def run_comparison(*, run_ids: Sequence[int], turn: int | None = None, among: Qu
         metrics=_metrics(runs),
         last_turn=reached,
         decision_turn=turn,
-        decisions=_decisions(runs, turn, names) if turn is not None else (),
+        decisions=_decisions(runs, turn, names, viewpoint_of) if turn is not None else (),
         world_diffs=_world_diffs(runs, worlds),
         actor_names=names,
     )
@@ -237,18 +241,21 @@ def _metrics(runs: list[Run]) -> tuple[MetricRow, ...]:
     )
 
 
-def _decisions(runs: list[Run], turn: int, names: dict[str, str]) -> tuple[ActorDecisions, ...]:
+def _decisions(runs: list[Run], turn: int, names: dict[str, str],
+               viewpoint_of: Callable[[Run], Viewpoint]) -> tuple[ActorDecisions, ...]:
     column = {run.pk: index for index, run in enumerate(runs)}
+    viewpoints = {run.pk: viewpoint_of(run) for run in runs}
     # Seats in each run's order first, then anyone who decided without a seat listed (an older snapshot).
     actors = {seat["short_name"]: [None] * len(runs) for run in runs for seat in run.actors}
-    for decision in Decision.objects.filter(run__in=runs, turn=turn).order_by("position"):
+    for row in Decision.objects.filter(run__in=runs, turn=turn).order_by("position"):
+        decision = viewpoints[row.run_id].decision(decision_of(row))
         text = DecisionText(
             action=decision.action,
             reasoning=decision.reasoning,
             short_term_priorities=tuple(str(item) for item in decision.short_term_priorities or ()),
             model=HUMAN if decision.provider == HUMAN else decision.model,
         )
-        actors.setdefault(decision.actor, [None] * len(runs))[column[decision.run_id]] = text
+        actors.setdefault(decision.actor, [None] * len(runs))[column[row.run_id]] = text
     return tuple(ActorDecisions(actor=actor, name=names.get(actor, actor), decisions=tuple(cells))
                  for actor, cells in actors.items())
 

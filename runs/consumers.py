@@ -19,6 +19,7 @@ from runs import selectors
 from runs.execution.relay import run_group
 from runs.live import page_names, rendered_message, stored_status
 from runs.models import Run
+from runs.reading import Reader, readable_event, reader_of
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +28,12 @@ LIVE_UNAVAILABLE = 4503  # the close code that tells a page to follow the run by
 
 
 @database_sync_to_async
-def _visible_run(run_id: int, user) -> Run | None:
+def _visible_run(run_id: int, user) -> tuple[Run, Reader] | None:
+    """The run and how `user` reads it, if they may see it."""
     run = selectors.run_get(run_id=run_id)
-    return run if run is not None and user.has_perm("runs.see_run", run) else None
+    if run is None or not user.has_perm("runs.see_run", run):
+        return None
+    return run, reader_of(run, user)
 
 
 @database_sync_to_async
@@ -38,21 +42,22 @@ def _stored_after(run_id: int, seq: int) -> list[dict]:
 
 
 @database_sync_to_async
-def _stored_status(run_id: int) -> dict | None:
+def _stored_status(run_id: int, reader: Reader) -> dict | None:
     run = selectors.run_get(run_id=run_id)
-    return None if run is None else stored_status(run)
+    return None if run is None else stored_status(run, reader)
 
 
 class RunConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         self.run_id = int(self.scope["url_route"]["kwargs"]["pk"])
-        run = await _visible_run(self.run_id, self.scope.get("user"))
-        if run is None:
+        visible = await _visible_run(self.run_id, self.scope.get("user"))
+        if visible is None:
             # The same answer for "no such run" and "not yours". Accepted first: a close before the handshake
             # is an HTTP 403 to the browser, which sees only "abnormal closure" and would retry for ever.
             await self.accept()
             await self.close(code=4403)
             return
+        run, self.reader = visible
         self.names = page_names(run)
         self.max_turns = run.max_turns
         self.last_seq = _after(self.scope.get("query_string", b""))
@@ -79,7 +84,7 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
         if isinstance(content, dict) and isinstance(content.get("after"), int) and content["after"] >= 0:
             self.last_seq = min(self.last_seq, content["after"])
             await self.catch_up()
-            status = await _stored_status(self.run_id)
+            status = await _stored_status(self.run_id, self.reader)
             if status is not None:
                 await self.send_json({"type": "status", "data": status})
 
@@ -102,7 +107,8 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
             await self.send_event(event)
 
     async def send_event(self, event: dict) -> None:
-        await self.send(text_data=rendered_message(self.run_id, event, names=self.names, max_turns=self.max_turns))
+        await self.send(text_data=rendered_message(self.run_id, event, names=self.names, max_turns=self.max_turns,
+                                                   reader=self.reader))
         self.last_seq = event["seq"]
 
 
@@ -119,7 +125,8 @@ def _after(query_string: bytes) -> int:
 class RunStreamConsumer(RunConsumer):
     """`ws /api/runs/<id>/stream?after=SEQ` for scripts: each message one stored event as JSON (`seq`, `type`,
     `timestamp`, `data` in full), in seq order, none twice, none missing across reconnects (reconnect with the
-    last seq received as `after`). The same visibility as the run's page; a bearer token or the session."""
+    last seq received as `after`). The same visibility as the run's page (an event outside the caller's view
+comes as `hidden`, with its seq only); a bearer token or the session."""
 
     async def receive_json(self, content, **kwargs) -> None:
         # A script may ask again for everything after a seq; the answer is events only, never a status message.
@@ -128,6 +135,7 @@ class RunStreamConsumer(RunConsumer):
             await self.catch_up()
 
     async def send_event(self, event: dict) -> None:
+        event = readable_event(self.reader.viewpoint, event)
         await self.send_json({"seq": event["seq"], "type": event["type"], "timestamp": event["timestamp"],
                               "data": event["data"]})
         self.last_seq = event["seq"]

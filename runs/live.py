@@ -21,8 +21,10 @@ from engine.phases.metrics import threshold_reached
 from engine.scenario.metrics import MetricDefinition
 from runs import selectors
 from runs import record_selectors
+from runs.execution.mapping import decision_of
 from runs.metrics import metric_definition_dicts, run_metric_definitions
 from runs.models import Run
+from runs.reading import EVERYTHING, Reader, readable_event
 
 LIFECYCLE = frozenset(STATUS_AFTER)  # the events that change a run's status
 
@@ -63,9 +65,10 @@ def metric_alert(metric: MetricDefinition | None, record: dict[str, Any]) -> dic
             "halts": level == "critical" and metric.thresholds.halt_on_critical}
 
 
-def run_page_context(*, run: Run) -> dict[str, Any]:
-    """Everything the run page shows on first load, consistent with `after_seq`."""
+def run_page_context(*, run: Run, reader: Reader = EVERYTHING) -> dict[str, Any]:
+    """Everything the run page shows on first load, consistent with `after_seq`, as `reader` may know it."""
     records = record_selectors.run_page_records(run)  # refreshes `run` after the newest seq
+    viewpoint = reader.viewpoint
     seq = records.snapshot_seq
     names = page_names(run)
     turns: dict[int, dict[str, Any]] = {}
@@ -76,10 +79,10 @@ def run_page_context(*, run: Run) -> dict[str, Any]:
     for t in records.turns:
         turn(t.turn)["world"] = t
         turn(t.turn)["outside_events"] = [{**event, "turn": t.turn} for event in t.exogenous_events]
-    for m in records.messages:
+    for m in viewpoint.messages(records.messages):
         turn(m.turn)["messages"].append(m)
     for d in records.decisions:
-        turn(d.turn)["decisions"].append(d)
+        turn(d.turn)["decisions"].append(viewpoint.decision(decision_of(d)))
     metrics = records.metrics
     definitions = run_metric_definitions(run=run)
     by_name = {metric.name: metric for metric in definitions}
@@ -109,8 +112,11 @@ def run_page_context(*, run: Run) -> dict[str, Any]:
         "metric_alerts": [alert for record in metrics if (alert := metric_alert(by_name.get(record["name"]), record))],
         "cost_lines": cost_lines,
         "cost_by_turn": cost_by_turn(cost_lines),
-        "waiting_seats": _waiting_seats(run),
-        "findings": records.findings,
+        "waiting_seats": _waiting_seats(run, reader),
+        "findings": viewpoint.findings(records.findings),
+        "viewpoint": viewpoint,
+        "view_actors": [names.get(actor, actor) for actor in sorted(viewpoint.actors or ())],
+        "reader": reader,
         "checks_passed": records.checks_passed,
     }
 
@@ -123,53 +129,61 @@ RENDERED_KEPT = 1000
 _rendered: OrderedDict[tuple, str] = OrderedDict()
 
 
-def rendered_message(run_id: int, event: dict, *, names: dict[str, str], max_turns: int) -> str:
-    """The JSON text a page receives for a stored event (over its socket, or polling), rendered once per process."""
+def rendered_message(run_id: int, event: dict, *, names: dict[str, str], max_turns: int,
+                     reader: Reader = EVERYTHING) -> str:
+    """The JSON text a page receives for a stored event (over its socket, or polling), as `reader` may know it,
+    rendered once per process for all the pages of readers who know the same."""
+    event = readable_event(reader.viewpoint, event)
     if event.get("timestamp") is None:  # not an event the store or a worker made: nothing to key it by
-        return json.dumps(event_fragments(event, names=names, max_turns=max_turns))
+        return json.dumps(event_fragments(event, names=names, max_turns=max_turns, reader=reader))
     # Microseconds: the store keeps them, so a relayed event and its stored copy share a key.
-    key = (run_id, event["seq"], max_turns, event["type"], round(float(event["timestamp"]), 6))
+    key = (run_id, event["seq"], max_turns, event["type"], round(float(event["timestamp"]), 6), reader.key)
     text = _rendered.get(key)
     if text is None:
-        text = json.dumps(event_fragments(event, names=names, max_turns=max_turns))
+        text = json.dumps(event_fragments(event, names=names, max_turns=max_turns, reader=reader))
         _rendered[key] = text
         if len(_rendered) > RENDERED_KEPT:
             _rendered.popitem(last=False)
     return text
 
 
-def stored_status(run: Run) -> dict[str, Any]:
+def stored_status(run: Run, reader: Reader = EVERYTHING) -> dict[str, Any]:
     """The run's status as stored now, with what goes with it (the seats it waits for): sent to pages with
     every re-sync, so a page converges on it even if an event never reached the store."""
     return {"status": selectors.run_display_status(run), "reason": run.error or run.halt_reason,
-            "fragments": [waiting_seats_fragment(run)]}
+            "fragments": [waiting_seats_fragment(run, reader)]}
 
 
 def page_names(run: Run) -> dict[str, str]:
     return {a["short_name"]: a["name"] for a in run.actors}
 
 
-def polled_messages(*, run: Run, after: int) -> str:
+def polled_messages(*, run: Run, after: int, reader: Reader = EVERYTHING) -> str:
     """What a page that cannot hold a socket (the channel layer down, a proxy without WebSockets) fetches every
     few seconds: the messages of the stored events after `after`, as the socket sends them, and the status."""
     events = selectors.run_events_after(run_id=run.pk, after=after, limit=POLLED_EVENTS)
     names = page_names(run)
-    messages = [rendered_message(run.pk, event, names=names, max_turns=run.max_turns) for event in events]
-    return '{"events": [%s], "status": %s}' % (", ".join(messages), json.dumps(stored_status(run)))
+    messages = [rendered_message(run.pk, event, names=names, max_turns=run.max_turns, reader=reader) for event in events]
+    return '{"events": [%s], "status": %s}' % (", ".join(messages), json.dumps(stored_status(run, reader)))
 
 
 POLLED_EVENTS = 200
 
 
-def _waiting_seats(run: Run) -> list[dict[str, str]]:
+def _waiting_seat(actor: str, name: str, reader: Reader) -> dict[str, Any]:
+    return {"actor": actor, "name": name, "mine": reader.decides(actor)}
 
-    return [{"actor": seat.actor, "name": seat.name} for seat in selectors.run_pending_seats(run=run)]
+
+def _waiting_seats(run: Run, reader: Reader) -> list[dict[str, Any]]:
+    return [_waiting_seat(seat.actor, seat.name, reader) for seat in selectors.run_pending_seats(run=run)]
 
 
-def waiting_seats_fragment(run: Run) -> dict[str, str]:
-    """The links to the seats the run waits for, as stored now: sent with the page's periodic status, so a page
-    that shows a run waiting always shows where to decide, even if it missed the event that said so."""
-    return _fragment("#seats-panel", "runs/partials/waiting_seats.html", {"waiting_seats": _waiting_seats(run), "run_url": ""})
+def waiting_seats_fragment(run: Run, reader: Reader = EVERYTHING) -> dict[str, str]:
+    """The seats the run waits for, as stored now, with links to those `reader` decides for: sent with the
+    page's periodic status, so a page that shows a run waiting always shows where to decide, even if it missed
+    the event that said so."""
+    return _fragment("#seats-panel", "runs/partials/waiting_seats.html",
+                     {"waiting_seats": _waiting_seats(run, reader), "run_url": ""})
 
 
 # ---- what an event does to a page -----------------------------------------------------------------------------
@@ -179,7 +193,8 @@ def _fragment(target: str, template: str, context: dict[str, Any], mode: str = "
     return {"target": target, "mode": mode, "html": render_to_string(template, context)}
 
 
-def event_fragments(event: dict[str, Any], *, names: dict[str, str], max_turns: int) -> dict[str, Any]:
+def event_fragments(event: dict[str, Any], *, names: dict[str, str], max_turns: int,
+                    reader: Reader = EVERYTHING) -> dict[str, Any]:
     """The message a page receives for one stored event: its seq and type, the HTML fragments it adds or
     replaces (rendered here, from the same partials as the page), and the numbers scripts update."""
     kind, data = event["type"], event["data"]
@@ -219,7 +234,7 @@ def event_fragments(event: dict[str, Any], *, names: dict[str, str], max_turns: 
     elif kind in LIFECYCLE:
         out["data"] = {"status": STATUS_AFTER[kind].value, "reason": data.get("reason") or data.get("error") or ""}
         # The links to the seats a run waits for (relative: the page is /runs/<id>/), gone once it goes on.
-        waiting = [{"actor": a, "name": names.get(a, a)} for a in data.get("seats", ())] if kind == EventType.SCENARIO_WAITING else []
+        waiting = [_waiting_seat(a, names.get(a, a), reader) for a in data.get("seats", ())] if kind == EventType.SCENARIO_WAITING else []
         out["fragments"].append(_fragment("#seats-panel", "runs/partials/waiting_seats.html", {"waiting_seats": waiting, "run_url": ""}))
     return out
 

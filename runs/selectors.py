@@ -176,7 +176,8 @@ def runs_for(user) -> QuerySet[Run]:
 @dataclass(frozen=True)
 class RunPart:
     """What someone who is not the run's owner holds in it, their own role and their groups' together: the
-    strongest role, every seat they play, and the fullest view."""
+    strongest role, every seat they play, and the fullest view an observer's role gives them ("public" when
+    none gives "full": beyond their seats, a player sees what is public)."""
 
     role: str
     seats: frozenset[str]
@@ -197,7 +198,8 @@ def run_part(run: Run, user) -> RunPart | None:
     return RunPart(
         role=max((row.role for row in rows), key=_STRENGTH.__getitem__),
         seats=frozenset(seat for row in rows if row.role == RunRole.Role.PLAYER for seat in row.seats),
-        view=RunRole.View.FULL if any(row.view == RunRole.View.FULL for row in rows) else RunRole.View.PUBLIC,
+        view=RunRole.View.FULL if any(row.role != RunRole.Role.PLAYER and row.view == RunRole.View.FULL for row in rows)
+        else RunRole.View.PUBLIC,
     )
 
 

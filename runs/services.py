@@ -6,10 +6,8 @@ RUNNING run whose heartbeat is stale has crashed and may be resumed.
 
 from __future__ import annotations
 
-import io
 import logging
 import math
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -26,10 +24,8 @@ from engine.estimate import CostEstimate, estimate_run_cost
 from engine.llm.routing import PROVIDER_CHOICES, ProviderChoice, RoutingError, provider_from_environment, with_model
 from engine.scenario.folder import Scenario as EngineScenario
 from engine.run_names import highest_run_number, run_folder_name
-from engine.views.markdown import run_views
 from runs import selectors
 from runs.models import Run, RunStatus, Turn
-from runs.execution.store import load_run_state
 
 logger = logging.getLogger(__name__)
 
@@ -337,18 +333,3 @@ def run_cancel(*, run: Run) -> Run:
         raise RunConflict(f"run {run.pk} is already {run.status}")
     run.refresh_from_db()
     return run
-
-
-# ---- files ---------------------------------------------------------------------------------------------------
-def run_markdown_zip(*, run: Run) -> bytes:
-    """The run's Markdown views and state JSON as a zip, rendered from the database (any machine can serve it)."""
-    import json
-
-    state = load_run_state(run)
-    folder = run.file_stem
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for view in run_views(state):
-            archive.writestr(f"{folder}/{view.name}", view.render())
-        archive.writestr(f"{folder}/state.json", json.dumps(state.to_dict(), indent=2, ensure_ascii=False))
-    return buffer.getvalue()

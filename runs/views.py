@@ -3,7 +3,6 @@ runs compared side by side."""
 
 from __future__ import annotations
 
-import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -15,7 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts.quotas import QuotaExceeded
-from runs.downloads import markdown_zip_response
+from runs.downloads import markdown_zip_response, state_json_response
 from runs.rules import Seat
 from runs import branching, selectors, services
 from runs.comparison import MAX_RUNS as MAX_COMPARED
@@ -23,7 +22,7 @@ from runs.comparison import ComparisonError, RunNotFound, diff_lines, run_compar
 from runs.forms import RunBranchForm
 from runs.live import polled_messages, run_page_context
 from runs.models import Run, RunStatus
-from runs.execution.store import load_run_state
+from runs.reading import reader_of
 
 RUNS_PER_PAGE = 50
 
@@ -63,7 +62,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = _visible_run(request, pk)
-    return render(request, "runs/run_detail.html", run_page_context(run=run))
+    return render(request, "runs/run_detail.html", run_page_context(run=run, reader=reader_of(run, request.user)))
 
 
 @login_required
@@ -75,7 +74,8 @@ def run_live_events(request: HttpRequest, pk: int) -> HttpResponse:
         after = max(0, int(request.GET.get("after", "0")))
     except ValueError:
         after = 0
-    response = HttpResponse(polled_messages(run=run, after=after), content_type="application/json")
+    response = HttpResponse(polled_messages(run=run, after=after, reader=reader_of(run, request.user)),
+                            content_type="application/json")
     response["Cache-Control"] = "no-store"
     return response
 
@@ -133,16 +133,13 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def run_markdown_zip(request: HttpRequest, pk: int) -> HttpResponse:
     run = _visible_run(request, pk)
-    return markdown_zip_response(run)
+    return markdown_zip_response(run, reader_of(run, request.user).viewpoint)
 
 
 @login_required
 def run_state_json(request: HttpRequest, pk: int) -> HttpResponse:
     run = _visible_run(request, pk)
-    body = json.dumps(load_run_state(run).to_dict(), indent=2, ensure_ascii=False)
-    response = HttpResponse(body, content_type="application/json; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{run.file_stem}-state.json"'
-    return response
+    return state_json_response(run, reader_of(run, request.user).viewpoint)
 
 
 # ---- comparison (runs.comparison): two or more runs side by side ---------------------------------------------
@@ -164,7 +161,8 @@ def run_compare(request: HttpRequest) -> HttpResponse:
         ids = _whole_numbers(request.GET.getlist("ids"), "ids")
         turns = _whole_numbers(request.GET.getlist("turn")[:1], "turn")
         comparison = run_comparison(run_ids=ids, turn=turns[0] if turns else None,
-                                    among=selectors.runs_for(request.user))
+                                    among=selectors.runs_for(request.user),
+                                    viewpoint_of=lambda run: reader_of(run, request.user).viewpoint)
     except ComparisonError as exc:
         status = 404 if isinstance(exc, RunNotFound) else 400
         return render(request, "runs/compare.html", {"problem": str(exc), "max_runs": MAX_COMPARED}, status=status)

@@ -10,6 +10,7 @@ from ninja import Query, Schema
 from pydantic import Field
 
 from runs import selectors
+from runs.reading import reader_of
 from runs.comparison import MAX_RUNS as MAX_COMPARED
 from runs.comparison import ComparisonError, RunNotFound, run_comparison
 from scenariolab_site.api_base import ApiError, caller, errors
@@ -82,7 +83,9 @@ def compare_runs(request, ids: list[Annotated[int, Field(ge=1, le=BIGINT)]] = Qu
                  turn: int | None = Query(None, description="whose decisions to compare (default: the last turn every run completed)")):
     among = selectors.runs_readable(caller(request))
     try:
-        comparison = run_comparison(run_ids=ids, turn=turn, among=among)
+        user = caller(request)
+        comparison = run_comparison(run_ids=ids, turn=turn, among=among,
+                                    viewpoint_of=lambda run: reader_of(run, user).viewpoint)
     except RunNotFound as exc:
         raise Http404(str(exc)) from None
     except ComparisonError as exc:

@@ -11,6 +11,8 @@ from ninja.responses import Status
 from pydantic import Field
 
 from runs.downloads import markdown_zip_response
+from runs.execution.mapping import decision_of
+from runs.reading import reader_of, readable_event
 from runs import selectors, services
 from runs import record_selectors
 from runs.metrics import export_filename, metrics_csv, metrics_export, run_metric_rows
@@ -220,15 +222,20 @@ def run_turns(request, run_id: int):
 @router.get("/{run_id}/decisions", response={200: list[DecisionOut], **errors(401, 404, 422)},
             summary="Each actor's decision per turn")
 def run_decisions(request, run_id: int, turn: int | None = Query(None, ge=0)):
-    return list(record_selectors.run_records(Decision, run_for(request, run_id), turn=turn))
+    run = run_for(request, run_id)
+    viewpoint = reader_of(run, caller(request)).viewpoint
+    return [viewpoint.decision(decision_of(row)) for row in record_selectors.run_records(Decision, run, turn=turn)]
 
 
 @router.get("/{run_id}/communications", response={200: list[CommunicationOut], **errors(401, 404, 422)},
             summary="Messages between actors")
 def run_communications(request, run_id: int, turn: int | None = Query(None, ge=0)):
-    rows = record_selectors.run_records(Communication, run_for(request, run_id), turn=turn)
+    run = run_for(request, run_id)
+    viewpoint = reader_of(run, caller(request)).viewpoint
+    rows = record_selectors.run_records(Communication, run, turn=turn)
     return [{"turn": m.turn, "id": m.message_id, "kind": m.kind, "sender": m.sender, "recipients": m.recipients,
-             "content": m.content, "in_reply_to": m.in_reply_to or None} for m in rows]
+             "content": m.content, "in_reply_to": m.in_reply_to or None}
+            for m in rows if viewpoint.sees_message(m.kind, m.sender, m.recipients)]
 
 
 @router.get("/{run_id}/costs", response={200: CostsOut, **errors(401, 404)},
@@ -273,17 +280,23 @@ def export_run_metrics_json(request, run_id: int):
 @router.get("/{run_id}/validations", response={200: list[ValidationOut], **errors(401, 404)},
             summary="Validation findings per turn")
 def run_validations(request, run_id: int):
+    run = run_for(request, run_id)
+    viewpoint = reader_of(run, caller(request)).viewpoint
     return [{"turn": v.turn, "check": v.check_name, "passed": v.passed, "severity": v.severity, "actor": v.actor or None,
              "issues": v.issues, "explanation": v.explanation}
-            for v in record_selectors.run_records(ValidationResult, run_for(request, run_id), order=("turn", "position"))]
+            for v in record_selectors.run_records(ValidationResult, run, order=("turn", "position"))
+            if viewpoint.sees_finding(v.actor or None)]
 
 
 @router.get("/{run_id}/events", response={200: EventPage, **errors(401, 404, 422)},
             summary="The run's events after a seq, in order (poll with next_after to follow a run)")
 def run_events(request, run_id: int, after: int = Query(0, ge=0), limit: int = Query(100, ge=1, le=1000)):
     run = run_for(request, run_id)
+    viewpoint = reader_of(run, caller(request)).viewpoint
     rows, more = record_selectors.events_after(run, after, limit)
-    return {"events": rows, "next_after": rows[-1].seq if rows else after, "has_more": more,
+    events = [readable_event(viewpoint, {"seq": e.seq, "type": e.type, "data": e.data, "source": e.source,
+                                         "timestamp": e.timestamp}) for e in rows]
+    return {"events": events, "next_after": rows[-1].seq if rows else after, "has_more": more,
             "status": selectors.run_display_status(run)}
 
 
@@ -314,4 +327,4 @@ def cancel_run(request, run_id: int):
             summary="The run's Markdown files and state JSON as a zip")
 def export_run(request, run_id: int):
     run = run_for(request, run_id)
-    return markdown_zip_response(run)
+    return markdown_zip_response(run, reader_of(run, caller(request)).viewpoint)

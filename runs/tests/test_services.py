@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from engine import EventType
 from engine.testing.fake_llm import FakeLLMServer
-from runs import selectors, services
+from runs import downloads, selectors, services
 from runs.execution import executor
 from runs.models import CostRecord, Decision, Run, RunEvent, RunStatus
 from runs.execution.store import compact_ledger, load_run_state
@@ -115,7 +115,7 @@ def test_the_credit_limit_halts_a_priced_run_and_a_higher_limit_resumes_it(monke
 
 def test_the_markdown_zip_holds_every_view_of_the_run():
     run = executor.run_execute(run_id=make_run(turns=2).pk)
-    archive = zipfile.ZipFile(io.BytesIO(services.run_markdown_zip(run=run)))
+    archive = zipfile.ZipFile(io.BytesIO(downloads.run_markdown_zip(run=run)))
     names = {name.split("/", 1)[1] for name in archive.namelist()}
     assert {"world-state-000.md", "world-state-002.md", "summary.md", "state.json"} <= names
     assert {f"{a['short_name']}-001.md" for a in run.actors} <= names
