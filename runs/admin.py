@@ -14,6 +14,7 @@ from django.utils.safestring import mark_safe
 from accounts.quotas import QuotaExceeded
 from runs.downloads import markdown_zip_response
 from runs import branching, record_selectors, roles, selectors, services
+from runs import seats as seat_services
 from runs.forms import RunBranchForm, RunStartForm
 from runs.models import CostRecord, Decision, Run, RunRole, Turn
 from runs.v1_import import V1ImportError, V1RunAlreadyImported, V1ScenarioNotFound, run_import_v1_zip
@@ -226,8 +227,9 @@ class RunRoleForm(forms.ModelForm):
         data = super().clean()
         run = data.get("run")
         if run is not None:
-            problems = roles.role_problems(run, role=data.get("role", ""), seats=data.get("seats") or [],
-                                           user=data.get("user"), group=data.get("group"))
+            grant = roles.RoleGrant(data.get("role", ""), user=data.get("user"), group=data.get("group"),
+                                    seats=tuple(data.get("seats") or ()), view=data.get("view"))
+            problems = roles.role_problems([a["short_name"] for a in run.actors], grant)
             if problems:
                 raise forms.ValidationError(problems)
         return data
@@ -245,4 +247,4 @@ class RunRoleAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)
-        roles.seats_to_people(obj)  # a player's seats are played by people from the next decision
+        seat_services.seats_to_people(obj)  # a player's seats are played by people from the next decision

@@ -23,8 +23,8 @@ from engine import FilesystemPersistence
 from engine.scenario.folder import Scenario as EngineScenario
 from engine.state import ActorState, WorldState
 from engine.state import ScenarioStatus
-from runs import services
-from runs.models import CostRecord, Run, Turn
+from runs import roles, services
+from runs.models import CostRecord, Run, RunRole, Turn
 from runs.execution.store import book_ledger_lines, load_run_state, store_state
 from runs.services import RunConflict, RunInputError
 
@@ -152,7 +152,12 @@ def run_branch(*, run: Run, at_turn: int, intervention: Intervention | None = No
     )
     plan = replace(plan, credit_limit=credit_limit)
     with transaction.atomic():
-        child = services.run_create(plan=plan, slug=parent.scenario_slug, scenario=parent.scenario, owner=owner)
+        # A branch keeps its family's parts; whoever owns the parent, if someone else branched it, steers it too.
+        family = roles.family_grants(parent)
+        if parent.owner_id is not None and parent.owner != owner:
+            family.append(roles.RoleGrant(RunRole.Role.FACILITATOR, user=parent.owner))
+        child = services.run_create(plan=plan, slug=parent.scenario_slug, scenario=parent.scenario, owner=owner,
+                                    roles=family)
         child.actors = list(seats.values())
         child.parent, child.branch_turn, child.intervention = parent, at_turn, record
         child.model_override = "" if any(c.model for c in intervention.actors.values()) else parent.model_override

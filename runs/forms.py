@@ -7,6 +7,9 @@ from django import forms
 from engine.llm.routing import PROVIDER_CHOICES
 from engine.scenario.folder import Scenario as EngineScenario
 from runs.branching import ActorChange, Intervention
+from runs.errors import RunInputError
+from runs.models import RunRole
+from runs.roles import grant_to
 from scenarios.models import Scenario
 
 
@@ -35,9 +38,50 @@ class RunStartForm(forms.Form):
 
 
 class ScenarioRunStartForm(RunStartForm):
-    """The start form on a scenario's page, where the scenario is the page's own."""
+    """The start form on a scenario's page, where the scenario is the page's own: with who takes part besides
+    whoever starts it, each named as a username or `group:<name>`."""
 
     scenario = None
+    facilitators = forms.CharField(required=False, max_length=500, help_text="Who steers the run with you: names separated by commas.")
+    observers = forms.CharField(required=False, max_length=500, help_text="Who follows the run read-only: names separated by commas.")
+    observer_view = forms.ChoiceField(required=False, label="Observers see", choices=[
+        ("", "as the scenario says"), ("full", "everything"), ("public", "only what is public")])
+
+    def __init__(self, data=None, *, actors: list[tuple[str, str]] = (), **kwargs) -> None:
+        super().__init__(data, **kwargs)
+        self.seat_fields = []
+        for short_name, name in actors:
+            key = f"player_{short_name}"
+            self.fields[key] = forms.CharField(required=False, max_length=150, label=f"{name} played by",
+                                               help_text="A username or group:<name>; empty: the model (or you, above).")
+            self.seat_fields.append((key, short_name))
+
+    def clean(self):
+        data = super().clean()
+        grants = []
+        for field, role, view in (("facilitators", RunRole.Role.FACILITATOR, None),
+                                  ("observers", RunRole.Role.OBSERVER, data.get("observer_view") or None)):
+            for name in filter(None, (n.strip() for n in (data.get(field) or "").split(","))):
+                try:
+                    grants.append(grant_to(name, role, view=view))
+                except RunInputError as exc:
+                    self.add_error(field, str(exc))
+        players: dict[str, list[str]] = {}
+        for field, short_name in self.seat_fields:
+            if name := (data.get(field) or "").strip():
+                players.setdefault(name, []).append(short_name)
+        for name, seats in players.items():
+            try:
+                grants.append(grant_to(name, RunRole.Role.PLAYER, seats=seats))
+            except RunInputError as exc:
+                for field, short_name in self.seat_fields:
+                    if short_name in seats:
+                        self.add_error(field, str(exc))
+        data["roles"] = grants
+        return data
+
+    def run_parameters(self) -> dict:
+        return {**super().run_parameters(), "roles": self.cleaned_data["roles"]}
 
 
 # ---- branching: the "Branch from turn N" form of the run page and the admin ---------------------------------

@@ -15,6 +15,7 @@ from typing import Any
 
 from engine.visibility import FULL, HIDDEN, PUBLIC, Viewpoint
 from runs.models import Run, RunRole
+from runs.roles import observer_view
 from runs.selectors import run_part
 
 
@@ -38,11 +39,6 @@ class Reader:
 
 
 EVERYTHING = Reader(FULL, None)
-
-
-def observer_view(run: Run) -> str:
-    """What the run's scenario lets observers see, "full" or "public"."""
-    return run.snapshot.get("config", {}).get("observer_view", RunRole.View.FULL)
 
 
 def _viewpoint(view: str) -> Viewpoint:

@@ -1,58 +1,121 @@
-"""Parts in a run besides its owner's (`RunRole`): granting and withdrawing them. Who may do what with a part
-is `runs.rules`; which runs someone has a part in is `runs.selectors.runs_for`."""
+"""Parts in a run besides its owner's (`RunRole`): what a part may be, and the parts a run starts with (the
+scenario's `roles`, those asked for at the start, its family's for a branch). Who may do what with a part is
+`runs.rules`; how a part reads the run, `runs.reading`; giving or taking one on a run under way,
+`runs.seats` (a player's seats change hands).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from django.db import transaction
+from django.contrib.auth.models import Group
 
-from runs import seats as seat_services
+from engine.scenario.folder import Scenario as EngineScenario
+from runs.errors import RunInputError
 from runs.models import Run, RunRole
-from runs.services import RunInputError
+
+logger = logging.getLogger(__name__)
 
 
-def role_problems(run: Run, *, role: str, seats: Sequence[str], user=None, group=None) -> list[str]:
-    """What is wrong with giving `role` (and, to a player, `seats`) in `run` to `user` or `group`: each problem
-    says how to mend it."""
-    problems = [] if (user is None) != (group is None) else ["give the role to one user or to one group"]
-    if role not in RunRole.Role.values:
-        problems.append(f"role must be one of {', '.join(RunRole.Role.values)}, not {role!r}")
-    known = [a["short_name"] for a in run.actors]
-    unknown = [seat for seat in seats if seat not in known]
+@dataclass(frozen=True)
+class RoleGrant:
+    """A part for one user or one group: a facilitator, a player of `seats`, or an observer who sees `view`
+    ("full" or "public"; None: what the scenario lets observers see)."""
+
+    role: str
+    user: Any = None
+    group: Any = None
+    seats: tuple[str, ...] = ()
+    view: str | None = None
+
+    @property
+    def who(self) -> str:
+        return self.user.get_username() if self.user is not None else f"group {self.group}"
+
+
+GROUP_PREFIX = "group:"
+
+
+def grant_to(name: str, role: str, *, seats: Sequence[str] = (), view: str | None = None) -> RoleGrant:
+    """`role` for the user `name`, or for the group `group:<name>`; RunInputError if the site has neither."""
+    from django.contrib.auth import get_user_model
+
+    name = name.strip()
+    if name.startswith(GROUP_PREFIX):
+        group = Group.objects.filter(name=name.removeprefix(GROUP_PREFIX).strip()).first()
+        if group is None:
+            raise RunInputError(f"no group {name.removeprefix(GROUP_PREFIX).strip()!r} on this site (groups are made in the admin)")
+        return RoleGrant(role, group=group, seats=tuple(seats), view=view)
+    user = get_user_model().objects.filter(username=name).first()
+    if user is None:
+        raise RunInputError(f"no user {name!r} on this site (write group:<name> for a group)")
+    return RoleGrant(role, user=user, seats=tuple(seats), view=view)
+
+
+def role_problems(actors: Sequence[str], grant: RoleGrant) -> list[str]:
+    """What is wrong with `grant` in a run of `actors` (short names): each problem says how to mend it."""
+    problems = [] if (grant.user is None) != (grant.group is None) else ["give the role to one user or to one group"]
+    if grant.role not in RunRole.Role.values:
+        problems.append(f"role must be one of {', '.join(RunRole.Role.values)}, not {grant.role!r}")
+    unknown = [seat for seat in grant.seats if seat not in actors]
     if unknown:
-        problems.append(f"no actor {', '.join(map(repr, unknown))} in run {run.pk}: seats must be among {', '.join(known)}")
-    if role == RunRole.Role.PLAYER and not seats:
+        problems.append(f"no actor {', '.join(map(repr, unknown))}: seats must be among {', '.join(actors)}")
+    if grant.role == RunRole.Role.PLAYER and not grant.seats:
         problems.append("a player needs at least one seat (the actors they decide for)")
-    if role != RunRole.Role.PLAYER and seats:
-        problems.append(f"only a player has seats; a {role} has none")
+    if grant.role != RunRole.Role.PLAYER and grant.seats:
+        problems.append(f"only a player has seats; a {grant.role} has none")
+    if grant.view is not None and grant.view not in RunRole.View.values:
+        problems.append(f"view must be one of {', '.join(RunRole.View.values)}, not {grant.view!r}")
     return problems
 
 
-def seats_to_people(part: RunRole) -> None:
-    """A player's seats are played by a person from the next decision on (a seat the model held changes hands)."""
-    who = part.user.get_username() if part.user_id else f"group {part.group}"
-    for actor in part.seats:
-        if next(a for a in part.run.actors if a["short_name"] == actor).get("control", "ai") != "human":
-            part.run = seat_services.seat_set_control(run=part.run, actor=actor, control="human", reason=f"assigned to {who}")
-
-
-def run_role_grant(*, run: Run, role: str, user=None, group=None, seats: Sequence[str] = (),
-                   view: str = RunRole.View.FULL) -> RunRole:
-    """Give `user` (or everyone in `group`) `role` in `run`, replacing the part they had; a player's seats go to
-    people. RunInputError naming what is wrong otherwise."""
-    problems = role_problems(run, role=role, seats=seats, user=user, group=group)
-    if view not in RunRole.View.values:
-        problems.append(f"view must be one of {', '.join(RunRole.View.values)}, not {view!r}")
+def check_grants(actors: Sequence[str], grants: Iterable[RoleGrant]) -> None:
+    problems = [f"{grant.who}: {problem}" for grant in grants for problem in role_problems(actors, grant)]
     if problems:
         raise RunInputError("; ".join(problems))
-    with transaction.atomic():
-        part, _ = RunRole.objects.update_or_create(
-            run=run, user=user, group=group, defaults={"role": role, "seats": list(seats), "view": view})
-        seats_to_people(part)
+
+
+def scenario_grants(config: EngineScenario) -> list[RoleGrant]:
+    """The parts the scenario gives every run (`roles:` in scenario.yaml), to the site's groups of those names;
+    a group the site does not have is skipped (and logged), so a scenario from another team still runs."""
+    wanted = config.config.roles
+    names = {*wanted.facilitators, *wanted.observers, *wanted.players}
+    if not names:
+        return []
+    groups = {group.name: group for group in Group.objects.filter(name__in=names)}
+    missing = sorted(names - set(groups))
+    if missing:
+        logger.warning("scenario %s gives roles to groups this site does not have (%s): skipped",
+                       config.name, ", ".join(missing))
+    grants = [RoleGrant(RunRole.Role.FACILITATOR, group=groups[n]) for n in wanted.facilitators if n in groups]
+    grants += [RoleGrant(RunRole.Role.OBSERVER, group=groups[n]) for n in wanted.observers if n in groups]
+    grants += [RoleGrant(RunRole.Role.PLAYER, group=groups[n], seats=tuple(seats))
+               for n, seats in wanted.players.items() if n in groups]
+    return grants
+
+
+def family_grants(run: Run) -> list[RoleGrant]:
+    """The parts of `run`, for a run of its family (a branch) to start with."""
+    return [RoleGrant(part.role, user=part.user, group=part.group, seats=tuple(part.seats), view=part.view)
+            for part in RunRole.objects.filter(run=run).select_related("user", "group")]
+
+
+def player_seats(grants: Iterable[RoleGrant]) -> list[str]:
+    """The seats `grants` give players: played by people from the start."""
+    return list(dict.fromkeys(seat for grant in grants if grant.role == RunRole.Role.PLAYER for seat in grant.seats))
+
+
+def observer_view(run: Run) -> str:
+    """What the run's scenario lets observers see, "full" or "public"."""
+    return (run.snapshot.get("config", {}).get("roles") or {}).get("observer_view", RunRole.View.FULL)
+
+
+def give_part(run: Run, grant: RoleGrant) -> RunRole:
+    """Store `grant` in `run`, replacing the part its user or group had (checked already: `check_grants`)."""
+    view = grant.view or (observer_view(run) if grant.role == RunRole.Role.OBSERVER else RunRole.View.FULL)
+    part, _ = RunRole.objects.update_or_create(
+        run=run, user=grant.user, group=grant.group, defaults={"role": grant.role, "seats": list(grant.seats), "view": view})
     return part
-
-
-def run_role_withdraw(*, part: RunRole) -> None:
-    """Take a part back. Its seats stay with people (the facilitator hands them to the model if they wish)."""
-    part.delete()

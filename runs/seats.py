@@ -6,7 +6,8 @@ seat is pending the run goes back to the queue, and its executor applies the ans
 decision (its desk, `runs.execution.desk.StoredSeats`, hands them over), so a request never rewrites the
 run. If the executor has not let go of the run yet, it queues the run itself as it lets go.
 
-Seats change hands through the run's `actors` row: an executing worker reads it at every turn; for a run at
+A part given in a run under way (`run_role_grant`) hands a player's seats to people. Seats change hands
+through the run's `actors` row: an executing worker reads it at every turn; for a run at
 rest the change is announced here, as an event of the run. Which seats a run waits for is a read:
 `runs.selectors.run_pending_seats`.
 """
@@ -25,7 +26,8 @@ from engine.seats import CONTROLS, HumanDecisionError, SeatView, human_decision,
 from runs import selectors
 from runs.execution.relay import publish_stored
 from runs.execution.store import append_events, load_run_state, store_human_decision
-from runs.models import Run, RunStatus
+from runs.models import Run, RunRole, RunStatus
+from runs.roles import RoleGrant, check_grants, give_part
 from runs.services import RunConflict, RunInputError, run_resume
 
 
@@ -144,3 +146,27 @@ def seat_timeout(*, run_id: int, now: datetime) -> Run | None:
         for seat in pending:
             _announce(run, EventType.SEAT_CONTROL_CHANGED, {"actor": seat.actor, "control": "ai", "reason": reason})
         return run_resume(run=run)
+
+
+# ---- parts given and taken on a run under way -------------------------------------------------------------------
+def seats_to_people(part: RunRole) -> None:
+    """A player's seats are played by a person from the next decision on (a seat the model held changes hands)."""
+    who = part.user.get_username() if part.user_id else f"group {part.group}"
+    for actor in part.seats:
+        if next(a for a in part.run.actors if a["short_name"] == actor).get("control", "ai") != "human":
+            part.run = seat_set_control(run=part.run, actor=actor, control="human", reason=f"assigned to {who}")
+
+
+def run_role_grant(*, run: Run, grant: RoleGrant) -> RunRole:
+    """Give `grant` in `run`, replacing the part its user or group had; a player's seats go to people.
+    RunInputError naming what is wrong otherwise."""
+    check_grants([a["short_name"] for a in run.actors], [grant])
+    with transaction.atomic():
+        part = give_part(run, grant)
+        seats_to_people(part)
+    return part
+
+
+def run_role_withdraw(*, part: RunRole) -> None:
+    """Take a part back. Its seats stay with people (the facilitator hands them to the model if they wish)."""
+    part.delete()

@@ -24,18 +24,12 @@ from engine.estimate import CostEstimate, estimate_run_cost
 from engine.llm.routing import PROVIDER_CHOICES, ProviderChoice, RoutingError, provider_from_environment, with_model
 from engine.scenario.folder import Scenario as EngineScenario
 from engine.run_names import highest_run_number, run_folder_name
+from runs import roles as roles_
 from runs import selectors
+from runs.errors import RunConflict, RunInputError
 from runs.models import Run, RunStatus, Turn
 
 logger = logging.getLogger(__name__)
-
-
-class RunInputError(ValueError):
-    """A run parameter is wrong; the message names it and says what would be right."""
-
-
-class RunConflict(Exception):
-    """The run is not in a state that allows this (resume a cancelled run, cancel a completed one)."""
 
 
 @dataclass(frozen=True)
@@ -121,12 +115,17 @@ def _next_number(slug: str) -> int:
 
 def run_create(
     *, plan: RunPlan, slug: str, scenario=None, owner=None, human_seats: Sequence[str] = (),
-    human_timeout_minutes: float | None = None,
+    human_timeout_minutes: float | None = None, roles: Sequence[roles_.RoleGrant] = (),
 ) -> Run:
     """The run row, QUEUED, with the scenario frozen into it and the initial world stored as turn 0.
     `human_seats`: actors a person plays (their decisions wait for them); `human_timeout_minutes`: how long
-    a seat may keep the run waiting before the model takes it (None: wait)."""
+    a seat may keep the run waiting before the model takes it (None: wait). `roles`: parts in the run besides
+    the owner's, after those the scenario gives (a later part for the same user or group replaces an earlier);
+    a player's seats are people's from the start."""
     config = plan.config
+    grants = [*roles_.scenario_grants(config), *roles]
+    roles_.check_grants([a.short_name for a in config.actors], grants)
+    human_seats = list(dict.fromkeys([*human_seats, *roles_.player_seats(grants)]))
     _check_seats(config, human_seats, human_timeout_minutes)
     for _ in range(5):  # two processes may pick the same number at once; the unique constraint decides
         number = _next_number(slug)
@@ -156,6 +155,8 @@ def run_create(
                     output_dir=str(Path(settings.RUNS_OUTPUT_DIR) / slug / run_folder_name(number)),
                 )
                 Turn.objects.create(run=run, turn=0, position=0, world_state=config.config.initial_world_state.strip())
+                for grant in grants:
+                    roles_.give_part(run, grant)
                 return run
         except IntegrityError:
             continue
@@ -193,17 +194,20 @@ def run_plan_for(*, scenario, human_seats: Sequence[str] = (), human_timeout_min
 
 
 def run_start(
-    *, scenario, owner=None, human_seats: Sequence[str] = (), human_timeout_minutes: float | None = None, **params
+    *, scenario, owner=None, human_seats: Sequence[str] = (), human_timeout_minutes: float | None = None,
+    roles: Sequence[roles_.RoleGrant] = (), **params
 ) -> Run:
-    """Create a run of a stored scenario within `owner`'s quota and hand it to a worker."""
+    """Create a run of a stored scenario within `owner`'s quota, with `roles` (`run_create`), and hand it to a
+    worker."""
     plan = run_plan_for(scenario=scenario, human_seats=human_seats, human_timeout_minutes=human_timeout_minutes, **params)
     return run_submit(plan=plan, slug=scenario.slug, scenario=scenario, owner=owner, credit_limit=params.get("credit_limit"),
-                      human_seats=human_seats, human_timeout_minutes=human_timeout_minutes)
+                      human_seats=human_seats, human_timeout_minutes=human_timeout_minutes, roles=roles)
 
 
 def run_submit(
     *, plan: RunPlan, slug: str, scenario=None, owner=None, credit_limit: float | None = None,
     human_seats: Sequence[str] = (), human_timeout_minutes: float | None = None, enqueue: bool = True,
+    roles: Sequence[roles_.RoleGrant] = (),
 ) -> Run:
     """Create a planned run for `owner`, within their quota: QuotaRefused for a `credit_limit` (as they asked for
     it) above their largest, QuotaBusy when they have as many runs under way as they may; without a limit asked
@@ -212,7 +216,7 @@ def run_submit(
     with transaction.atomic():
         _check_under_way(owner)
         run = run_create(plan=plan, slug=slug, scenario=scenario, owner=owner, human_seats=human_seats,
-                         human_timeout_minutes=human_timeout_minutes)
+                         human_timeout_minutes=human_timeout_minutes, roles=roles)
         if enqueue:
             transaction.on_commit(lambda: run_enqueue(run=run))
     return run

@@ -66,6 +66,9 @@ class ScenarioForm(forms.ModelForm):
     def clean_exogenous_events(self) -> Any:
         return self._checked("exogenous_events")
 
+    def clean_roles(self) -> Any:
+        return self._checked("roles", empty={})
+
     def clean_extra(self) -> Any:
         return self._checked("extra", empty={})
 
@@ -161,6 +164,7 @@ class ScenarioAdmin(admin.ModelAdmin):
         ("Play", {"fields": [("turns", "turn_duration"), ("world_state_model", "context_window_size"),
                              ("credit_limit", "seed"), "end_condition"]}),
         ("Features", {"fields": ["communication", "features"]}),
+        ("Roles on a shared site", {"classes": ["collapse"], "fields": ["roles"]}),
         ("Metrics, QA and outside events", {"classes": ["collapse"],
                                             "fields": ["metrics", "validation_rules", "exogenous_events"]}),
         ("Other", {"classes": ["collapse"], "fields": ["extra", ("created_at", "updated_at")]}),

@@ -65,6 +65,9 @@ class Scenario(models.Model):
     metrics = models.JSONField(null=True, blank=True, help_text="metrics.yaml as JSON: {\"metrics\": [...]}")
     validation_rules = models.JSONField(null=True, blank=True, help_text="validation-rules.yaml as JSON.")
     exogenous_events = models.JSONField(null=True, blank=True, help_text="exogenous-events.yaml as JSON.")
+    roles = models.JSONField(default=dict, blank=True, help_text="Parts in every run by group, and what observers see: "
+                             "{\"observer_view\": \"public\", \"facilitators\": [group], \"observers\": [group], "
+                             "\"players\": {group: [actor]}}")
     extra = models.JSONField(default=dict, blank=True, help_text="Keys of scenario.yaml the site does not know, kept.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

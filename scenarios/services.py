@@ -30,7 +30,7 @@ from engine.scenario.errors import (
 from engine.scenario.export import actor_file_stems, scenario_folder_files
 from engine.scenario.schema import BackgroundDocument as EngineDocument
 from engine.scenario.folder import Scenario as EngineScenario
-from engine.scenario.schema import SHORT_NAME, ActorConfig, CommunicationSettings, ExogenousEventsConfig, Features, ScenarioConfig, ValidationRules
+from engine.scenario.schema import SHORT_NAME, ActorConfig, CommunicationSettings, ExogenousEventsConfig, Features, RolesConfig, ScenarioConfig, ValidationRules
 from engine.scenario.metrics import MetricsConfig
 from scenarios.archives import (  # noqa: F401 - ScenarioImportError and the limits are part of this API
     MAX_ZIP_ENTRIES,
@@ -53,6 +53,7 @@ JSON_FIELD_MODELS: dict[str, type[BaseModel]] = {
     "metrics": MetricsConfig,
     "validation_rules": ValidationRules,
     "exogenous_events": ExogenousEventsConfig,
+    "roles": RolesConfig,
 }
 
 
@@ -157,6 +158,8 @@ def scenario_to_engine(*, scenario: Scenario) -> EngineScenario:
     data["actors"] = stems
     if features:
         data["features"] = features
+    if scenario.roles:
+        data["roles"] = scenario.roles
     if scenario.extra and not isinstance(scenario.extra, dict):
         problems.append(LocatedError("scenario.yaml", "", None, "extra: expected a mapping of keys"))
     config, found = model_problems(ScenarioConfig, data, file="scenario.yaml")
@@ -232,6 +235,7 @@ def scenario_from_engine(*, config: EngineScenario, slug: str | None = None) -> 
     features.pop("communications", None)
     row.communication = cfg.features.communications.model_dump(mode="json")
     row.features = features
+    row.roles = cfg.roles.model_dump(mode="json", exclude_unset=True)
     row.extra = _json(cfg.model_extra or {})
     row.metrics = _part(config.metrics)
     row.validation_rules = _part(config.validation)

@@ -40,7 +40,8 @@ def _actor_rows(scenario: Scenario) -> list[dict]:
 
 
 def _start_form(data, scenario: Scenario) -> ScenarioRunStartForm:
-    form = ScenarioRunStartForm(data, initial={"use_cache": True})
+    actors = [(actor.short_name, actor.name) for actor in scenario.actors.all()]
+    form = ScenarioRunStartForm(data, initial={"use_cache": True}, actors=actors)
     # Empty fields mean the scenario's defaults: the placeholders say what those are.
     form.fields["turns"].widget.attrs["placeholder"] = scenario.turns
     form.fields["seed"].widget.attrs["placeholder"] = scenario.seed
@@ -68,7 +69,7 @@ def scenario_detail(request: HttpRequest, slug: str) -> HttpResponse:
                 run = run_services.run_start(scenario=scenario, owner=request.user, **parameters)
                 messages.success(request, f"{run} is queued for a worker.")
                 return redirect(reverse("runs:detail", args=[run.pk]))
-            plan = run_services.run_plan_for(scenario=scenario, **parameters)
+            plan = run_services.run_plan_for(scenario=scenario, **{k: v for k, v in parameters.items() if k != "roles"})
         except (run_services.RunInputError, run_services.RunConflict, QuotaExceeded) as exc:
             error = str(exc)
     context = {

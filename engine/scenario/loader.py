@@ -162,6 +162,21 @@ def _check_condition_names(reader: Reader, doc: Document, text: str, metrics: Me
                                       f"did you mean '{suggestion}'?" if suggestion else None))
 
 
+def _check_player_seats(reader: Reader, doc: Document, config: ScenarioConfig, actors: list[ActorConfig]) -> None:
+    """The seats `roles.players` gives groups are the scenario's actors."""
+    known = [actor.short_name for actor in actors]
+    for group, seats in config.roles.players.items():
+        for seat in seats:
+            if seat in known:
+                continue
+            spot = locate_at(doc, ("roles", "players", group))
+            suggestion = closest(seat, known, cutoff=0.6)
+            reader.errors.append(LocatedError(doc.rel, spot.key_path, spot.line,
+                                              f"group {group!r} is given seat {seat!r}, which is no actor of the "
+                                              f"scenario (actors: {', '.join(known)})",
+                                              f"did you mean '{suggestion}'?" if suggestion else None))
+
+
 def read_scenario_folder(path: str | Path) -> dict[str, Any]:
     """Read and validate every file of a scenario folder: the parts of its `Scenario`, by field (see
     `engine.scenario.folder`); raise ScenarioLoadError listing all problems."""
@@ -205,6 +220,8 @@ def read_scenario_folder(path: str | Path) -> dict[str, Any]:
 
     if config is not None and doc is not None and config.end_condition is not None:
         _check_condition_names(reader, doc, config.end_condition, optional["metrics"])
+    if config is not None and doc is not None and actors:
+        _check_player_seats(reader, doc, config, actors)
 
     background: list[BackgroundDocument] = []
     for document_path in listing(reader.folder("background")):

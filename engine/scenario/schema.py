@@ -78,6 +78,17 @@ class Features(OpenModel):
     context_management: ContextManagement = Field(default_factory=ContextManagement)
 
 
+class RolesConfig(OpenModel):
+    """Who takes part in the scenario's runs on a shared site besides whoever starts them, by Django group (a
+    team's groups, not people): given on every run as it starts. A group the site does not have is skipped."""
+
+    observer_view: Literal["full", "public"] = Field(
+        "full", description="What observers see: everything, or only the world, public statements and actions.")
+    facilitators: TextList
+    observers: TextList
+    players: dict[str, list[str]] = Field(default_factory=dict, description="A group's seats: group name -> actor short names.")
+
+
 class ScenarioConfig(OpenModel):
     """scenario.yaml. Older names are accepted: `num_turns`, `max_turns` or `scenario_length` for `turns`,
     `parameters: {max_turns, turn_duration}`, `context_window` for `context_window_size`, and V1's communication
@@ -100,6 +111,7 @@ class ScenarioConfig(OpenModel):
     features: Features = Field(default_factory=Features)
     # The run ends once this holds after a turn (engine.scenario.conditions), `turns` being its cap.
     end_condition: str | None = None
+    roles: RolesConfig = Field(default_factory=RolesConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from pydantic import Field
 from runs.downloads import markdown_zip_response
 from runs.execution.mapping import decision_of
 from runs.reading import reader_of, readable_event
+from runs.api.roles import RoleIn, role_grant
 from runs import selectors, services
 from runs import record_selectors
 from runs.metrics import export_filename, metrics_csv, metrics_export, run_metric_rows
@@ -34,6 +35,8 @@ class RunStartIn(Schema):
     human_seats: list[Annotated[str, Field(max_length=64)]] = Field(
         default_factory=list, max_length=50, description="short names of the actors a person plays")
     human_timeout_minutes: float | None = Field(None, gt=0, le=60 * 24 * 30, description="hand a waiting seat to the model after this long; empty: wait")
+    roles: list[RoleIn] = Field(default_factory=list, max_length=100,
+                                description="parts besides the owner's (after the scenario's own): a player's seats are people's from the start")
 
 
 class ExecuteIn(Schema):
@@ -49,6 +52,7 @@ class ExecuteIn(Schema):
     use_cache: bool = True
     human_seats: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=50)
     human_timeout_minutes: float | None = Field(None, gt=0, le=60 * 24 * 30)
+    roles: list[RoleIn] = Field(default_factory=list, max_length=100)
 
 
 class RunPage(Schema):
@@ -182,6 +186,7 @@ def _start(request, slug: str, params: dict):
     scenario = scenario_get(slug=slug)
     if scenario is None:
         raise Http404(f"no scenario {slug!r}")
+    params["roles"] = [role_grant(role) for role in params.get("roles") or ()]
     run = services.run_start(scenario=scenario, owner=user, **params)
     return Status(201, run_json(request, run, 0))
 

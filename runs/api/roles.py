@@ -11,8 +11,10 @@ from ninja import Schema
 from ninja.responses import Status
 from pydantic import Field
 
-from runs import roles, selectors
+from runs import seats as seat_services
+from runs import selectors
 from runs.models import RunRole
+from runs.roles import RoleGrant
 from scenariolab_site.api_base import ApiError, errors
 
 from runs.api.common import Text, router, run_for
@@ -24,7 +26,7 @@ class RoleIn(Schema):
     group: Text | None = Field(None, max_length=150, description="a Django group's name; or give `user`")
     seats: list[Annotated[Text, Field(max_length=64)]] = Field(default_factory=list, max_length=100,
                                                               description="a player's actors (short names)")
-    view: Literal["full", "public"] = Field("full", description="what an observer sees")
+    view: Literal["full", "public"] | None = Field(None, description="what an observer sees (default: what the scenario lets observers see)")
 
 
 class RoleOut(Schema):
@@ -49,10 +51,9 @@ def list_roles(request, run_id: int):
     return [_out(part) for part in selectors.run_roles(run_for(request, run_id))]
 
 
-@router.post("/{run_id}/roles", response={201: RoleOut, **errors(400, 401, 403, 404, 422)},
-             summary="Give a user or a group a part in the run (replacing the one they had); a player's seats go to people")
-def grant_role(request, run_id: int, payload: RoleIn):
-    run = run_for(request, run_id, write=True)
+def role_grant(payload: RoleIn | dict) -> RoleGrant:
+    """The part a request asks for, its user or group looked up by name (400 naming an unknown one)."""
+    payload = payload if isinstance(payload, RoleIn) else RoleIn(**payload)
     user = group = None
     if payload.user is not None:
         user = get_user_model().objects.filter(username=payload.user).first()
@@ -62,8 +63,14 @@ def grant_role(request, run_id: int, payload: RoleIn):
         group = Group.objects.filter(name=payload.group).first()
         if group is None:
             raise ApiError(400, "bad_request", f"no group {payload.group!r}", [{"loc": ["group"], "message": "unknown"}])
-    part = roles.run_role_grant(run=run, role=payload.role, user=user, group=group, seats=payload.seats, view=payload.view)
-    return Status(201, _out(part))
+    return RoleGrant(payload.role, user=user, group=group, seats=tuple(payload.seats), view=payload.view)
+
+
+@router.post("/{run_id}/roles", response={201: RoleOut, **errors(400, 401, 403, 404, 422)},
+             summary="Give a user or a group a part in the run (replacing the one they had); a player's seats go to people")
+def grant_role(request, run_id: int, payload: RoleIn):
+    run = run_for(request, run_id, write=True)
+    return Status(201, _out(seat_services.run_role_grant(run=run, grant=role_grant(payload))))
 
 
 @router.delete("/{run_id}/roles/{role_id}", response={204: None, **errors(401, 403, 404)},
@@ -73,5 +80,5 @@ def withdraw_role(request, run_id: int, role_id: int):
     part = RunRole.objects.filter(run=run, pk=role_id).first()
     if part is None:
         raise ApiError(404, "not_found", f"run {run_id} has no role {role_id}")
-    roles.run_role_withdraw(part=part)
+    seat_services.run_role_withdraw(part=part)
     return Status(204, None)

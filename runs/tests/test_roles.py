@@ -6,7 +6,9 @@ import pytest
 from django.contrib.auth.models import Group, User
 from ninja.testing import TestClient
 
-from runs import roles, selectors, services
+from runs import selectors, services
+from runs.roles import RoleGrant
+from runs.seats import run_role_grant
 from runs.execution import executor
 from runs.models import HumanDecision, Run, RunRole, RunStatus
 from runs.tests.factories import make_run
@@ -15,6 +17,10 @@ from scenariolab_site.api import api
 
 pytestmark = pytest.mark.django_db
 api_client = TestClient(api)
+
+
+def grant(run: Run, role: str, **part) -> RunRole:
+    return run_role_grant(run=run, grant=RoleGrant(role, **part))
 
 
 @pytest.fixture
@@ -27,10 +33,10 @@ def people() -> dict[str, User]:
 def waiting(people) -> Run:
     """A run waiting for two seats, each assigned to its player, with a facilitator and an observer."""
     run = make_run(turns=1, owner=people["owner"])
-    roles.run_role_grant(run=run, role="player", user=people["norvale_player"], seats=["norvale"])
-    roles.run_role_grant(run=run, role="player", user=people["meridian_player"], seats=["meridian"])
-    roles.run_role_grant(run=run, role="facilitator", user=people["facilitator"])
-    roles.run_role_grant(run=run, role="observer", user=people["observer"], view="public")
+    grant(run, "player", user=people["norvale_player"], seats=["norvale"])
+    grant(run, "player", user=people["meridian_player"], seats=["meridian"])
+    grant(run, "facilitator", user=people["facilitator"])
+    grant(run, "observer", user=people["observer"], view="public")
     run = executor.run_execute(run_id=run.pk)
     assert run.status == RunStatus.WAITING_FOR_HUMAN
     return run
@@ -83,7 +89,7 @@ def test_a_role_given_to_a_group_reaches_its_members(people):
     delegation = Group.objects.create(name="delegation")
     people["stranger"].groups.add(delegation)
     assert not people["stranger"].has_perm("runs.see_run", run)
-    roles.run_role_grant(run=run, role="observer", group=delegation)
+    grant(run, "observer", group=delegation)
     assert User.objects.get(pk=people["stranger"].pk).has_perm("runs.see_run", run)  # a fresh user: no cache
 
 
@@ -96,7 +102,7 @@ def test_a_role_given_to_a_group_reaches_its_members(people):
 def test_a_wrong_role_is_refused_naming_the_fix(people, role, seats, problem):
     run = make_run(turns=1, owner=people["owner"])
     with pytest.raises(services.RunInputError, match=problem):
-        roles.run_role_grant(run=run, role=role, user=people["stranger"], seats=seats)
+        grant(run, role, user=people["stranger"], seats=seats)
     assert not RunRole.objects.exists()
 
 
@@ -122,3 +128,101 @@ def test_roles_over_the_api(people):
     assert api_client.delete(f"{url}/{part}", user=people["norvale_player"]).status_code == 403
     assert api_client.delete(f"{url}/{part}", user=people["owner"]).status_code == 204
     assert api_client.get(f"/runs/{run.pk}", user=people["norvale_player"]).status_code == 404
+
+
+def test_roles_given_at_the_start_over_the_api_and_the_start_form(people, client):
+    from scenarios.services import scenario_import_library
+
+    scenario_import_library()
+    started = api_client.post("/runs/", user=people["owner"], json={
+        "scenario": "ai-summit", "turns": 1, "roles": [
+            {"role": "player", "user": "norvale_player", "seats": ["norvale"]},
+            {"role": "observer", "user": "observer", "view": "public"}]})
+    assert started.status_code == 201, started.content
+    run = Run.objects.get(pk=started.json()["id"])
+    assert {(p.user.username, p.role, tuple(p.seats), p.view) for p in RunRole.objects.filter(run=run)} == {
+        ("norvale_player", "player", ("norvale",), "full"), ("observer", "observer", (), "public")}
+    assert {a["short_name"]: a["control"] for a in run.actors}["norvale"] == "human", "a player's seat is a person's from the start"
+    refused = api_client.post("/runs/", user=people["owner"], json={
+        "scenario": "ai-summit", "roles": [{"role": "player", "user": "nobody", "seats": ["norvale"]}]})
+    assert refused.status_code == 400 and "no user 'nobody'" in refused.json()["message"]
+
+    client.force_login(people["owner"])
+    Group.objects.create(name="analysts")
+    form = {"start": "1", "turns": "1", "use_cache": "on", "player_norvale": "norvale_player",
+            "player_meridian": "meridian_player", "facilitators": "facilitator", "observers": "group:analysts"}
+    page = client.post("/scenarios/ai-summit/", form)
+    assert page.status_code == 302, page.content.decode()[:2000]
+    run = Run.objects.latest("pk")
+    parts = {(p.user.username if p.user else f"group:{p.group.name}", p.role, tuple(p.seats)) for p in RunRole.objects.filter(run=run)}
+    assert parts == {("norvale_player", "player", ("norvale",)), ("meridian_player", "player", ("meridian",)),
+                     ("facilitator", "facilitator", ()), ("group:analysts", "observer", ())}
+    wrong = client.post("/scenarios/ai-summit/", {**form, "player_norvale": "nobody"})
+    assert wrong.status_code == 200 and "no user &#x27;nobody&#x27;" in wrong.content.decode()
+    assert Run.objects.count() == 2, "nothing started"
+
+
+def test_a_scenario_gives_its_runs_roles_and_says_what_observers_see(people):
+    from runs.tests.factories import summit_config
+
+    config = summit_config()
+    red = Group.objects.create(name="red-team")
+    people["meridian_player"].groups.add(red)
+    roles_config = config.config.roles.model_copy(update={
+        "observer_view": "public", "players": {"red-team": ["meridian"], "absent-team": ["norvale"]}})
+    config = config.model_copy(update={"config": config.config.model_copy(update={"roles": roles_config})})
+    run = make_run(config, turns=1, owner=people["owner"])
+    part = RunRole.objects.get(run=run)
+    assert (part.group, part.role, part.seats) == (red, "player", ["meridian"]), "a group the site lacks is skipped"
+    assert {a["short_name"]: a["control"] for a in run.actors}["meridian"] == "human"
+    observer = grant(run, "observer", user=people["observer"])
+    assert observer.view == "public", "an observer sees what the scenario lets observers see"
+    assert grant(run, "observer", user=people["stranger"], view="full").view == "full", "unless their role says"
+
+
+def test_a_scenario_naming_a_seat_it_lacks_does_not_load(tmp_path):
+    import shutil
+
+    from django.conf import settings
+
+    from engine import Scenario
+    from engine.scenario.errors import ScenarioLoadError
+
+    folder = tmp_path / "summit"
+    shutil.copytree(f"{settings.SCENARIO_LIBRARY_DIR}/ai-summit", folder)
+    with (folder / "scenario.yaml").open("a") as file:
+        file.write("roles:\n  players:\n    red-team: [meridain]\n")
+    with pytest.raises(ScenarioLoadError) as failed:
+        Scenario.load(folder)
+    message = str(failed.value)
+    assert "seat 'meridain'" in message and "Did you mean 'meridian'" in message
+    lines = (folder / "scenario.yaml").read_text().splitlines()
+    assert f"scenario.yaml:{len(lines)}" in message or f"scenario.yaml:{len(lines) - 1}" in message, message
+
+
+def test_a_branch_keeps_its_familys_roles(people):
+    from runs import branching
+    from runs.branching import Intervention
+
+    run = executor.run_execute(run_id=make_run(turns=1, owner=people["owner"]).pk)
+    grant(run, "facilitator", user=people["facilitator"])
+    grant(run, "observer", user=people["observer"], view="public")
+    child = branching.run_branch(run=run, at_turn=1, intervention=Intervention(end_turn=2), owner=people["facilitator"])
+    parts = {(p.user.username, p.role, p.view) for p in RunRole.objects.filter(run=child)}
+    assert parts == {("facilitator", "facilitator", "full"), ("observer", "observer", "public"),
+                     ("owner", "facilitator", "full")}, "and the parent's owner steers a branch someone else made"
+
+
+def test_a_stored_scenario_keeps_its_roles(tmp_path):
+    import shutil
+
+    from django.conf import settings
+
+    from scenarios.services import scenario_import_folder, scenario_to_engine
+
+    folder = tmp_path / "summit"
+    shutil.copytree(f"{settings.SCENARIO_LIBRARY_DIR}/ai-summit", folder)
+    with (folder / "scenario.yaml").open("a") as file:
+        file.write("roles:\n  observer_view: public\n  players:\n    red-team: [meridian]\n")
+    roles_config = scenario_to_engine(scenario=scenario_import_folder(path=folder, slug="summit")).config.roles
+    assert (roles_config.observer_view, roles_config.players) == ("public", {"red-team": ["meridian"]})
