@@ -19,6 +19,7 @@ from runs import selectors
 from runs.execution.relay import run_group
 from runs.live import page_names, rendered_message, stored_status
 from runs.models import Run
+from runs.notifications import people_group, seats_waiting_for
 from runs.reading import Reader, readable_event, reader_of
 
 logger = logging.getLogger(__name__)
@@ -139,3 +140,45 @@ comes as `hidden`, with its seq only); a bearer token or the session."""
         await self.send_json({"seq": event["seq"], "type": event["type"], "timestamp": event["timestamp"],
                               "data": event["data"]})
         self.last_seq = event["seq"]
+
+
+@database_sync_to_async
+def _seats_of(user) -> list[dict]:
+    return [{"run": seat.run.pk, "actor": seat.actor, "name": seat.name, "turn": seat.turn, "page": seat.path,
+             "title": f"{seat.run.scenario_name} run {seat.run.number:03d}"} for seat in seats_waiting_for(user)]
+
+
+class SeatsConsumer(AsyncJsonWebsocketConsumer):
+    """`ws /ws/seats/`: the seats waiting for the signed-in person, sent on connect and whenever they change
+    (`runs.notifications`): what every page's header shows, and the notice of a seat that starts waiting."""
+
+    async def connect(self) -> None:
+        self.user = self.scope.get("user")
+        if self.user is None or not self.user.is_authenticated:
+            await self.accept()
+            await self.close(code=4403)
+            return
+        self.group = people_group(self.user.pk)
+        try:
+            await self.channel_layer.group_add(self.group, self.channel_name)
+        except Exception as exc:  # noqa: BLE001 - the layer is down: the header shows the plain link
+            logger.warning("seats socket: the channel layer refused it (%s: %s)", type(exc).__name__, exc)
+            await self.accept()
+            await self.close(code=LIVE_UNAVAILABLE)
+            return
+        self.joined = True
+        await self.accept()
+        await self.send_seats()
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "joined", False):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content, **kwargs) -> None:
+        await self.send_seats()  # a page may ask again (after a quiet spell)
+
+    async def seats_changed(self, message: dict) -> None:
+        await self.send_seats()
+
+    async def send_seats(self) -> None:
+        await self.send_json({"type": "seats", "seats": await _seats_of(self.user)})

@@ -23,7 +23,7 @@ from runs import selectors
 from runs import record_selectors
 from runs.execution.mapping import decision_of
 from runs.metrics import metric_definition_dicts, run_metric_definitions
-from runs.models import Run
+from runs.models import Run, RunStatus
 from runs.reading import EVERYTHING, Reader, readable_event
 
 LIFECYCLE = frozenset(STATUS_AFTER)  # the events that change a run's status
@@ -92,6 +92,7 @@ def run_page_context(*, run: Run, reader: Reader = EVERYTHING) -> dict[str, Any]
         key = f"{record['name']}|{record['actor']}" if record["actor"] else record["name"]
         table.setdefault(record["turn"], {})[key] = record["value"]
     costs = selectors.cost_breakdown_at(run, seq)
+    pending = selectors.run_pending_seats(run=run)
     cost_lines = selectors.cost_lines_at(run, seq)
     return {
         "run": run,
@@ -112,7 +113,8 @@ def run_page_context(*, run: Run, reader: Reader = EVERYTHING) -> dict[str, Any]
         "metric_alerts": [alert for record in metrics if (alert := metric_alert(by_name.get(record["name"]), record))],
         "cost_lines": cost_lines,
         "cost_by_turn": cost_by_turn(cost_lines),
-        "waiting_seats": _waiting_seats(run, reader),
+        "waiting_seats": [_waiting_seat(seat.actor, seat.name, reader) for seat in pending],
+        "seat_rows": seat_rows(run, pending),
         "findings": viewpoint.findings(records.findings),
         "viewpoint": viewpoint,
         "view_actors": [names.get(actor, actor) for actor in sorted(viewpoint.actors or ())],
@@ -168,6 +170,23 @@ def polled_messages(*, run: Run, after: int, reader: Reader = EVERYTHING) -> str
 
 
 POLLED_EVENTS = 200
+
+
+def seat_rows(run: Run, pending_seats: list[selectors.PendingSeat]) -> list[dict[str, Any]]:
+    """The seats table: who plays each actor and, while the run waits (for `pending_seats`), who has decided
+    and who is deciding."""
+    players: dict[str, list[str]] = {}
+    for part in selectors.run_roles(run):
+        for actor in part.seats:
+            players.setdefault(actor, []).append(part.user.get_username() if part.user_id else f"group:{part.group.name}")
+    pending = {seat.actor for seat in pending_seats}
+    waiting = run.status == RunStatus.WAITING_FOR_HUMAN
+    rows = []
+    for seat in run.actors:
+        human = seat.get("control", "ai") == "human"
+        state = ("deciding" if seat["short_name"] in pending else "decided") if waiting and human else ""
+        rows.append({**seat, "control": seat.get("control", "ai"), "players": players.get(seat["short_name"], []), "state": state})
+    return rows
 
 
 def _waiting_seat(actor: str, name: str, reader: Reader) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from django.utils import timezone
 from engine import Event, EventType
 from engine.scenario.folder import Scenario as EngineScenario
 from engine.seats import CONTROLS, HumanDecisionError, SeatView, human_decision, seat_view
-from runs import selectors
+from runs import notifications, selectors
 from runs.execution.relay import publish_stored
 from runs.execution.store import append_events, load_run_state, store_human_decision
 from runs.models import Run, RunRole, RunStatus
@@ -79,6 +79,7 @@ def seat_set_control(*, run: Run, actor: str, control: str, reason: str = "") ->
         run.save(update_fields=["actors"])
         if run.status != RunStatus.RUNNING:  # a worker announces the change itself when it reads it
             _announce(run, EventType.SEAT_CONTROL_CHANGED, {"actor": actor, "control": control, "reason": reason or "changed on request"})
+        transaction.on_commit(lambda: notifications.refresh_headers(run))
         return _go_on_if_decided(run)
 
 
@@ -103,6 +104,7 @@ def seat_decide(
         except HumanDecisionError as exc:
             raise SeatDecisionError(exc.problems) from None
         store_human_decision(run.pk, turn, actor, decision, by=by)
+        transaction.on_commit(lambda: notifications.refresh_headers(run))
         return _go_on_if_decided(run)
 
 
@@ -165,6 +167,29 @@ def run_role_grant(*, run: Run, grant: RoleGrant) -> RunRole:
         part = give_part(run, grant)
         seats_to_people(part)
     return part
+
+
+def seat_assign(*, run: Run, actor: str, to: RoleGrant) -> Run:
+    """Hand `actor`'s seat to the user or group of `to` (a grant without role or seats: who): they play it
+    from the next decision, alongside any seat they play already; whoever played it before no longer does (a
+    player left without seats follows the run as an observer of the public view). A facilitator given a seat
+    decides for it as for every seat. Their people are told if the seat waits."""
+    _seat(run, actor)
+    check_grants([a["short_name"] for a in run.actors], [RoleGrant(RunRole.Role.PLAYER, user=to.user, group=to.group, seats=(actor,))])
+    with transaction.atomic():
+        theirs = RunRole.objects.filter(run=run, user=to.user, group=to.group).first()
+        for part in RunRole.objects.filter(run=run, role=RunRole.Role.PLAYER).exclude(pk=getattr(theirs, "pk", None)):
+            if actor in part.seats:
+                part.seats = [seat for seat in part.seats if seat != actor]
+                if not part.seats:
+                    part.role, part.view = RunRole.Role.OBSERVER, RunRole.View.PUBLIC
+                part.save(update_fields=["seats", "role", "view"])
+        if theirs is None or theirs.role != RunRole.Role.FACILITATOR:
+            seats = [*theirs.seats, actor] if theirs is not None and theirs.role == RunRole.Role.PLAYER else [actor]
+            give_part(run, RoleGrant(RunRole.Role.PLAYER, user=to.user, group=to.group, seats=tuple(dict.fromkeys(seats))))
+        run = seat_set_control(run=run, actor=actor, control="human", reason=f"assigned to {to.who}")
+        transaction.on_commit(lambda: notifications.notify_waiting(run, actors=[actor]))
+    return run
 
 
 def run_role_withdraw(*, part: RunRole) -> None:

@@ -9,6 +9,7 @@ app_name = "runs"
 urlpatterns = [
     path("", views.run_list, name="list"),
     path("compare/", views.run_compare, name="compare"),  # comparison
+    path("seats/", views.my_seats, name="my_seats"),  # every seat waiting for the signed-in person
     path("<int:pk>/", views.run_detail, name="detail"),
     path("<int:pk>/events/", views.run_live_events, name="live_events"),  # pages that cannot hold a socket
     path("<int:pk>/pause/", views.run_pause, name="pause"),
@@ -19,4 +20,6 @@ urlpatterns = [
     path("<int:pk>/branch/", views.run_branch, name="branch"),  # branching
     path("<int:pk>/seats/<str:actor>/", views.seat_detail, name="seat"),  # human seats
     path("<int:pk>/seats/<str:actor>/control/", views.seat_control, name="seat_control"),
+    path("<int:pk>/seats/<str:actor>/assign/", views.seat_assign, name="seat_assign"),
+    path("<int:pk>/seats/<str:actor>/nudge/", views.seat_nudge, name="seat_nudge"),
 ]

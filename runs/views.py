@@ -252,3 +252,45 @@ def seat_control(request: HttpRequest, pk: int, actor: str) -> HttpResponse:
     except (services.RunConflict, services.RunInputError) as exc:
         messages.error(request, str(exc))
     return redirect(_detail_url(run))
+
+
+@login_required
+@require_POST
+def seat_nudge(request: HttpRequest, pk: int, actor: str) -> HttpResponse:
+    """Tell the people of a waiting seat again (email and their pages' headers)."""
+    from runs import notifications
+
+    run = _visible_run(request, pk, steer=True)
+    told = notifications.notify_waiting(run, actors=[actor], nudge=True)
+    if told:
+        messages.success(request, f"{actor}: reminded {', '.join(told)}.")
+    else:
+        messages.info(request, f"{actor}: the run is not waiting for this seat, so nobody was reminded.")
+    return redirect(_detail_url(run))
+
+
+@login_required
+@require_POST
+def seat_assign(request: HttpRequest, pk: int, actor: str) -> HttpResponse:
+    """`person` (a username or group:<name>) plays the seat from the next decision."""
+    from runs import seats
+    from runs.roles import grant_to
+
+    run = _visible_run(request, pk, steer=True)
+    person = request.POST.get("person", "").strip()
+    try:
+        if not person:
+            raise services.RunInputError("say who plays the seat: a username or group:<name>")
+        seats.seat_assign(run=run, actor=actor, to=grant_to(person, "player", seats=[actor]))
+        messages.success(request, f"{actor}: played by {person} from the next decision.")
+    except (services.RunConflict, services.RunInputError) as exc:
+        messages.error(request, f"{actor}: {exc}")
+    return redirect(_detail_url(run))
+
+
+@login_required
+def my_seats(request: HttpRequest) -> HttpResponse:
+    """Every seat waiting for the signed-in person, across runs: how long it has waited, its deadline."""
+    from runs.notifications import seats_waiting_for
+
+    return render(request, "runs/my_seats.html", {"seats": seats_waiting_for(request.user)})

@@ -10,11 +10,14 @@ from django.urls import reverse
 from ninja import Schema
 from pydantic import Field
 
-from runs import seats, selectors
+from django.utils import timezone
+
+from runs import notifications, seats, selectors
 from runs.rules import Seat
 from scenariolab_site.api_base import ApiError, caller, errors
 
 from runs.api.common import RunOut, Text, run_for, run_json, steer, router
+from runs.api.roles import RoleIn, role_grant
 
 
 class SeatOut(Schema):
@@ -50,7 +53,18 @@ class PendingSeatOut(Schema):
     name: str
     turn: int
     waiting_since: datetime | None
+    waited_seconds: float | None = Field(description="how long the seat has waited")
+    deadline: datetime | None = Field(description="when the model takes the seat (the run's seat timeout); null: it waits")
     page: str
+
+
+class NudgeOut(Schema):
+    told: list[str] = Field(description="the usernames reminded (the seat's players, else the run's steerers)")
+
+
+class AssignIn(Schema):
+    user: Text | None = Field(None, max_length=150, description="a username; or give `group`")
+    group: Text | None = Field(None, max_length=150, description="a Django group's name; or give `user`")
 
 
 class SeatDecisionIn(Schema):
@@ -79,14 +93,15 @@ def _seat_page(request: HttpRequest, run_id: int, actor: str) -> str:
 
 
 @router.get("/seats/pending", response={200: list[PendingSeatOut], **errors(401)},
-            summary="Seats waiting for you: in the runs you steer, every one; in the others, those assigned to you")
+            summary="My seats: every seat waiting for you, oldest wait first (in the runs you steer every one, elsewhere those you play)")
 def pending_seats(request):
-    user = caller(request)
+    now = timezone.now()
     return [
         {"run": seat.run.pk, "scenario": seat.run.scenario_slug, "actor": seat.actor, "name": seat.name, "turn": seat.turn,
-         "waiting_since": seat.waiting_since, "page": _seat_page(request, seat.run.pk, seat.actor)}
-        for seat in selectors.seats_pending(runs=selectors.runs_for(user))
-        if user.has_perm("runs.decide_for_seat", Seat(seat.run, seat.actor))
+         "waiting_since": seat.waiting_since, "deadline": seat.deadline,
+         "waited_seconds": (now - seat.waiting_since).total_seconds() if seat.waiting_since else None,
+         "page": _seat_page(request, seat.run.pk, seat.actor)}
+        for seat in notifications.seats_waiting_for(caller(request))
     ]
 
 
@@ -122,3 +137,17 @@ def control_seat(request, run_id: int, actor: str, payload: SeatControlIn):
     who = caller(request).get_username()
     reason = f"{'taken over' if payload.control == 'human' else 'handed back'} by {who}"
     return steer(request, run_id, lambda run: seats.seat_set_control(run=run, actor=actor, control=payload.control, reason=reason))
+
+
+@router.post("/{run_id}/seats/{actor}/nudge", response={200: NudgeOut, **errors(401, 403, 404)},
+             summary="Remind the people of a waiting seat (email and their pages' headers)")
+def nudge_seat(request, run_id: int, actor: str):
+    run = run_for(request, run_id, write=True)
+    return {"told": notifications.notify_waiting(run, actors=[actor], nudge=True)}
+
+
+@router.post("/{run_id}/seats/{actor}/assign", response={200: RunOut, **errors(400, 401, 403, 404, 409, 422)},
+             summary="Hand a seat to a person (or a group): they play it from the next decision, instead of whoever did")
+def assign_seat(request, run_id: int, actor: str, payload: AssignIn):
+    who = role_grant(RoleIn(role="player", user=payload.user, group=payload.group, seats=[actor]))
+    return steer(request, run_id, lambda run: seats.seat_assign(run=run, actor=actor, to=who))
