@@ -288,6 +288,18 @@ SERVESTATIC_SKIP_COMPRESS_EXTENSIONS = ["map", "jpg", "jpeg", "png", "gif", "web
 # The JSON API: with this on, anyone may read (GET) without signing in; changes still need a token or a session.
 PUBLIC_READ = env_bool("SCENARIOLAB_PUBLIC_READ", False)
 
+# Email: a seat that starts waiting is mailed to its people (runs.notifications). Printed to the console unless
+# SCENARIOLAB_EMAIL_HOST names an SMTP server; its password comes from the environment only.
+EMAIL_HOST = os.environ.get("SCENARIOLAB_EMAIL_HOST", "")
+EMAIL_BACKEND = ("django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST
+                 else "django.core.mail.backends.console.EmailBackend")
+EMAIL_PORT = int(os.environ.get("SCENARIOLAB_EMAIL_PORT", "587"))
+EMAIL_HOST_USER = os.environ.get("SCENARIOLAB_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("SCENARIOLAB_EMAIL_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("SCENARIOLAB_EMAIL_TLS", True)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = os.environ.get("SCENARIOLAB_EMAIL_FROM", "Scenario Lab <scenariolab@localhost>")
+
 # Request size limits. A request body other than a file (JSON, a form such as the batch YAML) is refused past
 # DATA_UPLOAD_MAX_MEMORY_SIZE: the API answers 413 in its error shape. Uploaded files are not counted there;
 # each upload has its own limit (a scenario zip 10 MB, a V1 run zip 200 MB unpacked), and files past

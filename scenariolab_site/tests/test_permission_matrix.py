@@ -1,5 +1,6 @@
 """Who may reach what: every URL the site serves (walked from Django's resolver; the API's methods from ninja's
-router), for each of anonymous, another user, the owner and staff.
+router) and every socket, for each of anonymous, another user, the owner, staff, and a player and an observer
+of the owner's waiting run.
 
 A new page, endpoint or admin view is in the matrix the moment it is routed; one whose parameters the matrix
 cannot fill fails with a message saying so. The rules per kind of URL:
@@ -10,7 +11,10 @@ cannot fill fails with a message saying so. The rules per kind of URL:
 - admin: anyone not staff is sent to the admin's sign-in page, for GET and POST alike (admin actions too);
 - scenario writes in the API need the model permission: 403 for users without it;
 - every GET leaves the database as it was, and so does every POST that is refused;
-- a page or answer another user may see never links to the owner's runs or batches.
+- a page or answer another user may see never links to the owner's runs or batches;
+- a player (of the seat the run waits for) and an observer (public view) of the owner's waiting run read it,
+  as every signed-in page; steering it (and, for the observer, its seat) is 403; the owner's other run, batch
+  and token stay 404 to them, and no answer links to them.
 """
 
 from __future__ import annotations
@@ -32,13 +36,14 @@ from accounts.services import api_token_create
 from batches.models import Batch
 from batches.tests.factories import start_batch
 from runs.execution import executor
-from runs.models import Run
+from runs.models import Run, RunRole
 from runs.tests.factories import make_run
 from scenarios.services import scenario_import_library
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
-ROLES = ("anonymous", "other", "owner", "staff")
+ROLES = ("anonymous", "other", "owner", "staff", "player", "observer")
+PARTS = ("player", "observer")  # a part in the owner's waiting run (`RunRole`), nothing else
 # Open to anyone: signing in and out, the API's documentation, the site's front door (it redirects), and the
 # API's catch-all 404. Everything else needs a signed-in user at least.
 PUBLIC = {"home", "login", "logout", "admin:login", "admin:logout", "api:openapi-json", "api:openapi-view",
@@ -96,6 +101,8 @@ class World:
     owner: User
     other: User
     staff: User
+    player: User
+    observer: User
     seat_run: Run  # waiting for the owner's human seat
     played_run: Run  # queued
     batch: Batch
@@ -104,6 +111,12 @@ class World:
 
     def private_markers(self) -> list[str]:
         return [f"/runs/{self.seat_run.pk}/", f"/runs/{self.played_run.pk}/", f"/batches/{self.batch.pk}/"]
+
+    def shared(self, route: Route) -> bool:
+        """Does the route name the run the player and the observer have a part in (and nothing else private)?"""
+        path = route.url.split("?")[0]
+        return (path.startswith((f"/runs/{self.seat_run.pk}/", f"/api/runs/{self.seat_run.pk}/"))
+                or path == f"/api/runs/{self.seat_run.pk}") and route.kind == "private"
 
 
 def _object_for(route: str, world: World) -> str:
@@ -226,13 +239,17 @@ def make_world(tag: str = "") -> World:
     owner = User.objects.create_user(f"owner{tag}", password="pw")
     other = User.objects.create_user(f"other{tag}", password="pw")
     staff = User.objects.create_user(f"staff{tag}", password="pw", is_staff=True)
+    player = User.objects.create_user(f"player{tag}", password="pw")
+    observer = User.objects.create_user(f"observer{tag}", password="pw")
     seat = "norvale"
     seat_run = make_run(turns=1, owner=owner, human_seats=(seat,))
     seat_run = executor.run_execute(run_id=seat_run.pk)
+    RunRole.objects.create(run=seat_run, user=player, role="player", seats=[seat])
+    RunRole.objects.create(run=seat_run, user=observer, role="observer", view="public")
     played_run = make_run(turns=1, owner=owner)  # queued: reading and refusing need no records
     batch = start_batch(owner=owner)
     token, _ = api_token_create(owner=owner, name="owner's token")
-    return World(owner, other, staff, seat_run, played_run, batch, seat, token.pk)
+    return World(owner, other, staff, player, observer, seat_run, played_run, batch, seat, token.pk)
 
 
 def _client(world: World, role: str) -> Client:
@@ -247,7 +264,11 @@ def _to_sign_in(response, admin: bool) -> bool:
     return response.status_code == 302 and location.startswith("/admin/login/" if admin else "/accounts/login/")
 
 
-def _refused(route: Route, role: str, response) -> bool:
+# The shared run's routes a part may use besides reading: the player decides for the seat (its page and the API's).
+SEAT_ROUTES = {"runs:seat", "api:seat_view", "api:decide_seat"}
+
+
+def _refused(route: Route, role: str, response, world: World) -> bool:
     """Is this answer the refusal the rules above ask of `role` at `route`?"""
     api = route.url.startswith("/api/")
     if route.kind == "admin":
@@ -256,12 +277,12 @@ def _refused(route: Route, role: str, response) -> bool:
         return True
     if role == "anonymous":
         return response.status_code == 401 if api else _to_sign_in(response, admin=False)
-    if route.kind == "permission":
-        return response.status_code == 403
+    if route.kind == "permission" or (role in PARTS and world.shared(route)):
+        return response.status_code == 403  # theirs to read, not to change
     return response.status_code == 404  # someone else's object
 
 
-def _expect_refusal(route: Route, role: str) -> bool:
+def _expect_refusal(route: Route, role: str, world: World, method: str = "GET") -> bool:
     if route.kind == "public":
         return False
     if route.kind == "admin":
@@ -270,6 +291,12 @@ def _expect_refusal(route: Route, role: str) -> bool:
         return True  # nobody here holds scenarios.add/change_scenario, staff included
     if role == "anonymous":
         return True
+    if role in PARTS and route.kind == "private":
+        if not world.shared(route):
+            return True
+        if route.name in SEAT_ROUTES:
+            return role == "observer"
+        return method not in ("GET", "HEAD")  # a part reads the run; steering it is the owner's and facilitators'
     return route.kind == "private" and role == "other"
 
 
@@ -293,6 +320,7 @@ def test_every_route_for_every_role(world):
     assert len(found) > 80, "the resolver walk found too few routes"
     clients = {role: _client(world, role) for role in ROLES}
     markers = world.private_markers()
+    not_theirs = markers[1:]  # a part's pages may link to the shared run, never to the owner's others
     for route in found:
         reads = [m for m in route.methods if m in ("GET", "HEAD")]
         writes = [m for m in route.methods if m not in ("GET", "HEAD", "OPTIONS")]
@@ -305,23 +333,26 @@ def test_every_route_for_every_role(world):
                 where = f"{method} {route} as {role}: {response.status_code}"
                 if response.status_code >= 500:
                     problems.append(f"{where}, a server error")
-                elif _expect_refusal(route, role) and not _refused(route, role, response):
+                elif _expect_refusal(route, role, world, method) and not _refused(route, role, response, world):
                     problems.append(f"{where}, expected a refusal")
-                elif not _expect_refusal(route, role) and route.kind not in ("public", "permission") \
-                        and response.status_code != 405 and _refused(route, role, response):
+                elif not _expect_refusal(route, role, world, method) and route.kind not in ("public", "permission") \
+                        and response.status_code != 405 and _refused(route, role, response, world):
                     problems.append(f"{where}, refused someone who may read it")
-                elif role == "other" and response.status_code < 300 and not response.streaming:
+                elif role in ("other", *PARTS) and response.status_code < 300 and not response.streaming:
                     body = response.content.decode(errors="replace")
-                    leaked = [m for m in markers if m in body]
+                    leaked = [m for m in (markers if role == "other" else not_theirs) if m in body]
                     if leaked:
                         problems.append(f"{where}, shows the owner's {leaked}")
         for role in ROLES:
-            if not _expect_refusal(route, role):
-                continue  # what the owner and staff may change is the functional tests' business
             for method in writes:
+                if not _expect_refusal(route, role, world, method):
+                    continue  # what the owner, staff and a seat's player may change is the functional tests' business
                 with Writes() as writes_seen:
                     response = _call(clients[role], method, route.url)
-                if not _refused(route, role, response):
+                if role in PARTS and not route.url.startswith("/api/") and not writes_seen.statements \
+                        and response.status_code < 400:
+                    continue  # a page that reads answers a POST as a GET: it changes nothing, which is what counts
+                if not _refused(route, role, response, world):
                     problems.append(f"{method} {route} as {role}: {response.status_code}, expected a refusal")
                 if writes_seen.statements:
                     problems.append(f"{method} {route} as {role} wrote to the database: {writes_seen.statements[0]}")
@@ -356,3 +387,43 @@ def _request_as(user: User):
     request = RequestFactory().get("/admin/")
     request.user = User(is_staff=True, is_superuser=True, username="probe")  # every action there is
     return request
+
+
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_every_socket_for_every_role(settings):
+    """Each socket route, for each role: open (a first message, or silence) or closed with 4403 at once."""
+    from asgiref.sync import async_to_sync
+    from channels.routing import URLRouter
+    from channels.testing import WebsocketCommunicator
+    from django.contrib.auth.models import AnonymousUser
+
+    from runs.routing import websocket_urlpatterns
+
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    world = make_world()
+    shared, other_run = world.seat_run.pk, world.played_run.pk
+    sockets = {f"/ws/runs/{shared}/": "shared", f"/api/runs/{shared}/stream": "shared", f"/ws/runs/{other_run}/": "owner's",
+               "/ws/seats/": "signed_in"}
+    assert len(sockets) - 1 == len(websocket_urlpatterns), "a socket route the matrix does not know"
+    opens = {"shared": {"owner", "staff", *PARTS}, "owner's": {"owner", "staff"}, "signed_in": set(ROLES) - {"anonymous"}}
+
+    async def first_message(path: str, user) -> dict:
+        communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), path)
+        communicator.scope["user"] = user
+        await communicator.connect()
+        if await communicator.receive_nothing(timeout=0.5):
+            message = {"type": "websocket.send", "text": "(open, nothing to send yet)"}
+        else:
+            message = await communicator.receive_output(timeout=10)
+        await communicator.disconnect()
+        return message
+
+    problems = []
+    for role in ROLES:
+        user = AnonymousUser() if role == "anonymous" else getattr(world, role)
+        for path, kind in sockets.items():
+            message = async_to_sync(first_message)(path, user)
+            opened = message["type"] == "websocket.send"
+            if opened != (role in opens[kind]) or (not opened and message.get("code") != 4403):
+                problems.append(f"{path} as {role}: {message}")
+    assert not problems, "\n".join(problems)
