@@ -1,32 +1,15 @@
 """The run page in a real browser (Debian's Chromium driven by Playwright), against a live daphne server and a
-real Huey worker process, with a loopback model server whose answers carry hostile HTML.
-
-Screenshots go to test-artifacts/ (SCENARIOLAB_ARTIFACTS_DIR), kept after the run.
+real Huey worker process, with a loopback model server whose answers carry hostile HTML (`runs.tests.browser`).
 """
 
-import os
-from pathlib import Path
-
 import pytest
-from channels.testing import ChannelsLiveServerTestCase
-from django.conf import settings
 from django.contrib.auth.models import User
 
-from engine.testing.fake_llm import FakeLLMServer
 from runs.models import Communication, Decision, MetricRecord, Run
-from runs.tests.workers import start_worker, stop
+from runs.tests.browser import ARTIFACTS, BrowserTestCase, sync_api
 from scenarios.services import scenario_import_library
 
-# Playwright's sync API runs an event loop in this thread; Django would otherwise refuse the test's own queries.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev extra: `make test` installs it")
-
-CHROMIUM = os.environ.get("SCENARIOLAB_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = Path(os.environ.get("SCENARIOLAB_ARTIFACTS_DIR", Path(settings.BASE_DIR) / "test-artifacts"))
-# What the "model" appends to every answer: it must reach the page as text, never run.
-HOSTILE = ' <script>window.__pwned = 1</script><img src="x" onerror="window.__pwned = 2">'
 TURNS = 4
-WAIT_MS = 60_000
 # What window.runCharts (static/js/run-live.js) holds: per metric and series the turns with a point, its values,
 # the thresholds drawn, the turns with a cost bar, and the completed turns the progress bar shows.
 CHARTS = """() => {
@@ -47,52 +30,21 @@ CHARTS = """() => {
 CHARTS_WHEN_DONE = f"(done) => {{ const now = ({CHARTS})(); return now.done === done ? now : null; }}"
 
 
+
+
 @pytest.mark.both_profiles
-class RunPageInABrowser(ChannelsLiveServerTestCase):
-    databases = {"default", "channels"} if "channels" in settings.DATABASES else {"default"}  # scale-out: Redis
-    serve_static = True
-
-    @classmethod
-    def setUpClass(cls):
-        if not Path(CHROMIUM).exists():
-            raise RuntimeError(f"{CHROMIUM} is missing: `make test` installs Debian's chromium (apt-get install chromium)")
-        cls.llm = FakeLLMServer(latency=0.25, text_suffix=HOSTILE).start_in_thread()
-        cls.llm_env = {"SCENARIOLAB_LLM_BASE_URL": cls.llm.base_url, "SCENARIOLAB_LLM_TIMEOUT": "30"}
-        os.environ.update(cls.llm_env)  # before the server process starts: it plans runs against the same server
-        super().setUpClass()
-        cls.worker = start_worker(**cls.llm_env)
-        cls.playwright = sync_api.sync_playwright().start()
-        cls.browser = cls.playwright.chromium.launch(executable_path=CHROMIUM)
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.browser.close()
-        cls.playwright.stop()
-        stop(cls.worker)
-        super().tearDownClass()
-        cls.llm.stop()
-        for key in cls.llm_env:
-            os.environ.pop(key, None)
-
+class RunPageInABrowser(BrowserTestCase):
     def setUp(self):
         User.objects.create_user("researcher", password="a long test password")
         scenario_import_library()
-        self.page = self.browser.new_page(viewport={"width": 1280, "height": 900})
-        self.page.set_default_timeout(WAIT_MS)
         self.console: list[str] = []  # the page's own errors, reported when a wait fails
-        self.page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
-        self.page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
+        self.page = self.open_page()
 
     def tearDown(self):
         self.page.close()
 
     def sign_in(self):
-        self.page.goto(f"{self.live_server_url}/accounts/login/")
-        self.page.fill("input[name=username]", "researcher")
-        self.page.fill("input[name=password]", "a long test password")
-        self.page.click("form button[type=submit]")
-        self.page.wait_for_url(lambda url: "/accounts/login/" not in url)
+        self.sign_in_as(self.page, "researcher", "a long test password")
 
     def start_run(self, turns: int = TURNS) -> Run:
         self.page.goto(f"{self.live_server_url}/scenarios/ai-summit/")
