@@ -113,6 +113,7 @@ def _unzipped(content: bytes) -> str:
     return "\n".join(archive.read(name).decode() for name in archive.namelist())
 
 
+@pytest.mark.both_profiles
 @pytest.mark.parametrize("reader", READERS)
 def test_the_api_answers_each_reader_with_their_view(game, reader):
     user, run = game.people[reader], game.run

@@ -59,6 +59,7 @@ def test_each_player_is_emailed_once_when_their_seat_starts_waiting(people):
     assert [message.to for message in mail.outbox] == [["owner@example.org"]]
 
 
+@pytest.mark.both_profiles
 def test_my_seats_lists_each_persons_waiting_seats_with_wait_and_deadline(people, client):
     run = _waiting(people)
     mine = api_client.get("/runs/seats/pending", user=people["norvale_player"]).json()
@@ -74,6 +75,7 @@ def test_my_seats_lists_each_persons_waiting_seats_with_wait_and_deadline(people
     assert 'id="my-seats-empty"' in client.get("/runs/seats/").content.decode()
 
 
+@pytest.mark.both_profiles
 def test_the_facilitator_sees_who_decided_reminds_and_hands_a_seat_over(people, client):
     run = _waiting(people)
     decided = api_client.post(f"/runs/{run.pk}/seats/norvale/decision", json=decision_for(run, "norvale"),
