@@ -255,8 +255,22 @@ class FamilyMember:
 FAMILY_MAX_DEPTH = 1000
 
 
-def _may_see(owner_id: int | None, user) -> bool:
-    return user is None or (user.is_authenticated and (user.is_staff or owner_id == user.pk))
+def _seer(user):
+    """Whether `user` may see a run (by id and owner id) of a family: `runs_for`'s rule, the runs shared with them
+    read once, and only if a run is not theirs."""
+    shared: set[int] | None = None
+
+    def may_see(run_id: int, owner_id: int | None) -> bool:
+        nonlocal shared
+        if user is None or (user.is_authenticated and (user.is_staff or owner_id == user.pk)):
+            return True
+        if not user.is_authenticated:
+            return False
+        if shared is None:
+            shared = set(RunRole.objects.filter(Q(user=user) | Q(group__in=user.groups.all())).values_list("run_id", flat=True))
+        return run_id in shared
+
+    return may_see
 
 
 def _ancestors(run: Run) -> list[tuple[int, int | None]]:
@@ -299,10 +313,12 @@ def _share_relations(run: Run, rows: dict[int, Run]) -> None:
 def run_family(*, run: Run, user=None) -> list[FamilyMember]:
     """The family tree `run` belongs to, root first, each run followed by its branches (by branch turn, then
     age). With `user`, only runs that person may see: the tree starts at the oldest ancestor they may see, and
-    a branch they may not see is left out with everything below it. Two queries, whatever the tree's depth."""
+    a branch they may not see is left out with everything below it. Two queries, whatever the tree's depth (a
+    third for someone who does not own every run of it: the runs shared with them)."""
     root_id, seen = run.pk, {run.pk}
+    may_see = _seer(user)
     for ancestor_id, owner_id in _ancestors(run):
-        if ancestor_id in seen or not _may_see(owner_id, user):
+        if ancestor_id in seen or not may_see(ancestor_id, owner_id):
             break
         root_id = ancestor_id
         seen.add(ancestor_id)
@@ -319,7 +335,7 @@ def run_family(*, run: Run, user=None) -> list[FamilyMember]:
     frontier, known = [root_id], {root_id}
     while frontier:
         found = [branch for pk in frontier for branch in below.get(pk, [])
-                 if branch.pk not in known and _may_see(branch.owner_id, user)]
+                 if branch.pk not in known and may_see(branch.pk, branch.owner_id)]
         for branch in found:
             children.setdefault(branch.parent_id, []).append(branch)
             known.add(branch.pk)

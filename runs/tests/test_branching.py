@@ -23,7 +23,7 @@ from runs.execution import executor
 from runs.branching import ActorChange, Intervention, run_branch
 from runs.forms import RunBranchForm
 from runs.models import (
-    Communication, CostRecord, Decision, MetricRecord, Run, RunEvent, RunStatus, Turn, ValidationResult,
+    Communication, CostRecord, Decision, MetricRecord, Run, RunEvent, RunRole, RunStatus, Turn, ValidationResult,
 )
 from runs.execution.store import load_run_state
 from runs.tests.factories import make_run
@@ -250,6 +250,8 @@ def test_branches_of_branches_form_one_family_tree(calls, parent, owner):
     staff = User.objects.create_user("sam", password="pw", is_staff=True)
     theirs = run_branch(run=parent, at_turn=1, owner=staff)
     assert theirs.pk in [m.run.pk for m in selectors.run_family(run=parent, user=staff)]
+    assert theirs.pk in [m.run.pk for m in selectors.run_family(run=parent, user=owner)], "the parent's owner steers it"
+    RunRole.objects.filter(run=theirs, user=owner).delete()
     assert theirs.pk not in [m.run.pk for m in selectors.run_family(run=parent, user=owner)], "someone else's branch is not shown"
 
 

@@ -211,6 +211,8 @@ def test_a_branch_keeps_its_familys_roles(people):
     parts = {(p.user.username, p.role, p.view) for p in RunRole.objects.filter(run=child)}
     assert parts == {("facilitator", "facilitator", "full"), ("observer", "observer", "public"),
                      ("owner", "facilitator", "full")}, "and the parent's owner steers a branch someone else made"
+    tree = [member.run.pk for member in selectors.run_family(run=child, user=people["observer"])]
+    assert tree == [run.pk, child.pk], "the family tree shows an observer every run of the family shared with them"
 
 
 def test_a_stored_scenario_keeps_its_roles(tmp_path):
