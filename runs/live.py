@@ -23,7 +23,7 @@ from runs import selectors
 from runs import record_selectors
 from runs.execution.mapping import decision_of
 from runs.metrics import metric_definition_dicts, run_metric_definitions
-from runs.models import Run, RunStatus
+from runs.models import Run, RunRole, RunStatus
 from runs.reading import EVERYTHING, Reader, readable_event
 
 LIFECYCLE = frozenset(STATUS_AFTER)  # the events that change a run's status
@@ -93,6 +93,7 @@ def run_page_context(*, run: Run, reader: Reader = EVERYTHING) -> dict[str, Any]
         table.setdefault(record["turn"], {})[key] = record["value"]
     costs = selectors.cost_breakdown_at(run, seq)
     pending = selectors.run_pending_seats(run=run)
+    parts = selectors.run_roles(run)
     cost_lines = selectors.cost_lines_at(run, seq)
     return {
         "run": run,
@@ -114,7 +115,8 @@ def run_page_context(*, run: Run, reader: Reader = EVERYTHING) -> dict[str, Any]
         "cost_lines": cost_lines,
         "cost_by_turn": cost_by_turn(cost_lines),
         "waiting_seats": [_waiting_seat(seat.actor, seat.name, reader) for seat in pending],
-        "seat_rows": seat_rows(run, pending),
+        "seat_rows": seat_rows(run, pending, parts),
+        "parts": parts,
         "findings": viewpoint.findings(records.findings),
         "viewpoint": viewpoint,
         "view_actors": [names.get(actor, actor) for actor in sorted(viewpoint.actors or ())],
@@ -172,11 +174,11 @@ def polled_messages(*, run: Run, after: int, reader: Reader = EVERYTHING) -> str
 POLLED_EVENTS = 200
 
 
-def seat_rows(run: Run, pending_seats: list[selectors.PendingSeat]) -> list[dict[str, Any]]:
-    """The seats table: who plays each actor and, while the run waits (for `pending_seats`), who has decided
-    and who is deciding."""
+def seat_rows(run: Run, pending_seats: list[selectors.PendingSeat], parts: list[RunRole]) -> list[dict[str, Any]]:
+    """The seats table: who plays each actor (`parts`: the run's) and, while the run waits (for
+    `pending_seats`), who has decided and who is deciding."""
     players: dict[str, list[str]] = {}
-    for part in selectors.run_roles(run):
+    for part in parts:
         for actor in part.seats:
             players.setdefault(actor, []).append(part.user.get_username() if part.user_id else f"group:{part.group.name}")
     pending = {seat.actor for seat in pending_seats}

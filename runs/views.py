@@ -294,3 +294,40 @@ def my_seats(request: HttpRequest) -> HttpResponse:
     from runs.notifications import seats_waiting_for
 
     return render(request, "runs/my_seats.html", {"seats": seats_waiting_for(request.user)})
+
+
+# ---- people with a part in the run (runs.roles) -----------------------------------------------------------------
+@login_required
+@require_POST
+def role_grant(request: HttpRequest, pk: int) -> HttpResponse:
+    """Give `person` (a username or group:<name>) a part: `role`, a player's `seats`, an observer's `view`."""
+    from runs import seats
+    from runs.roles import grant_to
+
+    run = _visible_run(request, pk, steer=True)
+    person = request.POST.get("person", "").strip()
+    chosen = [seat.strip() for seat in request.POST.get("seats", "").split(",") if seat.strip()]
+    try:
+        if not person:
+            raise services.RunInputError("say who: a username or group:<name>")
+        grant = grant_to(person, request.POST.get("role", ""), seats=chosen, view=request.POST.get("view") or None)
+        part = seats.run_role_grant(run=run, grant=grant)
+        messages.success(request, f"{person}: {part.role} of this run.")
+    except (services.RunConflict, services.RunInputError) as exc:
+        messages.error(request, f"{person or 'nobody'}: {exc}")
+    return redirect(_detail_url(run))
+
+
+@login_required
+@require_POST
+def role_withdraw(request: HttpRequest, pk: int, role_id: int) -> HttpResponse:
+    from runs import seats
+    from runs.models import RunRole
+
+    run = _visible_run(request, pk, steer=True)
+    part = RunRole.objects.filter(run=run, pk=role_id).first()
+    if part is None:
+        raise Http404("no such part")
+    seats.run_role_withdraw(part=part)
+    messages.success(request, f"{part}: taken back.")
+    return redirect(_detail_url(run))

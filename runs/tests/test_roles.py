@@ -228,3 +228,24 @@ def test_a_stored_scenario_keeps_its_roles(tmp_path):
         file.write("roles:\n  observer_view: public\n  players:\n    red-team: [meridian]\n")
     roles_config = scenario_to_engine(scenario=scenario_import_folder(path=folder, slug="summit")).config.roles
     assert (roles_config.observer_view, roles_config.players) == ("public", {"red-team": ["meridian"]})
+
+
+def test_parts_given_and_taken_back_on_the_run_page(people, client):
+    run = make_run(turns=1, owner=people["owner"])
+    client.force_login(people["owner"])
+    client.post(f"/runs/{run.pk}/roles/", {"person": "norvale_player", "role": "player", "seats": "norvale"})
+    client.post(f"/runs/{run.pk}/roles/", {"person": "observer", "role": "observer", "view": "public"})
+    wrong = client.post(f"/runs/{run.pk}/roles/", {"person": "nobody", "role": "observer"}, follow=True)
+    assert "no user &#x27;nobody&#x27;" in wrong.content.decode()
+    parts = {part.user.username: (part.role, part.seats, part.view) for part in RunRole.objects.filter(run=run)}
+    assert parts == {"norvale_player": ("player", ["norvale"], "full"), "observer": ("observer", [], "public")}
+    page = client.get(f"/runs/{run.pk}/").content.decode()
+    assert 'id="people"' in page and "what is public" in page
+    client.force_login(people["norvale_player"])
+    assert client.post(f"/runs/{run.pk}/roles/", {"person": "stranger", "role": "observer"}).status_code == 403
+    part = RunRole.objects.get(run=run, user=people["observer"])
+    assert client.post(f"/runs/{run.pk}/roles/{part.pk}/withdraw/").status_code == 403
+    assert 'action="/runs/%d/roles/"' % run.pk not in client.get(f"/runs/{run.pk}/").content.decode(), "the form is the steerers'"
+    client.force_login(people["owner"])
+    client.post(f"/runs/{run.pk}/roles/{part.pk}/withdraw/")
+    assert not RunRole.objects.filter(pk=part.pk).exists()
