@@ -55,7 +55,7 @@ def run(trials: int, *, seed: int = 0) -> Result:
             passed += 1
     if not trials:
         return Result("permissions", 0, 0, "played in make test as pytest tests; in full by make reliability")
-    figure = (f"{counts['routes']} URLs × 4 roles (GET and every write), every admin action, CSRF on every write, "
+    figure = (f"{counts['routes']} URLs × {len(matrix.ROLES)} roles (GET and every write), every admin action, CSRF on every write, "
               f"{len(csrf.ORIGINS)} socket origins, the API key looked for in {counts.get('places', '?')} places, "
               f"hostile model text on {counts.get('pages', '?')} pages; {(time.monotonic() - started) / trials:.1f} s a trial")
     if failures:
