@@ -3,8 +3,9 @@
 A wargame's players each see what their actor may know, as the actor's prompts do: the world, public
 statements, the messages their actor sent or received, their own private information, goals, reasoning and
 decisions, and every actor's actions (their results are in the world). Another actor's private information,
-goals, priorities and reasoning, and the bilateral or coalition messages their actor was not part of, stay
-hidden. An observer sees everything (`FULL`) or only what is public (`PUBLIC`: a player of no actor).
+goals, priorities and reasoning, the bilateral or coalition messages their actor was not part of, and the QA
+findings (whose judge read everything) stay hidden. An observer sees everything (`FULL`) or only what is
+public (`PUBLIC`: a player of no actor).
 
 The rule reads records, states and events alike, so pages, sockets, the API and downloads filter with it and
 cannot disagree. An event outside a view keeps its seq as a `hidden` event with no content, so whoever follows
@@ -18,11 +19,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from engine.event_types import EventType
-from engine.events import Event
 from engine.state import (ActorState, Communication, CommunicationKind, Decision, ScenarioState,
                           ValidationResult)
 
-HIDDEN = "hidden"  # the type of an event outside a view: its seq, nothing else
+HIDDEN = "hidden"  # the type of an event outside a view, which keeps its seq and nothing else
 # The fields of a decision that show an actor's mind rather than what it did.
 MIND_FIELDS = ("long_term_goals", "short_term_priorities", "reasoning")
 
@@ -42,13 +42,6 @@ class Viewpoint:
     def full(self) -> bool:
         return self.actors is None
 
-    @property
-    def name(self) -> str:
-        """How pages name it: "full", "public", or the actors' short names."""
-        if self.actors is None:
-            return "full"
-        return ", ".join(sorted(self.actors)) if self.actors else "public"
-
     # ---- records -----------------------------------------------------------------------------------------
     def knows_mind_of(self, actor: str | None) -> bool:
         """Whether the reader may read `actor`'s private information, goals and reasoning."""
@@ -63,8 +56,9 @@ class Viewpoint:
         return self.sees_message(message.kind, message.sender, message.recipients)
 
     def sees_finding(self, actor: str | None) -> bool:
-        """QA findings about an actor quote its reasoning: a reader sees those about the world and their own."""
-        return actor is None or self.knows_mind_of(actor)
+        """QA findings are the full view's: to check one actor the judge reads the others' private information
+        and talks, and its findings quote them, whichever actor they are about."""
+        return self.actors is None
 
     def decision(self, decision: Decision) -> Decision:
         if self.knows_mind_of(decision.actor):
@@ -115,15 +109,6 @@ class Viewpoint:
         if event_type == EventType.VALIDATION_FAILED:
             return data if self.sees_finding(data.get("actor")) else None
         return data
-
-    def event(self, event: Event) -> Event:
-        """The event as the reader may know it: redacted, or a `hidden` event keeping only its seq."""
-        data = self.event_data(event.type, event.data)
-        if data is event.data:
-            return event
-        if data is None:
-            return Event(type=HIDDEN, run_id=event.run_id, seq=event.seq, timestamp=event.timestamp, source="")
-        return replace(event, data=data)
 
 
 FULL = Viewpoint()

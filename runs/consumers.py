@@ -96,6 +96,14 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
             if len(events) < CATCH_UP_BATCH:
                 return
 
+    async def run_parts(self, message: dict) -> None:
+        """Who takes part in the run changed: read this person's part again; without one, the socket closes."""
+        visible = await _visible_run(self.run_id, self.scope.get("user"))
+        if visible is None:
+            await self.close(code=4403)
+            return
+        _, self.reader = visible
+
     async def run_events(self, message: dict) -> None:
         """Relayed events (group_send type "run.events"), in seq order."""
         for event in message["events"]:
@@ -127,7 +135,7 @@ class RunStreamConsumer(RunConsumer):
     """`ws /api/runs/<id>/stream?after=SEQ` for scripts: each message one stored event as JSON (`seq`, `type`,
     `timestamp`, `data` in full), in seq order, none twice, none missing across reconnects (reconnect with the
     last seq received as `after`). The same visibility as the run's page (an event outside the caller's view
-comes as `hidden`, with its seq only); a bearer token or the session."""
+    comes as `hidden`, with its seq only); a bearer token or the session."""
 
     async def receive_json(self, content, **kwargs) -> None:
         # A script may ask again for everything after a seq; the answer is events only, never a status message.

@@ -92,13 +92,14 @@ def run_people(run: Run) -> set[int]:
     return ids | ({run.owner_id} if run.owner_id else set())
 
 
-def refresh_headers(run: Run) -> None:
-    """Tell the open pages of the run's people that the seats waiting for them changed."""
+def refresh_headers(run: Run, *, also: Iterable[int] = ()) -> None:
+    """Tell the open pages of the run's people (and of `also`: people who had a part) that the seats waiting for
+    them changed."""
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        for user_id in sorted(run_people(run)):
+        for user_id in sorted(run_people(run) | set(also)):
             async_to_sync(layer.group_send)(people_group(user_id), {"type": "seats.changed"})
     except Exception as exc:  # noqa: BLE001 - a layer that is down costs the live notice; pages still list seats
         logger.warning("run %s: could not tell pages that its seats changed (%s: %s)", run.pk, type(exc).__name__, exc)

@@ -10,13 +10,13 @@ read through its viewpoint; none has a rule of its own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from engine.visibility import FULL, HIDDEN, PUBLIC, Viewpoint
 from runs.models import Run, RunRole
 from runs.roles import observer_view
-from runs.selectors import run_part
+from runs.selectors import FamilyMember, intervention_changes, run_part
 
 
 @dataclass(frozen=True)
@@ -66,3 +66,31 @@ def readable_event(viewpoint: Viewpoint, event: dict[str, Any]) -> dict[str, Any
     if data is None:
         return {"seq": event["seq"], "type": HIDDEN, "data": {}, "timestamp": event.get("timestamp"), "source": ""}
     return {**event, "data": data}
+
+
+# A branch's intervention may rewrite an actor's brief: its prompt and goals are that actor's mind.
+MIND_CHANGES = ("system_prompt", "goals")
+
+
+def readable_intervention(viewpoint: Viewpoint, intervention: dict | None) -> dict | None:
+    """A branch's recorded intervention as the viewpoint may know it: the new and old prompt and goals of an
+    actor whose mind it may not read are left out (None: "rewritten", without the text)."""
+    if viewpoint.full or not intervention or not intervention.get("actors"):
+        return intervention
+    actors = {actor: {key: (None if key in MIND_CHANGES else value) for key, value in change.items()}
+              if not viewpoint.knows_mind_of(actor) else change
+              for actor, change in intervention["actors"].items()}
+    before = dict(intervention.get("before") or {})
+    if before.get("actors"):
+        before["actors"] = {actor: {key: value for key, value in was.items() if key not in MIND_CHANGES}
+                            if not viewpoint.knows_mind_of(actor) else was
+                            for actor, was in before["actors"].items()}
+    return {**intervention, "actors": actors, **({"before": before} if before else {})}
+
+
+def readable_family(viewpoint: Viewpoint, members: list[FamilyMember]) -> list[FamilyMember]:
+    """A family tree as the viewpoint may know it (its changes drawn from readable interventions)."""
+    if viewpoint.full:
+        return members
+    return [replace(member, changes=intervention_changes(readable_intervention(viewpoint, member.run.intervention)))
+            for member in members]

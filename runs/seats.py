@@ -24,7 +24,7 @@ from engine import Event, EventType
 from engine.scenario.folder import Scenario as EngineScenario
 from engine.seats import CONTROLS, HumanDecisionError, SeatView, human_decision, seat_view
 from runs import notifications, selectors
-from runs.execution.relay import publish_stored
+from runs.execution.relay import publish_parts_changed, publish_stored
 from runs.execution.store import append_events, load_run_state, store_human_decision
 from runs.models import Run, RunRole, RunStatus
 from runs.roles import RoleGrant, check_grants, give_part
@@ -159,13 +159,37 @@ def seats_to_people(part: RunRole) -> None:
             part.run = seat_set_control(run=part.run, actor=actor, control="human", reason=f"assigned to {who}")
 
 
+def _parts_changed(run: Run, before: set[int]) -> None:
+    """Once committed: the run's sockets read their person's part again; the headers of everyone who had or has a
+    part count their seats again."""
+    def tell() -> None:
+        publish_parts_changed(run.pk)
+        notifications.refresh_headers(run, also=before)
+
+    transaction.on_commit(tell)
+
+
+def _take_seats_from_other_players(run: Run, seats: list[str], keep: RunRole | None) -> None:
+    """A seat has one player: whoever else played one of `seats` no longer does (a player left without seats
+    follows the run as an observer of the public view)."""
+    for part in RunRole.objects.filter(run=run, role=RunRole.Role.PLAYER).exclude(pk=getattr(keep, "pk", None)):
+        if set(seats) & set(part.seats):
+            part.seats = [seat for seat in part.seats if seat not in seats]
+            if not part.seats:
+                part.role, part.view = RunRole.Role.OBSERVER, RunRole.View.PUBLIC
+            part.save(update_fields=["seats", "role", "view"])
+
+
 def run_role_grant(*, run: Run, grant: RoleGrant) -> RunRole:
-    """Give `grant` in `run`, replacing the part its user or group had; a player's seats go to people.
-    RunInputError naming what is wrong otherwise."""
+    """Give `grant` in `run`, replacing the part its user or group had; a player's seats go to people, and from
+    whoever played them before. RunInputError naming what is wrong otherwise."""
     check_grants([a["short_name"] for a in run.actors], [grant])
+    before = notifications.run_people(run)
     with transaction.atomic():
         part = give_part(run, grant)
+        _take_seats_from_other_players(run, list(grant.seats), keep=part)
         seats_to_people(part)
+        _parts_changed(run, before)
     return part
 
 
@@ -176,22 +200,23 @@ def seat_assign(*, run: Run, actor: str, to: RoleGrant) -> Run:
     decides for it as for every seat. Their people are told if the seat waits."""
     _seat(run, actor)
     check_grants([a["short_name"] for a in run.actors], [RoleGrant(RunRole.Role.PLAYER, user=to.user, group=to.group, seats=(actor,))])
+    before = notifications.run_people(run)
     with transaction.atomic():
         theirs = RunRole.objects.filter(run=run, user=to.user, group=to.group).first()
-        for part in RunRole.objects.filter(run=run, role=RunRole.Role.PLAYER).exclude(pk=getattr(theirs, "pk", None)):
-            if actor in part.seats:
-                part.seats = [seat for seat in part.seats if seat != actor]
-                if not part.seats:
-                    part.role, part.view = RunRole.Role.OBSERVER, RunRole.View.PUBLIC
-                part.save(update_fields=["seats", "role", "view"])
+        _take_seats_from_other_players(run, [actor], keep=theirs)
         if theirs is None or theirs.role != RunRole.Role.FACILITATOR:
             seats = [*theirs.seats, actor] if theirs is not None and theirs.role == RunRole.Role.PLAYER else [actor]
             give_part(run, RoleGrant(RunRole.Role.PLAYER, user=to.user, group=to.group, seats=tuple(dict.fromkeys(seats))))
         run = seat_set_control(run=run, actor=actor, control="human", reason=f"assigned to {to.who}")
+        _parts_changed(run, before)
         transaction.on_commit(lambda: notifications.notify_waiting(run, actors=[actor]))
     return run
 
 
 def run_role_withdraw(*, part: RunRole) -> None:
     """Take a part back. Its seats stay with people (the facilitator hands them to the model if they wish)."""
-    part.delete()
+    run = part.run
+    before = notifications.run_people(run)
+    with transaction.atomic():
+        part.delete()
+        _parts_changed(run, before)

@@ -222,8 +222,9 @@ def intervention_changes(intervention: dict | None) -> list[str]:
             lines.append(f"{actor}: seat {'human' if change['control'] == 'human' else 'AI'}-controlled (was {was.get('control', '?')})")
         if "system_prompt" in change:
             lines.append(f"{actor}: system prompt rewritten")
-        if "goals" in change:
-            lines.append(f"{actor}: goals now {'; '.join(change['goals']) or '(none)'}")
+        if "goals" in change:  # None: rewritten, in words the reader may not see (`runs.reading`)
+            goals = change["goals"]
+            lines.append(f"{actor}: goals rewritten" if goals is None else f"{actor}: goals now {'; '.join(goals) or '(none)'}")
     if "world_state" in intervention:
         lines.append("world text at the branch point rewritten")
 

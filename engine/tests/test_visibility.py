@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from engine.event_types import EventType
-from engine.events import Event
 from engine.state import ActorState, Communication, Decision, ScenarioState, ValidationResult
 from engine.views.markdown import run_views
-from engine.visibility import FULL, HIDDEN, PUBLIC, Viewpoint
+from engine.visibility import FULL, PUBLIC, Viewpoint
 
 SECRET = "Upland's reserves run out in March"
 WHISPER = "Midland and Lowland agree to drop Upland"
@@ -37,7 +36,7 @@ def test_a_player_sees_their_actor_and_what_is_public_only():
     own, other = seen.decisions
     assert own.reasoning == "we are nearly broke" and own.goals == ("keep reserves",)
     assert (other.reasoning, other.goals, other.short_term_priorities, other.action) == ("", (), (), "Propose a pact")
-    assert [v.check for v in seen.validations] == ["world"]
+    assert seen.validations == (), "the judge of every finding read every actor's secrets"
 
 
 def test_the_public_view_keeps_no_actor_mind_and_the_full_view_everything():
@@ -55,25 +54,20 @@ def test_files_drawn_from_a_view_never_hold_what_it_hides():
     assert SECRET not in files and "we are nearly broke" not in files and "Talk?" not in files
 
 
-def test_events_outside_a_view_keep_their_seq_and_nothing_else():
+def test_events_outside_a_view_say_nothing():
     player = Viewpoint.of(["upland"])
-    whisper = Event(type=EventType.COMMUNICATION_SENT, seq=7, run_id="r",
-                    data={"kind": "bilateral", "sender": "midland", "recipients": ["lowland"], "content": WHISPER})
-    hidden = player.event(whisper)
-    assert (hidden.type, hidden.seq, dict(hidden.data)) == (HIDDEN, 7, {})
-    assert Viewpoint.of(["lowland"]).event(whisper) is whisper
+    whisper = {"kind": "bilateral", "sender": "midland", "recipients": ["lowland"], "content": WHISPER}
+    assert player.event_data(EventType.COMMUNICATION_SENT, whisper) is None
+    assert Viewpoint.of(["lowland"]).event_data(EventType.COMMUNICATION_SENT, whisper) is whisper
 
-    decided = Event(type=EventType.ACTOR_DECISION_COMPLETED, seq=8, run_id="r",
-                    data={"turn": 1, "actor": "midland", "reasoning": "Upland is weak", "long_term_goals": ["lead"],
-                          "short_term_priorities": [], "action": "Propose a pact"})
-    assert dict(player.event(decided).data) == {"turn": 1, "actor": "midland", "action": "Propose a pact"}
-    assert player.event(Event(type=EventType.ACTOR_DECISION_COMPLETED, seq=9, data={"actor": "upland", "reasoning": "x"})).data["reasoning"] == "x"
+    decided = {"turn": 1, "actor": "midland", "reasoning": "Upland is weak", "long_term_goals": ["lead"],
+               "short_term_priorities": [], "action": "Propose a pact"}
+    assert player.event_data(EventType.ACTOR_DECISION_COMPLETED, decided) == {"turn": 1, "actor": "midland", "action": "Propose a pact"}
+    own = {"actor": "upland", "reasoning": "x"}
+    assert player.event_data(EventType.ACTOR_DECISION_COMPLETED, own) is own
 
-    checked = Event(type=EventType.VALIDATION_COMPLETED, seq=10,
-                    data={"turn": 1, "results": [{"check": "goals", "actor": "midland"}, {"check": "world", "actor": None}]})
-    assert [r["check"] for r in player.event(checked).data["results"]] == ["world"]
-    assert player.event(Event(type=EventType.TURN_COMPLETED, seq=11, data={"turn": 1})).data == {"turn": 1}
-
-
-def test_views_are_named_as_pages_show_them():
-    assert (FULL.name, PUBLIC.name, Viewpoint.of(["b", "a"]).name) == ("full", "public", "a, b")
+    checked = {"turn": 1, "results": [{"check": "goals", "actor": "midland"}, {"check": "world", "actor": None}]}
+    assert player.event_data(EventType.VALIDATION_COMPLETED, checked)["results"] == []
+    assert player.event_data(EventType.VALIDATION_FAILED, {"check": "world", "actor": None}) is None
+    assert FULL.event_data(EventType.VALIDATION_COMPLETED, checked) is checked
+    assert player.event_data(EventType.TURN_COMPLETED, {"turn": 1}) == {"turn": 1}

@@ -10,6 +10,7 @@ from ninja import Schema
 from ninja.responses import Status
 from pydantic import Field
 
+from runs.reading import readable_family, readable_intervention, reader_of
 from runs import selectors
 from scenariolab_site.api_base import caller, errors
 
@@ -76,11 +77,12 @@ def branch_run(request, run_id: int, payload: BranchIn):
             summary="The run's family tree: its root, every branch, their branch turns and interventions")
 def run_family(request, run_id: int):
     run = run_for(request, run_id)
-    members = selectors.run_family(run=run, user=None if settings.PUBLIC_READ else caller(request))
+    viewpoint = reader_of(run, caller(request)).viewpoint
+    members = readable_family(viewpoint, selectors.run_family(run=run, user=None if settings.PUBLIC_READ else caller(request)))
     return {"root": members[0].run.pk, "runs": [{
         "id": m.run.pk, "parent": m.run.parent_id if m.depth else None, "depth": m.depth, "branch_turn": m.run.branch_turn,
         "number": m.run.number, "status": m.status, "turn": m.run.turn,
         "max_turns": m.run.max_turns, "owner": m.run.owner.get_username() if m.run.owner else None,
-        "changes": m.changes, "note": m.note, "intervention": m.run.intervention, "current": m.current,
+        "changes": m.changes, "note": m.note, "intervention": readable_intervention(viewpoint, m.run.intervention), "current": m.current,
         "page": request.build_absolute_uri(reverse("runs:detail", args=[m.run.pk])),
     } for m in members]}

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, Field
 from runs import selectors
 from runs import record_selectors
 from runs.models import Run
+from runs.reading import MIND_CHANGES, readable_intervention, reader_of
 from scenariolab_site.api_base import ApiError, caller
 
 router = Router(tags=["runs"])
@@ -90,11 +91,19 @@ def run_json(request: HttpRequest, run: Run, last_seq: int | None = None) -> dic
         "error": run.error, "owner": run.owner.get_username() if run.owner else None, "created_at": run.created_at,
         "started_at": run.started_at, "finished_at": run.finished_at,
         "page": request.build_absolute_uri(reverse("runs:detail", args=[run.pk])), "last_seq": last_seq,
-        "parent": run.parent_id, "branch_turn": run.branch_turn, "intervention": run.intervention,
+        "parent": run.parent_id, "branch_turn": run.branch_turn, "intervention": _intervention(request, run),
     }
 
 
 
+
+
+def _intervention(request: HttpRequest, run: Run) -> dict | None:
+    """A branch's intervention as the caller may know it; read only for one that rewrote an actor's brief."""
+    changes = (run.intervention or {}).get("actors") or {}
+    if not any(key in change for change in changes.values() for key in MIND_CHANGES):
+        return run.intervention
+    return readable_intervention(reader_of(run, caller(request)).viewpoint, run.intervention)
 
 
 def steer(request, run_id: int, action) -> dict:

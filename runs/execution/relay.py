@@ -92,3 +92,16 @@ def publish_stored(run_id: int, events: list[Event]) -> None:
                        run_id, type(exc).__name__, exc)
 
 
+
+
+def publish_parts_changed(run_id: int) -> None:
+    """Tell the run's open sockets that who takes part in it changed: each reads its person's part again (and
+    closes if they no longer have one), so a socket never goes on at a view its person lost."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(run_group(run_id), {"type": "run.parts"})
+    except Exception as exc:  # noqa: BLE001 - a socket that misses it keeps its view until it reconnects
+        logger.warning("could not tell the sockets of run %s that its parts changed (%s: %s)",
+                       run_id, type(exc).__name__, exc)

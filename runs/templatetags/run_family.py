@@ -6,6 +6,7 @@ from django import template
 
 from runs import selectors
 from runs.forms import RunBranchForm
+from runs.reading import readable_family, readable_intervention, reader_of
 
 register = template.Library()
 
@@ -16,11 +17,12 @@ def run_family_of(context, run) -> dict:
     branch from (a run whose frozen scenario no longer loads gets none: branching it would be refused too)."""
     request = context.get("request")
     user = getattr(request, "user", None)
+    reader = context.get("reader") or reader_of(run, user)
     form = None
-    if run.turn >= 1:
+    if run.turn >= 1 and reader.steers:  # the form holds every actor's brief: it is the steerers'
         try:
             form = RunBranchForm(run=run, auto_id="branch-%s")
         except (ValueError, KeyError):
             form = None
-    return {"members": selectors.run_family(run=run, user=user), "form": form,
-            "changes": selectors.intervention_changes(run.intervention)}
+    return {"members": readable_family(reader.viewpoint, selectors.run_family(run=run, user=user)), "form": form,
+            "changes": selectors.intervention_changes(readable_intervention(reader.viewpoint, run.intervention))}

@@ -180,3 +180,38 @@ async def test_sockets_send_each_reader_their_view(game, reader, socket):
     stored = await sync_to_async(lambda: Run.objects.get(pk=run.pk).last_seq)()
     assert [m["seq"] for m in got] == list(range(1, stored + 1)), "every seq once, hidden ones included"
     await sync_to_async(game.check)(reader, json.dumps(got, ensure_ascii=False), f"the {socket} socket")
+
+
+async def test_a_socket_reads_its_persons_part_again_when_parts_change(game):
+    """A part taken back closes its person's open socket; a player made an observer of the public view reads
+    what is public from then on."""
+    from runs import seats
+    from runs.roles import RoleGrant
+
+    run = game.run
+    observer = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/runs/{run.pk}/")
+    observer.scope["user"] = game.people["full_observer"]
+    assert (await observer.connect())[0]
+    await observer.receive_json_from(timeout=10)
+    while not await observer.receive_nothing(timeout=0.3):
+        await observer.receive_output()
+    part = await sync_to_async(RunRole.objects.get)(run=run, user=game.people["full_observer"])
+    await sync_to_async(seats.run_role_withdraw)(part=part)
+    assert await observer.receive_output(timeout=10) == {"type": "websocket.close", "code": 4403}
+
+    player = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/api/runs/{run.pk}/stream")
+    player.scope["user"] = game.people["norvale_player"]
+    assert (await player.connect())[0]
+    first = await player.receive_json_from(timeout=10)
+    while not await player.receive_nothing(timeout=0.3):
+        await player.receive_output()  # the rest of the catch-up, read as a player
+    demoted = RoleGrant("observer", user=game.people["norvale_player"], view="public")
+    await sync_to_async(seats.run_role_grant)(run=run, grant=demoted)
+    await player.receive_nothing(timeout=0.5)  # the socket reads the new part
+    await player.send_json_to({"after": first["seq"]})  # everything again, as the person may now know it
+    again = [await player.receive_json_from(timeout=10)]
+    while not await player.receive_nothing(timeout=0.5):
+        again.append(await player.receive_json_from())
+    text = json.dumps(again, ensure_ascii=False)
+    assert NORVALE_REASONING not in text and PUBLIC_STATEMENT in text, "now an observer of the public view"
+    await player.disconnect()
