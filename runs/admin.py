@@ -12,6 +12,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from accounts.quotas import QuotaExceeded
+from engine.visibility import FULL
 from runs.downloads import markdown_zip_response
 from runs import branching, record_selectors, roles, selectors, services
 from runs import seats as seat_services
@@ -178,7 +179,7 @@ class RunAdmin(admin.ModelAdmin):
     @admin.action(description="Download the Markdown files (zip)", permissions=["view"])
     def download_markdown(self, request, queryset):
         run = queryset.first()
-        return markdown_zip_response(run)
+        return markdown_zip_response(run, FULL)  # staff read every run in full
 
     # ---- branching: a Branch page per run, linked from its lineage field --------------------------------------
     @admin.display(description="branches")

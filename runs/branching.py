@@ -157,7 +157,7 @@ def run_branch(*, run: Run, at_turn: int, intervention: Intervention | None = No
         if parent.owner_id is not None and parent.owner != owner:
             family.append(roles.RoleGrant(RunRole.Role.FACILITATOR, user=parent.owner))
         child = services.run_create(plan=plan, slug=parent.scenario_slug, scenario=parent.scenario, owner=owner,
-                                    roles=family)
+                                    roles=family, scenario_roles=False)
         child.actors = list(seats.values())
         child.parent, child.branch_turn, child.intervention = parent, at_turn, record
         child.model_override = "" if any(c.model for c in intervention.actors.values()) else parent.model_override

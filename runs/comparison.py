@@ -17,7 +17,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 
 from engine.seats import HUMAN
 from engine.run_names import run_folder_name
-from engine.visibility import FULL, Viewpoint
+from engine.visibility import Viewpoint
 from runs import selectors
 from runs.execution.mapping import decision_of
 from runs.models import CostRecord, Decision, MetricRecord, Run, Turn
@@ -144,7 +144,7 @@ class RunComparison:
 
 
 def run_comparison(*, run_ids: Sequence[int], turn: int | None = None, among: QuerySet[Run] | None = None,
-                   viewpoint_of: Callable[[Run], Viewpoint] = lambda run: FULL) -> RunComparison:
+                   viewpoint_of: Callable[[Run], Viewpoint]) -> RunComparison:
     """Compare two or more stored runs in the order given (a run named twice is compared once). `turn`: whose
     decisions to compare (default: the last turn every run completed). `among`: the runs that may be compared
     (a person's, `selectors.runs_for`); any other is reported exactly like one that does not exist.

@@ -11,7 +11,7 @@ from django.http import HttpResponse
 
 from engine.state import ScenarioState
 from engine.views.markdown import run_views
-from engine.visibility import FULL, Viewpoint
+from engine.visibility import Viewpoint
 from runs.execution.store import load_run_state
 from runs.models import Run
 
@@ -24,7 +24,7 @@ def _json(state: ScenarioState) -> str:
     return json.dumps(state.to_dict(), indent=2, ensure_ascii=False)
 
 
-def run_markdown_zip(*, run: Run, viewpoint: Viewpoint = FULL) -> bytes:
+def run_markdown_zip(*, run: Run, viewpoint: Viewpoint) -> bytes:
     """The run's Markdown views and state JSON as a zip (any machine can serve it)."""
     state = _state(run, viewpoint)
     folder = run.file_stem
@@ -36,13 +36,13 @@ def run_markdown_zip(*, run: Run, viewpoint: Viewpoint = FULL) -> bytes:
     return buffer.getvalue()
 
 
-def markdown_zip_response(run: Run, viewpoint: Viewpoint = FULL) -> HttpResponse:
+def markdown_zip_response(run: Run, viewpoint: Viewpoint) -> HttpResponse:
     response = HttpResponse(run_markdown_zip(run=run, viewpoint=viewpoint), content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{run.file_stem}.zip"'
     return response
 
 
-def state_json_response(run: Run, viewpoint: Viewpoint = FULL) -> HttpResponse:
+def state_json_response(run: Run, viewpoint: Viewpoint) -> HttpResponse:
     response = HttpResponse(_json(_state(run, viewpoint)), content_type="application/json; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{run.file_stem}-state.json"'
     return response

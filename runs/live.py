@@ -24,7 +24,7 @@ from runs import record_selectors
 from runs.execution.mapping import decision_of
 from runs.metrics import metric_definition_dicts, run_metric_definitions
 from runs.models import Run, RunRole, RunStatus
-from runs.reading import EVERYTHING, Reader, readable_event
+from runs.reading import Reader, readable_event
 
 LIFECYCLE = frozenset(STATUS_AFTER)  # the events that change a run's status
 
@@ -65,7 +65,7 @@ def metric_alert(metric: MetricDefinition | None, record: dict[str, Any]) -> dic
             "halts": level == "critical" and metric.thresholds.halt_on_critical}
 
 
-def run_page_context(*, run: Run, reader: Reader = EVERYTHING) -> dict[str, Any]:
+def run_page_context(*, run: Run, reader: Reader) -> dict[str, Any]:
     """Everything the run page shows on first load, consistent with `after_seq`, as `reader` may know it."""
     records = record_selectors.run_page_records(run)  # refreshes `run` after the newest seq
     viewpoint = reader.viewpoint
@@ -133,8 +133,7 @@ RENDERED_KEPT = 1000
 _rendered: OrderedDict[tuple, str] = OrderedDict()
 
 
-def rendered_message(run_id: int, event: dict, *, names: dict[str, str], max_turns: int,
-                     reader: Reader = EVERYTHING) -> str:
+def rendered_message(run_id: int, event: dict, *, names: dict[str, str], max_turns: int, reader: Reader) -> str:
     """The JSON text a page receives for a stored event (over its socket, or polling), as `reader` may know it,
     rendered once per process for all the pages of readers who know the same."""
     event = readable_event(reader.viewpoint, event)
@@ -151,7 +150,7 @@ def rendered_message(run_id: int, event: dict, *, names: dict[str, str], max_tur
     return text
 
 
-def stored_status(run: Run, reader: Reader = EVERYTHING) -> dict[str, Any]:
+def stored_status(run: Run, reader: Reader) -> dict[str, Any]:
     """The run's status as stored now, with what goes with it (the seats it waits for): sent to pages with
     every re-sync, so a page converges on it even if an event never reached the store."""
     return {"status": selectors.run_display_status(run), "reason": run.error or run.halt_reason,
@@ -162,7 +161,7 @@ def page_names(run: Run) -> dict[str, str]:
     return {a["short_name"]: a["name"] for a in run.actors}
 
 
-def polled_messages(*, run: Run, after: int, reader: Reader = EVERYTHING) -> str:
+def polled_messages(*, run: Run, after: int, reader: Reader) -> str:
     """What a page that cannot hold a socket (the channel layer down, a proxy without WebSockets) fetches every
     few seconds: the messages of the stored events after `after`, as the socket sends them, and the status."""
     events = selectors.run_events_after(run_id=run.pk, after=after, limit=POLLED_EVENTS)
@@ -199,7 +198,7 @@ def _waiting_seats(run: Run, reader: Reader) -> list[dict[str, Any]]:
     return [_waiting_seat(seat.actor, seat.name, reader) for seat in selectors.run_pending_seats(run=run)]
 
 
-def waiting_seats_fragment(run: Run, reader: Reader = EVERYTHING) -> dict[str, str]:
+def waiting_seats_fragment(run: Run, reader: Reader) -> dict[str, str]:
     """The seats the run waits for, as stored now, with links to those `reader` decides for: sent with the
     page's periodic status, so a page that shows a run waiting always shows where to decide, even if it missed
     the event that said so."""
@@ -214,8 +213,7 @@ def _fragment(target: str, template: str, context: dict[str, Any], mode: str = "
     return {"target": target, "mode": mode, "html": render_to_string(template, context)}
 
 
-def event_fragments(event: dict[str, Any], *, names: dict[str, str], max_turns: int,
-                    reader: Reader = EVERYTHING) -> dict[str, Any]:
+def event_fragments(event: dict[str, Any], *, names: dict[str, str], max_turns: int, reader: Reader) -> dict[str, Any]:
     """The message a page receives for one stored event: its seq and type, the HTML fragments it adds or
     replaces (rendered here, from the same partials as the page), and the numbers scripts update."""
     kind, data = event["type"], event["data"]

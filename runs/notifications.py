@@ -25,7 +25,6 @@ from django.urls import reverse
 
 from runs import selectors
 from runs.models import Run, RunRole
-from runs.rules import Seat
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +52,30 @@ class WaitingSeat:
 
 
 def seats_waiting_for(user) -> list[WaitingSeat]:
-    """Every seat waiting for `user` across runs, oldest wait first: in the runs they steer every one, elsewhere
-    the seats they play."""
+    """Every seat waiting for `user` across runs, oldest wait first: the seats they play, and in the runs they
+    own or facilitate the seats no player holds (the seats whose people they are: `seat_people`). Three
+    queries, however many runs wait."""
     if not user.is_authenticated:
         return []
-    return [WaitingSeat(seat.run, seat.actor, seat.name, seat.turn, seat.waiting_since)
-            for seat in selectors.seats_pending(runs=selectors.runs_for(user))
-            if user.has_perm("runs.decide_for_seat", Seat(seat.run, seat.actor))]
+    pending = selectors.seats_pending(runs=selectors.runs_for(user))
+    if not pending:
+        return []
+    groups = set(user.groups.values_list("pk", flat=True))
+    parts: dict[int, list[RunRole]] = {}
+    for part in RunRole.objects.filter(run_id__in={seat.run.pk for seat in pending}):
+        parts.setdefault(part.run_id, []).append(part)
+
+    def mine(part: RunRole) -> bool:
+        return part.user_id == user.pk or part.group_id in groups
+
+    waiting = []
+    for seat in pending:
+        players = [part for part in parts.get(seat.run.pk, []) if part.role == RunRole.Role.PLAYER and seat.actor in part.seats]
+        steers = seat.run.owner_id == user.pk or any(
+            mine(part) for part in parts.get(seat.run.pk, []) if part.role == RunRole.Role.FACILITATOR)
+        if any(mine(part) for part in players) if players else steers:
+            waiting.append(WaitingSeat(seat.run, seat.actor, seat.name, seat.turn, seat.waiting_since))
+    return waiting
 
 
 def _members(parts: Iterable[RunRole]) -> set[int]:

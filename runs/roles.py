@@ -39,20 +39,29 @@ class RoleGrant:
 GROUP_PREFIX = "group:"
 
 
-def grant_to(name: str, role: str, *, seats: Sequence[str] = (), view: str | None = None) -> RoleGrant:
-    """`role` for the user `name`, or for the group `group:<name>`; RunInputError if the site has neither."""
+def grant_named(role: str, *, user: str | None = None, group: str | None = None, seats: Sequence[str] = (),
+                view: str | None = None) -> RoleGrant:
+    """`role` for the user or the group of that name; RunInputError naming one the site does not have."""
     from django.contrib.auth import get_user_model
 
+    found_user = found_group = None
+    if user is not None:
+        found_user = get_user_model().objects.filter(username=user.strip()).first()
+        if found_user is None:
+            raise RunInputError(f"no user {user.strip()!r} on this site (write group:<name> for a group)")
+    if group is not None:
+        found_group = Group.objects.filter(name=group.strip()).first()
+        if found_group is None:
+            raise RunInputError(f"no group {group.strip()!r} on this site (groups are made in the admin)")
+    return RoleGrant(role, user=found_user, group=found_group, seats=tuple(seats), view=view)
+
+
+def grant_to(name: str, role: str, *, seats: Sequence[str] = (), view: str | None = None) -> RoleGrant:
+    """`role` for the user `name`, or for the group `group:<name>` (as forms take them)."""
     name = name.strip()
     if name.startswith(GROUP_PREFIX):
-        group = Group.objects.filter(name=name.removeprefix(GROUP_PREFIX).strip()).first()
-        if group is None:
-            raise RunInputError(f"no group {name.removeprefix(GROUP_PREFIX).strip()!r} on this site (groups are made in the admin)")
-        return RoleGrant(role, group=group, seats=tuple(seats), view=view)
-    user = get_user_model().objects.filter(username=name).first()
-    if user is None:
-        raise RunInputError(f"no user {name!r} on this site (write group:<name> for a group)")
-    return RoleGrant(role, user=user, seats=tuple(seats), view=view)
+        return grant_named(role, group=name.removeprefix(GROUP_PREFIX), seats=seats, view=view)
+    return grant_named(role, user=name, seats=seats, view=view)
 
 
 def role_problems(actors: Sequence[str], grant: RoleGrant) -> list[str]:
@@ -69,6 +78,9 @@ def role_problems(actors: Sequence[str], grant: RoleGrant) -> list[str]:
         problems.append(f"only a player has seats; a {grant.role} has none")
     if grant.view is not None and grant.view not in RunRole.View.values:
         problems.append(f"view must be one of {', '.join(RunRole.View.values)}, not {grant.view!r}")
+    elif grant.view is not None and grant.role != RunRole.Role.OBSERVER:
+        problems.append(f"only an observer has a view to choose; a {grant.role} sees "
+                        + ("everything" if grant.role == RunRole.Role.FACILITATOR else "what their actors may know"))
     return problems
 
 
@@ -99,7 +111,8 @@ def scenario_grants(config: EngineScenario) -> list[RoleGrant]:
 
 def family_grants(run: Run) -> list[RoleGrant]:
     """The parts of `run`, for a run of its family (a branch) to start with."""
-    return [RoleGrant(part.role, user=part.user, group=part.group, seats=tuple(part.seats), view=part.view)
+    return [RoleGrant(part.role, user=part.user, group=part.group, seats=tuple(part.seats),
+                      view=part.view if part.role == RunRole.Role.OBSERVER else None)
             for part in RunRole.objects.filter(run=run).select_related("user", "group")]
 
 

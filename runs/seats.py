@@ -147,6 +147,7 @@ def seat_timeout(*, run_id: int, now: datetime) -> Run | None:
         run.save(update_fields=["actors"])
         for seat in pending:
             _announce(run, EventType.SEAT_CONTROL_CHANGED, {"actor": seat.actor, "control": "ai", "reason": reason})
+        transaction.on_commit(lambda: notifications.refresh_headers(run))
         return run_resume(run=run)
 
 
@@ -211,6 +212,12 @@ def seat_assign(*, run: Run, actor: str, to: RoleGrant) -> Run:
         _parts_changed(run, before)
         transaction.on_commit(lambda: notifications.notify_waiting(run, actors=[actor]))
     return run
+
+
+def seat_nudge(*, run: Run, actor: str) -> list[str]:
+    """Remind the people of `actor`'s seat, if the run waits for it; the usernames reminded."""
+    _seat(run, actor)
+    return notifications.notify_waiting(run, actors=[actor], nudge=True)
 
 
 def run_role_withdraw(*, part: RunRole) -> None:

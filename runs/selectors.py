@@ -207,6 +207,10 @@ def run_roles(run: Run) -> list[RunRole]:
     return list(RunRole.objects.filter(run=run).select_related("user", "group"))
 
 
+def run_role(*, run: Run, role_id: int) -> RunRole | None:
+    return RunRole.objects.filter(run=run, pk=role_id).select_related("user", "group").first()
+
+
 # ---- branches: lineage and family trees ----------------------------------------------------------------------
 def intervention_changes(intervention: dict | None) -> list[str]:
     """A branch's recorded intervention (`runs.branching`) as lines a person reads: what changed, from what."""

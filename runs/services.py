@@ -115,15 +115,15 @@ def _next_number(slug: str) -> int:
 
 def run_create(
     *, plan: RunPlan, slug: str, scenario=None, owner=None, human_seats: Sequence[str] = (),
-    human_timeout_minutes: float | None = None, roles: Sequence[roles_.RoleGrant] = (),
+    human_timeout_minutes: float | None = None, roles: Sequence[roles_.RoleGrant] = (), scenario_roles: bool = True,
 ) -> Run:
     """The run row, QUEUED, with the scenario frozen into it and the initial world stored as turn 0.
     `human_seats`: actors a person plays (their decisions wait for them); `human_timeout_minutes`: how long
     a seat may keep the run waiting before the model takes it (None: wait). `roles`: parts in the run besides
-    the owner's, after those the scenario gives (a later part for the same user or group replaces an earlier);
-    a player's seats are people's from the start."""
+    the owner's, after those the scenario gives unless `scenario_roles` is off (a branch has its family's; a
+    later part for the same user or group replaces an earlier); a player's seats are people's from the start."""
     config = plan.config
-    grants = [*roles_.scenario_grants(config), *roles]
+    grants = [*(roles_.scenario_grants(config) if scenario_roles else ()), *roles]
     roles_.check_grants([a.short_name for a in config.actors], grants)
     human_seats = list(dict.fromkeys([*human_seats, *roles_.player_seats(grants)]))
     _check_seats(config, human_seats, human_timeout_minutes)
@@ -170,6 +170,13 @@ def _check_seats(config: EngineScenario, human_seats: Sequence[str], timeout: fl
         raise RunInputError(f"no actor {', '.join(map(repr, unknown))} in {config.name}: human seats must be among {', '.join(sorted(known))}")
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
         raise RunInputError(f"the seat timeout must be a positive number of minutes, not {timeout}")
+
+
+def run_announce_waiting(*, run_id: int) -> None:
+    """Queue the notice that a run's seats started waiting (email, pages' headers: `runs.notifications`)."""
+    from runs.tasks import announce_waiting_seats  # tasks import this module
+
+    announce_waiting_seats(run_id)
 
 
 def run_enqueue(*, run: Run) -> None:

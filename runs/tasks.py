@@ -3,7 +3,7 @@
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
-from runs import seats
+from runs import notifications, seats
 from runs.execution import executor
 
 
@@ -17,3 +17,9 @@ def execute_run(run_id: int) -> None:
 def hand_over_expired_seats() -> None:
     # Once a minute: a seat's timeout is honoured to within a minute, with no task per waiting run.
     seats.seats_hand_over_expired()
+
+
+@db_task(context=False)
+def announce_waiting_seats(run_id: int) -> None:
+    # On a worker of its own: a slow mail server delays the notice, never the run that started waiting.
+    notifications.notify_wait_started(run_id)

@@ -16,10 +16,11 @@ from django.views.decorators.http import require_POST
 from accounts.quotas import QuotaExceeded
 from runs.downloads import markdown_zip_response, state_json_response
 from runs.rules import Seat
-from runs import branching, selectors, services
+from runs import branching, notifications, seats, selectors, services
 from runs.comparison import MAX_RUNS as MAX_COMPARED
 from runs.comparison import ComparisonError, RunNotFound, diff_lines, run_comparison
-from runs.forms import RunBranchForm
+from runs.forms import RunBranchForm, SeatDecisionForm
+from runs.roles import grant_to
 from runs.live import polled_messages, run_page_context
 from runs.models import Run, RunStatus
 from runs.reading import reader_of
@@ -203,9 +204,6 @@ def run_branch(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def seat_detail(request: HttpRequest, pk: int, actor: str) -> HttpResponse:
     """What the model would have read in this seat, and the form for the person's decision."""
-    from runs import seats
-    from runs.forms import SeatDecisionForm
-
     run = _visible_run(request, pk)
     if not request.user.has_perm("runs.decide_for_seat", Seat(run, actor)):
         raise PermissionDenied(f"the seat {actor} is not yours to play")
@@ -241,8 +239,6 @@ def seat_detail(request: HttpRequest, pk: int, actor: str) -> HttpResponse:
 @require_POST
 def seat_control(request: HttpRequest, pk: int, actor: str) -> HttpResponse:
     """`control=human` takes the seat over, `control=ai` hands it back to the model."""
-    from runs import seats
-
     run = _visible_run(request, pk, steer=True)
     control = request.POST.get("control", "")
     try:
@@ -258,10 +254,12 @@ def seat_control(request: HttpRequest, pk: int, actor: str) -> HttpResponse:
 @require_POST
 def seat_nudge(request: HttpRequest, pk: int, actor: str) -> HttpResponse:
     """Tell the people of a waiting seat again (email and their pages' headers)."""
-    from runs import notifications
-
     run = _visible_run(request, pk, steer=True)
-    told = notifications.notify_waiting(run, actors=[actor], nudge=True)
+    try:
+        told = seats.seat_nudge(run=run, actor=actor)
+    except services.RunInputError as exc:
+        messages.error(request, str(exc))
+        return redirect(_detail_url(run))
     if told:
         messages.success(request, f"{actor}: reminded {', '.join(told)}.")
     else:
@@ -273,9 +271,6 @@ def seat_nudge(request: HttpRequest, pk: int, actor: str) -> HttpResponse:
 @require_POST
 def seat_assign(request: HttpRequest, pk: int, actor: str) -> HttpResponse:
     """`person` (a username or group:<name>) plays the seat from the next decision."""
-    from runs import seats
-    from runs.roles import grant_to
-
     run = _visible_run(request, pk, steer=True)
     person = request.POST.get("person", "").strip()
     try:
@@ -291,9 +286,7 @@ def seat_assign(request: HttpRequest, pk: int, actor: str) -> HttpResponse:
 @login_required
 def my_seats(request: HttpRequest) -> HttpResponse:
     """Every seat waiting for the signed-in person, across runs: how long it has waited, its deadline."""
-    from runs.notifications import seats_waiting_for
-
-    return render(request, "runs/my_seats.html", {"seats": seats_waiting_for(request.user)})
+    return render(request, "runs/my_seats.html", {"seats": notifications.seats_waiting_for(request.user)})
 
 
 # ---- people with a part in the run (runs.roles) -----------------------------------------------------------------
@@ -301,9 +294,6 @@ def my_seats(request: HttpRequest) -> HttpResponse:
 @require_POST
 def role_grant(request: HttpRequest, pk: int) -> HttpResponse:
     """Give `person` (a username or group:<name>) a part: `role`, a player's `seats`, an observer's `view`."""
-    from runs import seats
-    from runs.roles import grant_to
-
     run = _visible_run(request, pk, steer=True)
     person = request.POST.get("person", "").strip()
     chosen = [seat.strip() for seat in request.POST.get("seats", "").split(",") if seat.strip()]
@@ -321,11 +311,8 @@ def role_grant(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def role_withdraw(request: HttpRequest, pk: int, role_id: int) -> HttpResponse:
-    from runs import seats
-    from runs.models import RunRole
-
     run = _visible_run(request, pk, steer=True)
-    part = RunRole.objects.filter(run=run, pk=role_id).first()
+    part = selectors.run_role(run=run, role_id=role_id)
     if part is None:
         raise Http404("no such part")
     seats.run_role_withdraw(part=part)

@@ -77,6 +77,7 @@ def scenario_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "actors": _actor_rows(scenario),
         "documents": scenario.background_documents.all(),
         "form": form,
+        "scenario_roles": scenario.roles or {},
         "plan": plan,
         "error": error,
     }

@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from ninja import Schema
 from ninja.responses import Status
 from pydantic import Field
@@ -14,7 +12,7 @@ from pydantic import Field
 from runs import seats as seat_services
 from runs import selectors
 from runs.models import RunRole
-from runs.roles import RoleGrant
+from runs.roles import RoleGrant, grant_named
 from scenariolab_site.api_base import ApiError, errors
 
 from runs.api.common import Text, router, run_for
@@ -54,16 +52,7 @@ def list_roles(request, run_id: int):
 def role_grant(payload: RoleIn | dict) -> RoleGrant:
     """The part a request asks for, its user or group looked up by name (400 naming an unknown one)."""
     payload = payload if isinstance(payload, RoleIn) else RoleIn(**payload)
-    user = group = None
-    if payload.user is not None:
-        user = get_user_model().objects.filter(username=payload.user).first()
-        if user is None:
-            raise ApiError(400, "bad_request", f"no user {payload.user!r}", [{"loc": ["user"], "message": "unknown"}])
-    if payload.group is not None:
-        group = Group.objects.filter(name=payload.group).first()
-        if group is None:
-            raise ApiError(400, "bad_request", f"no group {payload.group!r}", [{"loc": ["group"], "message": "unknown"}])
-    return RoleGrant(payload.role, user=user, group=group, seats=tuple(payload.seats), view=payload.view)
+    return grant_named(payload.role, user=payload.user, group=payload.group, seats=payload.seats, view=payload.view)
 
 
 @router.post("/{run_id}/roles", response={201: RoleOut, **errors(400, 401, 403, 404, 422)},
@@ -77,7 +66,7 @@ def grant_role(request, run_id: int, payload: RoleIn):
                summary="Take a part back (its seats stay with people)")
 def withdraw_role(request, run_id: int, role_id: int):
     run = run_for(request, run_id, write=True)
-    part = RunRole.objects.filter(run=run, pk=role_id).first()
+    part = selectors.run_role(run=run, role_id=role_id)
     if part is None:
         raise ApiError(404, "not_found", f"run {run_id} has no role {role_id}")
     seat_services.run_role_withdraw(part=part)

@@ -93,7 +93,7 @@ def _seat_page(request: HttpRequest, run_id: int, actor: str) -> str:
 
 
 @router.get("/seats/pending", response={200: list[PendingSeatOut], **errors(401)},
-            summary="My seats: every seat waiting for you, oldest wait first (in the runs you steer every one, elsewhere those you play)")
+            summary="My seats: every seat waiting for you, oldest wait first (those you play, and in the runs you steer those no player holds)")
 def pending_seats(request):
     now = timezone.now()
     return [
@@ -139,11 +139,10 @@ def control_seat(request, run_id: int, actor: str, payload: SeatControlIn):
     return steer(request, run_id, lambda run: seats.seat_set_control(run=run, actor=actor, control=payload.control, reason=reason))
 
 
-@router.post("/{run_id}/seats/{actor}/nudge", response={200: NudgeOut, **errors(401, 403, 404)},
+@router.post("/{run_id}/seats/{actor}/nudge", response={200: NudgeOut, **errors(400, 401, 403, 404)},
              summary="Remind the people of a waiting seat (email and their pages' headers)")
 def nudge_seat(request, run_id: int, actor: str):
-    run = run_for(request, run_id, write=True)
-    return {"told": notifications.notify_waiting(run, actors=[actor], nudge=True)}
+    return {"told": seats.seat_nudge(run=run_for(request, run_id, write=True), actor=actor)}
 
 
 @router.post("/{run_id}/seats/{actor}/assign", response={200: RunOut, **errors(400, 401, 403, 404, 409, 422)},

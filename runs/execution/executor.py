@@ -32,7 +32,7 @@ from engine.llm.routing import RoutingError, provider_from_environment
 from engine.scenario.folder import Scenario as EngineScenario
 from engine.seats import SeatDesk
 from engine.state import ScenarioStatus
-from runs import notifications, selectors, services
+from runs import selectors, services
 from runs.execution.desk import StoredSeats
 from runs.execution.recorder import OrmPersistence, RunEventRecorder
 from runs.execution.relay import LivePublisher
@@ -278,7 +278,7 @@ def _release(run_id: int, claim: str, *, requeue: Callable[[Run], None], handed_
         if run.status == RunStatus.WAITING_FOR_HUMAN:
             if selectors.run_pending_seats(run=run):
                 if mine.filter(waiting_since__isnull=True).update(waiting_since=Now()):
-                    transaction.on_commit(lambda: notifications.notify_wait_started(run_id))
+                    transaction.on_commit(lambda: services.run_announce_waiting(run_id=run_id))
             else:
                 again = mine
         elif handed_back:

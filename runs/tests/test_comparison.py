@@ -11,6 +11,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
+from engine.visibility import FULL
 from runs.execution import executor
 from runs.comparison import ComparisonError, MetricRow, RunNotFound, diff_lines, run_comparison
 from runs.models import Decision, MetricRecord, Run, RunStatus, Turn
@@ -21,6 +22,10 @@ from runs.tests.factories import make_run
 pytestmark = pytest.mark.django_db(databases="__all__")
 
 
+def in_full(run):  # what staff and the terminal read of every run
+    return FULL
+
+
 def played(**params):
     return executor.run_execute(run_id=make_run(**params).pk)
 
@@ -28,7 +33,7 @@ def played(**params):
 def test_two_runs_side_by_side():
     first, second = played(turns=2, seed=1), played(turns=2, seed=2)
 
-    comparison = run_comparison(run_ids=[second.pk, first.pk])
+    comparison = run_comparison(viewpoint_of=in_full, run_ids=[second.pk, first.pk])
 
     assert [run.id for run in comparison.runs] == [second.pk, first.pk]  # the order asked for
     for compared, run in zip(comparison.runs, [second, first]):
@@ -56,7 +61,7 @@ def test_two_runs_side_by_side():
 
 def test_runs_with_the_same_seed_end_in_the_same_world():
     first, second = played(turns=1, seed=3), played(turns=1, seed=3)
-    comparison = run_comparison(run_ids=[first.pk, second.pk])
+    comparison = run_comparison(viewpoint_of=in_full, run_ids=[first.pk, second.pk])
     assert comparison.world_diffs[0].diff == ""
     assert all(row.values[0] == row.values[1] for row in comparison.metrics)
 
@@ -64,16 +69,16 @@ def test_runs_with_the_same_seed_end_in_the_same_world():
 def test_runs_of_different_lengths():
     longer, shorter, queued = played(turns=2, seed=1), played(turns=1, seed=1), make_run(turns=2)
 
-    by_default = run_comparison(run_ids=[longer.pk, shorter.pk])
+    by_default = run_comparison(viewpoint_of=in_full, run_ids=[longer.pk, shorter.pk])
     assert by_default.decision_turn == 1  # the last turn both completed
     assert all(None not in row.decisions for row in by_default.decisions)
     assert {row.values[1] for row in by_default.metrics if row.turn == 2} == {None}
     assert by_default.world_diffs[0].turn == 1 and by_default.world_diffs[0].base_turn == 2
 
-    at_two = run_comparison(run_ids=[longer.pk, shorter.pk], turn=2)
+    at_two = run_comparison(viewpoint_of=in_full, run_ids=[longer.pk, shorter.pk], turn=2)
     assert all(row.decisions[0] is not None and row.decisions[1] is None for row in at_two.decisions)
 
-    not_started = run_comparison(run_ids=[longer.pk, queued.pk])
+    not_started = run_comparison(viewpoint_of=in_full, run_ids=[longer.pk, queued.pk])
     assert not_started.decision_turn is None and not_started.decisions == ()
     assert not_started.runs[1].status == "queued" and not_started.runs[1].cost_by_actor == {}
     start = Turn.objects.get(run=queued, turn=0).world_state
@@ -82,7 +87,7 @@ def test_runs_of_different_lengths():
 
 def test_a_run_named_twice_is_compared_once():
     first, second = played(turns=1, seed=1), played(turns=1, seed=2)
-    compared = run_comparison(run_ids=[first.pk, second.pk, first.pk])
+    compared = run_comparison(viewpoint_of=in_full, run_ids=[first.pk, second.pk, first.pk])
     assert [run.id for run in compared.runs] == [first.pk, second.pk]
 
 
@@ -102,20 +107,20 @@ def test_a_run_named_twice_is_compared_once():
 def test_bad_input_says_what(ids, turn, error, message):
     a, b = played(turns=1).pk, played(turns=1).pk
     with pytest.raises(error) as caught:
-        run_comparison(run_ids=ids(a, b), turn=turn)
+        run_comparison(viewpoint_of=in_full, run_ids=ids(a, b), turn=turn)
     assert str(caught.value).startswith(message)
     assert caught.value.field == ("turn" if turn is not None else "ids")
 
 
 def test_a_turn_before_any_run_has_played_one():
     with pytest.raises(ComparisonError, match=r"^--turn 1: none of the runs has completed a turn yet\.$"):
-        run_comparison(run_ids=[make_run().pk, make_run().pk], turn=1)
+        run_comparison(viewpoint_of=in_full, run_ids=[make_run().pk, make_run().pk], turn=1)
 
 
 def test_only_the_runs_among_those_given_can_be_compared():
     mine, theirs = played(turns=1), played(turns=1)
     with pytest.raises(RunNotFound, match=rf"^No run {theirs.pk}\.$"):  # as if it did not exist
-        run_comparison(run_ids=[mine.pk, theirs.pk], among=Run.objects.filter(pk=mine.pk))
+        run_comparison(viewpoint_of=in_full, run_ids=[mine.pk, theirs.pk], among=Run.objects.filter(pk=mine.pk))
 
 
 def test_a_fixed_number_of_queries_however_many_runs(django_assert_num_queries):
@@ -123,13 +128,13 @@ def test_a_fixed_number_of_queries_however_many_runs(django_assert_num_queries):
     for count in (2, 4):
         # the runs, cost by actor, cost by phase, metrics, decisions at the turn, the last worlds
         with django_assert_num_queries(6):
-            compared = run_comparison(run_ids=[run.pk for run in runs[:count]])
+            compared = run_comparison(viewpoint_of=in_full, run_ids=[run.pk for run in runs[:count]])
         assert len(compared.runs) == count and all(len(row.values) == count for row in compared.metrics)
 
 
 def test_cost_rows_line_up_one_column_per_run():
     first, second = played(turns=1, seed=1), played(turns=1, seed=2)
-    comparison = run_comparison(run_ids=[first.pk, second.pk])
+    comparison = run_comparison(viewpoint_of=in_full, run_ids=[first.pk, second.pk])
     by_actor = dict(comparison.cost_rows("actor"))
     assert list(by_actor)[0] == "world" and {"norvale", "meridian"} <= set(by_actor)
     assert by_actor["norvale"] == (comparison.runs[0].cost_by_actor["norvale"], comparison.runs[1].cost_by_actor["norvale"])
@@ -142,7 +147,7 @@ def test_cost_rows_line_up_one_column_per_run():
 
 def test_metric_charts_overlay_the_runs_per_metric():
     longer, shorter = played(turns=2, seed=1), played(turns=1, seed=2)
-    comparison = run_comparison(run_ids=[longer.pk, shorter.pk])
+    comparison = run_comparison(viewpoint_of=in_full, run_ids=[longer.pk, shorter.pk])
     charts = {chart["metric"]: chart for chart in comparison.metric_charts()}
     signatories = charts["signatories"]
     assert signatories["turns"] == [1, 2]
@@ -238,7 +243,7 @@ def test_api_compares_as_the_command_does(people, two):
     response = api_compare(people["owner"], ids_query(two, turn=1))
     assert response.status_code == 200, response.content
     body = response.json()
-    expected = run_comparison(run_ids=[first.pk, second.pk], turn=1).as_dict()
+    expected = run_comparison(viewpoint_of=in_full, run_ids=[first.pk, second.pk], turn=1).as_dict()
     for run in body["runs"]:
         assert run.pop("page").endswith(f"/runs/{run['id']}/")
     assert body == json.loads(json.dumps(expected))  # one implementation: the selector's structure, as JSON
@@ -302,7 +307,7 @@ def test_the_page_shows_the_runs_side_by_side(people, two):
         assert f'<input type="hidden" name="ids" value="{run.pk}">' in html
     assert 'id="compare-cost-by-actor"' in html and 'id="compare-cost-by-phase"' in html and "the world" in html
     charts = json.loads(re.search(r'<script id="compare-charts-data" type="application/json">(.*?)</script>', html, re.S)[1])
-    assert charts == run_comparison(run_ids=[first.pk, second.pk]).metric_charts()
+    assert charts == run_comparison(viewpoint_of=in_full, run_ids=[first.pk, second.pk]).metric_charts()
     assert html.count("<canvas data-chart=") == len(charts) > 0
     assert "vendor/chart.js/chart.umd.min.js" in html and "js/compare.js" in html
     assert 'id="compare-metrics"' in html  # the table behind the charts

@@ -11,6 +11,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 
+from runs.reading import EVERYTHING
 from runs.execution import executor
 from runs.execution.relay import run_group
 from runs.models import RunEvent
@@ -183,9 +184,9 @@ async def test_a_rendered_event_is_not_taken_for_another_with_the_same_run_and_s
     _, run = played
     first = {"seq": 1, "type": "turn_completed", "data": {"turn": 1}, "timestamp": 1767225600.0}
     other = {"seq": 1, "type": "turn_completed", "data": {"turn": 2}, "timestamp": 1767225601.0}
-    assert json.loads(rendered_message(run.pk, first, names={}, max_turns=3))["data"]["completed"] == 1
-    assert json.loads(rendered_message(run.pk, other, names={}, max_turns=3))["data"]["completed"] == 2
-    assert json.loads(rendered_message(run.pk, first, names={}, max_turns=5))["data"]["max_turns"] == 5, "more turns: anew"
+    assert json.loads(rendered_message(run.pk, first, names={}, max_turns=3, reader=EVERYTHING))["data"]["completed"] == 1
+    assert json.loads(rendered_message(run.pk, other, names={}, max_turns=3, reader=EVERYTHING))["data"]["completed"] == 2
+    assert json.loads(rendered_message(run.pk, first, names={}, max_turns=5, reader=EVERYTHING))["data"]["max_turns"] == 5, "more turns: anew"
 
 
 class RefusingLayer:

@@ -8,6 +8,7 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 
 from engine import EventType
+from runs.reading import EVERYTHING
 from runs.execution import executor
 from runs.live import event_fragments
 from runs.record_selectors import snapshot_seq
@@ -53,7 +54,7 @@ def test_model_text_reaches_the_page_inert():
     hostile = {"seq": 9, "type": "actor_decision_completed", "data": {
         "turn": 1, "actor": "norvale", "action": 'We agree. <script>alert("x")</script> <img src=x onerror=alert(1)>',
         "reasoning": "[click](javascript:alert(1))", "short_term_priorities": ["<b onclick=x>p</b>"]}}
-    html = "".join(f["html"] for f in event_fragments(hostile, names={"norvale": "Norvale"}, max_turns=3)["fragments"])
+    html = "".join(f["html"] for f in event_fragments(hostile, names={"norvale": "Norvale"}, max_turns=3, reader=EVERYTHING)["fragments"])
     tags = Elements()
     tags.feed(html)
     assert "script" not in [tag for tag, _ in tags.found] and "img" not in [tag for tag, _ in tags.found]

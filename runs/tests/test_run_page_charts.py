@@ -9,6 +9,7 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 
 from engine import EventType
+from runs.reading import EVERYTHING
 from runs.execution import executor
 from runs.live import event_fragments, run_page_context
 from runs.record_selectors import snapshot_seq
@@ -55,7 +56,7 @@ def test_values_past_a_threshold_are_listed_as_alerts(client, played):
 
 
 def test_the_values_table_has_a_row_per_turn_and_a_column_per_series(played):
-    context = run_page_context(run=played)
+    context = run_page_context(run=played, reader=EVERYTHING)
     assert [c["key"] for c in context["metric_series"]] == [
         "signatories", "bracketed_paragraphs", "cooperation_signals", "tension_signals", "declaration_strength"]
     assert [row["turn"] for row in context["metric_rows"]] == [1, 2]
@@ -83,7 +84,7 @@ def test_cost_lines_sum_the_ledger_by_turn_actor_and_phase(played):
     assert {line["turn"] for line in lines} == {1, 2}
     world = [line for line in lines if line["actor"] == "world"]
     assert {line["phase"] for line in world} >= {"world_update", "metrics"}, "the world's calls, by phase"
-    by_turn = run_page_context(run=played)["cost_by_turn"]
+    by_turn = run_page_context(run=played, reader=EVERYTHING)["cost_by_turn"]
     assert [(row["turn"], row["tokens"]) for row in by_turn] == [
         (turn, sum(line["tokens"] for line in lines if line["turn"] == turn)) for turn in (1, 2)]
 
@@ -91,15 +92,15 @@ def test_cost_lines_sum_the_ledger_by_turn_actor_and_phase(played):
 def test_events_feed_the_charts_and_the_alerts(played):
     names = {a["short_name"]: a["name"] for a in played.actors}
     cost = RunEvent.objects.filter(run=played, type=EventType.COST_INCURRED).order_by("seq").first()
-    message = event_fragments({"seq": cost.seq, "type": cost.type, "data": cost.data}, names=names, max_turns=2)
+    message = event_fragments({"seq": cost.seq, "type": cost.type, "data": cost.data}, names=names, max_turns=2, reader=EVERYTHING)
     assert message["data"]["turn"] == 1 and {"actor", "phase", "cost", "tokens"} <= set(message["data"])
 
     recorded = RunEvent.objects.filter(run=played, type=EventType.METRIC_RECORDED, data__name="cooperation_signals").order_by("seq").first()
-    message = event_fragments({"seq": recorded.seq, "type": recorded.type, "data": recorded.data}, names=names, max_turns=2)
+    message = event_fragments({"seq": recorded.seq, "type": recorded.type, "data": recorded.data}, names=names, max_turns=2, reader=EVERYTHING)
     assert message["data"]["threshold"] == "warning" and message["data"]["turn"] == 1
 
     crossing = RunEvent.objects.filter(run=played, type=EventType.METRIC_THRESHOLD_CROSSED).order_by("seq").first()
-    message = event_fragments({"seq": crossing.seq, "type": crossing.type, "data": crossing.data}, names=names, max_turns=2)
+    message = event_fragments({"seq": crossing.seq, "type": crossing.type, "data": crossing.data}, names=names, max_turns=2, reader=EVERYTHING)
     [fragment] = message["fragments"]
     assert fragment["target"] == "#metric-alerts"
     assert 'id="metric-alert-1-cooperation_signals-world"' in fragment["html"], "the same id as the stored alert: no duplicate"

@@ -15,6 +15,7 @@ from ninja.testing import TestClient
 
 from engine import EventType
 from engine.testing.fake_llm import FakeLLMServer
+from runs.reading import EVERYTHING
 from runs import seats, services
 from runs.execution import recorder as recording
 from runs.execution import executor
@@ -271,11 +272,11 @@ def test_the_periodic_status_carries_the_links_to_waiting_seats(owner):
     from runs.live import waiting_seats_fragment
 
     run = executor.run_execute(run_id=make_run(turns=1, owner=owner, human_seats=(SEAT,)).pk)
-    html = waiting_seats_fragment(run)["html"]
+    html = waiting_seats_fragment(run, EVERYTHING)["html"]
     assert f'href="seats/{SEAT}/"' in html and "hidden" not in html
     seats.seat_decide(run=run, actor=SEAT, **decision_for(run))
     run.refresh_from_db()
-    assert 'hidden' in waiting_seats_fragment(run)["html"]  # gone once decided
+    assert 'hidden' in waiting_seats_fragment(run, EVERYTHING)["html"]  # gone once decided
 
 
 @pytest.mark.parametrize("slow_event", ["scenario_waiting", "state_saved"])

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from engine import EventType
 from engine.testing.fake_llm import FakeLLMServer
+from engine.visibility import FULL
 from runs import downloads, selectors, services
 from runs.execution import executor
 from runs.models import CostRecord, Decision, Run, RunEvent, RunStatus
@@ -115,7 +116,7 @@ def test_the_credit_limit_halts_a_priced_run_and_a_higher_limit_resumes_it(monke
 
 def test_the_markdown_zip_holds_every_view_of_the_run():
     run = executor.run_execute(run_id=make_run(turns=2).pk)
-    archive = zipfile.ZipFile(io.BytesIO(downloads.run_markdown_zip(run=run)))
+    archive = zipfile.ZipFile(io.BytesIO(downloads.run_markdown_zip(run=run, viewpoint=FULL)))
     names = {name.split("/", 1)[1] for name in archive.namelist()}
     assert {"world-state-000.md", "world-state-002.md", "summary.md", "state.json"} <= names
     assert {f"{a['short_name']}-001.md" for a in run.actors} <= names

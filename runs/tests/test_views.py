@@ -9,6 +9,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
+from runs.reading import EVERYTHING
 from runs.execution import executor
 from runs.models import Run, RunStatus
 from runs.tests.factories import make_run
@@ -224,7 +225,7 @@ def test_the_run_page_polls_the_messages_its_socket_would_send(client):
     assert [message["seq"] for message in body["events"]] == [event.seq for event in stored]
     first = {"seq": stored[0].seq, "type": stored[0].type, "data": stored[0].data, "timestamp": stored[0].timestamp.timestamp()}
     names = {a["short_name"]: a["name"] for a in run.actors}
-    assert body["events"][0] == json.loads(rendered_message(run.pk, first, names=names, max_turns=run.max_turns))
+    assert body["events"][0] == json.loads(rendered_message(run.pk, first, names=names, max_turns=run.max_turns, reader=EVERYTHING))
     assert body["status"]["status"] == "completed"
     assert client.get(f"/runs/{run.pk}/events/?after=nonsense").json()["events"][0]["seq"] == 1
     client.force_login(User.objects.create_user("stranger", password="pw"))

@@ -13,6 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from engine.run_names import run_folder_name
+from engine.visibility import FULL
 from runs.comparison import ComparisonError, RunComparison, run_comparison
 from runs.management.commands.run_scenario import bad_input
 from runs.selectors import run_by_label
@@ -38,7 +39,8 @@ class Command(BaseCommand):
         if len(set(run_ids)) < 2:
             raise bad_input("Give at least two different runs to compare (ids or folder names, as `run_scenario` prints them).")
         try:
-            comparison = run_comparison(run_ids=run_ids, turn=options["turn"])
+            # The terminal is the machine's operator: every run in full, as staff read them.
+            comparison = run_comparison(run_ids=run_ids, turn=options["turn"], viewpoint_of=lambda run: FULL)
         except ComparisonError as exc:
             raise bad_input(str(exc)) from None
         if options["json"]:
