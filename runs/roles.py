@@ -59,6 +59,8 @@ def grant_named(role: str, *, user: str | None = None, group: str | None = None,
 def grant_to(name: str, role: str, *, seats: Sequence[str] = (), view: str | None = None) -> RoleGrant:
     """`role` for the user `name`, or for the group `group:<name>` (as forms take them)."""
     name = name.strip()
+    if not name:
+        raise RunInputError("say who: a username, or group:<name> for everyone in a group")
     if name.startswith(GROUP_PREFIX):
         return grant_named(role, group=name.removeprefix(GROUP_PREFIX), seats=seats, view=view)
     return grant_named(role, user=name, seats=seats, view=view)

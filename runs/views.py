@@ -274,8 +274,6 @@ def seat_assign(request: HttpRequest, pk: int, actor: str) -> HttpResponse:
     run = _visible_run(request, pk, steer=True)
     person = request.POST.get("person", "").strip()
     try:
-        if not person:
-            raise services.RunInputError("say who plays the seat: a username or group:<name>")
         seats.seat_assign(run=run, actor=actor, to=grant_to(person, "player", seats=[actor]))
         messages.success(request, f"{actor}: played by {person} from the next decision.")
     except (services.RunConflict, services.RunInputError) as exc:
@@ -298,8 +296,6 @@ def role_grant(request: HttpRequest, pk: int) -> HttpResponse:
     person = request.POST.get("person", "").strip()
     chosen = [seat.strip() for seat in request.POST.get("seats", "").split(",") if seat.strip()]
     try:
-        if not person:
-            raise services.RunInputError("say who: a username or group:<name>")
         grant = grant_to(person, request.POST.get("role", ""), seats=chosen, view=request.POST.get("view") or None)
         part = seats.run_role_grant(run=run, grant=grant)
         messages.success(request, f"{person}: {part.role} of this run.")
