@@ -228,8 +228,9 @@ class RunRoleForm(forms.ModelForm):
         data = super().clean()
         run = data.get("run")
         if run is not None:
-            grant = roles.RoleGrant(data.get("role", ""), user=data.get("user"), group=data.get("group"),
-                                    seats=tuple(data.get("seats") or ()), view=data.get("view"))
+            role = data.get("role", "")
+            grant = roles.RoleGrant(role, user=data.get("user"), group=data.get("group"), seats=tuple(data.get("seats") or ()),
+                                    view=data.get("view") if role == RunRole.Role.OBSERVER else None)
             problems = roles.role_problems([a["short_name"] for a in run.actors], grant)
             if problems:
                 raise forms.ValidationError(problems)

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from engine.scenario.folder import Scenario as EngineScenario
@@ -42,8 +43,6 @@ GROUP_PREFIX = "group:"
 def grant_named(role: str, *, user: str | None = None, group: str | None = None, seats: Sequence[str] = (),
                 view: str | None = None) -> RoleGrant:
     """`role` for the user or the group of that name; RunInputError naming one the site does not have."""
-    from django.contrib.auth import get_user_model
-
     found_user = found_group = None
     if user is not None:
         found_user = get_user_model().objects.filter(username=user.strip()).first()

@@ -252,3 +252,15 @@ def test_parts_given_and_taken_back_on_the_run_page(people, client):
     client.force_login(people["owner"])
     client.post(f"/runs/{run.pk}/roles/{part.pk}/withdraw/")
     assert not RunRole.objects.filter(pk=part.pk).exists()
+
+
+def test_the_admin_gives_a_player_their_seats_and_refuses_a_wrong_part(people, client):
+    run = make_run(turns=1, owner=people["owner"])
+    client.force_login(User.objects.create_user("admin", password="pw", is_staff=True, is_superuser=True))
+    form = {"run": run.pk, "user": people["norvale_player"].pk, "role": "player", "seats": '["norvale"]', "view": "full"}
+    added = client.post("/admin/runs/runrole/add/", form)
+    assert added.status_code == 302, added.content.decode()[:3000]
+    assert RunRole.objects.get(run=run).seats == ["norvale"]
+    assert {a["short_name"]: a["control"] for a in Run.objects.get(pk=run.pk).actors}["norvale"] == "human"
+    wrong = client.post("/admin/runs/runrole/add/", {**form, "user": people["stranger"].pk, "seats": '["atlantis"]'})
+    assert wrong.status_code == 200 and "no actor &#x27;atlantis&#x27;" in wrong.content.decode()
