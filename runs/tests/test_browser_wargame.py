@@ -1,7 +1,8 @@
 """A wargame in the browser: a facilitator, two players and an observer, each in a browser context of their own.
 
 The facilitator starts ai-summit with Norvale assigned to one player and Meridian to the other; each player is
-notified in their page's header, decides on their own seat page (both at once), and the run goes on to the end
+notified (one on their "My seats" page, which lists the seat as it starts waiting, the other elsewhere on the
+site by their page's header), decides on their own seat page (both at once), and the run goes on to the end
 while the observer follows it live. Neither player ever meets, in their page, their socket or their API
 answers, the other player's private facts and reasoning, or a bilateral message they were not part of.
 """
@@ -56,8 +57,9 @@ class WargameInABrowser(BrowserTestCase):
         url = self.live_server_url
         alice, bob, olga, facilitator = (self.pages[name] for name in ("alice", "bob", "olga", "facilitator"))
         for page in (alice, bob):
-            page.goto(f"{url}/runs/seats/")  # somewhere on the site, waiting: the header tells them
+            page.goto(f"{url}/runs/seats/")
             assert "No seat is waiting for you" in page.content()
+        bob.goto(f"{url}/runs/")  # elsewhere on the site: the header tells him; alice's list redraws itself
 
         facilitator.goto(f"{url}/scenarios/ai-summit/")
         facilitator.fill("input[name=turns]", "1")
@@ -72,8 +74,15 @@ class WargameInABrowser(BrowserTestCase):
         run = Run.objects.get()
         olga.goto(f"{url}/runs/{run.pk}/")  # the observer follows the run live from its start
 
-        seat_pages = {}
-        for page, actor, name in ((alice, "norvale", "Government of Norvale"), (bob, "meridian", "Meridian Federation")):
+        try:
+            alice.wait_for_selector(f"#my-seat-{run.pk}-norvale")
+        except sync_api.TimeoutError:
+            raise AssertionError(f"alice's My seats page never listed her seat: run {Run.objects.get().status}, console {self.console}") from None
+        assert alice.locator("#my-seats tbody tr").count() == 1 and alice.locator("#my-seats-count").inner_text() == "(1)"
+        alice.click(f"#my-seat-{run.pk}-norvale a.button")
+        alice.wait_for_selector("#seat-form")
+        seat_pages = {"norvale": alice}
+        for page, actor, name in ((bob, "meridian", "Meridian Federation"),):
             notice = page.locator("#seat-notice a")
             try:
                 notice.wait_for()

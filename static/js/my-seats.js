@@ -2,7 +2,7 @@
  *
  * The server sends the list of waiting seats over /ws/seats/ when the socket opens and whenever it changes
  * (a run starts waiting, a seat is decided or changes hands). Without JavaScript, or without a socket, the
- * header's "My seats" link still leads to the list.
+ * header's "My seats" link still leads to the list. On that page, the list is drawn again when it changes.
  */
 (function () {
   "use strict";
@@ -14,7 +14,14 @@
 
   function key(seat) { return seat.run + "/" + seat.actor + "/" + seat.turn; }
 
+  // The "My seats" page lists the seats as the server drew them: it is drawn again when they change.
+  var listPage = document.getElementById("my-seats-page");
+
   function show(seats) {
+    if (listPage) {
+      var drawn = listPage.dataset.seatKeys.trim().split(/\s+/).filter(Boolean).sort().join(" ");
+      if (seats.map(key).sort().join(" ") !== drawn) window.location.reload();
+    }
     count.textContent = seats.length ? "(" + seats.length + ")" : "";
     count.hidden = !seats.length;
     count.setAttribute("aria-label", seats.length + (seats.length === 1 ? " seat waits" : " seats wait") + " for you");
