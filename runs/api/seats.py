@@ -17,7 +17,7 @@ from runs.rules import Seat
 from scenariolab_site.api_base import ApiError, caller, errors
 
 from runs.api.common import RunOut, Text, run_for, run_json, steer, router
-from runs.api.roles import RoleIn, role_grant
+from runs.roles import grant_named
 
 
 class SeatOut(Schema):
@@ -148,5 +148,5 @@ def nudge_seat(request, run_id: int, actor: str):
 @router.post("/{run_id}/seats/{actor}/assign", response={200: RunOut, **errors(400, 401, 403, 404, 409, 422)},
              summary="Hand a seat to a person (or a group): they play it from the next decision, instead of whoever did")
 def assign_seat(request, run_id: int, actor: str, payload: AssignIn):
-    who = role_grant(RoleIn(role="player", user=payload.user, group=payload.group, seats=[actor]))
-    return steer(request, run_id, lambda run: seats.seat_assign(run=run, actor=actor, to=who))
+    return steer(request, run_id, lambda run: seats.seat_assign(
+        run=run, actor=actor, to=grant_named("player", user=payload.user, group=payload.group)))

@@ -155,3 +155,10 @@ async def test_the_header_socket_tells_each_person_their_seats_as_they_change(pe
     anonymous.scope["user"] = AnonymousUser()
     await anonymous.connect()
     assert await anonymous.receive_output(timeout=10) == {"type": "websocket.close", "code": 4403}
+
+
+def test_handing_over_a_seat_with_a_name_no_actor_has_is_a_400(people):
+    run = make_run(turns=1, owner=people["owner"])
+    answer = api_client.post(f"/runs/{run.pk}/seats/{'x' * 300}/assign", json={"user": "stranger"}, user=people["owner"])
+    assert answer.status_code == 400 and "has no actor" in answer.json()["message"], answer.content
+    assert api_client.post("/runs/999999/seats/norvale/assign", json={"user": "stranger"}, user=people["owner"]).status_code == 404
