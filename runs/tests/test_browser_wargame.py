@@ -78,7 +78,8 @@ class WargameInABrowser(BrowserTestCase):
             alice.wait_for_selector(f"#my-seat-{run.pk}-norvale")
         except sync_api.TimeoutError:
             raise AssertionError(f"alice's My seats page never listed her seat: run {Run.objects.get().status}, console {self.console}") from None
-        assert alice.locator("#my-seats tbody tr").count() == 1 and alice.locator("#my-seats-count").inner_text() == "(1)"
+        assert alice.locator("#my-seats tbody tr").count() == 1, "only her own seat"
+        alice.wait_for_function("document.getElementById('my-seats-count').textContent === '(1)'")  # once the socket says
         alice.click(f"#my-seat-{run.pk}-norvale a.button")
         alice.wait_for_selector("#seat-form")
         seat_pages = {"norvale": alice}
