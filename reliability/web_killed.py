@@ -260,10 +260,8 @@ def _reconnect(run: Run, viewers: list[Viewer], web: subprocess.Popen, base: str
     """Wait for the new server, then for every page to be live on it again."""
     _wait_for_http(f"{base}/accounts/login/", web)
     answered, stored_at_restart = time.monotonic(), _stored(run)
-    # A page whose sockets failed three times in a row while the server was down follows the run by polling and
-    # tries its socket again every 30 s (static/js/run-live.js): the wait allows one such retry.
     wait_for(lambda: all(len(v.sockets) >= 2 and v.state()["live"] == "live" for v in viewers),
-             what="every page to reconnect", timeout=45)
+             what="every page to reconnect", timeout=30)
     return Outcome(back_live=time.monotonic() - answered, missed_live=stored_at_restart - stored_at_kill,
                    mid_run=not final_status(run))
 
