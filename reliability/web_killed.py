@@ -9,7 +9,8 @@ it applied. Two pages are open before the run starts; a third is opened mid-run 
 from a snapshot. The run is played by a real Huey worker process against the fake LLM server (a fixed
 latency a call); the worker keeps running while the web server is down, so events are stored that no live
 relay carries and the pages must fetch them on reconnect. A trial kills 1-25 events after the third page
-opened, stays down a random spell (0-1 s, plus the new server's start-up), then checks:
+opened, stays down a random spell (0-1 s in trials 1, 2, 5, 6, …, 4-8 s in trials 3, 4, 7, 8, …, plus the new
+server's start-up), then checks:
 - the run completed;
 - every page applied (its `run:event` notifications) exactly the stored seqs after the one it was rendered
   at, in order, and shows the run completed, with the cost, model calls and turns done that a page loaded
@@ -58,7 +59,10 @@ CALL_SECONDS = 0.5
 TURNS = (1, 3)
 OPEN_AT = 4  # the third page opens once the run has stored this seq
 KILL_AFTER = (1, 25)  # then the kill comes when this many more events are stored
-DOWN_SECONDS = (0.0, 1.0)  # then the server stays down this long before a new one starts
+# Then the server stays down this long before a new one starts: trials 1, 2, 5, 6, … briefly, trials 3, 4, 7,
+# 8, … long enough for the pages' sockets to fail several times in a row (a page must not take a restart for a
+# proxy that passes no WebSocket and settle for polling).
+DOWN_SECONDS = ((0.0, 1.0), (4.0, 8.0))
 PASSWORD = "a long reliability password"
 # The page's applied events, in order (run-live.js announces each with a `run:event` notification).
 COLLECT = """
@@ -182,7 +186,7 @@ def run(trials: int, *, seed: int = 0) -> Result:
     passed, failures, outcomes = 0, [], []
     started = time.monotonic()
     for trial in range(trials):
-        outcome = _trial(rng, turns=TURNS[trial % 2])
+        outcome = _trial(rng, turns=TURNS[trial % 2], down=DOWN_SECONDS[trial // 2 % 2])
         outcomes.append(outcome)
         if outcome.problem:
             failures.append(f"trial {trial + 1}: {outcome.problem}")
@@ -202,7 +206,7 @@ def run(trials: int, *, seed: int = 0) -> Result:
     return Result("web killed", trials, passed, figure)
 
 
-def _trial(rng: random.Random, *, turns: int) -> Outcome:
+def _trial(rng: random.Random, *, turns: int, down: tuple[float, float]) -> Outcome:
     from playwright.async_api import Error as PlaywrightError
 
     if not Path(CHROMIUM).exists():
@@ -237,7 +241,7 @@ def _trial(rng: random.Random, *, turns: int) -> Outcome:
             web.send_signal(signal.SIGKILL)
             web.wait(10)
             stored_at_kill = _stored(run)
-            time.sleep(rng.uniform(*DOWN_SECONDS))
+            time.sleep(rng.uniform(*down))
             processes.append(web := _start_web(port, **llm))
             outcome = _reconnect(run, viewers, web, base, stored_at_kill)
             outcome.problem, outcome.calls_shown = _finish(run, viewers)

@@ -206,12 +206,15 @@ def site(installed):
         proxied, proxied_url = daphne(env)
         processes.append(proxied)
         proxy = TLSProxy(int(proxied_url.rsplit(":", 1)[1]), port=installed["proxy_port"]).start_in_thread()
+        no_websockets = TLSProxy(int(proxied_url.rsplit(":", 1)[1]), websockets=False).start_in_thread()
         playwright = sync_api.sync_playwright().start()
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--disable-background-networking"])
-        yield {"plain": plain_url, "no_layer": no_layer_url, "proxy": proxy, "browser": browser}
+        yield {"plain": plain_url, "no_layer": no_layer_url, "proxy": proxy, "no_websockets": no_websockets,
+               "browser": browser}
         browser.close()
         playwright.stop()
         proxy.stop()
+        no_websockets.stop()
     finally:
         logs = {process.args[-1]: stop(process, tail=None) for process in processes}
         llm.stop()
@@ -250,10 +253,16 @@ def test_behind_a_tls_proxy_signing_in_and_starting_a_run_succeed(site):
     page.sign_in(base)
     cookies = {cookie["name"]: cookie for cookie in context.cookies(base)}
     assert cookies["sessionid"]["secure"] and cookies["csrftoken"]["secure"]
-    page.start_run(base, turns=1)
+    run_url = page.start_run(base, turns=1)
     page.wait_until_completed("proxied")
     assert page.page.locator("#live-indicator").text_content().strip() == "live", "the socket works over wss"
     problems = page.problems
+    # Through a proxy that answers pages but passes no WebSocket, the page stops trying the socket and polls.
+    without = context.new_page()
+    without.goto(run_url.replace(base, site["no_websockets"].url))
+    without.wait_for_function("document.getElementById('live-indicator').textContent.includes('unavailable')",
+                              timeout=WAIT_MS)
+    assert without.locator("#run-status").text_content().strip() == "completed"
     context.close()
     assert not problems, problems
     assert site["proxy"].requests > 0

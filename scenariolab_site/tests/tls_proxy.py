@@ -3,7 +3,8 @@
 It speaks HTTPS to the browser (a self-signed certificate made on the spot) and plain HTTP to the site, adding
 X-Forwarded-Proto: https and X-Forwarded-For and keeping the browser's Host, as the README's nginx example
 does. Each connection carries one request (Connection: close both ways), except a WebSocket upgrade, which is
-piped both ways until either side closes.
+piped both ways until either side closes. With `websockets=False` it is a proxy set up without them (nginx without
+its upgrade lines): the upgrade headers are dropped and the request goes on as a plain one.
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ def _rewrite(head: bytes, *, drop: tuple[bytes, ...], add: list[bytes]) -> bytes
 
 
 class TLSProxy:
-    def __init__(self, upstream_port: int, *, port: int = 0) -> None:
+    def __init__(self, upstream_port: int, *, port: int = 0, websockets: bool = True) -> None:
         self.upstream_port = upstream_port
+        self.websockets = websockets
         self.port = port  # 0: any free port
         self.requests = 0
         self._folder = tempfile.TemporaryDirectory(prefix="tls-proxy-")
@@ -104,6 +106,8 @@ class TLSProxy:
             return
         self.requests += 1
         upgrade = b"\r\nupgrade:" in head.lower()
+        if upgrade and not self.websockets:
+            head, upgrade = _rewrite(head, drop=(b"upgrade:",), add=[]), False
         peer = (client_writer.get_extra_info("peername") or ("127.0.0.1",))[0].encode()
         request = _rewrite(head, drop=(b"x-forwarded-",) + (() if upgrade else (b"connection:",)),
                            add=[b"X-Forwarded-Proto: https", b"X-Forwarded-For: " + peer]

@@ -391,17 +391,22 @@
   var polling = null;
   var pollInFlight = false;
 
-  function poll() {
-    if (pollInFlight || !page.dataset.poll) return;
-    pollInFlight = true;
-    fetch(page.dataset.poll + "?after=" + lastSeq, { credentials: "same-origin", headers: { Accept: "application/json" } })
+  // The stored events after the last seq and the stored status; resolves to whether the server answered.
+  function fetchEvents() {
+    return fetch(page.dataset.poll + "?after=" + lastSeq, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (response) { return response.ok ? response.json() : Promise.reject(response.status); })
       .then(function (body) {
         body.events.forEach(receive);
         receive({ type: "status", data: body.status });
+        return true;
       })
-      .catch(function () { /* the next poll asks again */ })
-      .then(function () { pollInFlight = false; });
+      .catch(function () { return false; });
+  }
+
+  function poll() {
+    if (pollInFlight || !page.dataset.poll) return;
+    pollInFlight = true;
+    fetchEvents().then(function () { pollInFlight = false; });  // a failed poll: the next one asks again
   }
 
   function startPolling() {
@@ -421,7 +426,16 @@
   // nothing follows a run's last events. So a quiet page asks for anything after its last seq now and then.
   var QUIET_MS = 3000;
   var lastHeard = Date.now();
-  var fruitless = 0;  // sockets in a row that closed before a single message came through
+  var fruitless = 0;  // sockets in a row that closed before a single message while the server answered
+
+  function reconnect() {
+    window.setTimeout(connect, Math.min(10000, 500 * Math.pow(2, retries++)));
+  }
+
+  function pollInstead() {
+    startPolling();
+    if (!finished) window.setTimeout(connect, SOCKET_RETRY_MS);
+  }
 
   function connect() {
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
@@ -448,15 +462,16 @@
     socket.onclose = function (closed) {
       window.clearInterval(resync);
       if (closed.code === 4403) { indicate("not allowed to follow this run"); return; }
-      if (!heard) fruitless += 1;
-      if (closed.code === LIVE_UNAVAILABLE || fruitless >= 3) {
-        startPolling();
-        if (!finished) window.setTimeout(connect, SOCKET_RETRY_MS);
-        return;
-      }
+      if (closed.code === LIVE_UNAVAILABLE) { pollInstead(); return; }
       indicate(finished ? "" : "reconnecting…");
-      var delay = Math.min(10000, 500 * Math.pow(2, retries++));
-      window.setTimeout(connect, delay);
+      if (heard || !page.dataset.poll) { reconnect(); return; }
+      // A socket that closed before any message: either the server is down (a restart: keep trying, the
+      // sockets will work again) or it answers but its sockets do not (a proxy without WebSockets: poll).
+      // Asking for the stored events tells the two apart, and catches the page up meanwhile.
+      fetchEvents().then(function (answered) {
+        if (answered && ++fruitless >= 3) pollInstead();
+        else reconnect();
+      });
     };
   }
   setStatus(page.dataset.status, byId("run-reason") ? byId("run-reason").textContent.trim() : "");
