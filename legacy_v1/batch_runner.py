@@ -410,4 +410,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
 
 
 if __name__ == "__main__":
+    # Ctrl-C saves the batch and its runs even when a shell started this in the background, which ignores SIGINT
+    # (as the manage.py commands do).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.exit(main())

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import math
 import shlex
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -267,4 +268,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
 
 
 if __name__ == "__main__":
+    # Ctrl-C saves the run as halted even when a shell started this in the background, which ignores SIGINT
+    # (as the manage.py commands do).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.exit(main())
