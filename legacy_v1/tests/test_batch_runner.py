@@ -219,14 +219,20 @@ def test_the_analyzer_needs_a_batch_directory(here):
     assert code == 2 and "Runs directory not found" in err
 
 
+def ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def test_ctrl_c_saves_the_runs_and_books_their_costs_then_resume_finishes(here, monkeypatch):
     server = FakeLLMServer(latency=0.2).start_in_thread()
     monkeypatch.setenv("SCENARIOLAB_LLM_BASE_URL", server.base_url)
     try:
         config = write_config(here, runs_per_variation=1)
         batch = here / "experiments" / "chair"
+        # Started as a shell's background job is (SIGINT ignored): Ctrl-C must stop it all the same.
         process = subprocess.Popen([sys.executable, str(ROOT / "legacy_v1" / "batch_runner.py"), str(config)], cwd=here,
-                                   env={**os.environ}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                   env={**os.environ}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   preexec_fn=ignore_sigint)
         deadline = time.monotonic() + 60
         while server.stats["completions"] < 6 and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -323,6 +323,10 @@ def test_the_script_runs_from_the_checkout_with_v1s_options():
         assert option in result.stdout
 
 
+def ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def test_ctrl_c_halts_as_manual_and_the_run_resumes(tmp_path, offline):
     folder = write_v1_scenario(tmp_path)
     run_dir = tmp_path / "run"
@@ -330,8 +334,9 @@ def test_ctrl_c_halts_as_manual_and_the_run_resumes(tmp_path, offline):
     try:
         env = {**os.environ, "SCENARIOLAB_LLM_BASE_URL": server.base_url}
         with open(tmp_path / "stdout", "w") as out, open(tmp_path / "stderr", "w") as err:
+            # Started as a shell's background job is (SIGINT ignored): Ctrl-C must halt it all the same.
             process = subprocess.Popen([sys.executable, "legacy_v1/run_scenario.py", str(folder), "-o", str(run_dir)],
-                                       cwd=ROOT, env=env, stdout=out, stderr=err)
+                                       cwd=ROOT, env=env, stdout=out, stderr=err, preexec_fn=ignore_sigint)
             deadline = time.monotonic() + 60
             while not (run_dir / "world-state-001.md").exists() and time.monotonic() < deadline:
                 time.sleep(0.05)  # wait until turn 1 is saved, so the interrupt lands inside turn 2
