@@ -58,16 +58,21 @@ $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo="sudo -n"; fi; \
 	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null
 
-# The two passes run side by side (the scale-out one mostly waits on its servers and workers), each on
-# databases, queues and ports of its own; the scale-out pass's output follows the embedded one's.
+# Three passes run side by side, each on databases, queues, folders and ports of its own (each pytest process
+# makes its own temporary data folder): the embedded profile in two halves of about the same length (runs/,
+# and the rest), one per core, and the scale-out pass, which mostly waits on its servers and workers. The
+# other passes' output follows the first's.
 test: $(DEV_STAMP) $(CHROMIUM)
 	$(VENV)/bin/ruff check .
 	@mkdir -p test-artifacts
 	@$(MAKE) --no-print-directory test-scale-out > test-artifacts/scale-out.log 2>&1 & scale_out=$$!; \
-	$(PY) -m pytest; embedded=$$?; \
+	$(PY) -m pytest runs > test-artifacts/embedded-runs.log 2>&1 & runs_half=$$!; \
+	$(PY) -m pytest --ignore-glob='runs/*'; rest=$$?; \
+	wait $$runs_half; runs=$$?; \
 	wait $$scale_out; scaled=$$?; \
+	echo "---- embedded profile, runs/ ----"; cat test-artifacts/embedded-runs.log; \
 	echo "---- PostgreSQL + Redis (make test-scale-out) ----"; cat test-artifacts/scale-out.log; \
-	test $$embedded -eq 0 && test $$scaled -eq 0
+	test $$rest -eq 0 && test $$runs -eq 0 && test $$scaled -eq 0
 
 test-scale-out: $(DEV_STAMP)
 	DATABASE_URL=$(SCALE_OUT_DATABASE_URL) REDIS_URL=$(SCALE_OUT_REDIS_URL) $(PY) -m pytest -m both_profiles -q
