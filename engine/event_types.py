@@ -42,6 +42,11 @@ class EventType(StrEnum):
     EXOGENOUS_EVENT = "exogenous_event"
     # Costs. data: CostRecord.to_dict() plus running totals; warning/exceeded: {"spent", "limit", ...}.
     COST_INCURRED = "cost_incurred"
+    # One answered model call, traced (when the run traces its calls; `engine.calls.call_trace` gives the data):
+    # {"turn", "phase", "task", "actor", "subject", "model", "provider", "attempt", "outcome" ("used",
+    # "re-asked", "unusable"), "repair", "error", "tries", tokens, "cost", "latency_ms", "cached", "request"
+    # ({"messages", "temperature", "seed", "max_tokens", "schema_name"}), "answer", "parsed"}.
+    MODEL_CALLED = "model_called"
     CREDIT_LIMIT_WARNING = "credit_limit_warning"
     CREDIT_LIMIT_EXCEEDED = "credit_limit_exceeded"
     # data: MetricRecord.to_dict() plus "threshold" (None, "warning" or "critical").

@@ -79,6 +79,7 @@ class ScenarioOrchestrator:
         max_concurrency: int = 32,
         phases: Iterable[Phase] | Mapping[PhaseType, AnyPhase] | None = None,
         seats: SeatDesk | None = None,
+        trace_calls: bool = False,
     ) -> None:
         if event_bus is not None and bus is not None and event_bus is not bus:
             raise ValueError("give the orchestrator one bus: `event_bus` and `bus` are the same argument")
@@ -86,6 +87,7 @@ class ScenarioOrchestrator:
         if limit is not None and not (math.isfinite(limit) and limit > 0):
             raise ValueError(f"the credit limit must be a positive number of USD, not {limit!r}")
         self.scenario = scenario
+        self.trace_calls = trace_calls  # announce every answered call with its prompt and answer (model_called)
         # A scenario's models answer offline unless a provider is given, as with `Runner`.
         self.provider: LLMProvider = provider or (OfflineProvider(scenario) if scenario is not None else NoModelProvider())
         self.event_bus = event_bus or bus or EventBus()
@@ -231,6 +233,7 @@ class ScenarioOrchestrator:
                 max_turns=self.max_turns,
                 max_concurrency=self.max_concurrency,
                 seats=self.seats,
+                trace_calls=self.trace_calls,
             )
             yield tracker, ctx
         finally:

@@ -69,7 +69,8 @@ def initial_state(scenario: Scenario, *, run_id: str | None = None, seed: int | 
 
 class Runner:
     """Runs scenarios with one provider, bus and (optional) persistence. `phases` adds phases to the standard
-    turn or replaces some of them, by type (`{PhaseType.PERSISTENCE: Exporter()}`)."""
+    turn or replaces some of them, by type (`{PhaseType.PERSISTENCE: Exporter()}`). With `trace_calls`, every
+    answered model call is announced with what it was sent and answered (`model_called`, `engine.calls`)."""
 
     def __init__(
         self,
@@ -81,8 +82,10 @@ class Runner:
         max_concurrency: int = 32,
         seats: SeatDesk | None = None,
         phases: Mapping[PhaseType, AnyPhase] | None = None,
+        trace_calls: bool = False,
     ) -> None:
         self.phases = dict(phases or {})
+        self.trace_calls = trace_calls  # announce each answered call with its prompt and answer (model_called)
         self.provider = provider
         self.seats = seats
         self.bus = bus or EventBus()
@@ -107,6 +110,7 @@ class Runner:
             max_concurrency=self.max_concurrency,
             phases=standard_phases(),
             seats=self.seats,
+            trace_calls=self.trace_calls,
         )
         for kind, phase in self.phases.items():
             orchestrator.register_phase(kind, phase)

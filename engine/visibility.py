@@ -3,8 +3,8 @@
 A wargame's players each see what their actor may know, as the actor's prompts do: the world, public
 statements, the messages their actor sent or received, their own private information, goals, reasoning and
 decisions, and every actor's actions (their results are in the world). Another actor's private information,
-goals, priorities and reasoning, the bilateral or coalition messages their actor was not part of, and the QA
-findings (whose judge read everything) stay hidden. An observer sees everything (`FULL`) or only what is
+goals, priorities and reasoning, the bilateral or coalition messages their actor was not part of, the QA
+findings (whose judge read everything) and the model calls (their prompts and answers) stay hidden. An observer sees everything (`FULL`) or only what is
 public (`PUBLIC`: a player of no actor).
 
 The rule reads records, states and events alike, so pages, sockets, the API and downloads filter with it and
@@ -60,6 +60,12 @@ class Viewpoint:
         and talks, and its findings quote them, whichever actor they are about."""
         return self.actors is None
 
+    @property
+    def sees_calls(self) -> bool:
+        """Model calls (their prompts and answers) are the full view's: the world model's and the judges'
+        prompts hold every actor's secrets."""
+        return self.actors is None
+
     def decision(self, decision: Decision) -> Decision:
         if self.knows_mind_of(decision.actor):
             return decision
@@ -108,6 +114,8 @@ class Viewpoint:
             return {**data, "results": results}
         if event_type == EventType.VALIDATION_FAILED:
             return data if self.sees_finding(data.get("actor")) else None
+        if event_type == EventType.MODEL_CALLED:
+            return data if self.sees_calls else None
         return data
 
 

@@ -164,3 +164,24 @@ class SeatDecisionForm(forms.Form):
         data = self.cleaned_data
         replies = {name.removeprefix("reply-"): value for name, value in data.items() if name.startswith("reply-")}
         return {key: data[key] for key in ("long_term_goals", "short_term_priorities", "reasoning", "action")} | {"replies": replies}
+
+
+class CallFilterForm(forms.Form):
+    """The calls page's filters (GET): each narrows the run's calls; an empty one does not."""
+
+    TASKS = ("decision", "outreach", "reply", "world_update", "metric", "validation", "summary")
+    OUTCOMES = ("used", "re-asked", "unusable")
+
+    turn = forms.IntegerField(required=False, min_value=0, max_value=100_000)
+    task = forms.ChoiceField(required=False, choices=[("", "any task")] + [(t, t.replace("_", " ")) for t in TASKS])
+    actor = forms.ChoiceField(required=False)
+    subject = forms.CharField(required=False, max_length=200, label="Metric or check")
+    outcome = forms.ChoiceField(required=False, choices=[("", "any outcome")] + [(o, o) for o in OUTCOMES])
+
+    def __init__(self, *args, actors: dict[str, str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["actor"].choices = [("", "any actor"), ("world", "the world")] + sorted(actors.items(), key=lambda a: a[1])
+
+    def filters(self) -> dict[str, object]:
+        """The filters to apply: the valid, non-empty ones."""
+        return {name: value for name, value in self.cleaned_data.items() if value not in (None, "")}

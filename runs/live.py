@@ -121,6 +121,7 @@ def run_page_context(*, run: Run, reader: Reader) -> dict[str, Any]:
         "viewpoint": viewpoint,
         "view_actors": [names.get(actor, actor) for actor in sorted(viewpoint.actors or ())],
         "reader": reader,
+        "show_calls": viewpoint.sees_calls,
         "checks_passed": records.checks_passed,
     }
 
@@ -218,6 +219,7 @@ def event_fragments(event: dict[str, Any], *, names: dict[str, str], max_turns: 
     replaces (rendered here, from the same partials as the page), and the numbers scripts update."""
     kind, data = event["type"], event["data"]
     turn = data.get("turn")
+    calls = reader.viewpoint.sees_calls  # "show the call" on what a model made
     out: dict[str, Any] = {"seq": event["seq"], "type": kind, "timestamp": event.get("timestamp"), "fragments": [], "data": {}}
     if kind == EventType.TURN_STARTED:
         out["fragments"].append(_turn_section(turn))
@@ -226,19 +228,19 @@ def event_fragments(event: dict[str, Any], *, names: dict[str, str], max_turns: 
         message = {"id": data["id"], "turn": turn, "kind": data["kind"], "sender": data["sender"],
                    "recipients": data["recipients"], "content": data["content"], "in_reply_to": data["in_reply_to"]}
         out["fragments"] += _turn_then(turn, _fragment(f"#turn-{turn}-messages", "runs/partials/message.html",
-                                                       {"message": message, "names": names}))
+                                                       {"message": message, "names": names, "show_calls": calls}))
     elif kind == EventType.ACTOR_DECISION_COMPLETED:
         out["fragments"] += _turn_then(turn, _fragment(f"#turn-{turn}-decisions", "runs/partials/decision.html",
-                                                       {"decision": data, "names": names}))
+                                                       {"decision": data, "names": names, "show_calls": calls}))
     elif kind == EventType.WORLD_STATE_UPDATED:
         out["fragments"] += _turn_then(turn, _fragment(f"#turn-{turn}-world", "runs/partials/world.html",
-                                                       {"world": {"turn": turn, "world_state": data["content"]}}))
+                                                       {"world": {"turn": turn, "world_state": data["content"]}, "show_calls": calls}))
     elif kind == EventType.EXOGENOUS_EVENT:
         outside = {"turn": turn, "name": data["name"], "kind": data["kind"], "text": data["text"]}
         out["fragments"] += _turn_then(turn, _fragment(f"#turn-{turn}-outside-events", "runs/partials/outside_event.html",
                                                        {"event": outside}))
     elif kind == EventType.VALIDATION_FAILED:
-        out["fragments"].append(_fragment("#findings", "runs/partials/finding.html", {"finding": data, "names": names}))
+        out["fragments"].append(_fragment("#findings", "runs/partials/finding.html", {"finding": data, "names": names, "show_calls": calls}))
     elif kind == EventType.TURN_COMPLETED:
         out["data"] = {"completed": turn, "max_turns": max_turns}
     elif kind == EventType.COST_INCURRED:

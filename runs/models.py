@@ -7,6 +7,8 @@ each record's place in the state), so a run resumes in any process on any machin
 
 from __future__ import annotations
 
+import json
+
 from django.conf import settings
 from django.db import models
 
@@ -233,6 +235,50 @@ class CostRecord(models.Model):
     @property
     def tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+
+class ModelCall(models.Model):
+    """One answered model call of a run, as the engine traced it: what it was sent, what it answered and what
+    became of the answer. Its ledger line is the `CostRecord` its cost event booked just before."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="model_calls")
+    seq = models.PositiveIntegerField(help_text="its model_called event")
+    turn = models.PositiveIntegerField()
+    phase = models.CharField(max_length=32)
+    task = models.CharField(max_length=32)
+    actor = models.CharField(max_length=64, blank=True, help_text="empty for calls made for the world")
+    subject = models.CharField(max_length=200, blank=True, help_text="the metric or check a judge's call measures")
+    model = models.CharField(max_length=200)
+    provider = models.CharField(max_length=64)
+    attempt = models.PositiveSmallIntegerField(default=1, help_text="2 and more: asked again after an unusable answer")
+    outcome = models.CharField(max_length=16, help_text="used, re-asked or unusable")
+    repair = models.CharField(max_length=32, blank=True, help_text="how a near-JSON answer was mended")
+    error = models.TextField(blank=True, help_text="why the answer could not be used")
+    tries = models.PositiveSmallIntegerField(default=1, help_text="requests sent for this answer (retries + 1)")
+    input_tokens = models.PositiveIntegerField()
+    output_tokens = models.PositiveIntegerField()
+    cost = models.FloatField()
+    latency_ms = models.FloatField(default=0)
+    cached = models.BooleanField(default=False)
+    messages = models.JSONField(default=list, help_text="the request's messages: [{role, content}]")
+    parameters = models.JSONField(default=dict, help_text="temperature, seed, max_tokens, schema_name")
+    answer = models.TextField(blank=True)
+    parsed = models.JSONField(null=True, blank=True)
+    truncated = models.BooleanField(default=False, help_text="a text was cut at SCENARIOLAB_CALL_TRACE_MAX_CHARS")
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["seq"]
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="one_call_per_event")]
+        indexes = [models.Index(fields=["run", "turn", "task"], name="runs_call_turn_task")]
+
+    @property
+    def task_label(self) -> str:
+        return self.task.replace("_", " ")
+
+    @property
+    def parsed_json(self) -> str:
+        return json.dumps(self.parsed, indent=2, ensure_ascii=False)
 
 
 class MetricRecord(RunRecord):

@@ -11,7 +11,7 @@ from engine.event_types import EventType
 from engine.state import Communication as EngineCommunication
 from engine.state import ValidationResult as EngineValidationResult
 from runs.execution.mapping import communication_of, validation_of
-from runs.models import Communication, Decision, MetricRecord, Run, RunEvent, Turn, ValidationResult
+from runs.models import Communication, Decision, MetricRecord, ModelCall, Run, RunEvent, Turn, ValidationResult
 
 
 def last_seqs(runs: list[Run]) -> dict[int, int]:
@@ -74,3 +74,22 @@ def run_page_records(run: Run) -> RunPageRecords:
         findings=[validation_of(row) for row in ValidationResult.objects.filter(run=run, passed=False)],
         checks_passed=ValidationResult.objects.filter(run=run, passed=True).count(),
     )
+
+
+CALL_FILTERS = ("turn", "phase", "task", "actor", "subject", "outcome", "model")
+
+
+def run_calls(run: Run, **filters: object) -> QuerySet:
+    """A run's traced model calls in the order they were answered, narrowed by any of CALL_FILTERS (an actor
+    of "" or "world": the world's calls)."""
+    unknown = set(filters) - set(CALL_FILTERS)
+    if unknown:
+        raise TypeError(f"unknown call filters: {sorted(unknown)}")
+    rows = ModelCall.objects.filter(run=run)
+    for name, value in filters.items():
+        if value is None:
+            continue
+        if name == "actor" and value == "world":
+            value = ""
+        rows = rows.filter(**{name: value})
+    return rows.order_by("seq")

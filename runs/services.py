@@ -27,7 +27,7 @@ from engine.run_names import highest_run_number, run_folder_name
 from runs import roles as roles_
 from runs import selectors
 from runs.errors import RunConflict, RunInputError
-from runs.models import Run, RunStatus, Turn
+from runs.models import ModelCall, Run, RunStatus, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -344,3 +344,17 @@ def run_cancel(*, run: Run) -> Run:
         raise RunConflict(f"run {run.pk} is already {run.status}")
     run.refresh_from_db()
     return run
+
+
+def calls_prune(*, days: int | None = None) -> int:
+    """Delete the call traces of runs that finished more than `days` days ago (default: the site's
+    CALL_TRACE_DAYS; 0 keeps them as long as their run). Their ledger lines and events stay. Returns how many
+    traces were deleted."""
+    days = settings.CALL_TRACE_DAYS if days is None else days
+    if days <= 0:
+        return 0
+    old = ModelCall.objects.filter(run__finished_at__lt=Now() - timedelta(days=days))
+    deleted, _ = old.delete()
+    if deleted:
+        logger.info("deleted %s call traces of runs finished more than %s days ago", deleted, days)
+    return deleted

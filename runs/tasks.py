@@ -3,7 +3,7 @@
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
-from runs import notifications, seats
+from runs import notifications, seats, services
 from runs.execution import executor
 
 
@@ -23,3 +23,9 @@ def hand_over_expired_seats() -> None:
 def announce_waiting_seats(run_id: int) -> None:
     # On a worker of its own: a slow mail server delays the notice, never the run that started waiting.
     notifications.notify_wait_started(run_id)
+
+
+@db_periodic_task(crontab(hour="3", minute="17"))
+def prune_call_traces() -> None:
+    # Daily: call traces hold every prompt and answer, the largest rows a run has (SCENARIOLAB_CALL_TRACE_DAYS).
+    services.calls_prune()

@@ -4,6 +4,7 @@ runs compared side by side."""
 from __future__ import annotations
 
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -16,16 +17,17 @@ from django.views.decorators.http import require_POST
 from accounts.quotas import QuotaExceeded
 from runs.downloads import markdown_zip_response, state_json_response
 from runs.rules import Seat
-from runs import branching, notifications, seats, selectors, services
+from runs import branching, notifications, record_selectors, seats, selectors, services
 from runs.comparison import MAX_RUNS as MAX_COMPARED
 from runs.comparison import ComparisonError, RunNotFound, diff_lines, run_comparison
-from runs.forms import RunBranchForm, SeatDecisionForm
+from runs.forms import CallFilterForm, RunBranchForm, SeatDecisionForm
 from runs.roles import grant_to
-from runs.live import polled_messages, run_page_context
+from runs.live import page_names, polled_messages, run_page_context
 from runs.models import Run, RunStatus
 from runs.reading import reader_of
 
 RUNS_PER_PAGE = 50
+CALLS_PER_PAGE = 20
 
 
 def _visible_run(request: HttpRequest, pk: int, *, steer: bool = False) -> Run:
@@ -64,6 +66,23 @@ def run_list(request: HttpRequest) -> HttpResponse:
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = _visible_run(request, pk)
     return render(request, "runs/run_detail.html", run_page_context(run=run, reader=reader_of(run, request.user)))
+
+
+@login_required
+def run_calls(request: HttpRequest, pk: int) -> HttpResponse:
+    """The run's model calls, filtered: what each was sent and answered (the full view's)."""
+    run = _visible_run(request, pk)
+    if not reader_of(run, request.user).viewpoint.sees_calls:
+        raise PermissionDenied("the model calls hold every actor's secrets: only the full view of the run shows them")
+    names = page_names(run)
+    form = CallFilterForm(request.GET, actors=names)
+    filters = form.filters() if form.is_valid() else {}
+    page = Paginator(record_selectors.run_calls(run, **filters), CALLS_PER_PAGE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "runs/calls.html", {"run": run, "form": form, "page": page, "names": names,
+                                               "filtered": bool(filters), "query": query.urlencode(),
+                                               "traced": settings.CALL_TRACES, "retention_days": settings.CALL_TRACE_DAYS})
 
 
 @login_required

@@ -265,6 +265,12 @@ QUOTA_STAFF_UNLIMITED = env_bool("SCENARIOLAB_QUOTA_STAFF_UNLIMITED", True)
 WORKER_STOP_SECONDS = float(os.environ.get("SCENARIOLAB_WORKER_STOP_SECONDS", "30"))
 # Response cache: "run" (answers reused within a run, so a resume never pays twice), "shared", or "off".
 LLM_CACHE_SCOPE = os.environ.get("SCENARIOLAB_CACHE", "run")
+# Call traces: every answered model call of a run kept with its prompt and answer (the run page's "show the call",
+# /api/runs/{id}/calls). Each text (a message, an answer) is cut past CALL_TRACE_MAX_CHARS; traces of runs that
+# finished more than CALL_TRACE_DAYS days ago are deleted by a daily task (0: kept as long as their run).
+CALL_TRACES = env_bool("SCENARIOLAB_CALL_TRACES", True)
+CALL_TRACE_MAX_CHARS = int(os.environ.get("SCENARIOLAB_CALL_TRACE_MAX_CHARS", "100000"))
+CALL_TRACE_DAYS = int(os.environ.get("SCENARIOLAB_CALL_TRACE_DAYS", "0"))
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LANGUAGE_CODE = "en-us"

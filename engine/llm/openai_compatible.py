@@ -9,6 +9,7 @@ for other 4xx. The API key lives only in the request header: never in a message,
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import math
@@ -199,11 +200,12 @@ class OpenAICompatibleProvider:
         client, limit = self._session()
         async with limit:
             started = time.perf_counter()
-            payload = await self._post_with_retries(client, request)
+            payload, tries = await self._post_with_retries(client, request)
             latency_ms = (time.perf_counter() - started) * 1000
-        return self._response(payload, request, latency_ms)
+        return dataclasses.replace(self._response(payload, request, latency_ms), tries=tries)
 
-    async def _post_with_retries(self, client: httpx.AsyncClient, request: LLMRequest) -> dict[str, Any]:
+    async def _post_with_retries(self, client: httpx.AsyncClient, request: LLMRequest) -> tuple[dict[str, Any], int]:
+        """The answer's payload, and how many requests it took."""
         where = f"{self.name} ({request.model}, {request.purpose.task})"
         attempt = 0
         while True:
@@ -220,7 +222,7 @@ class OpenAICompatibleProvider:
                     continue  # not a retry: the same call in a form this server takes
                 if reply.status_code == 200:
                     try:
-                        return reply.json()
+                        return reply.json(), attempt + 1
                     except ValueError:
                         problem, wait = "a response that is not JSON", self.retry.backoff(attempt, self._rng)
                 elif reply.status_code in RETRY_AFTER_HEADER:

@@ -42,19 +42,26 @@ def _strip_fences(text: str) -> str:
 def parse_structured(text: str, model: type[T]) -> T:
     """Validate `text` as `model`, repairing near-JSON (trailing commas, fences, cut-off objects). A model
     class may offer `from_markdown(text)` as a last resort for weak models that answer in sections."""
+    return parse_structured_noted(text, model)[0]
+
+
+def parse_structured_noted(text: str, model: type[T]) -> tuple[T, str | None]:
+    """`parse_structured`, with the repair it took: None for valid JSON (in a code fence or not),
+    "json_repair" for near-JSON mended, "sections" for an answer read from its Markdown sections."""
     candidate = _strip_fences(text)
+    repair = None
     try:
         raw: Any = json.loads(candidate)
     except json.JSONDecodeError:
-        raw = json_repair.loads(candidate)
+        raw, repair = json_repair.loads(candidate), "json_repair"
     try:
-        return validate_structured(raw, model, raw_text=text)
+        return validate_structured(raw, model, raw_text=text), repair
     except StructuredOutputError:
         fallback = getattr(model, "from_markdown", None)
         parsed = fallback(text) if fallback else None
         if parsed is None:
             raise
-        return parsed
+        return parsed, "sections"
 
 
 def validate_structured(raw: Any, model: type[T], *, raw_text: str = "") -> T:

@@ -13,7 +13,8 @@ from pydantic import BaseModel
 
 from engine.costs import CostTracker, CreditLimitExceeded
 from engine.events import Event, EventBus, EventType
-from engine.llm.parsing import json_schema_for, parse_structured, validate_structured
+from engine.calls import REASKED, UNUSABLE, USED, call_trace
+from engine.llm.parsing import json_schema_for, parse_structured_noted, validate_structured
 from engine.llm.provider import CallPurpose, LLMRequest, LLMResponse, Message, StructuredOutputError
 from engine.scenario.folder import Scenario
 from engine.seats import SeatDesk, StateSeats
@@ -48,6 +49,7 @@ class PhaseContext:
     # The phase's latest consistent state. However a phase ends (an error, a cancel, the caller's
     # Ctrl-C), the orchestrator keeps this, so work already paid for is never done twice.
     progress: ScenarioState | None = None
+    trace_calls: bool = False  # announce each answered call with its prompt and answer (`model_called`)
 
     def checkpoint(self, state: ScenarioState) -> ScenarioState:
         self.progress = state
@@ -80,7 +82,22 @@ class PhaseContext:
         )
 
     async def complete_text(self, request: LLMRequest) -> LLMResponse:
-        return await self.llm.complete(request)
+        """Ask for prose (a world, a summary): the answer is used as written."""
+        response = await self.llm.complete(request)
+        await self.trace(request, response, parsed=None)
+        return response
+
+    async def complete_parsed(self, request: LLMRequest, read: Callable[[LLMResponse], R]) -> R:
+        """Ask once and `read` the answer (None or a StructuredOutputError when it holds nothing usable): for
+        the judges (metrics, checks), which are not asked again."""
+        response = await self.llm.complete(request)
+        try:
+            value = read(response)
+        except StructuredOutputError as exc:
+            await self.trace(request, response, outcome=UNUSABLE, error=str(exc))
+            raise
+        await self.trace(request, response, outcome=USED if value is not None else UNUSABLE, parsed=value)
+        return value
 
     async def complete_structured(self, request: LLMRequest, output: type[T]) -> tuple[T, LLMResponse]:
         """Ask, parse (repairing near-JSON), and re-ask with the error up to MAX_REASKS times. Every
@@ -90,16 +107,30 @@ class PhaseContext:
             response = await self.llm.complete(asked)
             try:
                 if response.data is not None:
-                    return validate_structured(response.data, output, raw_text=response.text), response
-                return parse_structured(response.text, output), response
+                    parsed, repair = validate_structured(response.data, output, raw_text=response.text), None
+                else:
+                    parsed, repair = parse_structured_noted(response.text, output)
             except StructuredOutputError as exc:
                 self.llm.reject(asked)  # never replay this answer from a cache
-                if attempt == MAX_REASKS:
+                last = attempt == MAX_REASKS
+                await self.trace(asked, response, attempt=attempt + 1, outcome=UNUSABLE if last else REASKED, error=str(exc))
+                if last:
                     raise
                 p = request.purpose
                 logger.info("re-asking %s for %s (turn %s): %s", p.task, p.actor or "the world", p.turn, exc)
                 asked = self.reask(request, response.text, str(exc))
+            else:
+                await self.trace(asked, response, attempt=attempt + 1, parsed=parsed, repair=repair)
+                return parsed, response
         raise AssertionError("unreachable")
+
+    async def trace(self, request: LLMRequest, response: LLMResponse, *, attempt: int = 1, outcome: str = USED,
+                    parsed: Any = None, repair: str | None = None, error: str | None = None) -> None:
+        """Announce an answered call with what it was sent and what became of its answer, if the run traces
+        its calls."""
+        if self.trace_calls:
+            data = call_trace(request, response, attempt=attempt, outcome=outcome, parsed=parsed, repair=repair, error=error)
+            await self.emit(EventType.MODEL_CALLED, data, turn=request.purpose.turn)
 
     def reask(self, request: LLMRequest, answer: str, error: str) -> LLMRequest:
         """`request` followed by the failed `answer` and what was wrong with it, within the model's budget:

@@ -246,8 +246,7 @@ class MetricsPhase:
             temperature=0.0,
         )
         # One call, no re-ask: an answer without a number leaves this turn's value unmeasured (None).
-        response = await ctx.complete_text(request)
-        value = metric_answer(response.text, response.data, metric.range)
+        value = await ctx.complete_parsed(request, lambda response: metric_answer(response.text, response.data, metric.range))
         if value is None:
             ctx.llm.reject(request)  # unmeasured this time; a rerun or a resume asks again
         return value

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from engine.events import EventType
 from engine.llm.parsing import parse_structured, validate_structured
-from engine.llm.provider import CallPurpose, StructuredOutputError
+from engine.llm.provider import CallPurpose, LLMResponse, StructuredOutputError
 from engine.phases.base import HaltRequested, PhaseContext, first_failure
 from engine.phases.prompts import bullet_list, describe_message, fitted_texts, request_room
 from engine.phases.world_update import actions_text
@@ -64,6 +64,12 @@ def is_per_actor(name: str, check: ValidationCheck) -> bool:
 def fill_template(template: str, values: dict[str, str]) -> str:
     """Replace only the placeholders we know; other braces (JSON examples in a template) stay as written."""
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+
+
+def read_verdict(response: LLMResponse) -> ValidationOutput:
+    if response.data is not None:
+        return validate_structured(response.data, ValidationOutput)
+    return parse_verdict(response.text)
 
 
 def parse_verdict(text: str) -> ValidationOutput:
@@ -162,9 +168,8 @@ class ValidationPhase:
             max_tokens=VALIDATION_MAX_TOKENS,
             temperature=0.0,
         )
-        response = await ctx.complete_text(request)
         try:
-            verdict = validate_structured(response.data, ValidationOutput) if response.data is not None else parse_verdict(response.text)
+            verdict = await ctx.complete_parsed(request, read_verdict)
         except StructuredOutputError:
             ctx.llm.reject(request)  # a retry must ask again, not replay this answer from a cache
             raise

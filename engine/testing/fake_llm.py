@@ -13,7 +13,8 @@ Content: a schema-valid JSON instance when the request carries a JSON schema (`r
 json_schema, or Ollama's top-level `format`), a JSON object in JSON mode, else V1-style Markdown
 sections, or a bare number when the last user message asks for "only a number".
 Faults (FAULT_KINDS) come from a script, a seeded random rate, the `X-Fake-Fault` header or POST /faults.
-Only 200 answers bill tokens; truncated and schema-violating 200s bill too, as a provider's would. A hang
+Only 200 answers bill tokens; truncated and schema-violating 200s bill too, as a provider's would; with
+`record=True` the server keeps each billed answer with the messages it answered (`billed`). A hang
 whose client hangs up is abandoned unbilled (`abandoned` in /stats), as llama.cpp and vLLM abort it.
 The HTTP (`engine.testing.fake_http`) is plain asyncio streams: HTTP/1.1 with keep-alive and Content-Length
 request bodies.
@@ -71,7 +72,7 @@ class FakeLLMServer:
         fault_kinds: Sequence[str] = DEFAULT_RANDOM_FAULTS, seed: int = 0, retry_after: float = 1,
         hang_seconds: float = 30.0, models: Sequence[str] = ("fake-model",), api_key: str | None = None,
         report_cost: bool = False, prompt_price: float = 1e-6, completion_price: float = 2e-6,
-        response_formats: Sequence[str] = RESPONSE_FORMATS, text_suffix: str = "",
+        response_formats: Sequence[str] = RESPONSE_FORMATS, text_suffix: str = "", record: bool = False,
     ) -> None:
         if not 0 <= fault_rate <= 1:
             raise ValueError("fault_rate must be within 0..1")
@@ -86,6 +87,10 @@ class FakeLLMServer:
         # Appended to every free-text value of every answer: how a test makes the "model" say something
         # particular (hostile HTML, a marker), without touching enum-like values the schema constrains.
         self.text_suffix = text_suffix
+        # With `record`, every billed answer as the server saw it: {"model", "messages", "answer", "usage",
+        # "fault"}, in the order billed (what a test compares a client's own account of its calls with).
+        self.record = record
+        self.billed: list[dict[str, Any]] = []
         # In thread mode stats and the script are read and changed from other threads, hence the lock.
         self._lock = threading.Lock()
         self._script: deque[str | None] = deque(_check_faults(faults or []))
@@ -322,6 +327,9 @@ class FakeLLMServer:
                 self._stats["completions"] += 1
                 self._stats["prompt_tokens"] += usage["prompt_tokens"]
                 self._stats["completion_tokens"] += usage["completion_tokens"]
+                if self.record:
+                    self.billed.append({"model": chat.model, "messages": chat.messages, "answer": content,
+                                        "usage": dict(usage), "fault": fault})
             if chat.stream:
                 await self._stream(writer, chat, content, usage)
             else:

@@ -228,7 +228,7 @@ async def test_every_event_type_is_emitted_by_the_engine(summit, tmp_path):
         pausing.pause()
 
     paused = await pausing.run_async(summit, max_turns=3)
-    await runner_with().run_async(summit, max_turns=3, state=paused)
+    await runner_with(trace_calls=True).run_async(summit, max_turns=3, state=paused)
     await runner_with(provider=FixedCostProvider(summit, cost_per_call=0.01)).run_async(summit, max_turns=2, credit_limit=0.1)
     failing = FailingProvider(summit, fails=lambda r, n: r.purpose.task == "decision", garbage="nope")
     await runner_with(provider=failing).run_async(summit, max_turns=1)

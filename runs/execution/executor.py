@@ -230,7 +230,7 @@ async def _execute(run: Run, claim: str, config: EngineScenario, provider: LLMPr
     orchestrator = ScenarioOrchestrator(
         scenario=config, provider=provider, bus=bus, max_turns=run.max_turns, credit_limit=run.credit_limit,
         persistence=OrmPersistence(run, claim=claim, recorder=recorder), phases=standard_phases(),
-        seats=seats or StoredSeats(run.pk),
+        seats=seats or StoredSeats(run.pk), trace_calls=settings.CALL_TRACES,
     )
     controls.attach(asyncio.get_running_loop(), task, orchestrator)
     heartbeat = asyncio.create_task(_heartbeat(run.pk, claim, orchestrator, task))

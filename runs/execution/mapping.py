@@ -7,6 +7,7 @@ means adding it to its model (with a migration) and to the two functions of its 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -88,6 +89,34 @@ def ledger_row_of_event(run_id: int, position: int, seq: int, data: dict[str, An
         run_id=run_id, position=position, seq=seq, turn=data["turn"], phase=data["phase"], actor=data["actor"] or "",
         task=data.get("task", ""), model=data["model"], provider=data["provider"], input_tokens=data["input_tokens"],
         output_tokens=data["output_tokens"], cost=data["cost"], cached=data["cached"], latency_ms=data.get("latency_ms", 0),
+    )
+
+
+def call_row(run_id: int, seq: int, data: dict[str, Any], *, max_chars: int) -> models.ModelCall:
+    """The trace of an answered call, from its `model_called` event (`engine.calls.call_trace`): each text cut at
+    `max_chars` (and a parsed answer longer than that dropped), `truncated` saying so."""
+    cut = False
+
+    def fitted(text: str) -> str:
+        nonlocal cut
+        if len(text) <= max_chars:
+            return text
+        cut = True
+        return text[:max_chars]
+
+    request = dict(data.get("request") or {})
+    messages = [{"role": m["role"], "content": fitted(m["content"])} for m in request.pop("messages", ())]
+    answer = fitted(data.get("answer") or "")
+    parsed = data.get("parsed")
+    if parsed is not None and len(json.dumps(parsed)) > max_chars:
+        parsed, cut = None, True
+    return models.ModelCall(
+        run_id=run_id, seq=seq, turn=data["turn"], phase=data["phase"], task=data["task"], actor=data["actor"] or "",
+        subject=data.get("subject") or "", model=data["model"], provider=data["provider"], attempt=data["attempt"],
+        outcome=data["outcome"], repair=data.get("repair") or "", error=data.get("error") or "", tries=data["tries"],
+        input_tokens=data["input_tokens"], output_tokens=data["output_tokens"], cost=data["cost"],
+        latency_ms=data["latency_ms"], cached=data["cached"], messages=messages, parameters=request, answer=answer,
+        parsed=parsed, truncated=cut,
     )
 
 

@@ -2,8 +2,9 @@
 
 `append_events` is the one way an event is stored, from an executor's recorder, a web request (a seat
 changing hands) or an import alike: it numbers the events (the run's `last_seq`, taken in the same statement
-that checks the executor's claim) and books the ledger lines of cost events with the run's totals (`book_ledger_lines`,
-the one rule for totals: a line is added to them when it is booked, and never otherwise). `save_run_state`
+that checks the executor's claim), books the ledger lines of cost events with the run's totals (`book_ledger_lines`,
+the one rule for totals: a line is added to them when it is booked, and never otherwise), and keeps the call
+traces `model_called` events carry as the run's `ModelCall` rows (the events are stored without their texts). `save_run_state`
 writes a turn's records and the run's progress; `load_run_state` rebuilds the engine state from the rows.
 A person's answer for a seat is stored as submitted (`store_human_decision`) and handed to the executor,
 which applies it as it applies a model's decision (`human_decision_for`).
@@ -15,15 +16,17 @@ import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, F, Max
 
 from engine import Event, EventType, ScenarioState
+from engine.calls import TEXT_FIELDS
 from engine.seats import HumanDecision
 from engine.state import ScenarioStatus
 from runs import models
 from runs.execution.mapping import (
-    TURN_RECORDS, event_row, human_decision_of, human_decision_row, ledger_row, ledger_row_of_event, state_from_rows,
+    TURN_RECORDS, call_row, event_row, human_decision_of, human_decision_row, ledger_row, ledger_row_of_event, state_from_rows,
     summary_row, turn_rows,
 )
 
@@ -74,10 +77,22 @@ def append_events(run_id: int, events: Sequence[Event], *, ledger_positions: Seq
                 cursor.execute("SET LOCAL synchronous_commit TO OFF")
         first = _number(run_id, len(events), claim)
         stored = [dataclasses.replace(event, seq=first + i) for i, event in enumerate(events)]
+        if any(event.type is EventType.MODEL_CALLED for event in stored):
+            stored = _keep_calls(run_id, stored)
         models.RunEvent.objects.bulk_create([event_row(run_id, event) for event in stored])
         if costs:
             _book_announced(run_id, [(position, stored[i]) for i, position in costs])
     return stored
+
+
+def _keep_calls(run_id: int, events: list[Event]) -> list[Event]:
+    """Store the traces `model_called` events carry as the run's calls, and return the events without their
+    texts (prompts and answers are read from the calls, by whoever may read them, not sent to every page)."""
+    calls = [event for event in events if event.type is EventType.MODEL_CALLED]
+    models.ModelCall.objects.bulk_create([call_row(run_id, event.seq, event.to_dict()["data"],
+                                                   max_chars=settings.CALL_TRACE_MAX_CHARS) for event in calls])
+    return [dataclasses.replace(event, data={k: v for k, v in event.data.items() if k not in TEXT_FIELDS})
+            if event.type is EventType.MODEL_CALLED else event for event in events]
 
 
 def _book_announced(run_id: int, costs: list[tuple[int, Event]]) -> None:

@@ -5,7 +5,7 @@ real Huey worker process, with a loopback model server whose answers carry hosti
 import pytest
 from django.contrib.auth.models import User
 
-from runs.models import Communication, Decision, MetricRecord, Run
+from runs.models import Communication, Decision, MetricRecord, ModelCall, Run
 from runs.tests.browser import ARTIFACTS, BrowserTestCase, sync_api
 from scenarios.services import scenario_import_library
 
@@ -90,6 +90,17 @@ class RunPageInABrowser(BrowserTestCase):
 
         self.assert_page_shows_the_whole_run(run)
         assert self.page.locator("#progress-label").text_content().strip() == f"Turn {TURNS} of {TURNS} done"
+
+        # "show the call" on a decision that came live opens what its model was sent and answered, as stored.
+        decision = self.page.locator("#turn-1-decisions .decision").first
+        actor = decision.get_attribute("id").split("-", 2)[2]
+        decision.locator("a.call-link").click()
+        self.page.wait_for_url(lambda url: "/calls/" in url)
+        call = ModelCall.objects.get(run=run, turn=1, task="decision", actor=actor, outcome="used")
+        shown = [text.strip() for text in self.page.locator(f"#call-{call.seq} pre.call-text").all_inner_texts()]
+        assert shown[:-2] == [m["content"].strip() for m in call.messages], "every message, as sent"
+        assert shown[-2] == call.answer.strip() and '"action"' in shown[-1], "the answer, then what was read from it"
+        self.page.screenshot(path=ARTIFACTS / "run-calls-of-a-decision.png", full_page=True)
 
     def test_a_reload_mid_run_loses_nothing_and_model_html_stays_inert(self):
         self.sign_in()

@@ -83,7 +83,7 @@ def _read_everything() -> tuple[list[str], int]:
     client = Client()
     client.force_login(staff)
     pages = [
-        f"/runs/{played.pk}/", f"/runs/{seated.pk}/", f"/runs/{seated.pk}/seats/norvale/",
+        f"/runs/{played.pk}/", f"/runs/{played.pk}/calls/", f"/runs/{seated.pk}/", f"/runs/{seated.pk}/seats/norvale/",
         f"/runs/compare/?ids={played.pk}&ids={seated.pk}&turn=1", f"/batches/{batch.pk}/", f"/batches/{batch.pk}/live/",
         f"/admin/runs/run/{played.pk}/change/", f"/admin/runs/run/{seated.pk}/change/", "/admin/runs/run/", "/runs/",
     ]

@@ -13,8 +13,8 @@ cannot fill fails with a message saying so. The rules per kind of URL:
 - every GET leaves the database as it was, and so does every POST that is refused;
 - a page or answer another user may see never links to the owner's runs or batches;
 - a player (of the seat the run waits for) and an observer (public view) of the owner's waiting run read it,
-  as every signed-in page; steering it (and, for the observer, its seat) is 403; the owner's other run, batch
-  and token stay 404 to them, and no answer links to them.
+  as every signed-in page; steering it (and, for the observer, its seat) is 403, and so are its model calls
+  (the full view's); the owner's other run, batch and token stay 404 to them, and no answer links to them.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from accounts.services import api_token_create
 from batches.models import Batch
 from batches.tests.factories import start_batch
 from runs.execution import executor
-from runs.models import Run, RunRole
+from runs.models import ModelCall, Run, RunRole
 from runs.tests.factories import make_run
 from scenarios.services import scenario_import_library
 
@@ -108,6 +108,7 @@ class World:
     batch: Batch
     seat: str
     token_pk: int
+    call_seq: int  # a model call of the waiting run
 
     def private_markers(self) -> list[str]:
         return [f"/runs/{self.seat_run.pk}/", f"/runs/{self.played_run.pk}/", f"/batches/{self.batch.pk}/"]
@@ -149,6 +150,7 @@ def _fill(route: str, name: str | None, world: World) -> str | None:
         "content_type_id": str(ContentType.objects.get_for_model(Run).pk),
         "id": str(world.owner.pk),
         "role_id": "1",  # a run's role: refused before it is looked for, to anyone who may not steer the run
+        "seq": str(world.call_seq),
     }
     if route.startswith("accounts/tokens/"):
         values["pk"] = str(world.token_pk)
@@ -249,7 +251,9 @@ def make_world(tag: str = "") -> World:
     played_run = make_run(turns=1, owner=owner)  # queued: reading and refusing need no records
     batch = start_batch(owner=owner)
     token, _ = api_token_create(owner=owner, name="owner's token")
-    return World(owner, other, staff, player, observer, seat_run, played_run, batch, seat, token.pk)
+    call = ModelCall.objects.filter(run=seat_run).first()
+    assert call is not None, "the waiting run traced its calls"
+    return World(owner, other, staff, player, observer, seat_run, played_run, batch, seat, token.pk, call.seq)
 
 
 def _client(world: World, role: str) -> Client:
@@ -266,6 +270,8 @@ def _to_sign_in(response, admin: bool) -> bool:
 
 # The shared run's routes a part may use besides reading: the player decides for the seat (its page and the API's).
 SEAT_ROUTES = {"runs:seat", "api:seat_view", "api:decide_seat"}
+# The shared run's routes only its full view reads (neither this player nor this public observer has it).
+FULL_VIEW_ROUTES = {"runs:calls", "api:run_calls", "api:run_call"}
 
 
 def _refused(route: Route, role: str, response, world: World) -> bool:
@@ -296,6 +302,8 @@ def _expect_refusal(route: Route, role: str, world: World, method: str = "GET") 
             return True
         if route.name in SEAT_ROUTES:
             return role == "observer"
+        if route.name in FULL_VIEW_ROUTES:
+            return True
         return method not in ("GET", "HEAD")  # a part reads the run; steering it is the owner's and facilitators'
     return route.kind == "private" and role == "other"
 
