@@ -183,5 +183,5 @@ class CallFilterForm(forms.Form):
         self.fields["actor"].choices = [("", "any actor"), ("world", "the world")] + sorted(actors.items(), key=lambda a: a[1])
 
     def filters(self) -> dict[str, object]:
-        """The filters to apply: the valid, non-empty ones."""
+        """The filters to apply: the valid, non-empty ones (after `is_valid()`, whatever it said)."""
         return {name: value for name, value in self.cleaned_data.items() if value not in (None, "")}

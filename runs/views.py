@@ -76,7 +76,8 @@ def run_calls(request: HttpRequest, pk: int) -> HttpResponse:
         raise PermissionDenied("the model calls hold every actor's secrets: only the full view of the run shows them")
     names = page_names(run)
     form = CallFilterForm(request.GET, actors=names)
-    filters = form.filters() if form.is_valid() else {}
+    form.is_valid()
+    filters = form.filters()  # those it could read: a filter it could not is said on the page, not applied
     page = Paginator(record_selectors.run_calls(run, **filters), CALLS_PER_PAGE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)

@@ -270,6 +270,9 @@ LLM_CACHE_SCOPE = os.environ.get("SCENARIOLAB_CACHE", "run")
 # finished more than CALL_TRACE_DAYS days ago are deleted by a daily task (0: kept as long as their run).
 CALL_TRACES = env_bool("SCENARIOLAB_CALL_TRACES", True)
 CALL_TRACE_MAX_CHARS = int(os.environ.get("SCENARIOLAB_CALL_TRACE_MAX_CHARS", "100000"))
+if CALL_TRACE_MAX_CHARS < 100:
+    sys.exit(f"SCENARIOLAB_CALL_TRACE_MAX_CHARS is {CALL_TRACE_MAX_CHARS}: give at least 100 characters a text "
+             "(or SCENARIOLAB_CALL_TRACES=false to keep no traces)")
 CALL_TRACE_DAYS = int(os.environ.get("SCENARIOLAB_CALL_TRACE_DAYS", "0"))
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

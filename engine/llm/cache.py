@@ -204,7 +204,7 @@ class CachingProvider:
         key = self.key(request)
         stored = self.cache.get(key)
         if stored is not None:
-            return dataclasses.replace(stored, cached=True, cost=0.0, latency_ms=0.0)
+            return dataclasses.replace(stored, cached=True, cost=0.0, latency_ms=0.0, tries=0)
         # An exception propagates before the put: failures are never cached, so a retry asks again.
         response = await self.inner.complete(request)
         try:

@@ -207,10 +207,11 @@ class OpenAICompatibleProvider:
     async def _post_with_retries(self, client: httpx.AsyncClient, request: LLMRequest) -> tuple[dict[str, Any], int]:
         """The answer's payload, and how many requests it took."""
         where = f"{self.name} ({request.model}, {request.purpose.task})"
-        attempt = 0
+        attempt = sent = 0
         while True:
             last = attempt == self.retry.max_retries
             body = self.body(request)
+            sent += 1
             try:
                 reply = await client.post("/chat/completions", json=body)
             except httpx.TransportError as exc:  # connect errors, timeouts, dropped connections
@@ -222,7 +223,7 @@ class OpenAICompatibleProvider:
                     continue  # not a retry: the same call in a form this server takes
                 if reply.status_code == 200:
                     try:
-                        return reply.json(), attempt + 1
+                        return reply.json(), sent
                     except ValueError:
                         problem, wait = "a response that is not JSON", self.retry.backoff(attempt, self._rng)
                 elif reply.status_code in RETRY_AFTER_HEADER:

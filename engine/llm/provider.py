@@ -59,7 +59,7 @@ class LLMResponse:
     latency_ms: float = 0.0
     data: Any = None  # the parsed JSON, when the request asked for a schema
     cached: bool = False
-    tries: int = 1  # requests sent for this answer (a provider's retries after errors and timeouts, plus one)
+    tries: int = 1  # requests sent for this answer (a provider's retries after errors and timeouts, plus one; 0 from a cache)
 
 
 @runtime_checkable

@@ -82,9 +82,13 @@ class PhaseContext:
         )
 
     async def complete_text(self, request: LLMRequest) -> LLMResponse:
-        """Ask for prose (a world, a summary): the answer is used as written."""
+        """Ask for prose (a world, a summary): the answer is used as written; an empty one is not (the phase
+        fails and is tried again)."""
         response = await self.llm.complete(request)
-        await self.trace(request, response, parsed=None)
+        if response.text.strip():
+            await self.trace(request, response)
+        else:
+            await self.trace(request, response, outcome=UNUSABLE, error="an empty answer")
         return response
 
     async def complete_parsed(self, request: LLMRequest, read: Callable[[LLMResponse], R]) -> R:
@@ -96,7 +100,10 @@ class PhaseContext:
         except StructuredOutputError as exc:
             await self.trace(request, response, outcome=UNUSABLE, error=str(exc))
             raise
-        await self.trace(request, response, outcome=USED if value is not None else UNUSABLE, parsed=value)
+        if value is None:
+            await self.trace(request, response, outcome=UNUSABLE, error="nothing usable in the answer")
+        else:
+            await self.trace(request, response, parsed=value)
         return value
 
     async def complete_structured(self, request: LLMRequest, output: type[T]) -> tuple[T, LLMResponse]:

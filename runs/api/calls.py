@@ -8,10 +8,13 @@ from ninja import Query, Schema
 from pydantic import Field
 
 from runs import record_selectors
-from runs.api.common import MAX_LIMIT, Text, router, run_for
+from runs.api.common import Text, router, run_for
 from runs.models import ModelCall, Run
 from runs.reading import reader_of
 from scenariolab_site.api_base import ApiError, caller, errors
+
+
+MAX_CALLS = 50  # a page of calls holds their prompts: tens of kilobytes each
 
 
 class CallMessage(Schema):
@@ -72,11 +75,11 @@ def run_calls(request, run_id: int, turn: int | None = Query(None, ge=0), phase:
               task: Text | None = Query(None, max_length=32),
               actor: Text | None = Query(None, max_length=64, description="an actor's short name, or world"),
               subject: Text | None = Query(None, max_length=200), outcome: Text | None = Query(None, max_length=16),
-              model: Text | None = Query(None, max_length=200), limit: int = Query(50, ge=1, le=MAX_LIMIT),
+              model: Text | None = Query(None, max_length=200), limit: int = Query(20, ge=1, le=MAX_CALLS),
               offset: int = Query(0, ge=0, le=2**31 - 1)):
     run = _calls_of(request, run_id)
-    rows = record_selectors.run_calls(run, turn=turn, phase=phase, task=task, actor=actor, subject=subject,
-                                      outcome=outcome, model=model)
+    given = {"phase": phase, "task": task, "actor": actor, "subject": subject, "outcome": outcome, "model": model}
+    rows = record_selectors.run_calls(run, turn=turn, **{name: value or None for name, value in given.items()})
     page = list(rows[offset: offset + limit])
     count = offset + len(page) if len(page) < limit and (page or offset == 0) else rows.count()
     return {"count": count, "items": [call_json(call) for call in page]}

@@ -99,6 +99,7 @@ def call_row(run_id: int, seq: int, data: dict[str, Any], *, max_chars: int) -> 
 
     def fitted(text: str) -> str:
         nonlocal cut
+        text = text.replace("\x00", "")  # PostgreSQL stores no NUL character; a model may still write one
         if len(text) <= max_chars:
             return text
         cut = True
@@ -108,16 +109,28 @@ def call_row(run_id: int, seq: int, data: dict[str, Any], *, max_chars: int) -> 
     messages = [{"role": m["role"], "content": fitted(m["content"])} for m in request.pop("messages", ())]
     answer = fitted(data.get("answer") or "")
     parsed = data.get("parsed")
-    if parsed is not None and len(json.dumps(parsed)) > max_chars:
-        parsed, cut = None, True
+    if parsed is not None:
+        parsed = _without_nul(parsed)
+        if len(json.dumps(parsed)) > max_chars:
+            parsed, cut = None, True  # a parsed answer is kept whole or not at all: half of one is not JSON
     return models.ModelCall(
         run_id=run_id, seq=seq, turn=data["turn"], phase=data["phase"], task=data["task"], actor=data["actor"] or "",
         subject=data.get("subject") or "", model=data["model"], provider=data["provider"], attempt=data["attempt"],
-        outcome=data["outcome"], repair=data.get("repair") or "", error=data.get("error") or "", tries=data["tries"],
+        outcome=data["outcome"], repair=data.get("repair") or "", error=fitted(data.get("error") or ""), tries=data["tries"],
         input_tokens=data["input_tokens"], output_tokens=data["output_tokens"], cost=data["cost"],
         latency_ms=data["latency_ms"], cached=data["cached"], messages=messages, parameters=request, answer=answer,
         parsed=parsed, truncated=cut,
     )
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    return value
 
 
 def event_row(run_id: int, event: Event) -> models.RunEvent:

@@ -56,7 +56,7 @@ def test_the_api_lists_filters_and_shows_calls_to_the_full_view_only(served):
     RunRole.objects.create(run=run, user=player, role="player", seats=["norvale"])
     RunRole.objects.create(run=run, user=observer, role="observer", view="full")
     for reader in (owner, observer):
-        listed = signed_in(reader).get(f"/api/runs/{run.pk}/calls?limit=200").json()
+        listed = signed_in(reader).get(f"/api/runs/{run.pk}/calls?limit=50").json()
         assert listed["count"] == run.calls
     decided = signed_in(owner).get(f"/api/runs/{run.pk}/calls?turn=1&task=decision&actor=norvale").json()
     assert decided["count"] == 1
@@ -97,6 +97,8 @@ def test_show_the_call_leads_from_a_decision_to_its_prompt_and_answer():
     bad = signed_in(owner).get(f"/runs/{run.pk}/calls/?turn=soon&task=nonsense")
     assert bad.status_code == 200 and "not understood" in bad.content.decode()
     assert bad.context["page"].paginator.count == run.calls, "filters it cannot read are not applied"
+    partly = signed_in(owner).get(f"/runs/{run.pk}/calls/?turn=1&task=decision&actor=nobody")
+    assert partly.context["page"].paginator.count == len(run.actors), "the filters it can read are"
 
 
 def test_texts_past_the_limit_are_cut_and_tracing_can_be_turned_off(settings):

@@ -147,7 +147,7 @@ async def test_a_miss_calls_through_and_a_hit_replays_free(cache):
     assert provider.max_cost(request()) == 0.0  # cached: the credit check must not refuse a free replay
     again = await provider.complete(request())
     assert inner.calls == 1
-    assert again == dataclasses.replace(first, cached=True, cost=0.0, latency_ms=0.0)
+    assert again == dataclasses.replace(first, cached=True, cost=0.0, latency_ms=0.0, tries=0)
     assert (again.input_tokens, again.output_tokens) == (101, 20)  # tokens as stored
 
     # Same prompt for another actor and turn: the same answer. A different prompt: a new call.
@@ -231,7 +231,7 @@ async def test_entries_persist_across_cache_objects_on_one_file(tmp_path):
         assert second_cache.get(cache_key("counting", request())) == original
         replay = await CachingProvider(inner, second_cache).complete(request())
         assert inner.calls == 0
-        assert replay == dataclasses.replace(original, cached=True, cost=0.0, latency_ms=0.0)
+        assert replay == dataclasses.replace(original, cached=True, cost=0.0, latency_ms=0.0, tries=0)
         assert replay.data == {"action": "act 1", "nested": [1, {"x": None}]}
         assert second_cache._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 

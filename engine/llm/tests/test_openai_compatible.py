@@ -153,6 +153,7 @@ async def test_a_server_that_refuses_json_schema_gets_the_schema_as_json_object(
         stats = server.stats
     assert provider.structured_output == "json_object" and provider.retries == 0
     assert stats["requests"] == 3 and stats["completions"] == 2, "one refusal, then every call in the accepted form"
+    assert (first.tries, second.tries) == (2, 1), "the refused request counts among the first call's"
     for response in (first, second):
         parse_structured(response.text, DecisionOutput)  # schema-valid: the server saw the schema
 
