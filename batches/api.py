@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -40,7 +42,8 @@ class VariationIn(Schema):
 
 
 class BatchIn(Schema):
-    """V1's batch-config.yaml keys, plus seeds, provider and turns."""
+    """V1's batch-config.yaml keys, plus seeds, provider and turns. Any other key is refused (400) by the batch
+    config's check, with the closest known key."""
 
     experiment_name: Text = Field(min_length=1, max_length=200)
     description: Text = Field("", max_length=10_000)
@@ -201,9 +204,12 @@ def _out(request: HttpRequest, batch: Batch, *, runs: bool = False) -> dict[str,
     return out
 
 
-def _plan(payload: BatchIn) -> planning.BatchPlan:
+def _plan(request: HttpRequest, payload: BatchIn) -> planning.BatchPlan:
+    # The body as sent, once the schema has checked it: the schema drops keys it does not know, and a misspelt
+    # key must be refused (naming the closest known one), not ignored.
+    body = json.loads(request.body)
     try:
-        config = BatchConfig.parse(payload.dict(exclude_none=True))
+        config = BatchConfig.parse({key: value for key, value in body.items() if value is not None})
     except BatchConfigError as exc:
         raise services.BatchInputError(str(exc)) from None
     return planning.batch_plan(config=config, base=planning.batch_base_scenario(name=config.base_scenario))
@@ -221,14 +227,14 @@ def _signed_in(request: HttpRequest):
              summary="A dry run: the variations, runs, cost estimate and time a batch would take; nothing starts")
 def plan_batch(request, payload: BatchIn):
     # As it would start: within the caller's quota (refused past it, a budget and run limits filled in).
-    return planning.batch_within_quota(plan=_plan(payload), owner=_signed_in(request)).summary()
+    return planning.batch_within_quota(plan=_plan(request, payload), owner=_signed_in(request)).summary()
 
 
 @router.post("/", response={201: BatchOut, **errors(400, 401, 403, 409, 422)},
              summary="Start a batch: its runs go to workers, at most max_parallel at once, within the budget")
 def start_batch(request, payload: BatchIn):
     user = _signed_in(request)
-    batch = services.batch_start(plan=_plan(payload), owner=user)
+    batch = services.batch_start(plan=_plan(request, payload), owner=user)
     return Status(201, _out(request, batch, runs=True))
 
 

@@ -101,6 +101,13 @@ def test_anonymous_callers_get_401(started):
     ({"seeds": [1]}, 400, "bad_request", "one seed per run"),
     ({"runs_per_variation": 0}, 422, "invalid_request", "schema"),
     ({"provider": "acme"}, 400, "bad_request", "unknown provider"),
+    ({"runs_per_variaton": 2}, 400, "bad_request", "runs_per_variaton: unknown key; did you mean 'runs_per_variation'?"),
+    ({"variations": [{"type": "scenario_parameter", "paramter": "seed", "values": [1, 2]}]}, 400, "bad_request",
+     "variations.0.paramter: unknown key; did you mean 'parameter'?"),
+    ({"variations": [{"type": "scenario_parameter", "parameter": "context_window_sise", "values": [1, 2]}]}, 400,
+     "bad_request", "no key 'context_window_sise'; did you mean 'context_window_size'?"),
+    ({"variations": [{"type": "actor_model", "actor": "norvale", "values": ["m/x", "m/x"]}]}, 400, "bad_request",
+     "play the same scenario"),
 ])
 def test_wrong_configs_are_refused_with_the_key_named(people, change, status, code, message):
     response = client.post("/batches/", json={**CONFIG, **change}, user=people["owner"])

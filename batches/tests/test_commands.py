@@ -107,6 +107,21 @@ def test_a_batch_halted_by_its_budget_exits_3(tmp_path, monkeypatch):
     assert Run.objects.count() == 1
 
 
+@pytest.mark.parametrize(("typo", "message"), [
+    (("runs_per_variation: 2", "runs_per_variaton: 2"), "runs_per_variaton: unknown key; did you mean 'runs_per_variation'?"),
+    (("parameter: seed", "parameter: context_window_sise"), "did you mean 'context_window_size'?"),
+    (("values: [1, 11]", "values: [1, 1]"), "play the same scenario"),
+])
+def test_a_typo_in_a_config_is_bad_input_naming_it(tmp_path, typo, message):
+    from django.core.management.base import CommandError
+
+    path = tmp_path / "batch-config.yaml"
+    path.write_text(CONFIG.format(base="ai-summit").replace(*typo))
+    with pytest.raises(CommandError, match=message.replace("?", r"\?")):
+        call_command("run_batch", str(path), "--dry-run")
+    assert not Batch.objects.exists()
+
+
 def test_a_missing_config_is_bad_input(tmp_path):
     from django.core.management.base import CommandError
 

@@ -48,6 +48,17 @@ def test_a_wrong_config_is_shown_on_the_form(owner):
     assert response.status_code == 200 and b"runs_per_variation" in response.content and not Batch.objects.exists()
 
 
+@pytest.mark.parametrize(("typo", "message"), [
+    (("runs_per_variation: 2", "runs_per_variaton: 2"), "runs_per_variaton: unknown key; did you mean &#x27;runs_per_variation&#x27;?"),
+    (("parameter: seed, values: [1, 11]", "parameter: context_window_sise, values: [1, 2]"),
+     "no key &#x27;context_window_sise&#x27;; did you mean &#x27;context_window_size&#x27;?"),
+    (("values: [1, 11]", "values: [11, 11]"), "play the same scenario"),
+])
+def test_a_typo_in_a_config_is_named_on_the_preview_and_starts_nothing(owner, typo, message):
+    response = signed_in(owner).post("/batches/new/", {"config": CONFIG.replace(*typo), "preview": ""})
+    assert response.status_code == 200 and message in response.content.decode() and not Batch.objects.exists()
+
+
 def test_the_batch_page_shows_progress_statistics_and_runs(owner):
     batch = start_batch(owner=owner)
     client = signed_in(owner)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine.llm.routing import PROVIDER_CHOICES
+from engine.scenario.errors import closest
 from engine.scenario.schema import ScenarioConfig
 from engine.scenario.folder import Scenario
 
@@ -47,9 +48,11 @@ class VariationDimension(BaseModel):
 
 
 class BatchConfig(BaseModel):
-    """batch-config.yaml. V1's other keys (timeout_per_run, save_individual_runs, aggregate_metrics) are kept."""
+    """batch-config.yaml. V1's other keys (timeout_per_run, save_individual_runs, aggregate_metrics) are kept; any
+    other key is refused with the closest known one (a misspelt key silently ignored would leave the batch
+    measuring something other than the experiment asked for)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
 
     experiment_name: str = Field(min_length=1, max_length=200)
     description: str = Field("", max_length=10_000)
@@ -64,6 +67,10 @@ class BatchConfig(BaseModel):
     seeds: list[int] | None = Field(None, max_length=1000, description="run N of every variation plays seeds[N-1]")
     provider: str = Field("", description="offline, openrouter, openai, ollama or local; empty: by model")
     turns: int | None = Field(None, ge=1, le=1000, description="turns each run plays; default: the scenario's")
+    # V1's keys that change nothing here: accepted so a V1 config loads as it is.
+    timeout_per_run: Any = None
+    save_individual_runs: Any = None
+    aggregate_metrics: Any = None
 
     @field_validator("variations", mode="before")
     @classmethod
@@ -110,7 +117,10 @@ class BatchConfig(BaseModel):
             problems = []
             for error in exc.errors():
                 where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-                problems.append(f"{where}: {str(error['msg']).removeprefix('Value error, ')}")
+                if error["type"] == "extra_forbidden":
+                    problems.append(_unknown_key(error["loc"]))
+                else:
+                    problems.append(f"{where}: {str(error['msg']).removeprefix('Value error, ')}")
             raise BatchConfigError(f"{source}: " + "; ".join(problems)) from None
 
     @property
@@ -129,6 +139,18 @@ class BatchConfig(BaseModel):
         """Run N plays seeds[N-1], else its scenario's seed + N - 1: every variation meets the same draws
         (unless a variation varies `seed` itself)."""
         return self.seeds[run_number - 1] if self.seeds else base_seed + run_number - 1
+
+
+def _unknown_key(loc: tuple) -> str:
+    """`where: unknown key 'x'`, with the closest key that level knows."""
+    where = ".".join(str(part) for part in loc)
+    known = VariationDimension.model_fields if len(loc) > 1 and loc[0] == "variations" else BatchConfig.model_fields
+    return f"{where}: unknown key{_did_you_mean(str(loc[-1]), known)}"
+
+
+def _did_you_mean(word: str, candidates) -> str:
+    match = closest(word, candidates, cutoff=0.6)
+    return f"; did you mean '{match}'?" if match else f" (known: {', '.join(sorted(candidates))})"
 
 
 # ---- variations ------------------------------------------------------------------------------------------
@@ -237,8 +259,62 @@ def apply_variation(scenario: Scenario, variation: Variation) -> Scenario:
 
 
 def check_variations(config: BatchConfig, scenario: Scenario) -> list[Variation]:
-    """The variations, each checked to apply to `scenario` (BatchConfigError names the first that does not)."""
+    """The variations, each checked to apply to `scenario` and to play a scenario of its own: BatchConfigError
+    names an actor or scenario.yaml key the scenario lacks (with the closest it has), a value that does not fit,
+    or two variations that would play the same scenario (the experiment would measure nothing between them)."""
+    actors = {a.short_name for a in scenario.actors}
+    for index, dimension in enumerate(config.variations):
+        where = f"variations.{index}"
+        if dimension.type == "actor_model" and dimension.actor not in actors:
+            raise BatchConfigError(f"{where}.actor: {scenario.name} has no actor {dimension.actor!r}"
+                                   f"{_did_you_mean(str(dimension.actor), actors)}")
+        if dimension.type == "scenario_parameter":
+            _check_parameter(f"{where}.parameter", str(dimension.parameter))
     found = variations(config)
+    played: dict[str, Variation] = {}
     for variation in found:
-        apply_variation(scenario, variation)
+        key = _played(apply_variation(scenario, variation))
+        if len(found) == 1 and config.variations and key == _played(scenario):
+            raise BatchConfigError(f"variation 1 ({variation.description}) changes nothing: {scenario.name} already "
+                                   "plays it. Give a value it does not have")
+        if key in played:
+            same = played[key]
+            raise BatchConfigError(
+                f"variations {same.variation_id} ({same.description}) and {variation.variation_id} "
+                f"({variation.description}) play the same scenario: a value is repeated, or sets what the scenario "
+                "already has. Each variation must change something")
+        played[key] = variation
     return found
+
+
+def _played(scenario: Scenario) -> str:
+    """What a variation can change of a scenario: its scenario.yaml and its actors' models."""
+    return scenario.config.model_dump_json() + "|" + "|".join(a.llm_model for a in scenario.actors)
+
+
+def _check_parameter(where: str, parameter: str) -> None:
+    """A dotted scenario.yaml key must name a key the engine reads (ScenarioConfig's, or an older name of one):
+    an unknown key would be stored and change nothing."""
+    model: type[BaseModel] | None = ScenarioConfig
+    for depth, part in enumerate(parameter.split(".")):
+        if model is None:
+            return  # inside a free-form mapping: any key
+        name = _field_name(part) if depth == 0 else part
+        fields = model.model_fields
+        if name not in fields:
+            known = set(fields) | ({a for f in fields.values() for a in getattr(f.validation_alias, "choices", None) or ()
+                                    if isinstance(a, str)} if depth == 0 else set())
+            prefix = ".".join(parameter.split(".")[:depth])
+            raise BatchConfigError(f"{where}: scenario.yaml has no key {parameter!r}"
+                                   + (f" (no {part!r} in {prefix})" if prefix else "") + _did_you_mean(part, known))
+        model = _model_of(fields[name].annotation)
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model a field holds (through Optional), or None for a value or a free mapping."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in getattr(annotation, "__args__", ()) or ():
+        if isinstance(argument, type) and issubclass(argument, BaseModel):
+            return argument
+    return None

@@ -50,7 +50,7 @@ V1_CONFIG = {
 def test_a_v1_config_reads_with_its_extra_keys_kept():
     config = BatchConfig.parse(V1_CONFIG)
     assert config.variation_count == 4 and config.total_runs == 20
-    assert config.model_extra == {"timeout_per_run": 1800, "save_individual_runs": True, "aggregate_metrics": True}
+    assert (config.timeout_per_run, config.save_individual_runs, config.aggregate_metrics) == (1800, True, True)
     assert config.default_output_dir() == "experiments/model-comparison"
 
 
@@ -130,8 +130,52 @@ def test_a_variation_that_does_not_fit_the_scenario_is_refused(summit):
         apply_variation(summit, Variation(2, "turns=0", {}, {"turns": 0}))
     config = BatchConfig.parse({"experiment_name": "x", "base_scenario": "s",
                                 "variations": [{"type": "actor_model", "actor": "ghost", "values": ["m"]}]})
-    with pytest.raises(BatchConfigError, match="variation 1"):
+    with pytest.raises(BatchConfigError, match="variations.0.actor: .* no actor 'ghost'"):
         check_variations(config, summit)
+
+
+def batch(*variations, **keys) -> dict:
+    return {"experiment_name": "x", "base_scenario": "s", "variations": list(variations), **keys}
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (batch(runs_per_variaton=2), "runs_per_variaton: unknown key; did you mean 'runs_per_variation'"),
+    (batch(max_paralel=2), "max_paralel: unknown key; did you mean 'max_parallel'"),
+    (batch({"type": "scenario_parameter", "paramter": "turns", "values": [1]}),
+     "variations.0.paramter: unknown key; did you mean 'parameter'"),
+])
+def test_an_unknown_key_of_a_batch_config_is_named_with_the_closest_known_one(data, message):
+    with pytest.raises(BatchConfigError, match=message):
+        BatchConfig.parse(data)
+
+
+@pytest.mark.parametrize(("dimensions", "message"), [
+    ([{"type": "scenario_parameter", "parameter": "context_window_sise", "values": [1, 2]}],
+     "variations.0.parameter: scenario.yaml has no key 'context_window_sise'; did you mean 'context_window_size'"),
+    ([{"type": "scenario_parameter", "parameter": "features.communications.max_per_trun", "values": [1, 2]}],
+     "no 'max_per_trun' in features.communications.*did you mean 'max_per_turn'"),
+    ([{"type": "actor_model", "actor": "norvalle", "values": ["a", "b"]}],
+     "variations.0.actor: .* no actor 'norvalle'; did you mean 'norvale'"),
+    ([{"type": "scenario_parameter", "parameter": "context_window_size", "values": [2, 2]}],
+     "variations 1 .* and 2 .* play the same scenario"),
+    ([{"type": "actor_model", "actor": "norvale", "values": ["openai/gpt-4o"]},
+      {"type": "actor_model", "actor": "norvale", "values": ["a", "a"]}], "play the same scenario"),
+])
+def test_a_variation_that_names_nothing_or_changes_nothing_is_refused(summit, dimensions, message):
+    config = BatchConfig.parse(batch(*dimensions))
+    with pytest.raises(BatchConfigError, match=message):
+        check_variations(config, summit)
+
+
+def test_a_lone_variation_the_scenario_already_plays_is_refused_and_older_key_names_are_known(summit):
+    model = summit.actors[0].llm_model
+    same = BatchConfig.parse(batch({"type": "actor_model", "actor": summit.actors[0].short_name, "values": [model]}))
+    with pytest.raises(BatchConfigError, match="changes nothing"):
+        check_variations(same, summit)
+    older = BatchConfig.parse(batch({"type": "scenario_parameter", "parameter": "num_turns", "values": [2, 3]}))
+    assert [v.scenario_overrides for v in check_variations(older, summit)] == [{"num_turns": 2}, {"num_turns": 3}]
+    baseline = BatchConfig.parse(batch({"type": "actor_model", "actor": summit.actors[0].short_name, "values": [model, "other/model"]}))
+    assert len(check_variations(baseline, summit)) == 2, "a baseline beside a change is an experiment"
 
 
 def test_the_budget_counts_ended_runs_by_cost_and_others_by_limit():

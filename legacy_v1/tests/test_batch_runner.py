@@ -172,6 +172,9 @@ def test_a_dry_run_prints_the_plan_and_writes_nothing(here):
     ({"base_scenario": "nowhere"}, "is not a scenario folder"),
     ({"runs_per_variation": 0}, "runs_per_variation"),
     ({"variations": [{"type": "actor_model", "actor": "ghost", "values": ["m/x"]}]}, "no actor 'ghost'"),
+    ({"runs_per_variaton": 2}, "runs_per_variaton: unknown key; did you mean 'runs_per_variation'?"),
+    ({"variations": [{"type": "scenario_parameter", "parameter": "context_window_sise", "values": [1, 2]}]},
+     "did you mean 'context_window_size'?"),
 ])
 def test_bad_configs_exit_2_naming_the_problem(here, changes, message):
     code, _, err = run(batch_runner.main, write_config(here, **changes))
