@@ -16,6 +16,7 @@ from typing import Any
 from django.db.models import OuterRef, QuerySet, Subquery
 
 from engine.seats import HUMAN
+from engine.llm.offline import played_by
 from engine.run_names import run_folder_name
 from engine.visibility import Viewpoint
 from runs import selectors
@@ -253,7 +254,7 @@ def _decisions(runs: list[Run], turn: int, names: dict[str, str],
             action=decision.action,
             reasoning=decision.reasoning,
             short_term_priorities=tuple(str(item) for item in decision.short_term_priorities or ()),
-            model=HUMAN if decision.provider == HUMAN else decision.model,
+            model=HUMAN if decision.provider == HUMAN else played_by(decision.model, decision.provider),
         )
         actors.setdefault(decision.actor, [None] * len(runs))[column[row.run_id]] = text
     return tuple(ActorDecisions(actor=actor, name=names.get(actor, actor), decisions=tuple(cells))

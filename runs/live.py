@@ -16,6 +16,7 @@ from typing import Any
 from django.template.loader import render_to_string
 
 from engine import EventType
+from engine.llm.offline import PROVIDER_NAME, played_by
 from engine.state import STATUS_AFTER
 from engine.phases.metrics import threshold_reached
 from engine.scenario.metrics import MetricDefinition
@@ -187,7 +188,8 @@ def seat_rows(run: Run, pending_seats: list[selectors.PendingSeat], parts: list[
     for seat in run.actors:
         human = seat.get("control", "ai") == "human"
         state = ("deciding" if seat["short_name"] in pending else "decided") if waiting and human else ""
-        rows.append({**seat, "control": seat.get("control", "ai"), "players": players.get(seat["short_name"], []), "state": state})
+        rows.append({**seat, "control": seat.get("control", "ai"), "players": players.get(seat["short_name"], []), "state": state,
+                     "model_label": played_by(seat.get("model", ""), PROVIDER_NAME if run.offline else run.provider)})
     return rows
 
 

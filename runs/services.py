@@ -21,6 +21,7 @@ from django.db.models.functions import Now
 
 from accounts.quotas import quota_check_room, quota_credit_limit, user_limits
 from engine.estimate import CostEstimate, estimate_run_cost
+from engine.llm.pricing import ListPrices
 from engine.llm.routing import PROVIDER_CHOICES, ProviderChoice, RoutingError, provider_from_environment, with_model
 from engine.scenario.folder import Scenario as EngineScenario
 from engine.run_names import highest_run_number, run_folder_name
@@ -45,6 +46,8 @@ class RunPlan:
     model: str
     provider: str
     use_cache: bool
+    # For a run that calls no model (offline): what it would cost if its models were called, at list prices.
+    list_prices: CostEstimate | None = None
 
     def estimate_summary(self) -> dict:
         """Provider and cost estimate as JSON, low to high: what the API and `estimate_scenario --json` show."""
@@ -68,6 +71,11 @@ class RunPlan:
                        "cost": span(line.cost)} for line in estimate.lines],
             "credit_limit": self.credit_limit,
             "description": estimate.describe(),
+            "list_prices": None if self.list_prices is None else {
+                "cost": span(self.list_prices.cost),
+                "by_actor": {name: span(value) for name, value in self.list_prices.by_actor().items()},
+                "description": list_prices_sentence(self.list_prices),
+            },
         }
 
 
@@ -104,7 +112,14 @@ def run_plan(
         model=model,
         provider=provider,
         use_cache=use_cache,
+        list_prices=estimate_run_cost(config, ListPrices(), turns=max_turns) if choice.offline else None,
     )
+
+
+def list_prices_sentence(estimate: CostEstimate) -> str:
+    """What an offline run would cost with its models called, in one sentence (page, terminal and API alike)."""
+    return (f"With these models called, at list prices: ${estimate.cost.low:.4f} to ${estimate.cost.high:.4f} "
+            "(offline, the run itself is free)")
 
 
 def _next_number(slug: str) -> int:

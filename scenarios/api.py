@@ -107,6 +107,12 @@ class EstimateLineOut(Schema):
     cost: Range
 
 
+class ListPricesOut(Schema):
+    cost: Range
+    by_actor: dict[str, Range]
+    description: str
+
+
 class EstimateOut(Schema):
     scenario: str
     provider: str = Field(description="Where answers would come from, as the run page says it.")
@@ -122,6 +128,9 @@ class EstimateOut(Schema):
     lines: list[EstimateLineOut]
     credit_limit: float | None = Field(description="USD: the one asked for, else the scenario's default; null for none.")
     description: str = Field(description="The estimate in one sentence, as the terminal prints it.")
+    list_prices: ListPricesOut | None = Field(
+        description="For an offline run (free): what it would cost if its models were called, at list prices "
+                    "(the price data, no key needed); null when the run calls models")
 
 
 class ScenarioIn(BaseModel):

@@ -79,6 +79,8 @@ def scenario_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "form": form,
         "scenario_roles": scenario.roles or {},
         "plan": plan,
+        "list_prices": {"sentence": run_services.list_prices_sentence(plan.list_prices),
+                        "rows": list(plan.list_prices.by_actor().items())} if plan and plan.list_prices else None,
         "error": error,
     }
     return render(request, "scenarios/scenario_detail.html", context)

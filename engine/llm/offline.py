@@ -19,6 +19,12 @@ from engine.scenario.folder import Scenario
 
 PROVIDER_NAME = "offline"
 
+
+def played_by(model: str, provider: str) -> str:
+    """How a record's model is named to people: an offline answer names the model it stands in for, never as if
+    that model had been called."""
+    return f"offline (stands in for {model})" if provider == PROVIDER_NAME and model else model
+
 _MARKUP = re.compile(r"[*_`#>\[\]]")
 _HEADING = re.compile(r"^(#{1,3}) (.+)$", re.M)
 _BULLET_ITEM = re.compile(r"^[-*]\s+(.+?)(?=^[-*]\s|^#|\Z)", re.M | re.S)

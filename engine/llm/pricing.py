@@ -23,6 +23,8 @@ from pathlib import Path
 import yaml
 from genai_prices import Usage, calc_price
 
+from engine.llm.provider import LLMError, LLMRequest, LLMResponse, estimate_tokens
+
 PRICE_TABLE_VARIABLE = "SCENARIOLAB_PRICE_TABLE"
 FREE_PREFIXES = ("ollama/", "local/", "offline")
 
@@ -178,3 +180,21 @@ class PriceBook:
         if not isinstance(table, Mapping):
             raise ValueError(f"{PRICE_TABLE_VARIABLE}={path!r}: expected a mapping of model -> prices")
         return cls(table)
+
+
+class ListPrices:
+    """Prices requests at their models' list prices (the price data, no key, no server): what a run would cost
+    if its models were called, for an offline run or a model whose key is not set here. It answers nothing."""
+
+    name = "list prices"
+
+    def __init__(self, prices: PriceBook | None = None) -> None:
+        self.prices = prices or PriceBook.from_environment()
+
+    def max_cost(self, request: LLMRequest) -> float:
+        """As a server's client projects it before the call: the prompt as sent, the answer at `max_tokens`."""
+        prompt = estimate_tokens(request.prompt_text) + 4 * len(request.messages)
+        return self.prices.price(request.model).cost(prompt, request.max_tokens)
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        raise LLMError("list prices price calls; they answer none: choose a provider to play the run")

@@ -168,3 +168,17 @@ def test_runs_are_named_by_their_folders_too(two_runs, tmp_path):
 def test_compare_bad_input(two_runs, args, expected):
     ids = {"a": str(two_runs[0].pk), "b": str(two_runs[1].pk)}
     assert bad_input("compare_runs", *(arg.format(**ids) for arg in args)).startswith(expected)
+
+
+def test_an_offline_estimate_also_prices_the_models_it_stands_in_for_at_list_prices(monkeypatch):
+    offline = json.loads(command("estimate_scenario", "ai-summit", "--turns", "2", "--json"))
+    assert offline["cost"] == {"low": 0.0, "high": 0.0} and offline["list_prices"]["cost"]["low"] > 0
+    cheaper = json.loads(command("estimate_scenario", "ai-summit", "--turns", "2", "--model", "openai/gpt-4o-mini", "--json"))
+    assert 0 < cheaper["list_prices"]["cost"]["high"] < offline["list_prices"]["cost"]["high"], "the named model is priced"
+    printed = command("estimate_scenario", "ai-summit", "--turns", "2")
+    assert "With these models called, at list prices: $" in printed
+
+    # With a server to call, the estimate itself is priced, and it is the what-if an offline run showed.
+    monkeypatch.setenv("SCENARIOLAB_LLM_BASE_URL", "http://127.0.0.1:9/v1")
+    called = json.loads(command("estimate_scenario", "ai-summit", "--turns", "2", "--json"))
+    assert called["list_prices"] is None and called["cost"] == offline["list_prices"]["cost"]

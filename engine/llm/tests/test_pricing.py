@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -181,3 +182,17 @@ def test_a_model_free_in_the_book_but_billed_is_priced_above_any_split_of_the_bi
     price = book.price("ollama/llama3")
     # Whatever the real rates, the bill is covered for calls of either kind of token.
     assert price.cost(2000, 0) >= 0.001 and price.cost(0, 500) >= 0.001
+
+
+def test_list_prices_project_as_a_servers_client_does_so_an_offline_what_if_is_the_real_estimate():
+    from engine.estimate import estimate_run_cost
+    from engine.llm.openai_compatible import Endpoint, OpenAICompatibleProvider
+    from engine.llm.pricing import ListPrices
+    from engine.scenario.folder import Scenario
+
+    summit = Scenario.load(Path(__file__).resolve().parents[3] / "scenarios" / "library" / "ai-summit")
+    book = PriceBook()
+    what_if = estimate_run_cost(summit, ListPrices(book), turns=2)
+    real = estimate_run_cost(summit, OpenAICompatibleProvider(Endpoint("local", "http://127.0.0.1:9/v1"), prices=book), turns=2)
+    assert what_if.cost == real.cost and what_if.cost.low > 0
+    assert what_if.by_actor() == real.by_actor()

@@ -71,6 +71,10 @@ def describe_plan(plan: services.RunPlan, style) -> list[str]:
     ]
     if plan.estimate.max_cost > 0:
         lines.append(plan.estimate.table())
+    if plan.list_prices is not None:
+        from runs.services import list_prices_sentence
+
+        lines.append(list_prices_sentence(plan.list_prices))
     limit = f"${plan.credit_limit:.2f}" if plan.credit_limit is not None else "none"
     lines.append(f"Credit limit: {limit}")
     return lines
