@@ -43,9 +43,9 @@ def _stored_after(run_id: int, seq: int) -> list[dict]:
 
 
 @database_sync_to_async
-def _stored_status(run_id: int, reader: Reader) -> dict | None:
+def _stored_status(run_id: int, reader: Reader, user) -> dict | None:
     run = selectors.run_get(run_id=run_id)
-    return None if run is None else stored_status(run, reader)
+    return None if run is None else stored_status(run, reader, user)
 
 
 class RunConsumer(AsyncJsonWebsocketConsumer):
@@ -85,7 +85,7 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
         if isinstance(content, dict) and isinstance(content.get("after"), int) and content["after"] >= 0:
             self.last_seq = min(self.last_seq, content["after"])
             await self.catch_up()
-            status = await _stored_status(self.run_id, self.reader)
+            status = await _stored_status(self.run_id, self.reader, self.scope.get("user"))
             if status is not None:
                 await self.send_json({"type": "status", "data": status})
 

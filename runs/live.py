@@ -80,9 +80,17 @@ def run_page_context(*, run: Run, reader: Reader) -> dict[str, Any]:
     for t in records.turns:
         turn(t.turn)["world"] = t
         turn(t.turn)["outside_events"] = [{**event, "turn": t.turn} for event in t.exogenous_events]
-    for m in viewpoint.messages(records.messages):
+    # Messages, decisions and findings in the order they were announced, as a page following the run live shows
+    # them (the stored order is the engine's, by actor); those no event of this run announced (a branch's turns
+    # from its parent) come first, as stored.
+    announced = record_selectors.announced_at(run)
+
+    def in_announced_order(records: list, key) -> list:
+        return sorted(records, key=lambda record: announced.get(key(record), 0))
+
+    for m in in_announced_order(viewpoint.messages(records.messages), lambda m: ("message", m.id)):
         turn(m.turn)["messages"].append(m)
-    for d in records.decisions:
+    for d in in_announced_order(records.decisions, lambda d: ("decision", d.turn, d.actor)):
         turn(d.turn)["decisions"].append(viewpoint.decision(decision_of(d)))
     metrics = records.metrics
     definitions = run_metric_definitions(run=run)
@@ -118,7 +126,7 @@ def run_page_context(*, run: Run, reader: Reader) -> dict[str, Any]:
         "waiting_seats": [_waiting_seat(seat.actor, seat.name, reader) for seat in pending],
         "seat_rows": seat_rows(run, pending, parts),
         "parts": parts,
-        "findings": viewpoint.findings(records.findings),
+        "findings": in_announced_order(viewpoint.findings(records.findings), lambda f: ("finding", f.turn, f.check, f.actor)),
         "viewpoint": viewpoint,
         "view_actors": [names.get(actor, actor) for actor in sorted(viewpoint.actors or ())],
         "reader": reader,
@@ -140,36 +148,64 @@ def rendered_message(run_id: int, event: dict, *, names: dict[str, str], max_tur
     rendered once per process for all the pages of readers who know the same."""
     event = readable_event(reader.viewpoint, event)
     if event.get("timestamp") is None:  # not an event the store or a worker made: nothing to key it by
-        return json.dumps(event_fragments(event, names=names, max_turns=max_turns, reader=reader))
+        return json.dumps(event_fragments(event, run_id=run_id, names=names, max_turns=max_turns, reader=reader))
     # Microseconds: the store keeps them, so a relayed event and its stored copy share a key.
     key = (run_id, event["seq"], max_turns, event["type"], round(float(event["timestamp"]), 6), reader.key)
     text = _rendered.get(key)
     if text is None:
-        text = json.dumps(event_fragments(event, names=names, max_turns=max_turns, reader=reader))
+        text = json.dumps(event_fragments(event, run_id=run_id, names=names, max_turns=max_turns, reader=reader))
         _rendered[key] = text
         if len(_rendered) > RENDERED_KEPT:
             _rendered.popitem(last=False)
     return text
 
 
-def stored_status(run: Run, reader: Reader) -> dict[str, Any]:
-    """The run's status as stored now, with what goes with it (the seats it waits for): sent to pages with
-    every re-sync, so a page converges on it even if an event never reached the store."""
+def stored_status(run: Run, reader: Reader, user) -> dict[str, Any]:
+    """The run's status as stored now, with the panels that follow it (`status_panels`): sent to pages with every
+    re-sync, so a page converges on what a reload would show even if an event never reached the store."""
     return {"status": selectors.run_display_status(run), "reason": run.error or run.halt_reason,
-            "fragments": [waiting_seats_fragment(run, reader)]}
+            "panels": status_panels(run, reader, user)}
+
+
+# The parts of the run page drawn from the run's stored state rather than from one event: its controls, its
+# seats (who decides, who has), its family tree (each member's status) and the QA summary.
+PANELS = ("runs/partials/controls.html", "runs/partials/seats.html", "runs/_family_tree.html", "runs/partials/checks.html")
+# Forms in a fragment get the page's CSRF token from the page (run-live.js): a fragment is rendered without a
+# request, so `{% csrf_field %}` draws none.
+NO_REQUEST = {"csrf_token": None}
+
+
+def status_panels(run: Run, reader: Reader, user) -> list[dict[str, str]]:
+    """Each panel of `PANELS` as the run page would draw it now for `reader` (`user`, whose family tree it is)."""
+    pending = selectors.run_pending_seats(run=run)
+    findings = record_selectors.run_findings(run)
+    context = {
+        **NO_REQUEST, "run": run, "user": user, "reader": reader, "viewpoint": reader.viewpoint,
+        "status": selectors.run_display_status(run), "seat_rows": seat_rows(run, pending, selectors.run_roles(run)),
+        "waiting_seats": [_waiting_seat(seat.actor, seat.name, reader) for seat in pending],
+        "findings": reader.viewpoint.findings(findings.failed), "checks_passed": findings.passed,
+    }
+    return [{"html": render_to_string(template, context)} for template in PANELS]
+
+
+def controls_fragment(run_id: int, turn: int, status: str, reader: Reader) -> dict[str, str]:
+    """The controls for the status an event announces, replacing the page's own at once (the stored run may
+    not say so yet). A new credit limit is asked for without showing the old one, which the page already has."""
+    run = {"pk": run_id, "turn": turn, "credit_limit": None}
+    return _fragment("#run-page", "runs/partials/controls.html", {**NO_REQUEST, "run": run, "status": status, "reader": reader})
 
 
 def page_names(run: Run) -> dict[str, str]:
     return {a["short_name"]: a["name"] for a in run.actors}
 
 
-def polled_messages(*, run: Run, after: int, reader: Reader) -> str:
+def polled_messages(*, run: Run, after: int, reader: Reader, user) -> str:
     """What a page that cannot hold a socket (the channel layer down, a proxy without WebSockets) fetches every
     few seconds: the messages of the stored events after `after`, as the socket sends them, and the status."""
     events = selectors.run_events_after(run_id=run.pk, after=after, limit=POLLED_EVENTS)
     names = page_names(run)
     messages = [rendered_message(run.pk, event, names=names, max_turns=run.max_turns, reader=reader) for event in events]
-    return '{"events": [%s], "status": %s}' % (", ".join(messages), json.dumps(stored_status(run, reader)))
+    return '{"events": [%s], "status": %s}' % (", ".join(messages), json.dumps(stored_status(run, reader, user)))
 
 
 POLLED_EVENTS = 200
@@ -201,14 +237,6 @@ def _waiting_seats(run: Run, reader: Reader) -> list[dict[str, Any]]:
     return [_waiting_seat(seat.actor, seat.name, reader) for seat in selectors.run_pending_seats(run=run)]
 
 
-def waiting_seats_fragment(run: Run, reader: Reader) -> dict[str, str]:
-    """The seats the run waits for, as stored now, with links to those `reader` decides for: sent with the
-    page's periodic status, so a page that shows a run waiting always shows where to decide, even if it missed
-    the event that said so."""
-    return _fragment("#seats-panel", "runs/partials/waiting_seats.html",
-                     {"waiting_seats": _waiting_seats(run, reader), "run_url": ""})
-
-
 # ---- what an event does to a page -----------------------------------------------------------------------------
 def _fragment(target: str, template: str, context: dict[str, Any], mode: str = "upsert") -> dict[str, str]:
     """`upsert`: the fragment's root element replaces the page's element of the same id, or is appended
@@ -216,7 +244,7 @@ def _fragment(target: str, template: str, context: dict[str, Any], mode: str = "
     return {"target": target, "mode": mode, "html": render_to_string(template, context)}
 
 
-def event_fragments(event: dict[str, Any], *, names: dict[str, str], max_turns: int, reader: Reader) -> dict[str, Any]:
+def event_fragments(event: dict[str, Any], *, run_id: int, names: dict[str, str], max_turns: int, reader: Reader) -> dict[str, Any]:
     """The message a page receives for one stored event: its seq and type, the HTML fragments it adds or
     replaces (rendered here, from the same partials as the page), and the numbers scripts update."""
     kind, data = event["type"], event["data"]
@@ -259,6 +287,7 @@ def event_fragments(event: dict[str, Any], *, names: dict[str, str], max_turns: 
         # The links to the seats a run waits for (relative: the page is /runs/<id>/), gone once it goes on.
         waiting = [_waiting_seat(a, names.get(a, a), reader) for a in data.get("seats", ())] if kind == EventType.SCENARIO_WAITING else []
         out["fragments"].append(_fragment("#seats-panel", "runs/partials/waiting_seats.html", {"waiting_seats": waiting, "run_url": ""}))
+        out["fragments"].append(controls_fragment(run_id, data.get("turn") or 0, out["data"]["status"], reader))
     return out
 
 

@@ -63,6 +63,7 @@ def run_page_records(run: Run) -> RunPageRecords:
     seq = snapshot_seq(run)
     status_seq = last_seq(run)
     run.refresh_from_db()
+    findings = run_findings(run)
     return RunPageRecords(
         snapshot_seq=seq,
         status_seq=status_seq,
@@ -71,9 +72,40 @@ def run_page_records(run: Run) -> RunPageRecords:
         messages=[communication_of(row) for row in Communication.objects.filter(run=run)],
         decisions=list(Decision.objects.filter(run=run)),
         metrics=list(MetricRecord.objects.filter(run=run).order_by("turn", "position").values("turn", "name", "actor", "value")),
-        findings=[validation_of(row) for row in ValidationResult.objects.filter(run=run, passed=False)],
-        checks_passed=ValidationResult.objects.filter(run=run, passed=True).count(),
+        findings=findings.failed,
+        checks_passed=findings.passed,
     )
+
+
+@dataclass(frozen=True)
+class Findings:
+    failed: list[EngineValidationResult]  # the checks that did not pass, in order
+    passed: int  # how many did
+
+
+def run_findings(run: Run) -> Findings:
+    """The run's QA results as stored: the failed checks, and how many passed (one query)."""
+    rows = list(ValidationResult.objects.filter(run=run))
+    return Findings(failed=[validation_of(row) for row in rows if not row.passed], passed=sum(row.passed for row in rows))
+
+
+# The events that announce a record the run page lists, and the record each names.
+ANNOUNCING = {EventType.COMMUNICATION_SENT: "message", EventType.ACTOR_DECISION_COMPLETED: "decision",
+              EventType.VALIDATION_FAILED: "finding"}
+
+
+def announced_at(run: Run) -> dict[tuple, int]:
+    """When each message, decision and failed check of the run was announced (its event's seq), keyed
+    ("message", id), ("decision", turn, actor) or ("finding", turn, check, actor); one query."""
+    rows = RunEvent.objects.filter(run=run, type__in=[str(kind) for kind in ANNOUNCING]).values_list(
+        "type", "seq", "data__id", "data__turn", "data__actor", "data__check")
+    found: dict[tuple, int] = {}
+    for kind, seq, message_id, turn, actor, check in rows:
+        name = ANNOUNCING[EventType(kind)]
+        key = ("message", message_id) if name == "message" else ("decision", turn, actor) if name == "decision" \
+            else ("finding", turn, check, actor)
+        found.setdefault(key, seq)
+    return found
 
 
 CALL_FILTERS = ("turn", "phase", "task", "actor", "subject", "outcome", "model")

@@ -27,6 +27,8 @@ from runs.models import Run, RunStatus
 from runs.reading import reader_of
 
 RUNS_PER_PAGE = 50
+# A notice about a run's status ("queued to resume"): the run page removes it once the status moves on.
+RUN_STATUS = "run-status"
 CALLS_PER_PAGE = 20
 
 
@@ -95,7 +97,7 @@ def run_live_events(request: HttpRequest, pk: int) -> HttpResponse:
         after = max(0, int(request.GET.get("after", "0")))
     except ValueError:
         after = 0
-    response = HttpResponse(polled_messages(run=run, after=after, reader=reader_of(run, request.user)),
+    response = HttpResponse(polled_messages(run=run, after=after, reader=reader_of(run, request.user), user=request.user),
                             content_type="application/json")
     response["Cache-Control"] = "no-store"
     return response
@@ -117,7 +119,7 @@ def run_pause(request: HttpRequest, pk: int) -> HttpResponse:
     run = _visible_run(request, pk, steer=True)
     try:
         services.run_pause(run=run)
-        messages.success(request, f"{run}: pausing at the next phase boundary.")
+        messages.success(request, f"{run}: pausing at the next phase boundary.", extra_tags=RUN_STATUS)
     except services.RunConflict as exc:
         messages.error(request, str(exc))
     return redirect(_detail_url(run))
@@ -132,7 +134,7 @@ def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
         credit_limit = _optional_number(request, "credit_limit", float)
         end_turn = _optional_number(request, "end_turn", int)
         services.run_resume(run=run, credit_limit=credit_limit, max_turns=end_turn, by=request.user)
-        messages.success(request, f"{run}: queued to resume.")
+        messages.success(request, f"{run}: queued to resume.", extra_tags=RUN_STATUS)
     except (services.RunConflict, services.RunInputError, QuotaExceeded) as exc:
         messages.error(request, str(exc))
     return redirect(_detail_url(run))
@@ -145,7 +147,8 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         run = services.run_cancel(run=run)
         # An idle run stops at once; an executing one stops when its worker next reads the request.
-        messages.success(request, f"{run}: cancelled." if run.status == RunStatus.CANCELLED else f"{run}: cancel requested.")
+        messages.success(request, f"{run}: cancelled." if run.status == RunStatus.CANCELLED else f"{run}: cancel requested.",
+                         extra_tags=RUN_STATUS)
     except services.RunConflict as exc:
         messages.error(request, str(exc))
     return redirect(_detail_url(run))
@@ -216,7 +219,7 @@ def run_branch(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, f"{run}: could not branch: {exc}")
         return redirect(_detail_url(run))
     started = "queued for a worker" if child.status == RunStatus.QUEUED else "paused, ready to start"
-    messages.success(request, f"{child}: branched from {run} at turn {child.branch_turn}, {started}.")
+    messages.success(request, f"{child}: branched from {run} at turn {child.branch_turn}, {started}.", extra_tags=RUN_STATUS)
     return redirect(_detail_url(child))
 
 

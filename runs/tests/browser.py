@@ -68,3 +68,32 @@ class BrowserTestCase(ChannelsLiveServerTestCase):
         page.fill("input[name=password]", password)
         page.click("form button[type=submit]")
         page.wait_for_url(lambda url: "/accounts/login/" not in url)
+
+
+# Each part of a run page (its children with an id, and the sections under it) as its text reads, spaces folded:
+# what a person sees of it.
+PANEL_TEXTS = """() => {
+  const fold = (text) => text.replace(/\\s+/g, " ").trim();
+  const texts = {};
+  const page = document.getElementById("run-page");
+  for (const part of page.querySelectorAll(":scope > [id], :scope > section, #feed > .turn")) {
+    const key = part.id || part.querySelector("h2")?.id || part.className;
+    texts[key] = fold(part.innerText);
+  }
+  return texts;
+}"""
+
+
+def panels_differing(live_page, fresh_page) -> dict:
+    """The parts of `live_page` (followed live) whose text differs from `fresh_page`'s (the same URL, loaded now):
+    {part: (live, fresh)}, empty when a reload would show nothing new."""
+    live, fresh = live_page.evaluate(PANEL_TEXTS), fresh_page.evaluate(PANEL_TEXTS)
+    return {key: _first_difference(live.get(key) or "", fresh.get(key) or "")
+            for key in sorted(set(live) | set(fresh)) if live.get(key) != fresh.get(key)}
+
+
+def _first_difference(live: str, fresh: str, around: int = 80) -> tuple[str, str]:
+    """Where two texts part, with a little on either side: what a failure shows."""
+    at = next((i for i, (a, b) in enumerate(zip(live, fresh)) if a != b), min(len(live), len(fresh)))
+    start = max(0, at - around)
+    return live[start: at + around], fresh[start: at + around]

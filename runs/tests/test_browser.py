@@ -2,11 +2,14 @@
 real Huey worker process, with a loopback model server whose answers carry hostile HTML (`runs.tests.browser`).
 """
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from django.contrib.auth.models import User
 
+from runs.branching import run_branch
 from runs.models import Communication, Decision, MetricRecord, ModelCall, Run
-from runs.tests.browser import ARTIFACTS, BrowserTestCase, sync_api
+from runs.tests.browser import ARTIFACTS, BrowserTestCase, panels_differing, sync_api
 from scenarios.services import scenario_import_library
 
 TURNS = 4
@@ -38,10 +41,11 @@ class RunPageInABrowser(BrowserTestCase):
         User.objects.create_user("researcher", password="a long test password")
         scenario_import_library()
         self.console: list[str] = []  # the page's own errors, reported when a wait fails
-        self.page = self.open_page()
+        self.context = self.browser.new_context(viewport={"width": 1280, "height": 900})
+        self.page = self.open_page(self.context)
 
     def tearDown(self):
-        self.page.close()
+        self.context.close()
 
     def sign_in(self):
         self.sign_in_as(self.page, "researcher", "a long test password")
@@ -82,6 +86,7 @@ class RunPageInABrowser(BrowserTestCase):
         self.wait_for_status("paused")
         paused_at = Run.objects.get(pk=run.pk).turn
         assert paused_at < TURNS
+        self.assert_live_equals_reload()
 
         self.page.click("form[action$='/resume/'] button")
         self.page.wait_for_selector("#run-status.status-running, #run-status.status-queued")
@@ -90,6 +95,7 @@ class RunPageInABrowser(BrowserTestCase):
 
         self.assert_page_shows_the_whole_run(run)
         assert self.page.locator("#progress-label").text_content().strip() == f"Turn {TURNS} of {TURNS} done"
+        self.assert_live_equals_reload()
 
         # "show the call" on a decision that came live opens what its model was sent and answered, as stored.
         decision = self.page.locator("#turn-1-decisions .decision").first
@@ -101,6 +107,15 @@ class RunPageInABrowser(BrowserTestCase):
         assert shown[:-2] == [m["content"].strip() for m in call.messages], "every message, as sent"
         assert shown[-2] == call.answer.strip() and '"action"' in shown[-1], "the answer, then what was read from it"
         self.page.screenshot(path=ARTIFACTS / "run-calls-of-a-decision.png", full_page=True)
+
+        # A branch of it, followed live from its start to its end, reads as a fresh load of it too.
+        with ThreadPoolExecutor(1) as thread:  # out of Playwright's event loop: branching stores through async code
+            branch = thread.submit(lambda: run_branch(run=Run.objects.get(pk=run.pk), at_turn=TURNS - 1, owner=run.owner)).result()
+        self.page.goto(f"{self.live_server_url}/runs/{branch.pk}/")
+        self.page.wait_for_selector("#live-indicator:text('live')")
+        self.page.click("form[action$='/resume/'] button[type=submit]")  # "Play more turns" is not offered: it is paused
+        self.wait_for_status("completed")
+        self.assert_live_equals_reload()
 
     def test_a_reload_mid_run_loses_nothing_and_model_html_stays_inert(self):
         self.sign_in()
@@ -136,6 +151,8 @@ class RunPageInABrowser(BrowserTestCase):
                 raise AssertionError(f"no link to the seat at turn {turn}: page at seq {last_seq}, "
                                      f"#waiting-seats {self.page.locator('#waiting-seats').evaluate('e => e.outerHTML')!r}, "
                                      f"stored events {stored[-12:]}, console {self.console}") from None
+            if turn == 1:
+                self.assert_live_equals_reload()  # a run waiting for a person
             link.click()
             try:
                 self.page.wait_for_selector("#seat-form", timeout=15_000)
@@ -193,6 +210,22 @@ class RunPageInABrowser(BrowserTestCase):
         for name, values in final["values"].items():
             assert values == [stored.get((name, turn)) for turn in (1, 2, 3)], f"{name}: the chart shows the stored values"
         self.page.screenshot(path=ARTIFACTS / "run-page-charts.png", full_page=True)
+
+    def assert_live_equals_reload(self) -> None:
+        """Every part of the page followed live reads as on a fresh load of it (once the run's last save is in)."""
+        fresh = self.open_page(self.page.context)  # signed in as the same person
+        try:
+            differing = {}
+            for _ in range(10):  # the page asks for the stored state once more, 1.5 s after the run ended
+                fresh.goto(self.page.url)
+                differing = panels_differing(self.page, fresh)
+                if not differing:
+                    return
+                self.page.wait_for_timeout(500)
+            self.page.screenshot(path=ARTIFACTS / "live-differs-from-reload.png", full_page=True)
+            raise AssertionError(f"followed live, the page differs from a fresh load: {differing}")
+        finally:
+            fresh.close()
 
     def assert_page_shows_the_whole_run(self, run: Run) -> None:
         """Every decision and message of the run, each exactly once, and the final world."""

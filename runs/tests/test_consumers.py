@@ -123,7 +123,9 @@ async def test_a_page_may_ask_again_after_its_last_applied_seq(played):
     assert [m["seq"] for m in again[:-1]] == [m["seq"] for m in first[-3:]]
     status = again[-1]
     assert status["type"] == "status" and (status["data"]["status"], status["data"]["reason"]) == ("completed", ""), "and the stored status"
-    assert [f["html"] for f in status["data"]["fragments"]] == ['<div id="waiting-seats" role="status" hidden></div>\n'], "no seat waits"
+    panels = "".join(panel["html"] for panel in status["data"]["panels"])
+    assert '<div id="waiting-seats" role="status" hidden></div>' in panels, "no seat waits"
+    assert 'id="run-controls"' in panels and "Play more turns" in panels and 'id="checks-summary"' in panels
     await communicator.disconnect()
 
 

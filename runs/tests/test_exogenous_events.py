@@ -66,7 +66,7 @@ def test_the_run_page_shows_fired_events_in_their_turn(client, played, owner):
 
 def test_the_live_feed_gets_the_event_as_a_fragment_of_its_turn(played):
     stored = RunEvent.objects.filter(run=played, type=EventType.EXOGENOUS_EVENT, data__name="Port strike").get()
-    message = event_fragments({"seq": stored.seq, "type": stored.type, "data": stored.data}, names={}, max_turns=2, reader=EVERYTHING)
+    message = event_fragments({"seq": stored.seq, "type": stored.type, "data": stored.data}, run_id=1, names={}, max_turns=2, reader=EVERYTHING)
     section, fragment = message["fragments"]
     assert section["target"] == "#feed" and section["mode"] == "ensure" and 'id="turn-2-outside-events"' in section["html"]
     assert fragment["target"] == "#turn-2-outside-events" and fragment["mode"] == "upsert"

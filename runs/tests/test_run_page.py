@@ -38,9 +38,9 @@ def test_a_finished_run_shows_its_turns_costs_provider_and_controls(client, owne
     assert f'data-after="{snapshot_seq(run)}"' in html
     assert 'status status-completed' in html
     assert reverse("runs:markdown_zip", args=[run.pk]) in html
-    # A completed run offers Resume (to more turns) but neither Pause nor Cancel.
-    assert re.search(r'action="[^"]*/pause/" data-when="running" hidden', html)
-    assert re.search(r'action="[^"]*/cancel/" data-when="active" hidden', html)
+    # A completed run offers more turns (the end turn asked for), but neither Pause nor Cancel.
+    assert "/pause/" not in html and "/cancel/" not in html
+    assert re.search(r'name="end_turn" value="3" required', html) and "Play more turns" in html
 
 
 def test_the_snapshot_costs_count_only_lines_announced_up_to_its_seq():
@@ -54,7 +54,7 @@ def test_model_text_reaches_the_page_inert():
     hostile = {"seq": 9, "type": "actor_decision_completed", "data": {
         "turn": 1, "actor": "norvale", "action": 'We agree. <script>alert("x")</script> <img src=x onerror=alert(1)>',
         "reasoning": "[click](javascript:alert(1))", "short_term_priorities": ["<b onclick=x>p</b>"]}}
-    html = "".join(f["html"] for f in event_fragments(hostile, names={"norvale": "Norvale"}, max_turns=3, reader=EVERYTHING)["fragments"])
+    html = "".join(f["html"] for f in event_fragments(hostile, run_id=1, names={"norvale": "Norvale"}, max_turns=3, reader=EVERYTHING)["fragments"])
     tags = Elements()
     tags.feed(html)
     assert "script" not in [tag for tag, _ in tags.found] and "img" not in [tag for tag, _ in tags.found]

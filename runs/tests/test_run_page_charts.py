@@ -92,15 +92,15 @@ def test_cost_lines_sum_the_ledger_by_turn_actor_and_phase(played):
 def test_events_feed_the_charts_and_the_alerts(played):
     names = {a["short_name"]: a["name"] for a in played.actors}
     cost = RunEvent.objects.filter(run=played, type=EventType.COST_INCURRED).order_by("seq").first()
-    message = event_fragments({"seq": cost.seq, "type": cost.type, "data": cost.data}, names=names, max_turns=2, reader=EVERYTHING)
+    message = event_fragments({"seq": cost.seq, "type": cost.type, "data": cost.data}, run_id=1, names=names, max_turns=2, reader=EVERYTHING)
     assert message["data"]["turn"] == 1 and {"actor", "phase", "cost", "tokens"} <= set(message["data"])
 
     recorded = RunEvent.objects.filter(run=played, type=EventType.METRIC_RECORDED, data__name="cooperation_signals").order_by("seq").first()
-    message = event_fragments({"seq": recorded.seq, "type": recorded.type, "data": recorded.data}, names=names, max_turns=2, reader=EVERYTHING)
+    message = event_fragments({"seq": recorded.seq, "type": recorded.type, "data": recorded.data}, run_id=1, names=names, max_turns=2, reader=EVERYTHING)
     assert message["data"]["threshold"] == "warning" and message["data"]["turn"] == 1
 
     crossing = RunEvent.objects.filter(run=played, type=EventType.METRIC_THRESHOLD_CROSSED).order_by("seq").first()
-    message = event_fragments({"seq": crossing.seq, "type": crossing.type, "data": crossing.data}, names=names, max_turns=2, reader=EVERYTHING)
+    message = event_fragments({"seq": crossing.seq, "type": crossing.type, "data": crossing.data}, run_id=1, names=names, max_turns=2, reader=EVERYTHING)
     [fragment] = message["fragments"]
     assert fragment["target"] == "#metric-alerts"
     assert 'id="metric-alert-1-cooperation_signals-world"' in fragment["html"], "the same id as the stored alert: no duplicate"

@@ -19,16 +19,36 @@
   var retries = 0;
   var finished = false;
   var FINAL = ["completed", "cancelled"];
-  var RESUMABLE = ["paused", "halted", "failed", "completed", "crashed"];
+  var PLAYING = ["running", "waiting_for_human"];  // a turn is under way
+  var initialStatus = page.dataset.status;
 
   function byId(id) { return document.getElementById(id); }
   function money(value) { return "$" + value.toFixed(4); }
 
   // ---- fragments -------------------------------------------------------------------------------------
-  function applyFragment(fragment) {
+  function parse(html) {
     var template = document.createElement("template");
-    template.innerHTML = fragment.html.trim();
+    template.innerHTML = html.trim();
     var node = template.content.firstElementChild;
+    if (node) withToken(node);
+    return node;
+  }
+
+  // Fragments are rendered without a request, so their forms carry no CSRF token: they get the page's.
+  function withToken(node) {
+    if (!page.dataset.csrf) return;
+    node.querySelectorAll("form[method=post]").forEach(function (form) {
+      if (form.querySelector("input[name=csrfmiddlewaretoken]")) return;
+      var token = document.createElement("input");
+      token.type = "hidden";
+      token.name = "csrfmiddlewaretoken";
+      token.value = page.dataset.csrf;
+      form.prepend(token);
+    });
+  }
+
+  function applyFragment(fragment) {
+    var node = parse(fragment.html);
     if (!node) return;
     var existing = node.id ? byId(node.id) : null;
     if (existing) {
@@ -37,6 +57,24 @@
     }
     var target = document.querySelector(fragment.target);
     if (target) target.appendChild(node);
+  }
+
+  // A panel drawn from the run's stored state (controls, seats, family tree, QA summary), sent with every
+  // status: it replaces the page's own when it changed, unless someone is typing in it (the next one will).
+  var panels = {};
+  function applyPanel(panel) {
+    var node = parse(panel.html);
+    if (!node || !node.id || panels[node.id] === panel.html) return;
+    var existing = byId(node.id);
+    if (existing) {
+      if (existing.contains(document.activeElement) && document.activeElement !== document.body) return;
+      existing.querySelectorAll("details[open][id]").forEach(function (open) {
+        var same = node.querySelector("#" + CSS.escape(open.id));
+        if (same) same.open = true;
+      });
+      existing.replaceWith(node);
+    }
+    panels[node.id] = panel.html;
   }
 
   // ---- numbers -----------------------------------------------------------------------------------------
@@ -63,6 +101,7 @@
     if (!row) {
       row = document.createElement("tr");
       row.id = "cost-" + key + "-" + name;
+      row.dataset.key = name;
       var head = document.createElement("th");
       head.scope = "row";
       head.textContent = label;
@@ -70,7 +109,11 @@
       cell.className = "number";
       cell.dataset.value = "0";
       row.append(head, cell);
-      table.tBodies[0].appendChild(row);
+      // In the order the page is drawn in: by key (an actor's short name, a phase).
+      var after = Array.prototype.find.call(table.tBodies[0].rows, function (other) {
+        return (other.dataset.key || other.id.slice(("cost-" + key + "-").length)) > name;
+      });
+      table.tBodies[0].insertBefore(row, after || null);
     }
     var td = row.querySelector("td");
     td.textContent = addTo(td, cost).toFixed(4);
@@ -103,14 +146,18 @@
       why.textContent = reason || "";
       why.hidden = !reason;
     }
-    document.querySelectorAll("[data-when]").forEach(function (element) {
-      var when = element.dataset.when;
-      var show = when === "running" ? status === "running"
-        : when === "resumable" ? RESUMABLE.indexOf(status) >= 0
-        : FINAL.indexOf(status) < 0;
-      element.hidden = !show;
-    });
-    finished = FINAL.indexOf(status) >= 0;
+    if (status !== initialStatus) {
+      // What the page said of the status it was drawn with ("queued to resume", "pausing…") is past.
+      document.querySelectorAll(".run-status-notice").forEach(function (notice) { notice.remove(); });
+    }
+    if (PLAYING.indexOf(status) < 0) {  // no turn under way: the progress says what is done, as a reload does
+      var bar = byId("turn-progress");
+      var done = bar ? Number(bar.getAttribute("aria-valuenow")) || 0 : 0;
+      setProgress(done, "Turn " + done + " of " + maxTurns + " done");
+    }
+    var ended = FINAL.indexOf(status) >= 0;
+    if (ended && !finished && status !== initialStatus) askForTheEnd();
+    finished = ended;
   }
 
   // ---- charts: a chart per metric over turns (with its thresholds), and cost by turn ------------------------
@@ -355,6 +402,16 @@
     }
   }
 
+  // The run's last save (its QA results, the family's statuses) lands just after its last event: a page that saw
+  // the run end asks for the stored status again a moment later, so it ends as a reload would show it.
+  var END_SETTLE_MS = 1500;
+  function askForTheEnd() {
+    window.setTimeout(function () {
+      if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ after: lastSeq }));
+      else poll();
+    }, END_SETTLE_MS);
+  }
+
   function indicate(text) {
     var element = byId("live-indicator");
     if (element) element.textContent = text;
@@ -365,7 +422,7 @@
   function receive(message) {
     if (message.type === "status") {  // the stored status, sent with every re-sync: not an event
       if (message.data.status !== page.dataset.status) setStatus(message.data.status, message.data.reason);
-      (message.data.fragments || []).forEach(applyFragment);  // what goes with the status (waiting seats)
+      (message.data.panels || []).forEach(applyPanel);
       return true;
     }
     if (message.seq <= lastSeq) return true;
@@ -437,18 +494,21 @@
     if (!finished) window.setTimeout(connect, SOCKET_RETRY_MS);
   }
 
+  var socket = null;  // the newest socket
+
   function connect() {
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    var socket = new WebSocket(scheme + location.host + page.dataset.socket + "?after=" + lastSeq);
+    var ws = new WebSocket(scheme + location.host + page.dataset.socket + "?after=" + lastSeq);
+    socket = ws;
     var heard = false;
     var resync = window.setInterval(function () {
-      if (!finished && socket.readyState === WebSocket.OPEN && Date.now() - lastHeard >= QUIET_MS) {
-        socket.send(JSON.stringify({ after: lastSeq }));
+      if (!finished && ws.readyState === WebSocket.OPEN && Date.now() - lastHeard >= QUIET_MS) {
+        ws.send(JSON.stringify({ after: lastSeq }));
         lastHeard = Date.now();
       }
     }, QUIET_MS);
-    socket.onopen = function () { if (polling === null) indicate("live"); };
-    socket.onmessage = function (incoming) {
+    ws.onopen = function () { if (polling === null) indicate("live"); };
+    ws.onmessage = function (incoming) {
       lastHeard = Date.now();
       if (!heard) {
         heard = true;
@@ -457,9 +517,9 @@
         stopPolling();
         indicate("live");
       }
-      if (!receive(JSON.parse(incoming.data))) socket.send(JSON.stringify({ after: lastSeq }));
+      if (!receive(JSON.parse(incoming.data))) ws.send(JSON.stringify({ after: lastSeq }));
     };
-    socket.onclose = function (closed) {
+    ws.onclose = function (closed) {
       window.clearInterval(resync);
       if (closed.code === 4403) { indicate("not allowed to follow this run"); return; }
       if (closed.code === LIVE_UNAVAILABLE) { pollInstead(); return; }
