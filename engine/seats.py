@@ -36,6 +36,9 @@ class SeatView:
     system: str
     user: str
     proposals: tuple[Communication, ...] = ()
+    # Where the actor stands: its goals and priorities from its last decision (its brief's goals before any).
+    long_term_goals: tuple[str, ...] = ()
+    short_term_priorities: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -127,12 +130,10 @@ def human_decision(
     for key in given:
         if key not in known:
             problems[f"replies.{key}"] = "there is no proposal with this id awaiting your reply"
-    for proposal in proposals:
-        if not given.get(proposal.id):
-            problems[f"replies.{proposal.id}"] = "answer this proposal (a sentence is enough)"
     if problems:
         raise HumanDecisionError(problems)
-    return HumanDecision(goals, priorities, reasoning.strip(), action.strip(), given)
+    # A proposal left without a reply stays unanswered, as a model may leave one.
+    return HumanDecision(goals, priorities, reasoning.strip(), action.strip(), {key: text for key, text in given.items() if text})
 
 
 def with_human_decision(state: ScenarioState, actor: str, decision: HumanDecision) -> ScenarioState:
@@ -155,9 +156,13 @@ def with_human_decision(state: ScenarioState, actor: str, decision: HumanDecisio
 
 def seat_view(state: ScenarioState, scenario: Scenario, actor: str, *, max_turns: int | None = None) -> SeatView:
     """The view of `actor`'s seat in the turn being played: the decision phase's own prompts."""
-    system, user = decision_prompts(state, scenario, scenario.actor(actor), max_turns=max_turns)
+    config = scenario.actor(actor)
+    system, user = decision_prompts(state, scenario, config, max_turns=max_turns)
     turn = state.current_turn
-    return SeatView(turn, actor, state.actor(actor).name, system, user, proposals_for(state, actor, turn))
+    earlier = [d for d in state.decisions if d.actor == actor and d.turn < turn]
+    goals = earlier[-1].long_term_goals if earlier else tuple(config.goals)
+    priorities = earlier[-1].short_term_priorities if earlier else ()
+    return SeatView(turn, actor, state.actor(actor).name, system, user, proposals_for(state, actor, turn), goals, priorities)
 
 
 # ---- the terminal --------------------------------------------------------------------------------------------

@@ -147,8 +147,9 @@ class RunBranchForm(forms.Form):
 
 # ---- a person's decision on a seat's page (the same limits as the API's SeatDecisionIn) -------------------------
 class SeatDecisionForm(forms.Form):
-    """Goals and priorities one a line; one reply field per proposal awaiting the seat's answer. Django's
-    fields refuse control characters (NUL) and the lengths cap what a page can store."""
+    """Goals and priorities one a line; one reply field per proposal awaiting the seat's answer (left empty,
+    the proposal stays unanswered). Django's fields refuse control characters (NUL) and the lengths cap what a
+    page can store."""
 
     long_term_goals = forms.CharField(max_length=8 * 2000)
     short_term_priorities = forms.CharField(max_length=8 * 2000)
@@ -158,7 +159,7 @@ class SeatDecisionForm(forms.Form):
     def __init__(self, data=None, *, proposals=(), **kwargs) -> None:
         super().__init__(data, **kwargs)
         for proposal in proposals:
-            self.fields[f"reply-{proposal.id}"] = forms.CharField(max_length=20000, label="Your reply")
+            self.fields[f"reply-{proposal.id}"] = forms.CharField(max_length=20000, label="Your reply", required=False)
 
     def decision(self) -> dict:
         data = self.cleaned_data

@@ -27,6 +27,13 @@ from runs.models import Run, RunStatus
 from runs.reading import reader_of
 
 RUNS_PER_PAGE = 50
+# The seat page's fields after the replies, in the order a decision is thought through.
+SEAT_FIELDS = (
+    ("long_term_goals", "Long-term goals", "What your side wants from the whole scenario, one a line.", 3),
+    ("short_term_priorities", "Priorities this turn", "What you push for now, one a line.", 3),
+    ("reasoning", "Reasoning", "Why: how you read the situation and the others' moves. Other players do not see it (the facilitators do).", 4),
+    ("action", "Action", "What you do this turn, concretely, in your own voice: everyone sees it.", 4),
+)
 # A notice about a run's status ("queued to resume"): the run page removes it once the status moves on.
 RUN_STATUS = "run-status"
 CALLS_PER_PAGE = 20
@@ -251,7 +258,12 @@ def seat_detail(request: HttpRequest, pk: int, actor: str) -> HttpResponse:
         else:
             problems = {name.replace("reply-", "replies.", 1): " ".join(errors) for name, errors in form.errors.items()}
     names = {a["short_name"]: a["name"] for a in run.actors}
-    context = {"run": run, "view": view, "names": names, "problems": problems, "form": request.POST,
+    # What the form starts from: what was sent back (a refused decision), else where the actor stands.
+    filled = request.POST if request.method == "POST" else {
+        "long_term_goals": "\n".join(view.long_term_goals), "short_term_priorities": "\n".join(view.short_term_priorities)}
+    fields = [{"name": name, "label": label, "hint": hint, "rows": rows, "value": filled.get(name, ""),
+               "problem": problems.get(name, "")} for name, label, hint, rows in SEAT_FIELDS]
+    context = {"run": run, "view": view, "names": names, "problems": problems, "fields": fields,
                "proposals": [{"message": p, "sender": names.get(p.sender, p.sender), "field": f"reply-{p.id}",
                               "value": request.POST.get(f"reply-{p.id}", ""), "problem": problems.get(f"replies.{p.id}", "")}
                              for p in view.proposals]}

@@ -136,3 +136,21 @@ async def test_a_seat_taken_over_mid_run_is_announced_and_waits(summit):
     assert waiting.status is ScenarioStatus.WAITING_FOR_HUMAN and waiting.turn == 1
     assert waiting.actor(SEAT).control == "human"
     assert [(e.data["actor"], e.data["control"]) for e in changes] == [(SEAT, "human")]
+
+
+async def test_a_proposal_left_without_a_reply_stays_unanswered_and_the_seat_starts_where_the_actor_stands(summit):
+    runner = Runner(error_policy=NO_WAIT)
+    state = await runner.run_async(summit, max_turns=2, state=seated(summit))
+    view = seat_view(state, summit, SEAT, max_turns=2)
+    assert view.proposals, "the summit's offline talks address the chair"
+    assert view.long_term_goals == tuple(summit.actor(SEAT).goals) and view.short_term_priorities == ()
+    skipped = view.proposals[0]
+    replies = {p.id: "We will consider it." for p in view.proposals[1:]}
+    decided = with_human_decision(state, SEAT, human_decision(**{**a_decision(view), "replies": replies}))
+    assert [p.id for p in proposals_for(decided, SEAT, 1)] == [skipped.id], "the skipped proposal is still unanswered"
+    assert not [m for m in decided.communications if m.in_reply_to == skipped.id and m.sender == SEAT]
+
+    after = await runner.run_async(summit, max_turns=2, state=decided)
+    assert after.status is ScenarioStatus.WAITING_FOR_HUMAN and after.current_turn == 2
+    again = seat_view(after, summit, SEAT, max_turns=2)
+    assert (again.long_term_goals, again.short_term_priorities) == (("A binding treaty", "A safety institute"), ("Win the vote",))

@@ -43,7 +43,10 @@ class SeatViewOut(Schema):
     turn: int
     system: str = Field(description="the seat's system prompt, as a model would read it")
     user: str = Field(description="the decision prompt, as a model would read it")
-    proposals: list[ProposalOut] = Field(description="proposals addressed to the seat that await its reply")
+    proposals: list[ProposalOut] = Field(description="proposals addressed to the seat that await its reply (a reply "
+                                                     "left out leaves the proposal unanswered)")
+    long_term_goals: list[str] = Field(description="the actor's goals as they stand (its last decision's, else its brief's)")
+    short_term_priorities: list[str] = Field(description="its priorities as they stand (its last decision's)")
 
 
 class PendingSeatOut(Schema):
@@ -121,7 +124,8 @@ def seat_view(request, run_id: int, actor: str):
     view = seats.seat_view_for(run=run, actor=actor)
     return {"run": run.pk, "actor": view.actor, "actor_name": view.actor_name, "turn": view.turn, "system": view.system,
             "user": view.user, "proposals": [{"id": p.id, "kind": p.kind.value, "sender": p.sender,
-                                              "recipients": list(p.recipients), "content": p.content} for p in view.proposals]}
+                                              "recipients": list(p.recipients), "content": p.content} for p in view.proposals],
+            "long_term_goals": list(view.long_term_goals), "short_term_priorities": list(view.short_term_priorities)}
 
 
 @router.post("/{run_id}/seats/{actor}/decision", response={200: RunOut, **errors(400, 401, 403, 404, 409, 422)},

@@ -159,14 +159,21 @@ class RunPageInABrowser(BrowserTestCase):
             except sync_api.TimeoutError:
                 raise AssertionError(f"no seat form at {self.page.url}: {self.page.locator('main, body').first.inner_text()[:1500]}") from None
             assert f"Turn {turn} of 2" in self.page.locator("#seat-situation").inner_text(), "the seat shows the model's prompt"
-            for reply in self.page.locator("textarea[name^=reply-]").all():
-                reply.fill("We can support that if the threshold is clear.")
-            self.page.fill("#long_term_goals", "A credible safety network\nA declaration everyone signs")
-            self.page.fill("#short_term_priorities", "Close chapter 3")
-            self.page.fill("#reasoning", "The chair must bridge Meridian and the Union.")
-            self.page.fill("#action", f"The chair tables compromise text number {turn}.")
-            self.page.screenshot(path=ARTIFACTS / f"seat-page-turn-{turn}.png", full_page=True)
-            self.page.click("#seat-form button[type=submit]")
+            goals = self.page.input_value("#long_term_goals")
+            if turn == 1:
+                assert goals.strip(), "the goals start as the actor's brief has them"
+                self.decide_with_the_keyboard_alone()
+            else:
+                assert goals == "A credible safety network\nA declaration everyone signs", "as the last decision left them"
+                self.page.set_viewport_size({"width": 375, "height": 800})
+                assert self.page.input_value("#short_term_priorities") == "Close chapter 3"
+                self.page.fill("#action", f"The chair tables compromise text number {turn}.")
+                self.page.fill("#reasoning", "The chair must bridge Meridian and the Union.")
+                self.page.screenshot(path=ARTIFACTS / f"seat-page-turn-{turn}-375px.png", full_page=True)
+                wide = self.page.evaluate("document.documentElement.scrollWidth")
+                assert wide <= 375, f"the seat page is {wide} px wide on a 375 px screen"
+                self.page.set_viewport_size({"width": 1280, "height": 900})
+                self.page.click("#seat-form button[type=submit]")
             self.page.wait_for_url(lambda url: url.rstrip("/").endswith(f"/runs/{run.pk}"))
             said = self.page.locator("ul.messages").all_inner_texts()
             assert any("recorded" in text for text in said), f"the decision of turn {turn} was not taken: {said}"
@@ -210,6 +217,26 @@ class RunPageInABrowser(BrowserTestCase):
         for name, values in final["values"].items():
             assert values == [stored.get((name, turn)) for turn in (1, 2, 3)], f"{name}: the chart shows the stored values"
         self.page.screenshot(path=ARTIFACTS / "run-page-charts.png", full_page=True)
+
+    def decide_with_the_keyboard_alone(self) -> None:
+        """From the top of the seat page, with Tab, typing and Enter only: every reply left empty (unanswered),
+        goals (filled in from the brief) replaced, then priorities, reasoning and action, then submit."""
+        typed = {"long_term_goals": "A credible safety network\nA declaration everyone signs",
+                 "short_term_priorities": "Close chapter 3",
+                 "reasoning": "The chair must bridge Meridian and the Union.",
+                 "action": "The chair tables compromise text number 1."}
+        self.page.screenshot(path=ARTIFACTS / "seat-page-turn-1.png", full_page=True)
+        self.page.locator("body").focus()
+        for _ in range(200):
+            self.page.keyboard.press("Tab")
+            focused = self.page.evaluate("document.activeElement.id || document.activeElement.type || ''")
+            if focused in typed:
+                self.page.keyboard.press("Control+A")
+                self.page.keyboard.type(typed.pop(focused))
+            elif focused == "submit" and not typed:
+                self.page.keyboard.press("Enter")
+                return
+        raise AssertionError(f"the keyboard never reached {sorted(typed) or 'the submit button'}")
 
     def assert_live_equals_reload(self) -> None:
         """Every part of the page followed live reads as on a fresh load of it (once the run's last save is in)."""
