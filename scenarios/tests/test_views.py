@@ -157,3 +157,8 @@ def test_start_needs_the_csrf_token(scenario):
     token = client.cookies["csrftoken"].value
     assert client.post(detail_url(scenario), {"start": "1", "use_cache": "on", "csrfmiddlewaretoken": token}).status_code == 302
     assert Run.objects.count() == 1
+
+
+def test_the_start_form_comes_before_the_world_and_the_actors(client, person, scenario):
+    html = client.get(detail_url(scenario)).content.decode()
+    assert html.index('id="start-heading"') < html.index('id="world-heading"') < html.index('id="actors-heading"')
