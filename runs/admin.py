@@ -17,7 +17,7 @@ from runs.downloads import markdown_zip_response
 from runs import branching, record_selectors, roles, selectors, services
 from runs import seats as seat_services
 from runs.forms import RunBranchForm, RunStartForm
-from runs.models import CostRecord, Decision, Run, RunRole, Turn
+from runs.models import CostRecord, Decision, Run, RunRole, RunTag, Turn
 from runs.v1_import import V1ImportError, V1RunAlreadyImported, V1ScenarioNotFound, run_import_v1_zip
 from scenarios.models import Scenario
 
@@ -61,13 +61,19 @@ class V1ImportForm(forms.Form):
     again = forms.BooleanField(required=False, label="Import it again if it was imported before")
 
 
+class RunTagInline(admin.TabularInline):
+    model = RunTag
+    extra = 1
+    fields = ("name",)
+
+
 @admin.register(Run)
 class RunAdmin(admin.ModelAdmin):
     list_display = ("id", "scenario_name", "number", "status_shown", "progress", "cost", "provider_shown", "owner", "created_at")
-    list_filter = ("status", "offline", "scenario_slug", "created_at")
-    search_fields = ("scenario_name", "scenario_slug", "provider", "halt_reason", "error")
+    list_filter = ("status", "offline", "scenario_slug", "tags__name", "created_at")
+    search_fields = ("scenario_name", "scenario_slug", "provider", "halt_reason", "error", "notes", "tags__name")
     list_select_related = ("owner",)
-    inlines = [TurnInline, DecisionInline, CostRecordInline]
+    inlines = [RunTagInline, TurnInline, DecisionInline, CostRecordInline]
     actions = ["resume_runs", "cancel_runs", "download_markdown"]
     exclude = ("snapshot",)
 
@@ -135,7 +141,8 @@ class RunAdmin(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in Run._meta.fields if f.name != "snapshot"] + ["lineage"]
+        # Tags (inline) and notes are the researchers' own: the rest is the run's record.
+        return [f.name for f in Run._meta.fields if f.name not in ("snapshot", "notes")] + ["lineage"]
 
     @admin.display(description="status")
     def status_shown(self, run: Run) -> str:

@@ -8,6 +8,7 @@ from engine.llm.routing import PROVIDER_CHOICES
 from engine.scenario.folder import Scenario as EngineScenario
 from runs.branching import ActorChange, Intervention
 from runs.errors import RunInputError
+from runs.listing import RunFilters
 from runs.models import RunRole
 from runs.roles import grant_to
 from scenarios.models import Scenario
@@ -186,3 +187,37 @@ class CallFilterForm(forms.Form):
     def filters(self) -> dict[str, object]:
         """The filters to apply: the valid, non-empty ones (after `is_valid()`, whatever it said)."""
         return {name: value for name, value in self.cleaned_data.items() if value not in (None, "")}
+
+
+class RunTableForm(forms.Form):
+    """The run table's filters and sort (GET); a filter it cannot read is said on the page, not applied."""
+
+    STATUSES = ("queued", "running", "waiting_for_human", "paused", "halted", "completed", "failed", "cancelled", "crashed")
+
+    scenario = forms.ChoiceField(required=False)
+    status = forms.ChoiceField(required=False, choices=[("", "any status")] + [(s, s.replace("_", " ")) for s in STATUSES])
+    tag = forms.ChoiceField(required=False)
+    model = forms.CharField(required=False, max_length=200, label="Model of a seat")
+    batch = forms.IntegerField(required=False, min_value=1, max_value=2**62, label="Batch #")
+    family = forms.IntegerField(required=False, min_value=1, max_value=2**62, label="Family of run #")
+    owner = forms.CharField(required=False, max_length=150)
+    sort = forms.ChoiceField(required=False, choices=[("newest", "newest first"), ("oldest", "oldest first"),
+                                                      ("cost", "dearest first"), ("scenario", "by scenario"),
+                                                      ("status", "by status")])
+
+    def __init__(self, data=None, *, scenarios: list[tuple[str, str]], tags: list[str], owners: bool, **kwargs) -> None:
+        super().__init__(data, **kwargs)
+        self.fields["scenario"].choices = [("", "any scenario"), *scenarios]
+        self.fields["tag"].choices = [("", "any tag")] + [(tag, tag) for tag in tags]
+        if not owners:
+            del self.fields["owner"]
+
+    def filters(self):
+        """The filters to apply (after `is_valid()`): the ones it could read."""
+        data = {name: value for name, value in self.cleaned_data.items() if value not in (None, "")}
+        return RunFilters(**data)
+
+
+class RunNotesForm(forms.Form):
+    tags = forms.CharField(required=False, max_length=20 * 66, help_text="comma-separated, e.g. baseline, pilot-2")
+    notes = forms.CharField(required=False, max_length=20_000, widget=forms.Textarea(attrs={"rows": 3}))

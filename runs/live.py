@@ -131,6 +131,7 @@ def run_page_context(*, run: Run, reader: Reader) -> dict[str, Any]:
         "view_actors": [names.get(actor, actor) for actor in sorted(viewpoint.actors or ())],
         "reader": reader,
         "show_calls": viewpoint.sees_calls,
+        "tags": list(run.tags.all()),
         "checks_passed": records.checks_passed,
     }
 

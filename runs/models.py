@@ -48,6 +48,7 @@ class Run(models.Model):
     # A run played elsewhere and stored here (a V1 run directory): where it came from, what V1 said of it, and
     # the key that spots a second import of the same run. Empty for runs played here.
     imported_from = models.JSONField(null=True, blank=True, help_text="where an imported run came from")
+    notes = models.TextField(blank=True, help_text="the researchers' free-text notes on the run")
     # Lineage: a branch starts from its parent's state after `branch_turn`, with the changes in `intervention`.
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="branches")
     branch_turn = models.PositiveIntegerField(null=True, blank=True)
@@ -100,6 +101,21 @@ class Run(models.Model):
     @property
     def engine_run_id(self) -> str:
         return str(self.pk)
+
+
+class RunTag(models.Model):
+    """A label people put on a run ("baseline", "pilot-2") to find it again in the run table."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["run", "name"], name="one_tag_of_a_name_per_run")]
+        indexes = [models.Index(fields=["name"], name="runs_tag_name")]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class RunRole(models.Model):

@@ -411,16 +411,3 @@ def runs_readable(user) -> QuerySet[Run]:
 
 def run_by_id(run_id: int) -> Run | None:
     return Run.objects.select_related("owner", "scenario").filter(pk=run_id).first()
-
-
-def runs_listed(*, user, scenario: str | None = None, status: str | None = None, owner: str | None = None) -> QuerySet[Run]:
-    """The runs a listing shows (every run with public reading on, else the caller's), newest first, without the
-    frozen scenario (often the largest column, not part of a run's summary)."""
-    runs = runs_readable(user)
-    if scenario:
-        runs = runs.filter(scenario_slug=scenario)
-    if status:
-        runs = runs_with_status(runs, status)
-    if owner:
-        runs = runs.filter(owner__username=owner)
-    return runs.order_by("-created_at", "-id").defer("snapshot")

@@ -28,7 +28,7 @@ from engine.run_names import highest_run_number, run_folder_name
 from runs import roles as roles_
 from runs import selectors
 from runs.errors import RunConflict, RunInputError
-from runs.models import ModelCall, Run, RunStatus, Turn
+from runs.models import ModelCall, Run, RunStatus, RunTag, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -373,3 +373,29 @@ def calls_prune(*, days: int | None = None) -> int:
     if deleted:
         logger.info("deleted %s call traces of runs finished more than %s days ago", deleted, days)
     return deleted
+
+
+MAX_TAGS, TAG_LENGTH, NOTES_LENGTH = 20, 64, 20_000
+
+
+def run_annotate(*, run: Run, tags: Sequence[str] | None = None, notes: str | None = None) -> Run:
+    """Set a run's tags (all of them: the list replaces the old one) and its notes; None leaves either as it is.
+    A tag is 1-64 characters of one line, a run has at most 20; the notes at most 20,000 characters."""
+    if tags is not None:
+        names = list(dict.fromkeys(tag.strip() for tag in tags if tag.strip()))
+        if len(names) > MAX_TAGS:
+            raise RunInputError(f"tags: {len(names)} given, at most {MAX_TAGS} a run")
+        for name in names:
+            if len(name) > TAG_LENGTH or any(ord(c) < 32 for c in name):
+                raise RunInputError(f"tags: {name[:40]!r} is not a tag: one line of at most {TAG_LENGTH} characters")
+    if notes is not None and (len(notes) > NOTES_LENGTH or "\x00" in notes):
+        raise RunInputError(f"notes: at most {NOTES_LENGTH} characters, with no NUL")
+    with transaction.atomic():
+        if tags is not None:
+            run.tags.exclude(name__in=names).delete()
+            have = set(run.tags.values_list("name", flat=True))
+            RunTag.objects.bulk_create([RunTag(run=run, name=name) for name in names if name not in have])
+        if notes is not None:
+            run.notes = notes
+            run.save(update_fields=["notes"])
+    return run

@@ -23,6 +23,7 @@ urlpatterns = [
     path("<int:pk>/seats/<str:actor>/control/", views.seat_control, name="seat_control"),
     path("<int:pk>/seats/<str:actor>/assign/", views.seat_assign, name="seat_assign"),
     path("<int:pk>/seats/<str:actor>/nudge/", views.seat_nudge, name="seat_nudge"),
+    path("<int:pk>/notes/", views.run_notes, name="notes"),  # tags and notes
     path("<int:pk>/roles/", views.role_grant, name="role_grant"),  # people with a part in the run
     path("<int:pk>/roles/<int:role_id>/withdraw/", views.role_withdraw, name="role_withdraw"),
 ]

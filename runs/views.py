@@ -17,10 +17,10 @@ from django.views.decorators.http import require_POST
 from accounts.quotas import QuotaExceeded
 from runs.downloads import markdown_zip_response, state_json_response
 from runs.rules import Seat
-from runs import branching, notifications, record_selectors, seats, selectors, services
+from runs import branching, listing, notifications, record_selectors, seats, selectors, services
 from runs.comparison import MAX_RUNS as MAX_COMPARED
 from runs.comparison import ComparisonError, RunNotFound, diff_lines, run_comparison
-from runs.forms import CallFilterForm, RunBranchForm, SeatDecisionForm
+from runs.forms import CallFilterForm, RunBranchForm, RunNotesForm, RunTableForm, SeatDecisionForm
 from runs.roles import grant_to
 from runs.live import page_names, polled_messages, run_page_context
 from runs.models import Run, RunStatus
@@ -64,11 +64,37 @@ def _list_row(run: Run) -> dict:
 
 @login_required
 def run_list(request: HttpRequest) -> HttpResponse:
-    # The frozen scenario (often the largest column) is not shown in the list.
-    runs = selectors.runs_for(request.user).defer("snapshot")
+    """The run table: filtered, sorted, paged; "compare these" compares the runs of the page shown."""
+    scenarios = sorted(selectors.runs_readable(request.user).order_by().values_list("scenario_slug", "scenario_name").distinct(),
+                       key=lambda s: s[1])
+    form = RunTableForm(request.GET, scenarios=scenarios, tags=listing.tags_in_use(request.user), owners=request.user.is_staff)
+    form.is_valid()
+    runs = listing.runs_listed(user=request.user, filters=form.filters())
     page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
-    context = {"page": page, "rows": [_list_row(run) for run in page.object_list], "show_owner": request.user.is_staff}
+    query = request.GET.copy()
+    query.pop("page", None)
+    shown = [run.pk for run in page.object_list][:MAX_COMPARED]
+    context = {"page": page, "rows": [_list_row(run) for run in page.object_list], "show_owner": request.user.is_staff,
+               "form": form, "query": query.urlencode(), "filtered": any(v for k, v in request.GET.items() if k != "page"),
+               "compare_shown": f"{reverse('runs:compare')}?" + "&".join(f"ids={pk}" for pk in shown) if len(shown) > 1 else ""}
     return render(request, "runs/run_list.html", context)
+
+
+@login_required
+@require_POST
+def run_notes(request: HttpRequest, pk: int) -> HttpResponse:
+    """Tags (comma-separated) and notes, from the run page."""
+    run = _visible_run(request, pk, steer=True)
+    form = RunNotesForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items()))
+        return redirect(_detail_url(run))
+    try:
+        services.run_annotate(run=run, tags=form.cleaned_data["tags"].split(","), notes=form.cleaned_data["notes"])
+        messages.success(request, f"{run}: tags and notes saved.")
+    except services.RunInputError as exc:
+        messages.error(request, str(exc))
+    return redirect(_detail_url(run))
 
 
 @login_required

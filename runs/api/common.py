@@ -61,6 +61,8 @@ class RunOut(Schema):
     parent: int | None = Field(None, description="the run this one was branched from")
     branch_turn: int | None = Field(None, description="the parent's last turn this run shares")
     intervention: dict[str, Any] | None = Field(None, description="what was changed at the branch point, with `before`")
+    tags: list[str] = Field(default_factory=list, description="labels people put on the run")
+    notes: str = Field("", description="the researchers' notes on the run")
 
 
 
@@ -92,6 +94,7 @@ def run_json(request: HttpRequest, run: Run, last_seq: int | None = None) -> dic
         "started_at": run.started_at, "finished_at": run.finished_at,
         "page": request.build_absolute_uri(reverse("runs:detail", args=[run.pk])), "last_seq": last_seq,
         "parent": run.parent_id, "branch_turn": run.branch_turn, "intervention": _intervention(request, run),
+        "tags": [tag.name for tag in run.tags.all()], "notes": run.notes,
     }
 
 

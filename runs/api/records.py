@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from django.http import Http404, HttpResponse, JsonResponse
 from ninja import Body, Query, Schema
@@ -14,7 +14,7 @@ from runs.downloads import markdown_zip_response
 from runs.execution.mapping import decision_of
 from runs.reading import reader_of, readable_event
 from runs.api.roles import RoleIn, role_grant
-from runs import selectors, services
+from runs import listing, selectors, services
 from runs import record_selectors
 from runs.metrics import export_filename, metrics_csv, metrics_export, run_metric_rows
 from runs.models import Communication, CostRecord, Decision, MetricRecord, Turn, ValidationResult
@@ -191,11 +191,19 @@ def _start(request, slug: str, params: dict):
     return Status(201, run_json(request, run, 0))
 
 
-@router.get("/", response={200: RunPage, **errors(401, 422)}, summary="List runs")
+@router.get("/", response={200: RunPage, **errors(401, 422)},
+            summary="List runs (filter by scenario, status, owner, batch, family, a seat's model, tag; sort)")
 def list_runs(request, scenario: Text | None = Query(None, max_length=100), status: Text | None = Query(None, max_length=16),
-              owner: Text | None = Query(None, max_length=150), limit: int = Query(50, ge=1, le=MAX_LIMIT),
-              offset: int = Query(0, ge=0, le=2**31 - 1)):
-    runs = selectors.runs_listed(user=caller(request), scenario=scenario, status=status, owner=owner)
+              owner: Text | None = Query(None, max_length=150),
+              batch: int | None = Query(None, ge=1, le=BIGINT, description="a batch's id: its runs"),
+              family: int | None = Query(None, ge=1, le=BIGINT, description="a run's id: its family tree"),
+              model: Text | None = Query(None, max_length=200, description="a seat's model, e.g. openai/gpt-4o"),
+              tag: Text | None = Query(None, max_length=64),
+              sort: Literal["newest", "oldest", "cost", "scenario", "status"] = Query("newest"),
+              limit: int = Query(50, ge=1, le=MAX_LIMIT), offset: int = Query(0, ge=0, le=2**31 - 1)):
+    runs = listing.runs_listed(user=caller(request), filters=listing.RunFilters(
+        scenario=scenario or "", status=status or "", owner=owner or "", batch=batch, family=family, model=model or "",
+        tag=tag or "", sort=sort))
     page = list(runs[offset: offset + limit])
     seqs = record_selectors.last_seqs(page)
     return {"count": _total(runs, page, offset=offset, limit=limit),
@@ -210,6 +218,17 @@ def _total(rows, page: list, *, offset: int, limit: int) -> int:
 
 
 
+
+
+class RunNotesIn(Schema):
+    tags: list[Annotated[Text, Field(max_length=64)]] | None = Field(None, max_length=20, description="every tag (replaces them)")
+    notes: Text | None = Field(None, max_length=20_000)
+
+
+@router.patch("/{run_id}", response={200: RunOut, **errors(400, 401, 403, 404, 422)},
+              summary="Set a run's tags and notes (whoever steers it)")
+def annotate_run(request, run_id: int, payload: RunNotesIn):
+    return steer(request, run_id, lambda run: services.run_annotate(run=run, tags=payload.tags, notes=payload.notes))
 
 
 @router.get("/{run_id}", response={200: RunOut, **errors(401, 404)},

@@ -53,9 +53,9 @@ def compare(client, small_url: str, large_url: str, *, ceiling: int) -> None:
 
 
 # ---- the run page, the run's API reads, comparisons -----------------------------------------------------------
-# path, ceiling (session + user + the run + what the route reads)
+# path, ceiling (session + user + the run + what the route reads; the run itself with its tags)
 RUN_READS = [
-    ("", 4), ("/turns", 4), ("/decisions", 4), ("/communications", 4), ("/costs", 7), ("/metrics", 4),
+    ("", 5), ("/turns", 4), ("/decisions", 4), ("/communications", 4), ("/costs", 7), ("/metrics", 4),
     ("/validations", 4), ("/events?after=3", 4), ("/events?after=3&limit=1000", 4), ("/metrics.csv", 4),
     ("/metrics.json", 4), ("/export", 11), ("/family", 4), ("/seats", 4),
 ]
@@ -66,8 +66,9 @@ def test_the_reads_of_a_run_cost_the_same_queries_whatever_its_size(client, pair
     small, large = pair
     third = executor.run_execute(run_id=make_run(two_actor_config(), turns=1, owner=owner).pk)
     two, three = f"ids={small.pk}&ids={third.pk}", f"ids={small.pk}&ids={third.pk}&ids={large.pk}"
-    # The run page: the run's records, its ledger, and the parts people hold in it (the seats table).
-    cases = [(reverse("runs:detail", args=[small.pk]), reverse("runs:detail", args=[large.pk]), 17),
+    # The run page: the run's records, its ledger, the parts people hold in it (the seats table), its tags and
+    # when its records were announced (their order).
+    cases = [(reverse("runs:detail", args=[small.pk]), reverse("runs:detail", args=[large.pk]), 18),
              *[(f"/api/runs/{small.pk}{path}", f"/api/runs/{large.pk}{path}", ceiling) for path, ceiling in RUN_READS],
              (f"{reverse('runs:compare')}?{two}", f"{reverse('runs:compare')}?{three}", 8),
              (f"/api/runs/compare?{two}", f"/api/runs/compare?{three}", 8)]
@@ -98,12 +99,15 @@ def test_listing_more_runs_costs_no_more_queries(client, owner, staff):
     # Every filter finds a run in the small set too (an empty page skips the last-event query).
     for status, heartbeat in [(RunStatus.RUNNING, None), (RunStatus.RUNNING, timezone.now())]:
         Run.objects.filter(pk=make_run(owner=owner).pk).update(status=status, heartbeat_at=heartbeat)
-    urls = [reverse("runs:list"), "/api/runs/", "/api/runs/?status=running", "/api/runs/?status=crashed",
-            "/api/runs/?owner=owner&scenario=ai-summit"]
+    # The page: session, user, the scenarios and tags its filters offer, the count, the page of runs, their tags.
+    # The API: session, user, the page of runs, their tags, their last events.
+    urls = {reverse("runs:list"): 7, f"{reverse('runs:list')}?model=openai/gpt-4o&sort=cost": 7, "/api/runs/": 5,
+            "/api/runs/?status=running": 5, "/api/runs/?status=crashed": 5, "/api/runs/?owner=owner&scenario=ai-summit": 5,
+            "/api/runs/?model=openai/gpt-4o&sort=oldest": 5}
     before = [measure(client.get, url) for url in urls]
     _more_runs(owner, 7)
-    for small, url in zip(before, urls, strict=True):
-        assert_flat(small, measure(client.get, url), ceiling=4)
+    for small, (url, ceiling) in zip(before, urls.items(), strict=True):
+        assert_flat(small, measure(client.get, url), ceiling=ceiling)
 
 
 # ---- the family tree on the run page ---------------------------------------------------------------------
@@ -122,7 +126,7 @@ def test_the_family_tree_costs_the_same_queries_however_deep(client, owner):
     shallow = _branch_chain(shallow_root, 1, owner)
     deep = _branch_chain(deep_root, 5, owner)
     small = measure(client.get, reverse("runs:detail", args=[shallow.pk]))
-    assert_flat(small, measure(client.get, reverse("runs:detail", args=[deep.pk])), ceiling=18)
+    assert_flat(small, measure(client.get, reverse("runs:detail", args=[deep.pk])), ceiling=19)  # the run page + the tree
     # From the root, the whole tree (11 runs) is listed, with every member's link.
     html = client.get(reverse("runs:detail", args=[deep_root.pk])).content.decode()
     assert html.count('id="family-run-') == 11
@@ -205,5 +209,5 @@ def test_more_waiting_runs_cost_no_more_queries(client, owner):
         _waiting_run(owner)
     assert len(client.get(urls[0]).json()) == 6
     # My seats reads the waiting runs' parts and the person's groups besides the runs and their decisions.
-    for small, url, ceiling in zip(before, urls, [6, 4, 18], strict=True):
+    for small, url, ceiling in zip(before, urls, [6, 4, 19], strict=True):
         assert_flat(small, measure(client.get, url), ceiling=ceiling)
