@@ -8,13 +8,13 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from django.conf import settings
-from django.http import Http404, HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from ninja import Query, Router, Schema
 from ninja.responses import Status
 from pydantic import AfterValidator, Field
 
-from batches import planning, selectors, services
+from batches import exports, planning, selectors, services
 from batches.models import Batch
 from engine.batch import BatchConfig, BatchConfigError
 from scenariolab_site.api_base import ApiError, caller, errors
@@ -255,6 +255,24 @@ def get_batch(request, batch_id: int):
             summary="Per variation: success rate, cost per run, and each metric's mean, sd, 95% CI, min, max")
 def batch_statistics(request, batch_id: int):
     return {"variations": [s.to_dict() for s in selectors.batch_statistics(batch=_batch(request, batch_id))]}
+
+
+@router.get("/{batch_id}/results.csv", response={200: None, **errors(401, 404)},
+            summary="One row per run: its variation's values, seed, status, cost and each metric at its last turn (CSV)")
+def batch_results_csv(request, batch_id: int):
+    batch = _batch(request, batch_id)
+    response = HttpResponse(exports.batch_results_csv(batch=batch), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{exports.results_filename(batch, ".csv")}"'
+    return response
+
+
+@router.get("/{batch_id}/results.json", response={200: None, **errors(401, 404)},
+            summary="The same rows as JSON: {columns, rows}")
+def batch_results_json(request, batch_id: int):
+    batch = _batch(request, batch_id)
+    response = JsonResponse(exports.batch_results(batch=batch), json_dumps_params={"indent": 2, "ensure_ascii": False})
+    response["Content-Disposition"] = f'attachment; filename="{exports.results_filename(batch, ".json")}"'
+    return response
 
 
 @router.post("/{batch_id}/pause", response={200: BatchOut, **errors(401, 403, 404, 409)},

@@ -6,13 +6,13 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts.quotas import QuotaExceeded
-from batches import planning, selectors, services
+from batches import exports, planning, selectors, services
 from batches.forms import EXAMPLE, BatchConfigForm
 from batches.models import Batch, BatchStatus
 
@@ -74,6 +74,22 @@ def batch_new(request: HttpRequest) -> HttpResponse:
 @login_required
 def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "batches/batch_detail.html", live_context(_visible_batch(request, pk)))
+
+
+@login_required
+def batch_results_csv(request: HttpRequest, pk: int) -> HttpResponse:
+    batch = _visible_batch(request, pk)
+    response = HttpResponse(exports.batch_results_csv(batch=batch), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{exports.results_filename(batch, ".csv")}"'
+    return response
+
+
+@login_required
+def batch_results_json(request: HttpRequest, pk: int) -> HttpResponse:
+    batch = _visible_batch(request, pk)
+    response = JsonResponse(exports.batch_results(batch=batch), json_dumps_params={"indent": 2, "ensure_ascii": False})
+    response["Content-Disposition"] = f'attachment; filename="{exports.results_filename(batch, ".json")}"'
+    return response
 
 
 @login_required
