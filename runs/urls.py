@@ -18,6 +18,7 @@ urlpatterns = [
     path("<int:pk>/cancel/", views.run_cancel, name="cancel"),
     path("<int:pk>/markdown.zip", views.run_markdown_zip, name="markdown_zip"),
     path("<int:pk>/state.json", views.run_state_json, name="state_json"),
+    path("<int:pk>/report.html", views.run_report, name="report"),  # the after-action report, one file
     path("<int:pk>/branch/", views.run_branch, name="branch"),  # branching
     path("<int:pk>/seats/<str:actor>/", views.seat_detail, name="seat"),  # human seats
     path("<int:pk>/seats/<str:actor>/control/", views.seat_control, name="seat_control"),

@@ -25,6 +25,7 @@ from runs.roles import grant_to
 from runs.live import page_names, polled_messages, run_page_context
 from runs.models import Run, RunStatus
 from runs.reading import reader_of
+from runs.report import report_html
 
 RUNS_PER_PAGE = 50
 # The seat page's fields after the replies, in the order a decision is thought through.
@@ -191,6 +192,16 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 def run_markdown_zip(request: HttpRequest, pk: int) -> HttpResponse:
     run = _visible_run(request, pk)
     return markdown_zip_response(run, reader_of(run, request.user).viewpoint)
+
+
+@login_required
+def run_report(request: HttpRequest, pk: int) -> HttpResponse:
+    """The after-action report: one HTML file that opens offline and prints (as the reader may know the run)."""
+    run = _visible_run(request, pk)
+    response = HttpResponse(report_html(run=run, reader=reader_of(run, request.user)), content_type="text/html; charset=utf-8")
+    if request.GET.get("download"):
+        response["Content-Disposition"] = f'attachment; filename="{run.file_stem}-report.html"'
+    return response
 
 
 @login_required

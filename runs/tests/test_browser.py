@@ -108,6 +108,17 @@ class RunPageInABrowser(BrowserTestCase):
         assert shown[-2] == call.answer.strip() and '"action"' in shown[-1], "the answer, then what was read from it"
         self.page.screenshot(path=ARTIFACTS / "run-calls-of-a-decision.png", full_page=True)
 
+        # Its after-action report, saved as a file, opens with nothing else asked for (as offline).
+        saved = ARTIFACTS / "after-action-report.html"
+        saved.write_text(self.page.request.get(f"{self.live_server_url}/runs/{run.pk}/report.html").text())
+        report, asked = self.context.new_page(), []
+        report.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+                     else (asked.append(route.request.url), route.abort()))
+        report.goto(saved.as_uri())
+        assert report.locator("#turn-1 .decision").count() == len(run.actors) and not asked, asked
+        report.screenshot(path=ARTIFACTS / "after-action-report.png", full_page=True)
+        report.close()
+
         # A branch of it, followed live from its start to its end, reads as a fresh load of it too.
         with ThreadPoolExecutor(1) as thread:  # out of Playwright's event loop: branching stores through async code
             branch = thread.submit(lambda: run_branch(run=Run.objects.get(pk=run.pk), at_turn=TURNS - 1, owner=run.owner)).result()
