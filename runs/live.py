@@ -40,6 +40,19 @@ def cost_by_turn(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [turns[n] for n in sorted(turns)]
 
 
+def threaded(messages: list) -> list:
+    """Messages as negotiations: each opening followed by its replies (both in the order given), as the page's
+    script places a reply that arrives live."""
+    replies: dict[str, list] = {}
+    openings = []
+    for message in messages:
+        if message.in_reply_to and any(m.id == message.in_reply_to for m in messages):
+            replies.setdefault(message.in_reply_to, []).append(message)
+        else:
+            openings.append(message)
+    return [m for opening in openings for m in (opening, *replies.get(opening.id, []))]
+
+
 def metric_series(definitions: list[MetricDefinition], names: dict[str, str]) -> list[dict[str, str]]:
     """The columns of the metrics table: each measured metric of the world, or of each actor it measures."""
     series = []
@@ -88,7 +101,7 @@ def run_page_context(*, run: Run, reader: Reader) -> dict[str, Any]:
     def in_announced_order(records: list, key) -> list:
         return sorted(records, key=lambda record: announced.get(key(record), 0))
 
-    for m in in_announced_order(viewpoint.messages(records.messages), lambda m: ("message", m.id)):
+    for m in threaded(in_announced_order(viewpoint.messages(records.messages), lambda m: ("message", m.id))):
         turn(m.turn)["messages"].append(m)
     for d in in_announced_order(records.decisions, lambda d: ("decision", d.turn, d.actor)):
         turn(d.turn)["decisions"].append(viewpoint.decision(decision_of(d)))

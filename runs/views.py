@@ -26,6 +26,7 @@ from runs.live import page_names, polled_messages, run_page_context
 from runs.models import Run, RunStatus
 from runs.reading import reader_of
 from runs.report import report_html
+from runs.search import MAX_HITS, run_search
 
 RUNS_PER_PAGE = 50
 # The seat page's fields after the replies, in the order a decision is thought through.
@@ -101,7 +102,13 @@ def run_notes(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run = _visible_run(request, pk)
-    return render(request, "runs/run_detail.html", run_page_context(run=run, reader=reader_of(run, request.user)))
+    context = run_page_context(run=run, reader=reader_of(run, request.user))
+    # The feed shown for one actor or one turn (`?actor=`, `?turn=`); the page's script does the same live.
+    actor, turn = request.GET.get("actor", ""), request.GET.get("turn", "")
+    context["filter_actor"] = actor if actor in context["names"] else ""
+    context["filter_turn"] = int(turn) if turn.isdigit() and 1 <= int(turn) <= run.max_turns else None
+    context["turn_numbers"] = range(1, run.max_turns + 1)
+    return render(request, "runs/run_detail.html", context)
 
 
 @login_required
@@ -192,6 +199,16 @@ def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 def run_markdown_zip(request: HttpRequest, pk: int) -> HttpResponse:
     run = _visible_run(request, pk)
     return markdown_zip_response(run, reader_of(run, request.user).viewpoint)
+
+
+@login_required
+def run_search_page(request: HttpRequest, pk: int) -> HttpResponse:
+    """Messages, decisions and worlds of the run holding `?q=`, linked to where they are on the run page."""
+    run = _visible_run(request, pk)
+    query = request.GET.get("q", "")[:200]
+    hits = run_search(run=run, viewpoint=reader_of(run, request.user).viewpoint, query=query)
+    return render(request, "runs/search.html", {"run": run, "query": query, "hits": hits, "names": page_names(run),
+                                                "limit": MAX_HITS})
 
 
 @login_required

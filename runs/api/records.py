@@ -13,6 +13,7 @@ from pydantic import Field
 from runs.downloads import markdown_zip_response
 from runs.execution.mapping import decision_of
 from runs.reading import reader_of, readable_event
+from runs.search import run_search
 from runs.api.roles import RoleIn, role_grant
 from runs import listing, selectors, services
 from runs import record_selectors
@@ -352,3 +353,21 @@ def cancel_run(request, run_id: int):
 def export_run(request, run_id: int):
     run = run_for(request, run_id)
     return markdown_zip_response(run, reader_of(run, caller(request)).viewpoint)
+
+
+class SearchHitOut(Schema):
+    kind: str = Field(description="message, decision or world")
+    turn: int
+    actor: str | None
+    anchor: str = Field(description="the element id on the run page")
+    before: str
+    match: str
+    after: str
+
+
+@router.get("/{run_id}/search", response={200: list[SearchHitOut], **errors(401, 404, 422)},
+            summary="Messages, decisions and worlds of the run holding q (case-insensitive), as the caller may know them")
+def search_run(request, run_id: int, q: Text = Query(..., min_length=1, max_length=200)):
+    run = run_for(request, run_id)
+    hits = run_search(run=run, viewpoint=reader_of(run, caller(request)).viewpoint, query=q)
+    return [{**hit.__dict__, "actor": hit.actor or None} for hit in hits]

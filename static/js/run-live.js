@@ -56,7 +56,39 @@
       return;
     }
     var target = document.querySelector(fragment.target);
-    if (target) target.appendChild(node);
+    if (!target) return;
+    // A reply goes under its negotiation: after the opening and the replies already there.
+    var thread = node.dataset.thread;
+    var members = thread && thread !== node.id.replace(/^message-/, "")
+      ? target.querySelectorAll('[data-thread="' + CSS.escape(thread) + '"]') : [];
+    if (members.length) members[members.length - 1].after(node);
+    else target.appendChild(node);
+    filterFeed(node.closest(".turn") || node);
+  }
+
+  // ---- one actor, one turn: the feed's filter (also drawn by the server from ?actor= and ?turn=) ---------------
+  var filterForm = byId("feed-filter");
+  function filterFeed(scope) {
+    if (!filterForm) return;
+    var actor = filterForm.elements.actor.value;
+    var turn = filterForm.elements.turn.value;
+    var root = scope || document;
+    var turns = root.matches && root.matches(".turn") ? [root] : Array.prototype.slice.call(root.querySelectorAll(".turn"));
+    turns.forEach(function (section) { section.hidden = Boolean(turn) && section.dataset.turn !== turn; });
+    root.querySelectorAll(".communication").forEach(function (message) {
+      message.hidden = Boolean(actor) && (" " + message.dataset.participants + " ").indexOf(" " + actor + " ") < 0;
+    });
+    root.querySelectorAll(".decision").forEach(function (decision) {
+      decision.hidden = Boolean(actor) && decision.dataset.actor !== actor;
+    });
+  }
+  if (filterForm) {
+    filterForm.addEventListener("change", function () {
+      filterFeed(byId("feed"));
+      var query = new URLSearchParams(new FormData(filterForm));
+      ["actor", "turn"].forEach(function (name) { if (!query.get(name)) query.delete(name); });
+      history.replaceState(null, "", location.pathname + (query.toString() ? "?" + query : "") + location.hash);
+    });
   }
 
   // A panel drawn from the run's stored state (controls, seats, family tree, QA summary), sent with every
