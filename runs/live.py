@@ -101,6 +101,9 @@ def run_page_context(*, run: Run, reader: Reader) -> dict[str, Any]:
     def in_announced_order(records: list, key) -> list:
         return sorted(records, key=lambda record: announced.get(key(record), 0))
 
+    for key, at in announced.items():  # a turn under way shows its section, as it does on a page that saw it start
+        if key[0] == "turn" and at <= seq and isinstance(key[1], int) and key[1] > 0:
+            turn(key[1])
     for m in threaded(in_announced_order(viewpoint.messages(records.messages), lambda m: ("message", m.id))):
         turn(m.turn)["messages"].append(m)
     for d in in_announced_order(records.decisions, lambda d: ("decision", d.turn, d.actor)):

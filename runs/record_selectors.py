@@ -91,19 +91,20 @@ def run_findings(run: Run) -> Findings:
 
 # The events that announce a record the run page lists, and the record each names.
 ANNOUNCING = {EventType.COMMUNICATION_SENT: "message", EventType.ACTOR_DECISION_COMPLETED: "decision",
-              EventType.VALIDATION_FAILED: "finding"}
+              EventType.VALIDATION_FAILED: "finding", EventType.TURN_STARTED: "turn"}
 
 
 def announced_at(run: Run) -> dict[tuple, int]:
-    """When each message, decision and failed check of the run was announced (its event's seq), keyed
-    ("message", id), ("decision", turn, actor) or ("finding", turn, check, actor); one query."""
+    """When each message, decision and failed check of the run was announced, and each turn started (its event's
+    seq), keyed ("message", id), ("decision", turn, actor), ("finding", turn, check, actor) or ("turn", turn); one
+    query."""
     rows = RunEvent.objects.filter(run=run, type__in=[str(kind) for kind in ANNOUNCING]).values_list(
         "type", "seq", "data__id", "data__turn", "data__actor", "data__check")
     found: dict[tuple, int] = {}
     for kind, seq, message_id, turn, actor, check in rows:
         name = ANNOUNCING[EventType(kind)]
         key = ("message", message_id) if name == "message" else ("decision", turn, actor) if name == "decision" \
-            else ("finding", turn, check, actor)
+            else ("turn", turn) if name == "turn" else ("finding", turn, check, actor)
         found.setdefault(key, seq)
     return found
 

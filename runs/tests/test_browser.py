@@ -30,6 +30,15 @@ CHARTS = """() => {
   const done = Number(document.getElementById("turn-progress").getAttribute("aria-valuenow"));
   return {done, metrics, values, thresholds, cost_turns: costTurns};
 }"""
+# The elements that reach past the screen's right edge (innermost first): what makes a page scroll sideways.
+TOO_WIDE = """() => {
+  const edge = document.documentElement.clientWidth + 1;
+  const clipped = (e) => { for (let a = e.parentElement; a; a = a.parentElement) {
+    if (["auto", "scroll", "hidden"].includes(getComputedStyle(a).overflowX)) return true; } return false; };
+  return Array.from(document.querySelectorAll("body *"))
+    .filter(e => e.getBoundingClientRect().right > edge && !clipped(e))
+    .slice(0, 8).map(e => e.tagName.toLowerCase() + (e.id ? "#" + e.id : "") + (e.className ? "." + String(e.className).split(" ")[0] : ""));
+}"""
 CHARTS_WHEN_DONE = f"(done) => {{ const now = ({CHARTS})(); return now.done === done ? now : null; }}"
 
 
@@ -96,6 +105,12 @@ class RunPageInABrowser(BrowserTestCase):
         self.assert_page_shows_the_whole_run(run)
         assert self.page.locator("#progress-label").text_content().strip() == f"Turn {TURNS} of {TURNS} done"
         self.assert_live_equals_reload()
+        self.page.set_viewport_size({"width": 375, "height": 800})  # a phone: one column, nothing wider than it
+        self.page.wait_for_function("document.documentElement.clientWidth <= 375")
+        self.page.screenshot(path=ARTIFACTS / "run-page-completed-375px.png", full_page=True)
+        wide = self.page.evaluate("document.documentElement.scrollWidth")
+        assert wide <= 375, f"the run page is {wide} px wide on a 375 px screen: {self.page.evaluate(TOO_WIDE)}"
+        self.page.set_viewport_size({"width": 1280, "height": 900})
 
         # "show the call" on a decision that came live opens what its model was sent and answered, as stored.
         decision = self.page.locator("#turn-1-decisions .decision").first
