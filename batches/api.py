@@ -207,6 +207,8 @@ def _out(request: HttpRequest, batch: Batch, *, runs: bool = False) -> dict[str,
 def _plan(request: HttpRequest, payload: BatchIn) -> planning.BatchPlan:
     # The body as sent, once the schema has checked it: the schema drops keys it does not know, and a misspelt
     # key must be refused (naming the closest known one), not ignored.
+    if b"\\u0000" in request.body:  # the schema checks the keys it knows; PostgreSQL stores no NUL anywhere
+        raise services.BatchInputError("the batch config holds a NUL character (\\u0000): remove it")
     body = json.loads(request.body)
     try:
         config = BatchConfig.parse({key: value for key, value in body.items() if value is not None})

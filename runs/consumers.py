@@ -17,7 +17,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from runs import selectors
 from runs.execution.relay import run_group
-from runs.live import page_names, rendered_message, stored_status
+from runs.live import page_names, panels_key, rendered_message, stored_status
 from runs.models import Run
 from runs.notifications import people_group, seats_waiting_for
 from runs.reading import Reader, readable_event, reader_of
@@ -43,9 +43,13 @@ def _stored_after(run_id: int, seq: int) -> list[dict]:
 
 
 @database_sync_to_async
-def _stored_status(run_id: int, reader: Reader, user) -> dict | None:
+def _stored_status(run_id: int, reader: Reader, user, shown: tuple | None) -> tuple[dict, tuple] | None:
+    """The stored status, and what its panels follow; the panels only when that changed since `shown`."""
     run = selectors.run_get(run_id=run_id)
-    return None if run is None else stored_status(run, reader, user)
+    if run is None:
+        return None
+    key = panels_key(run)
+    return stored_status(run, reader, user, panels=key != shown), key
 
 
 class RunConsumer(AsyncJsonWebsocketConsumer):
@@ -85,8 +89,9 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
         if isinstance(content, dict) and isinstance(content.get("after"), int) and content["after"] >= 0:
             self.last_seq = min(self.last_seq, content["after"])
             await self.catch_up()
-            status = await _stored_status(self.run_id, self.reader, self.scope.get("user"))
-            if status is not None:
+            stored = await _stored_status(self.run_id, self.reader, self.scope.get("user"), getattr(self, "panels_shown", None))
+            if stored is not None:
+                status, self.panels_shown = stored
                 await self.send_json({"type": "status", "data": status})
 
     async def catch_up(self) -> None:
@@ -97,12 +102,14 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
                 return
 
     async def run_parts(self, message: dict) -> None:
-        """Who takes part in the run changed: read this person's part again; without one, the socket closes."""
+        """Who takes part in the run changed: read this person's part again (and draw the panels again for it);
+        without one, the socket closes."""
         visible = await _visible_run(self.run_id, self.scope.get("user"))
         if visible is None:
             await self.close(code=4403)
             return
         _, self.reader = visible
+        self.panels_shown = None
 
     async def run_events(self, message: dict) -> None:
         """Relayed events (group_send type "run.events"), in seq order."""

@@ -177,11 +177,17 @@ def rendered_message(run_id: int, event: dict, *, names: dict[str, str], max_tur
     return text
 
 
-def stored_status(run: Run, reader: Reader, user) -> dict[str, Any]:
+def stored_status(run: Run, reader: Reader, user, *, panels: bool = True) -> dict[str, Any]:
     """The run's status as stored now, with the panels that follow it (`status_panels`): sent to pages with every
-    re-sync, so a page converges on what a reload would show even if an event never reached the store."""
+    re-sync, so a page converges on what a reload would show even if an event never reached the store. A socket
+    that sent them for the same status and last event leaves them out (`panels=False`): nothing changed."""
     return {"status": selectors.run_display_status(run), "reason": run.error or run.halt_reason,
-            "panels": status_panels(run, reader, user)}
+            "panels": status_panels(run, reader, user) if panels else []}
+
+
+def panels_key(run: Run) -> tuple:
+    """What the panels follow: the status as shown, and the run's last event (a seat or a part changing hands)."""
+    return selectors.run_display_status(run), run.last_seq
 
 
 # The parts of the run page drawn from the run's stored state rather than from one event: its controls, its

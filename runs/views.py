@@ -106,7 +106,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     # The feed shown for one actor or one turn (`?actor=`, `?turn=`); the page's script does the same live.
     actor, turn = request.GET.get("actor", ""), request.GET.get("turn", "")
     context["filter_actor"] = actor if actor in context["names"] else ""
-    context["filter_turn"] = int(turn) if turn.isdigit() and 1 <= int(turn) <= run.max_turns else None
+    context["filter_turn"] = int(turn) if turn.isascii() and turn.isdigit() and len(turn) < 5 and 1 <= int(turn) <= run.max_turns else None
     context["turn_numbers"] = range(1, run.max_turns + 1)
     return render(request, "runs/run_detail.html", context)
 
@@ -205,7 +205,7 @@ def run_markdown_zip(request: HttpRequest, pk: int) -> HttpResponse:
 def run_search_page(request: HttpRequest, pk: int) -> HttpResponse:
     """Messages, decisions and worlds of the run holding `?q=`, linked to where they are on the run page."""
     run = _visible_run(request, pk)
-    query = request.GET.get("q", "")[:200]
+    query = request.GET.get("q", "")[:200].replace("\x00", "")
     hits = run_search(run=run, viewpoint=reader_of(run, request.user).viewpoint, query=query)
     return render(request, "runs/search.html", {"run": run, "query": query, "hits": hits, "names": page_names(run),
                                                 "limit": MAX_HITS})

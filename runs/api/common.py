@@ -62,7 +62,7 @@ class RunOut(Schema):
     branch_turn: int | None = Field(None, description="the parent's last turn this run shares")
     intervention: dict[str, Any] | None = Field(None, description="what was changed at the branch point, with `before`")
     tags: list[str] = Field(default_factory=list, description="labels people put on the run")
-    notes: str = Field("", description="the researchers' notes on the run")
+    notes: str = Field("", description="the researchers' notes on the run (for readers of its full view; empty for others)")
 
 
 
@@ -94,11 +94,16 @@ def run_json(request: HttpRequest, run: Run, last_seq: int | None = None) -> dic
         "started_at": run.started_at, "finished_at": run.finished_at,
         "page": request.build_absolute_uri(reverse("runs:detail", args=[run.pk])), "last_seq": last_seq,
         "parent": run.parent_id, "branch_turn": run.branch_turn, "intervention": _intervention(request, run),
-        "tags": [tag.name for tag in run.tags.all()], "notes": run.notes,
+        "tags": [tag.name for tag in run.tags.all()], "notes": _notes(request, run),
     }
 
 
 
+
+
+def _notes(request: HttpRequest, run: Run) -> str:
+    """The run's notes for readers of its full view only: whoever steers may write any actor's secrets there."""
+    return run.notes if run.notes and reader_of(run, caller(request)).viewpoint.full else ""
 
 
 def _intervention(request: HttpRequest, run: Run) -> dict | None:

@@ -15,8 +15,8 @@ register = template.Library()
 def run_family_of(context, run) -> dict:
     """The runs of `run`'s family the viewer may see, and a branch form when there is a completed turn to
     branch from (a run whose frozen scenario no longer loads gets none: branching it would be refused too)."""
-    request = context.get("request")
-    user = getattr(request, "user", None)
+    # A page has its request; a status panel, rendered without one, names its reader as `user`.
+    user = getattr(context.get("request"), "user", None) or context.get("user")
     reader = context.get("reader") or reader_of(run, user)
     form = None
     if run.turn >= 1 and reader.steers:  # the form holds every actor's brief: it is the steerers'
@@ -24,5 +24,6 @@ def run_family_of(context, run) -> dict:
             form = RunBranchForm(run=run, auto_id="branch-%s")
         except (ValueError, KeyError):
             form = None
-    return {"members": readable_family(reader.viewpoint, selectors.run_family(run=run, user=user)), "form": form,
+    members = readable_family(reader.viewpoint, selectors.run_family(run=run, user=user))
+    return {"members": members, "form": form, "parent_shown": any(member.run.pk == run.parent_id for member in members),
             "changes": selectors.intervention_changes(readable_intervention(reader.viewpoint, run.intervention))}

@@ -86,7 +86,10 @@ def test_tags_and_notes_are_set_by_whoever_steers_and_shown_to_readers(table):
     reader = Client()
     reader.force_login(player)
     page = reader.get(f"/runs/{cheap.pk}/").content.decode()
-    assert "Read by the team." in page and ">final</a>" in page and 'id="notes-form"' not in page
+    assert "Read by the team." not in page, "a player's view: the notes may hold other actors' secrets"
+    assert ">final</a>" in page and 'id="notes-form"' not in page
+    assert api.get(f"/runs/{cheap.pk}", user=player).json()["notes"] == ""
+    assert api.get(f"/runs/{cheap.pk}", user=owner).json()["notes"] == "Read by the team."
     assert reader.post(f"/runs/{cheap.pk}/notes/", {"tags": "mine", "notes": ""}).status_code == 403
 
 
@@ -97,3 +100,17 @@ def test_the_table_offers_to_compare_the_runs_shown(table):
     assert page.context["compare_shown"] == "", "one run: nothing to compare"
     everything = client.get("/runs/").content.decode()
     assert 'id="compare-shown"' in everything and "/runs/compare/?ids=" in everything
+
+
+def test_the_family_tree_a_page_is_sent_live_is_its_readers(table):
+    from runs.live import stored_status
+    from runs.reading import reader_of
+
+    cheap, branch = table["cheap"], table["branch"]
+    branch.refresh_from_db()
+    player = User.objects.create_user("player", password="pw")
+    RunRole.objects.create(run=branch, user=player, role="player", seats=["norvale"])
+    panels = "".join(p["html"] for p in stored_status(branch, reader_of(branch, player), player)["panels"])
+    assert f"/runs/{cheap.pk}/" not in panels, "the parent is not theirs to see"
+    owner_panels = "".join(p["html"] for p in stored_status(branch, reader_of(branch, table["owner"]), table["owner"])["panels"])
+    assert f"/runs/{cheap.pk}/" in owner_panels

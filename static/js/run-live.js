@@ -52,7 +52,10 @@
     if (!node) return;
     var existing = node.id ? byId(node.id) : null;
     if (existing) {
-      if (fragment.mode !== "ensure") existing.replaceWith(node);
+      if (fragment.mode !== "ensure") {
+        existing.replaceWith(node);
+        filterFeed(node.closest(".turn") || node);
+      }
       return;
     }
     var target = document.querySelector(fragment.target);
@@ -440,7 +443,7 @@
   function askForTheEnd() {
     window.setTimeout(function () {
       if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ after: lastSeq }));
-      else poll();
+      else if (page.dataset.poll) fetchEvents();  // not poll(): one already in flight may predate the last save
     }, END_SETTLE_MS);
   }
 
