@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest
 from django.urls import reverse
 from ninja import Query, Router, Schema
 from ninja.responses import Status
@@ -262,19 +262,13 @@ def batch_statistics(request, batch_id: int):
 @router.get("/{batch_id}/results.csv", response={200: None, **errors(401, 404)},
             summary="One row per run: its variation's values, seed, status, cost and each metric at its last turn (CSV)")
 def batch_results_csv(request, batch_id: int):
-    batch = _batch(request, batch_id)
-    response = HttpResponse(exports.batch_results_csv(batch=batch), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{exports.results_filename(batch, ".csv")}"'
-    return response
+    return exports.results_response(_batch(request, batch_id), "csv")
 
 
 @router.get("/{batch_id}/results.json", response={200: None, **errors(401, 404)},
             summary="The same rows as JSON: {columns, rows}")
 def batch_results_json(request, batch_id: int):
-    batch = _batch(request, batch_id)
-    response = JsonResponse(exports.batch_results(batch=batch), json_dumps_params={"indent": 2, "ensure_ascii": False})
-    response["Content-Disposition"] = f'attachment; filename="{exports.results_filename(batch, ".json")}"'
-    return response
+    return exports.results_response(_batch(request, batch_id), "json")
 
 
 @router.post("/{batch_id}/pause", response={200: BatchOut, **errors(401, 403, 404, 409)},

@@ -9,6 +9,7 @@ from collections import defaultdict
 from typing import Any
 
 from django.db.models import Sum
+from django.http import HttpResponse, JsonResponse
 
 from batches.models import Batch
 from batches.selectors import batch_progress
@@ -77,3 +78,13 @@ def _cell(value: Any) -> Any:
 
 def results_filename(batch: Batch, suffix: str) -> str:
     return f"batch-{batch.pk}-results{suffix}"
+
+
+def results_response(batch: Batch, kind: str) -> HttpResponse:
+    """The results as a download, `kind` "csv" or "json": what the batch page and the API both answer."""
+    if kind == "csv":
+        response = HttpResponse(batch_results_csv(batch=batch), content_type="text/csv; charset=utf-8")
+    else:
+        response = JsonResponse(batch_results(batch=batch), json_dumps_params={"indent": 2, "ensure_ascii": False})
+    response["Content-Disposition"] = f'attachment; filename="{results_filename(batch, "." + kind)}"'
+    return response

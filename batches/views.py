@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -78,18 +78,12 @@ def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def batch_results_csv(request: HttpRequest, pk: int) -> HttpResponse:
-    batch = _visible_batch(request, pk)
-    response = HttpResponse(exports.batch_results_csv(batch=batch), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{exports.results_filename(batch, ".csv")}"'
-    return response
+    return exports.results_response(_visible_batch(request, pk), "csv")
 
 
 @login_required
 def batch_results_json(request: HttpRequest, pk: int) -> HttpResponse:
-    batch = _visible_batch(request, pk)
-    response = JsonResponse(exports.batch_results(batch=batch), json_dumps_params={"indent": 2, "ensure_ascii": False})
-    response["Content-Disposition"] = f'attachment; filename="{exports.results_filename(batch, ".json")}"'
-    return response
+    return exports.results_response(_visible_batch(request, pk), "json")
 
 
 @login_required

@@ -40,17 +40,23 @@ def cost_by_turn(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [turns[n] for n in sorted(turns)]
 
 
-def threaded(messages: list) -> list:
-    """Messages as negotiations: each opening followed by its replies (both in the order given), as the page's
-    script places a reply that arrives live."""
+def negotiations(messages: list) -> list[tuple[Any, list]]:
+    """Messages as negotiations: each opening with its replies (both in the order given); a reply whose opening
+    is not among them stands as an opening."""
+    ids = {m.id for m in messages}
     replies: dict[str, list] = {}
     openings = []
     for message in messages:
-        if message.in_reply_to and any(m.id == message.in_reply_to for m in messages):
+        if message.in_reply_to and message.in_reply_to in ids:
             replies.setdefault(message.in_reply_to, []).append(message)
         else:
             openings.append(message)
-    return [m for opening in openings for m in (opening, *replies.get(opening.id, []))]
+    return [(opening, replies.get(opening.id, [])) for opening in openings]
+
+
+def threaded(messages: list) -> list:
+    """The messages with each opening followed by its replies, as the page's script places a reply that arrives."""
+    return [m for opening, replies in negotiations(messages) for m in (opening, *replies)]
 
 
 def metric_series(definitions: list[MetricDefinition], names: dict[str, str]) -> list[dict[str, str]]:

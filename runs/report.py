@@ -8,7 +8,7 @@ from typing import Any
 from django.template.loader import render_to_string
 from django.utils.html import format_html, format_html_join
 
-from runs.live import run_page_context
+from runs.live import negotiations, run_page_context
 from runs.models import Run
 from runs.reading import Reader
 
@@ -18,23 +18,11 @@ WIDTH, HEIGHT, PAD = 520, 170, 36
 def report_html(*, run: Run, reader: Reader) -> str:
     context = run_page_context(run=run, reader=reader)
     for turn in context["turns"]:
-        turn["threads"] = threads(turn["messages"])
+        turn["threads"] = [{"opening": opening, "replies": replies} for opening, replies in negotiations(turn["messages"])]
     context["charts"] = [{"label": column["label"], "svg": line_chart(
         [(row["turn"], row["cells"][index]) for row in context["metric_rows"]], context["run"].max_turns)}
         for index, column in enumerate(context["metric_series"])]
     return render_to_string("runs/report.html", context)
-
-
-def threads(messages: list) -> list[dict[str, Any]]:
-    """A turn's messages as negotiations: each opening (a public statement, a proposal) with its replies."""
-    replies: dict[str, list] = {}
-    for message in messages:
-        if message.in_reply_to:
-            replies.setdefault(message.in_reply_to, []).append(message)
-    found = [{"opening": m, "replies": replies.get(m.id, [])} for m in messages if not m.in_reply_to]
-    known = {m.id for m in messages}
-    found += [{"opening": m, "replies": []} for m in messages if m.in_reply_to and m.in_reply_to not in known]
-    return found
 
 
 def line_chart(points: list[tuple[int, Any]], max_turns: int) -> str:
