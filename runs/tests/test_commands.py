@@ -182,3 +182,17 @@ def test_an_offline_estimate_also_prices_the_models_it_stands_in_for_at_list_pri
     monkeypatch.setenv("SCENARIOLAB_LLM_BASE_URL", "http://127.0.0.1:9/v1")
     called = json.loads(command("estimate_scenario", "ai-summit", "--turns", "2", "--json"))
     assert called["list_prices"] is None and called["cost"] == offline["list_prices"]["cost"]
+
+
+def test_a_database_never_migrated_is_one_line_saying_to_migrate(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from runs.tests.workers import MANAGE
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("SCENARIOLAB_", "DATABASE_URL", "REDIS_URL", "DJANGO_"))}
+    done = subprocess.run([sys.executable, str(MANAGE), "estimate_scenario", "ai-summit"], capture_output=True, text=True,
+                          env={**env, "SCENARIOLAB_DATA_DIR": str(tmp_path)}, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "run `make migrate` (manage.py migrate) first" in done.stderr

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 from django.urls import reverse
 from django.utils.text import slugify
 
@@ -85,7 +86,11 @@ def resolve_scenario(name: str) -> tuple[object | None, Scenario, str]:
     from scenarios.selectors import scenario_get
     from scenarios.services import scenario_import_library, scenario_to_engine
 
-    scenario_import_library()  # bundled scenarios are there on a fresh database; idempotent
+    try:
+        scenario_import_library()  # bundled scenarios are there on a fresh database; idempotent
+    except DatabaseError as exc:  # a database never migrated (or one the settings cannot reach)
+        raise bad_input(f"the database is not ready ({type(exc).__name__}: {str(exc).strip()[:120]}): "
+                        "run `make migrate` (manage.py migrate) first, or check DATABASE_URL") from None
     stored = scenario_get(slug=name)
     if stored is not None:
         return stored, scenario_to_engine(scenario=stored), stored.slug
