@@ -18,7 +18,8 @@ COMPARISONS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": oper
 @dataclass(frozen=True)
 class Figure:
     """One measured figure. `target` and `comparison` ("<=", "<", ">=", ">") say what it should be, when
-    anything is promised; `error` says why there is no value (the benchmark, or its service, failed)."""
+    anything is promised; `noise` is how much the figure moved between its own repeats (0: measured once or
+    not known); `error` says why there is no value (the benchmark, or its service, failed)."""
 
     name: str
     value: float | None
@@ -27,6 +28,7 @@ class Figure:
     comparison: str = ""
     note: str = ""
     error: str = ""
+    noise: float = 0.0
 
     def __post_init__(self) -> None:
         if (self.target is None) != (not self.comparison):
@@ -49,6 +51,16 @@ class Figure:
         if self.value is None:
             return False
         return COMPARISONS[self.comparison](self.value, self.target)
+
+    @property
+    def missed_beyond_noise(self) -> bool:
+        """A miss the figure's own noise cannot explain: even moved by its noise towards the target it misses."""
+        if self.passed is not False:
+            return False
+        if self.value is None:
+            return True
+        towards = -self.noise if self.comparison in ("<=", "<") else self.noise
+        return not COMPARISONS[self.comparison](self.value + towards, self.target)
 
     def as_json(self) -> dict:
         ratio = self.ratio
@@ -90,9 +102,11 @@ def table(figures: Iterable[Figure]) -> str:
     for f in figures:
         unit = f" {f.unit}" if f.unit else ""
         value = f"{number(f.value)}{unit}" if f.error == "" else "failed"
+        if f.noise and not f.error:
+            value = f"{number(f.value)} ± {number(f.noise)}{unit}"
         target = f"{f.comparison} {number(f.target)}{unit}" if f.target is not None else ""
         ratio = f"{f.ratio:.2f}" if f.ratio is not None else ""
-        verdict = {True: "ok", False: "MISSED", None: ""}[f.passed]
+        verdict = {True: "ok", False: "MISSED" if f.missed_beyond_noise else "missed within noise", None: ""}[f.passed]
         if f.error:
             verdict = f"FAILED: {f.error}"
         elif f.note:

@@ -4,14 +4,21 @@ V1 played a turn in one long function: each actor in turn (one call after anothe
 whole history as one growing string, results kept in mutable dicts and lists, and every turn's Markdown files
 and cost file, and the whole run's state file (what a resume reads), rewritten at its end. This loop does that, making the same model calls as the engine's turn
 (the same number per task, through the same provider, so the answers are the same kind and size); it shares
-no code with the engine's phases, state or events. Used by bench/v2_targets.py only.
+no code with the engine's phases, state or events. bench/v2_targets.py plays it in-process; run as a program
+(`python bench/v1_like_loop.py SCENARIO_DIR TURNS OUT_DIR`, the provider from the environment) it is the V1-like
+baseline column of bench/side_by_side.py, making a turn's calls in the engine's mix for that many actors.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 from collections import Counter
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as a program
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.llm.provider import CallPurpose, LLMProvider, LLMRequest, Message
 from engine.scenario.folder import Scenario
@@ -79,3 +86,25 @@ def _write_turn(out: Path, record: dict, ledger: list[dict]) -> None:
                                                               + json.dumps(decision, indent=2, ensure_ascii=False))
     (out / f"world-state-{record['turn']:03d}.md").write_text(record["world"])
     (out / "costs.json").write_text(json.dumps(ledger))
+
+
+def engine_mix(actors: int, metrics: int) -> Counter:
+    """The calls of one engine turn with no person seated: each actor reaches out, replies and decides, one world
+    update, one call per metric, and the validation round (a check per decision, per actor and one overall)."""
+    return Counter(outreach=actors, reply=actors, decision=actors, world_update=1, metric=metrics,
+                   validation=2 * actors + 1)
+
+
+def main(argv: list[str]) -> int:
+    from engine.llm.routing import provider_from_environment
+
+    scenario = Scenario.load(argv[0])
+    provider = provider_from_environment(scenario).provider
+    mix = engine_mix(len(scenario.actors), len(scenario.metric_definitions))
+    done = asyncio.run(play(scenario, provider, turns=int(argv[1]), calls_per_turn=mix, out=Path(argv[2])))
+    print(done["turns"], done["calls"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -172,11 +172,12 @@ class FakeLLMServer:
     def _fresh_stats() -> dict[str, Any]:
         return {"requests": 0, "completions": 0, "prompt_tokens": 0, "completion_tokens": 0,
                 "faults": {_fault_key(kind): 0 for kind in FAULT_KINDS}, "connections": 0, "max_concurrent_requests": 0,
-                "abandoned": 0}
+                "abandoned": 0, "first_request_at": None, "last_answer_at": None}
 
     @property
     def stats(self) -> dict[str, Any]:
-        """A snapshot: requests (chat), completions (200 answers), tokens billed, faults, connections, peak."""
+        """A snapshot: requests (chat), completions (200 answers), tokens billed, faults, connections, peak, and
+        when the first request came and the last answer went (epoch seconds, None before any)."""
         with self._lock:
             return {**self._stats, "faults": dict(self._stats["faults"])}
 
@@ -290,6 +291,8 @@ class FakeLLMServer:
                     keep_alive: bool) -> None:
         with self._lock:
             self._stats["requests"] += 1
+            if self._stats["first_request_at"] is None:  # time.time(): benchmarks compare it across processes
+                self._stats["first_request_at"] = time.time()
             self._in_flight += 1
             self._stats["max_concurrent_requests"] = max(self._stats["max_concurrent_requests"], self._in_flight)
         try:
@@ -325,6 +328,7 @@ class FakeLLMServer:
                                       + usage["completion_tokens"] * self.completion_price, 12)
             with self._lock:  # billed when answered, as a provider does, whether or not the client still listens
                 self._stats["completions"] += 1
+                self._stats["last_answer_at"] = time.time()
                 self._stats["prompt_tokens"] += usage["prompt_tokens"]
                 self._stats["completion_tokens"] += usage["completion_tokens"]
                 if self.record:
