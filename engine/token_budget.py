@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Literal
 
-from genai_prices import Usage, calc_price
 
 from engine.llm.provider import LLMRequest
 from engine.scenario.folder import Scenario
@@ -161,6 +160,8 @@ def family_context_length(model: str) -> int | None:
 
 
 def _genai_window(model_ref: str, provider_id: str | None) -> int | None:
+    from genai_prices import Usage, calc_price  # at the first lookup, as engine.llm.pricing does
+
     try:
         window = calc_price(Usage(input_tokens=1, output_tokens=1), model_ref, provider_id=provider_id).model.context_window
     except LookupError:

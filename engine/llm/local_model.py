@@ -26,7 +26,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import httpx
+import urllib.error
+import urllib.request
 
 MODEL = "local/gemma3-270m"  # what scenarios and --model say
 ALIAS = MODEL.removeprefix("local/")  # what the server calls it (the client strips `local/`)
@@ -96,9 +97,10 @@ class LocalModelServer:
             if self._process.poll() is not None:
                 raise LocalModelUnavailable(f"the local model server exited with {self._process.returncode}:\n{self.log_tail()}")
             try:
-                if httpx.get(f"{self.base_url}/models", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
+                with urllib.request.urlopen(f"{self.base_url}/models", timeout=1) as answer:
+                    if answer.status == 200:
+                        return self
+            except (urllib.error.URLError, OSError):
                 pass
             time.sleep(0.2)
         self.stop()

@@ -1,7 +1,7 @@
 """A provider for any server speaking OpenAI's chat-completions protocol: OpenRouter, OpenAI, Ollama,
 llama.cpp, vLLM, LM Studio.
 
-One pooled httpx client and one concurrency limit per endpoint; retries with exponential backoff and
+One pool of keep-alive connections (engine.llm.http) and one concurrency limit per endpoint; retries with exponential backoff and
 jitter for what a retry can fix (429/503 honour Retry-After; 500/502/504/408 and network errors), never
 for other 4xx. The API key lives only in the request header: never in a message, a log line or a repr.
 """
@@ -20,8 +20,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 from urllib.parse import urlparse, urlsplit, urlunsplit
 
-import httpx
-
+from engine.llm.http import HttpPool, HttpReply, TransportError
 from engine.llm.pricing import PriceBook
 from engine.llm.provider import LLMError, LLMRequest, LLMResponse, estimate_tokens
 
@@ -120,7 +119,6 @@ class OpenAICompatibleProvider:
         *,
         prices: PriceBook | None = None,
         retry: RetryPolicy | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         check_endpoint(endpoint)
         self.endpoint = endpoint
@@ -128,14 +126,13 @@ class OpenAICompatibleProvider:
         self.prices = prices or PriceBook()
         self.retry = retry or RetryPolicy()
         self.retries = 0  # how many times a call was sent again, for tests and benchmarks
-        self._transport = transport
         # Downgraded to json_object, once, when the server turns json_schema down (llama-cpp-python does).
         self.structured_output: StructuredOutput = endpoint.structured_output
         self._rng = random.Random()
         self._prompt_ratio: dict[str, float] = {}  # model -> most prompt tokens billed per token estimated
-        # An httpx client and a semaphore belong to one event loop; Runner.run makes a new loop per run.
+        # Connections and a semaphore belong to one event loop; Runner.run makes a new loop per run.
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._client: HttpPool | None = None
         self._limit: asyncio.Semaphore | None = None
 
     def _prompt_tokens(self, request: LLMRequest) -> int:
@@ -154,15 +151,13 @@ class OpenAICompatibleProvider:
     def max_cost_unbilled(self, request: LLMRequest) -> float:
         return max(self.max_cost(request), self.prices.fallback.cost(self._prompt_tokens(request), request.max_tokens))
 
-    def _session(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+    def _session(self) -> tuple[HttpPool, asyncio.Semaphore]:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
-            limits = httpx.Limits(max_connections=self.endpoint.max_concurrency, max_keepalive_connections=self.endpoint.max_concurrency)
-            timeout = httpx.Timeout(self.endpoint.read_timeout, connect=self.endpoint.connect_timeout)
             headers = {"Authorization": f"Bearer {self.endpoint.api_key}"} if self.endpoint.api_key else {}
-            self._client = httpx.AsyncClient(
-                base_url=self.endpoint.base_url.rstrip("/"), headers=headers, limits=limits, timeout=timeout, transport=self._transport
-            )
+            # The semaphore caps calls in flight, so the pool never holds more connections than that.
+            self._client = HttpPool(self.endpoint.base_url, headers=headers, connect_timeout=self.endpoint.connect_timeout,
+                                    read_timeout=self.endpoint.read_timeout)
             self._limit, self._loop = asyncio.Semaphore(self.endpoint.max_concurrency), loop
         assert self._limit is not None
         return self._client, self._limit
@@ -204,7 +199,7 @@ class OpenAICompatibleProvider:
             latency_ms = (time.perf_counter() - started) * 1000
         return dataclasses.replace(self._response(payload, request, latency_ms), tries=tries)
 
-    async def _post_with_retries(self, client: httpx.AsyncClient, request: LLMRequest) -> tuple[dict[str, Any], int]:
+    async def _post_with_retries(self, client: HttpPool, request: LLMRequest) -> tuple[dict[str, Any], int]:
         """The answer's payload, and how many requests it took."""
         where = f"{self.name} ({request.model}, {request.purpose.task})"
         attempt = sent = 0
@@ -213,8 +208,8 @@ class OpenAICompatibleProvider:
             body = self.body(request)
             sent += 1
             try:
-                reply = await client.post("/chat/completions", json=body)
-            except httpx.TransportError as exc:  # connect errors, timeouts, dropped connections
+                reply = await client.post_json("/chat/completions", body)
+            except TransportError as exc:  # connect errors, timeouts, dropped connections
                 problem, wait = f"{type(exc).__name__}", self.retry.backoff(attempt, self._rng)
             else:
                 if reply.status_code != 200 and self._refuses_json_schema(body, reply):
@@ -241,7 +236,7 @@ class OpenAICompatibleProvider:
             logger.info("%s: %s, retrying in %.2fs", where, problem, wait)
             await asyncio.sleep(wait)
 
-    def _refuses_json_schema(self, body: dict[str, Any], reply: httpx.Response) -> bool:
+    def _refuses_json_schema(self, body: dict[str, Any], reply: HttpReply) -> bool:
         sent = body.get("response_format") or {}
         return sent.get("type") == "json_schema" and reply.status_code in (400, 422, 500) and "response_format" in _error_text(reply)
 
@@ -276,7 +271,7 @@ def _prompt_estimate(request: LLMRequest) -> int:
     return estimate_tokens(request.prompt_text) + 4 * len(request.messages)
 
 
-def _error_text(reply: httpx.Response) -> str:
+def _error_text(reply: HttpReply) -> str:
     try:
         error = reply.json().get("error")
         text = error.get("message") if isinstance(error, dict) else str(error)

@@ -21,7 +21,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import yaml
-from genai_prices import Usage, calc_price
 
 from engine.llm.provider import LLMError, LLMRequest, LLMResponse, estimate_tokens
 
@@ -56,6 +55,10 @@ def _rate(value: object) -> float | None:
 
 def _find(model_ref: str, provider_id: str | None) -> ModelPrice | None:
     """One genai-prices lookup; the highest rate across today's hours (some vendors discount off-peak)."""
+    # Imported at the first lookup: its data is 2.8 MB and it brings an HTTP stack of its own, which a run of
+    # free, local or priced-by-table models never needs.
+    from genai_prices import Usage, calc_price
+
     try:
         info = calc_price(Usage(input_tokens=1, output_tokens=1), model_ref, provider_id=provider_id).model
     except LookupError:

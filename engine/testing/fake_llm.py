@@ -73,6 +73,7 @@ class FakeLLMServer:
         hang_seconds: float = 30.0, models: Sequence[str] = ("fake-model",), api_key: str | None = None,
         report_cost: bool = False, prompt_price: float = 1e-6, completion_price: float = 2e-6,
         response_formats: Sequence[str] = RESPONSE_FORMATS, text_suffix: str = "", record: bool = False,
+        backlog: int = 100,
     ) -> None:
         if not 0 <= fault_rate <= 1:
             raise ValueError("fault_rate must be within 0..1")
@@ -90,6 +91,8 @@ class FakeLLMServer:
         # With `record`, every billed answer as the server saw it: {"model", "messages", "answer", "usage",
         # "fault"}, in the order billed (what a test compares a client's own account of its calls with).
         self.record = record
+        # The listen backlog: small ones (llama.cpp's, some proxies') drop a burst of new connections' SYNs.
+        self.backlog = backlog
         self.billed: list[dict[str, Any]] = []
         # In thread mode stats and the script are read and changed from other threads, hence the lock.
         self._lock = threading.Lock()
@@ -110,7 +113,8 @@ class FakeLLMServer:
         return f"http://{self.host}:{self.port}/v1"
 
     async def start(self) -> FakeLLMServer:
-        self._server = await asyncio.start_server(self._serve_connection, self.host, self.port, limit=MAX_HEAD_BYTES)
+        self._server = await asyncio.start_server(self._serve_connection, self.host, self.port, limit=MAX_HEAD_BYTES,
+                                                  backlog=self.backlog)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 

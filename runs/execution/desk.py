@@ -17,10 +17,13 @@ class StoredSeats:
 
     def __init__(self, run_id: int) -> None:
         self.run_id = run_id
+        self._read: tuple[ScenarioState, dict[str, str]] | None = None
 
     async def control(self, state: ScenarioState, actor: str) -> str:
-        actors = await sync_to_async(_actors, thread_sensitive=True)(self.run_id)
-        return actors.get(actor, state.actor(actor).control)
+        # A phase asks for every actor with the same state: one read of the row serves them all.
+        if self._read is None or self._read[0] is not state:
+            self._read = state, await sync_to_async(_actors, thread_sensitive=True)(self.run_id)
+        return self._read[1].get(actor, state.actor(actor).control)
 
     async def decision(self, view: SeatView) -> HumanDecision | None:
         return await sync_to_async(human_decision_for, thread_sensitive=True)(self.run_id, view.turn, view.actor)

@@ -45,6 +45,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+def headless() -> None:
+    """This process plays runs and serves no pages (a command-line run, a worker): Django's debug-only
+    machinery is off whatever SCENARIOLAB_DEBUG says. Its debug cursor formats every query (SQLite's quotes
+    each parameter with a query of its own) and, with no request to clear it, keeps the last 9,000 in memory."""
+    settings.DEBUG = False
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -227,9 +234,10 @@ async def _execute(run: Run, claim: str, config: EngineScenario, provider: LLMPr
     recorder = RunEventRecorder(run.pk, ledger_size=ledger_size, claim=claim, on_claim_lost=task.cancel,
                                 then=[publisher] if progress is None else [publisher, progress])
     bus.on("*", recorder)
+    persistence = OrmPersistence(run, claim=claim, recorder=recorder)
     orchestrator = ScenarioOrchestrator(
         scenario=config, provider=provider, bus=bus, max_turns=run.max_turns, credit_limit=run.credit_limit,
-        persistence=OrmPersistence(run, claim=claim, recorder=recorder), phases=standard_phases(),
+        persistence=persistence, phases=standard_phases(),
         seats=seats or StoredSeats(run.pk), trace_calls=settings.CALL_TRACES,
     )
     controls.attach(asyncio.get_running_loop(), task, orchestrator)
@@ -244,7 +252,8 @@ async def _execute(run: Run, claim: str, config: EngineScenario, provider: LLMPr
         # However the execution ended (an error and a pause too), and even if interrupted meanwhile (Ctrl-C):
         # a run left ended but held would refuse every decision and resume until its heartbeat went stale,
         # and a waiting one for ever.
-        letting_go = asyncio.ensure_future(_let_go(recorder, run.pk, claim, requeue, handed_back=controls.handed_back))
+        letting_go = asyncio.ensure_future(_let_go(recorder, persistence, run.pk, claim, requeue,
+                                                   handed_back=controls.handed_back))
         try:
             await asyncio.shield(letting_go)
         except asyncio.CancelledError:
@@ -253,12 +262,14 @@ async def _execute(run: Run, claim: str, config: EngineScenario, provider: LLMPr
         await publisher.close()
 
 
-async def _let_go(recorder: RunEventRecorder, run_id: int, claim: str, requeue: Callable[[Run], None], *,
-                  handed_back: bool) -> None:
-    """Store every event of this executor, then release the run: only then may it be resumed. A waiting run
+async def _let_go(recorder: RunEventRecorder, persistence: OrmPersistence, run_id: int, claim: str,
+                  requeue: Callable[[Run], None], *, handed_back: bool) -> None:
+    """Store every event of this executor and write its last Markdown files, then release the run: only then
+    may it be resumed. A waiting run
     whose seats were all answered meanwhile goes back to the queue; so does a run it paused because the worker
     is stopping (`handed_back`). Either is handed to `requeue`."""
     await recorder.close()  # every event stored, what an error or a cancellation left queued too
+    await persistence.flush()
     await sync_to_async(_release, thread_sensitive=True)(run_id, claim, requeue=requeue, handed_back=handed_back)
 
 

@@ -192,14 +192,31 @@ class OrmPersistence:
         self.recorder = recorder
         self.files = FilesystemPersistence(Path(run.output_dir), per_run_folder=False) if run.output_dir else None
         self._save = sync_to_async(save_run_state, thread_sensitive=True)
+        self._writing: asyncio.Future | None = None
 
     async def save(self, state: ScenarioState) -> str:
         if self.recorder is not None:
             await self.recorder.drain()  # the saved state never runs ahead of the stored events
         await self._save(self.run_id, state, claim=self.claim)
         if self.files is not None:
-            await self.files.save(state)  # after the commit: the files never show what the database lacks
+            # After the commit, so the files never show what the database lacks, and off the run's path: the
+            # next turn starts while they are written, one save's files after the other's.
+            self._writing = asyncio.ensure_future(self._write(self._writing, state))
         return f"run {self.run_id}, turn {state.turn}"
+
+    async def _write(self, previous: asyncio.Future | None, state: ScenarioState) -> None:
+        if previous is not None:
+            await previous
+        assert self.files is not None
+        try:
+            await self.files.save(state)
+        except OSError:  # the files are views of what is stored; a full disk must not fail the run
+            logger.exception("run %s: could not write the Markdown files of turn %s", self.run_id, state.turn)
+
+    async def flush(self) -> None:
+        """Wait for the Markdown files of the last save."""
+        if self._writing is not None:
+            await self._writing
 
     async def load(self, run_id: str) -> ScenarioState | None:
         run = await models.Run.objects.filter(pk=int(run_id)).afirst()

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
+from django.conf import settings
+from django.urls import reverse
 
 from engine.testing.fake_llm import FakeLLMServer
 from runs.models import CostRecord, Decision, Run, RunStatus
@@ -34,7 +36,9 @@ def test_the_bundled_summit_runs_offline_end_to_end():
     run = Run.objects.get()
     assert run.status == RunStatus.COMPLETED and run.offline and run.scenario.slug == "ai-summit"
     assert f"Run {run.pk} completed after 2 of 2 turns." in out
-    assert f"Markdown files: {run.output_dir}/" in out and f"/runs/{run.pk}/" in out
+    # The page's address is written out, not reversed (no URL configuration loaded): it must be the real one.
+    assert f"Run page: {settings.SITE_URL}{reverse('runs:detail', args=[run.pk])}\n" in out
+    assert f"Markdown files: {run.output_dir}/" in out
     assert CostRecord.objects.filter(run=run).count() == run.calls > 0
     assert (Path(run.output_dir) / "summary.md").is_file()
 

@@ -62,6 +62,7 @@ class Command(HueyCommand):
     def handle(self, *args, **options):
         from huey.contrib.djhuey import HUEY
 
+        executor.headless()
         if moved := adopt_fifo_tasks(HUEY):
             logger.warning("moved %d task(s) left in the queue of an older version into the fair queue", moved)
 

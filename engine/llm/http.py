@@ -1,0 +1,197 @@
+"""A small HTTP/1.1 client for one model server: pooled keep-alive connections over asyncio streams, h11 for
+the protocol.
+
+A provider posts JSON to one server and reads JSON back; that is all this does. It replaces a general client
+whose import (with its own CLI's dependencies) cost about 10 MB and a millisecond of pool bookkeeping a call.
+New connections ramp up: at most `max_connecting` are being opened at once (a round of 25 calls must not
+send 25 SYNs at a server whose listen backlog is 5, which drops the rest and stalls them a second), and a
+call waiting to connect takes any connection freed meanwhile. TLS (https) uses the system's certificates, or
+certifi's when installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import h11
+
+
+class TransportError(Exception):
+    """The request could not be sent or its answer not read: connect errors, timeouts, dropped connections."""
+
+
+class ConnectError(TransportError):
+    pass
+
+
+class ConnectTimeout(TransportError):
+    pass
+
+
+class ReadTimeout(TransportError):
+    pass
+
+
+class RemoteProtocolError(TransportError):
+    """The server closed the connection or answered something that is not HTTP/1.1."""
+
+
+@dataclass(frozen=True)
+class HttpReply:
+    status_code: int
+    headers: Mapping[str, str] = field(repr=False)  # lower-case names
+    content: bytes = field(repr=False)
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body as JSON; ValueError when it is not."""
+        return json.loads(self.content)
+
+
+class _Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.h11 = h11.Connection(h11.CLIENT)
+
+    @property
+    def reusable(self) -> bool:
+        return self.h11.our_state is h11.IDLE and self.h11.their_state is h11.IDLE and not self.reader.at_eof()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class HttpPool:
+    """Keep-alive connections to the server at `base_url`; `post_json` sends one request on one of them."""
+
+    def __init__(self, base_url: str, *, headers: Mapping[str, str] | None = None, connect_timeout: float = 10.0,
+                 read_timeout: float = 120.0, max_connecting: int = 4) -> None:
+        url = urlsplit(base_url.rstrip("/"))
+        self.scheme, self.host = url.scheme, url.hostname or ""
+        self.port = url.port or (443 if url.scheme == "https" else 80)
+        self.path = url.path
+        self.authority = url.netloc.rsplit("@", 1)[-1]
+        self.headers = [("Host", self.authority), ("Accept", "application/json"), ("Connection", "keep-alive"),
+                        ("User-Agent", "scenario-lab"), *(headers or {}).items()]
+        self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
+        self._idle: list[_Connection] = []
+        self._connecting = asyncio.Semaphore(max_connecting)
+        self._ssl: ssl.SSLContext | None = None
+        self._closed = False
+
+    async def post_json(self, path: str, body: Any) -> HttpReply:
+        payload = json.dumps(body, ensure_ascii=False).encode()
+        connection, reused = await self._checkout()
+        try:
+            reply = await self._exchange(connection, path, payload)
+        except RemoteProtocolError:
+            connection.close()
+            if not reused:
+                raise
+            # A kept-alive connection the server had already closed: the request never reached it, so it is
+            # sent once more on a new connection (what any HTTP client does; nothing was billed).
+            connection, _ = await self._checkout(fresh=True)
+            try:
+                reply = await self._exchange(connection, path, payload)
+            except BaseException:
+                connection.close()
+                raise
+        except BaseException:
+            connection.close()  # a timeout or a cancellation leaves the connection in an unknown state
+            raise
+        if connection.reusable and not self._closed:
+            self._idle.append(connection)
+        else:
+            connection.close()
+        return reply
+
+    async def aclose(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+    async def _checkout(self, *, fresh: bool = False) -> tuple[_Connection, bool]:
+        if not fresh and (connection := self._take_idle()):
+            return connection, True
+        async with self._connecting:
+            if not fresh and (connection := self._take_idle()):  # freed while this call waited to connect
+                return connection, True
+            return await self._connect(), False
+
+    def _take_idle(self) -> _Connection | None:
+        while self._idle:
+            connection = self._idle.pop()
+            if connection.reusable:
+                return connection
+            connection.close()
+        return None
+
+    async def _connect(self) -> _Connection:
+        context = self._tls() if self.scheme == "https" else None
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                reader, writer = await asyncio.open_connection(
+                    self.host, self.port, ssl=context, server_hostname=self.host if context else None, limit=2**20)
+        except TimeoutError as exc:
+            raise ConnectTimeout(f"no connection to {self.authority} within {self.connect_timeout:g} s") from exc
+        except OSError as exc:  # refused, unreachable, TLS failures (ssl.SSLError is an OSError)
+            raise ConnectError(f"cannot connect to {self.authority}: {exc}") from exc
+        return _Connection(reader, writer)
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            try:
+                import certifi
+            except ImportError:
+                self._ssl = ssl.create_default_context()
+            else:
+                self._ssl = ssl.create_default_context(cafile=certifi.where())
+        return self._ssl
+
+    async def _exchange(self, connection: _Connection, path: str, payload: bytes) -> HttpReply:
+        request = h11.Request(method="POST", target=f"{self.path}{path}", headers=[
+            *self.headers, ("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
+        try:
+            connection.writer.write(connection.h11.send(request) + connection.h11.send(h11.Data(data=payload))
+                                    + connection.h11.send(h11.EndOfMessage()))
+            await connection.writer.drain()
+            async with asyncio.timeout(self.read_timeout):
+                return await self._read(connection)
+        except TimeoutError as exc:
+            raise ReadTimeout(f"no answer from {self.authority} within {self.read_timeout:g} s") from exc
+        except (OSError, h11.ProtocolError, asyncio.IncompleteReadError) as exc:
+            raise RemoteProtocolError(f"{self.authority} dropped the connection: {exc or type(exc).__name__}") from exc
+
+    async def _read(self, connection: _Connection) -> HttpReply:
+        status, headers, chunks = 0, {}, []
+        while True:
+            event = connection.h11.next_event()
+            if event is h11.NEED_DATA:
+                data = await connection.reader.read(65536)
+                connection.h11.receive_data(data)  # b"" tells h11 the server closed the connection
+                continue
+            if isinstance(event, h11.Response):
+                status = event.status_code
+                headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in event.headers}
+            elif isinstance(event, h11.Data):
+                chunks.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                if connection.h11.our_state is h11.DONE and connection.h11.their_state is h11.DONE:
+                    try:
+                        connection.h11.start_next_cycle()
+                    except h11.ProtocolError:
+                        pass  # the server asked to close: not reusable
+                return HttpReply(status, headers, b"".join(chunks))
+            elif isinstance(event, h11.ConnectionClosed):
+                raise RemoteProtocolError(f"{self.authority} closed the connection before answering")
+            # h11.InformationalResponse (100 Continue): keep reading

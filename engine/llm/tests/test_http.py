@@ -1,0 +1,73 @@
+"""engine.llm.http against real servers on loopback: keep-alive reuse, a stale connection, errors."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from engine.llm.http import ConnectError, HttpPool, ReadTimeout
+from engine.testing.fake_llm import FakeLLMServer
+
+BODY = {"model": "fake-model", "messages": [{"role": "user", "content": "hello"}]}
+
+
+async def test_calls_share_kept_alive_connections_and_read_json():
+    async with FakeLLMServer() as server:
+        pool = HttpPool(server.base_url)
+        first = await asyncio.gather(*(pool.post_json("/chat/completions", BODY) for _ in range(6)))
+        again = await asyncio.gather(*(pool.post_json("/chat/completions", BODY) for _ in range(6)))
+        await pool.aclose()
+        stats = server.stats
+    assert [r.status_code for r in first + again] == [200] * 12
+    assert all(r.json()["choices"][0]["message"]["content"] for r in first + again)
+    assert first[0].headers["content-type"].startswith("application/json")
+    assert stats["requests"] == 12 and stats["connections"] == 6  # the second round reused the first's
+
+
+async def test_an_error_status_comes_back_as_a_reply():
+    async with FakeLLMServer(faults=["rate_limit"], retry_after=3) as server:
+        pool = HttpPool(server.base_url)
+        reply = await pool.post_json("/chat/completions", BODY)
+        await pool.aclose()
+    assert reply.status_code == 429 and reply.headers["retry-after"] == "3"
+    assert "injected fault" in reply.text
+
+
+async def test_a_connection_the_server_closed_while_idle_is_replaced_without_an_error():
+    answers = 0
+
+    async def answer_once_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal answers
+        await reader.readuntil(b"\r\n\r\n")
+        await reader.readexactly(len(b'{"a": 1}'))
+        answers += 1
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.close()  # keep-alive was not refused, but the server goes away anyway (an idle timeout)
+
+    server = await asyncio.start_server(answer_once_then_close, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = HttpPool(f"http://127.0.0.1:{port}")
+    assert (await pool.post_json("/x", {"a": 1})).json() == {}
+    await asyncio.sleep(0.2)  # the server has closed the kept connection
+    assert (await pool.post_json("/x", {"a": 1})).json() == {}
+    await pool.aclose()
+    server.close()
+    assert answers == 2
+
+
+async def test_a_refused_connection_and_a_silent_server_are_transport_errors():
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    with pytest.raises(ConnectError, match=f"127.0.0.1:{port}"):
+        await HttpPool(f"http://127.0.0.1:{port}").post_json("/x", {})
+
+    async with FakeLLMServer(faults=["hang"], hang_seconds=5) as hanging:
+        pool = HttpPool(hanging.base_url, read_timeout=0.2)
+        with pytest.raises(ReadTimeout, match="within 0.2 s"):
+            await pool.post_json("/chat/completions", BODY)
+        await pool.aclose()
