@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 import dj_database_url
 
+from scenariolab_site.lazy import import_without
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -79,7 +81,10 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 PROFILE = "scale-out" if DATABASE_URL or REDIS_URL else "embedded"
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin without autodiscovery at start-up: the site's URL configuration imports each app's admin
+    # module (scenariolab_site/urls.py), so commands that serve no page (run_scenario, run_huey) skip them
+    # and what they import (branching, V1 import, downloads, batch statistics).
+    "django.contrib.admin.apps.SimpleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -209,6 +214,10 @@ else:
         "immediate": HUEY_IMMEDIATE,
         "consumer": {"workers": int(os.environ.get("SCENARIOLAB_WORKER_THREADS", "2")), "worker_type": "thread"},
     }
+# huey's storages import their clients at start-up; a client this profile's database and queue do not use is
+# left out of huey (scenariolab_site/lazy.py) and loaded only by whoever else needs it.
+import_without("huey.storage", tuple(name for name, used in (("redis", bool(REDIS_URL)),
+                                                              ("psycopg", DATABASE_URL.startswith("postgres"))) if not used))
 
 # ---- channel layer (live pages) ----------------------------------------------------------------------------
 # Channels' in-memory layer does not cross processes, and a worker publishes what a web process relays.

@@ -7,6 +7,8 @@ from django.views.generic import RedirectView
 
 from scenariolab_site.api import api, not_found
 
+admin.autodiscover()  # here, not at start-up (settings: SimpleAdminConfig)
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="scenarios:list"), name="home"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
