@@ -41,7 +41,6 @@ BENCHMARKS = (
     Benchmark("llm", "llm_concurrency.py", quick=("--actors", "6", "--turns", "1", "--latency", "0.02")),
     Benchmark("engine", "engine_overhead.py", quick=("--turns", "1", "--repeats", "1", "--events", "2000")),
     Benchmark("persistence", "persistence.py", quick=("--turns", "1", "--actors", "2")),
-    Benchmark("startup", "startup.py", quick=("--repeats", "1")),
     Benchmark("memory", "memory.py", quick=("--turns", "2", "--actors", "6", "--samples", "1", "2")),
     Benchmark("live", "live_latency.py", quick=("--events", "20")),
     Benchmark("batch", "batch_throughput.py", quick=("--runs-per-variation", "1", "--latency", "0.01")),

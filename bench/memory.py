@@ -32,7 +32,7 @@ from bench.engine_overhead import SUMMIT  # noqa: E402
 from bench.figures import Figure, failed, report  # noqa: E402
 from bench.profiles import embedded  # noqa: E402
 
-TARGET_GROWTH_MB_PER_TURN = 1.0  # the bench's own bound: a turn's records are kilobytes, not megabytes
+TARGET_GROWTH_MB_PER_TURN = 0.1  # a turn's records are kilobytes, and prompts keep only the last turns
 
 
 def scenario_with_actors(folder: Path, count: int) -> Path:

@@ -1,4 +1,4 @@
-"""Start-up stays light, structurally (bench/startup.py has the timings): what a command imports, in a real process.
+"""Start-up stays light, structurally (bench/side_by_side.py has the timings): what a command imports, in a real process.
 
 `manage.py run_scenario --help` must not load the web server (daphne, and with it Twisted and autobahn) nor
 the orchestrator and its phases: they cost most of a second and only `runserver` and playing a run need them.
@@ -97,3 +97,52 @@ def test_importing_an_engine_submodule_does_not_load_the_whole_engine(tmp_path):
     assert loaded(set(before), ONLY_FOR_PLAYING) == []
     assert (runner_module, orchestrator_module) == ("engine.sdk", "engine.orchestrator")
     assert {"Runner", "Scenario", "EventBus", "EventType", "ScenarioOrchestrator"} <= set(exported)
+
+
+# ---- the import budget ---------------------------------------------------------------------------------------
+# Modules loaded by a one-turn run of the summit against the fake LLM server, at exit, for each way to play it
+# (V1 itself loaded 363). Every module costs start-up time and memory in every process: a change that needs
+# more should say why here. Never loaded by a run: a second HTTP stack's CLI, and on the embedded profile
+# the Redis and PostgreSQL clients and the admin.
+IMPORT_BUDGET = {"sdk": 450, "v1": 465, "manage": 1020}
+NEVER = ("httpx", "rich", "click", "pygments")
+NEVER_EMBEDDED = ("redis", "psycopg", "runs.admin", "scenarios.admin")
+COUNTING = """
+import atexit, json, runpy, sys
+out, sys.argv = sys.argv[1], sys.argv[2:]
+atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def modules_of_a_run(tmp_path: Path, *command: str) -> set[str]:
+    from engine.testing.fake_llm import FakeLLMServer
+
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("SCENARIOLAB_") and key not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL")}
+    out = tmp_path / "modules.json"
+    server = FakeLLMServer().start_in_thread()
+    try:
+        env |= {"SCENARIOLAB_DATA_DIR": str(tmp_path), "SCENARIOLAB_OUTPUT_DIR": str(tmp_path / "output"),
+                "SCENARIOLAB_LLM_BASE_URL": server.base_url}
+        if not (tmp_path / "scenariolab.sqlite3").exists():
+            subprocess.run([sys.executable, str(MANAGE), "migrate", "-v", "0"], env=env, check=True, timeout=120)
+        done = subprocess.run([sys.executable, "-c", COUNTING, str(out), *command], cwd=MANAGE.parent, env=env,
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(out.read_text()))
+
+
+def test_the_sdk_the_v1_line_and_run_scenario_keep_to_their_import_budget(tmp_path):
+    summit = str(MANAGE.parent / "scenarios" / "library" / "ai-summit")
+    sdk = modules_of_a_run(tmp_path, "bench/sdk_run.py", summit, "1")
+    v1 = modules_of_a_run(tmp_path, "legacy_v1/run_scenario.py", summit, "--end-turn", "1", "-o", str(tmp_path / "v1"))
+    manage = modules_of_a_run(tmp_path, str(MANAGE), "run_scenario", "ai-summit", "--turns", "1", "--no-cache")
+    assert "engine.llm.http" in sdk and "runs.execution.recorder" in manage  # they did play through the server
+    assert {"sdk": len(sdk), "v1": len(v1), "manage": len(manage)} == {
+        name: min(count, IMPORT_BUDGET[name]) for name, count in (("sdk", len(sdk)), ("v1", len(v1)), ("manage", len(manage)))}
+    for modules in (sdk, v1, manage):
+        assert loaded(modules, NEVER) == []
+    assert loaded(manage, NEVER_EMBEDDED) == []
