@@ -90,16 +90,30 @@ def time_turns(bus: EventBus) -> dict[int, float]:
     return walls
 
 
-def mean_critical_path(calls: Iterable[tuple[int, str, float]]) -> float:
-    """The mean per turn of the chain of dependent rounds (outreach → replies → decisions → world update →
-    metrics → validation), each round costing its slowest call. Calls are (turn, task, seconds)."""
+TALKS = ("summary", "outreach", "reply")
+
+
+def critical_paths(calls: Iterable[tuple[int, str, float]]) -> dict[int, float]:
+    """Each turn's chain of dependent rounds, each round costing its slowest call. Calls are
+    (turn, task, seconds). A turn's QA checks play alongside the next turn's talks (summary, outreach,
+    replies), so that part of a turn costs whichever is longer; the last turn's checks are a round of its own:
+    max(talks, last turn's checks) → decisions → world update → metrics."""
     slowest: dict[tuple[int, str], float] = defaultdict(float)
     for turn, task, seconds in calls:
         slowest[(turn, task)] = max(slowest[(turn, task)], seconds)
-    per_turn: dict[int, float] = defaultdict(float)
-    for (turn, _task), seconds in slowest.items():
-        per_turn[turn] += seconds
-    return sum(per_turn.values()) / len(per_turn)
+    turns = sorted({turn for turn, _ in slowest})
+    per_turn = {}
+    for turn in turns:
+        talks = sum(slowest.get((turn, task), 0.0) for task in TALKS)
+        rest = sum(seconds for (t, task), seconds in slowest.items() if t == turn and task not in (*TALKS, "validation"))
+        last = slowest.get((turn, "validation"), 0.0) if turn == turns[-1] else 0.0
+        per_turn[turn] = max(talks, slowest.get((turn - 1, "validation"), 0.0)) + rest + last
+    return per_turn
+
+
+def mean_critical_path(calls: Iterable[tuple[int, str, float]]) -> float:
+    paths = critical_paths(calls)
+    return sum(paths.values()) / len(paths)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,7 +6,8 @@ Both play the summit (with N actors) through the real HTTP client against the lo
 In-process: the engine's Runner in this process. Worker: a run stored and queued as the site does, played by a
 `run_huey` process (embedded profile, fresh data folder), so every event is also stored as it happens; its
 turn times come from the stored events and its call times from bench/timed_worker.py. The critical path of a
-turn is its chain of dependent rounds, each costing its slowest HTTP exchange (target: wall ≤ 1.10 × path).
+turn is its chain of dependent rounds, each costing its slowest HTTP exchange, a turn's QA checks beside the
+next turn's talks (bench/engine_overhead.py critical_paths; target: wall ≤ 1.10 × path).
 The server's listen backlog is 5.
 """
 
@@ -22,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.engine_overhead import SUMMIT, mean_critical_path, time_turns, with_actors  # noqa: E402
+from bench.engine_overhead import SUMMIT, critical_paths, mean_critical_path, time_turns, with_actors  # noqa: E402
 from bench.figures import Figure, failed, report  # noqa: E402
 from bench.profiles import embedded  # noqa: E402
 from engine import EventBus, Runner, Scenario  # noqa: E402
@@ -113,7 +114,8 @@ def through_worker(actors: int, *, turns: int, latency: float) -> dict:
     calls = [tuple(json.loads(line)) for line in calls_file.read_text().splitlines()]
     wall = sum(walls) / len(walls)
     path = mean_critical_path(calls)
-    per_turn = [round(w / mean_critical_path([c for c in calls if c[0] == t]), 2) for t, w in enumerate(walls, start=1)]
+    paths = critical_paths(calls)
+    per_turn = [round(w / paths[t], 2) for t, w in enumerate(walls, start=1)]
     return {"turn_wall_s": wall, "critical_path_s": path, "ratio": wall / path, "per_turn": per_turn}
 
 

@@ -136,3 +136,25 @@ def test_the_v2_targets_are_measured_as_the_document_frames_them() -> None:
     for figure in figures.values():
         assert figure.error == "" and figure.value is not None and figure.target is not None, figure
     assert figures["V2: start-up, new process → first model call"].value > 0
+
+
+def test_a_turns_chain_takes_its_checks_beside_the_next_turns_talks():
+    from bench.engine_overhead import critical_paths
+
+    calls = [(1, "outreach", 0.2), (1, "outreach", 0.3), (1, "reply", 0.2), (1, "decision", 0.2), (1, "world_update", 0.2),
+             (1, "metric", 0.1), (1, "validation", 0.6),
+             (2, "outreach", 0.2), (2, "reply", 0.2), (2, "decision", 0.2), (2, "world_update", 0.2), (2, "metric", 0.1),
+             (2, "validation", 0.1)]
+    paths = critical_paths(calls)
+    assert paths[1] == pytest.approx(0.3 + 0.2 + 0.2 + 0.2 + 0.1)  # its checks are turn 2's
+    assert paths[2] == pytest.approx(max(0.2 + 0.2, 0.6) + 0.2 + 0.2 + 0.1 + 0.1)  # turn 1's checks outlast its talks
+
+
+def test_a_miss_fails_the_bench_only_beyond_the_noise_it_measured() -> None:
+    assert Figure("t", 1.04, "s", 1.0, "<=", noise=0.05).missed_beyond_noise is False  # within its own spread
+    assert Figure("t", 1.04, "s", 1.0, "<=", noise=0.01).missed_beyond_noise is True
+    assert Figure("speed-up", 1.7, "×", 1.8, ">=", noise=0.2).missed_beyond_noise is False
+    assert Figure("t", 0.9, "s", 1.0, "<=").missed_beyond_noise is False  # met
+    assert Figure("t", None, "s", 1.0, "<=", error="no server").missed_beyond_noise is True
+    assert "missed within noise" in table([Figure("t", 1.04, "s", 1.0, "<=", noise=0.05)])
+    assert "MISSED" in table([Figure("t", 1.04, "s", 1.0, "<=", noise=0.01)])

@@ -5,6 +5,10 @@ state it stopped at; `execute_turn(state)` plays one. Calling `execute` again on
 interrupted state resumes it from the first phase not yet done. Whatever ends a run — even the caller's task
 being cancelled or Ctrl-C — the calls already paid are booked in the state's ledger before it is saved.
 
+A phase that only checks a turn (`alongside_next_turn`: the QA checks) plays alongside the next turn's
+talks instead of as a round of its own: the next turn waits for it before its decisions, so a finding set to
+halt stops the run before they are made. The last turn's checks play before the run ends.
+
 A turn's phases are the scenario's standard ones (`standard_phases`, given by `Runner`) or any others, keyed
 by `PhaseType` and run in that type's order: the engine's `Phase` (`run(state, ctx)`, calling models through
 the context's cost tracker) or the V2 document's `PhaseService` (`execute(state)`). An orchestrator without a
@@ -19,8 +23,6 @@ import logging
 import math
 import threading
 from collections.abc import AsyncIterator, Iterable, Mapping
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -29,42 +31,28 @@ from engine.events import EventBus, EventType
 from engine.llm.offline import OfflineProvider
 from engine.llm.provider import LLMError, LLMProvider, NoModelProvider
 from engine.phases.standard import standard_phases
-from engine.phases.base import HaltRequested, Phase, PhaseContext, PhaseService, start_phase
+from engine.phases.base import HaltRequested, Phase, PhaseContext, PhaseService
 from engine.phases.persistence import StatePersistence, save_state
 from engine.phases.registry import AnyPhase, in_turn_order, typed_phase
 from engine.scenario.conditions import parse_condition
 from engine.scenario.folder import Scenario
-from engine.seats import AwaitingHuman, SeatDesk, StateSeats, pending_human_seats
-from engine.state import STATUS_AFTER, CostRecord, PhaseType, ScenarioState, ScenarioStatus
+from engine.seats import SeatDesk, StateSeats, pending_human_seats
+from engine.state import STATUS_AFTER, PhaseType, ScenarioState, ScenarioStatus
+from engine.phase_attempts import ErrorPolicy, PhaseAttempts, RunStop
+from engine.turn_checks import TurnChecks, plays_alongside
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ErrorPolicy:
-    """How often a failing phase is tried before the run is FAILED, and how long to wait between tries."""
-
-    max_attempts: int = 2
-    retry_delay: float = 0.5  # seconds, multiplied by the attempt number
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError("ErrorPolicy.max_attempts must be at least 1")
-
-
-class _Stop(Exception):
-    """Internal: the loop ends at the orchestrator's current state with this status."""
-
-    def __init__(self, status: ScenarioStatus, *, reason: str | None = None, error: str | None = None) -> None:
-        super().__init__(reason or error or status.value)
-        self.status, self.reason, self.error = status, reason, error
+# Phases a turn may play while the last turn's checks are still under way: those before its decisions.
+_ALONGSIDE_CHECKS = frozenset({PhaseType.SUMMARY, PhaseType.COMMUNICATION, PhaseType.COALITION})
 
 
 # The event announcing each way a run stops.
 _END_EVENTS = {status: event for event, status in STATUS_AFTER.items() if status is not ScenarioStatus.RUNNING}
 
 
-class ScenarioOrchestrator:
+class ScenarioOrchestrator(PhaseAttempts):
     def __init__(
         self,
         *,
@@ -107,6 +95,8 @@ class ScenarioOrchestrator:
         self._cancel_requested = False
         self._tracker: CostTracker | None = None
         self._running_phase: asyncio.Future[ScenarioState] | None = None
+        self._checking: TurnChecks | None = None  # the last turn's checks, under way beside this turn's talks
+        self._one_turn = False  # executing one turn (execute_turn): its checks play in it
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._current: ScenarioState | None = None
@@ -183,6 +173,8 @@ class ScenarioOrchestrator:
     def _interrupt(self) -> None:
         if self._running_phase is not None and not self._running_phase.done():
             self._running_phase.cancel()
+        if self._checking is not None:
+            self._checking.task.cancel()
         if self._wake is not None:
             self._wake.set()
 
@@ -199,10 +191,11 @@ class ScenarioOrchestrator:
             raise ValueError(f"run {state.run_id} has played its {self.max_turns} turns")
         async with self._executing(state) as (tracker, ctx):
             self._current = state.with_started()
+            self._one_turn = True  # no next turn here for its checks to play alongside
             try:
                 await self._play_turn(ctx, tracker)
                 return self._booked(tracker)
-            except _Stop as stop:
+            except RunStop as stop:
                 return self._booked(tracker).with_status(stop.status, reason=stop.reason, error=stop.error)
             except Exception as exc:  # noqa: BLE001 - as `execute`: the caller gets a state, with what was paid
                 logger.exception("run %s failed outside any phase", state.run_id)
@@ -237,7 +230,8 @@ class ScenarioOrchestrator:
             )
             yield tracker, ctx
         finally:
-            self._loop = self._wake = self._running_phase = self._current = self._tracker = None
+            self._loop = self._wake = self._running_phase = self._current = self._tracker = self._checking = None
+            self._one_turn = False
             self._pause_requested = self._cancel_requested = self._pausing_between_calls = False
 
     def _check_state_matches_scenario(self, state: ScenarioState) -> None:
@@ -262,7 +256,7 @@ class ScenarioOrchestrator:
             while self.max_turns is None or self._current.turn < self.max_turns:
                 await self._play_turn(ctx, tracker)
             final = self._booked(tracker).with_status(ScenarioStatus.COMPLETED)
-        except _Stop as stop:
+        except RunStop as stop:
             final = self._booked(tracker).with_status(stop.status, reason=stop.reason, error=stop.error)
         except Exception as exc:  # noqa: BLE001 - e.g. a save that fails: the run fails, the caller gets a state
             logger.exception("run %s failed outside any phase", state.run_id)
@@ -287,11 +281,26 @@ class ScenarioOrchestrator:
         if not self._current.completed_phases:
             await self._check_credit_limit(tracker, turn - 1)  # a run halted at its limit, resumed without more room
             await self._emit(EventType.TURN_STARTED, {"turn": turn})
-        for kind, phase in list(self._phases.items()):
-            if kind in self._current.completed_phases:
-                continue
-            self._check_requests()
-            await self._run_phase(kind, phase, ctx, tracker)
+        self._checking = self._start_checks(ctx)
+        try:
+            for kind, phase in list(self._phases.items()):
+                if self._checking is not None and kind not in _ALONGSIDE_CHECKS:
+                    await self._settle_checks(tracker)  # before the decisions: a halting finding stops them
+                if kind in self._current.completed_phases:
+                    continue
+                if kind is PhaseType.VALIDATION and self._defers(phase, turn):
+                    continue  # played alongside the next turn's talks
+                self._check_requests()
+                await self._run_phase(kind, phase, ctx, tracker)
+            if self._checking is not None:
+                await self._settle_checks(tracker)
+        except RunStop:
+            if self._checking is not None:  # a pause or a halt of this turn: the checks asked are answered and kept
+                await self._settle_checks(tracker, judge=False)
+            raise
+        finally:
+            if self._checking is not None:  # cancelled, or a failure: the checks stop at once
+                await self._stop_checks(tracker)
         self._current = self._current.with_turn(turn)
         await self._emit(EventType.TURN_COMPLETED, {"turn": turn, "total_cost": self._current.total_cost})
         if self.persistence is not None:
@@ -311,7 +320,26 @@ class ScenarioOrchestrator:
                   "resume with a higher limit to continue")
         await self.event_bus.emit(EventType.CREDIT_LIMIT_EXCEEDED, {"spent": tracker.spent, "limit": self.credit_limit,
                                   "turn": turn, "reason": reason}, run_id=tracker.run_id, source="orchestrator")
-        raise _Stop(ScenarioStatus.HALTED, reason=reason)
+        raise RunStop(ScenarioStatus.HALTED, reason=reason)
+
+    def _defers(self, phase: AnyPhase, turn: int) -> bool:
+        """Whether `phase` (the validation phase) leaves its checks of `turn` to play alongside the next turn."""
+        assert self._current is not None
+        return (plays_alongside(phase) and self.scenario is not None and not self._ends_after(turn)
+                and phase.pending(self._current, self.scenario))  # type: ignore[union-attr]
+
+    def _ends_after(self, turn: int) -> bool:
+        """Whether the run ends with `turn` (its last one, or the end condition holds on its metrics): no next
+        turn for its checks to play alongside."""
+        assert self._current is not None
+        if self._one_turn or (self.max_turns is not None and turn >= self.max_turns):
+            return True
+        return self.end_condition is not None and self.end_condition.holds(turns=turn, metrics=self._metrics_of(turn))
+
+    def _metrics_of(self, turn: int) -> dict[str, float]:
+        assert self._current is not None
+        return {m.name: float(m.value) for m in self._current.metrics
+                if m.turn == turn and m.actor is None and isinstance(m.value, (int, float))}
 
     def _check_end_condition(self) -> None:
         """The scenario's end condition, over the metrics of the turn just completed: when it holds, the run is over."""
@@ -319,102 +347,61 @@ class ScenarioOrchestrator:
         if self.end_condition is None:
             return
         turn = self._current.turn
-        values = {m.name: float(m.value) for m in self._current.metrics
-                  if m.turn == turn and m.actor is None and isinstance(m.value, (int, float))}
+        values = self._metrics_of(turn)
         if self.end_condition.holds(turns=turn, metrics=values):
             shown = ", ".join(f"{name} = {values[name]:g}" for name in sorted(self.end_condition.names) if name in values)
-            raise _Stop(ScenarioStatus.COMPLETED, reason=f"the end condition held after turn {turn}: "
+            raise RunStop(ScenarioStatus.COMPLETED, reason=f"the end condition held after turn {turn}: "
                                                     f"{self.end_condition.text}" + (f" ({shown})" if shown else ""))
 
     def _check_requests(self) -> None:
         if self._cancel_requested:
-            raise _Stop(ScenarioStatus.CANCELLED, reason="cancelled on request")
+            raise RunStop(ScenarioStatus.CANCELLED, reason="cancelled on request")
         if self._pause_requested:
-            raise _Stop(ScenarioStatus.PAUSED, reason=self._pause_reason)
+            raise RunStop(ScenarioStatus.PAUSED, reason=self._pause_reason)
 
-    async def _run_phase(self, kind: PhaseType, phase: AnyPhase, ctx: PhaseContext, tracker: CostTracker) -> None:
+    # ---- the last turn's checks, alongside this turn's talks (engine.turn_checks) -------------------------
+    def _start_checks(self, ctx: PhaseContext) -> TurnChecks | None:
         assert self._current is not None
-        turn = self._current.current_turn
-        name = kind.value
-        self._current = self._current.with_phase(kind)
-        for attempt in range(1, self.error_policy.max_attempts + 1):
-            await self._emit(EventType.PHASE_STARTED, {"turn": turn, "phase": name, "attempt": attempt})
-            if self._cancel_requested:  # asked for by a PHASE_STARTED subscriber
-                raise _Stop(ScenarioStatus.CANCELLED, reason="cancelled on request")
-            ctx.progress = None
-            self._running_phase = asyncio.ensure_future(start_phase(phase, self._current, ctx))
-            try:
-                new_state = await self._running_phase
-            except BaseException as exc:
-                self._current = ctx.progress or self._current  # keep the work the phase finished
-                self._booked(tracker)
-                if isinstance(exc, asyncio.CancelledError):
-                    outer = asyncio.current_task()
-                    if self._cancel_requested and (outer is None or outer.cancelling() == 0):
-                        raise _Stop(ScenarioStatus.CANCELLED, reason="cancelled on request") from None
-                    raise  # the caller's own cancellation: not ours to absorb
-                if isinstance(exc, CallHeld):  # pausing between calls: the calls sent are answered and booked
-                    raise _Stop(ScenarioStatus.PAUSED, reason=self._pause_reason) from None
-                if not isinstance(exc, Exception):
-                    raise
-                await self._judge_failure(kind, attempt, exc)
-                await self._wait_before_retry(attempt)
-                self._check_requests()
-                continue
-            finally:
-                self._running_phase = None
-            own = await self._own_ledger_lines(new_state, tracker, turn)
-            self._current = replace(new_state, costs=self._current.costs)
-            self._current = self._booked(tracker).with_costs(own).with_phase_completed(kind)
-            await self._emit(EventType.PHASE_COMPLETED, {"turn": turn, "phase": name})
-            return
+        phase = self._phases.get(PhaseType.VALIDATION)
+        if phase is None or self.scenario is None:
+            return None
+        return TurnChecks.start(phase, self._current, self.scenario, ctx, emit=self._emit,
+                                attempts=self.error_policy.max_attempts, wait_before_retry=self._wait_before_retry)
 
-    async def _own_ledger_lines(self, new_state: ScenarioState, tracker: CostTracker, turn: int) -> tuple[CostRecord, ...]:
-        """The ledger lines a phase booked itself (`state.with_cost`), counted by the tracker: announced, warned
-        about and held against the limit like a call's, after the calls the phase made (in the ledger too). A
-        line without a turn is this turn's."""
-        assert self._current is not None
-        before = len(self._current.costs)
-        if new_state.costs[:before] != self._current.costs:
-            raise ValueError("a phase may add ledger lines (state.with_cost) but never change or drop them")
-        now = datetime.now(UTC)
-        own = tuple(replace(r, turn=r.turn or turn, timestamp=r.timestamp or now) for r in new_state.costs[before:])
-        await tracker.book_records(own)
-        return own
-
-    async def _judge_failure(self, kind: PhaseType, attempt: int, cause: BaseException) -> None:
-        """Raise _Stop if the failure ends the run; return if the phase should be tried again."""
-        assert self._current is not None
-        turn, name = self._current.current_turn, kind.value
-        if isinstance(cause, CreditLimitExceeded):
-            await self._emit(EventType.PHASE_FAILED, {"turn": turn, "phase": name, "attempt": attempt, "error": str(cause)})
-            raise _Stop(ScenarioStatus.HALTED, reason=str(cause))
-        if isinstance(cause, AwaitingHuman):
-            # Not a failure: the models' decisions are kept (the phase's progress) and the run waits, stored.
-            raise _Stop(ScenarioStatus.WAITING_FOR_HUMAN, reason=str(cause))
-        if isinstance(cause, HaltRequested):
-            # The phase's work is done; the halt comes after it so a resume starts with the next phase.
-            self._current = self._current.with_phase_completed(kind)
-            await self._emit(EventType.PHASE_COMPLETED, {"turn": turn, "phase": name})
-            raise _Stop(ScenarioStatus.HALTED, reason=str(cause))
-        error = f"{type(cause).__name__}: {cause}"
-        logger.warning("phase %s of turn %s failed (attempt %s): %s", name, turn, attempt, error)
-        await self._emit(EventType.PHASE_FAILED, {"turn": turn, "phase": name, "attempt": attempt, "error": error})
-        if attempt >= self.error_policy.max_attempts:
-            await self._emit(EventType.TURN_FAILED, {"turn": turn, "phase": name, "error": error})
-            if isinstance(cause, LLMError):
-                # The model or its server let us down (outage, garbage after every re-ask): nothing is
-                # wrong with the run, so it waits, resumable, with the reason.
-                raise _Stop(ScenarioStatus.PAUSED, reason=f"turn {turn}, phase {name}: {cause}")
-            raise _Stop(ScenarioStatus.FAILED, error=f"turn {turn}, phase {name}: {error}")
-
-    async def _wait_before_retry(self, attempt: int) -> None:
-        """Sleep before a retry, but wake at once for a cancel."""
-        assert self._wake is not None
+    async def _settle_checks(self, tracker: CostTracker, *, judge: bool = True) -> None:
+        """Wait for the last turn's checks and keep what they recorded. Judged, a halting finding or their
+        failure stops the run here, before this turn's decisions."""
+        checks, self._checking = self._checking, None
+        assert checks is not None and self._current is not None
         try:
-            await asyncio.wait_for(self._wake.wait(), timeout=self.error_policy.retry_delay * attempt)
-        except TimeoutError:
-            pass
+            ended = await checks.wait()
+        finally:
+            self._current = self._current.with_validations_of(checks.turn, checks.results())
+            self._booked(tracker)
+        if not judge or ended is None:
+            return
+        if isinstance(ended, asyncio.CancelledError):  # a cancel request interrupted them
+            self._check_requests()
+            raise RunStop(ScenarioStatus.PAUSED, reason=self._pause_reason)
+        if isinstance(ended, (HaltRequested, CreditLimitExceeded)):
+            raise RunStop(ScenarioStatus.HALTED, reason=str(ended))
+        if isinstance(ended, CallHeld):
+            raise RunStop(ScenarioStatus.PAUSED, reason=self._pause_reason)
+        error = f"{type(ended).__name__}: {ended}"
+        name = PhaseType.VALIDATION.value
+        await self._emit(EventType.PHASE_FAILED, {"turn": checks.turn, "phase": name,
+                                                  "attempt": self.error_policy.max_attempts, "error": error})
+        await self._emit(EventType.TURN_FAILED, {"turn": checks.turn, "phase": name, "error": error})
+        if isinstance(ended, LLMError):
+            raise RunStop(ScenarioStatus.PAUSED, reason=f"turn {checks.turn}, phase {name}: {ended}")
+        raise RunStop(ScenarioStatus.FAILED, error=f"turn {checks.turn}, phase {name}: {error}")
+
+    async def _stop_checks(self, tracker: CostTracker) -> None:
+        """This turn stopped while the checks were under way: they stop too, keeping what they paid for."""
+        checks = self._checking
+        assert checks is not None
+        await checks.cancel()
+        await self._settle_checks(tracker, judge=False)
 
     # ---- events and the end ------------------------------------------------------------------------
     async def _emit(self, event_type: EventType, data: dict[str, Any]) -> None:

@@ -255,6 +255,11 @@ class ScenarioState:
         ordered = sorted((r for r in records if r.turn == turn), key=key)
         return replace(self, **{field_name: (*(r for r in records if r.turn != turn), *ordered)})
 
+    def with_validations_of(self, turn: int, results: Iterable[ValidationResult]) -> ScenarioState:
+        """`results` as the validation results of `turn`, in place of those the state holds (checks of a
+        turn played apart from it, alongside the next one)."""
+        return replace(self, validations=(*(v for v in self.validations if v.turn != turn), *results))
+
     def with_step_completed(self, step: str) -> ScenarioState:
         if step in self.completed_steps:
             return self

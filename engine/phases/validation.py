@@ -89,21 +89,38 @@ def parse_verdict(text: str) -> ValidationOutput:
         )
 
 
+def checks_to_do(state: ScenarioState, scenario: Scenario) -> list[tuple[str, ValidationCheck, ActorConfig | None]]:
+    """The checks of `state.current_turn` not yet recorded: (check, rule, actor or None), in the rules' order.
+    The records are what tells a check done, so a phase stopped half-way and played again asks only the rest."""
+    rules = scenario.validation
+    if rules is None or not rules.run_after_each_turn or not scenario.config.features.quality_assurance.enabled:
+        return []
+    done = {(v.check, v.actor) for v in state.validations_in(state.current_turn)}
+    jobs: list[tuple[str, ValidationCheck, ActorConfig | None]] = []
+    for name, check in rules.enabled_checks.items():
+        subjects: list[ActorConfig | None] = list(scenario.actors) if is_per_actor(name, check) else [None]
+        jobs.extend((name, check, actor) for actor in subjects if (name, actor.short_name if actor else None) not in done)
+    return jobs
+
+
 class ValidationPhase:
+    """The QA checks of a turn. They read the turn's decisions and worlds and change nothing a later phase
+    reads, so the orchestrator plays them alongside the next turn's talks (`alongside_next_turn`) and waits for
+    them before that turn's decisions: a finding set to halt still stops the run before they are used."""
+
     name = PhaseType.VALIDATION
+    alongside_next_turn = True
+
+    def pending(self, state: ScenarioState, scenario: Scenario) -> bool:
+        """Whether checks of `state.current_turn` are still to be asked."""
+        return bool(checks_to_do(state, scenario))
 
     async def run(self, state: ScenarioState, ctx: PhaseContext) -> ScenarioState:
         rules = ctx.scenario.validation
-        if rules is None or not rules.run_after_each_turn or not ctx.scenario.config.features.quality_assurance.enabled:
+        jobs = checks_to_do(state, ctx.scenario)
+        if rules is None or not jobs:
             return state
         turn = state.current_turn
-        done = {(v.check, v.actor) for v in state.validations_in(turn)}
-        jobs: list[tuple[str, ValidationCheck, ActorConfig | None]] = []
-        for name, check in rules.enabled_checks.items():
-            subjects: list[ActorConfig | None] = list(ctx.scenario.actors) if is_per_actor(name, check) else [None]
-            jobs.extend((name, check, actor) for actor in subjects if (name, actor.short_name if actor else None) not in done)
-        if not jobs:
-            return state
         await ctx.emit(EventType.VALIDATION_STARTED, {"turn": turn, "checks": sorted({name for name, _, _ in jobs})}, turn=turn)
         seen = state
         recorded: list[ValidationResult] = []

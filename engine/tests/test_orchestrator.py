@@ -340,14 +340,19 @@ async def test_execute_turn_plays_one_turn_and_refuses_a_run_that_is_over():
 async def test_a_run_whose_spending_reaches_the_limit_halts_at_the_turns_end_and_resumes_with_a_higher_one(summit):
     bus = EventBus(keep_history=True)
     provider = FixedCostProvider(summit, cost_per_call=0.01)
-    spent_in_a_turn = (await Runner(provider=FixedCostProvider(summit, cost_per_call=0.01)).run_async(summit, max_turns=1)).total_cost
+    # What turn 1 of a longer run spends (its checks play alongside turn 2's talks, and are paid there).
+    probe = EventBus(keep_history=True)
+    await Runner(provider=FixedCostProvider(summit, cost_per_call=0.01), bus=probe).run_async(summit, max_turns=3)
+    spent_in_a_turn = probe.get_history(EventType.TURN_COMPLETED)[0].data["total_cost"]
     halted = await Runner(provider=provider, bus=bus).run_async(summit, max_turns=3, credit_limit=spent_in_a_turn)
     assert halted.status is ScenarioStatus.HALTED and halted.turn == 1 and halted.completed_phases == ()
+    assert halted.validations_in(1) == (), "turn 1's checks wait for turn 2"
     assert "by the end of turn 1" in halted.halt_reason and halted.total_cost == pytest.approx(spent_in_a_turn)
     [exceeded] = bus.get_history(EventType.CREDIT_LIMIT_EXCEEDED)
     assert exceeded.data["turn"] == 1 and not bus.get_history(EventType.TURN_STARTED)[1:], "turn 2 never began"
     resumed = await Runner(provider=FixedCostProvider(summit, cost_per_call=0.01)).run_async(summit, max_turns=3, credit_limit=1.0, state=halted)
     assert resumed.status is ScenarioStatus.COMPLETED and resumed.turn == 3
+    assert {v.turn for v in resumed.validations} == {1, 2, 3}  # the resume asked turn 1's checks too
 
 
 class Spending:

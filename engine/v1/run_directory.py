@@ -17,6 +17,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from engine.phases.persistence import write_atomically
+from engine.phases.validation import checks_to_do
 from engine.run_names import highest_run_number, run_folder_name
 from engine.scenario.loader import DEFINITION
 from engine.scenario.reader import YAML_SUFFIXES
@@ -194,7 +195,10 @@ class V1RunDirectory:
                 put(name, turn, lambda k=kind, m=messages, t=turn: conversation_markdown(state, k, m, t, generated_at=when(t)))
         if self.scenario.validation is not None:
             for turn in range(1, state.turn + 1):
-                put(f"validation-{turn:03d}.md", turn, lambda t=turn: validation_report_markdown(state, t, generated_at=when(t)))
+                # A turn's checks play alongside the next turn's talks: its report waits for them.
+                if turn < state.turn or not checks_to_do(replace(state, turn=turn - 1), self.scenario):
+                    put(f"validation-{turn:03d}.md", turn if turn < state.turn - 1 else None,
+                        lambda t=turn: validation_report_markdown(state, t, generated_at=when(t)))
 
         document = v1_state_document(state, meta, scenario=self.scenario, now=now)
         document["execution_metadata"]["engine"]["credit_limit"] = self.credit_limit

@@ -35,8 +35,14 @@ TURN_RECORDS = (models.Turn, models.Decision, models.Communication, models.Metri
 
 
 # ---- state → rows --------------------------------------------------------------------------------------------
+# A turn's QA checks play alongside the next turn's talks: its findings may reach the store one save later,
+# so a save rewrites them for the last turn it stored too.
+LATE_RECORDS = (models.ValidationResult,)
+
+
 def turn_rows(run: models.Run, state: ScenarioState, after_turn: int) -> list[models.Model]:
-    """Rows for every record of `state` belonging to a turn after `after_turn` (the ledger aside)."""
+    """Rows for every record of `state` belonging to a turn after `after_turn` (the ledger aside), and for
+    `LATE_RECORDS` from `after_turn` on."""
     rows: list[models.Model] = []
     for i, w in enumerate(state.world_states):
         if w.turn > after_turn:
@@ -60,7 +66,7 @@ def turn_rows(run: models.Run, state: ScenarioState, after_turn: int) -> list[mo
             rows.append(models.MetricRecord(run=run, turn=m.turn, position=i, name=m.name, value=m.value,
                                             actor=m.actor or "", source=m.source))
     for i, v in enumerate(state.validations):
-        if v.turn > after_turn:
+        if v.turn >= after_turn:
             rows.append(models.ValidationResult(
                 run=run, turn=v.turn, position=i, check_name=v.check, passed=v.passed, severity=v.severity,
                 actor=v.actor or "", issues=list(v.issues), explanation=v.explanation,

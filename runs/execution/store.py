@@ -26,7 +26,7 @@ from engine.seats import HumanDecision
 from engine.state import ScenarioStatus
 from runs import models
 from runs.execution.mapping import (
-    TURN_RECORDS, call_row, event_row, human_decision_of, human_decision_row, ledger_row, ledger_row_of_event, state_from_rows,
+    LATE_RECORDS, TURN_RECORDS, call_row, event_row, human_decision_of, human_decision_row, ledger_row, ledger_row_of_event, state_from_rows,
     summary_row, turn_rows,
 )
 
@@ -156,8 +156,8 @@ def save_run_state(run_id: int, state: ScenarioState, *, claim: str | None = Non
         if claim is not None and run.claim != claim:
             raise ClaimLost(f"run {run_id} was claimed by another process ({run.worker}); this one stops")
         stored = run.turn
-        for model in TURN_RECORDS:
-            model.objects.filter(run=run, turn__gt=stored).delete()  # a partial turn is replaced whole
+        for model in TURN_RECORDS:  # a partial turn is replaced whole
+            model.objects.filter(run=run, turn__gte=stored if model in LATE_RECORDS else stored + 1).delete()
         rows = turn_rows(run, state, stored)
         for model in TURN_RECORDS:
             model.objects.bulk_create([row for row in rows if type(row) is model])

@@ -62,6 +62,8 @@ def test_same_run_in_the_engine_alone_gives_the_same_records():
     assert stored.communications == alone.communications
     assert stored.world_states == alone.world_states
     assert stored.metrics == alone.metrics
+    # A turn's QA findings reach the store with the next turn's save (they are asked alongside its talks).
+    assert stored.validations == alone.validations and {v.turn for v in stored.validations} == {1, 2}
 
 
 def test_context_summaries_are_stored_once_and_rebuilt():
