@@ -48,7 +48,8 @@ class Endpoint:
     # How a JSON schema is sent: OpenAI's `response_format` json_schema; `json_object` with a `schema` key
     # (llama-cpp-python's server); or Ollama's native `format`.
     structured_output: StructuredOutput = "json_schema"
-    max_concurrency: int = 32  # matches the engine's cap: a 12-actor validation round (25 calls) fits in one wave
+    # Calls in flight: a 12-actor turn's QA checks (25 calls) beside the next turn's talks (12) fit in one wave.
+    max_concurrency: int = 48
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
     strip_prefix: str = ""  # "openai/gpt-4o" is "gpt-4o" to OpenAI itself

@@ -28,7 +28,7 @@ class RoutingError(ValueError):
 
 
 def endpoints_from_environment(env: Mapping[str, str]) -> dict[str, Endpoint]:
-    concurrency = int(env.get("SCENARIOLAB_LLM_CONCURRENCY", "32"))
+    concurrency = int(env.get("SCENARIOLAB_LLM_CONCURRENCY", "48"))
     timeout = float(env.get("SCENARIOLAB_LLM_TIMEOUT", "120"))
     found: dict[str, Endpoint] = {}
     if env.get("OPENROUTER_API_KEY"):
