@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test test-scale-out reliability install install-dev migrate serve deploy-check bench local-model local-demo clean
+.PHONY: demo test test-scale-out reliability install install-dev migrate serve deploy-check bench price-index local-model local-demo clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +87,10 @@ reliability: $(DEV_STAMP) $(CHROMIUM)
 # (`$(PY) -m bench --quick` checks the machinery in seconds; `--only NAME` plays one benchmark).
 bench: $(DEV_STAMP) $(CHROMIUM)
 	$(PY) -m bench
+
+# After upgrading genai-prices: the prices and context windows runs read without importing it.
+price-index: $(STAMP)
+	$(PY) -m engine.llm.price_index
 
 # The bundled local model (opt-in): llama.cpp is compiled here (about 5 minutes on 2 cores). A portable AVX2
 # build: llama.cpp's native build picks AMX/AVX-512 kernels that crash on some virtual machines.

@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import Literal
 
 
+from engine.llm.price_index import indexed
 from engine.llm.provider import LLMRequest
 from engine.scenario.folder import Scenario
 
@@ -174,6 +175,8 @@ def genai_context_length(model: str) -> int | None:
     """The context window genai-prices records for a "vendor/model" string, or None. As pricing does, it
     asks for the vendor's own listing and OpenRouter's; where both know the model, the smaller wins."""
     base = model.rsplit(":", 1)[0] if ":" in model.rpartition("/")[2] else model
+    if (entry := indexed(base)) is not None:  # the package's answer, kept (engine.llm.price_index)
+        return entry[2]
     vendor, _, name = base.rpartition("/")
     windows = [w for w in (_genai_window(name, vendor), _genai_window(base, "openrouter")) if w] if vendor else []
     if windows:

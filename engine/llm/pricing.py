@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from engine.llm.price_index import indexed
 from engine.llm.provider import LLMError, LLMRequest, LLMResponse, estimate_tokens
 
 PRICE_TABLE_VARIABLE = "SCENARIOLAB_PRICE_TABLE"
@@ -78,6 +79,8 @@ def genai_price(model: str) -> ModelPrice | None:
     model = model.strip().lower()
     # OpenRouter routing variants (":nitro", ":floor", ":online") are priced as the base model.
     base = model.rsplit(":", 1)[0] if ":" in model.rpartition("/")[2] else model
+    if (entry := indexed(base)) is not None:  # the package's answer, kept (engine.llm.price_index)
+        return None if entry[0] is None else ModelPrice(entry[0], entry[1] or 0.0, "genai-prices")
     vendor, _, name = base.rpartition("/")
     found = [
         price

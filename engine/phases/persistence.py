@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol, TextIO, runtime_checkable
 
 from engine.events import EventBus, EventType
-from engine.state import ScenarioState
+from engine.state import ScenarioState, ScenarioStatus
 from engine.views.markdown import run_views
 
 
@@ -47,11 +47,14 @@ def write_atomically(path: Path, content: str | Callable[[TextIO], None]) -> Non
 
 
 class FilesystemPersistence:
-    """`<root>/<run_id>/state.json` plus Markdown views of every turn and a run summary."""
+    """`<root>/<run_id>/state.json` plus Markdown views of every turn and a run summary. With
+    `state_when_stopped`, state.json is written only when the run stops (paused, halted, ended): for a run whose
+    state a database keeps as it goes, rewriting the whole state every turn would cost more each turn."""
 
-    def __init__(self, root: str | Path, *, per_run_folder: bool = True) -> None:
+    def __init__(self, root: str | Path, *, per_run_folder: bool = True, state_when_stopped: bool = False) -> None:
         self.root = Path(root)
         self.per_run_folder = per_run_folder
+        self.state_when_stopped = state_when_stopped
 
     def folder(self, run_id: str) -> Path:
         return self.root / run_id if self.per_run_folder else self.root
@@ -68,7 +71,8 @@ class FilesystemPersistence:
                 write_atomically(path, view.render())
         # The state goes last: a reader that finds it finds the views of the same moment beside it.
         state_path = folder / "state.json"
-        write_atomically(state_path, state.write_json)
+        if not self.state_when_stopped or state.status is not ScenarioStatus.RUNNING:
+            write_atomically(state_path, state.write_json)
         return str(state_path)
 
     async def load(self, run_id: str) -> ScenarioState | None:

@@ -184,13 +184,16 @@ class RunEventRecorder:
 
 
 class OrmPersistence:
-    """`StatePersistence` for a Django run: rows in the database, Markdown views in the run's folder."""
+    """`StatePersistence` for a Django run: rows in the database, Markdown views in the run's folder (and its
+    state.json whenever it stops)."""
 
     def __init__(self, run: models.Run, *, claim: str | None = None, recorder: RunEventRecorder | None = None) -> None:
         self.run_id = run.pk
         self.claim = claim
         self.recorder = recorder
-        self.files = FilesystemPersistence(Path(run.output_dir), per_run_folder=False) if run.output_dir else None
+        # state.json when the run stops: the database holds its state as it goes.
+        self.files = (FilesystemPersistence(Path(run.output_dir), per_run_folder=False, state_when_stopped=True)
+                      if run.output_dir else None)
         self._save = sync_to_async(save_run_state, thread_sensitive=True)
         self._writing: asyncio.Future | None = None
 
