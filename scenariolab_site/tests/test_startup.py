@@ -146,3 +146,29 @@ def test_the_sdk_the_v1_line_and_run_scenario_keep_to_their_import_budget(tmp_pa
     for modules in (sdk, v1, manage):
         assert loaded(modules, NEVER) == []
     assert loaded(manage, NEVER_EMBEDDED) == []
+
+
+def test_a_worker_starts_without_the_web_stack(tmp_path):
+    """A worker runs the models' checks only: the URL check would load every view, API schema and admin
+    module (and the Markdown renderer), none of which it serves."""
+    import signal
+    import time
+
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("SCENARIOLAB_") and key not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL")}
+    env |= {"SCENARIOLAB_DATA_DIR": str(tmp_path), "SCENARIOLAB_OUTPUT_DIR": str(tmp_path / "output"),
+            "PYTHONUNBUFFERED": "1"}
+    subprocess.run([sys.executable, str(MANAGE), "migrate", "-v", "0"], env=env, check=True, timeout=120)
+    out = tmp_path / "modules.json"
+    worker = subprocess.Popen([sys.executable, "-c", COUNTING, str(out), str(MANAGE), "run_huey", "--workers", "1"],
+                              cwd=MANAGE.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "consumer started" not in (line := worker.stdout.readline()) and time.monotonic() < deadline:
+            assert line or worker.poll() is None, "the worker ended before starting its consumer"
+    finally:
+        worker.send_signal(signal.SIGINT)
+        worker.communicate(timeout=60)
+    modules = set(json.loads(out.read_text()))
+    assert "huey.consumer" in modules and "runs.tasks" in modules  # it did start, with the tasks
+    assert loaded(modules, ("scenariolab_site.urls", "runs.views", "markdown_it", "nh3", *WEB_SERVER, *NEVER_EMBEDDED)) == []

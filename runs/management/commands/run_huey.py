@@ -13,6 +13,7 @@ import logging
 import signal
 
 from django.conf import settings
+from django.core.checks import Tags
 from huey.consumer import Consumer
 from huey.contrib.djhuey.management.commands.run_huey import Command as HueyCommand
 from huey.storage import RedisPriorityQueue
@@ -58,6 +59,9 @@ def adopt_fifo_tasks(huey) -> int:
 
 class Command(HueyCommand):
     help = "Run the Huey worker; SIGTERM or SIGINT hands its runs back to the queue before it exits."
+    # The models' checks only: the URL check would load every view, API schema and admin module (and the
+    # Markdown renderer they use), none of which a worker serves.
+    requires_system_checks = [Tags.models]
 
     def handle(self, *args, **options):
         from huey.contrib.djhuey import HUEY
