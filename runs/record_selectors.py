@@ -33,9 +33,11 @@ def run_records(model, run: Run, *, turn: int | None = None, order: tuple[str, .
     return rows.order_by(*order) if order else rows
 
 
-def events_after(run: Run, after: int, limit: int) -> tuple[list[RunEvent], bool]:
-    """Up to `limit` of the run's events after seq `after`, in order, and whether more follow."""
-    rows = list(RunEvent.objects.filter(run=run, seq__gt=after).order_by("seq")[: limit + 1])
+def events_after(run: Run, after: int, limit: int) -> tuple[list[dict], bool]:
+    """Up to `limit` of the run's events after seq `after`, in order (seq, type, data, source, timestamp), and
+    whether more follow."""
+    rows = list(RunEvent.objects.filter(run=run, seq__gt=after).order_by("seq")
+                .values("seq", "type", "data", "source", "timestamp")[: limit + 1])
     return rows[:limit], len(rows) > limit
 
 

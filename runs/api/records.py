@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from django.http import Http404, HttpResponse, JsonResponse
 from ninja import Body, Query, Schema
-from ninja.responses import Status
+from ninja.responses import NinjaJSONEncoder, Status
 from pydantic import Field
 
 from runs.downloads import markdown_zip_response
@@ -319,10 +319,11 @@ def run_events(request, run_id: int, after: int = Query(0, ge=0), limit: int = Q
     run = run_for(request, run_id)
     viewpoint = reader_of(run, caller(request)).viewpoint
     rows, more = record_selectors.events_after(run, after, limit)
-    events = [readable_event(viewpoint, {"seq": e.seq, "type": e.type, "data": e.data, "source": e.source,
-                                         "timestamp": e.timestamp}) for e in rows]
-    return {"events": events, "next_after": rows[-1].seq if rows else after, "has_more": more,
-            "status": selectors.run_display_status(run)}
+    page = {"events": [readable_event(viewpoint, row) for row in rows], "next_after": rows[-1]["seq"] if rows else after,
+            "has_more": more, "status": selectors.run_display_status(run)}
+    # Written with the API's own encoder rather than checked against EventPage (which documents it): this is what
+    # a script following a run polls, and checking a hundred events' data was a third of each request.
+    return JsonResponse(page, encoder=NinjaJSONEncoder)
 
 
 
