@@ -106,11 +106,18 @@ def event_overhead(scenario: Scenario, turns: int, repeats: int) -> dict[str, tu
     buses = {"async": lambda: subscribed_bus(), "sync": lambda: subscribed_bus(asynchronous=False), "none": SilentBus}
     for make in buses.values():
         turn_ms(scenario, 1, make())
-    best = {name: (float("inf"), float("inf")) for name in buses}
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in buses}
     for _ in range(repeats):
         for name, make in buses.items():
-            best[name] = min(best[name], turn_ms(scenario, turns, make()))
-    return best
+            runs[name].append(turn_ms(scenario, turns, make()))
+    return {name: min(results) for name, results in runs.items()} | {
+        f"{name} noise": (overhead_noise(runs[name], runs["none"]), 0.0) for name in buses if name != "none"}
+
+
+def overhead_noise(with_bus: list[tuple[float, float]], without: list[tuple[float, float]]) -> float:
+    """Half the spread of the overhead (%) across the repeats, each against the bus-less run beside it."""
+    each = [(a[0] / b[0] - 1) * 100 for a, b in zip(with_bus, without, strict=True)]
+    return (max(each) - min(each)) / 2
 
 
 # ---- start-up ------------------------------------------------------------------------------------------------
@@ -200,14 +207,16 @@ def main(argv: list[str] | None = None) -> int:
     same = f"{args.actors} actors, {args.turns} turns, {args.latency * 1000:g} ms a call, {sum(engine['calls'].values())} calls"
     report(f"The V2 document's targets ({same}; best of {args.repeats})", [
         *(Figure(f"V2: event overhead (bus + the document's 2 handlers, {name}, vs no bus)",
-                 round((overhead[name][0] / without[0] - 1) * 100, 1), "%", 10, "<",
+                 round((overhead[name][0] / without[0] - 1) * 100, 1), "%", 10, "<", noise=round(overhead[f"{name} noise"][0], 1),
                  note=f"{overhead[name][0]:.1f} vs {without[0]:.1f} ms a turn, zero-latency offline model; engine "
                       f"time alone {overhead[name][1]:.1f} vs {without[1]:.1f} ms") for name in ("async", "sync")),
         Figure("V2: start-up, new process → first model call", round(starts[len(starts) // 2], 3), "s", 2, "<",
                note="median; each: " + ", ".join(f"{s:.2f}" for s in starts)),
         Figure("V2: turn time vs a V1-like monolithic loop", round((engine["turn_s"] / loop["turn_s"] - 1) * 100, 1), "%",
                -20, "<=", note=f"{engine['turn_s'] * 1000:.0f} vs {loop['turn_s'] * 1000:.0f} ms a turn"),
-        Figure("V2: peak memory vs a V1-like monolithic loop", round((engine_mb / loop_mb - 1) * 100, 1), "%", -30, "<=",
+        # The document's memory target (-30 % against V1) is a process's peak RSS: bench/side_by_side.py
+        # "peak RSS: engine SDK" against V1's own 43.7 MB. This is where the engine's own heap stands.
+        Figure("V2: Python allocations at the peak vs a V1-like monolithic loop", round((engine_mb / loop_mb - 1) * 100, 1), "%",
                note=f"{engine_mb:.1f} vs {loop_mb:.1f} MB allocated at the peak"),
     ])
     return 0
