@@ -18,11 +18,11 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.figures import Figure, failed, parse, table
+from bench.figures import Figure, failed, markdown_table, parse, table
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.json"
@@ -90,7 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", metavar="NAME",
                         help=f"only this benchmark (repeatable): {', '.join(b.name for b in BENCHMARKS)}")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes (default: %(default)s)")
+    parser.add_argument("--markdown", action="store_true",
+                        help="run nothing: print the last results as docs/PERFORMANCE.md's table")
     args = parser.parse_args(argv)
+    if args.markdown:
+        saved = json.loads(args.results.read_text())
+        names = {f.name for f in fields(Figure)}
+        print(markdown_table(Figure(**{k: v for k, v in item.items() if k in names}) for item in saved["figures"]))
+        return 0
     unknown = sorted(set(args.only or ()) - {b.name for b in BENCHMARKS})
     if unknown:
         parser.error(f"unknown benchmark {', '.join(map(repr, unknown))}; known: {', '.join(b.name for b in BENCHMARKS)}")

@@ -119,6 +119,22 @@ def table(figures: Iterable[Figure]) -> str:
     return "\n".join(aligned)
 
 
+def markdown_table(figures: Iterable[Figure]) -> str:
+    """The table of docs/PERFORMANCE.md: figure, value (± its noise), target, ratio, verdict."""
+    rows = ["| figure | value | target | ratio | |", "| --- | ---: | ---: | ---: | --- |"]
+    for f in figures:
+        unit = f" {f.unit}" if f.unit else ""
+        value = "failed" if f.error else f"{number(f.value)}{f' ± {number(f.noise)}' if f.noise else ''}{unit}"
+        sign = {"<=": "≤", ">=": "≥"}.get(f.comparison, f.comparison)
+        target = f"{sign} {number(f.target)}{unit}" if f.target is not None else ""
+        ratio = f"{f.ratio:.2f}" if f.ratio is not None else ""
+        verdict = {True: "met", False: "MISSED" if f.missed_beyond_noise else "missed within noise", None: ""}[f.passed]
+        detail = f.error or f.note
+        said = "; ".join(part for part in (verdict, detail) if part)
+        rows.append(f"| {f.name} | {value} | {target} | {ratio} | {said} |")
+    return "\n".join(rows)
+
+
 def report(title: str, figures: list[Figure]) -> None:
     """What each script prints when it ends: its title, its table, the machine-readable line."""
     print(title)

@@ -158,3 +158,13 @@ def test_a_miss_fails_the_bench_only_beyond_the_noise_it_measured() -> None:
     assert Figure("t", None, "s", 1.0, "<=", error="no server").missed_beyond_noise is True
     assert "missed within noise" in table([Figure("t", 1.04, "s", 1.0, "<=", noise=0.05)])
     assert "MISSED" in table([Figure("t", 1.04, "s", 1.0, "<=", noise=0.01)])
+
+
+def test_the_docs_table_shows_value_noise_target_ratio_and_verdict() -> None:
+    from bench.figures import markdown_table
+
+    lines = markdown_table([Figure("start-up", 0.45, "s", 0.5, "<=", noise=0.01, note="median of 3"),
+                            Figure("peak RSS", 80.0, "MB", 63, "<="), failed("api", "no server")]).splitlines()
+    assert lines[2] == "| start-up | 0.45 ± 0.01 s | ≤ 0.5 s | 0.90 | met; median of 3 |"
+    assert lines[3] == "| peak RSS | 80 MB | ≤ 63 MB | 1.27 | MISSED |"
+    assert lines[4] == "| api | failed |  |  | no server |"
