@@ -90,7 +90,7 @@ bench: $(DEV_STAMP) $(CHROMIUM)
 
 # After upgrading genai-prices: the prices and context windows runs read without importing it.
 price-index: $(STAMP)
-	$(PY) -m engine.llm.price_index
+	$(PY) -m engine.llm.build_price_index
 
 # The bundled local model (opt-in): llama.cpp is compiled here (about 5 minutes on 2 cores). A portable AVX2
 # build: llama.cpp's native build picks AMX/AVX-512 kernels that crash on some virtual machines.

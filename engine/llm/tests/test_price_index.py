@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine.llm import price_index
+from engine.llm import build_price_index, price_index
 from engine.llm.pricing import genai_price
 from engine.token_budget import genai_context_length
 
@@ -19,6 +19,7 @@ def test_the_index_holds_the_installed_packages_own_answers(monkeypatch):
     assert index["genai_prices"] == price_index.installed_version(), \
         "genai-prices was upgraded: rebuild the index with `make price-index`"
     assert len(index["models"]) > 1000
+    assert build_price_index.build()["models"].keys() >= index["models"].keys()
     monkeypatch.setattr(price_index, "_building", True)  # every answer below from the package itself
     for name, (input_rate, output_rate, window) in index["models"].items():
         price = genai_price.__wrapped__(name)
