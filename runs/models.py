@@ -14,6 +14,7 @@ from django.db import models
 
 from engine.run_names import run_folder_name
 from engine.state import ScenarioStatus
+from scenarios.fields import OrderedJSONField
 
 
 # A run's status is the engine's (`ScenarioStatus`), but for one: a run waiting for a worker (new, or asked to
@@ -31,7 +32,7 @@ class Run(models.Model):
     number = models.PositiveIntegerField(help_text="run-NNN within its scenario: the Markdown folder's name")
     # The scenario as it was when the run was created (model overrides applied): edits to the scenario
     # afterwards never change a run, and a resume plays the same scenario.
-    snapshot = models.JSONField()
+    snapshot = OrderedJSONField()  # the scenario as the run plays it: its mappings in the author's order
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
 
     status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)

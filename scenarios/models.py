@@ -9,6 +9,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 
 from engine.scenario.schema import SHORT_NAME, ActorConfig, ScenarioConfig
+from scenarios.fields import OrderedJSONField
 
 # Actor files and background documents become file names on export.
 file_name_validator = RegexValidator(
@@ -45,11 +46,11 @@ class Scenario(models.Model):
     context_window_size = models.PositiveIntegerField(
         default=_config_default("context_window_size"), help_text="Past turns each actor is shown."
     )
-    communication = models.JSONField(
+    communication = OrderedJSONField(
         default=dict, blank=True,
         help_text="features.communications: enabled, max_per_turn, bilateral, coalition, public.",
     )
-    features = models.JSONField(
+    features = OrderedJSONField(
         default=dict, blank=True,
         help_text="The other features: exogenous_events, metrics_extraction, quality_assurance, context_management.",
     )
@@ -62,13 +63,13 @@ class Scenario(models.Model):
         help_text="the run ends once this holds after a turn, e.g. `cooperation_level >= 8 or turns >= 20` "
                   "(metrics compared with numbers; `turns` is the cap); empty: it plays all its turns",
     )
-    metrics = models.JSONField(null=True, blank=True, help_text="metrics.yaml as JSON: {\"metrics\": [...]}")
-    validation_rules = models.JSONField(null=True, blank=True, help_text="validation-rules.yaml as JSON.")
-    exogenous_events = models.JSONField(null=True, blank=True, help_text="exogenous-events.yaml as JSON.")
-    roles = models.JSONField(default=dict, blank=True, help_text="Parts in every run by group, and what observers see: "
+    metrics = OrderedJSONField(null=True, blank=True, help_text="metrics.yaml as JSON: {\"metrics\": [...]}")
+    validation_rules = OrderedJSONField(null=True, blank=True, help_text="validation-rules.yaml as JSON.")
+    exogenous_events = OrderedJSONField(null=True, blank=True, help_text="exogenous-events.yaml as JSON.")
+    roles = OrderedJSONField(default=dict, blank=True, help_text="Parts in every run by group, and what observers see: "
                              "{\"observer_view\": \"public\", \"facilitators\": [group], \"observers\": [group], "
                              "\"players\": {group: [actor]}}")
-    extra = models.JSONField(default=dict, blank=True, help_text="Keys of scenario.yaml the site does not know, kept.")
+    extra = OrderedJSONField(default=dict, blank=True, help_text="Keys of scenario.yaml the site does not know, kept.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -104,14 +105,14 @@ class Actor(models.Model):
     description = models.TextField(blank=True)
     goals = models.JSONField(default=list, blank=True, help_text="A list of text.")
     constraints = models.JSONField(default=list, blank=True, help_text="A list of text.")
-    information_access = models.JSONField(
+    information_access = OrderedJSONField(
         null=True, blank=True,
         help_text="{\"public\": [...], \"private\": [...]}; \"private\" is the private information.",
     )
-    expertise = models.JSONField(null=True, blank=True, help_text="Text, a mapping or a list.")
+    expertise = OrderedJSONField(null=True, blank=True, help_text="Text, a mapping or a list.")
     decision_making_style = models.TextField(blank=True)
     control = models.CharField(max_length=10, choices=Control.choices, default=Control.AI)
-    extra = models.JSONField(default=dict, blank=True, help_text="Keys of the actor file the site does not know, kept.")
+    extra = OrderedJSONField(default=dict, blank=True, help_text="Keys of the actor file the site does not know, kept.")
 
     class Meta:
         ordering = ["position", "id"]
