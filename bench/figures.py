@@ -67,6 +67,20 @@ class Figure:
         return {**asdict(self), "ratio": None if ratio is None else round(ratio, 3), "passed": self.passed}
 
 
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, round(0.95 * len(ordered)) - 1)]
+
+
+def p95_noise(values: list[float]) -> float:
+    """The noise of a p95 taken once: half the difference between the p95s of the first and the second half of
+    the samples, in the order they were taken."""
+    if len(values) < 4:
+        return 0.0
+    half = len(values) // 2
+    return abs(p95(values[:half]) - p95(values[half:])) / 2
+
+
 def failed(name: str, error: str, unit: str = "", target: float | None = None, comparison: str = "") -> Figure:
     return Figure(name, None, unit, target, comparison, error=error)
 

@@ -168,3 +168,12 @@ def test_the_docs_table_shows_value_noise_target_ratio_and_verdict() -> None:
     assert lines[2] == "| start-up | 0.45 ± 0.01 s | ≤ 0.5 s | 0.90 | met; median of 3 |"
     assert lines[3] == "| peak RSS | 80 MB | ≤ 63 MB | 1.27 | MISSED |"
     assert lines[4] == "| api | failed |  |  | no server |"
+
+
+def test_a_p95_taken_once_gets_the_noise_of_its_two_halves() -> None:
+    from bench.figures import p95, p95_noise
+
+    assert p95([float(n) for n in range(1, 101)]) == 95
+    steady = [10.0] * 50 + [10.0] * 50
+    assert p95_noise(steady) == 0
+    assert p95_noise([10.0] * 50 + [30.0] * 50) == 10  # the second half was slower: a p95 this far apart is noise
