@@ -6,7 +6,8 @@ whose import (with its own CLI's dependencies) cost about 10 MB and a millisecon
 New connections ramp up: at most `max_connecting` are being opened at once (a round of 25 calls must not
 send 25 SYNs at a server whose listen backlog is 5, which drops the rest and stalls them a second), and a
 call waiting to connect takes any connection freed meanwhile. TLS (https) uses the system's certificates, or
-certifi's when installed.
+certifi's when installed, through the proxy HTTPS_PROXY names (CONNECT) unless NO_PROXY exempts the server;
+plain http (a model server on this machine or the local network) is never proxied.
 """
 
 from __future__ import annotations
@@ -20,6 +21,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import h11
+
+
+def https_proxy(host: str) -> tuple[str, int] | None:
+    """The proxy HTTPS requests to `host` go through (HTTPS_PROXY / https_proxy, minus NO_PROXY), if any."""
+    import urllib.request  # read the environment as the standard library does, only for https servers
+
+    url = urllib.request.getproxies().get("https")
+    if not url or urllib.request.proxy_bypass(host):
+        return None
+    proxy = urlsplit(url if "://" in url else f"http://{url}")
+    return (proxy.hostname or "", proxy.port or 80) if proxy.hostname else None
 
 
 class TransportError(Exception):
@@ -138,15 +150,37 @@ class HttpPool:
 
     async def _connect(self) -> _Connection:
         context = self._tls() if self.scheme == "https" else None
+        proxy = https_proxy(self.host) if context else None
         try:
             async with asyncio.timeout(self.connect_timeout):
-                reader, writer = await asyncio.open_connection(
-                    self.host, self.port, ssl=context, server_hostname=self.host if context else None, limit=2**20)
+                if proxy is None:
+                    reader, writer = await asyncio.open_connection(
+                        self.host, self.port, ssl=context, server_hostname=self.host if context else None, limit=2**20)
+                else:
+                    reader, writer = await asyncio.open_connection(*proxy, limit=2**20)
+                    await self._tunnel(reader, writer, proxy)
+                    await writer.start_tls(context, server_hostname=self.host)
         except TimeoutError as exc:
             raise ConnectTimeout(f"no connection to {self.authority} within {self.connect_timeout:g} s") from exc
         except OSError as exc:  # refused, unreachable, TLS failures (ssl.SSLError is an OSError)
-            raise ConnectError(f"cannot connect to {self.authority}: {exc}") from exc
+            via = f" through the proxy {proxy[0]}:{proxy[1]}" if proxy else ""
+            raise ConnectError(f"cannot connect to {self.authority}{via}: {exc}") from exc
         return _Connection(reader, writer)
+
+    async def _tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, proxy: tuple[str, int]) -> None:
+        """Ask an HTTP proxy (HTTPS_PROXY) for a tunnel to the server: CONNECT, then TLS inside it."""
+        target = f"{self.host}:{self.port}"
+        writer.write(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+        await writer.drain()
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            writer.close()
+            raise ConnectionError("the proxy closed the connection") from exc
+        status = head.split(b"\r\n", 1)[0].decode("latin-1")
+        if status.split(" ")[1:2] != ["200"]:
+            writer.close()
+            raise ConnectionError(f"the proxy answered {status!r} to CONNECT {target}")
 
     def _tls(self) -> ssl.SSLContext:
         if self._ssl is None:

@@ -71,3 +71,28 @@ async def test_a_refused_connection_and_a_silent_server_are_transport_errors():
         with pytest.raises(ReadTimeout, match="within 0.2 s"):
             await pool.post_json("/chat/completions", BODY)
         await pool.aclose()
+
+
+async def test_https_goes_through_the_proxy_https_proxy_names(monkeypatch):
+    asked = []
+
+    async def refusing_proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        asked.append((await reader.readuntil(b"\r\n\r\n")).decode())
+        writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    proxy = await asyncio.start_server(refusing_proxy, "127.0.0.1", 0)
+    port = proxy.sockets[0].getsockname()[1]
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(ConnectError, match=f"through the proxy 127.0.0.1:{port}.*403"):
+        await HttpPool("https://models.example.org/v1").post_json("/chat/completions", BODY)
+    assert asked and asked[0].startswith("CONNECT models.example.org:443 HTTP/1.1\r\n")
+
+    monkeypatch.setenv("NO_PROXY", "models.example.org")
+    from engine.llm.http import https_proxy
+
+    assert https_proxy("models.example.org") is None and https_proxy("other.example.org") == ("127.0.0.1", port)
+    proxy.close()
