@@ -53,8 +53,10 @@ def test_a_worker_killed_mid_call_is_resumed_with_nothing_lost_or_doubled(settin
     ledger holds exactly the tokens the server billed (hung calls the dead client left were never billed)."""
     settings.RUN_STALE_SECONDS = 1
     server = FakeLLMServer(hang_seconds=60).start_in_thread()
-    # Calls 1-14 answer, the next six hang: the kill comes while the worker waits on them.
-    server.set_faults([None] * 14 + ["hang"] * 6)
+    # Calls 1-14 answer, every later one hangs: the kill comes while the worker waits on them. (Not just one
+    # round's worth: a turn's QA checks and the next turn's talks are in flight together, so requests may still
+    # arrive after the first hangs, and an answered one would be billed in the moment before the kill.)
+    server.set_faults([None] * 14 + ["hang"] * 60)
     llm = {"SCENARIOLAB_LLM_BASE_URL": server.base_url, "SCENARIOLAB_LLM_TIMEOUT": "60"}
     worker = None
     try:
