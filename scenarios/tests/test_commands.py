@@ -25,11 +25,14 @@ def run(*args: str) -> str:
 
 @pytest.mark.django_db
 def test_no_paths_imports_the_library_once() -> None:
-    assert run() == "stored ai-summit\n"
+    library = sorted(p.name for p in Path(settings.SCENARIO_LIBRARY_DIR).iterdir() if (p / "scenario.yaml").is_file())
+    assert "ai-summit" in library and len(library) >= 6
+    stored = "".join(f"stored {name}\n" for name in library)
+    assert run() == stored
     actors = Actor.objects.count()
     assert "nothing to store" in run()
-    assert Scenario.objects.count() == 1 and Actor.objects.count() == actors
-    assert run("--update") == "stored ai-summit\n"
+    assert Scenario.objects.count() == len(library) and Actor.objects.count() == actors
+    assert run("--update") == stored
     assert Actor.objects.count() == actors
 
 

@@ -80,6 +80,13 @@ def describe_plan(plan: services.RunPlan, style) -> list[str]:
     return lines
 
 
+def folder_scenario(path: Path) -> tuple[Scenario, str]:
+    """A scenario folder's engine config and the slug it is stored under (its folder's name)."""
+    folder = path.resolve()
+    name = folder.parent.name if folder.name == "definition" else folder.name  # V1 kept some scenarios in definition/
+    return Scenario.load(path), slugify(name) or "scenario"
+
+
 def resolve_scenario(name: str) -> tuple[object | None, Scenario, str]:
     """(stored scenario or None, its engine config, slug) for a stored or bundled scenario's slug or a folder."""
     from scenarios.selectors import scenario_get
@@ -93,11 +100,8 @@ def resolve_scenario(name: str) -> tuple[object | None, Scenario, str]:
     stored = scenario_get(slug=name)
     if stored is not None:
         return stored, scenario_to_engine(scenario=stored), stored.slug
-    path = Path(name)
-    if path.is_dir():
-        folder = path.resolve()
-        name = folder.parent.name if folder.name == "definition" else folder.name  # V1 kept some scenarios in definition/
-        return None, Scenario.load(path), slugify(name) or "scenario"
+    if Path(name).is_dir():
+        return None, *folder_scenario(Path(name))
     from scenarios.selectors import scenario_list
 
     known = ", ".join(s.slug for s in scenario_list()) or "none"

@@ -5,10 +5,12 @@ Exit codes: 0 valid (warnings may be printed), 2 invalid or not found (every pro
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.core.management.base import BaseCommand
 
 from engine.scenario.errors import ScenarioLoadError
-from runs.management.commands.run_scenario import load_problem, resolve_scenario
+from runs.management.commands.run_scenario import folder_scenario, load_problem, resolve_scenario
 
 
 class Command(BaseCommand):
@@ -18,8 +20,10 @@ class Command(BaseCommand):
         parser.add_argument("scenario", help="a stored scenario's slug (e.g. ai-summit) or a scenario folder")
 
     def handle(self, *args, **options) -> None:
+        path = Path(options["scenario"])
         try:
-            _, config, slug = resolve_scenario(options["scenario"])
+            # A folder is validated as it is, without a database; a name is looked up among the stored ones.
+            config, slug = folder_scenario(path) if path.is_dir() else resolve_scenario(options["scenario"])[1:]
         except ScenarioLoadError as exc:
             raise load_problem(exc) from None
         for warning in config.warnings:
