@@ -1,9 +1,14 @@
-"""Reads of stored scenarios."""
+"""Reads of stored scenarios, and the library's gallery."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
 from django.db.models import Count, QuerySet
 
+from engine.estimate import CostRange
 from scenarios.models import Scenario
 
 
@@ -19,3 +24,48 @@ def scenario_list() -> QuerySet[Scenario]:
 
 def scenario_slug_exists(*, slug: str) -> bool:
     return Scenario.objects.filter(slug=slug).exists()
+
+
+# ---- the library's gallery -------------------------------------------------------------------------------------
+# What a run of each library scenario would cost with its own models, and with every seat, the world and the QA
+# judge on one common model: list prices (no key needed), the scenario's default turns.
+GALLERY_MODELS = ("openai/gpt-4o-mini", "google/gemini-2.0-flash-001", "anthropic/claude-3.5-haiku", "openai/gpt-4o")
+
+
+@dataclass(frozen=True)
+class GalleryEntry:
+    scenario: Scenario
+    summary: str  # the description's first paragraph
+    actors: list[str]
+    turns: int
+    turn_duration: str
+    costs: list[tuple[str, CostRange]]  # ("as written" or a model, the run's cost range in USD)
+
+
+def scenario_gallery() -> list[GalleryEntry]:
+    """The bundled library's scenarios as stored, each with its summary, actors, length and estimated cost
+    for common models."""
+    from engine.estimate import estimate_run_cost
+    from engine.llm.pricing import ListPrices
+    from scenarios.services import scenario_to_engine
+
+    names = {folder.name for folder in Path(settings.SCENARIO_LIBRARY_DIR).iterdir() if (folder / "scenario.yaml").is_file()}
+    prices = ListPrices()
+    entries = []
+    for scenario in Scenario.objects.filter(slug__in=names).prefetch_related("actors").order_by("name"):
+        config = scenario_to_engine(scenario=scenario)
+        costs = [("as written", estimate_run_cost(config, prices).cost)]
+        costs += [(model, estimate_run_cost(_all_on(config, model), prices).cost) for model in GALLERY_MODELS]
+        entries.append(GalleryEntry(scenario=scenario, summary=(config.config.description or "").strip().split("\n\n")[0],
+                                    actors=[actor.name for actor in config.actors], turns=config.config.turns,
+                                    turn_duration=config.config.turn_duration, costs=costs))
+    return entries
+
+
+def _all_on(config, model: str):
+    """The scenario with every seat, the world and the QA judge on `model`."""
+    actors = [actor.model_copy(update={"llm_model": model}) for actor in config.actors]
+    changes = {"actors": actors, "config": config.config.model_copy(update={"world_state_model": model})}
+    if config.validation is not None:
+        changes["validation"] = config.validation.model_copy(update={"validation_model": model})
+    return config.model_copy(update=changes)

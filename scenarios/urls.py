@@ -8,5 +8,6 @@ app_name = "scenarios"
 
 urlpatterns = [
     path("", views.scenario_list, name="list"),
+    path("gallery/", views.scenario_gallery, name="gallery"),
     path("<slug:slug>/", views.scenario_detail, name="detail"),
 ]

@@ -1,4 +1,5 @@
-"""Scenario pages: the list, and one scenario with its actors and a start form that shows the estimate first."""
+"""Scenario pages: the list, the library's gallery, and one scenario with its actors and a start form that shows
+the estimate first."""
 
 from __future__ import annotations
 
@@ -11,13 +12,21 @@ from django.urls import reverse
 from accounts.quotas import QuotaExceeded
 from runs import services as run_services
 from runs.forms import ScenarioRunStartForm
-from scenarios import selectors
+from scenarios import selectors, services
 from scenarios.models import Actor, Scenario
 
 
 @login_required
 def scenario_list(request: HttpRequest) -> HttpResponse:
     return render(request, "scenarios/scenario_list.html", {"scenarios": selectors.scenario_list()})
+
+
+@login_required
+def scenario_gallery(request: HttpRequest) -> HttpResponse:
+    """The bundled library, to start from: each scenario's summary, actors, length and what a run would cost."""
+    services.scenario_import_library()  # a library scenario added since the database was made is stored first
+    return render(request, "scenarios/scenario_gallery.html", {"entries": selectors.scenario_gallery(),
+                                                                "models": selectors.GALLERY_MODELS})
 
 
 def _text_list(value) -> list[str]:

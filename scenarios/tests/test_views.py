@@ -1,6 +1,9 @@
 """Scenario pages and the site around them: layout, sign-in, the list, and the detail page's start form."""
 
+from pathlib import Path
+
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
@@ -162,3 +165,23 @@ def test_start_needs_the_csrf_token(scenario):
 def test_the_start_form_comes_before_the_world_and_the_actors(client, person, scenario):
     html = client.get(detail_url(scenario)).content.decode()
     assert html.index('id="start-heading"') < html.index('id="world-heading"') < html.index('id="actors-heading"')
+
+
+def test_the_gallery_shows_each_library_scenario_with_its_actors_length_and_costs(client, person):
+    from engine import Scenario as EngineScenario
+    from scenarios.selectors import GALLERY_MODELS
+
+    listing = client.get(reverse("scenarios:list")).content.decode()
+    assert reverse("scenarios:gallery") in listing  # reachable from the scenario list
+    page = client.get(reverse("scenarios:gallery"))  # imports the library on a fresh database
+    assert page.status_code == 200
+    html = page.content.decode()
+    library = [p for p in sorted((Path(settings.SCENARIO_LIBRARY_DIR)).iterdir()) if (p / "scenario.yaml").is_file()]
+    assert len(library) >= 6
+    for folder in library:
+        config = EngineScenario.load(folder)
+        assert reverse("scenarios:detail", args=[folder.name]) in html
+        assert config.actors[-1].name in html and f"{config.config.turns} turns of {config.config.turn_duration}" in html
+    assert html.count("all on <code>") == len(library) * len(GALLERY_MODELS)
+    assert html.count('<th scope="row">as written</th>') == len(library)
+    assert "$0.00 – $0.00" not in html  # every estimate priced (no model missing from the price list)
