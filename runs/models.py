@@ -33,6 +33,8 @@ class Run(models.Model):
     # The scenario as it was when the run was created (model overrides applied): edits to the scenario
     # afterwards never change a run, and a resume plays the same scenario.
     snapshot = OrderedJSONField()  # the scenario as the run plays it: its mappings in the author's order
+    scenario_version = models.PositiveIntegerField(null=True, blank=True,
+                                                   help_text="the stored scenario's version the run was made from")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
 
     status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED, db_index=True)

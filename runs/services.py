@@ -142,12 +142,14 @@ def run_create(
     roles_.check_grants([a.short_name for a in config.actors], grants)
     human_seats = list(dict.fromkeys([*human_seats, *roles_.player_seats(grants)]))
     _check_seats(config, human_seats, human_timeout_minutes)
+    version = _scenario_version(scenario)
     for _ in range(5):  # two processes may pick the same number at once; the unique constraint decides
         number = _next_number(slug)
         try:
             with transaction.atomic():
                 run = Run.objects.create(
                     scenario=scenario,
+                    scenario_version=version,
                     scenario_name=config.name,
                     scenario_slug=slug,
                     number=number,
@@ -176,6 +178,16 @@ def run_create(
         except IntegrityError:
             continue
     raise RunConflict(f"could not number a new run of {slug}: too many runs starting at once, try again")
+
+
+def _scenario_version(scenario) -> int | None:
+    """The stored scenario's current version number (recorded now if it has none yet), or None."""
+    if scenario is None:
+        return None
+    from scenarios.services import scenario_record_version
+
+    version = scenario_record_version(scenario=scenario)
+    return None if version is None else version.number
 
 
 def _check_seats(config: EngineScenario, human_seats: Sequence[str], timeout: float | None) -> None:

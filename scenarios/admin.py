@@ -28,6 +28,7 @@ from scenarios.services import (
     scenario_duplicate,
     scenario_export_zip,
     scenario_import_zip,
+    scenario_record_version,
     scenario_validate,
 )
 
@@ -179,6 +180,7 @@ class ScenarioAdmin(admin.ModelAdmin):
 
     def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
+        scenario_record_version(scenario=form.instance)  # every save that changes a file is a version
         # Each part was checked on its own; whether the whole runs (e.g. it has actors) is only known now.
         problems = scenario_validate(scenario=form.instance)
         if problems:

@@ -140,3 +140,20 @@ class BackgroundDocument(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ScenarioVersion(models.Model):
+    """One saved state of a scenario: its folder's files as the export writes them. A save that changes any
+    file makes a new version; runs record the version they played."""
+
+    scenario = models.ForeignKey(Scenario, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    files = OrderedJSONField(help_text="relative path -> text, as scenario_export_zip writes them")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["scenario", "number"]
+        constraints = [models.UniqueConstraint(fields=["scenario", "number"], name="scenario_version_number_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.scenario} v{self.number}"

@@ -1,7 +1,8 @@
-"""Reads of stored scenarios, and the library's gallery."""
+"""Reads of stored scenarios: lists, the library's gallery, versions and what changed between two."""
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from django.conf import settings
 from django.db.models import Count, QuerySet
 
 from engine.estimate import CostRange
-from scenarios.models import Scenario
+from scenarios.models import Scenario, ScenarioVersion
 
 
 def scenario_get(*, slug: str) -> Scenario | None:
@@ -69,3 +70,29 @@ def _all_on(config, model: str):
     if config.validation is not None:
         changes["validation"] = config.validation.model_copy(update={"validation_model": model})
     return config.model_copy(update=changes)
+
+
+# ---- versions ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FileDiff:
+    path: str
+    status: str  # "changed", "added" or "removed"
+    lines: list[tuple[str, str]]  # (kind: "hunk", "add", "remove" or "same", the line)
+
+
+def scenario_versions(*, scenario: Scenario) -> list[ScenarioVersion]:
+    return list(scenario.versions.order_by("-number").only("id", "number", "created_at", "scenario_id"))
+
+
+def scenario_version_diff(*, older: ScenarioVersion, newer: ScenarioVersion) -> list[FileDiff]:
+    """What changed from one version's folder to another's, file by file (unified diffs, 3 lines of context)."""
+    diffs = []
+    for path in sorted(set(older.files) | set(newer.files)):
+        before, after = older.files.get(path), newer.files.get(path)
+        if before == after:
+            continue
+        status = "added" if before is None else "removed" if after is None else "changed"
+        body = list(difflib.unified_diff((before or "").splitlines(), (after or "").splitlines(), lineterm="", n=3))[2:]
+        kinds = {"@": "hunk", "+": "add", "-": "remove"}
+        diffs.append(FileDiff(path, status, [(kinds.get(line[:1], "same"), line) for line in body]))
+    return diffs

@@ -39,7 +39,7 @@ from scenarios.archives import (  # noqa: F401 - ScenarioImportError and the lim
     extract_safely,
     scenario_root,
 )
-from scenarios.models import Actor, BackgroundDocument, Scenario
+from scenarios.models import Actor, BackgroundDocument, Scenario, ScenarioVersion
 
 # What a scenario.yaml column holds; everything else there goes to `extra`.
 SCENARIO_COLUMNS = ("name", "description", "system_prompt", "initial_world_state", "turns", "turn_duration",
@@ -258,7 +258,22 @@ def scenario_from_engine(*, config: EngineScenario, slug: str | None = None) -> 
         _clean(item, f"background document {document.name!r}", exclude=["scenario"])
         documents.append(item)
     BackgroundDocument.objects.bulk_create(documents)
+    scenario_record_version(scenario=row)
     return row
+
+
+def scenario_record_version(*, scenario: Scenario) -> ScenarioVersion | None:
+    """The scenario's current version: a new one when its files differ from the last one recorded (every save
+    calls this), else the last one. A scenario that cannot run as stored (an admin edit without actors yet)
+    gets none until it can."""
+    try:
+        files = scenario_folder_files(scenario_to_engine(scenario=scenario))
+    except (StoredScenarioError, ValueError):
+        return None
+    last = scenario.versions.order_by("-number").first()
+    if last is not None and last.files == files:
+        return last
+    return ScenarioVersion.objects.create(scenario=scenario, number=(last.number + 1) if last else 1, files=files)
 
 
 def scenario_validate(*, scenario: Scenario) -> list[str]:
@@ -392,4 +407,5 @@ def scenario_duplicate(*, scenario: Scenario) -> Scenario:
         item.scenario = copy
     Actor.objects.bulk_create(actors)
     BackgroundDocument.objects.bulk_create(documents)
+    scenario_record_version(scenario=copy)  # a copy starts its own history at version 1
     return copy

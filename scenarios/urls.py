@@ -10,4 +10,5 @@ urlpatterns = [
     path("", views.scenario_list, name="list"),
     path("gallery/", views.scenario_gallery, name="gallery"),
     path("<slug:slug>/", views.scenario_detail, name="detail"),
+    path("<slug:slug>/versions/", views.scenario_versions, name="versions"),
 ]

@@ -26,6 +26,7 @@ from scenarios.services import (
     scenario_to_engine,
     scenario_validate,
 )
+from runs.models import Run
 from scenarios.tests.factories import SCENARIO_YAML, make_scenario, make_zip, scenario_files, write_folder
 
 pytestmark = pytest.mark.django_db
@@ -254,3 +255,41 @@ def test_selectors() -> None:
     assert [(s.slug, s.actor_count) for s in scenario_list()] == [("a", 3), ("b", 2)]
     assert scenario_get(slug="b").name == "B"
     assert scenario_get(slug="missing") is None
+
+
+# ---- versions ----------------------------------------------------------------------------------------------------
+def test_each_save_that_changes_a_file_is_a_version_and_runs_record_theirs() -> None:
+    from runs.services import run_create, run_plan
+    from scenarios.selectors import scenario_version_diff
+
+    folder = Path(settings.SCENARIO_LIBRARY_DIR) / "ai-summit"
+    config = EngineScenario.load(folder)
+    stored = scenario_from_engine(config=config, slug="versioned")
+    assert [v.number for v in stored.versions.all()] == [1]
+    scenario_from_engine(config=config, slug="versioned")  # the same files: no new version
+    assert stored.versions.count() == 1
+
+    run = run_create(plan=run_plan(config=config, turns=1), slug="versioned", scenario=stored)
+    assert run.scenario_version == 1
+
+    changed = config.model_copy(update={"config": config.config.model_copy(update={"turns": 3})})
+    scenario_from_engine(config=changed, slug="versioned")
+    first, second = stored.versions.order_by("number")
+    assert second.number == 2
+    later = run_create(plan=run_plan(config=changed, turns=1), slug="versioned", scenario=Scenario.objects.get(slug="versioned"))
+    assert later.scenario_version == 2 and Run.objects.get(pk=run.pk).scenario_version == 1
+
+    [diff] = scenario_version_diff(older=first, newer=second)
+    assert diff.path == "scenario.yaml" and diff.status == "changed"
+    assert ("remove", "-turns: 5") in diff.lines and ("add", "+turns: 3") in diff.lines
+
+
+def test_a_copy_starts_its_own_history() -> None:
+    original = scenario_from_engine(config=EngineScenario.load(Path(settings.SCENARIO_LIBRARY_DIR) / "ai-summit"),
+                                    slug="original")
+    copy = scenario_duplicate(scenario=original)
+    assert [v.number for v in copy.versions.all()] == [1]
+    copied, first = copy.versions.get().files, original.versions.get().files
+    assert copied.keys() == first.keys() and copied["scenario.yaml"].startswith(f"name: {copy.name}\n")
+    assert {path: text for path, text in copied.items() if path != "scenario.yaml"} == {
+        path: text for path, text in first.items() if path != "scenario.yaml"}

@@ -185,3 +185,21 @@ def test_the_gallery_shows_each_library_scenario_with_its_actors_length_and_cost
     assert html.count("all on <code>") == len(library) * len(GALLERY_MODELS)
     assert html.count('<th scope="row">as written</th>') == len(library)
     assert "$0.00 – $0.00" not in html  # every estimate priced (no model missing from the price list)
+
+
+def test_the_versions_page_shows_what_changed_and_refuses_unknown_numbers(client, person):
+    from engine import Scenario as EngineScenario
+    from scenarios.services import scenario_from_engine
+
+    config = EngineScenario.load(Path(settings.SCENARIO_LIBRARY_DIR) / "ai-summit")
+    scenario_from_engine(config=config, slug="evolving")
+    scenario_from_engine(config=config.model_copy(update={"config": config.config.model_copy(update={"turns": 3})}),
+                         slug="evolving")
+    detail = client.get(reverse("scenarios:detail", args=["evolving"])).content.decode()
+    url = reverse("scenarios:versions", args=["evolving"])
+    assert url in detail
+    html = client.get(url).content.decode()  # by default: the last two versions
+    assert "From version 1 to version 2" in html
+    assert '<span class="diff-remove">-turns: 5</span>' in html and '<span class="diff-add">+turns: 3</span>' in html
+    assert client.get(url, {"older": "7", "newer": "2"}).status_code == 400
+    assert client.get(url, {"older": "x"}).status_code == 400
