@@ -203,3 +203,13 @@ def test_the_versions_page_shows_what_changed_and_refuses_unknown_numbers(client
     assert '<span class="diff-remove">-turns: 5</span>' in html and '<span class="diff-add">+turns: 3</span>' in html
     assert client.get(url, {"older": "7", "newer": "2"}).status_code == 400
     assert client.get(url, {"older": "x"}).status_code == 400
+
+    from runs.services import run_create, run_plan
+    from scenarios.selectors import scenario_get
+    from scenarios.services import scenario_to_engine
+
+    stored = scenario_get(slug="evolving")
+    run = run_create(plan=run_plan(config=scenario_to_engine(scenario=stored), turns=1), slug="evolving",
+                     scenario=stored, owner=person)
+    page = client.get(reverse("runs:detail", args=[run.pk])).content.decode()
+    assert f'Started from <a href="{url}">version 2</a>' in page
