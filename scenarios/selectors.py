@@ -84,6 +84,25 @@ def scenario_versions(*, scenario: Scenario) -> list[ScenarioVersion]:
     return list(scenario.versions.order_by("-number").only("id", "number", "created_at", "scenario_id"))
 
 
+def scenario_version_pair(*, scenario: Scenario, older: str | None, newer: str | None) -> dict:
+    """The two versions asked for (as given in a query string; by default the last two), oldest first, and what
+    changed between them: {"older", "newer", "diff", "problem"}, the problem saying which numbers exist."""
+    last = scenario.versions.order_by("-number").values_list("number", flat=True).first() or 0
+    none = {"older": None, "newer": None, "diff": None, "problem": ""}
+    if last < 2:
+        return none
+    try:
+        newer_number = int(newer or last)
+        older_number = int(older or newer_number - 1)
+    except ValueError:
+        older_number = newer_number = 0
+    found = {v.number: v for v in scenario.versions.filter(number__in=[older_number, newer_number])}
+    if older_number not in found or newer_number not in found:
+        return {**none, "problem": f"Choose two of the versions 1 to {last}."}
+    first, second = sorted((found[older_number], found[newer_number]), key=lambda v: v.number)
+    return {"older": first, "newer": second, "diff": scenario_version_diff(older=first, newer=second), "problem": ""}
+
+
 def scenario_version_diff(*, older: ScenarioVersion, newer: ScenarioVersion) -> list[FileDiff]:
     """What changed from one version's folder to another's, file by file (unified diffs, 3 lines of context)."""
     diffs = []

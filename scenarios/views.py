@@ -103,23 +103,7 @@ def scenario_versions(request: HttpRequest, slug: str) -> HttpResponse:
         raise Http404("no such scenario")
     services.scenario_record_version(scenario=scenario)  # one stored before versions existed gets its first now
     versions = selectors.scenario_versions(scenario=scenario)
-    by_number = {v.number: v for v in versions}
-    problem, diff, older, newer = "", None, None, None
-    if len(versions) >= 2:
-        try:
-            newer_number = int(request.GET.get("newer") or versions[0].number)
-            older_number = int(request.GET.get("older") or newer_number - 1)
-        except ValueError:
-            older_number = newer_number = 0
-        older, newer = by_number.get(older_number), by_number.get(newer_number)
-        if older is None or newer is None:
-            problem = f"Choose two of the versions 1 to {versions[0].number}."
-        else:
-            older, newer = (older, newer) if older.number <= newer.number else (newer, older)
-            older = scenario.versions.get(pk=older.pk)  # with its files
-            newer = scenario.versions.get(pk=newer.pk)
-            diff = selectors.scenario_version_diff(older=older, newer=newer)
-    return render(request, "scenarios/scenario_versions.html", {
-        "scenario": scenario, "versions": versions, "older": older, "newer": newer, "diff": diff, "problem": problem,
-    }, status=400 if problem else 200)
-
+    compared = selectors.scenario_version_pair(scenario=scenario, older=request.GET.get("older"),
+                                               newer=request.GET.get("newer"))
+    return render(request, "scenarios/scenario_versions.html", {"scenario": scenario, "versions": versions, **compared},
+                  status=400 if compared["problem"] else 200)
