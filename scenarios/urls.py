@@ -11,4 +11,5 @@ urlpatterns = [
     path("gallery/", views.scenario_gallery, name="gallery"),
     path("<slug:slug>/", views.scenario_detail, name="detail"),
     path("<slug:slug>/versions/", views.scenario_versions, name="versions"),
+    path("<slug:slug>/duplicate/", views.scenario_duplicate, name="duplicate"),
 ]

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views.decorators.http import require_POST
 
 from accounts.quotas import QuotaExceeded
 from runs import services as run_services
@@ -107,3 +109,18 @@ def scenario_versions(request: HttpRequest, slug: str) -> HttpResponse:
                                                newer=request.GET.get("newer"))
     return render(request, "scenarios/scenario_versions.html", {"scenario": scenario, "versions": versions, **compared},
                   status=400 if compared["problem"] else 200)
+
+
+@login_required
+@require_POST
+def scenario_duplicate(request: HttpRequest, slug: str) -> HttpResponse:
+    """A copy of the scenario to start a new one from (its own history from version 1), for who may add scenarios."""
+    scenario = selectors.scenario_get(slug=slug)
+    if scenario is None:
+        raise Http404("no such scenario")
+    if not request.user.has_perm("scenarios.add_scenario"):
+        raise PermissionDenied("adding scenarios is not among your permissions")
+    copy = services.scenario_duplicate(scenario=scenario)
+    messages.success(request, f"“{copy.name}” is a copy of “{scenario.name}” to change as you like.")
+    return redirect("scenarios:detail", slug=copy.slug)
+

@@ -9,6 +9,7 @@ from django.test import Client
 from django.urls import reverse
 
 from runs.models import Run, RunStatus
+from scenarios.models import Scenario
 from scenarios.tests.factories import make_actor, make_scenario
 
 pytestmark = pytest.mark.django_db
@@ -213,3 +214,22 @@ def test_the_versions_page_shows_what_changed_and_refuses_unknown_numbers(client
                      scenario=stored, owner=person)
     page = client.get(reverse("runs:detail", args=[run.pk])).content.decode()
     assert f'Started from <a href="{url}">version 2</a>' in page
+
+
+def test_who_may_add_scenarios_duplicates_one_to_start_from(client, person, scenario):
+    from django.contrib.auth.models import Permission
+
+    url = reverse("scenarios:duplicate", args=[scenario.slug])
+    assert url not in client.get(detail_url(scenario)).content.decode()  # not offered without the permission
+    assert client.post(url).status_code == 403
+    assert client.get(url).status_code == 405  # a copy is made by a form's POST only
+
+    person.user_permissions.add(Permission.objects.get(codename="add_scenario"))
+    person = User.objects.get(pk=person.pk)  # permissions are cached per user object
+    client.force_login(person)
+    assert url in client.get(detail_url(scenario)).content.decode()
+    done = client.post(url)
+    copy = Scenario.objects.exclude(pk=scenario.pk).get()
+    assert done.status_code == 302 and done.url == reverse("scenarios:detail", args=[copy.slug])
+    assert copy.name == f"{scenario.name} (copy)" and copy.actors.count() == scenario.actors.count()
+    assert "is a copy of" in client.get(done.url).content.decode()
