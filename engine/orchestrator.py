@@ -294,9 +294,14 @@ class ScenarioOrchestrator(PhaseAttempts):
                 await self._run_phase(kind, phase, ctx, tracker)
             if self._checking is not None:
                 await self._settle_checks(tracker)
-        except RunStop:
+        except RunStop as stop:
             if self._checking is not None:  # a pause or a halt of this turn: the checks asked are answered and kept
-                await self._settle_checks(tracker, judge=False)
+                ended = await self._settle_checks(tracker, judge=False)
+                # A halting finding outranks a pause or a wait: once every check is recorded, a resume would not
+                # ask them again, so the halt must be taken now or never.
+                if isinstance(ended, HaltRequested) and stop.status in (ScenarioStatus.PAUSED,
+                                                                        ScenarioStatus.WAITING_FOR_HUMAN):
+                    raise RunStop(ScenarioStatus.HALTED, reason=str(ended)) from stop
             raise
         finally:
             if self._checking is not None:  # cancelled, or a failure: the checks stop at once
@@ -368,18 +373,23 @@ class ScenarioOrchestrator(PhaseAttempts):
         return TurnChecks.start(phase, self._current, self.scenario, ctx, emit=self._emit,
                                 attempts=self.error_policy.max_attempts, wait_before_retry=self._wait_before_retry)
 
-    async def _settle_checks(self, tracker: CostTracker, *, judge: bool = True) -> None:
-        """Wait for the last turn's checks and keep what they recorded. Judged, a halting finding or their
-        failure stops the run here, before this turn's decisions."""
-        checks, self._checking = self._checking, None
+    async def _settle_checks(self, tracker: CostTracker, *, judge: bool = True) -> BaseException | None:
+        """Wait for the last turn's checks and keep what they recorded; return what ended them early, if
+        anything. Judged, a halting finding or their failure stops the run here, before this turn's decisions."""
+        checks = self._checking
         assert checks is not None and self._current is not None
         try:
-            ended = await checks.wait()
+            ended = await checks.wait()  # still `_checking` meanwhile: a cancel request stops them
         finally:
+            self._checking = None
             self._current = self._current.with_validations_of(checks.turn, checks.results())
             self._booked(tracker)
-        if not judge or ended is None:
-            return
+        if not judge:
+            if ended is not None and not isinstance(ended, (HaltRequested, asyncio.CancelledError, CallHeld)):
+                logger.warning("checks of turn %s stopped with the turn: %s: %s", checks.turn, type(ended).__name__, ended)
+            return ended
+        if ended is None:
+            return None
         if isinstance(ended, asyncio.CancelledError):  # a cancel request interrupted them
             self._check_requests()
             raise RunStop(ScenarioStatus.PAUSED, reason=self._pause_reason)
@@ -399,9 +409,13 @@ class ScenarioOrchestrator(PhaseAttempts):
     async def _stop_checks(self, tracker: CostTracker) -> None:
         """This turn stopped while the checks were under way: they stop too, keeping what they paid for."""
         checks = self._checking
-        assert checks is not None
-        await checks.cancel()
-        await self._settle_checks(tracker, judge=False)
+        assert checks is not None and self._current is not None
+        try:
+            await checks.cancel()
+        finally:
+            self._checking = None
+            self._current = self._current.with_validations_of(checks.turn, checks.results())
+            self._booked(tracker)
 
     # ---- events and the end ------------------------------------------------------------------------
     async def _emit(self, event_type: EventType, data: dict[str, Any]) -> None:

@@ -11,7 +11,6 @@ stopped half-way (a pause, a crash) are asked again only where no answer was kep
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -39,6 +38,7 @@ class TurnChecks:
     """The checks of `turn` under way; `ctx.progress` holds what they have recorded so far."""
 
     turn: int
+    checked: ScenarioState  # the state the checks started from: the results recorded before them included
     ctx: PhaseContext
     task: asyncio.Future[ScenarioState]
 
@@ -53,18 +53,20 @@ class TurnChecks:
             return None
         own = replace(ctx, progress=None)  # a progress of its own: the talks' phases checkpoint in `ctx`
         play = _play(phase, checked, own, emit=emit, attempts=attempts, wait_before_retry=wait_before_retry)
-        return cls(checked.current_turn, own, asyncio.ensure_future(play))
+        return cls(checked.current_turn, checked, own, asyncio.ensure_future(play))
 
     def results(self) -> tuple[ValidationResult, ...]:
-        return () if self.ctx.progress is None else self.ctx.progress.validations_in(self.turn)
+        """Every result of the checked turn: those recorded before (a resumed run's) and those asked since."""
+        return (self.ctx.progress or self.checked).validations_in(self.turn)
 
     async def wait(self) -> BaseException | None:
         """Wait for the checks to end; what ended them early (None: every check ran). Should the task waiting
-        be cancelled, the checks are cancelled with it."""
+        be cancelled, the checks are cancelled with it and the cancellation goes on."""
         try:
             await asyncio.shield(self.task)
         except asyncio.CancelledError:
-            if not self.task.done():
+            waiting = asyncio.current_task()
+            if not self.task.done() or (waiting is not None and waiting.cancelling()):
                 await self.cancel()
                 raise
         except Exception:  # noqa: BLE001 - returned below, for the orchestrator to judge
@@ -73,8 +75,14 @@ class TurnChecks:
 
     async def cancel(self) -> None:
         self.task.cancel()
-        with contextlib.suppress(BaseException):
+        try:
             await self.task
+        except asyncio.CancelledError:
+            waiting = asyncio.current_task()
+            if waiting is not None and waiting.cancelling():
+                raise  # the waiting task's own cancellation, not the checks'
+        except Exception:  # noqa: BLE001 - the checks' own failure: they were being stopped anyway
+            pass
 
 
 async def _play(phase: AnyPhase, checked: ScenarioState, ctx: PhaseContext, *, emit: Emit, attempts: int,

@@ -100,3 +100,47 @@ async def test_one_turn_at_a_time_checks_each_turn_within_it():
     orchestrator = ScenarioOrchestrator(scenario=scenario, provider=provider(scenario), phases=standard_phases(), max_turns=3)
     state = await orchestrator.execute_turn(initial_state(scenario))
     assert state.turn == 1 and len(state.validations_in(1)) == 4
+
+
+async def test_checks_stopped_at_once_keep_the_results_recorded_before_them():
+    from engine.state import ValidationResult
+
+    scenario = build_scenario(validation=RULES)
+    runner = Runner(provider=provider(scenario))
+
+    @runner.on(EventType.TURN_COMPLETED)
+    def pause(event):
+        runner.pause()
+
+    paused = await runner.run_async(scenario, max_turns=2)
+    assert paused.turn == 1 and paused.validations_in(1) == ()
+    kept = ValidationResult(turn=1, check="world_coherence", passed=True, severity="low")
+    again = Runner(provider=provider(scenario))
+
+    @again.on(EventType.PHASE_STARTED)
+    def cancel(event):
+        if event.data["phase"] == "validation":
+            again.orchestrator.request_cancel()
+
+    state = await again.run_async(scenario, max_turns=2, state=paused.with_validation(kept))
+    assert state.status is ScenarioStatus.CANCELLED
+    assert kept in state.validations_in(1), "the result recorded before the resume is still there"
+
+
+async def test_a_halting_finding_is_taken_even_when_the_turn_stops_for_another_reason():
+    from engine.llm.provider import LLMError
+
+    scenario = build_scenario(validation=RULES)
+
+    def outreach(request):
+        if request.purpose.turn == 2:
+            raise LLMError("the server is down")
+        return {"messages": []}
+
+    scripted = provider(scenario, world_check_on_turn_1=FAIL_HIGH)
+    scripted.answers["outreach"] = outreach
+    state = await Runner(provider=scripted).run_async(scenario, max_turns=3)
+    # Turn 2's talks fail (a pause for provider trouble) while turn 1's checks find what halts the run:
+    # the halt is taken, since a resume would find every check answered and never ask again.
+    assert state.status is ScenarioStatus.HALTED and "world_coherence" in state.halt_reason
+    assert state.turn == 1 and len(state.validations_in(1)) == 4
