@@ -26,6 +26,6 @@ class OrderedJSONField(models.JSONField):
         return Json(value, dumps=lambda obj: json.dumps(obj, cls=self.encoder))
 
     def from_db_value(self, value, expression, connection):
-        if value is not None and not isinstance(value, (str, bytes)):
-            return value  # psycopg parses `json` itself, keeping the order
+        if connection.vendor == "postgresql":
+            return value  # psycopg parses `json` itself, keeping the order (a JSON string comes back a str)
         return super().from_db_value(value, expression, connection)

@@ -96,6 +96,8 @@ def scenario_version_pair(*, scenario: Scenario, older: str | None, newer: str |
         older_number = int(older or newer_number - 1)
     except ValueError:
         older_number = newer_number = 0
+    if not (1 <= older_number <= last and 1 <= newer_number <= last):  # never a number the database cannot hold
+        return {**none, "problem": f"Choose two of the versions 1 to {last}."}
     found = {v.number: v for v in scenario.versions.filter(number__in=[older_number, newer_number])}
     if older_number not in found or newer_number not in found:
         return {**none, "problem": f"Choose two of the versions 1 to {last}."}

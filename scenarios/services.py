@@ -270,10 +270,12 @@ def scenario_record_version(*, scenario: Scenario) -> ScenarioVersion | None:
         files = scenario_folder_files(scenario_to_engine(scenario=scenario))
     except (StoredScenarioError, ValueError):
         return None
-    last = scenario.versions.order_by("-number").first()
-    if last is not None and last.files == files:
-        return last
-    return ScenarioVersion.objects.create(scenario=scenario, number=(last.number + 1) if last else 1, files=files)
+    with transaction.atomic():  # the scenario's row locked: two saves at once number their versions in turn
+        Scenario.objects.select_for_update().filter(pk=scenario.pk).first()
+        last = scenario.versions.order_by("-number").first()
+        if last is not None and last.files == files:
+            return last
+        return ScenarioVersion.objects.create(scenario=scenario, number=(last.number + 1) if last else 1, files=files)
 
 
 def scenario_validate(*, scenario: Scenario) -> list[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,10 +70,17 @@ class HttpReply:
         return json.loads(self.content)
 
 
+# An idle connection older than this is not used again: servers and proxies close idle ones after a few
+# seconds, and a request sent on one they are closing would be lost with it.
+KEEPALIVE_SECONDS = 5.0
+
+
 class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
         self.h11 = h11.Connection(h11.CLIENT)
+        self.answered = False  # some of this request's answer came back: the server took the request
+        self.idle_since = 0.0
 
     @property
     def reusable(self) -> bool:
@@ -107,10 +115,11 @@ class HttpPool:
             reply = await self._exchange(connection, path, payload)
         except RemoteProtocolError:
             connection.close()
-            if not reused:
+            if not reused or connection.answered:
                 raise
-            # A kept-alive connection the server had already closed: the request never reached it, so it is
-            # sent once more on a new connection (what any HTTP client does; nothing was billed).
+            # A kept-alive connection the server had already closed, before any byte of an answer: the request
+            # never reached it, so it is sent once more on a new connection (nothing was billed). Once an answer
+            # has begun, the server has the request: what to do is the caller's retry policy, not this pool's.
             connection, _ = await self._checkout(fresh=True)
             try:
                 reply = await self._exchange(connection, path, payload)
@@ -121,6 +130,7 @@ class HttpPool:
             connection.close()  # a timeout or a cancellation leaves the connection in an unknown state
             raise
         if connection.reusable and not self._closed:
+            connection.idle_since = time.monotonic()
             self._idle.append(connection)
         else:
             connection.close()
@@ -143,7 +153,7 @@ class HttpPool:
     def _take_idle(self) -> _Connection | None:
         while self._idle:
             connection = self._idle.pop()
-            if connection.reusable:
+            if connection.reusable and time.monotonic() - connection.idle_since < KEEPALIVE_SECONDS:
                 return connection
             connection.close()
         return None
@@ -158,8 +168,12 @@ class HttpPool:
                         self.host, self.port, ssl=context, server_hostname=self.host if context else None, limit=2**20)
                 else:
                     reader, writer = await asyncio.open_connection(*proxy, limit=2**20)
-                    await self._tunnel(reader, writer, proxy)
-                    await writer.start_tls(context, server_hostname=self.host)
+                    try:
+                        await self._tunnel(reader, writer, proxy)
+                        await writer.start_tls(context, server_hostname=self.host)
+                    except BaseException:
+                        writer.close()  # a refused tunnel, a failed handshake, a timeout: nothing left open
+                        raise
         except TimeoutError as exc:
             raise ConnectTimeout(f"no connection to {self.authority} within {self.connect_timeout:g} s") from exc
         except OSError as exc:  # refused, unreachable, TLS failures (ssl.SSLError is an OSError)
@@ -169,7 +183,7 @@ class HttpPool:
 
     async def _tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, proxy: tuple[str, int]) -> None:
         """Ask an HTTP proxy (HTTPS_PROXY) for a tunnel to the server: CONNECT, then TLS inside it."""
-        target = f"{self.host}:{self.port}"
+        target = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
         writer.write(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
         await writer.drain()
         try:
@@ -193,13 +207,16 @@ class HttpPool:
         return self._ssl
 
     async def _exchange(self, connection: _Connection, path: str, payload: bytes) -> HttpReply:
-        request = h11.Request(method="POST", target=f"{self.path}{path}", headers=[
-            *self.headers, ("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
         try:
-            connection.writer.write(connection.h11.send(request) + connection.h11.send(h11.Data(data=payload))
-                                    + connection.h11.send(h11.EndOfMessage()))
-            await connection.writer.drain()
-            async with asyncio.timeout(self.read_timeout):
+            head = connection.h11.send(h11.Request(method="POST", target=f"{self.path}{path}", headers=[
+                *self.headers, ("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]))
+        except h11.LocalProtocolError as exc:  # a header this client cannot send (a key holding a line break)
+            raise ValueError(f"cannot send the request to {self.authority}: {exc}") from exc
+        try:
+            async with asyncio.timeout(self.read_timeout):  # sending a large request counts too
+                connection.writer.write(head + connection.h11.send(h11.Data(data=payload))
+                                        + connection.h11.send(h11.EndOfMessage()))
+                await connection.writer.drain()
                 return await self._read(connection)
         except TimeoutError as exc:
             raise ReadTimeout(f"no answer from {self.authority} within {self.read_timeout:g} s") from exc
@@ -212,6 +229,7 @@ class HttpPool:
             event = connection.h11.next_event()
             if event is h11.NEED_DATA:
                 data = await connection.reader.read(65536)
+                connection.answered = connection.answered or bool(data)
                 connection.h11.receive_data(data)  # b"" tells h11 the server closed the connection
                 continue
             if isinstance(event, h11.Response):

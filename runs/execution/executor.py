@@ -268,9 +268,11 @@ async def _let_go(recorder: RunEventRecorder, persistence: OrmPersistence, run_i
     may it be resumed. A waiting run
     whose seats were all answered meanwhile goes back to the queue; so does a run it paused because the worker
     is stopping (`handed_back`). Either is handed to `requeue`."""
-    await recorder.close()  # every event stored, what an error or a cancellation left queued too
-    await persistence.flush()
-    await sync_to_async(_release, thread_sensitive=True)(run_id, claim, requeue=requeue, handed_back=handed_back)
+    try:
+        await recorder.close()  # every event stored, what an error or a cancellation left queued too
+        await persistence.flush()
+    finally:
+        await sync_to_async(_release, thread_sensitive=True)(run_id, claim, requeue=requeue, handed_back=handed_back)
 
 
 def _release(run_id: int, claim: str, *, requeue: Callable[[Run], None], handed_back: bool = False) -> None:

@@ -208,12 +208,14 @@ class OrmPersistence:
         return f"run {self.run_id}, turn {state.turn}"
 
     async def _write(self, previous: asyncio.Future | None, state: ScenarioState) -> None:
+        # Never raises: the files are views of what is stored, and whatever stops them being written (a full
+        # disk, text a file cannot hold) must neither fail the run nor keep it from being released.
         if previous is not None:
             await previous
         assert self.files is not None
         try:
             await self.files.save(state)
-        except OSError:  # the files are views of what is stored; a full disk must not fail the run
+        except Exception:  # noqa: BLE001 - said in the log; the next save writes them again
             logger.exception("run %s: could not write the Markdown files of turn %s", self.run_id, state.turn)
 
     async def flush(self) -> None:

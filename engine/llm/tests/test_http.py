@@ -96,3 +96,44 @@ async def test_https_goes_through_the_proxy_https_proxy_names(monkeypatch):
 
     assert https_proxy("models.example.org") is None and https_proxy("other.example.org") == ("127.0.0.1", port)
     proxy.close()
+
+
+async def test_an_answer_cut_short_on_a_kept_connection_is_not_sent_again():
+    from engine.llm.http import RemoteProtocolError
+
+    received = 0
+
+    async def answer_then_cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal received
+        while True:
+            try:
+                await reader.readuntil(b"\r\n\r\n")
+                await reader.readexactly(len(b'{"a": 1}'))
+            except asyncio.IncompleteReadError:
+                return
+            received += 1
+            if received == 1:
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+                await writer.drain()
+                continue
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{\"partial")  # the server had the request
+            await writer.drain()
+            writer.close()
+            return
+
+    server = await asyncio.start_server(answer_then_cut, "127.0.0.1", 0)
+    pool = HttpPool(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    assert (await pool.post_json("/x", {"a": 1})).json() == {}
+    with pytest.raises(RemoteProtocolError):
+        await pool.post_json("/x", {"a": 1})  # on the kept connection, answered in part, then cut
+    await pool.aclose()
+    server.close()
+    assert received == 2, "a request the server took is left to the caller's retry policy, not sent again here"
+
+
+async def test_a_header_that_cannot_be_sent_is_a_clear_error_not_a_transport_failure():
+    async with FakeLLMServer() as server:
+        pool = HttpPool(server.base_url, headers={"Authorization": "Bearer key-with-a-newline\n"})
+        with pytest.raises(ValueError, match="cannot send the request"):
+            await pool.post_json("/chat/completions", BODY)
+        await pool.aclose()
