@@ -143,12 +143,15 @@ class BackgroundDocument(models.Model):
 
 
 class ScenarioVersion(models.Model):
-    """One saved state of a scenario: its folder's files as the export writes them. A save that changes any
-    file makes a new version; runs record the version they played."""
+    """One saved state of a scenario: its folder's files. A save that changes the scenario, or the text its
+    author wrote on the site, makes a new version; runs record the version they played."""
 
     scenario = models.ForeignKey(Scenario, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
-    files = OrderedJSONField(help_text="relative path -> text, as scenario_export_zip writes them")
+    files = OrderedJSONField(help_text="relative path -> text: as its author wrote it on the site, else as exported")
+    # The stored scenario as the export writes it, hashed: what tells a save that changed the scenario from one
+    # that did not, whatever comments or layout the author's text had.
+    digest = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

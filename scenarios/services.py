@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import stat
 import tempfile
 import zipfile
@@ -223,8 +225,9 @@ def _clean(instance: Any, where: str, *, exclude: Iterable[str] = ()) -> None:
 
 
 @transaction.atomic
-def scenario_from_engine(*, config: EngineScenario, slug: str | None = None) -> Scenario:
-    """Create or update (by slug) the stored scenario; its actors and background documents are replaced."""
+def scenario_from_engine(*, config: EngineScenario, slug: str | None = None, files: dict[str, str] | None = None) -> Scenario:
+    """Create or update (by slug) the stored scenario; its actors and background documents are replaced.
+    `files`: the folder's text as its author wrote it (comments, order), kept as the new version's files."""
     slug = slug or slugify(config.name)[:100] or "scenario"
     cfg = config.config
     row = Scenario.objects.select_for_update().filter(slug=slug).first() or Scenario(slug=slug)
@@ -258,24 +261,27 @@ def scenario_from_engine(*, config: EngineScenario, slug: str | None = None) -> 
         _clean(item, f"background document {document.name!r}", exclude=["scenario"])
         documents.append(item)
     BackgroundDocument.objects.bulk_create(documents)
-    scenario_record_version(scenario=row)
+    scenario_record_version(scenario=row, files=files)
     return row
 
 
-def scenario_record_version(*, scenario: Scenario) -> ScenarioVersion | None:
+def scenario_record_version(*, scenario: Scenario, files: dict[str, str] | None = None) -> ScenarioVersion | None:
     """The scenario's current version: a new one when its files differ from the last one recorded (every save
-    calls this), else the last one. A scenario that cannot run as stored (an admin edit without actors yet)
-    gets none until it can."""
+    calls this), else the last one. `files`: the folder as its author wrote it, when known (the site's editor);
+    else as the export writes it. A scenario that cannot run as stored (an admin edit without actors yet) gets
+    none until it can."""
     try:
-        files = scenario_folder_files(scenario_to_engine(scenario=scenario))
+        exported = scenario_folder_files(scenario_to_engine(scenario=scenario))
     except (StoredScenarioError, ValueError):
         return None
+    digest = hashlib.sha256(json.dumps(exported, sort_keys=True).encode()).hexdigest()
     with transaction.atomic():  # the scenario's row locked: two saves at once number their versions in turn
         Scenario.objects.select_for_update().filter(pk=scenario.pk).first()
         last = scenario.versions.order_by("-number").first()
-        if last is not None and last.files == files:
-            return last
-        return ScenarioVersion.objects.create(scenario=scenario, number=(last.number + 1) if last else 1, files=files)
+        if last is not None and last.digest == digest and (files is None or files == last.files):
+            return last  # the same scenario, and no new text of its author's
+        return ScenarioVersion.objects.create(scenario=scenario, number=(last.number + 1) if last else 1,
+                                              files=exported if files is None else files, digest=digest)
 
 
 def scenario_validate(*, scenario: Scenario) -> list[str]:
@@ -411,3 +417,34 @@ def scenario_duplicate(*, scenario: Scenario) -> Scenario:
     BackgroundDocument.objects.bulk_create(documents)
     scenario_record_version(scenario=copy)  # a copy starts its own history at version 1
     return copy
+
+
+# ---- the site's editor -----------------------------------------------------------------------------------------
+def scenario_files(*, scenario: Scenario) -> dict[str, str]:
+    """The scenario's folder as its last version holds it (as its author wrote it, comments included, when it
+    was saved from the editor), else as the export writes it."""
+    version = scenario_record_version(scenario=scenario)
+    if version is not None:
+        return dict(version.files)
+    return scenario_folder_files(scenario_to_engine(scenario=scenario))
+
+
+def scenario_save_files(*, scenario: Scenario, files: dict[str, str]) -> Scenario:
+    """Store the scenario from its folder's files as edited on the site, their text kept as the new version.
+    Raises ScenarioLoadError (every problem with its file, key and line) with nothing stored."""
+    with tempfile.TemporaryDirectory(prefix="scenario-edit-") as temporary:
+        root = Path(temporary)
+        for relative, text in files.items():
+            path = (root / relative).resolve()
+            if root.resolve() not in path.parents:  # names come from a form: never a file elsewhere
+                raise ScenarioImportError(f"{relative!r} is not a file of the scenario's folder")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text.replace("\r\n", "\n"), encoding="utf-8")
+        try:
+            config = EngineScenario.load(root)
+        except ScenarioLoadError as exc:
+            raise ScenarioLoadError(scenario.slug, exc.errors) from None
+    with transaction.atomic():
+        return scenario_from_engine(config=config, slug=scenario.slug,
+                                    files={path: text.replace("\r\n", "\n") for path, text in files.items()})
+

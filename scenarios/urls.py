@@ -12,4 +12,5 @@ urlpatterns = [
     path("<slug:slug>/", views.scenario_detail, name="detail"),
     path("<slug:slug>/versions/", views.scenario_versions, name="versions"),
     path("<slug:slug>/duplicate/", views.scenario_duplicate, name="duplicate"),
+    path("<slug:slug>/edit/", views.scenario_edit, name="edit"),
 ]

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts.quotas import QuotaExceeded
+from engine.scenario.errors import ScenarioLoadError
 from runs import services as run_services
 from runs.forms import ScenarioRunStartForm
 from scenarios import selectors, services
@@ -123,4 +124,30 @@ def scenario_duplicate(request: HttpRequest, slug: str) -> HttpResponse:
     copy = services.scenario_duplicate(scenario=scenario)
     messages.success(request, f"“{copy.name}” is a copy of “{scenario.name}” to change as you like.")
     return redirect("scenarios:detail", slug=copy.slug)
+
+
+@login_required
+def scenario_edit(request: HttpRequest, slug: str) -> HttpResponse:
+    """The scenario's files as text, for who may change scenarios: saved whole, as written (comments kept), each
+    save a version; every problem shown at its file and line, with nothing stored."""
+    scenario = selectors.scenario_get(slug=slug)
+    if scenario is None:
+        raise Http404("no such scenario")
+    if not request.user.has_perm("scenarios.change_scenario"):
+        raise PermissionDenied("changing scenarios is not among your permissions")
+    files = services.scenario_files(scenario=scenario)
+    problems: list = []
+    if request.method == "POST":
+        edited = {path: request.POST.get(f"file:{path}", text) for path, text in files.items()}
+        try:
+            services.scenario_save_files(scenario=scenario, files=edited)
+        except ScenarioLoadError as exc:
+            problems, files = list(exc.errors), edited
+        else:
+            messages.success(request, f"Saved “{scenario.name}” as a new version.")
+            return redirect("scenarios:versions", slug=slug)
+    return render(request, "scenarios/scenario_edit.html", {
+        "scenario": scenario, "files": files.items(), "problems": problems,
+        "problem_files": {problem.file for problem in problems},
+    }, status=400 if problems else 200)
 

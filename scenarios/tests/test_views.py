@@ -233,3 +233,38 @@ def test_who_may_add_scenarios_duplicates_one_to_start_from(client, person, scen
     assert done.status_code == 302 and done.url == reverse("scenarios:detail", args=[copy.slug])
     assert copy.name == f"{scenario.name} (copy)" and copy.actors.count() == scenario.actors.count()
     assert "is a copy of" in client.get(done.url).content.decode()
+
+
+def test_who_may_change_scenarios_edits_its_files_with_problems_at_their_line_and_comments_kept(client, person):
+    from django.contrib.auth.models import Permission
+
+    from engine import Scenario as EngineScenario
+    from scenarios.services import scenario_from_engine
+
+    scenario_from_engine(config=EngineScenario.load(Path(settings.SCENARIO_LIBRARY_DIR) / "climate-finance"), slug="editable")
+    url = reverse("scenarios:edit", args=["editable"])
+    assert client.get(url).status_code == 403
+    person.user_permissions.add(Permission.objects.get(codename="change_scenario"))
+    client.force_login(User.objects.get(pk=person.pk))
+    assert url in client.get(reverse("scenarios:detail", args=["editable"])).content.decode()
+
+    page = client.get(url).content.decode()
+    assert 'name="file:scenario.yaml"' in page and 'name="file:actors/qasir.yaml"' in page
+    stored = Scenario.objects.get(slug="editable")
+    files = {v: t for v, t in stored.versions.get().files.items()}
+    form = {f"file:{path}": text for path, text in files.items()}
+
+    typo = {**form, "file:scenario.yaml": files["scenario.yaml"].replace("turns: 4", "turnz: 4")}
+    refused = client.post(url, typo)
+    assert refused.status_code == 400
+    html = refused.content.decode()
+    assert "scenario.yaml:" in html and "turnz" in html and "turns" in html  # at its line, the closest key named
+    assert Scenario.objects.get(slug="editable").versions.count() == 1, "nothing stored"
+    assert "turnz: 4" in html  # the text as submitted, to correct
+
+    commented = files["scenario.yaml"].replace("turns: 4", "# three days are enough to see the deal form\nturns: 3")
+    done = client.post(url, {**form, "file:scenario.yaml": commented})
+    assert done.status_code == 302 and done.url == reverse("scenarios:versions", args=["editable"])
+    again = Scenario.objects.get(slug="editable")
+    assert again.turns == 3 and again.versions.count() == 2
+    assert "# three days are enough to see the deal form" in client.get(url).content.decode()  # kept as written
