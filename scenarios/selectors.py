@@ -117,3 +117,57 @@ def scenario_version_diff(*, older: ScenarioVersion, newer: ScenarioVersion) -> 
         kinds = {"@": "hunk", "+": "add", "-": "remove"}
         diffs.append(FileDiff(path, status, [(kinds.get(line[:1], "same"), line) for line in body]))
     return diffs
+
+
+# ---- what each model reads on turn 1 ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PromptPreview:
+    who: str  # an actor's name, or "the world model"
+    task: str  # outreach, decision, world_update
+    model: str
+    tokens: int  # the request's prompt, estimated as the engine budgets it
+    budget: int  # the most prompt tokens the model's context allows with room for the answer
+    messages: list[tuple[str, str]]  # (role, text)
+
+    @property
+    def label(self) -> str:
+        return PREVIEW_TASKS[self.task]
+
+
+PREVIEW_TASKS = {"outreach": "opening the talks", "decision": "deciding", "world_update": "writing the new world"}
+
+
+def scenario_turn_one(*, config) -> list[PromptPreview]:
+    """What each actor and the world model read on turn 1, played offline in this process (nothing is stored or
+    paid): each one's first request of each task, with its tokens against its model's context."""
+    import asyncio
+
+    from engine import Runner
+    from engine.llm.offline import OfflineProvider
+    from engine.token_budget import prompt_budget, request_tokens, scenario_context_length
+
+    class Recording(OfflineProvider):
+        def __init__(self, scenario) -> None:
+            super().__init__(scenario)
+            self.requests = []
+
+        async def complete(self, request):
+            self.requests.append(request)
+            return await super().complete(request)
+
+    provider = Recording(config)
+    asyncio.run(Runner(provider=provider).run_async(config, max_turns=1))
+    names = {actor.short_name: actor.name for actor in config.actors}
+    seen, previews = set(), []
+    for request in provider.requests:
+        key = (request.purpose.task, request.purpose.actor)
+        if request.purpose.task not in PREVIEW_TASKS or key in seen:
+            continue
+        seen.add(key)
+        budget = prompt_budget(scenario_context_length(config, request.model), request.max_tokens)
+        previews.append(PromptPreview(who=names.get(request.purpose.actor, "the world model"), task=request.purpose.task,
+                                      model=request.model, tokens=request_tokens(request), budget=budget,
+                                      messages=[(m.role, m.content) for m in request.messages]))
+    order = {actor.short_name: i for i, actor in enumerate(config.actors)}
+    by_name = {actor.name: actor.short_name for actor in config.actors}
+    return sorted(previews, key=lambda p: (order.get(by_name.get(p.who, ""), len(order)), list(PREVIEW_TASKS).index(p.task)))

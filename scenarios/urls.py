@@ -13,4 +13,6 @@ urlpatterns = [
     path("<slug:slug>/versions/", views.scenario_versions, name="versions"),
     path("<slug:slug>/duplicate/", views.scenario_duplicate, name="duplicate"),
     path("<slug:slug>/edit/", views.scenario_edit, name="edit"),
+    path("<slug:slug>/try/", views.scenario_try, name="try"),
+    path("<slug:slug>/preview/", views.scenario_preview, name="preview"),
 ]

@@ -151,3 +151,34 @@ def scenario_edit(request: HttpRequest, slug: str) -> HttpResponse:
         "problem_files": {problem.file for problem in problems},
     }, status=400 if problems else 200)
 
+
+@login_required
+@require_POST
+def scenario_try(request: HttpRequest, slug: str) -> HttpResponse:
+    """Try the scenario: a run of one turn with the offline model (nothing to pay), opened on its live page."""
+    scenario = selectors.scenario_get(slug=slug)
+    if scenario is None:
+        raise Http404("no such scenario")
+    try:
+        run = run_services.run_start(scenario=scenario, owner=request.user, turns=1, provider="offline", use_cache=False)
+    except (run_services.RunInputError, run_services.RunConflict, QuotaExceeded) as exc:
+        messages.error(request, f"Could not try it: {exc}")
+        return redirect("scenarios:detail", slug=slug)
+    messages.success(request, f"{run}: one turn with the offline model, queued for a worker.")
+    return redirect("runs:detail", pk=run.pk)
+
+
+@login_required
+def scenario_preview(request: HttpRequest, slug: str) -> HttpResponse:
+    """What each actor and the world model read on turn 1, with its tokens against its model's context."""
+    scenario = selectors.scenario_get(slug=slug)
+    if scenario is None:
+        raise Http404("no such scenario")
+    try:
+        config = services.scenario_to_engine(scenario=scenario)
+    except ScenarioLoadError as exc:
+        return render(request, "scenarios/scenario_preview.html", {"scenario": scenario, "problems": list(exc.errors)},
+                      status=400)
+    return render(request, "scenarios/scenario_preview.html",
+                  {"scenario": scenario, "previews": selectors.scenario_turn_one(config=config)})
+

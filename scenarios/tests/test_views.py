@@ -268,3 +268,33 @@ def test_who_may_change_scenarios_edits_its_files_with_problems_at_their_line_an
     again = Scenario.objects.get(slug="editable")
     assert again.turns == 3 and again.versions.count() == 2
     assert "# three days are enough to see the deal form" in client.get(url).content.decode()  # kept as written
+
+
+def test_try_it_starts_one_offline_turn_and_opens_its_live_page(client, person, scenario):
+    url = reverse("scenarios:try", args=[scenario.slug])
+    assert url in client.get(detail_url(scenario)).content.decode()
+    assert client.get(url).status_code == 405  # started by a form's POST only
+    done = client.post(url)
+    run = Run.objects.get()
+    assert done.status_code == 302 and done.url == reverse("runs:detail", args=[run.pk])
+    assert run.max_turns == 1 and run.offline and run.owner == person and run.status == RunStatus.QUEUED
+    assert run.scenario_version == 1
+
+
+def test_the_turn_one_preview_shows_what_each_actor_and_the_world_read_with_tokens(client, person):
+    from engine import Scenario as EngineScenario
+    from scenarios.services import scenario_from_engine
+
+    config = EngineScenario.load(Path(settings.SCENARIO_LIBRARY_DIR) / "central-bank-crisis")
+    scenario_from_engine(config=config, slug="previewed")
+    url = reverse("scenarios:preview", args=["previewed"])
+    assert url in client.get(reverse("scenarios:detail", args=["previewed"])).content.decode()
+    page = client.get(url)
+    assert page.status_code == 200
+    html = page.content.decode()
+    for actor in config.actors:
+        assert f"{actor.name}, deciding" in html
+    assert "the world model, writing the new world" in html
+    assert "Harwick Mutual has lost 21 percent of its deposits" in html  # the initial world, as the prompts quote it
+    assert html.count(" tokens of ") >= len(config.actors) + 1
+    assert Run.objects.count() == 0, "a preview stores no run"
