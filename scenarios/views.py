@@ -32,6 +32,13 @@ def scenario_gallery(request: HttpRequest) -> HttpResponse:
                                                                 "models": selectors.GALLERY_MODELS})
 
 
+def _scenario_or_404(slug: str) -> Scenario:
+    scenario = selectors.scenario_get(slug=slug)
+    if scenario is None:
+        raise Http404("no such scenario")
+    return scenario
+
+
 def _text_list(value) -> list[str]:
     # Goals and constraints are stored as a list, but the admin accepts V1's single block of text too.
     if not value:
@@ -65,9 +72,7 @@ def _start_form(data, scenario: Scenario) -> ScenarioRunStartForm:
 @login_required
 def scenario_detail(request: HttpRequest, slug: str) -> HttpResponse:
     """GET shows the estimate for the scenario's defaults; POST "estimate" re-estimates, POST "start" starts."""
-    scenario = selectors.scenario_get(slug=slug)
-    if scenario is None:
-        raise Http404("no such scenario")
+    scenario = _scenario_or_404(slug)
     plan = error = None
     if request.method == "POST":
         form = _start_form(request.POST, scenario)
@@ -101,9 +106,7 @@ def scenario_detail(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 def scenario_versions(request: HttpRequest, slug: str) -> HttpResponse:
     """The scenario's versions, and what changed between two of them (?older=N&newer=M; by default the last two)."""
-    scenario = selectors.scenario_get(slug=slug)
-    if scenario is None:
-        raise Http404("no such scenario")
+    scenario = _scenario_or_404(slug)
     services.scenario_record_version(scenario=scenario)  # one stored before versions existed gets its first now
     versions = selectors.scenario_versions(scenario=scenario)
     compared = selectors.scenario_version_pair(scenario=scenario, older=request.GET.get("older"),
@@ -116,9 +119,7 @@ def scenario_versions(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def scenario_duplicate(request: HttpRequest, slug: str) -> HttpResponse:
     """A copy of the scenario to start a new one from (its own history from version 1), for who may add scenarios."""
-    scenario = selectors.scenario_get(slug=slug)
-    if scenario is None:
-        raise Http404("no such scenario")
+    scenario = _scenario_or_404(slug)
     if not request.user.has_perm("scenarios.add_scenario"):
         raise PermissionDenied("adding scenarios is not among your permissions")
     copy = services.scenario_duplicate(scenario=scenario)
@@ -130,9 +131,7 @@ def scenario_duplicate(request: HttpRequest, slug: str) -> HttpResponse:
 def scenario_edit(request: HttpRequest, slug: str) -> HttpResponse:
     """The scenario's files as text, for who may change scenarios: saved whole, as written (comments kept), each
     save a version; every problem shown at its file and line, with nothing stored."""
-    scenario = selectors.scenario_get(slug=slug)
-    if scenario is None:
-        raise Http404("no such scenario")
+    scenario = _scenario_or_404(slug)
     if not request.user.has_perm("scenarios.change_scenario"):
         raise PermissionDenied("changing scenarios is not among your permissions")
     files = services.scenario_files(scenario=scenario)
@@ -156,9 +155,7 @@ def scenario_edit(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def scenario_try(request: HttpRequest, slug: str) -> HttpResponse:
     """Try the scenario: a run of one turn with the offline model (nothing to pay), opened on its live page."""
-    scenario = selectors.scenario_get(slug=slug)
-    if scenario is None:
-        raise Http404("no such scenario")
+    scenario = _scenario_or_404(slug)
     try:
         run = run_services.run_start(scenario=scenario, owner=request.user, turns=1, provider="offline", use_cache=False)
     except (run_services.RunInputError, run_services.RunConflict, QuotaExceeded) as exc:
@@ -171,9 +168,7 @@ def scenario_try(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 def scenario_preview(request: HttpRequest, slug: str) -> HttpResponse:
     """What each actor and the world model read on turn 1, with its tokens against its model's context."""
-    scenario = selectors.scenario_get(slug=slug)
-    if scenario is None:
-        raise Http404("no such scenario")
+    scenario = _scenario_or_404(slug)
     try:
         config = services.scenario_to_engine(scenario=scenario)
     except ScenarioLoadError as exc:
