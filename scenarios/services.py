@@ -225,12 +225,17 @@ def _clean(instance: Any, where: str, *, exclude: Iterable[str] = ()) -> None:
 
 
 @transaction.atomic
-def scenario_from_engine(*, config: EngineScenario, slug: str | None = None, files: dict[str, str] | None = None) -> Scenario:
+def scenario_from_engine(*, config: EngineScenario, slug: str | None = None, files: dict[str, str] | None = None,
+                         new: bool = False) -> Scenario:
     """Create or update (by slug) the stored scenario; its actors and background documents are replaced.
-    `files`: the folder's text as its author wrote it (comments, order), kept as the new version's files."""
+    `files`: the folder's text as its author wrote it (comments, order), kept as the new version's files.
+    `new`: only create; ScenarioSlugTaken if the slug is stored."""
     slug = slug or slugify(config.name)[:100] or "scenario"
     cfg = config.config
-    row = Scenario.objects.select_for_update().filter(slug=slug).first() or Scenario(slug=slug)
+    row = Scenario.objects.select_for_update().filter(slug=slug).first()
+    if row is not None and new:
+        raise ScenarioSlugTaken(f"a scenario with slug {slug!r} already exists")
+    row = row or Scenario(slug=slug)
     for column in SCENARIO_COLUMNS:
         setattr(row, column, getattr(cfg, column))
     row.end_condition = cfg.end_condition or ""
@@ -417,34 +422,3 @@ def scenario_duplicate(*, scenario: Scenario) -> Scenario:
     BackgroundDocument.objects.bulk_create(documents)
     scenario_record_version(scenario=copy)  # a copy starts its own history at version 1
     return copy
-
-
-# ---- the site's editor -----------------------------------------------------------------------------------------
-def scenario_files(*, scenario: Scenario) -> dict[str, str]:
-    """The scenario's folder as its last version holds it (as its author wrote it, comments included, when it
-    was saved from the editor), else as the export writes it."""
-    version = scenario_record_version(scenario=scenario)
-    if version is not None:
-        return dict(version.files)
-    return scenario_folder_files(scenario_to_engine(scenario=scenario))
-
-
-def scenario_save_files(*, scenario: Scenario, files: dict[str, str]) -> Scenario:
-    """Store the scenario from its folder's files as edited on the site, their text kept as the new version.
-    Raises ScenarioLoadError (every problem with its file, key and line) with nothing stored."""
-    with tempfile.TemporaryDirectory(prefix="scenario-edit-") as temporary:
-        root = Path(temporary)
-        for relative, text in files.items():
-            path = (root / relative).resolve()
-            if root.resolve() not in path.parents:  # names come from a form: never a file elsewhere
-                raise ScenarioImportError(f"{relative!r} is not a file of the scenario's folder")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text.replace("\r\n", "\n"), encoding="utf-8")
-        try:
-            config = EngineScenario.load(root)
-        except ScenarioLoadError as exc:
-            raise ScenarioLoadError(scenario.slug, exc.errors) from None
-    with transaction.atomic():
-        return scenario_from_engine(config=config, slug=scenario.slug,
-                                    files={path: text.replace("\r\n", "\n") for path, text in files.items()})
-

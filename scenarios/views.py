@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -15,8 +15,10 @@ from accounts.quotas import QuotaExceeded
 from engine.scenario.errors import ScenarioLoadError
 from runs import services as run_services
 from runs.forms import ScenarioRunStartForm
-from scenarios import selectors, services
+from scenarios import editing, editor_page, selectors, services
+from scenarios.archives import ScenarioImportError
 from scenarios.models import Actor, Scenario
+from scenarios.services import ScenarioSlugTaken
 
 
 @login_required
@@ -127,42 +129,90 @@ def scenario_duplicate(request: HttpRequest, slug: str) -> HttpResponse:
     return redirect("scenarios:detail", slug=copy.slug)
 
 
+def _may_edit(request: HttpRequest, scenario: Scenario | None) -> None:
+    permission, what = ("change_scenario", "changing") if scenario else ("add_scenario", "adding")
+    if not request.user.has_perm(f"scenarios.{permission}"):
+        raise PermissionDenied(f"{what} scenarios is not among your permissions")
+
+
+def _try(request: HttpRequest, scenario: Scenario) -> HttpResponse:
+    """A run of one turn with the offline model (nothing to pay), opened on its live page."""
+    try:
+        run = run_services.run_start(scenario=scenario, owner=request.user, turns=1, provider="offline", use_cache=False)
+    except (run_services.RunInputError, run_services.RunConflict, QuotaExceeded) as exc:
+        messages.error(request, f"Could not try it: {exc}")
+        return redirect("scenarios:detail", slug=scenario.slug)
+    messages.success(request, f"{run}: one turn with the offline model, queued for a worker.")
+    return redirect("runs:detail", pk=run.pk)
+
+
+def _editor(request: HttpRequest, scenario: Scenario | None) -> HttpResponse:
+    """The editor of a stored scenario, or of a new one (scenario None): its form or its YAML view, each POST
+    turning the page into the folder's files, checking them, and saving, previewing or switching the view."""
+    _may_edit(request, scenario)
+    stored = editing.scenario_files(scenario=scenario) if scenario else dict(editing.NEW_SCENARIO_FILES)
+    if request.method != "POST":
+        mode = "yaml" if request.GET.get("view") == "yaml" else "form"
+        return _editor_page(request, scenario, editing.Edit(stored, mode, "open"))
+    try:
+        edit = editing.editor_submit(request.POST, stored=stored)
+    except editing.EditorInputError as exc:
+        messages.error(request, str(exc))
+        return _editor_page(request, scenario, editing.Edit(stored, "form", "open"), status=400)
+    check = editing.editor_check(edit.files)
+    if edit.step in ("save", "save_try") and check.config is not None and not edit.problems:
+        try:
+            saved = (editing.scenario_save_files(scenario=scenario, files=edit.files) if scenario
+                     else editing.scenario_create(files=edit.files))
+        except (ScenarioLoadError, ScenarioImportError, ScenarioSlugTaken) as exc:
+            messages.error(request, f"Not saved: {exc}")
+        else:
+            if edit.step == "save_try":
+                return _try(request, saved)
+            messages.success(request, f"Saved “{saved.name}” as {'a new version' if scenario else 'a new scenario'}.")
+            return redirect("scenarios:versions" if scenario else "scenarios:detail", slug=saved.slug)
+    failed = edit.step in ("save", "save_try")
+    return _editor_page(request, scenario, edit, check=check, status=400 if failed else 200)
+
+
+def _editor_page(request: HttpRequest, scenario: Scenario | None, edit, *, check=None, status: int = 200):
+    check = check or editing.editor_check(edit.files)
+    page = editor_page.editor_page(edit, check, preview=edit.step == "preview")
+    return render(request, "scenarios/scenario_editor.html", {"scenario": scenario, "page": page,
+                                                              "saving_failed": status == 400}, status=status)
+
+
+@login_required
+def scenario_new(request: HttpRequest) -> HttpResponse:
+    """A new scenario, from scratch, for who may add scenarios."""
+    return _editor(request, None)
+
+
 @login_required
 def scenario_edit(request: HttpRequest, slug: str) -> HttpResponse:
-    """The scenario's files as text, for who may change scenarios: saved whole, as written (comments kept), each
-    save a version; every problem shown at its file and line, with nothing stored."""
-    scenario = _scenario_or_404(slug)
-    if not request.user.has_perm("scenarios.change_scenario"):
-        raise PermissionDenied("changing scenarios is not among your permissions")
-    files = services.scenario_files(scenario=scenario)
-    problems: list = []
-    if request.method == "POST":
-        edited = {path: request.POST.get(f"file:{path}", text) for path, text in files.items()}
-        try:
-            services.scenario_save_files(scenario=scenario, files=edited)
-        except ScenarioLoadError as exc:
-            problems, files = list(exc.errors), edited
-        else:
-            messages.success(request, f"Saved “{scenario.name}” as a new version.")
-            return redirect("scenarios:versions", slug=slug)
-    return render(request, "scenarios/scenario_edit.html", {
-        "scenario": scenario, "files": files.items(), "problems": problems,
-        "problem_files": {problem.file for problem in problems},
-    }, status=400 if problems else 200)
+    """The scenario's editor, for who may change scenarios: each save a version, as written (comments kept)."""
+    return _editor(request, _scenario_or_404(slug))
+
+
+@login_required
+@require_POST
+def scenario_check(request: HttpRequest) -> JsonResponse:
+    """Live validation of an editor page as it is typed: its problems and warnings, where each goes, and the
+    estimate; nothing is stored."""
+    if not (request.user.has_perm("scenarios.add_scenario") or request.user.has_perm("scenarios.change_scenario")):
+        raise PermissionDenied("editing scenarios is not among your permissions")
+    try:
+        edit = editing.editor_submit(request.POST, stored={})
+    except editing.EditorInputError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    return JsonResponse(editor_page.editor_page(edit, editing.editor_check(edit.files)).as_json())
 
 
 @login_required
 @require_POST
 def scenario_try(request: HttpRequest, slug: str) -> HttpResponse:
-    """Try the scenario: a run of one turn with the offline model (nothing to pay), opened on its live page."""
-    scenario = _scenario_or_404(slug)
-    try:
-        run = run_services.run_start(scenario=scenario, owner=request.user, turns=1, provider="offline", use_cache=False)
-    except (run_services.RunInputError, run_services.RunConflict, QuotaExceeded) as exc:
-        messages.error(request, f"Could not try it: {exc}")
-        return redirect("scenarios:detail", slug=slug)
-    messages.success(request, f"{run}: one turn with the offline model, queued for a worker.")
-    return redirect("runs:detail", pk=run.pk)
+    """Try the scenario: a run of one turn with the offline model, opened on its live page."""
+    return _try(request, _scenario_or_404(slug))
 
 
 @login_required

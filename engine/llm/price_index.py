@@ -47,3 +47,8 @@ def indexed(model: str) -> Entry | None:
     """What genai-prices says of `model` (lower case, as pricing asks), if the index holds it."""
     entry = None if _building else _entries().get(model)
     return None if entry is None else (entry[0], entry[1], entry[2])
+
+
+def priced_models() -> list[str]:
+    """Every "vendor/model" name the index prices per token, sorted: what a model picker offers."""
+    return sorted(model for model, entry in _entries().items() if entry[0] is not None)

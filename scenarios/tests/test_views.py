@@ -248,7 +248,7 @@ def test_who_may_change_scenarios_edits_its_files_with_problems_at_their_line_an
     client.force_login(User.objects.get(pk=person.pk))
     assert url in client.get(reverse("scenarios:detail", args=["editable"])).content.decode()
 
-    page = client.get(url).content.decode()
+    page = client.get(url + "?view=yaml").content.decode()
     assert 'name="file:scenario.yaml"' in page and 'name="file:actors/qasir.yaml"' in page
     stored = Scenario.objects.get(slug="editable")
     files = {v: t for v, t in stored.versions.get().files.items()}
@@ -258,7 +258,8 @@ def test_who_may_change_scenarios_edits_its_files_with_problems_at_their_line_an
     refused = client.post(url, typo)
     assert refused.status_code == 400
     html = refused.content.decode()
-    assert "scenario.yaml:" in html and "turnz" in html and "turns" in html  # at its line, the closest key named
+    # Under its file, at the line of the mapping that misses it, the closest key named.
+    assert "line 1: turns: this key is required" in html and "rename &#x27;turnz&#x27; to &#x27;turns&#x27;" in html
     assert Scenario.objects.get(slug="editable").versions.count() == 1, "nothing stored"
     assert "turnz: 4" in html  # the text as submitted, to correct
 
@@ -267,7 +268,7 @@ def test_who_may_change_scenarios_edits_its_files_with_problems_at_their_line_an
     assert done.status_code == 302 and done.url == reverse("scenarios:versions", args=["editable"])
     again = Scenario.objects.get(slug="editable")
     assert again.turns == 3 and again.versions.count() == 2
-    assert "# three days are enough to see the deal form" in client.get(url).content.decode()  # kept as written
+    assert "# three days are enough to see the deal form" in client.get(url + "?view=yaml").content.decode()  # as written
 
 
 def test_try_it_starts_one_offline_turn_and_opens_its_live_page(client, person, scenario):

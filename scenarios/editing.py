@@ -1,0 +1,262 @@
+"""The site's scenario editor: a submitted editor page turned into the folder's files (from its form or its YAML
+view, with the button's change), the engine's check of those files with every problem placed at its field,
+file or line, and saving them as a scenario's next version, or as a new scenario."""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils.text import slugify
+
+from engine.scenario.errors import LocatedError, ScenarioLoadError, closest, format_path
+from engine.scenario.export import scenario_folder_files
+from engine.scenario.folder import Scenario as EngineScenario
+from scenarios.archives import ScenarioImportError
+from scenarios.editor_actions import apply_action, apply_renames
+from scenarios.editor_form import Field, Item, Section, all_fields, all_items, apply_fields, form_sections
+from scenarios.editor_yaml import Folder, YamlFileError
+from scenarios.models import Scenario
+from scenarios.services import ScenarioSlugTaken, scenario_from_engine, scenario_record_version, scenario_to_engine
+
+# A new scenario starts from this: the keys a scenario needs, and one actor to fill in.
+NEW_SCENARIO_FILES = {
+    "scenario.yaml": 'name: ""\ndescription: ""\nsystem_prompt: ""\ninitial_world_state: ""\nturns: 3\n'
+                     'turn_duration: "1 day"\nworld_state_model: "openai/gpt-4o-mini"\nactors:\n  - actor-1\n',
+    "actors/actor-1.yaml": 'name: ""\nshort_name: "actor-1"\nllm_model: "openai/gpt-4o-mini"\ndescription: ""\n'
+                           'system_prompt: ""\ngoals: []\nconstraints: []\ndecision_making_style: ""\n',
+}
+MODES = ("form", "yaml")
+STEPS = ("save", "save_try", "preview", "check", "to_yaml", "to_form")
+
+
+class EditorInputError(ValueError):
+    """A submitted editor page the editor cannot read (its files are not what the page sent)."""
+
+
+@dataclass
+class Edit:
+    """A submitted editor page: the folder's files after it, the view to show next and the button pressed."""
+
+    files: dict[str, str]
+    mode: str
+    step: str  # one of STEPS, or "change" for a button that added or removed something
+    problems: list[LocatedError] = field(default_factory=list)
+
+
+def _base(post: Any, stored: dict[str, str]) -> dict[str, str]:
+    raw = post.get("base")
+    if raw is None:
+        return dict(stored)
+    try:
+        base = json.loads(raw)
+    except ValueError:
+        raise EditorInputError("the page's files could not be read back; open the editor again") from None
+    if not isinstance(base, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in base.items()):
+        raise EditorInputError("the page's files could not be read back; open the editor again")
+    for path in base:
+        if path.startswith("/") or ".." in path.split("/") or "\\" in path:
+            raise EditorInputError(f"{path!r} is not a file of a scenario's folder")
+    return base
+
+
+def editor_submit(post: Any, *, stored: dict[str, str]) -> Edit:
+    """The files a submitted editor page stands for. `post`: the request's QueryDict (the page sends its files as
+    `base`, the form's fields or the YAML view's `file:<path>` texts, `mode` and the pressed button as `step`, or
+    as `change`: a JSON add or remove). `stored`: the files to start from when the page did not send its own."""
+    base = _base(post, stored)
+    mode = post.get("mode") if post.get("mode") in MODES else (
+        "yaml" if any(key.startswith("file:") for key in post) else "form")
+    step = post.get("step") if post.get("step") in STEPS else "save"
+    change: Any = None
+    if post.get("change"):
+        step = "change"
+        try:
+            change = json.loads(post["change"])
+        except ValueError:
+            change = None
+    if mode == "yaml":
+        folder = Folder({path: post.get(f"file:{path}", text).replace("\r\n", "\n") for path, text in base.items()})
+        if change is not None and isinstance(change, dict) and change.get("what") == "file":
+            change = {**change, "name": post.get("new_file", "")}
+        problems = apply_action(folder, change) if step == "change" else []
+        return Edit(folder.result(), "form" if step == "to_form" else "yaml", step, problems)
+    folder = Folder(base)
+    try:
+        sections = form_sections(folder)
+    except YamlFileError as exc:  # the page was made from these files: only a hand-made request gets here
+        return Edit(base, "yaml", step, [LocatedError(exc.file, "", None, str(exc))])
+    renames = apply_fields(folder, sections, post)
+    problems = apply_action(folder, change) if step == "change" else []
+    problems += apply_renames(folder, renames, sections) if step != "check" else []
+    return Edit(folder.result(), "yaml" if step == "to_yaml" else "form", step, problems)
+
+
+# ---- checking ----------------------------------------------------------------------------------------------------
+@dataclass
+class Check:
+    """The engine's verdict on a folder's files: the scenario when it loads, every problem, and warnings."""
+
+    config: EngineScenario | None
+    problems: list[LocatedError]
+    warnings: list[LocatedError]
+
+
+def load_files(files: dict[str, str], *, label: str) -> EngineScenario:
+    """The scenario the files make, loaded by the engine from a temporary folder; raises ScenarioLoadError naming
+    `label` (every problem with its file, key and line), ScenarioImportError for a path outside the folder."""
+    with tempfile.TemporaryDirectory(prefix="scenario-edit-") as temporary:
+        root = Path(temporary).resolve()
+        for relative, text in files.items():
+            path = (root / relative).resolve()
+            if root not in path.parents:  # names come from a form: never a file elsewhere
+                raise ScenarioImportError(f"{relative!r} is not a file of the scenario's folder")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text.replace("\r\n", "\n"), encoding="utf-8")
+        try:
+            return EngineScenario.load(root)
+        except ScenarioLoadError as exc:
+            raise ScenarioLoadError(label, exc.errors) from None
+
+
+_WARNING = re.compile(r"^(?P<file>[^:\s]+?)(?::(?P<line>\d+))?: (?P<message>.*)$", re.S)
+
+
+def _warning(text: str) -> LocatedError:
+    match = _WARNING.match(text)
+    if match is None:
+        return LocatedError("", "", None, text)
+    return LocatedError(match["file"], "", int(match["line"]) if match["line"] else None, match["message"])
+
+
+def _model_warnings(config: EngineScenario) -> list[LocatedError]:
+    """A model the price data does not know is priced as a top-tier one (and is often a typo): say so at its
+    field, with the closest known name."""
+    from engine.llm.price_index import priced_models
+    from engine.llm.pricing import PriceBook
+
+    book, known, out = PriceBook(), None, []
+    places = [("scenario.yaml", "world_state_model", config.config.world_state_model)]
+    places += [(f"actors/{actor.short_name}.yaml", "llm_model", actor.llm_model) for actor in config.actors]
+    if config.validation is not None:
+        places.append(("validation-rules.yaml", "validation_model", config.validation.validation_model))
+    for file, key, model in places:
+        if book.is_known(model):
+            continue
+        known = known if known is not None else priced_models()
+        match = closest(model.lower(), known, cutoff=0.8)
+        out.append(LocatedError(file, key, None, f"{model!r} is not in the price data, so estimates and credit "
+                                "limits count it at a top-tier model's price",
+                                f"did you mean '{match}'?" if match else None))
+    return out
+
+
+def editor_check(files: dict[str, str]) -> Check:
+    """Load the files as the engine would run them: the scenario, or every problem; warnings either way."""
+    try:
+        config = load_files(files, label="the edited scenario")
+    except ScenarioLoadError as exc:
+        return Check(None, list(exc.errors), [])
+    except ScenarioImportError as exc:
+        return Check(None, [LocatedError("", "", None, str(exc))], [])
+    warnings = [_warning(text) for text in config.warnings] + _model_warnings(config)
+    return Check(config, [], warnings)
+
+
+# ---- placing problems ----------------------------------------------------------------------------------------------
+@dataclass
+class Placed:
+    """A problem or warning with where the page shows it: at a field, at an item, or in the list at the top."""
+
+    level: str  # "problem" or "warning"
+    text: str
+    file: str
+    line: int | None
+    field: str = ""  # a field's name
+    item: str = ""  # an item's id
+
+
+def _under(prefix: str, path: str) -> bool:
+    return path == prefix or (path.startswith(prefix) and path[len(prefix):][:1] in (".", "["))
+
+
+def _actor_file(problem: LocatedError, sections: list[Section]) -> str:
+    # Model warnings name an actor by its short name; its file may be named otherwise.
+    if not problem.file.startswith("actors/"):
+        return problem.file
+    short = problem.file.removeprefix("actors/").removesuffix(".yaml")
+    for each in all_fields(sections):
+        if each.file.startswith("actors/") and each.spec.key == ("short_name",) and each.value == short:
+            return each.file
+    return problem.file
+
+
+def place(problems: list[LocatedError], warnings: list[LocatedError], sections: list[Section] | None) -> list[Placed]:
+    """Each problem and warning at the field whose place it names (or the nearest field or item above it); in
+    the YAML view (no sections) at its file and line."""
+    fields: list[Field] = all_fields(sections) if sections else []
+    items: list[Item] = all_items(sections) if sections else []
+    out = []
+    for level, found in (("problem", problems), ("warning", warnings)):
+        for problem in found:
+            text = str(LocatedError("", problem.key_path, None, problem.message, problem.suggestion))
+            file = _actor_file(problem, sections) if sections else problem.file
+            placed = Placed(level, text, file, problem.line)
+            candidates = [f for f in fields if f.file == file and _under(f.key_path, problem.key_path)]
+            if candidates:
+                placed.field = max(candidates, key=lambda f: len(f.key_path)).name
+            else:
+                owners = [i for i in items if i.file == file and _under(format_path(list(i.path)), problem.key_path)]
+                if owners:
+                    placed.item = max(owners, key=lambda i: len(i.path)).id
+            out.append(placed)
+    return out
+
+
+# ---- saving --------------------------------------------------------------------------------------------------------
+def scenario_files(*, scenario: Scenario) -> dict[str, str]:
+    """The scenario's folder as its last version holds it (as its author wrote it, comments included, when it
+    was saved from the editor), else as the export writes it."""
+    version = scenario_record_version(scenario=scenario)
+    if version is not None:
+        return dict(version.files)
+    return scenario_folder_files(scenario_to_engine(scenario=scenario))
+
+
+def _normalised(files: dict[str, str]) -> dict[str, str]:
+    return {path: text.replace("\r\n", "\n") for path, text in files.items()}
+
+
+def scenario_save_files(*, scenario: Scenario, files: dict[str, str]) -> Scenario:
+    """Store the scenario from its folder's files as edited on the site, their text kept as the new version.
+    Raises ScenarioLoadError (every problem with its file, key and line) with nothing stored."""
+    config = load_files(files, label=scenario.slug)
+    with transaction.atomic():
+        return scenario_from_engine(config=config, slug=scenario.slug, files=_normalised(files))
+
+
+def _free_slug(name: str) -> str:
+    base = slugify(name)[:90] or "scenario"
+    candidate, number = base, 2
+    while Scenario.objects.filter(slug=candidate).exists():
+        candidate, number = f"{base}-{number}", number + 1
+    return candidate
+
+
+def scenario_create(*, files: dict[str, str]) -> Scenario:
+    """A new scenario from the editor's files (its slug from its name, made unique), its text as version 1.
+    Raises ScenarioLoadError with nothing stored."""
+    config = load_files(files, label="the new scenario")
+    for _attempt in range(3):
+        try:
+            with transaction.atomic():
+                return scenario_from_engine(config=config, slug=_free_slug(config.name), files=_normalised(files),
+                                            new=True)
+        except (ScenarioSlugTaken, IntegrityError):
+            continue  # someone took the slug since it was chosen: choose again
+    raise ScenarioSlugTaken("could not find a free slug for the new scenario; try again")

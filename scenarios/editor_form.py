@@ -1,0 +1,519 @@
+"""The scenario editor's form: a scenario folder's YAML as plain inputs (one goal per line, numbers with their
+units, a model picker), and a submitted form written back into the author's text.
+
+A field is named after the place it edits, `<file>::<key path>` in the loader's own spelling of a place
+(`metrics.yaml::metrics[0].thresholds.warning`), so the form is a view of the files and nothing else: switching
+to the YAML view and back loses nothing, and each problem the engine finds lands at the field it names. Only the
+values a person changed are written back; a file without changes keeps its exact text."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ruamel.yaml.comments import CommentedMap
+
+from engine.scenario.errors import format_path
+from engine.scenario.v1_forms import V1_COMMUNICATION_SWITCHES
+from scenarios.editor_yaml import Folder, Path, block_list, delete, flow_list, get, is_yaml, put, text_value
+
+_ABSENT = object()
+SCENARIO_FILE = "scenario.yaml"
+METRICS_FILE = "metrics.yaml"
+RULES_FILE = "validation-rules.yaml"
+EVENTS_FILE = "exogenous-events.yaml"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One input: where it edits (a path inside its item), how it reads and writes, and how it is labelled."""
+
+    key: Path
+    label: str
+    kind: str = "text"  # text, textarea, model, choice, int, number, bool, lines, pairs, ints, range, key
+    unit: str = ""
+    help: str = ""
+    choices: tuple[tuple[str, str], ...] = ()
+    default: Any = None  # what an absent key means (switches and choices)
+    aliases: tuple[str, ...] = ()  # older names read, and written back, in its place
+    rows: int = 3
+    clear: str = "blank"  # an emptied field: "blank" keeps the key with an empty value, "delete" removes it
+
+
+@dataclass
+class Field:
+    name: str
+    file: str
+    path: Path
+    spec: Spec
+    value: Any  # text, a bool (switches) or (first, last) (ranges)
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def key_path(self) -> str:
+        return format_path(list(self.path))
+
+    @property
+    def choice_values(self) -> list[str]:
+        return [value for value, _label in self.spec.choices]
+
+    @property
+    def dom_id(self) -> str:
+        return "f:" + self.name.replace(" ", "_")
+
+
+@dataclass
+class Item:
+    id: str  # "<file>::<key path>" of what it edits (a whole file: "<file>::")
+    file: str
+    path: Path
+    title: str
+    fields: list[Field] = field(default_factory=list)
+    children: list[Section] = field(default_factory=list)
+    remove: dict | None = None  # the action that removes it
+    note: str = ""
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def remove_value(self) -> str:
+        return json.dumps(self.remove) if self.remove else ""
+
+
+@dataclass
+class Section:
+    key: str
+    title: str
+    items: list[Item]
+    help: str = ""
+    add: dict | None = None  # the action that adds an item
+    add_label: str = ""
+    note: str = ""
+
+    @property
+    def add_value(self) -> str:
+        return json.dumps(self.add) if self.add else ""
+
+
+# ---- what the form shows -----------------------------------------------------------------------------------------
+MODEL_HELP = "any OpenRouter-style vendor/model; the list offers those with list prices"
+TEXT_AS_LINES = "one per line"
+SCENARIO_SPECS = (
+    Spec(("name",), "Name"),
+    Spec(("description",), "Description", "textarea", help="what the scenario is about, for the people who run it"),
+    Spec(("system_prompt",), "Instructions to every actor", "textarea", rows=6),
+    Spec(("initial_world_state",), "The world at the start", "textarea", rows=10,
+         help="Markdown; the world model rewrites it every turn"),
+    Spec(("turns",), "Length", "int", unit="turns", aliases=("num_turns", "max_turns"), clear="delete"),
+    Spec(("turn_duration",), "A turn lasts", help="e.g. 1 day, 4 hours"),
+    Spec(("world_state_model",), "World model", "model", help=MODEL_HELP),
+    Spec(("context_window_size",), "History each actor reads", "int", unit="turns", aliases=("context_window",),
+         clear="delete"),
+    Spec(("credit_limit",), "Credit limit", "number", unit="USD", help="a run stops before spending more",
+         clear="delete"),
+    Spec(("seed",), "Random seed", "int", help="the same seed draws the same outside events", clear="delete"),
+    Spec(("end_condition",), "End early when", help="e.g. signatories >= 20 (the world's metrics and turns)",
+         clear="delete"),
+)
+COMMUNICATION_SPECS = (
+    Spec(("features", "communications", "enabled"), "Actors talk to each other", "bool", default=True),
+    Spec(("features", "communications", "max_per_turn"), "Conversations each actor may start", "int",
+         unit="a turn", clear="delete"),
+    Spec(("features", "communications", "bilateral"), "Bilateral talks", "bool", default=True),
+    Spec(("features", "communications", "coalition"), "Coalitions", "bool", default=True),
+    Spec(("features", "communications", "public"), "Public statements", "bool", default=True),
+)
+FEATURE_SPECS = (
+    Spec(("features", "exogenous_events", "enabled"), "Outside events happen", "bool", default=True),
+    Spec(("features", "metrics_extraction", "enabled"), "Metrics are read", "bool", default=True),
+    Spec(("features", "quality_assurance", "enabled"), "QA checks run", "bool", default=True),
+)
+ACTOR_SPECS = (
+    Spec(("name",), "Name"),
+    Spec(("short_name",), "Short name", help="letters, digits, '-', '_' or '.'; names the actor's files and seat"),
+    Spec(("llm_model",), "Model", "model", aliases=("model",), help=MODEL_HELP),
+    Spec(("control",), "Played by", "choice", choices=(("ai", "a model"), ("human", "a person")), default="ai"),
+    Spec(("description",), "Who they are", "textarea"),
+    Spec(("system_prompt",), "Instructions", "textarea", rows=4),
+    Spec(("goals",), "Goals", "lines", help=TEXT_AS_LINES, aliases=("long_term_goals",), rows=4),
+    Spec(("constraints",), "Constraints", "lines", help=TEXT_AS_LINES),
+    Spec(("decision_making_style",), "How they decide", "textarea", aliases=("decision_style",)),
+    Spec(("expertise",), "Expertise", "pairs", help="one per line, e.g. trade_law: expert"),
+    Spec(("information_access", "private"), "What only they know", "lines", help=TEXT_AS_LINES),
+)
+METRIC_SPECS = (
+    Spec(("name",), "Name", help="a name without spaces, as end conditions and events read it"),
+    Spec(("description",), "What it measures", "textarea", rows=2),
+    Spec(("unit",), "Unit"),
+    Spec(("range",), "Range", "range", clear="delete"),
+    Spec(("extraction", "type"), "Read by", "choice", choices=(
+        ("pattern", "a pattern in the world's text"), ("keyword", "counting keywords"),
+        ("llm", "asking a model"), ("manual", "hand (set by a person)"))),
+    Spec(("extraction", "pattern"), "Pattern", help="a regular expression; its first group is the value",
+         clear="delete"),
+    Spec(("extraction", "keywords"), "Keywords", "lines", help=TEXT_AS_LINES, clear="delete"),
+    Spec(("extraction", "prompt"), "Question to the model", "textarea", rows=2, clear="delete"),
+    Spec(("actor_specific",), "One value per actor", "bool", default=False),
+    Spec(("thresholds", "warning"), "Warning at", "number", clear="delete"),
+    Spec(("thresholds", "critical"), "Critical at", "number", clear="delete"),
+    Spec(("thresholds", "direction"), "Crossed when the value goes", "choice",
+         choices=(("above", "above"), ("below", "below")), default="above"),
+    Spec(("thresholds", "halt_on_critical"), "Stop the run when critical", "bool", default=False),
+)
+SEVERITIES = tuple((level, level) for level in ("low", "medium", "high", "critical"))
+RULES_SPECS = (
+    Spec(("validation_model",), "Model asked", "model", help=MODEL_HELP),
+    Spec(("run_after_each_turn",), "Check every turn", "bool", default=True),
+    Spec(("reporting", "halt_on_critical"), "Stop the run on a critical finding", "bool", default=False),
+)
+CHECK_SPECS = (
+    Spec((), "Name", "key", help="a name without spaces"),
+    Spec(("enabled",), "On", "bool", default=True),
+    Spec(("severity",), "Severity", "choice", choices=SEVERITIES, default="medium"),
+    Spec(("description",), "What the model checks", "textarea", rows=3),
+)
+_ONCE = Spec(("once",), "At most once a run", "bool", default=True)
+EVENT_KINDS: dict[str, tuple[str, str, tuple[Spec, ...]]] = {
+    "scheduled_events": ("Scheduled events", "on given turns", (
+        Spec(("name",), "Name"), Spec(("description",), "Description"),
+        Spec(("schedule", "turns"), "On turns", "ints", help="e.g. 2, 4", clear="delete"),
+        Spec(("effect",), "What happens", "textarea"))),
+    "random_events": ("Random events", "by chance, each turn", (
+        Spec(("name",), "Name"), Spec(("description",), "Description"),
+        Spec(("probability",), "Chance", "number", unit="each turn, 0 to 1", clear="delete"),
+        Spec(("turn_range",), "Between turns", "range", clear="delete"),
+        Spec(("effect",), "What happens", "textarea"), _ONCE)),
+    "trends": ("Trends", "a slow change over turns", (
+        Spec(("name",), "Name"), Spec(("description",), "Description"),
+        Spec(("probability_per_turn",), "Chance", "number", unit="each turn, 0 to 1", clear="delete"))),
+    "conditional_events": ("Conditional events", "when the world or a metric says so", (
+        Spec(("name",), "Name"), Spec(("description",), "Description"),
+        Spec(("effect",), "What happens", "textarea"), _ONCE)),
+}
+TREND_EFFECT_SPECS = (
+    Spec(("turn_range",), "Turns", "range", clear="delete"),
+    Spec(("description",), "What changes"), Spec(("impact",), "Its impact"),
+)
+CONDITION_SPECS = (
+    Spec(("type",), "When", "choice", choices=(("metrics", "a metric compares"),
+                                              ("world_state_contains", "the world's text matches"))),
+    Spec(("metric",), "Metric", clear="delete"),
+    Spec(("operator",), "Compares", "choice", choices=tuple((op, op) for op in (">", "<", ">=", "<=", "==", "!=")),
+         default=">"),
+    Spec(("value",), "Value", "number", clear="delete"),
+    Spec(("pattern",), "Pattern", help="a regular expression", clear="delete"),
+)
+DOCUMENT_NAME = Spec(("name",), "Name", "docname", help="letters, digits, '-', '_' or spaces")
+DOCUMENT_TEXT = Spec(("text",), "Text", "doctext", help="Markdown; every actor reads it", rows=8)
+
+
+# ---- reading -----------------------------------------------------------------------------------------------------
+def field_name(file: str, path: Path) -> str:
+    return f"{file}::{format_path(list(path))}"
+
+
+def _where(data: Any, spec: Spec, base: Path) -> Path:
+    """The path a spec edits in this item: an older name the author used, if that is the one present."""
+    if spec.aliases and len(spec.key) == 1:
+        item = get(data, base, {})
+        for key in (spec.key[0], *spec.aliases):
+            if isinstance(item, dict) and key in item:
+                return (*base, key)
+    return (*base, *spec.key)
+
+
+def _number(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _as_lines(value: Any) -> str:
+    if isinstance(value, list):
+        return "\n".join("; ".join(f"{k}: {v}" for k, v in item.items()) if isinstance(item, dict) else str(item)
+                         for item in value)
+    return "" if value is None else str(value)
+
+
+def read_value(data: Any, path: Path, spec: Spec) -> Any:
+    """The field's value as the form shows it."""
+    value = get(data, path, _ABSENT)
+    if spec.kind == "key":
+        return str(path[-1])
+    if spec.kind == "bool":
+        return value if isinstance(value, bool) else spec.default
+    if value is _ABSENT:
+        return ("", "") if spec.kind == "range" else (spec.default or "")
+    if spec.kind == "range":
+        return (_number(value[0]), _number(value[1])) if isinstance(value, list) and len(value) == 2 else ("", "")
+    if spec.kind == "ints":
+        return ", ".join(str(item) for item in value) if isinstance(value, list) else _number(value)
+    if spec.kind == "pairs" and isinstance(value, dict):
+        return "\n".join(f"{key}: {item}" for key, item in value.items())
+    if spec.kind in ("lines", "pairs"):
+        return _as_lines(value)
+    return _number(value)
+
+
+def _fields(file: str, data: Any, base: Path, specs: tuple[Spec, ...]) -> list[Field]:
+    out = []
+    for spec in specs:
+        path = base if spec.kind == "key" else _where(data, spec, base)
+        out.append(Field(field_name(file, (*path, "(name)") if spec.kind == "key" else path), file, path, spec,
+                         read_value(data, path, spec)))
+    return out
+
+
+def actor_files(folder: Folder) -> list[str]:
+    """actors/*.yaml, in the order scenario.yaml lists them, then any it does not list."""
+    files = [name for name in folder.files if name.startswith("actors/") and is_yaml(name) and name.count("/") == 1]
+    listed = get(folder.data(SCENARIO_FILE), ("actors",), [])
+    order = [str(stem) for stem in listed] if isinstance(listed, list) else []
+
+    def position(name: str) -> tuple[int, str]:
+        stem = name.split("/", 1)[1].rsplit(".", 1)[0]
+        return (order.index(stem) if stem in order else len(order), name)
+    return sorted(files, key=position)
+
+
+def document_files(folder: Folder) -> list[str]:
+    return sorted(name for name in folder.files if name.startswith("background/") and name.endswith(".md"))
+
+
+def _v1_note(what: str) -> str:
+    return f"{what} written in V1's form: the YAML view edits it, and it is kept as it is here."
+
+
+def _scenario_section(folder: Folder) -> Section:
+    data = folder.data(SCENARIO_FILE)
+    if data is None:
+        item = Item(f"{SCENARIO_FILE}::", SCENARIO_FILE, (), "Scenario", note="The folder has no scenario.yaml.")
+        return Section("scenario", "Scenario", [item])
+    v1_switches = any(key in data for key in (*V1_COMMUNICATION_SWITCHES, "communication_types"))
+    specs = SCENARIO_SPECS + (() if v1_switches else COMMUNICATION_SPECS) + FEATURE_SPECS
+    item = Item(f"{SCENARIO_FILE}::", SCENARIO_FILE, (), "Scenario", _fields(SCENARIO_FILE, data, (), specs),
+                note=_v1_note("The communication settings are") if v1_switches else "")
+    if "features" not in data:  # V1's folders without features have no public statements unless they ask
+        for each in item.fields:
+            if each.path == ("features", "communications", "public"):
+                each.value = False
+    return Section("scenario", "Scenario", [item])
+
+
+def _list_items(folder: Folder, file: str, container: Path, specs: tuple[Spec, ...], title: Callable[[Any, int], str],
+                children: Callable[[Path, Any], list[Section]] | None = None) -> list[Item]:
+    data = folder.data(file)
+    entries = get(data, container, [])
+    items = []
+    for index, entry in enumerate(entries if isinstance(entries, list) else []):
+        path = (*container, index)
+        item = Item(field_name(file, path), file, path, title(entry, index),
+                    remove={"op": "remove", "file": file, "path": list(container), "index": index})
+        if not isinstance(entry, dict):
+            item.note = "Not a mapping of keys: the YAML view edits it."
+        elif file == METRICS_FILE and "extraction_type" in entry:
+            item.note = _v1_note("This metric is")
+        else:
+            item.fields = _fields(file, data, path, specs)
+            item.children = children(path, entry) if children else []
+        items.append(item)
+    return items
+
+
+def _named(kind: str) -> Callable[[Any, int], str]:
+    return lambda entry, index: (str(entry.get("name") or "") if isinstance(entry, dict) else "") or f"{kind} {index + 1}"
+
+
+def _event_children(path: Path, entry: Any, folder: Folder) -> list[Section]:
+    kind = path[0]
+    if kind == "trends":
+        container, specs, label, what = (*path, "effects"), TREND_EFFECT_SPECS, "Stage", "effect"
+    elif kind == "conditional_events":
+        container, specs, label, what = (*path, "conditions"), CONDITION_SPECS, "Condition", "condition"
+    else:
+        return []
+    items = _list_items(folder, EVENTS_FILE, container, specs, lambda _entry, index: f"{label} {index + 1}")
+    add = {"op": "add", "what": what, "file": EVENTS_FILE, "path": list(container)}
+    return [Section(f"{field_name(EVENTS_FILE, container)}", f"{label}s", items, add=add, add_label=f"Add a {what}")]
+
+
+def form_sections(folder: Folder) -> list[Section]:
+    """The whole form, read from the folder's files; raises YamlFileError when a YAML file does not parse."""
+    sections = [_scenario_section(folder)]
+
+    actors = []
+    for file in actor_files(folder):
+        data = folder.data(file)
+        actors.append(Item(f"{file}::", file, (), str(data.get("name") or "") or file.split("/", 1)[1],
+                           _fields(file, data, (), ACTOR_SPECS), remove={"op": "remove", "file": file}))
+    sections.append(Section("actors", "Actors", actors, add={"op": "add", "what": "actor"}, add_label="Add an actor"))
+
+    documents = []
+    for file in document_files(folder):
+        stem = file.split("/", 1)[1].removesuffix(".md")
+        documents.append(Item(f"{file}::", file, (), stem, [
+            Field(f"{file}::(name)", file, ("(name)",), DOCUMENT_NAME, stem),
+            Field(f"{file}::(text)", file, ("(text)",), DOCUMENT_TEXT, folder.files[file])],
+            remove={"op": "remove", "file": file}))
+    sections.append(Section("documents", "Background documents", documents, help="every actor reads them each turn",
+                            add={"op": "add", "what": "document"}, add_label="Add a document"))
+
+    metrics = folder.data(METRICS_FILE)
+    legacy = isinstance(get(metrics, ("metrics",)), dict)
+    sections.append(Section(
+        "metrics", "Metrics", [] if legacy else _list_items(folder, METRICS_FILE, ("metrics",), METRIC_SPECS,
+                                                            _named("Metric")),
+        help="numbers read from the world each turn, with thresholds that warn or stop",
+        add=None if legacy else {"op": "add", "what": "metric"}, add_label="Add a metric",
+        note=_v1_note("These metrics are") if legacy else ""))
+
+    rules = folder.data(RULES_FILE)
+    checks = get(rules, ("checks",), {})
+    qa_items = []
+    if rules is not None:
+        qa_items.append(Item(f"{RULES_FILE}::", RULES_FILE, (), "Settings", _fields(RULES_FILE, rules, (), RULES_SPECS)))
+    for index, (name, check) in enumerate(checks.items() if isinstance(checks, dict) else []):
+        path = ("checks", name)
+        item = Item(field_name(RULES_FILE, path), RULES_FILE, path, str(name),
+                    remove={"op": "remove", "file": RULES_FILE, "path": ["checks"], "index": index})
+        if isinstance(check, dict):
+            item.fields = _fields(RULES_FILE, rules, path, CHECK_SPECS)
+        else:
+            item.note = "Not a mapping of keys: the YAML view edits it."
+        qa_items.append(item)
+    sections.append(Section("checks", "QA checks", qa_items, help="a model reads each turn and reports what is off",
+                            add={"op": "add", "what": "check"}, add_label="Add a check"))
+
+    events = folder.data(EVENTS_FILE)
+    v1_events = events is not None and "exogenous_events" in events
+    for kind, (title, help_text, specs) in EVENT_KINDS.items():
+        items = [] if v1_events else _list_items(
+            folder, EVENTS_FILE, (kind,), specs, _named("Event"),
+            lambda path, entry: _event_children(path, entry, folder))
+        sections.append(Section(kind, title, items, help=help_text,
+                                add=None if v1_events else {"op": "add", "what": "event", "kind": kind},
+                                add_label=f"Add {title[0].lower()}{title[1:-1]}",
+                                note=_v1_note("The outside events are") if v1_events else ""))
+    return sections
+
+
+def all_fields(sections: list[Section]) -> list[Field]:
+    out: list[Field] = []
+    for section in sections:
+        for item in section.items:
+            out.extend(item.fields)
+            out.extend(all_fields(item.children))
+    return out
+
+
+def all_items(sections: list[Section]) -> list[Item]:
+    out: list[Item] = []
+    for section in sections:
+        for item in section.items:
+            out.append(item)
+            out.extend(all_items(item.children))
+    return out
+
+
+# ---- writing -----------------------------------------------------------------------------------------------------
+def posted_value(spec: Spec, name: str, posted: Any) -> Any:
+    """What the form sent for a field, or None when it sent nothing for it (a field it did not show).
+    `posted` is a Django QueryDict (getlist). A switch is sent as a hidden "0" and, when ticked, a "1"."""
+    if spec.kind == "bool":
+        values = posted.getlist(name)
+        return None if not values else "1" in values
+    if spec.kind == "range":
+        first, last = posted.get(f"{name}[0]"), posted.get(f"{name}[1]")
+        return None if first is None or last is None else (first.strip(), last.strip())
+    value = posted.get(name)
+    return None if value is None else value.replace("\r\n", "\n")
+
+
+def _lines(text: str) -> list[str]:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return [line[2:].strip() if line.startswith(("- ", "* ")) else line for line in lines]
+
+
+def same(spec: Spec, posted: Any, shown: Any) -> bool:
+    if spec.kind in ("bool", "range"):
+        return posted == shown
+    if spec.kind in ("lines", "pairs"):
+        return _lines(posted) == _lines(shown)
+    return posted.strip() == str(shown).strip()
+
+
+def _scalar(text: str) -> Any:
+    """A number as typed; text that is not one is written as text, for the engine to name what it expected."""
+    text = text.strip()
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    return text
+
+
+_PAIR = re.compile(r"^\s*([^:]+?)\s*:\s*(.+?)\s*$")
+
+
+def to_yaml_value(spec: Spec, posted: Any, current: Any) -> Any:
+    """The value to store for a changed field, or _ABSENT to remove its key."""
+    kind = spec.kind
+    if kind == "bool":
+        return posted
+    if kind == "range":
+        return _ABSENT if posted == ("", "") else flow_list([_scalar(part) for part in posted])
+    empty = not posted.strip()
+    if empty and (spec.clear == "delete" or current is _ABSENT):
+        return _ABSENT
+    if kind in ("int", "number"):
+        return _scalar(posted)
+    if kind == "ints":
+        return flow_list([_scalar(part) for part in re.split(r"[,\s]+", posted.strip()) if part])
+    if kind == "lines":
+        return block_list(_lines(posted)) if not empty else flow_list([])
+    if kind == "pairs":
+        pairs = [_PAIR.match(line) for line in _lines(posted)]
+        if pairs and all(pairs) and (isinstance(current, dict) or current is _ABSENT):
+            return CommentedMap((match.group(1), match.group(2)) for match in pairs if match)
+        return text_value(posted)
+    if kind == "textarea":
+        return text_value(posted)
+    return posted.strip()
+
+
+def apply_fields(folder: Folder, sections: list[Section], posted: Any) -> list[tuple[Field, str]]:
+    """Write every changed field into its file. Returns what the values cannot do here: (field, new value)
+    renames of keys and files, done once the rest is written (see editor_actions.apply_renames)."""
+    scenario = folder.data(SCENARIO_FILE)
+    had_features = scenario is not None and "features" in scenario
+    renames = []
+    for each in all_fields(sections):
+        value = posted_value(each.spec, each.name, posted)
+        if value is None or same(each.spec, value, each.value):
+            continue
+        if each.spec.kind in ("key", "docname"):
+            renames.append((each, value.strip()))
+            continue
+        if each.spec.kind == "doctext":
+            folder.set_text(each.file, value)
+            continue
+        data = folder.data(each.file)
+        assert data is not None  # fields are read from the files
+        current = get(data, each.path, _ABSENT)
+        stored = to_yaml_value(each.spec, value, current)
+        if stored is _ABSENT:
+            delete(data, each.path)
+        else:
+            put(data, each.path, stored)
+        folder.changed(each.file)
+    if scenario is not None and not had_features and "features" in scenario:
+        # Without `features` a folder has no public statements (V1's rule); written now, it would have them
+        # unless it says so.
+        communications = get(scenario, ("features", "communications"))
+        if not (isinstance(communications, dict) and "public" in communications):
+            put(scenario, ("features", "communications", "public"), False)
+    return renames
+
