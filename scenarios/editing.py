@@ -27,7 +27,9 @@ from scenarios.services import ScenarioSlugTaken, scenario_from_engine, scenario
 # A new scenario starts from this: the keys a scenario needs, and one actor to fill in.
 NEW_SCENARIO_FILES = {
     "scenario.yaml": 'name: ""\ndescription: ""\nsystem_prompt: ""\ninitial_world_state: ""\nturns: 3\n'
-                     'turn_duration: "1 day"\nworld_state_model: "openai/gpt-4o-mini"\nactors:\n  - actor-1\n',
+                     'turn_duration: "1 day"\nworld_state_model: "openai/gpt-4o-mini"\nactors:\n  - actor-1\n'
+                     "features:\n  communications:\n    enabled: true\n    max_per_turn: 2\n    bilateral: true\n"
+                     "    coalition: true\n    public: true\n",
     "actors/actor-1.yaml": 'name: ""\nshort_name: "actor-1"\nllm_model: "openai/gpt-4o-mini"\ndescription: ""\n'
                            'system_prompt: ""\ngoals: []\nconstraints: []\ndecision_making_style: ""\n',
 }
@@ -196,6 +198,13 @@ def _actor_file(problem: LocatedError, sections: list[Section]) -> str:
     return problem.file
 
 
+def _names(each: Field) -> tuple[str, ...]:
+    """The key paths a field answers to: its own, and its other names (`model` for `llm_model`)."""
+    if len(each.spec.key) != 1 or not each.spec.aliases:
+        return ()
+    return tuple(format_path([*each.path[:-1], key]) for key in (each.spec.key[0], *each.spec.aliases))
+
+
 def place(problems: list[LocatedError], warnings: list[LocatedError], sections: list[Section] | None) -> list[Placed]:
     """Each problem and warning at the field whose place it names (or the nearest field or item above it); in
     the YAML view (no sections) at its file and line."""
@@ -207,9 +216,13 @@ def place(problems: list[LocatedError], warnings: list[LocatedError], sections: 
             text = str(LocatedError("", problem.key_path, None, problem.message, problem.suggestion))
             file = _actor_file(problem, sections) if sections else problem.file
             placed = Placed(level, text, file, problem.line)
-            candidates = [f for f in fields if f.file == file and _under(f.key_path, problem.key_path)]
+            candidates = [f for f in fields if f.file == file and (_under(f.key_path, problem.key_path)
+                                                                   or problem.key_path in _names(f))]
             if candidates:
-                placed.field = max(candidates, key=lambda f: len(f.key_path)).name
+                chosen = max(candidates, key=lambda f: len(f.key_path))
+                placed.field = chosen.name
+                if problem.key_path in (chosen.key_path, *_names(chosen)):  # the field says where: only what
+                    placed.text = str(LocatedError("", "", None, problem.message, problem.suggestion))
             else:
                 owners = [i for i in items if i.file == file and _under(format_path(list(i.path)), problem.key_path)]
                 if owners:
@@ -240,10 +253,14 @@ def scenario_save_files(*, scenario: Scenario, files: dict[str, str]) -> Scenari
         return scenario_from_engine(config=config, slug=scenario.slug, files=_normalised(files))
 
 
+# Addresses of the scenario pages themselves (/scenarios/new/): a scenario by these names gets "-2".
+RESERVED_SLUGS = frozenset({"new", "check", "gallery"})
+
+
 def _free_slug(name: str) -> str:
     base = slugify(name)[:90] or "scenario"
     candidate, number = base, 2
-    while Scenario.objects.filter(slug=candidate).exists():
+    while candidate in RESERVED_SLUGS or Scenario.objects.filter(slug=candidate).exists():
         candidate, number = f"{base}-{number}", number + 1
     return candidate
 

@@ -72,7 +72,7 @@ class EditorPage:
         estimate = None
         if self.estimate is not None:
             estimate = {"low": round(self.estimate.cost.low, 4), "high": round(self.estimate.cost.high, 4),
-                        "calls": self.estimate.calls.high}
+                        "calls": self.estimate.calls, "turns": self.estimate.turns}
         return {"problems": [vars(each) for each in self.placed if each.level == "problem"],
                 "warnings": [vars(each) for each in self.placed if each.level == "warning"],
                 "estimate": estimate}

@@ -208,3 +208,208 @@ def editor(client):
     user.user_permissions.add(*Permission.objects.filter(codename__in=["add_scenario", "change_scenario"]))
     client.force_login(user)
     return user
+
+
+# ---- adding, removing, renaming --------------------------------------------------------------------------------
+def change(files: dict[str, str], action: dict, **fields) -> editing.Edit:
+    return editing.editor_submit(posted(files, change=json.dumps(action), **fields), stored={})
+
+
+def test_an_actor_is_added_named_and_removed_with_scenario_yaml_following():
+    added = change(HAND_EDITED, {"op": "add", "what": "actor"})
+    assert "actors/actor-1.yaml" in added.files and "actors: [fishers, port, actor-1]" in added.files["scenario.yaml"]
+    named = editing.editor_submit(posted(added.files, **{
+        "actors/actor-1.yaml::name": "Town Council", "actors/actor-1.yaml::short_name": "council",
+        "actors/actor-1.yaml::goals": "Balance the budget\nKeep both sides talking\n"}), stored={})
+    assert "actors/actor-1.yaml" not in named.files, "a new actor's file follows its short name"
+    assert "actors: [fishers, port, council]" in named.files["scenario.yaml"]
+    config = editing.editor_check(named.files).config
+    assert config is not None and config.actor("council").goals == ["Balance the budget", "Keep both sides talking"]
+
+    renamed = editing.editor_submit(posted(named.files, **{"actors/port.yaml::short_name": "harbour-board"}),
+                                    stored={})
+    assert "actors/harbour-board.yaml" in renamed.files and "actors: [fishers, harbour-board, council]" in \
+        renamed.files["scenario.yaml"]
+    removed = change(renamed.files, {"op": "remove", "file": "actors/fishers.yaml"})
+    assert "actors/fishers.yaml" not in removed.files and "actors: [harbour-board, council]" in removed.files["scenario.yaml"]
+    assert editing.editor_check(removed.files).config is not None
+
+
+def test_metrics_checks_events_and_documents_are_added_filled_and_removed():
+    files = change(HAND_EDITED, {"op": "add", "what": "metric"}).files
+    files = editing.editor_submit(posted(files, **{
+        "metrics.yaml::metrics[1].name": "anger", "metrics.yaml::metrics[1].extraction.keywords": "protest\nstrike",
+        "metrics.yaml::metrics[1].thresholds.warning": "3", "metrics.yaml::metrics[1].thresholds.critical": "6",
+        "metrics.yaml::metrics[1].range[0]": "0", "metrics.yaml::metrics[1].range[1]": "20"}), stored={}).files
+    files = change(files, {"op": "add", "what": "check"}).files
+    files = editing.editor_submit(posted(files, **{
+        "validation-rules.yaml::checks.check_1.(name)": "fair_play",
+        "validation-rules.yaml::checks.check_1.description": "Nobody acts beyond their powers",
+        "validation-rules.yaml::checks.check_1.severity": "high"}), stored={}).files
+    for kind in ("scheduled_events", "random_events", "trends", "conditional_events"):
+        files = change(files, {"op": "add", "what": "event", "kind": kind}).files
+    files = editing.editor_submit(posted(files, **{
+        "exogenous-events.yaml::scheduled_events[0].name": "storm", "exogenous-events.yaml::scheduled_events[0].schedule.turns": "2, 3",
+        "exogenous-events.yaml::scheduled_events[0].effect": "A storm closes the harbour.",
+        "exogenous-events.yaml::random_events[0].name": "strike", "exogenous-events.yaml::random_events[0].effect": "Dockers strike.",
+        "exogenous-events.yaml::trends[0].name": "silt", "exogenous-events.yaml::trends[0].effects[0].description": "More silt",
+        "exogenous-events.yaml::conditional_events[0].name": "riot",
+        "exogenous-events.yaml::conditional_events[0].conditions[0].metric": "anger",
+        "exogenous-events.yaml::conditional_events[0].conditions[0].value": "5",
+        "exogenous-events.yaml::conditional_events[0].effect": "A riot at the quay."}), stored={}).files
+    files = change(files, {"op": "add", "what": "document"}).files
+    files = editing.editor_submit(posted(files, **{"background/document-1.md::(name)": "tides",
+                                                   "background/document-1.md::(text)": "High tide at noon."}),
+                                  stored={}).files
+    check = editing.editor_check(files)
+    assert check.problems == [] and check.config is not None
+    config = check.config
+    anger = config.metric_definitions[1]
+    assert (anger.name, anger.extraction.keywords, anger.range) == ("anger", ["protest", "strike"], (0, 20))
+    assert anger.thresholds.warning == 3 and anger.thresholds.critical == 6
+    assert list(config.validation.checks) == ["fair_play"] and config.validation.checks["fair_play"].severity == "high"
+    events = config.exogenous_events
+    assert events.scheduled_events[0].schedule.turns == [2, 3] and events.random_events[0].name == "strike"
+    assert events.trends[0].effects[0].description == "More silt"
+    assert events.conditional_events[0].conditions[0].metric == "anger"
+    assert [(doc.name, doc.text) for doc in config.background] == [("history", HAND_EDITED["background/history.md"]),
+                                                                   ("tides", "High tide at noon.")]
+    assert "# A harbour dispute, written by hand." in files["scenario.yaml"]
+
+    files = change(files, {"op": "remove", "file": "exogenous-events.yaml", "path": ["trends"], "index": 0}).files
+    files = change(files, {"op": "remove", "file": "validation-rules.yaml", "path": ["checks"], "index": 0}).files
+    files = change(files, {"op": "remove", "file": "background/tides.md"}).files
+    config = editing.editor_check(files).config
+    assert config.exogenous_events.trends == [] and config.validation.checks == {}
+    assert [doc.name for doc in config.background] == ["history"]
+
+
+@pytest.mark.parametrize("action", [
+    {"op": "explode"}, {"op": "remove", "file": "nothing.yaml"}, "not a mapping",
+    {"op": "remove", "file": "metrics.yaml", "path": ["metrics"], "index": 9},
+    {"op": "add", "what": "event", "kind": "earthquakes"},
+])
+def test_a_button_the_editor_does_not_know_is_a_problem_not_an_error(action):
+    edit = change(HAND_EDITED, action)
+    assert edit.files == HAND_EDITED and len(edit.problems) == 1
+
+
+def test_a_name_that_cannot_be_is_a_problem_at_its_field_and_nothing_is_renamed():
+    files = change(HAND_EDITED, {"op": "add", "what": "document"}).files
+    edit = editing.editor_submit(posted(files, **{"background/document-1.md::(name)": "../escape",
+                                                  "background/history.md::(name)": "history"}), stored={})
+    assert "background/document-1.md" in edit.files and all(".." not in path for path in edit.files)
+    assert edit.problems[0].file == "background/document-1.md" and "cannot name a file" in edit.problems[0].message
+
+
+def test_the_page_cannot_be_made_to_write_outside_the_folder():
+    query = posted(HAND_EDITED)
+    query["base"] = json.dumps({**HAND_EDITED, "../../etc/passwd": "x"})
+    with pytest.raises(editing.EditorInputError):
+        editing.editor_submit(query, stored={})
+    query["base"] = "{not json"
+    with pytest.raises(editing.EditorInputError):
+        editing.editor_submit(query, stored={})
+
+
+# ---- problems where they belong ------------------------------------------------------------------------------
+def test_problems_and_warnings_land_at_the_field_they_name():
+    from scenarios.editor_page import editor_page
+
+    edit = editing.editor_submit(posted(HAND_EDITED, **{
+        "scenario.yaml::num_turns": "three", "actors/port.yaml::llm_model": "openai/gpt-4o-mnii",
+        "metrics.yaml::metrics[0].thresholds.warning": "lots"}), stored={})
+    check = editing.editor_check(edit.files)
+    page = editor_page(edit, check)
+    fields = {each.name: each for each in all_fields(page.sections)}
+    assert "whole number" in " ".join(fields["scenario.yaml::num_turns"].problems)
+    assert "number" in " ".join(fields["metrics.yaml::metrics[0].thresholds.warning"].problems)
+    assert page.unplaced == [] and check.config is None
+
+    typo = editing.editor_submit(posted(HAND_EDITED, **{"actors/port.yaml::llm_model": "openai/gpt-4o-mnii"}),
+                                 stored={})
+    page = editor_page(typo, editing.editor_check(typo.files))
+    warned = {each.name: each for each in all_fields(page.sections)}["actors/port.yaml::llm_model"]
+    assert warned.warnings == ["'openai/gpt-4o-mnii' is not in the price data, so estimates and credit limits count "
+                               "it at a top-tier model's price. Did you mean 'openai/gpt-4o-mini'?"]
+    assert page.problem_count == 0
+
+    aliased = editing.editor_submit(posted(HAND_EDITED, **{"actors/fishers.yaml::model": "openai/gpt-4o-mnii"}),
+                                    stored={})  # the file names it `model:`, V1's name
+    page = editor_page(aliased, editing.editor_check(aliased.files))
+    assert {each.name: each for each in all_fields(page.sections)}["actors/fishers.yaml::model"].warnings
+
+
+# ---- the pages -----------------------------------------------------------------------------------------------
+@pytest.mark.django_db
+def test_who_may_not_add_or_change_scenarios_gets_no_editor(client):
+    client.force_login(User.objects.create_user("noor", password="pw"))
+    assert client.get(reverse("scenarios:new")).status_code == 403
+    assert client.post(reverse("scenarios:check"), {"base": json.dumps(HAND_EDITED)}).status_code == 403
+    assert reverse("scenarios:new") not in client.get(reverse("scenarios:list")).content.decode()
+
+
+@pytest.mark.django_db
+def test_a_new_scenario_is_made_in_the_form_without_javascript(client, editor):
+    url = reverse("scenarios:new")
+    listing = client.get(reverse("scenarios:list")).content.decode()
+    assert url in listing and reverse("scenarios:gallery") in listing
+    page = client.get(url).content.decode()
+    added = client.post(url, {**form_of(page), "change": json.dumps({"op": "add", "what": "actor"})})
+    assert 'name="actors/actor-2.yaml::name"' in added.content.decode()
+    filled = form_of(added.content.decode(), **{
+        "scenario.yaml::name": "Harbour Dispute", "scenario.yaml::initial_world_state": "The harbour is silted up.",
+        "scenario.yaml::turns": "2",
+        "actors/actor-1.yaml::name": "Fishers", "actors/actor-1.yaml::short_name": "fishers",
+        "actors/actor-1.yaml::goals": "Keep the harbour open\nLower the fee",
+        "actors/actor-2.yaml::name": "Port", "actors/actor-2.yaml::short_name": "port",
+        "actors/actor-2.yaml::goals": "Dredge the harbour",
+        "step": "save"})
+    refused = client.post(url, {**filled, "scenario.yaml::turns": "0"})
+    assert refused.status_code == 400 and not Scenario.objects.exists()
+    assert "Not saved: 1 problem" in refused.content.decode()
+    assert "at least 1" in refused.content.decode().split('data-field="scenario.yaml::turns"')[1][:2000]
+
+    done = client.post(url, filled)
+    scenario = Scenario.objects.get()
+    assert done.status_code == 302 and done.url == reverse("scenarios:detail", args=[scenario.slug])
+    assert scenario.slug == "harbour-dispute" and scenario.turns == 2
+    assert [(a.short_name, a.goals) for a in scenario.actors.order_by("position")] == [
+        ("fishers", ["Keep the harbour open", "Lower the fee"]), ("port", ["Dredge the harbour"])]
+    version = scenario.versions.get()
+    assert set(version.files) == {"scenario.yaml", "actors/fishers.yaml", "actors/port.yaml"}
+
+    again = client.post(url, filled)  # the same name again: a scenario of its own
+    assert again.status_code == 302 and Scenario.objects.filter(slug="harbour-dispute-2").exists()
+
+
+@pytest.mark.django_db
+def test_the_live_check_answers_problems_at_their_fields_and_the_estimate(client, editor):
+    url = reverse("scenarios:check")
+    assert client.get(url).status_code == 405
+    good = client.post(url, posted(HAND_EDITED, step="check").urlencode(), content_type="application/x-www-form-urlencoded")
+    body = good.json()
+    assert body["problems"] == [] and body["estimate"]["high"] > 0
+    bad = client.post(url, posted(HAND_EDITED, step="check", **{"scenario.yaml::num_turns": "0"}).urlencode(),
+                      content_type="application/x-www-form-urlencoded").json()
+    assert [(p["field"], p["text"]) for p in bad["problems"]] == [("scenario.yaml::num_turns", "expected a number at least 1, got a number (0)")]
+    assert bad["estimate"] is None
+    broken = client.post(url, {"base": "{", "mode": "form"})
+    assert broken.status_code == 400 and "open the editor again" in broken.json()["error"]
+    assert not Scenario.objects.exists()
+
+
+@pytest.mark.django_db
+def test_preview_and_save_and_try_from_the_editor(client, editor):
+    scenario_from_engine(config=EngineScenario.load(LIBRARY / "board-ai-incident"), slug="board")
+    url = reverse("scenarios:edit", args=["board"])
+    page = client.get(url).content.decode()
+    preview = client.post(url, form_of(page, step="preview")).content.decode()
+    assert "What each model reads on turn 1" in preview and "the world model, writing the new world" in preview
+    assert Scenario.objects.get(slug="board").versions.count() == 1
+    from runs.models import Run
+
+    tried = client.post(url, form_of(page, step="save_try", **{"scenario.yaml::turns": "3"}))
+    run = Run.objects.get()
+    assert tried.status_code == 302 and tried.url == reverse("runs:detail", args=[run.pk])
+    assert run.max_turns == 1 and run.offline and run.scenario_version == 2
