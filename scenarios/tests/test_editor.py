@@ -378,6 +378,7 @@ def test_a_new_scenario_is_made_in_the_form_without_javascript(client, editor):
         ("fishers", ["Keep the harbour open", "Lower the fee"]), ("port", ["Dredge the harbour"])]
     version = scenario.versions.get()
     assert set(version.files) == {"scenario.yaml", "actors/fishers.yaml", "actors/port.yaml"}
+    assert reverse("scenarios:edit", args=[scenario.slug]) in client.get(reverse("scenarios:list")).content.decode()
 
     again = client.post(url, filled)  # the same name again: a scenario of its own
     assert again.status_code == 302 and Scenario.objects.filter(slug="harbour-dispute-2").exists()
