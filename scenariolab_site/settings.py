@@ -325,7 +325,9 @@ DEFAULT_FROM_EMAIL = os.environ.get("SCENARIOLAB_EMAIL_FROM", "Scenario Lab <sce
 # FILE_UPLOAD_MAX_MEMORY_SIZE are spooled to a temporary file rather than held in memory.
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("SCENARIOLAB_MAX_REQUEST_BYTES", str(5 * 1024 * 1024)))
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
-DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
+# The scenario editor sends every field of a scenario's form: a large scenario (8 actors, dozens of metrics and
+# events) passes Django's default of 1,000.
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 5000
 DATA_UPLOAD_MAX_NUMBER_FILES = 10
 
 LOGIN_URL = "login"

@@ -17,7 +17,7 @@ from django.utils.text import slugify
 from engine.scenario.errors import LocatedError, ScenarioLoadError, closest, format_path
 from engine.scenario.export import scenario_folder_files
 from engine.scenario.folder import Scenario as EngineScenario
-from scenarios.archives import ScenarioImportError
+from scenarios.archives import MAX_NAME_BYTES, ScenarioImportError
 from scenarios.editor_actions import apply_action, apply_renames
 from scenarios.editor_form import Field, Item, Section, all_fields, all_items, apply_fields, form_sections
 from scenarios.editor_yaml import Folder, YamlFileError
@@ -49,21 +49,39 @@ class Edit:
     mode: str
     step: str  # one of STEPS, or "change" for a button that added or removed something
     problems: list[LocatedError] = field(default_factory=list)
+    shown: dict[str, str] | None = None  # a live check's: the files its page shows, whose fields it answers for
+    version: int | None = None  # the version the page was opened at
+
+
+MAX_FILES = 500
+MAX_DEPTH = 4  # actors/x.yaml, background/x.md; V1's definition/actors/x.yaml
+
+
+def _path_problem(path: str, paths: set[str]) -> str | None:
+    parts = path.split("/")
+    if (not path or path.startswith("/") or "\\" in path or "\x00" in path or ".." in parts or "" in parts
+            or len(parts) > MAX_DEPTH or max(len(part.encode()) for part in parts) > MAX_NAME_BYTES):
+        return f"{path[:80]!r} is not a file of a scenario's folder"
+    if any("/".join(parts[:depth]) in paths for depth in range(1, len(parts))):
+        return f"{path[:80]!r} is inside another file"
+    return None
 
 
 def _base(post: Any, stored: dict[str, str]) -> dict[str, str]:
     raw = post.get("base")
     if raw is None:
         return dict(stored)
+    unreadable = EditorInputError("the page's files could not be read back; open the editor again")
     try:
         base = json.loads(raw)
-    except ValueError:
-        raise EditorInputError("the page's files could not be read back; open the editor again") from None
-    if not isinstance(base, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in base.items()):
-        raise EditorInputError("the page's files could not be read back; open the editor again")
+    except (ValueError, RecursionError):
+        raise unreadable from None
+    if not isinstance(base, dict) or len(base) > MAX_FILES or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in base.items()):
+        raise unreadable
     for path in base:
-        if path.startswith("/") or ".." in path.split("/") or "\\" in path:
-            raise EditorInputError(f"{path!r} is not a file of a scenario's folder")
+        if problem := _path_problem(path, set(base)):
+            raise EditorInputError(problem)
     return base
 
 
@@ -75,28 +93,30 @@ def editor_submit(post: Any, *, stored: dict[str, str]) -> Edit:
     mode = post.get("mode") if post.get("mode") in MODES else (
         "yaml" if any(key.startswith("file:") for key in post) else "form")
     step = post.get("step") if post.get("step") in STEPS else "save"
+    version = int(post["version"]) if str(post.get("version", "")).isdigit() else None
     change: Any = None
     if post.get("change"):
         step = "change"
         try:
             change = json.loads(post["change"])
-        except ValueError:
+        except (ValueError, RecursionError):
             change = None
     if mode == "yaml":
         folder = Folder({path: post.get(f"file:{path}", text).replace("\r\n", "\n") for path, text in base.items()})
         if change is not None and isinstance(change, dict) and change.get("what") == "file":
             change = {**change, "name": post.get("new_file", "")}
         problems = apply_action(folder, change) if step == "change" else []
-        return Edit(folder.result(), "form" if step == "to_form" else "yaml", step, problems)
+        return Edit(folder.result(), "form" if step == "to_form" else "yaml", step, problems, version=version)
     folder = Folder(base)
     try:
         sections = form_sections(folder)
     except YamlFileError as exc:  # the page was made from these files: only a hand-made request gets here
-        return Edit(base, "yaml", step, [LocatedError(exc.file, "", None, str(exc))])
+        return Edit(base, "yaml", step, [LocatedError(exc.file, "", None, str(exc))], version=version)
     renames = apply_fields(folder, sections, post)
     problems = apply_action(folder, change) if step == "change" else []
     problems += apply_renames(folder, renames, sections) if step != "check" else []
-    return Edit(folder.result(), "yaml" if step == "to_yaml" else "form", step, problems)
+    return Edit(folder.result(), "yaml" if step == "to_yaml" else "form", step, problems,
+                shown=base if step == "check" else None, version=version)
 
 
 # ---- checking ----------------------------------------------------------------------------------------------------
@@ -118,8 +138,11 @@ def load_files(files: dict[str, str], *, label: str) -> EngineScenario:
             path = (root / relative).resolve()
             if root not in path.parents:  # names come from a form: never a file elsewhere
                 raise ScenarioImportError(f"{relative!r} is not a file of the scenario's folder")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text.replace("\r\n", "\n"), encoding="utf-8")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text.replace("\r\n", "\n"), encoding="utf-8")
+            except (OSError, ValueError) as exc:  # a name the file system refuses, a file where a folder must go
+                raise ScenarioImportError(f"{relative[:80]!r} cannot be a file of the scenario's folder ({exc})") from None
         try:
             return EngineScenario.load(root)
         except ScenarioLoadError as exc:
@@ -136,15 +159,33 @@ def _warning(text: str) -> LocatedError:
     return LocatedError(match["file"], "", int(match["line"]) if match["line"] else None, match["message"])
 
 
-def _model_warnings(config: EngineScenario) -> list[LocatedError]:
+def _actor_file_names(files: dict[str, str]) -> dict[str, str]:
+    """Each actor's file by its short name (a file need not be named after it)."""
+    import yaml
+
+    names = {}
+    for path, text in files.items():
+        if path.startswith("actors/") and path.endswith((".yaml", ".yml")):
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError:
+                continue
+            if isinstance(data, dict) and isinstance(data.get("short_name"), str):
+                names.setdefault(data["short_name"], path)
+    return names
+
+
+def _model_warnings(config: EngineScenario, files: dict[str, str]) -> list[LocatedError]:
     """A model the price data does not know is priced as a top-tier one (and is often a typo): say so at its
     field, with the closest known name."""
     from engine.llm.price_index import priced_models
     from engine.llm.pricing import PriceBook
 
     book, known, out = PriceBook(), None, []
+    actor_files = _actor_file_names(files)
     places = [("scenario.yaml", "world_state_model", config.config.world_state_model)]
-    places += [(f"actors/{actor.short_name}.yaml", "llm_model", actor.llm_model) for actor in config.actors]
+    places += [(actor_files.get(actor.short_name, f"actors/{actor.short_name}.yaml"), "llm_model", actor.llm_model)
+               for actor in config.actors]
     if config.validation is not None:
         places.append(("validation-rules.yaml", "validation_model", config.validation.validation_model))
     for file, key, model in places:
@@ -166,7 +207,7 @@ def editor_check(files: dict[str, str]) -> Check:
         return Check(None, list(exc.errors), [])
     except ScenarioImportError as exc:
         return Check(None, [LocatedError("", "", None, str(exc))], [])
-    warnings = [_warning(text) for text in config.warnings] + _model_warnings(config)
+    warnings = [_warning(text) for text in config.warnings] + _model_warnings(config, files)
     return Check(config, [], warnings)
 
 
@@ -187,17 +228,6 @@ def _under(prefix: str, path: str) -> bool:
     return path == prefix or (path.startswith(prefix) and path[len(prefix):][:1] in (".", "["))
 
 
-def _actor_file(problem: LocatedError, sections: list[Section]) -> str:
-    # Model warnings name an actor by its short name; its file may be named otherwise.
-    if not problem.file.startswith("actors/"):
-        return problem.file
-    short = problem.file.removeprefix("actors/").removesuffix(".yaml")
-    for each in all_fields(sections):
-        if each.file.startswith("actors/") and each.spec.key == ("short_name",) and each.value == short:
-            return each.file
-    return problem.file
-
-
 def _names(each: Field) -> tuple[str, ...]:
     """The key paths a field answers to: its own, and its other names (`model` for `llm_model`)."""
     if len(each.spec.key) != 1 or not each.spec.aliases:
@@ -214,7 +244,7 @@ def place(problems: list[LocatedError], warnings: list[LocatedError], sections: 
     for level, found in (("problem", problems), ("warning", warnings)):
         for problem in found:
             text = str(LocatedError("", problem.key_path, None, problem.message, problem.suggestion))
-            file = _actor_file(problem, sections) if sections else problem.file
+            file = problem.file
             placed = Placed(level, text, file, problem.line)
             candidates = [f for f in fields if f.file == file and (_under(f.key_path, problem.key_path)
                                                                    or problem.key_path in _names(f))]
@@ -239,6 +269,11 @@ def scenario_files(*, scenario: Scenario) -> dict[str, str]:
     if version is not None:
         return dict(version.files)
     return scenario_folder_files(scenario_to_engine(scenario=scenario))
+
+
+def scenario_current_version(*, scenario: Scenario) -> int | None:
+    """The number of the scenario's last version (what an editor page opened now edits)."""
+    return scenario.versions.order_by("-number").values_list("number", flat=True).first()
 
 
 def _normalised(files: dict[str, str]) -> dict[str, str]:

@@ -22,8 +22,9 @@ from scenarios.editor_form import (
     Section,
     actor_files,
     all_fields,
+    listed_name,
 )
-from scenarios.editor_yaml import Folder, block_list, flow_list, get, is_yaml, rename_key
+from scenarios.editor_yaml import Folder, YamlFileError, block_list, flow_list, get, is_yaml, rename_key
 
 DEFAULT_MODEL = "openai/gpt-4o-mini"
 PLACEHOLDER_STEM = re.compile(r"^actor-\d+$")
@@ -49,6 +50,15 @@ def _world_model(folder: Folder) -> str:
 def _listed_actors(folder: Folder) -> CommentedSeq | None:
     listed = get(folder.data(SCENARIO_FILE), ("actors",))
     return listed if isinstance(listed, list) else None
+
+
+def _listed_at(listed: CommentedSeq, stem: str, short_name: Any = None) -> int | None:
+    """Where scenario.yaml lists an actor's file: by its stem (with or without `.yaml`) or, as V1 did, by its
+    short name."""
+    for index, entry in enumerate(listed):
+        if listed_name(entry) == stem or (isinstance(short_name, str) and listed_name(entry) == short_name):
+            return index
+    return None
 
 
 def _container(folder: Folder, file: str, path: list[Any], make: dict[str, Any]) -> Any:
@@ -157,10 +167,18 @@ def _remove(folder: Folder, action: dict[str, Any]) -> str:
     if not isinstance(file, str) or file not in folder.files:
         return "there is no such file to remove"
     if "path" not in action:
+        try:  # in the YAML view either file may not read yet: the file goes all the same
+            short_name = get(folder.data(file), ("short_name",)) if file.startswith("actors/") and is_yaml(file) else None
+        except YamlFileError:
+            short_name = None
         folder.remove(file)
-        listed = _listed_actors(folder) if file.startswith("actors/") and SCENARIO_FILE in folder.files else None
-        if listed is not None and _stem(file) in listed:
-            listed.remove(_stem(file))
+        try:
+            listed = _listed_actors(folder) if file.startswith("actors/") and SCENARIO_FILE in folder.files else None
+        except YamlFileError:
+            listed = None
+        at = _listed_at(listed, _stem(file), short_name) if listed is not None else None
+        if at is not None:
+            del listed[at]
             folder.changed(SCENARIO_FILE)
         return ""
     node = get(folder.data(file), tuple(action.get("path") or []))
@@ -226,9 +244,10 @@ def apply_renames(folder: Folder, renames: list[tuple[Field, str]], sections: li
         target = f"actors/{new}.yaml"
         if target in folder.files:
             continue
-        folder.rename(each.file, target)
         listed = _listed_actors(folder)
-        if listed is not None and stem in listed:
-            listed[listed.index(stem)] = new
+        at = _listed_at(listed, stem, each.value) if listed is not None else None
+        folder.rename(each.file, target)
+        if at is not None:
+            listed[at] = new
             folder.changed(SCENARIO_FILE)
     return problems

@@ -18,7 +18,20 @@ from ruamel.yaml.comments import CommentedMap
 
 from engine.scenario.errors import format_path
 from engine.scenario.v1_forms import V1_COMMUNICATION_SWITCHES
-from scenarios.editor_yaml import Folder, Path, block_list, delete, flow_list, get, is_yaml, put, text_value
+from scenarios.editor_yaml import (
+    Folder,
+    Path,
+    anchored,
+    block_list,
+    delete,
+    flow_list,
+    get,
+    is_yaml,
+    put,
+    safe_text,
+    text_value,
+    yaml11_bool,
+)
 
 _ABSENT = object()
 SCENARIO_FILE = "scenario.yaml"
@@ -52,6 +65,13 @@ class Field:
     value: Any  # text, a bool (switches) or (first, last) (ranges)
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    shared: str = ""  # the anchor of a value shared through a YAML alias: the YAML view edits it, not the form
+
+    @property
+    def multiline(self) -> bool:
+        """Shown as a text area: text of several lines (a browser drops line breaks from a one-line input)."""
+        return self.spec.kind in ("textarea", "lines", "pairs", "doctext") or (
+            self.spec.kind in ("text", "model") and "\n" in str(self.value))
 
     @property
     def key_path(self) -> str:
@@ -108,7 +128,8 @@ SCENARIO_SPECS = (
     Spec(("system_prompt",), "Instructions to every actor", "textarea", rows=6),
     Spec(("initial_world_state",), "The world at the start", "textarea", rows=10,
          help="Markdown; the world model rewrites it every turn"),
-    Spec(("turns",), "Length", "int", unit="turns", aliases=("num_turns", "max_turns"), clear="delete"),
+    Spec(("turns",), "Length", "int", unit="turns", aliases=("num_turns", "max_turns", "scenario_length"),
+         clear="delete"),
     Spec(("turn_duration",), "A turn lasts", help="e.g. 1 day, 4 hours"),
     Spec(("world_state_model",), "World model", "model", help=MODEL_HELP),
     Spec(("context_window_size",), "History each actor reads", "int", unit="turns", aliases=("context_window",),
@@ -243,7 +264,10 @@ def read_value(data: Any, path: Path, spec: Spec) -> Any:
     if spec.kind == "key":
         return str(path[-1])
     if spec.kind == "bool":
-        return value if isinstance(value, bool) else spec.default
+        if isinstance(value, bool):
+            return value
+        read = yaml11_bool(value)
+        return spec.default if read is None else read
     if value is _ABSENT:
         return ("", "") if spec.kind == "range" else (spec.default or "")
     if spec.kind == "range":
@@ -262,15 +286,20 @@ def _fields(file: str, data: Any, base: Path, specs: tuple[Spec, ...]) -> list[F
     for spec in specs:
         path = base if spec.kind == "key" else _where(data, spec, base)
         out.append(Field(field_name(file, (*path, "(name)") if spec.kind == "key" else path), file, path, spec,
-                         read_value(data, path, spec)))
+                         read_value(data, path, spec), shared=anchored(data, path) or ""))
     return out
+
+
+def listed_name(entry: Any) -> str:
+    """An entry of scenario.yaml's `actors:` as the loader reads it: a file's stem (V1 sometimes added `.yaml`)."""
+    return re.sub(r"\.ya?ml$", "", str(entry).strip())
 
 
 def actor_files(folder: Folder) -> list[str]:
     """actors/*.yaml, in the order scenario.yaml lists them, then any it does not list."""
     files = [name for name in folder.files if name.startswith("actors/") and is_yaml(name) and name.count("/") == 1]
     listed = get(folder.data(SCENARIO_FILE), ("actors",), [])
-    order = [str(stem) for stem in listed] if isinstance(listed, list) else []
+    order = [listed_name(entry) for entry in listed] if isinstance(listed, list) else []
 
     def position(name: str) -> tuple[int, str]:
         stem = name.split("/", 1)[1].rsplit(".", 1)[0]
@@ -292,9 +321,14 @@ def _scenario_section(folder: Folder) -> Section:
         item = Item(f"{SCENARIO_FILE}::", SCENARIO_FILE, (), "Scenario", note="The folder has no scenario.yaml.")
         return Section("scenario", "Scenario", [item])
     v1_switches = any(key in data for key in (*V1_COMMUNICATION_SWITCHES, "communication_types"))
-    specs = SCENARIO_SPECS + (() if v1_switches else COMMUNICATION_SPECS) + FEATURE_SPECS
+    # V1's `parameters: {max_turns, turn_duration}` and `scenario_length: {max_turns, ...}`: the YAML view.
+    v1_length = "parameters" in data or isinstance(data.get("scenario_length"), dict)
+    specs = tuple(spec for spec in SCENARIO_SPECS if not (v1_length and spec.key in (("turns",), ("turn_duration",))))
+    specs += (() if v1_switches else COMMUNICATION_SPECS) + FEATURE_SPECS
+    notes = [_v1_note("The length is")] if v1_length else []
+    notes += [_v1_note("The communication settings are")] if v1_switches else []
     item = Item(f"{SCENARIO_FILE}::", SCENARIO_FILE, (), "Scenario", _fields(SCENARIO_FILE, data, (), specs),
-                note=_v1_note("The communication settings are") if v1_switches else "")
+                note=" ".join(notes))
     if "features" not in data:  # V1's folders without features have no public statements unless they ask
         for each in item.fields:
             if each.path == ("features", "communications", "public"):
@@ -452,7 +486,7 @@ def _scalar(text: str) -> Any:
             return parse(text)
         except ValueError:
             pass
-    return text
+    return safe_text(text)
 
 
 _PAIR = re.compile(r"^\s*([^:]+?)\s*:\s*(.+?)\s*$")
@@ -473,15 +507,13 @@ def to_yaml_value(spec: Spec, posted: Any, current: Any) -> Any:
     if kind == "ints":
         return flow_list([_scalar(part) for part in re.split(r"[,\s]+", posted.strip()) if part])
     if kind == "lines":
-        return block_list(_lines(posted)) if not empty else flow_list([])
+        return block_list([safe_text(line) for line in _lines(posted)]) if not empty else flow_list([])
     if kind == "pairs":
         pairs = [_PAIR.match(line) for line in _lines(posted)]
         if pairs and all(pairs) and (isinstance(current, dict) or current is _ABSENT):
-            return CommentedMap((match.group(1), match.group(2)) for match in pairs if match)
+            return CommentedMap((safe_text(match.group(1)), safe_text(match.group(2))) for match in pairs if match)
         return text_value(posted)
-    if kind == "textarea":
-        return text_value(posted)
-    return posted.strip()
+    return text_value(posted)  # text, a model's name, a choice
 
 
 def apply_fields(folder: Folder, sections: list[Section], posted: Any) -> list[tuple[Field, str]]:
@@ -492,7 +524,7 @@ def apply_fields(folder: Folder, sections: list[Section], posted: Any) -> list[t
     renames = []
     for each in all_fields(sections):
         value = posted_value(each.spec, each.name, posted)
-        if value is None or same(each.spec, value, each.value):
+        if value is None or each.shared or same(each.spec, value, each.value):
             continue
         if each.spec.kind in ("key", "docname"):
             renames.append((each, value.strip()))

@@ -51,6 +51,7 @@ class EditorPage:
     estimate: Any = None  # engine.estimate.CostEstimate
     previews: list | None = None
     note: str = ""
+    version: int | None = None  # the version the page edits (a save from an older one is refused)
 
     @property
     def base(self) -> str:
@@ -91,7 +92,7 @@ def editor_page(edit: Edit, check: Check, *, preview: bool = False) -> EditorPag
     mode, note, sections = edit.mode, "", None
     if mode == "form":
         try:
-            sections = form_sections(Folder(edit.files))
+            sections = form_sections(Folder(edit.shown if edit.shown is not None else edit.files))
         except YamlFileError as exc:
             mode, note = "yaml", f"The form cannot show {exc.file} until its YAML reads: correct it here first."
     placed = place(check.problems + edit.problems, check.warnings, sections)
@@ -120,4 +121,4 @@ def editor_page(edit: Edit, check: Check, *, preview: bool = False) -> EditorPag
         previews = scenario_turn_one(config=check.config)
     return EditorPage(mode=mode, files=edit.files, sections=sections, yaml_files=yaml_files, placed=placed,
                       unplaced=unplaced, estimate=_estimate(check.config) if check.config is not None else None,
-                      previews=previews, note=note)
+                      previews=previews, note=note, version=edit.version)

@@ -4,13 +4,17 @@ indentation, changed value by value, and written back. A file nobody changed kee
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Mapping
 from typing import Any
 
+import yaml as pyyaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
-from ruamel.yaml.scalarstring import LiteralScalarString
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString, LiteralScalarString
+
+from engine.scenario.reader import yaml_size_problem
 
 Path = tuple[Any, ...]  # keys and list indexes from a file's top level down to one value
 
@@ -63,9 +67,15 @@ class Folder:
         if file not in self._data:
             text = self.files[file]
             try:
+                # The engine's own limits first (alias bombs, deep nesting): the form must not build what it refuses.
+                problem = yaml_size_problem(pyyaml.compose(text, Loader=pyyaml.SafeLoader)) if text.strip() else None
+                if problem:
+                    raise YamlFileError(file, problem)
                 data = _yaml().load(text) if text.strip() else CommentedMap()
-            except YAMLError as exc:
+            except (YAMLError, pyyaml.YAMLError) as exc:
                 raise YamlFileError(file, f"not valid YAML ({str(exc).splitlines()[0]})") from None
+            except RecursionError:
+                raise YamlFileError(file, "nested too deeply to read") from None
             if not isinstance(data, CommentedMap):
                 raise YamlFileError(file, "its top level is not a mapping of keys")
             self._data[file] = data
@@ -143,7 +153,8 @@ def put(data: CommentedMap, path: Path, value: Any) -> None:
             node[key] = value  # a bare switch stays a bare switch
             return
         if not isinstance(child, (Mapping, list)):
-            child = CommentedMap()
+            # A bare switch (`communications: false`) grows into a mapping that keeps saying so.
+            child = CommentedMap([("enabled", child)]) if isinstance(child, bool) else CommentedMap()
             node[key] = child
         node = child
     node[path[-1]] = value
@@ -157,10 +168,52 @@ def delete(data: CommentedMap, path: Path) -> None:
         del parent[path[-1]]
 
 
+# PyYAML, which the engine reads scenarios with, takes some bare words for something other than text (YAML 1.1:
+# yes, no, on, off, dates, 1:30), where the editor's YAML 1.2 would write them bare.
+_PLAIN_SAFE = re.compile(r"^[A-Za-z][\w ,;()/'-]*$")
+_YAML11_WORDS = {"yes", "no", "on", "off", "true", "false", "null", "y", "n", "~"}
+
+
+def safe_text(text: str) -> str:
+    """Text to store as one value: quoted when the engine would otherwise read it as something else."""
+    if _PLAIN_SAFE.match(text) and text.lower() not in _YAML11_WORDS and text == text.strip():
+        return text
+    try:
+        reads_as = pyyaml.safe_load(text)
+    except pyyaml.YAMLError:
+        reads_as = None
+    return text if isinstance(reads_as, str) and reads_as == text else DoubleQuotedScalarString(text)
+
+
 def text_value(text: str) -> str:
-    """Text as a form gives it, to store: several lines as a `|` block, one line as a plain string."""
+    """Text as a form gives it, to store: several lines as a `|` block, one line as a plain string (quoted when
+    it must be). Text starting with a space is written quoted: a block would need an indentation indicator."""
     text = text.replace("\r\n", "\n").rstrip()
-    return LiteralScalarString(text + "\n") if "\n" in text else text
+    if "\n" in text and not text[:1].isspace():
+        return LiteralScalarString(text + "\n")
+    return DoubleQuotedScalarString(text) if "\n" in text else safe_text(text)
+
+
+def yaml11_bool(value: Any) -> bool | None:
+    """A plain (unquoted) value the engine's YAML 1.1 reads as a switch (`off`, `yes`): what it reads."""
+    if type(value) is str and value.lower() in ("yes", "no", "on", "off"):
+        return value.lower() in ("yes", "on")
+    return None
+
+
+def anchored(data: Any, path: Path) -> str | None:
+    """The anchor of a node on the way to `path` (or at it): a value shared with others through an alias, which
+    a change must not reach through."""
+    node = data
+    for key in (None, *path):
+        if key is not None:
+            node = get(node, (key,), None)
+        anchor = getattr(getattr(node, "anchor", None), "value", None)
+        if anchor:
+            return anchor
+        if node is None:
+            return None
+    return None
 
 
 def block_list(items: list[Any]) -> CommentedSeq:
@@ -173,8 +226,8 @@ def flow_list(items: list[Any]) -> CommentedSeq:
     return seq
 
 
-def rename_key(mapping: CommentedMap, old: Any, new: Any) -> None:
+def rename_key(mapping: CommentedMap, old: Any, new: str) -> None:
     """Rename a key where it stands (its comments and the keys around it stay)."""
     position = list(mapping).index(old)
     value = mapping.pop(old)
-    mapping.insert(position, new, value)
+    mapping.insert(position, safe_text(new), value)

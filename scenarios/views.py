@@ -151,15 +151,22 @@ def _editor(request: HttpRequest, scenario: Scenario | None) -> HttpResponse:
     turning the page into the folder's files, checking them, and saving, previewing or switching the view."""
     _may_edit(request, scenario)
     stored = editing.scenario_files(scenario=scenario) if scenario else dict(editing.NEW_SCENARIO_FILES)
+    current = editing.scenario_current_version(scenario=scenario) if scenario else None
     if request.method != "POST":
         mode = "yaml" if request.GET.get("view") == "yaml" else "form"
-        return _editor_page(request, scenario, editing.Edit(stored, mode, "open"))
+        return _editor_page(request, scenario, editing.Edit(stored, mode, "open", version=current))
     try:
         edit = editing.editor_submit(request.POST, stored=stored)
     except editing.EditorInputError as exc:
         messages.error(request, str(exc))
-        return _editor_page(request, scenario, editing.Edit(stored, "form", "open"), status=400)
+        return _editor_page(request, scenario, editing.Edit(stored, "form", "open", version=current), status=400)
     check = editing.editor_check(edit.files)
+    if edit.step in ("save", "save_try") and edit.version is not None and edit.version != current:
+        messages.error(request, f"Not saved: version {current} of this scenario was saved since you opened it. Your "
+                                "text is below as you left it; the versions page shows what changed. Saving again "
+                                "makes yours the next version.")
+        edit.version = current
+        return _editor_page(request, scenario, edit, check=check, status=409)
     if edit.step in ("save", "save_try") and check.config is not None and not edit.problems:
         try:
             saved = (editing.scenario_save_files(scenario=scenario, files=edit.files) if scenario
@@ -179,7 +186,7 @@ def _editor_page(request: HttpRequest, scenario: Scenario | None, edit, *, check
     check = check or editing.editor_check(edit.files)
     page = editor_page.editor_page(edit, check, preview=edit.step == "preview")
     return render(request, "scenarios/scenario_editor.html", {"scenario": scenario, "page": page,
-                                                              "saving_failed": status == 400}, status=status)
+                                                              "saving_failed": status >= 400}, status=status)
 
 
 @login_required

@@ -119,11 +119,18 @@ class EditorInABrowser(BrowserTestCase):
         assert "Not saved: 1 problem" in page.locator("#editor-status").text_content()
         assert "expected a whole number" in field(page, "scenario.yaml::turns").text_content()
         page.locator('[name="scenario.yaml::turns"]').fill("1")
+        self.submit(page, "Add an actor")
+        page.locator('[name="actors/actor-2.yaml::name"]').fill("Port")
+        page.locator('[name="actors/actor-2.yaml::short_name"]').fill("port")
+        self.submit(page, "Preview turn 1")
+        assert "Port, deciding" in page.locator("#editor-preview").text_content()
         self.submit(page, "YAML")
         assert "- Fish\n- Sell" in page.locator('textarea[name="file:actors/actor-1.yaml"]').input_value().replace("  ", "")
         self.submit(page, "Form")
         assert page.locator('[name="actors/actor-1.yaml::goals"]').input_value() == "Fish\nSell"
         self.submit(page, "Create the scenario")
         page.wait_for_url(lambda url: url.endswith("/scenarios/quiet-harbour/"))
-        assert Scenario.objects.get().actors.get().goals == ["Fish", "Sell"]
+        stored = Scenario.objects.get()
+        assert [(a.short_name, a.goals) for a in stored.actors.order_by("position")] == [
+            ("actor-1", ["Fish", "Sell"]), ("port", [])]
 

@@ -25,7 +25,8 @@ LIBRARY = Path(settings.SCENARIO_LIBRARY_DIR)
 
 class FormReader(HTMLParser):
     """The fields a browser would send for the page's editor form, as it would send them: textareas without
-    the newline after their tag, only ticked checkboxes, each select's chosen option."""
+    the newline after their tag, one-line inputs without line breaks, only ticked checkboxes and enabled fields,
+    each select's chosen option."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -42,8 +43,11 @@ class FormReader(HTMLParser):
             self.inside = True
         if not self.inside or "name" not in attrs and tag != "option":
             return
+        if "disabled" in attrs:
+            return  # a browser sends nothing for a disabled field
         if tag == "input" and attrs.get("type") not in ("checkbox",) or tag == "input" and "checked" in attrs:
-            self.pairs.append((attrs["name"], attrs.get("value", "")))
+            # A browser drops line breaks from a one-line input's value.
+            self.pairs.append((attrs["name"], attrs.get("value", "").replace("\r", "").replace("\n", "")))
         elif tag == "textarea":
             self._textarea, self._text = attrs["name"], ""
         elif tag == "select":
@@ -414,3 +418,123 @@ def test_preview_and_save_and_try_from_the_editor(client, editor):
     run = Run.objects.get()
     assert tried.status_code == 302 and tried.url == reverse("runs:detail", args=[run.pk])
     assert run.max_turns == 1 and run.offline and run.scenario_version == 2
+
+
+# ---- YAML the form must not spoil --------------------------------------------------------------------------------
+def edited(files: dict[str, str], **fields) -> dict[str, str]:
+    return editing.editor_submit(posted(files, **fields), stored={}).files
+
+
+def test_a_value_shared_through_an_anchor_is_left_to_the_yaml_view():
+    files = {**HAND_EDITED, "metrics.yaml": (
+        "metrics:\n  - name: fee\n    extraction: {type: pattern, pattern: 'fee of (\\d+)'}\n"
+        "    thresholds: &limits {warning: 3, critical: 6}\n"
+        "  - name: anger\n    extraction: {type: keyword, keywords: [strike]}\n    thresholds: *limits\n")}
+    shared = {each.name: each for each in all_fields(form_sections(Folder(files)))}
+    assert shared["metrics.yaml::metrics[1].thresholds.warning"].shared == "limits"
+    assert edited(files, **{"metrics.yaml::metrics[1].thresholds.warning": "4"}) == files
+
+
+@pytest.mark.django_db
+def test_text_of_several_lines_in_a_one_line_field_survives_a_browser(client, editor):
+    files = {**HAND_EDITED, "exogenous-events.yaml": (
+        "random_events:\n  - name: storm\n    description: |\n      A storm\n      closes the harbour\n"
+        "    probability: 0.5\n    effect: The harbour closes.\n")}
+    created = editing.scenario_create(files=files)
+    url = reverse("scenarios:edit", args=[created.slug])
+    page = client.get(url).content.decode()
+    assert '<textarea id="f:exogenous-events.yaml::random_events[0].description"' in page
+    shown = form_of(client.post(url, form_of(page, step="to_yaml")).content.decode())
+    assert shown["file:exogenous-events.yaml"] == [files["exogenous-events.yaml"]]
+
+
+def test_words_yaml_1_1_reads_as_switches_are_written_as_text_and_read_as_switches():
+    files = edited(HAND_EDITED, **{"actors/port.yaml::name": "No", "actors/port.yaml::constraints": "Yes\nOff\n2024-01-01"})
+    port = editing.editor_check(files).config.actor("port")
+    assert port.name == "No" and port.constraints == ["Yes", "Off", "2024-01-01"]
+    switches = {**HAND_EDITED, "scenario.yaml": HAND_EDITED["scenario.yaml"].replace(
+        "  communications:\n", "  communications:\n    public: off\n    coalition: yes\n")}
+    fields = {each.name: each for each in all_fields(form_sections(Folder(switches)))}
+    assert fields["scenario.yaml::features.communications.public"].value is False
+    assert fields["scenario.yaml::features.communications.coalition"].value is True
+    turned_on = edited(switches, **{"scenario.yaml::features.communications.public": ["0", "1"]})
+    assert editing.editor_check(turned_on).config.config.features.communications.public is True
+
+
+def test_a_bare_switch_keeps_saying_what_it_said_when_a_setting_joins_it():
+    files = {**HAND_EDITED, "scenario.yaml": HAND_EDITED["scenario.yaml"].replace(
+        "  communications:\n    max_per_turn: 1\n", "  communications: false\n")}
+    changed = edited(files, **{"scenario.yaml::features.communications.max_per_turn": "3"})
+    communications = editing.editor_check(changed).config.config.features.communications
+    assert (communications.enabled, communications.max_per_turn) == (False, 3)
+
+
+def test_text_starting_with_spaces_in_a_four_space_file_reads_back_as_typed():
+    files = {**HAND_EDITED, "actors/port.yaml": "name: Port Authority\nshort_name: port\nexpertise:\n    dredging: expert\n"}
+    text = "  1. Dredge\n  2. Pay"
+    once = edited(files, **{"actors/port.yaml::description": text})
+    assert editing.editor_check(once).config.actor("port").description == text
+    twice = edited(once, **{"actors/port.yaml::name": "Port Board"})
+    assert editing.editor_check(twice).config.actor("port").description == text
+
+
+def test_v1_lengths_and_actor_lists_are_read_as_the_engine_reads_them():
+    v1_length = {**HAND_EDITED, "scenario.yaml": HAND_EDITED["scenario.yaml"].replace("num_turns: 3", "scenario_length: 10")}
+    fields = {each.name: each for each in all_fields(form_sections(Folder(v1_length)))}
+    assert fields["scenario.yaml::scenario_length"].value == "10"
+    parameters = {**HAND_EDITED, "scenario.yaml": HAND_EDITED["scenario.yaml"].replace(
+        "num_turns: 3              # V1's name for turns\nturn_duration: \"1 week\"\n",
+        "parameters:\n  max_turns: 5\n  turn_duration: 1 week\n")}
+    sections = form_sections(Folder(parameters))
+    assert not [each for each in all_fields(sections) if each.spec.key in (("turns",), ("turn_duration",))]
+    assert "The length is written in V1's form" in sections[0].items[0].note
+
+    listed = {**HAND_EDITED, "scenario.yaml": HAND_EDITED["scenario.yaml"].replace(
+        "actors: [fishers, port]", "actors: [fishers.yaml, port.yaml]")}
+    renamed = edited(listed, **{"actors/port.yaml::short_name": "board"})
+    assert "actors: [fishers.yaml, board]" in renamed["scenario.yaml"]
+    removed = change(renamed, {"op": "remove", "file": "actors/fishers.yaml"})
+    assert "actors: [board]" in removed.files["scenario.yaml"] and editing.editor_check(removed.files).config
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("base", [
+    {"scenario.yaml\x00": "x"}, {"a" * 300 + ".yaml": "x"}, {"scenario.yaml": "x", "scenario.yaml/inner.yaml": "y"},
+    "[" * 100_000, {"scenario.yaml": "a:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 2000))},
+    {"scenario.yaml": "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+                      "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+                      "e: [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n"},
+])
+def test_a_hostile_page_gets_an_answer_never_an_error(client, editor, base):
+    data = {"base": base if isinstance(base, str) else json.dumps(base), "mode": "form", "step": "check",
+            "change": "[" * 100_000}
+    answer = client.post(reverse("scenarios:check"), data)
+    assert answer.status_code in (200, 400) and answer.json()
+    page = client.post(reverse("scenarios:new"), {**data, "step": "save"})
+    assert page.status_code in (200, 400) and not Scenario.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_save_from_a_page_opened_before_someone_else_saved_is_refused_first(client, editor):
+    created = editing.scenario_create(files=HAND_EDITED)
+    url = reverse("scenarios:edit", args=[created.slug])
+    first, second = client.get(url).content.decode(), client.get(url).content.decode()
+    assert client.post(url, form_of(first, step="save", **{"scenario.yaml::name": "Harbour Talks"})).status_code == 302
+    stale = client.post(url, form_of(second, step="save", **{"actors/port.yaml::name": "Port Board"}))
+    assert stale.status_code == 409 and "was saved since you opened it" in stale.content.decode()
+    assert Scenario.objects.get().name == "Harbour Talks" and created.versions.count() == 2
+    again = client.post(url, form_of(stale.content.decode(), step="save"))
+    assert again.status_code == 302 and created.versions.count() == 3
+
+
+@pytest.mark.django_db
+def test_the_live_check_answers_for_the_fields_of_the_page_that_asked(client, editor):
+    cleared = posted(HAND_EDITED, step="check", **{"scenario.yaml::num_turns": ""})
+    body = client.post(reverse("scenarios:check"), cleared.urlencode(),
+                       content_type="application/x-www-form-urlencoded").json()
+    assert [p["field"] for p in body["problems"]] == ["scenario.yaml::num_turns"]
+    added = change(HAND_EDITED, {"op": "add", "what": "actor"}).files
+    typed = posted(added, step="check", **{"actors/actor-1.yaml::name": "Council", "actors/actor-1.yaml::short_name":
+                                           "council", "actors/actor-1.yaml::llm_model": "openai/gpt-4o-mnii"})
+    body = client.post(reverse("scenarios:check"), typed.urlencode(), content_type="application/x-www-form-urlencoded").json()
+    assert [p["field"] for p in body["warnings"]] == ["actors/actor-1.yaml::llm_model"]
