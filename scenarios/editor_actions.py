@@ -13,17 +13,8 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from engine.scenario.errors import LocatedError, format_path
 from engine.scenario.schema import SHORT_NAME
-from scenarios.editor_form import (
-    EVENTS_FILE,
-    METRICS_FILE,
-    RULES_FILE,
-    SCENARIO_FILE,
-    Field,
-    Section,
-    actor_files,
-    all_fields,
-    listed_name,
-)
+from scenarios.editor_form import Field, Section, actor_files, all_fields, listed_name
+from scenarios.editor_specs import EVENTS_FILE, METRICS_FILE, RULES_FILE, SCENARIO_FILE
 from scenarios.editor_yaml import Folder, YamlFileError, block_list, flow_list, get, is_yaml, rename_key
 
 DEFAULT_MODEL = "openai/gpt-4o-mini"
