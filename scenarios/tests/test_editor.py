@@ -538,3 +538,14 @@ def test_the_live_check_answers_for_the_fields_of_the_page_that_asked(client, ed
                                            "council", "actors/actor-1.yaml::llm_model": "openai/gpt-4o-mnii"})
     body = client.post(reverse("scenarios:check"), typed.urlencode(), content_type="application/x-www-form-urlencoded").json()
     assert [p["field"] for p in body["warnings"]] == ["actors/actor-1.yaml::llm_model"]
+
+
+@pytest.mark.django_db
+def test_the_live_check_of_the_yaml_view_answers_at_file_and_line_with_the_closest_key(client, editor):
+    text = HAND_EDITED["actors/port.yaml"].replace("goals:", "goal:")
+    data = {"base": json.dumps(HAND_EDITED), "mode": "yaml", "step": "check",
+            **{f"file:{path}": body for path, body in HAND_EDITED.items()}, "file:actors/port.yaml": text}
+    body = client.post(reverse("scenarios:check"), data).json()
+    assert body["problems"] == []
+    [warning] = body["warnings"]
+    assert (warning["file"], warning["line"]) == ("actors/port.yaml", 4) and "did you mean 'goals'?" in warning["text"]
