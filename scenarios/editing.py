@@ -280,11 +280,24 @@ def _normalised(files: dict[str, str]) -> dict[str, str]:
     return {path: text.replace("\r\n", "\n") for path, text in files.items()}
 
 
-def scenario_save_files(*, scenario: Scenario, files: dict[str, str]) -> Scenario:
+class ScenarioChanged(Exception):
+    """The scenario was saved again since the editor page was opened."""
+
+    def __init__(self, current: int | None) -> None:
+        super().__init__(f"version {current} was saved since the page was opened")
+        self.current = current
+
+
+def scenario_save_files(*, scenario: Scenario, files: dict[str, str], opened_at: int | None = None) -> Scenario:
     """Store the scenario from its folder's files as edited on the site, their text kept as the new version.
-    Raises ScenarioLoadError (every problem with its file, key and line) with nothing stored."""
+    Raises ScenarioLoadError (every problem with its file, key and line) with nothing stored; ScenarioChanged
+    when `opened_at` (the version the page was opened at) is no longer the last one."""
     config = load_files(files, label=scenario.slug)
     with transaction.atomic():
+        Scenario.objects.select_for_update().filter(pk=scenario.pk).first()  # saves of one scenario in turn
+        current = scenario_current_version(scenario=scenario)
+        if opened_at is not None and opened_at != current:
+            raise ScenarioChanged(current)
         return scenario_from_engine(config=config, slug=scenario.slug, files=_normalised(files))
 
 

@@ -161,16 +161,16 @@ def _editor(request: HttpRequest, scenario: Scenario | None) -> HttpResponse:
         messages.error(request, str(exc))
         return _editor_page(request, scenario, editing.Edit(stored, "form", "open", version=current), status=400)
     check = editing.editor_check(edit.files)
-    if edit.step in ("save", "save_try") and edit.version is not None and edit.version != current:
-        messages.error(request, f"Not saved: version {current} of this scenario was saved since you opened it. Your "
-                                "text is below as you left it; the versions page shows what changed. Saving again "
-                                "makes yours the next version.")
-        edit.version = current
-        return _editor_page(request, scenario, edit, check=check, status=409)
     if edit.step in ("save", "save_try") and check.config is not None and not edit.problems:
         try:
-            saved = (editing.scenario_save_files(scenario=scenario, files=edit.files) if scenario
-                     else editing.scenario_create(files=edit.files))
+            saved = (editing.scenario_save_files(scenario=scenario, files=edit.files, opened_at=edit.version)
+                     if scenario else editing.scenario_create(files=edit.files))
+        except editing.ScenarioChanged as exc:
+            messages.error(request, f"Not saved: version {exc.current} of this scenario was saved since you opened "
+                                    "it. Your text is below as you left it; the versions page shows what changed. "
+                                    "Saving again makes yours the next version.")
+            edit.version = exc.current
+            return _editor_page(request, scenario, edit, check=check, status=409)
         except (ScenarioLoadError, ScenarioImportError, ScenarioSlugTaken) as exc:
             messages.error(request, f"Not saved: {exc}")
         else:
