@@ -100,7 +100,7 @@ class CostEstimate:
 
     def describe(self) -> str:
         cost, tokens = self.cost, self.tokens
-        turns = f"{self.turns} turns"
+        turns = f"{self.turns} turn{'s' if self.turns != 1 else ''}"
         if self.min_turns is not None and self.min_turns < self.turns:
             turns = f"{self.min_turns} to {self.turns} turns (it ends once {self.end_condition})"
         return (

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -20,7 +18,9 @@ from engine.scenario.folder import Scenario as EngineScenario
 from scenarios.archives import MAX_NAME_BYTES, ScenarioImportError
 from scenarios.editor_actions import apply_action, apply_renames
 from scenarios.editor_form import Field, Item, Section, all_fields, all_items, apply_fields, form_sections
-from scenarios.editor_yaml import Folder, YamlFileError
+from scenarios.editor_specs import EVENT_KINDS, EVENTS_FILE, METRICS_FILE, RULES_FILE, SCENARIO_FILE
+from scenarios.editor_yaml import Folder, YamlFileError, safe_text
+from scenarios.folders import load_files
 from scenarios.models import Scenario
 from scenarios.services import ScenarioSlugTaken, scenario_from_engine, scenario_record_version, scenario_to_engine
 
@@ -114,9 +114,12 @@ def editor_submit(post: Any, *, stored: dict[str, str]) -> Edit:
         return Edit(base, "yaml", step, [LocatedError(exc.file, "", None, str(exc))], version=version)
     renames = apply_fields(folder, sections, post)
     problems = apply_action(folder, change) if step == "change" else []
-    problems += apply_renames(folder, renames, sections) if step != "check" else []
-    return Edit(folder.result(), "yaml" if step == "to_yaml" else "form", step, problems,
-                shown=base if step == "check" else None, version=version)
+    if step == "check":  # the page's own field names stay: the renames are asked for their problems only
+        files = folder.result()
+        return Edit(files, "form", step, problems + apply_renames(folder, renames, sections), shown=base,
+                    version=version)
+    problems += apply_renames(folder, renames, sections)
+    return Edit(folder.result(), "yaml" if step == "to_yaml" else "form", step, problems, version=version)
 
 
 # ---- checking ----------------------------------------------------------------------------------------------------
@@ -127,26 +130,6 @@ class Check:
     config: EngineScenario | None
     problems: list[LocatedError]
     warnings: list[LocatedError]
-
-
-def load_files(files: dict[str, str], *, label: str) -> EngineScenario:
-    """The scenario the files make, loaded by the engine from a temporary folder; raises ScenarioLoadError naming
-    `label` (every problem with its file, key and line), ScenarioImportError for a path outside the folder."""
-    with tempfile.TemporaryDirectory(prefix="scenario-edit-") as temporary:
-        root = Path(temporary).resolve()
-        for relative, text in files.items():
-            path = (root / relative).resolve()
-            if root not in path.parents:  # names come from a form: never a file elsewhere
-                raise ScenarioImportError(f"{relative!r} is not a file of the scenario's folder")
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(text.replace("\r\n", "\n"), encoding="utf-8")
-            except (OSError, ValueError) as exc:  # a name the file system refuses, a file where a folder must go
-                raise ScenarioImportError(f"{relative[:80]!r} cannot be a file of the scenario's folder ({exc})") from None
-        try:
-            return EngineScenario.load(root)
-        except ScenarioLoadError as exc:
-            raise ScenarioLoadError(label, exc.errors) from None
 
 
 _WARNING = re.compile(r"^(?P<file>[^:\s]+?)(?::(?P<line>\d+))?: (?P<message>.*)$", re.S)
@@ -176,12 +159,12 @@ def _actor_file_names(files: dict[str, str]) -> dict[str, str]:
 
 
 def _model_warnings(config: EngineScenario, files: dict[str, str]) -> list[LocatedError]:
-    """A model the price data does not know is priced as a top-tier one (and is often a typo): say so at its
-    field, with the closest known name."""
+    """A model name the price data does not list is often a typo: say so at its field with the closest listed
+    name. One nobody prices at all is priced as a top-tier model in estimates and credit limits: say that too."""
     from engine.llm.price_index import priced_models
-    from engine.llm.pricing import PriceBook
+    from engine.llm.pricing import PriceBook, is_free
 
-    book, known, out = PriceBook(), None, []
+    book, listed, out = PriceBook.from_environment(), None, []
     actor_files = _actor_file_names(files)
     places = [("scenario.yaml", "world_state_model", config.config.world_state_model)]
     places += [(actor_files.get(actor.short_name, f"actors/{actor.short_name}.yaml"), "llm_model", actor.llm_model)
@@ -189,13 +172,20 @@ def _model_warnings(config: EngineScenario, files: dict[str, str]) -> list[Locat
     if config.validation is not None:
         places.append(("validation-rules.yaml", "validation_model", config.validation.validation_model))
     for file, key, model in places:
-        if book.is_known(model):
+        name = model.strip().lower()
+        base = name.rsplit(":", 1)[0] if ":" in name.rpartition("/")[2] else name  # OpenRouter's ":nitro" etc.
+        listed = listed if listed is not None else priced_models()
+        if is_free(name) or name in book.table or base in listed:
             continue
-        known = known if known is not None else priced_models()
-        match = closest(model.lower(), known, cutoff=0.8)
+        match = closest(base, listed, cutoff=0.8)
+        suggestion = f"did you mean '{match}'?" if match else None
+        if book.is_known(model):
+            if match:
+                out.append(LocatedError(file, key, None, f"{model!r} is not a model name the price data lists",
+                                        suggestion))
+            continue
         out.append(LocatedError(file, key, None, f"{model!r} is not in the price data, so estimates and credit "
-                                "limits count it at a top-tier model's price",
-                                f"did you mean '{match}'?" if match else None))
+                                "limits count it at a top-tier model's price", suggestion))
     return out
 
 
@@ -222,6 +212,7 @@ class Placed:
     line: int | None
     field: str = ""  # a field's name
     item: str = ""  # an item's id
+    section: str = ""  # a section's key
 
 
 def _under(prefix: str, path: str) -> bool:
@@ -235,29 +226,46 @@ def _names(each: Field) -> tuple[str, ...]:
     return tuple(format_path([*each.path[:-1], key]) for key in (each.spec.key[0], *each.spec.aliases))
 
 
+def _section_of(problem: LocatedError) -> str:
+    """The form's section for a problem no field or item shows."""
+    file, first = problem.file, problem.key_path.split(".")[0].split("[")[0]
+    if file.startswith("actors") or (file == SCENARIO_FILE and first == "actors"):
+        return "actors"
+    if file.startswith("background"):
+        return "documents"
+    return {SCENARIO_FILE: "scenario", METRICS_FILE: "metrics", RULES_FILE: "checks"}.get(file) or (
+        first if file == EVENTS_FILE and first in EVENT_KINDS else "")
+
+
 def place(problems: list[LocatedError], warnings: list[LocatedError], sections: list[Section] | None) -> list[Placed]:
-    """Each problem and warning at the field whose place it names (or the nearest field or item above it); in
-    the YAML view (no sections) at its file and line."""
+    """Each problem and warning where the page shows it: at the field whose place it names, else the nearest field
+    above or below that place, else the part (item) holding it, else its section; in the YAML view (no sections)
+    at its file and line. At a field it reads without the key path, at an item with the path inside it."""
     fields: list[Field] = all_fields(sections) if sections else []
     items: list[Item] = all_items(sections) if sections else []
     out = []
     for level, found in (("problem", problems), ("warning", warnings)):
         for problem in found:
-            text = str(LocatedError("", problem.key_path, None, problem.message, problem.suggestion))
-            file = problem.file
-            placed = Placed(level, text, file, problem.line)
-            candidates = [f for f in fields if f.file == file and (_under(f.key_path, problem.key_path)
-                                                                   or problem.key_path in _names(f))]
-            if candidates:
-                chosen = max(candidates, key=lambda f: len(f.key_path))
-                placed.field = chosen.name
-                if problem.key_path in (chosen.key_path, *_names(chosen)):  # the field says where: only what
-                    placed.text = str(LocatedError("", "", None, problem.message, problem.suggestion))
-            else:
-                owners = [i for i in items if i.file == file and _under(format_path(list(i.path)), problem.key_path)]
-                if owners:
-                    placed.item = max(owners, key=lambda i: len(i.path)).id
+            where = problem.key_path
+            placed = Placed(level, str(LocatedError("", where, None, problem.message, problem.suggestion)),
+                            problem.file, problem.line)
             out.append(placed)
+            if sections is None:
+                continue
+            mine = [f for f in fields if f.file == problem.file]
+            above = [f for f in mine if _under(f.key_path, where) or where in _names(f)]
+            below = [f for f in mine if where and _under(where, f.key_path)]
+            owners = [i for i in items if i.file == problem.file and _under(format_path(list(i.path)), where)]
+            if above or below:
+                placed.field = (max(above, key=lambda f: len(f.key_path)) if above else below[0]).name
+                placed.text = str(LocatedError("", "", None, problem.message, problem.suggestion))
+            elif owners:
+                owner = max(owners, key=lambda i: len(i.path))
+                inside = where[len(format_path(list(owner.path))):].lstrip(".")
+                placed.item = owner.id
+                placed.text = str(LocatedError("", inside, None, problem.message, problem.suggestion))
+            else:
+                placed.section = _section_of(problem)
     return out
 
 
@@ -269,6 +277,19 @@ def scenario_files(*, scenario: Scenario) -> dict[str, str]:
     if version is not None:
         return dict(version.files)
     return scenario_folder_files(scenario_to_engine(scenario=scenario))
+
+
+def scenario_template(*, scenario: Scenario) -> dict[str, str]:
+    """A scenario's files to start a new one from: as its author wrote them, named "<name> (copy)"."""
+    folder = Folder(scenario_files(scenario=scenario))
+    try:
+        data = folder.data("scenario.yaml")
+    except YamlFileError:
+        data = None
+    if data is not None:
+        data["name"] = safe_text(f"{scenario.name} (copy)")
+        folder.changed("scenario.yaml")
+    return folder.result()
 
 
 def scenario_current_version(*, scenario: Scenario) -> int | None:

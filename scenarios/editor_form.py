@@ -77,6 +77,12 @@ class Field:
         return format_path(list(self.path))
 
     @property
+    def rows(self) -> int:
+        """Enough rows to see the text whole (long lines wrap), within reason."""
+        lines = str(self.value).split("\n")
+        return max(self.spec.rows, min(15, sum(1 + len(line) // 80 for line in lines) + 1))
+
+    @property
     def choice_values(self) -> list[str]:
         return [value for value, _label in self.spec.choices]
 
@@ -112,6 +118,8 @@ class Section:
     add: dict | None = None  # the action that adds an item
     add_label: str = ""
     note: str = ""
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def add_value(self) -> str:
@@ -256,7 +264,8 @@ def _event_children(path: Path, entry: Any, folder: Folder) -> list[Section]:
         return []
     items = _list_items(folder, EVENTS_FILE, container, specs, lambda _entry, index: f"{label} {index + 1}")
     add = {"op": "add", "what": what, "file": EVENTS_FILE, "path": list(container)}
-    return [Section(f"{field_name(EVENTS_FILE, container)}", f"{label}s", items, add=add, add_label=f"Add a {what}")]
+    return [Section(f"{field_name(EVENTS_FILE, container)}", f"{label}s", items, add=add,
+                    add_label=f"Add a {label.lower()}")]
 
 
 def form_sections(folder: Folder) -> list[Section]:

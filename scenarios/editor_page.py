@@ -52,6 +52,7 @@ class EditorPage:
     previews: list | None = None
     note: str = ""
     version: int | None = None  # the version the page edits (a save from an older one is refused)
+    fresh: bool = False  # a blank new scenario, not checked yet
 
     @property
     def base(self) -> str:
@@ -101,8 +102,9 @@ def editor_page(edit: Edit, check: Check, *, preview: bool = False) -> EditorPag
     if sections is not None:
         fields = {each.name: each for each in all_fields(sections)}
         items = {each.id: each for each in all_items(sections)}
+        by_key = {each.key: each for each in sections}
         for each in placed:
-            target = fields.get(each.field) or items.get(each.item)
+            target = fields.get(each.field) or items.get(each.item) or by_key.get(each.section)
             if target is None:
                 unplaced.append(each)
             else:
@@ -121,4 +123,5 @@ def editor_page(edit: Edit, check: Check, *, preview: bool = False) -> EditorPag
         previews = scenario_turn_one(config=check.config)
     return EditorPage(mode=mode, files=edit.files, sections=sections, yaml_files=yaml_files, placed=placed,
                       unplaced=unplaced, estimate=_estimate(check.config) if check.config is not None else None,
-                      previews=previews, note=note, version=edit.version)
+                      previews=previews, note=note, version=edit.version,
+                      fresh=edit.step == "open" and check.config is None and not check.problems)

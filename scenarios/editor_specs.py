@@ -70,7 +70,7 @@ ACTOR_SPECS = (
     Spec(("llm_model",), "Model", "model", aliases=("model",), help=MODEL_HELP),
     Spec(("control",), "Played by", "choice", choices=(("ai", "a model"), ("human", "a person")), default="ai"),
     Spec(("description",), "Who they are", "textarea"),
-    Spec(("system_prompt",), "Instructions", "textarea", rows=4),
+    Spec(("system_prompt",), "Instructions to this actor", "textarea", rows=4),
     Spec(("goals",), "Goals", "lines", help=TEXT_AS_LINES, aliases=("long_term_goals",), rows=4),
     Spec(("constraints",), "Constraints", "lines", help=TEXT_AS_LINES),
     Spec(("decision_making_style",), "How they decide", "textarea", aliases=("decision_style",)),
@@ -111,24 +111,24 @@ CHECK_SPECS = (
 _ONCE = Spec(("once",), "At most once a run", "bool", default=True)
 EVENT_KINDS: dict[str, tuple[str, str, tuple[Spec, ...]]] = {
     "scheduled_events": ("Scheduled events", "on given turns", (
-        Spec(("name",), "Name"), Spec(("description",), "Description"),
+        Spec(("name",), "Name"), Spec(("description",), "Short description", "textarea", rows=2),
         Spec(("schedule", "turns"), "On turns", "ints", help="e.g. 2, 4", clear="delete"),
         Spec(("effect",), "What happens", "textarea"))),
     "random_events": ("Random events", "by chance, each turn", (
-        Spec(("name",), "Name"), Spec(("description",), "Description"),
+        Spec(("name",), "Name"), Spec(("description",), "Short description", "textarea", rows=2),
         Spec(("probability",), "Chance", "number", unit="each turn, 0 to 1", clear="delete"),
         Spec(("turn_range",), "Between turns", "range", clear="delete"),
         Spec(("effect",), "What happens", "textarea"), _ONCE)),
     "trends": ("Trends", "a slow change over turns", (
-        Spec(("name",), "Name"), Spec(("description",), "Description"),
+        Spec(("name",), "Name"), Spec(("description",), "Short description", "textarea", rows=2),
         Spec(("probability_per_turn",), "Chance", "number", unit="each turn, 0 to 1", clear="delete"))),
     "conditional_events": ("Conditional events", "when the world or a metric says so", (
-        Spec(("name",), "Name"), Spec(("description",), "Description"),
+        Spec(("name",), "Name"), Spec(("description",), "Short description", "textarea", rows=2),
         Spec(("effect",), "What happens", "textarea"), _ONCE)),
 }
 TREND_EFFECT_SPECS = (
     Spec(("turn_range",), "Turns", "range", clear="delete"),
-    Spec(("description",), "What changes"), Spec(("impact",), "Its impact"),
+    Spec(("description",), "What changes", "textarea", rows=2), Spec(("impact",), "Its impact", "textarea", rows=2),
 )
 CONDITION_SPECS = (
     Spec(("type",), "When", "choice", choices=(("metrics", "a metric compares"),

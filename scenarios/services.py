@@ -41,6 +41,7 @@ from scenarios.archives import (  # noqa: F401 - ScenarioImportError and the lim
     extract_safely,
     scenario_root,
 )
+from scenarios.folders import authors_text
 from scenarios.models import Actor, BackgroundDocument, Scenario, ScenarioVersion
 
 # What a scenario.yaml column holds; everything else there goes to `extra`.
@@ -299,12 +300,12 @@ def scenario_validate(*, scenario: Scenario) -> list[str]:
 
 
 # ---- import -----------------------------------------------------------------------------------------------
-def _store(config: EngineScenario, slug: str, *, update: bool) -> Scenario:
+def _store(config: EngineScenario, slug: str, *, update: bool, files: dict[str, str] | None) -> Scenario:
     with transaction.atomic():
         if not update and Scenario.objects.filter(slug=slug).exists():
             raise ScenarioSlugTaken(f"a scenario with slug {slug!r} already exists; "
                                     "ask to update it or choose another slug")
-        return scenario_from_engine(config=config, slug=slug)
+        return scenario_from_engine(config=config, slug=slug, files=files)
 
 
 def scenario_import_folder(*, path: str | Path, slug: str | None = None, update: bool = False) -> Scenario:
@@ -314,7 +315,7 @@ def scenario_import_folder(*, path: str | Path, slug: str | None = None, update:
     ScenarioSlugTaken unless `update`."""
     config = EngineScenario.load(path)
     slug = slug or slugify(Path(path).resolve().name)[:100] or slugify(config.name)[:100] or "scenario"
-    return _store(config, slug, update=update)
+    return _store(config, slug, update=update, files=authors_text(Path(path), config))
 
 
 def scenario_import_zip(*, upload: IO[bytes] | bytes, slug: str | None = None, update: bool = False) -> Scenario:
@@ -342,10 +343,11 @@ def scenario_import_zip(*, upload: IO[bytes] | bytes, slug: str | None = None, u
         except ScenarioLoadError as exc:
             inside = f"{label}/{root.name}" if root != target else label
             raise ScenarioLoadError(inside, exc.errors) from None  # the archive's name, not a temporary path
+        files = authors_text(root, config)
     if not slug:
         stem = root.name if root != target else Path(str(label)).stem
         slug = slugify(stem)[:100] or slugify(config.name)[:100] or "scenario"
-    return _store(config, slug, update=update)
+    return _store(config, slug, update=update, files=files)
 
 
 def _library_folders() -> list[Path]:
@@ -364,13 +366,13 @@ def scenario_import_library(*, update: bool = False) -> list[Scenario]:
         names = [folder.name for folder in folders]
         present = set(Scenario.objects.filter(slug__in=names).values_list("slug", flat=True))
         folders = [folder for folder in folders if folder.name not in present]
-    loaded = [(folder.name, EngineScenario.load(folder)) for folder in folders]
+    loaded = [(folder.name, EngineScenario.load(folder), folder) for folder in folders]
     stored = []
     with transaction.atomic():
-        for slug, config in loaded:
+        for slug, config, folder in loaded:
             if update or not Scenario.objects.filter(slug=slug).exists():
                 try:
-                    stored.append(scenario_from_engine(config=config, slug=slug))
+                    stored.append(scenario_from_engine(config=config, slug=slug, files=authors_text(folder, config)))
                 except IntegrityError:
                     if update:
                         raise

@@ -154,7 +154,11 @@ def _editor(request: HttpRequest, scenario: Scenario | None) -> HttpResponse:
     current = editing.scenario_current_version(scenario=scenario) if scenario else None
     if request.method != "POST":
         mode = "yaml" if request.GET.get("view") == "yaml" else "form"
-        return _editor_page(request, scenario, editing.Edit(stored, mode, "open", version=current))
+        source = selectors.scenario_get(slug=request.GET["from"]) if not scenario and request.GET.get("from") else None
+        if source is not None:  # a new scenario starting as a copy of another (the gallery's "start from it")
+            stored = editing.scenario_template(scenario=source)
+        blank = None if scenario or source else editing.Check(None, [], [])  # nothing typed is wrong yet
+        return _editor_page(request, scenario, editing.Edit(stored, mode, "open", version=current), check=blank)
     try:
         edit = editing.editor_submit(request.POST, stored=stored)
     except editing.EditorInputError as exc:
@@ -183,7 +187,7 @@ def _editor(request: HttpRequest, scenario: Scenario | None) -> HttpResponse:
 
 
 def _editor_page(request: HttpRequest, scenario: Scenario | None, edit, *, check=None, status: int = 200):
-    check = check or editing.editor_check(edit.files)
+    check = check if check is not None else editing.editor_check(edit.files)
     page = editor_page.editor_page(edit, check, preview=edit.step == "preview")
     return render(request, "scenarios/scenario_editor.html", {"scenario": scenario, "page": page,
                                                               "saving_failed": status >= 400}, status=status)

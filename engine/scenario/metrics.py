@@ -93,6 +93,13 @@ class MetricDefinition(OpenModel):
     actor: str | None = None
     thresholds: MetricThresholds | None = None
 
+    @field_validator("range")
+    @classmethod
+    def _low_to_high(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and value[0] > value[1]:
+            raise ValueError(f"a range is [lowest, highest]; {list(value)} ends below where it starts")
+        return value
+
     @model_validator(mode="before")
     @classmethod
     def _flat_form(cls, data: Any) -> Any:

@@ -71,7 +71,7 @@ def test_validate_an_unknown_scenario():
 # ---- estimate_scenario ---------------------------------------------------------------------------------------
 def test_estimate_prints_what_run_scenario_prints_before_starting():
     estimate = command("estimate_scenario", "ai-summit", "--turns", "1", "--credit-limit", "3")
-    assert "Provider: offline" in estimate and "Estimated cost for 1 turns" in estimate
+    assert "Provider: offline" in estimate and "Estimated cost for 1 turn:" in estimate
     assert estimate.splitlines()[-1] == "Credit limit: $3.00"
     assert not Run.objects.exists()  # nothing ran
 

@@ -50,6 +50,7 @@ class EditorInABrowser(BrowserTestCase):
         page.locator(f'[name="{actor}short_name"]').fill("fishers")
         page.locator(f'[name="{actor}goals"]').fill("Keep the harbour open\nLower the dredging fee")
         self.submit(page, "Add an actor")
+        assert page.evaluate("window.scrollY") > 0, "the page opens where the new actor is, not at its top"
         other = 'actors/actor-2.yaml::'
         # The first actor's file now follows its short name; what was typed is all there.
         assert page.locator('[name="actors/fishers.yaml::goals"]').input_value() == \

@@ -549,3 +549,83 @@ def test_the_live_check_of_the_yaml_view_answers_at_file_and_line_with_the_close
     assert body["problems"] == []
     [warning] = body["warnings"]
     assert (warning["file"], warning["line"]) == ("actors/port.yaml", 4) and "did you mean 'goals'?" in warning["text"]
+
+
+@pytest.mark.django_db
+def test_imported_and_library_scenarios_open_in_the_editor_as_their_authors_wrote_them(tmp_path):
+    from scenarios.services import scenario_import_folder, scenario_import_library
+
+    scenario_import_library()
+    summit = Scenario.objects.get(slug="ai-summit")
+    assert summit.versions.get().files == library_files("ai-summit")  # comments, quoting, order
+    v1_layout = tmp_path / "harbour" / "definition"
+    for path, text in HAND_EDITED.items():
+        (v1_layout / path).parent.mkdir(parents=True, exist_ok=True)
+        (v1_layout / path).write_text(text)
+    (tmp_path / "mine").mkdir()
+    for path, text in HAND_EDITED.items():
+        (tmp_path / "mine" / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "mine" / path).write_text(text)
+    assert scenario_import_folder(path=tmp_path / "mine").versions.get().files == HAND_EDITED
+    exported = scenario_import_folder(path=tmp_path / "harbour").versions.get().files
+    assert "scenario.yaml" in exported and "# A harbour dispute" not in exported["scenario.yaml"]  # V1's layout: as exported
+
+
+def test_model_names_the_price_data_does_not_list_are_flagged_even_when_priced_by_a_guess():
+    def warnings_for(model: str) -> list[str]:
+        files = {**HAND_EDITED, "actors/port.yaml": HAND_EDITED["actors/port.yaml"].replace("openai/gpt-4o", model)}
+        return [w.message + " " + (w.suggestion or "") for w in editing.editor_check(files).warnings]
+    assert "did you mean 'openai/gpt-4o-mini'?" in warnings_for("opneai/gpt-4o-mini")[0]
+    assert "did you mean 'anthropic/claude-3.5-haiku'?" in warnings_for("anthropic/claude-3.5-haikuu")[0]
+    assert warnings_for("openai/gpt-4o:nitro") == warnings_for("ollama/llama3") == warnings_for("azure/gpt-4o") == []
+
+
+def test_problems_without_a_field_of_their_own_go_to_the_nearest_field_part_or_section():
+    from scenarios.editor_page import editor_page
+
+    files = change(HAND_EDITED, {"op": "add", "what": "metric"}).files  # a keyword metric without keywords
+    files = edited(files, **{"metrics.yaml::metrics[1].name": "anger", "metrics.yaml::metrics[0].range[0]": "100",
+                             "metrics.yaml::metrics[0].range[1]": "0"})
+    page = editor_page(editing.Edit(files, "form", "check"), editing.editor_check(files))
+    fields = {each.name: each for each in all_fields(page.sections)}
+    assert fields["metrics.yaml::metrics[0].range"].problems == [
+        "a range is [lowest, highest]; [100.0, 0.0] ends below where it starts"]
+    [keywords] = fields["metrics.yaml::metrics[1].extraction.type"].problems
+    assert keywords.startswith("a keyword extraction needs `keywords:`")
+
+    alone = {path: text for path, text in HAND_EDITED.items() if not path.startswith("actors/")}
+    alone["scenario.yaml"] = alone["scenario.yaml"].replace("actors: [fishers, port]\n", "")
+    page = editor_page(editing.Edit(alone, "form", "check"), editing.editor_check(alone))
+    actors = next(section for section in page.sections if section.key == "actors")
+    assert actors.problems and "no actors" in actors.problems[0] and page.unplaced == []
+
+
+@pytest.mark.django_db
+def test_clearing_a_checks_name_is_flagged_at_it_as_typed(client, editor):
+    files = edited(change(HAND_EDITED, {"op": "add", "what": "check"}).files,
+                   **{"validation-rules.yaml::checks.check_1.description": "Fair play"})
+    cleared = posted(files, step="check", **{"validation-rules.yaml::checks.check_1.(name)": ""})
+    body = client.post(reverse("scenarios:check"), cleared.urlencode(),
+                       content_type="application/x-www-form-urlencoded").json()
+    assert [(p["field"], p["text"]) for p in body["problems"]] == [
+        ("validation-rules.yaml::checks.check_1.(name)", "a check needs a name")]
+
+
+@pytest.mark.django_db
+def test_a_library_scenario_starts_a_new_one_in_the_editor_and_nothing_is_stored_before_create(client, editor):
+    from scenarios.services import scenario_import_library
+
+    scenario_import_library()
+    gallery = client.get(reverse("scenarios:gallery")).content.decode()
+    start = f"{reverse('scenarios:new')}?from=climate-finance"
+    assert start in gallery
+    page = client.get(start).content.decode()
+    assert 'name="scenario.yaml::name" value="Climate Finance Round (copy)"' in page
+    assert Scenario.objects.count() == 6
+    created = client.post(reverse("scenarios:new"), form_of(page, step="save"))
+    copy = Scenario.objects.get(name="Climate Finance Round (copy)")
+    assert created.status_code == 302 and copy.slug == "climate-finance-round-copy"
+    assert copy.versions.get().files["actors/qasir.yaml"] == library_files("climate-finance")["actors/qasir.yaml"]
+    blank = client.get(reverse("scenarios:new")).content.decode()
+    assert "Fill in the scenario: it is checked as you go." in blank and "problem-note" not in blank
+    assert 'formaction="/scenarios/new/#add-actors"' in blank and 'formaction="/scenarios/new/#editor-preview"' in blank

@@ -31,7 +31,8 @@
 
   function show(list, level) {
     list.forEach(function (problem) {
-      var place = find("data-field", problem.field) || find("data-item", problem.item);
+      var place = find("data-field", problem.field) || find("data-item", problem.item) ||
+        find("data-section", problem.section);
       var text = problem.text;
       if (!place && form.dataset.mode === "yaml") place = find("data-file", problem.file);
       if (place && form.dataset.mode === "yaml" && problem.line) text = "line " + problem.line + ": " + text;
