@@ -189,6 +189,40 @@ def _model_warnings(config: EngineScenario, files: dict[str, str]) -> list[Locat
     return out
 
 
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _sense_warnings(config: EngineScenario) -> list[LocatedError]:
+    """What loads but cannot work as meant: a metric an end condition cannot name, a threshold outside its
+    metric's range, an outside event set for turns the scenario never plays."""
+    out = []
+    metrics = config.metrics.metrics if config.metrics and isinstance(config.metrics.metrics, list) else []
+    for index, metric in enumerate(metrics):
+        if not _NAME.match(metric.name):
+            out.append(LocatedError(METRICS_FILE, f"metrics[{index}].name", None,
+                                    "end conditions cannot name a metric with spaces or signs",
+                                    f"write it as {re.sub(r'[^A-Za-z0-9_]+', '_', metric.name).strip('_')!r}"))
+        if metric.range and metric.thresholds:
+            low, high = metric.range
+            for level in ("warning", "critical"):
+                value = getattr(metric.thresholds, level)
+                if value is not None and not low <= value <= high:
+                    out.append(LocatedError(METRICS_FILE, f"metrics[{index}].thresholds.{level}", None,
+                                            f"{value:g} is outside the metric's range ({low:g} to {high:g}), "
+                                            "so it is never crossed"))
+    turns, events = config.config.turns, config.exogenous_events
+    if events is not None:
+        for index, event in enumerate(events.random_events):
+            if event.turn_range and event.turn_range[0] > turns:
+                out.append(LocatedError(EVENTS_FILE, f"random_events[{index}].turn_range", None,
+                                        f"the scenario plays {turns} turns, so this never happens"))
+        for index, event in enumerate(events.scheduled_events):
+            if all(turn > turns for turn in event.schedule.turns):
+                out.append(LocatedError(EVENTS_FILE, f"scheduled_events[{index}].schedule.turns", None,
+                                        f"the scenario plays {turns} turns, so this never happens"))
+    return out
+
+
 def editor_check(files: dict[str, str]) -> Check:
     """Load the files as the engine would run them: the scenario, or every problem; warnings either way."""
     try:
@@ -197,7 +231,7 @@ def editor_check(files: dict[str, str]) -> Check:
         return Check(None, list(exc.errors), [])
     except ScenarioImportError as exc:
         return Check(None, [LocatedError("", "", None, str(exc))], [])
-    warnings = [_warning(text) for text in config.warnings] + _model_warnings(config, files)
+    warnings = [_warning(text) for text in config.warnings] + _model_warnings(config, files) + _sense_warnings(config)
     return Check(config, [], warnings)
 
 

@@ -163,6 +163,8 @@ def test_every_library_scenario_comes_back_from_its_form_unchanged(name):
     files = library_files(name)
     edit = editing.editor_submit(posted(files, step="to_yaml"), stored={})
     assert edit.files == files and not edit.problems
+    check = editing.editor_check(files)
+    assert check.config is not None and check.problems == check.warnings == []  # nothing to flag in the library
 
 
 def test_a_hand_edited_yaml_survives_a_form_round_trip_as_the_same_scenario():
@@ -629,3 +631,14 @@ def test_a_library_scenario_starts_a_new_one_in_the_editor_and_nothing_is_stored
     blank = client.get(reverse("scenarios:new")).content.decode()
     assert "Fill in the scenario: it is checked as you go." in blank and "problem-note" not in blank
     assert 'formaction="/scenarios/new/#add-actors"' in blank and 'formaction="/scenarios/new/#editor-preview"' in blank
+
+
+def test_what_loads_but_cannot_work_as_meant_is_a_warning_at_its_field():
+    files = {**HAND_EDITED, "metrics.yaml": HAND_EDITED["metrics.yaml"].replace("name: fee", "name: fee paid") +
+             "    thresholds: {warning: 150}\n",
+             "exogenous-events.yaml": "scheduled_events:\n  - name: late\n    schedule: {turns: [9]}\n    effect: Too late.\n"}
+    warnings = {(w.file, w.key_path): w.message for w in editing.editor_check(files).warnings}
+    assert "end conditions cannot name" in warnings[("metrics.yaml", "metrics[0].name")]
+    assert "outside the metric's range (0 to 100)" in warnings[("metrics.yaml", "metrics[0].thresholds.warning")]
+    assert "plays 3 turns" in warnings[("exogenous-events.yaml", "scheduled_events[0].schedule.turns")]
+    assert editing.editor_check(HAND_EDITED).warnings == []
