@@ -42,15 +42,23 @@ def authors_text(folder: Path, config: EngineScenario) -> dict[str, str] | None:
     editor opens: only when they make exactly the scenario loaded from the folder (the engine's own layout, no
     file it would skip); else None, and the export's text is kept instead."""
     files: dict[str, str] = {}
+    others = False  # a file the editor would not keep (a V1 definition/ folder, a .yml name, hidden, notes)
     try:
         for path in sorted(folder.rglob("*")):
             relative = path.relative_to(folder).as_posix()
-            if path.is_file() and READ_FILES.match(relative):
-                files[relative] = path.read_text(encoding="utf-8").replace("\r\n", "\n")
+            if not path.is_file():
+                continue
+            if READ_FILES.match(relative):
+                files[relative] = path.read_text(encoding="utf-8")
+            else:
+                others = True
     except (OSError, UnicodeDecodeError):
         return None
     if "scenario.yaml" not in files:
         return None
+    if not others and not any("\r" in text for text in files.values()):
+        return files  # the folder is these files, byte for byte: they load as it did
+    files = {path: text.replace("\r\n", "\n") for path, text in files.items()}
     try:
         same = scenario_folder_files(load_files(files, label=folder.name)) == scenario_folder_files(config)
     except (ScenarioLoadError, ScenarioImportError, ValueError):
