@@ -79,8 +79,9 @@ def _base(post: Any, stored: dict[str, str]) -> dict[str, str]:
     if not isinstance(base, dict) or len(base) > MAX_FILES or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in base.items()):
         raise unreadable
+    paths = set(base)
     for path in base:
-        if problem := _path_problem(path, set(base)):
+        if problem := _path_problem(path, paths):
             raise EditorInputError(problem)
     return base
 
@@ -93,7 +94,7 @@ def editor_submit(post: Any, *, stored: dict[str, str]) -> Edit:
     mode = post.get("mode") if post.get("mode") in MODES else (
         "yaml" if any(key.startswith("file:") for key in post) else "form")
     step = post.get("step") if post.get("step") in STEPS else "save"
-    version = int(post["version"]) if str(post.get("version", "")).isdigit() else None
+    version = int(post["version"]) if re.fullmatch(r"[0-9]{1,9}", post.get("version") or "") else None
     change: Any = None
     if post.get("change"):
         step = "change"
