@@ -108,6 +108,15 @@ class EditorInABrowser(BrowserTestCase):
         page.screenshot(path=ARTIFACTS / "editor-version-diff.png", full_page=True)
         assert [line for line in self.console if line.startswith("pageerror")] == [], self.console
 
+        # On a phone, as staff (the longest menu): nothing wider than the screen.
+        User.objects.filter(username="author").update(is_staff=True)
+        page.set_viewport_size({"width": 375, "height": 800})
+        page.goto(f"{self.live_server_url}/scenarios/harbour-dispute/edit/")
+        page.wait_for_function("document.documentElement.clientWidth <= 375")
+        wide = page.evaluate("document.documentElement.scrollWidth")
+        page.screenshot(path=ARTIFACTS / "editor-375px.png")
+        assert wide <= 375, f"the editor is {wide} px wide on a 375 px screen"
+
     def test_the_editor_works_without_javascript(self):
         page = self.open_signed_in(java_script_enabled=False)
         page.goto(f"{self.live_server_url}/scenarios/new/")
