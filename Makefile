@@ -59,18 +59,18 @@ $(CHROMIUM):
 	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null
 
 # Three passes run side by side, each on databases, queues, folders and ports of its own (each pytest process
-# makes its own temporary data folder): the embedded profile in two halves of about the same length (runs/,
-# and the rest), one per core, and the scale-out pass, which mostly waits on its servers and workers. The
-# other passes' output follows the first's.
+# makes its own temporary data folder): the embedded profile in two halves of about the same length (runs/ and
+# batches/, and the rest), one per core, and the scale-out pass, which mostly waits on its servers and workers.
+# The other passes' output follows the first's.
 test: $(DEV_STAMP) $(CHROMIUM)
 	$(VENV)/bin/ruff check .
 	@mkdir -p test-artifacts
 	@$(MAKE) --no-print-directory test-scale-out > test-artifacts/scale-out.log 2>&1 & scale_out=$$!; \
-	$(PY) -m pytest runs > test-artifacts/embedded-runs.log 2>&1 & runs_half=$$!; \
-	$(PY) -m pytest --ignore-glob='runs/*'; rest=$$?; \
+	$(PY) -m pytest runs batches > test-artifacts/embedded-runs.log 2>&1 & runs_half=$$!; \
+	$(PY) -m pytest --ignore-glob='runs/*' --ignore-glob='batches/*'; rest=$$?; \
 	wait $$runs_half; runs=$$?; \
 	wait $$scale_out; scaled=$$?; \
-	echo "---- embedded profile, runs/ ----"; cat test-artifacts/embedded-runs.log; \
+	echo "---- embedded profile, runs/ and batches/ ----"; cat test-artifacts/embedded-runs.log; \
 	echo "---- PostgreSQL + Redis (make test-scale-out) ----"; cat test-artifacts/scale-out.log; \
 	test $$rest -eq 0 && test $$runs -eq 0 && test $$scaled -eq 0
 
