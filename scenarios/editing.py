@@ -22,7 +22,7 @@ from scenarios.editor_specs import EVENT_KINDS, EVENTS_FILE, METRICS_FILE, RULES
 from scenarios.editor_yaml import Folder, YamlFileError, safe_text
 from scenarios.folders import load_files
 from scenarios.models import Scenario
-from scenarios.services import ScenarioSlugTaken, scenario_from_engine, scenario_record_version, scenario_to_engine
+from scenarios.services import ScenarioSlugTaken, free_slug, scenario_from_engine, scenario_record_version, scenario_to_engine
 
 # A new scenario starts from this: the keys a scenario needs, and one actor to fill in.
 NEW_SCENARIO_FILES = {
@@ -357,18 +357,6 @@ def scenario_save_files(*, scenario: Scenario, files: dict[str, str], opened_at:
         return scenario_from_engine(config=config, slug=scenario.slug, files=_normalised(files))
 
 
-# Addresses of the scenario pages themselves (/scenarios/new/): a scenario by these names gets "-2".
-RESERVED_SLUGS = frozenset({"new", "check", "gallery"})
-
-
-def _free_slug(name: str) -> str:
-    base = slugify(name)[:90] or "scenario"
-    candidate, number = base, 2
-    while candidate in RESERVED_SLUGS or Scenario.objects.filter(slug=candidate).exists():
-        candidate, number = f"{base}-{number}", number + 1
-    return candidate
-
-
 def scenario_create(*, files: dict[str, str]) -> Scenario:
     """A new scenario from the editor's files (its slug from its name, made unique), its text as version 1.
     Raises ScenarioLoadError with nothing stored."""
@@ -376,7 +364,7 @@ def scenario_create(*, files: dict[str, str]) -> Scenario:
     for _attempt in range(3):
         try:
             with transaction.atomic():
-                return scenario_from_engine(config=config, slug=_free_slug(config.name), files=_normalised(files),
+                return scenario_from_engine(config=config, slug=free_slug(slugify(config.name)[:90] or "scenario"), files=_normalised(files),
                                             new=True)
         except (ScenarioSlugTaken, IntegrityError):
             continue  # someone took the slug since it was chosen: choose again

@@ -399,10 +399,14 @@ def scenario_export_zip(*, scenario: Scenario) -> bytes:
     return buffer.getvalue()
 
 
-def _free_slug(base: str) -> str:
-    stem = f"{base[:95]}-copy"
+# Addresses of the scenario pages themselves (/scenarios/new/): never a scenario's slug when one is chosen here.
+RESERVED_SLUGS = frozenset({"new", "check", "gallery"})
+
+
+def free_slug(stem: str) -> str:
+    """`stem`, or `stem-2`, `stem-3`, ...: the first no scenario has (nor a page of the scenario list)."""
     candidate, number = stem, 2
-    while Scenario.objects.filter(slug=candidate).exists():
+    while candidate in RESERVED_SLUGS or Scenario.objects.filter(slug=candidate).exists():
         candidate, number = f"{stem}-{number}", number + 1
     return candidate
 
@@ -414,7 +418,7 @@ def scenario_duplicate(*, scenario: Scenario) -> Scenario:
     documents = list(scenario.background_documents.all())
     copy = Scenario.objects.get(pk=scenario.pk)
     copy.pk = None
-    copy.slug = _free_slug(scenario.slug)
+    copy.slug = free_slug(f"{scenario.slug[:95]}-copy")
     copy.name = f"{scenario.name} (copy)"[:200]
     copy.save(force_insert=True)
     for item in [*actors, *documents]:

@@ -642,3 +642,9 @@ def test_what_loads_but_cannot_work_as_meant_is_a_warning_at_its_field():
     assert "outside the metric's range (0 to 100)" in warnings[("metrics.yaml", "metrics[0].thresholds.warning")]
     assert "plays 3 turns" in warnings[("exogenous-events.yaml", "scheduled_events[0].schedule.turns")]
     assert editing.editor_check(HAND_EDITED).warnings == []
+
+
+@pytest.mark.django_db
+def test_a_scenario_named_after_a_page_of_the_list_gets_a_slug_of_its_own():
+    files = {**HAND_EDITED, "scenario.yaml": HAND_EDITED["scenario.yaml"].replace("'Harbour Dispute'", "'New'")}
+    assert editing.scenario_create(files=files).slug == "new-2"  # /scenarios/new/ is the editor
